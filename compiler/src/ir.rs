@@ -1,0 +1,285 @@
+//! The checked, lowered policy: what `ast_to_ir` produces from a policy
+//! without errors. Values are validated and normalized; names are resolved
+//! to indices; spans are kept for the lint analyses.
+
+use ipnet::IpNet;
+use sluice_lang::ast::Span;
+
+/// A server, mesh or egress default, as decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DefaultPolicy {
+    /// Allow.
+    Allow,
+    /// Deny.
+    Deny,
+    /// Deny, but allow with `audit: true`.
+    Audit,
+    /// Allow a peer with an identity, deny one without.
+    Authenticated,
+}
+
+/// Application protocol of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1, HTTP/2, gRPC.
+    Http,
+    /// gRPC (denials answered in gRPC).
+    Grpc,
+    /// Opaque TCP, decided per connection.
+    Tcp,
+}
+
+/// The whole lowered policy.
+#[derive(Clone, Debug)]
+pub struct Ir {
+    /// The mesh trust domain, if declared.
+    pub trust_domain: Option<String>,
+    /// The mesh default (`Allow` when unwritten).
+    pub mesh_default: DefaultPolicy,
+    /// Servers in declaration order.
+    pub servers: Vec<Server>,
+    /// Authorization rules in declaration order.
+    pub rules: Vec<Rule>,
+    /// The egress block, if written.
+    pub egress: Option<Egress>,
+    /// Services in declaration order.
+    pub services: Vec<Service>,
+}
+
+/// An inbound server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// Name.
+    pub name: String,
+    /// Span of the server's name.
+    pub span: Span,
+    /// Inclusive port ranges, as written.
+    pub ports: Vec<(u16, u16)>,
+    /// Protocol (`Http` when unwritten).
+    pub protocol: Protocol,
+    /// Default (`Deny` when unwritten).
+    pub default: DefaultPolicy,
+    /// Routes in declaration order (empty: one implicit catch-all route).
+    pub routes: Vec<Route>,
+}
+
+/// The path condition of a route.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PathCond {
+    /// No path condition, or `path prefix "/"`.
+    Any,
+    /// `path "/a/b"` (normalized).
+    Exact(String),
+    /// `path prefix "/a"`: normalized, without trailing `/`, never empty.
+    Prefix(String),
+    /// `path regex R`: R as written; matches the whole path.
+    Regex(String),
+}
+
+/// A header or query value condition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ValueCond {
+    /// `= STRING`: the whole value equals it.
+    Exact(String),
+    /// `~ R`: R matches the whole value.
+    Regex(String),
+    /// `present`.
+    Present,
+}
+
+/// A route of a server or a service.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Name.
+    pub name: String,
+    /// Span of the route's name.
+    pub span: Span,
+    /// Path condition (`grpc` already turned into a path).
+    pub path: PathCond,
+    /// Allowed methods; empty means any.
+    pub methods: Vec<String>,
+    /// Header conditions: lowercase name and condition, in source order.
+    pub headers: Vec<(String, ValueCond)>,
+    /// Query conditions: key and condition, in source order.
+    pub queries: Vec<(String, ValueCond)>,
+    /// Service routes: backends (indices into the service's backends) and weights.
+    pub to: Vec<(usize, u32)>,
+    /// Service routes: the route's timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Service routes: the route's retry policy.
+    pub retry: Option<Retry>,
+}
+
+/// Allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// Allow.
+    Allow,
+    /// Deny.
+    Deny,
+}
+
+/// What a rule applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    /// Index into [`Ir::servers`].
+    pub server: usize,
+    /// Index into that server's routes, or `None` for the whole server.
+    pub route: Option<usize>,
+}
+
+/// One alternative of a `from` clause.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PrincipalItem {
+    /// Everyone.
+    Any,
+    /// Any peer with a verified identity.
+    Authenticated,
+    /// Identity patterns (`namespace` already expanded; `"*"` kept as is).
+    Identity(Vec<String>),
+    /// Networks minus exceptions.
+    Network(NetSet),
+}
+
+/// A set of addresses: the union of `include` minus the union of `except`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetSet {
+    /// Listed networks (host bits clear).
+    pub include: Vec<IpNet>,
+    /// Exceptions, each inside some listed network.
+    pub except: Vec<IpNet>,
+}
+
+/// A `from` clause: the peer must satisfy one of its items.
+pub type Clause = Vec<PrincipalItem>;
+
+/// An allow or deny rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Name.
+    pub name: String,
+    /// Span of the rule's name.
+    pub span: Span,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// Targets, in source order.
+    pub targets: Vec<Target>,
+    /// `from` clauses; the peer must satisfy all.
+    pub clauses: Vec<Clause>,
+}
+
+/// The egress block.
+#[derive(Clone, Debug)]
+pub struct Egress {
+    /// Default (`Deny` when unwritten).
+    pub default: Effect,
+    /// Destination rules in declaration order.
+    pub rules: Vec<EgressRule>,
+}
+
+/// An egress destination rule.
+#[derive(Clone, Debug)]
+pub struct EgressRule {
+    /// Name.
+    pub name: String,
+    /// Span of the rule's name.
+    pub span: Span,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// Host patterns, lowercase, without trailing dot (`*`, `*.x.y`, `x.y`).
+    pub hosts: Vec<String>,
+    /// Networks, if a `network` statement was written.
+    pub networks: Option<NetSet>,
+    /// Port ranges; empty means every port.
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// An outbound service.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// Name.
+    pub name: String,
+    /// Span of the service's name.
+    pub span: Span,
+    /// Authorities: lowercase host without trailing dot, and port (80 when unwritten).
+    pub authorities: Vec<(String, u16)>,
+    /// Service timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Service retry policy.
+    pub retry: Option<Retry>,
+    /// Circuit breaker settings (defaults applied).
+    pub breaker: Option<CircuitBreaker>,
+    /// Backends in declaration order.
+    pub backends: Vec<Backend>,
+    /// Routes in declaration order.
+    pub routes: Vec<Route>,
+}
+
+/// A retry condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetryCond {
+    /// 500-599.
+    ServerError,
+    /// 502, 503, 504.
+    GatewayError,
+    /// Connection refused or reset before a response.
+    Reset,
+    /// This HTTP status.
+    Status(u16),
+    /// A gRPC status code (1 cancelled, 4 deadline-exceeded, 8 resource-exhausted, 13 internal, 14 unavailable).
+    Grpc(u8),
+}
+
+/// A retry policy with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Extra attempts (default 1).
+    pub attempts: u32,
+    /// Conditions (default gateway-error, reset).
+    pub on: Vec<RetryCond>,
+    /// Per-try timeout in milliseconds.
+    pub per_try_timeout_ms: Option<u64>,
+    /// Budget in percent (default 20).
+    pub budget_percent: u8,
+}
+
+/// Circuit breaker settings with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Failures in a row that open the breaker (default 7).
+    pub consecutive_failures: u32,
+    /// Initial backoff in milliseconds (default 1000).
+    pub backoff_min_ms: u64,
+    /// Maximum backoff in milliseconds (default 60000).
+    pub backoff_max_ms: u64,
+    /// Jitter in percent (default 50).
+    pub jitter_percent: u8,
+}
+
+/// An endpoint of a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A socket address.
+    Addr(std::net::SocketAddr),
+    /// A DNS name and port.
+    Name(String, u16),
+}
+
+/// A backend of a service.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// Name.
+    pub name: String,
+    /// Span of the backend's name.
+    pub span: Span,
+    /// Endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// SPIFFE identity to require when originating mTLS.
+    pub identity: Option<String>,
+    /// Cluster label.
+    pub cluster: Option<String>,
+    /// Index of the failover backend in the same service.
+    pub failover: Option<usize>,
+    /// Concurrent request limit.
+    pub max_in_flight: Option<u32>,
+}

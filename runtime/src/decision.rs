@@ -1,0 +1,116 @@
+//! Decisions: what the runtime answers, borrowing names from the bundle.
+
+/// Why a decision came out as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// An allow or deny rule matched.
+    Rule,
+    /// No rule matched: a server, mesh or egress default decided.
+    Default,
+    /// Routed by a declared service.
+    Service,
+    /// No route of the server or service matched.
+    NoRoute,
+    /// The path could not be normalized.
+    BadPath,
+}
+
+impl Reason {
+    /// The name used in JSON (`rule`, `default`, `service`, `no-route`, `bad-path`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rule => "rule",
+            Reason::Default => "default",
+            Reason::Service => "service",
+            Reason::NoRoute => "no-route",
+            Reason::BadPath => "bad-path",
+        }
+    }
+}
+
+/// A backend of a taken service route, with its weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightedBackend<'a> {
+    /// The backend's name.
+    pub name: &'a str,
+    /// Its weight (0 sends nothing).
+    pub weight: u32,
+}
+
+/// The answer for one request. Names borrow from the bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// Allowed (also when only an audit server let it through).
+    pub allow: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The inbound server, if one covers the port.
+    pub server: Option<&'a str>,
+    /// The route taken (server or service route).
+    pub route: Option<&'a str>,
+    /// The rule that decided (or would have, under audit).
+    pub rule: Option<&'a str>,
+    /// Allowed only because the server is in audit mode.
+    pub audit: bool,
+    /// Status of an HTTP denial.
+    pub http_status: Option<u16>,
+    /// gRPC status of a denial answered in gRPC.
+    pub grpc_status: Option<u8>,
+    /// The outbound service that routed the request.
+    pub service: Option<&'a str>,
+    /// The taken service route's backends in `to` order.
+    pub backends: &'a [WeightedBackend<'a>],
+    /// Whole-request timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl<'a> Decision<'a> {
+    /// A decision with only `allow` and `reason` set.
+    pub const fn new(allow: bool, reason: Reason) -> Self {
+        Decision {
+            allow,
+            reason,
+            server: None,
+            route: None,
+            rule: None,
+            audit: false,
+            http_status: None,
+            grpc_status: None,
+            service: None,
+            backends: &[],
+            timeout_ms: None,
+        }
+    }
+}
+
+/// A request the runtime cannot decide, e.g. a connection to an HTTP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// A request without method and path sent to an `http` or `grpc` server.
+    ConnectionToHttpServer {
+        /// The server's name.
+        server: String,
+    },
+    /// An outbound request with neither authority nor IP and port, or HTTP without authority.
+    Incomplete {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// An authority that is not `host[:port]`.
+    BadAuthority,
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::ConnectionToHttpServer { server } => write!(
+                f,
+                "a connection (no method and path) cannot be sent to the HTTP server `{server}`"
+            ),
+            RequestError::Incomplete { what } => write!(f, "incomplete request: {what}"),
+            RequestError::BadAuthority => write!(f, "the authority is not `host[:port]`"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
