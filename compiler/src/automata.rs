@@ -1,0 +1,181 @@
+//! Patterns to automata: how path conditions, identity patterns, host
+//! patterns and value regexes become regex-automata dense DFAs.
+//!
+//! Every DFA is anchored (`StartKind::Anchored`) and reports, at the end of
+//! input, every pattern that matches the whole input (`MatchKind::All`).
+
+use crate::config::Config;
+use crate::ir::PathCond;
+use regex_automata::dfa::{dense, StartKind};
+use regex_automata::nfa::thompson;
+use regex_automata::{util::syntax, MatchKind};
+
+/// Characters of a SPIFFE ID path segment.
+pub const SEGMENT_CLASS: &str = "[A-Za-z0-9._-]";
+
+/// The regex (whole-input semantics) for a route's path condition.
+pub fn path_regex(cond: &PathCond) -> String {
+    match cond {
+        PathCond::Any => r"(?s:.)*".to_string(),
+        PathCond::Exact(p) => regex_syntax::escape(p),
+        PathCond::Prefix(p) => format!(r"{}(?:/(?s:.)*)?", regex_syntax::escape(p)),
+        PathCond::Regex(r) => format!("(?:{r})"),
+    }
+}
+
+/// The regex for an identity pattern other than `"*"` (which matches every
+/// verified identity and is handled without an automaton). Assumes the
+/// pattern is valid; matched only against valid SPIFFE IDs.
+pub fn identity_regex(pattern: &str) -> String {
+    let rest = pattern.strip_prefix("spiffe://").unwrap_or(pattern);
+    let (td, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let mut re = String::from("spiffe://");
+    re.push_str(&regex_syntax::escape(td));
+    for seg in path.split('/').skip(1) {
+        match seg {
+            "*" => {
+                re.push('/');
+                re.push_str(SEGMENT_CLASS);
+                re.push('+');
+            }
+            "**" => {
+                re.push_str("(?:/");
+                re.push_str(SEGMENT_CLASS);
+                re.push_str("+)+");
+            }
+            lit => {
+                re.push('/');
+                re.push_str(&regex_syntax::escape(lit));
+            }
+        }
+    }
+    re
+}
+
+/// The regex for a host pattern other than `"*"`, over the lowercase host
+/// without a trailing dot (bytes, not UTF-8).
+pub fn host_regex(pattern: &str) -> String {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => format!(r"(?s-u:[^.])+(?:\.(?s-u:[^.])+)*\.{}", regex_syntax::escape(suffix)),
+        None => regex_syntax::escape(pattern),
+    }
+}
+
+/// Which syntax a set of patterns is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// User regexes and paths: Rust `regex` syntax, Unicode.
+    Unicode,
+    /// Hosts: byte-oriented (haystacks need not be UTF-8).
+    Bytes,
+}
+
+/// Builds one anchored, all-matches DFA over `patterns` (pattern `i` has
+/// `PatternID` `i`) within the configured size limits.
+pub fn build_dfa(
+    patterns: &[String],
+    flavor: Flavor,
+    config: &Config,
+) -> Result<dense::DFA<Vec<u32>>, regex_automata::dfa::dense::BuildError> {
+    let syntax = match flavor {
+        Flavor::Unicode => syntax::Config::new(),
+        Flavor::Bytes => syntax::Config::new().utf8(false).unicode(false),
+    };
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::All)
+                .start_kind(StartKind::Anchored)
+                .unicode_word_boundary(true)
+                .dfa_size_limit(Some(config.dfa_size_limit))
+                .determinize_size_limit(Some(config.determinize_size_limit)),
+        )
+        .syntax(syntax)
+        .thompson(thompson::Config::new().utf8(flavor == Flavor::Unicode))
+        .build_many(patterns)
+}
+
+/// Checks that `regex` compiles into a DFA within the size limit; the error
+/// is a lowercase message fit for an `invalid-regex` diagnostic.
+pub fn check_regex(regex: &str, config: &Config) -> Result<(), String> {
+    if let Err(e) = regex_syntax::Parser::new().parse(regex) {
+        return Err(format!("`{regex}` is not a valid regex: {}", first_line(&e.to_string())));
+    }
+    build_dfa(&[format!("(?:{regex})")], Flavor::Unicode, config)
+        .map(|_| ())
+        .map_err(|e| format!("`{regex}` cannot be compiled into an automaton within the size limit: {e}"))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().last().unwrap_or(s).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_automata::dfa::Automaton;
+    use regex_automata::util::start;
+    use regex_automata::Anchored;
+
+    fn whole_matches(dfa: &dense::DFA<Vec<u32>>, hay: &[u8]) -> Vec<usize> {
+        let mut s = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).unwrap();
+        for &b in hay {
+            s = dfa.next_state(s, b);
+        }
+        s = dfa.next_eoi_state(s);
+        let mut out = Vec::new();
+        if dfa.is_match_state(s) {
+            for i in 0..dfa.match_len(s) {
+                out.push(dfa.match_pattern(s, i).as_usize());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn paths_match_whole_input_only() {
+        let pats: Vec<String> = [
+            PathCond::Exact("/a".into()),
+            PathCond::Prefix("/a".into()),
+            PathCond::Regex("/a/[0-9]+".into()),
+            PathCond::Any,
+        ]
+        .iter()
+        .map(path_regex)
+        .collect();
+        let dfa = build_dfa(&pats, Flavor::Unicode, &Config::default()).unwrap();
+        assert_eq!(whole_matches(&dfa, b"/a"), vec![0, 1, 3]);
+        assert_eq!(whole_matches(&dfa, b"/ab"), vec![3]);
+        assert_eq!(whole_matches(&dfa, b"/a/12"), vec![1, 2, 3]);
+        assert_eq!(whole_matches(&dfa, b"/a/12x"), vec![1, 3]);
+    }
+
+    #[test]
+    fn identities_and_hosts() {
+        let pats = vec![
+            identity_regex("spiffe://td/ns/*/sa/x"),
+            identity_regex("spiffe://td/ns/b/**"),
+            identity_regex("spiffe://td"),
+        ];
+        let dfa = build_dfa(&pats, Flavor::Unicode, &Config::default()).unwrap();
+        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/b/sa/x"), vec![0, 1]);
+        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/b"), Vec::<usize>::new());
+        assert_eq!(whole_matches(&dfa, b"spiffe://td"), vec![2]);
+        let hosts = vec![host_regex("*.example.com"), host_regex("example.com")];
+        let dfa = build_dfa(&hosts, Flavor::Bytes, &Config::default()).unwrap();
+        assert_eq!(whole_matches(&dfa, b"a.b.example.com"), vec![0]);
+        assert_eq!(whole_matches(&dfa, b"example.com"), vec![1]);
+        assert_eq!(whole_matches(&dfa, b".example.com"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn regex_checks() {
+        assert!(check_regex("(unclosed", &Config::default()).is_err());
+        assert!(check_regex("/api/v[0-9]+/.*", &Config::default()).is_ok());
+        assert!(check_regex(r"\w{50}\w{50}", &Config::default().dfa_size_limit(1 << 16)).is_err());
+    }
+}
