@@ -129,7 +129,7 @@ pub struct Target {
 }
 
 /// One alternative of a `from` clause.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PrincipalItem {
     /// Everyone.
     Any,
@@ -142,7 +142,7 @@ pub enum PrincipalItem {
 }
 
 /// A set of addresses: the union of `include` minus the union of `except`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NetSet {
     /// Listed networks (host bits clear).
     pub include: Vec<IpNet>,

@@ -1,1 +1,185 @@
-//! Reference interpreter.
+//! Reference interpreter for Sluice policies.
+//!
+//! [`evaluate`] decides one [`Request`] by walking the AST
+//! ([`sluice_lang::ast`]) directly, following sections 4 to 7 of the
+//! language spec step by step. It is written to be obviously right, not
+//! fast, and shares nothing with the compiler or the runtime but the AST:
+//! path normalization, query parsing, header joining, SPIFFE identity
+//! matching, host matching, CIDR containment and route precedence are all
+//! implemented here again, so that a differential test can compare the two.
+//!
+//! `evaluate` assumes the policy passed the compiler's checks. Where a
+//! checked policy cannot contain something (a repeated once-only statement,
+//! a bad network, an invalid identity pattern), the interpreter takes the
+//! first occurrence or lets the broken item match nothing. It never panics
+//! and is deterministic.
+
+mod authority;
+mod identity;
+mod inbound;
+mod model;
+mod net;
+mod outbound;
+mod path;
+mod query;
+mod route;
+mod value;
+
+use std::net::IpAddr;
+
+use sluice_lang::ast::Policy;
+
+/// Which side of the proxy a request is seen from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A request to the local workload (server-side policy, section 4).
+    Inbound,
+    /// A request from the local workload (services and egress, section 5).
+    Outbound,
+}
+
+/// A request as the interpreter sees it: owned, shaped like the JSON of
+/// section 10.
+///
+/// Inbound: `port`, the peer (`peer_ip`, `peer_identity`) and, for HTTP,
+/// `method`, `path` (with query) and `headers`; without method and path it
+/// is a connection. Outbound: HTTP has `authority`, `method` and `path`; a
+/// tunnel (`CONNECT`) has `authority` only; TCP has `ip` and `port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Inbound: the destination port. Outbound: the port of a TCP request.
+    pub port: Option<u16>,
+    /// The HTTP method, e.g. `GET`.
+    pub method: Option<String>,
+    /// The raw request target: path, optional query and fragment.
+    pub path: Option<String>,
+    /// Header `(name, value)` pairs in order; names in any case.
+    pub headers: Vec<(String, String)>,
+    /// Inbound: the peer's IP address, when known.
+    pub peer_ip: Option<IpAddr>,
+    /// Inbound: the peer's verified identity, when it presented a certificate.
+    pub peer_identity: Option<String>,
+    /// Outbound: `Host`/`:authority`, or the `CONNECT` target.
+    pub authority: Option<String>,
+    /// Outbound: the address the proxy will connect to.
+    pub ip: Option<IpAddr>,
+}
+
+impl Request {
+    /// An inbound request to `port` with nothing else set (a connection
+    /// from an unknown, unauthenticated peer).
+    pub fn inbound(port: u16) -> Self {
+        Request {
+            direction: Direction::Inbound,
+            port: Some(port),
+            method: None,
+            path: None,
+            headers: Vec::new(),
+            peer_ip: None,
+            peer_identity: None,
+            authority: None,
+            ip: None,
+        }
+    }
+
+    /// An outbound request with nothing set yet.
+    pub fn outbound() -> Self {
+        Request { direction: Direction::Outbound, port: None, ..Request::inbound(0) }
+    }
+}
+
+/// The decision for one request, with the fields of section 10.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed (also when only audit mode let it through).
+    pub allow: bool,
+    /// Why: `rule`, `default`, `service`, `no-route` or `bad-path`.
+    pub reason: &'static str,
+    /// The inbound server that covers the port, if any.
+    pub server: Option<String>,
+    /// The route taken (a server's or a service's); `None` for the
+    /// implicit route of a server without routes.
+    pub route: Option<String>,
+    /// The rule that decided (or would have denied, under audit).
+    pub rule: Option<String>,
+    /// Allowed only because the server (or mesh default) is `audit`.
+    pub audit: bool,
+    /// HTTP status of a denial: 403, 404 or 400.
+    pub http_status: Option<u16>,
+    /// gRPC status of a denial answered in gRPC: 7, 12 or 13.
+    pub grpc_status: Option<u8>,
+    /// The outbound service that took the request.
+    pub service: Option<String>,
+    /// Backends of the taken service route with their weights, in `to` order.
+    pub backends: Vec<(String, u32)>,
+    /// Timeout of a routed request in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Decision {
+    /// A decision with only `allow` and `reason` set.
+    fn new(allow: bool, reason: &'static str) -> Self {
+        Decision {
+            allow,
+            reason,
+            server: None,
+            route: None,
+            rule: None,
+            audit: false,
+            http_status: None,
+            grpc_status: None,
+            service: None,
+            backends: Vec::new(),
+            timeout_ms: None,
+        }
+    }
+}
+
+/// Decides `request` against `policy`, which must have passed the
+/// compiler's checks.
+///
+/// Returns `Err` (a lowercase message) only for requests the spec calls
+/// errors: a connection (no method and no path) to an `http` or `grpc`
+/// server; an outbound request that is neither HTTP (authority, method and
+/// path), a tunnel (authority only) nor TCP (ip and port); an authority that
+/// does not parse.
+pub fn evaluate(policy: &Policy, request: &Request) -> Result<Decision, String> {
+    let view = model::View::new(policy);
+    match request.direction {
+        Direction::Inbound => inbound::evaluate(&view, request),
+        Direction::Outbound => outbound::evaluate(&view, request),
+    }
+}
+
+/// Status codes shared by inbound and outbound denials.
+mod status {
+    /// HTTP status for a denial by a rule or a default.
+    pub const FORBIDDEN: u16 = 403;
+    /// HTTP status for `no-route`.
+    pub const NOT_FOUND: u16 = 404;
+    /// HTTP status for `bad-path`.
+    pub const BAD_REQUEST: u16 = 400;
+
+    /// The gRPC status the standard HTTP-to-gRPC mapping gives `http`.
+    pub fn grpc_for(http: u16) -> u8 {
+        match http {
+            403 => 7,  // PERMISSION_DENIED
+            404 => 12, // UNIMPLEMENTED
+            _ => 13,   // 400 -> INTERNAL
+        }
+    }
+
+    /// Whether a `content-type` value marks a gRPC request.
+    pub fn is_grpc_content_type(value: Option<&[u8]>) -> bool {
+        const GRPC: &[u8] = b"application/grpc";
+        match value {
+            Some(v) => v.len() >= GRPC.len() && v[..GRPC.len()].eq_ignore_ascii_case(GRPC),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

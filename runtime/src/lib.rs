@@ -1,17 +1,23 @@
 //! The Sluice runtime: loads a compiled policy bundle from borrowed bytes,
 //! validating every byte, and decides requests without allocating.
 //!
-//! The caller owns the scratch space ([`Scratch`]) and the per-connection
-//! peer classification ([`PeerClass`]); decisions borrow names from the
-//! [`Bundle`].
+//! Stages, as in regex-automata: the compiler writes bundle bytes;
+//! [`Bundle::from_bytes`] validates and borrows them (automata are not
+//! copied); [`Bundle::classify`] computes, once per connection, which
+//! principals a peer satisfies ([`PeerClass`]); [`Bundle::decide_inbound`]
+//! and [`Bundle::decide_outbound`] decide requests using caller-owned
+//! [`Scratch`] space. Decisions borrow names from the bundle.
 
 pub mod bundle;
+mod decide;
 pub mod decision;
+mod matching;
 pub mod normalize;
+pub mod peer;
 pub mod request;
 pub mod trace;
 
-pub use bundle::{AlignedBytes, Bundle, LoadError, PeerClass, Scratch, Summary};
+pub use bundle::{AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Retry, RetryCond, Scratch, Summary};
 pub use decision::{Decision, Reason, RequestError, WeightedBackend};
 pub use request::{Headers, Http, Inbound, NoHeaders, Outbound, Peer};
 pub use trace::{Event, NoTrace, Trace};

@@ -1,0 +1,164 @@
+//! Command-line arguments (clap derive).
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// `sluice`: check, compile, inspect and evaluate Sluice policies.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of spec section 9.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report a policy's diagnostics; exit 1 when there are errors.
+    Lint(LintArgs),
+    /// Compile a policy into a bundle file.
+    Compile(CompileArgs),
+    /// Show what a bundle holds and its content hash.
+    Inspect(InspectArgs),
+    /// Decide requests given as JSON; print one decision JSON line each.
+    Eval(EvalArgs),
+    /// Run conformance files; end with `N passed, N failed`.
+    Test(TestArgs),
+}
+
+/// How `lint` prints diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// rustc-like text with the source line, on standard error.
+    #[default]
+    Human,
+    /// A JSON array of `{severity, code, message, file, line, column}`, on standard output.
+    Json,
+}
+
+/// Arguments of `sluice lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// A `.sluice` file or a directory of them.
+    pub path: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Largest automaton, in bytes (default 16 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub dfa_size_limit: Option<usize>,
+}
+
+/// Arguments of `sluice compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// A `.sluice` file or a directory of them.
+    pub path: PathBuf,
+    /// Where to write the bundle.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Largest automaton, in bytes (default 16 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub dfa_size_limit: Option<usize>,
+}
+
+/// Arguments of `sluice inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A bundle file written by `sluice compile`.
+    pub file: PathBuf,
+}
+
+/// Arguments of `sluice eval`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["policy", "bundle"])))]
+pub struct EvalArgs {
+    /// Compile this policy (file or directory) in memory.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Option<PathBuf>,
+    /// Load this bundle file.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    /// A request as JSON (repeatable); without it, JSON lines are read from standard input.
+    #[arg(long, value_name = "JSON")]
+    pub request: Vec<String>,
+    /// Explain each decision on standard error.
+    #[arg(long)]
+    pub explain: bool,
+    /// Largest automaton, in bytes, when compiling `--policy` (default 16 MiB).
+    #[arg(long, value_name = "BYTES", requires = "policy")]
+    pub dfa_size_limit: Option<usize>,
+}
+
+/// Arguments of `sluice test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Conformance `.toml` files, or directories searched recursively for them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lint_format() {
+        let Command::Lint(a) = parse(&["lint", "p"]).unwrap().command else { panic!() };
+        assert_eq!(a.format, Format::Human);
+        let Command::Lint(a) = parse(&["lint", "p", "--format", "json"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(a.format, Format::Json);
+        assert!(parse(&["lint", "p", "--format", "xml"]).is_err());
+        assert!(parse(&["lint"]).is_err());
+    }
+
+    #[test]
+    fn compile_needs_output() {
+        assert!(parse(&["compile", "p"]).is_err());
+        let Command::Compile(a) =
+            parse(&["compile", "p", "-o", "b", "--dfa-size-limit", "1000"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(a.output, PathBuf::from("b"));
+        assert_eq!(a.dfa_size_limit, Some(1000));
+        assert!(parse(&["compile", "p", "-o", "b", "--dfa-size-limit", "x"]).is_err());
+    }
+
+    #[test]
+    fn eval_needs_exactly_one_source() {
+        assert!(parse(&["eval"]).is_err());
+        assert!(parse(&["eval", "--policy", "p", "--bundle", "b"]).is_err());
+        assert!(parse(&["eval", "--bundle", "b", "--dfa-size-limit", "10"]).is_err());
+        let Command::Eval(a) =
+            parse(&["eval", "--bundle", "b", "--request", "{}", "--request", "[]", "--explain"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.request, ["{}", "[]"]);
+        assert!(a.explain);
+        assert!(a.policy.is_none());
+    }
+
+    #[test]
+    fn test_needs_a_path() {
+        assert!(parse(&["test"]).is_err());
+        let Command::Test(a) = parse(&["test", "a", "b"]).unwrap().command else { panic!() };
+        assert_eq!(a.paths.len(), 2);
+    }
+}

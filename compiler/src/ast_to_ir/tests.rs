@@ -1,0 +1,1 @@
+//! Tests of the checks and the lowering, on parsed text.

@@ -1,0 +1,1 @@
+//! Evaluation tests on hand-built ASTs.

@@ -1,0 +1,502 @@
+//! Bundle bytes to a [`Bundle`]: every byte checked, DFAs borrowed.
+
+use super::read::Reader;
+use super::*;
+use regex_automata::dfa::Automaton;
+use regex_automata::util::start;
+use regex_automata::Anchored;
+
+/// Why bundle bytes were rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// Shorter than its header or its own length fields say.
+    Truncated,
+    /// Not a bundle: the magic bytes are wrong.
+    BadMagic,
+    /// Written in a format version this runtime does not read.
+    UnsupportedVersion(u32),
+    /// The content hash does not match: the bytes were changed.
+    HashMismatch {
+        /// The hash in the header.
+        expected: u64,
+        /// The hash of the bytes.
+        actual: u64,
+    },
+    /// The bytes do not start at an 8-byte aligned address (see [`AlignedBytes`]).
+    Misaligned,
+    /// A table is inconsistent.
+    Invalid(&'static str),
+    /// An automaton failed validation.
+    Dfa(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Truncated => f.write_str("the bundle is truncated"),
+            LoadError::BadMagic => f.write_str("not a sluice bundle (bad magic bytes)"),
+            LoadError::UnsupportedVersion(v) => {
+                write!(f, "bundle format version {v} is not supported (this runtime reads {FORMAT_VERSION})")
+            }
+            LoadError::HashMismatch { expected, actual } => write!(
+                f,
+                "the bundle is corrupt: content hash {actual:016x} does not match {expected:016x}"
+            ),
+            LoadError::Misaligned => f.write_str("the bundle bytes are not 8-byte aligned"),
+            LoadError::Invalid(what) => write!(f, "the bundle is invalid: {what}"),
+            LoadError::Dfa(e) => write!(f, "the bundle holds an invalid automaton: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn default_policy(code: u8) -> Result<DefaultPolicy, LoadError> {
+    Ok(match code {
+        0 => DefaultPolicy::Allow,
+        1 => DefaultPolicy::Deny,
+        2 => DefaultPolicy::Audit,
+        3 => DefaultPolicy::Authenticated,
+        _ => return Err(LoadError::Invalid("default")),
+    })
+}
+
+struct Loader<'a> {
+    dfas: Vec<Option<Dfa<'a>>>,
+}
+
+impl<'a> Loader<'a> {
+    /// Takes DFA `i` out of the directory: each DFA is used exactly once.
+    fn take_dfa(&mut self, i: u32) -> Result<Dfa<'a>, LoadError> {
+        self.dfas
+            .get_mut(i as usize)
+            .and_then(Option::take)
+            .ok_or(LoadError::Invalid("automaton index"))
+    }
+
+    fn dfa_set(&mut self, r: &mut Reader<'a>) -> Result<DfaSet<'a>, LoadError> {
+        let n = r.len(4)?;
+        let mut set = DfaSet::default();
+        let mut first = 0u32;
+        for _ in 0..n {
+            let dfa = self.take_dfa(r.u32()?)?;
+            set.first.push(first);
+            first = first
+                .checked_add(dfa.pattern_len() as u32)
+                .ok_or(LoadError::Invalid("pattern count"))?;
+            set.dfas.push(dfa);
+        }
+        Ok(set)
+    }
+
+    fn route_set(
+        &mut self,
+        r: &mut Reader<'a>,
+        rules: usize,
+        backends: usize,
+        value_dfas: &mut Vec<Dfa<'a>>,
+    ) -> Result<RouteSet<'a>, LoadError> {
+        let paths = self.dfa_set(r)?;
+        let patterns: usize = paths.dfas.iter().map(|d| d.pattern_len()).sum();
+        let n_routes_hint = r.len(4)?; // pattern count, re-read below
+        if n_routes_hint != patterns {
+            return Err(LoadError::Invalid("pattern lists do not match the automata"));
+        }
+        let mut lists = Vec::with_capacity(patterns);
+        // Route ranks are checked once the route count is known.
+        for _ in 0..patterns {
+            lists.push(r.ids(u32::MAX as usize)?);
+        }
+        let n = r.len(8)?;
+        let mut seen = vec![false; n];
+        for l in &lists {
+            for &rank in l {
+                let slot = seen.get_mut(rank as usize).ok_or(LoadError::Invalid("route rank"))?;
+                if *slot {
+                    return Err(LoadError::Invalid("route listed twice"));
+                }
+                *slot = true;
+            }
+        }
+        if seen.iter().any(|s| !s) {
+            return Err(LoadError::Invalid("route without a path pattern"));
+        }
+        let mut routes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.opt_str()?;
+            let m = r.len(4)?;
+            let mut methods = Vec::with_capacity(m);
+            for _ in 0..m {
+                methods.push(r.str()?);
+            }
+            let headers = self.conds(r, value_dfas)?;
+            let queries = self.conds(r, value_dfas)?;
+            let deny_rules = r.ids(rules)?;
+            let allow_rules = r.ids(rules)?;
+            let b = r.len(8)?;
+            let mut backend_ids = Vec::with_capacity(b);
+            let mut weights = Vec::with_capacity(b);
+            for _ in 0..b {
+                let id = r.u32()?;
+                if id as usize >= backends {
+                    return Err(LoadError::Invalid("backend index"));
+                }
+                backend_ids.push(id);
+                weights.push(r.u32()?);
+            }
+            let timeout_ms = r.opt_u64()?;
+            let retry = read_retry(r)?;
+            routes.push(Route {
+                name,
+                methods,
+                headers,
+                queries,
+                deny_rules,
+                allow_rules,
+                // Names are filled in once the service's backends are known.
+                backends: weights.into_iter().map(|weight| WeightedBackend { name: "", weight }).collect(),
+                backend_ids,
+                timeout_ms,
+                retry,
+            });
+        }
+        Ok(RouteSet { paths, pattern_routes: lists, routes })
+    }
+
+    fn conds(&mut self, r: &mut Reader<'a>, value_dfas: &mut Vec<Dfa<'a>>) -> Result<Vec<Cond<'a>>, LoadError> {
+        let n = r.len(5)?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.str()?;
+            let value = match r.u8()? {
+                0 => ValueCond::Exact(r.bytes()?),
+                1 => {
+                    let dfa = self.take_dfa(r.u32()?)?;
+                    if dfa.pattern_len() != 1 {
+                        return Err(LoadError::Invalid("value automaton"));
+                    }
+                    value_dfas.push(dfa);
+                    ValueCond::Regex(value_dfas.len() as u32 - 1)
+                }
+                2 => ValueCond::Present,
+                _ => return Err(LoadError::Invalid("value condition")),
+            };
+            v.push(Cond { name, value });
+        }
+        Ok(v)
+    }
+
+    fn net_table(&mut self, r: &mut Reader<'a>, targets_bound: usize) -> Result<NetTable, LoadError> {
+        let mut t = NetTable::default();
+        let mut raw: [Vec<(u128, u128, Vec<u32>)>; 2] = [Vec::new(), Vec::new()];
+        for fam in &mut raw {
+            let n = r.len(36)?;
+            for _ in 0..n {
+                let lo = r.u128()?;
+                let hi = r.u128()?;
+                let ids = r.ids(u32::MAX as usize)?;
+                fam.push((lo, hi, ids));
+            }
+        }
+        t.targets = r.id_lists(targets_bound)?;
+        let atoms = t.targets.len();
+        for (fam, max) in raw.iter().zip([u32::MAX as u128, u128::MAX]) {
+            let mut prev: Option<u128> = None;
+            for (lo, hi, ids) in fam {
+                if lo > hi || *hi > max || prev.is_some_and(|p| *lo <= p) {
+                    return Err(LoadError::Invalid("network intervals"));
+                }
+                if ids.iter().any(|&i| i as usize >= atoms) {
+                    return Err(LoadError::Invalid("network atom"));
+                }
+                prev = Some(*hi);
+            }
+        }
+        let [v4, v6] = raw;
+        t.v4 = v4.into_iter().map(|(lo, hi, ids)| (lo as u32, hi as u32, ids)).collect();
+        t.v6 = v6;
+        Ok(t)
+    }
+}
+
+fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
+    if !r.bool()? {
+        return Ok(None);
+    }
+    let attempts = r.u32()?;
+    let n = r.len(3)?;
+    let mut on = Vec::with_capacity(n);
+    for _ in 0..n {
+        let kind = r.u8()?;
+        let v = r.u16()?;
+        on.push(match kind {
+            0 => RetryCond::ServerError,
+            1 => RetryCond::GatewayError,
+            2 => RetryCond::Reset,
+            3 => RetryCond::Status(v),
+            4 => RetryCond::Grpc(u8::try_from(v).map_err(|_| LoadError::Invalid("grpc status"))?),
+            _ => return Err(LoadError::Invalid("retry condition")),
+        });
+    }
+    let per_try_timeout_ms = r.opt_u64()?;
+    let budget_percent = r.u8()?;
+    Ok(Some(Retry { attempts, on, per_try_timeout_ms, budget_percent }))
+}
+
+fn check_anchored(set: &DfaSet<'_>) -> Result<(), LoadError> {
+    for d in &set.dfas {
+        d.start_state(&start::Config::new().anchored(Anchored::Yes))
+            .map_err(|e| LoadError::Dfa(e.to_string()))?;
+    }
+    Ok(())
+}
+
+impl<'a> Bundle<'a> {
+    /// Validates `bytes` (magic, version, content hash, every table and
+    /// automaton) and borrows them. `bytes` must start at an 8-byte aligned
+    /// address (use [`AlignedBytes`]). Never panics.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Bundle<'a>, LoadError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(LoadError::Truncated);
+        }
+        if bytes[0..8] != MAGIC {
+            return Err(LoadError::BadMagic);
+        }
+        let version = le_u32(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(LoadError::UnsupportedVersion(version));
+        }
+        if le_u64(bytes, 24) != bytes.len() as u64 {
+            return Err(LoadError::Truncated);
+        }
+        let expected = le_u64(bytes, 16);
+        let actual = xxhash_rust::xxh3::xxh3_64(&bytes[24..]);
+        if expected != actual {
+            return Err(LoadError::HashMismatch { expected, actual });
+        }
+        if bytes.as_ptr() as usize % 8 != 0 {
+            return Err(LoadError::Misaligned);
+        }
+        if le_u32(bytes, 12) != 0 {
+            return Err(LoadError::Invalid("flags"));
+        }
+        let tables_len = le_u32(bytes, 32) as usize;
+        let dfa_count = le_u32(bytes, 36) as usize;
+        let dir = usize::try_from(le_u64(bytes, 40)).map_err(|_| LoadError::Truncated)?;
+        let tables = bytes.get(HEADER_LEN..HEADER_LEN + tables_len).ok_or(LoadError::Truncated)?;
+        let dir_end = dfa_count.checked_mul(16).and_then(|n| n.checked_add(dir)).ok_or(LoadError::Truncated)?;
+        let directory = bytes.get(dir..dir_end).ok_or(LoadError::Truncated)?;
+        if dir < HEADER_LEN + tables_len || dir % 8 != 0 {
+            return Err(LoadError::Invalid("automaton directory"));
+        }
+        let mut dfas = Vec::with_capacity(dfa_count);
+        let mut next_free = dir_end;
+        for i in 0..dfa_count {
+            let off = usize::try_from(le_u64(directory, i * 16)).map_err(|_| LoadError::Truncated)?;
+            let len = usize::try_from(le_u64(directory, i * 16 + 8)).map_err(|_| LoadError::Truncated)?;
+            if off % 8 != 0 || off < next_free {
+                return Err(LoadError::Invalid("automaton offset"));
+            }
+            let end = off.checked_add(len).ok_or(LoadError::Truncated)?;
+            let slice = bytes.get(off..end).ok_or(LoadError::Truncated)?;
+            let (dfa, read) = dense::DFA::from_bytes(slice).map_err(|e| LoadError::Dfa(e.to_string()))?;
+            if read != len {
+                return Err(LoadError::Invalid("automaton length"));
+            }
+            next_free = end;
+            dfas.push(Some(dfa));
+        }
+        let mut loader = Loader { dfas };
+        let mut r = Reader::new(tables);
+        let mut value_dfas = Vec::new();
+
+        let mesh_default = default_policy(r.u8()?)?;
+        let clause_count = r.u32()?;
+        if clause_count as usize > bytes.len() {
+            return Err(LoadError::Invalid("clause count"));
+        }
+        let cc = clause_count as usize;
+        let authenticated_clauses = r.ids(cc)?;
+        let identities = loader.dfa_set(&mut r)?;
+        check_anchored(&identities)?;
+        let identity_clauses = r.id_lists(cc)?;
+        let patterns: usize = identities.dfas.iter().map(|d| d.pattern_len()).sum();
+        if identity_clauses.len() != patterns {
+            return Err(LoadError::Invalid("identity pattern lists"));
+        }
+        let peer_nets = loader.net_table(&mut r, cc)?;
+
+        let n_rules = r.len(6)?;
+        let mut rules = Vec::with_capacity(n_rules);
+        for _ in 0..n_rules {
+            let name = r.str()?;
+            let deny = r.bool()?;
+            let clauses = r.ids(cc)?;
+            rules.push(Rule { name, deny, clauses });
+        }
+
+        let n_servers = r.len(8)?;
+        let mut servers = Vec::with_capacity(n_servers);
+        let mut ports = Vec::new();
+        let mut max_routes = 0;
+        for si in 0..n_servers {
+            let name = r.str()?;
+            let protocol = match r.u8()? {
+                0 => Protocol::Http,
+                1 => Protocol::Grpc,
+                2 => Protocol::Tcp,
+                _ => return Err(LoadError::Invalid("protocol")),
+            };
+            let default = default_policy(r.u8()?)?;
+            let server_ports = r.ports()?;
+            for &(a, b) in &server_ports {
+                ports.push((a, b, si as u32));
+            }
+            let routes = loader.route_set(&mut r, n_rules, 0, &mut value_dfas)?;
+            check_anchored(&routes.paths)?;
+            if routes.routes.is_empty() {
+                return Err(LoadError::Invalid("server without routes"));
+            }
+            max_routes = max_routes.max(routes.routes.len());
+            servers.push(Server { name, protocol, default, ports: server_ports, routes });
+        }
+        ports.sort_unstable();
+        if ports.windows(2).any(|w| w[1].0 <= w[0].1) {
+            return Err(LoadError::Invalid("overlapping server ports"));
+        }
+
+        let n_services = r.len(8)?;
+        let mut services = Vec::with_capacity(n_services);
+        let mut authorities = Vec::new();
+        for si in 0..n_services {
+            let name = r.str()?;
+            let n_auth = r.len(6)?;
+            for _ in 0..n_auth {
+                let host = r.str()?;
+                if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(LoadError::Invalid("authority host not lowercase"));
+                }
+                authorities.push((host, r.u16()?, si as u32));
+            }
+            let timeout_ms = r.opt_u64()?;
+            let retry = read_retry(&mut r)?;
+            let breaker = if r.bool()? {
+                Some(CircuitBreaker {
+                    consecutive_failures: r.u32()?,
+                    backoff_min_ms: r.u64()?,
+                    backoff_max_ms: r.u64()?,
+                    jitter_percent: r.u8()?,
+                })
+            } else {
+                None
+            };
+            let n_backends = r.len(8)?;
+            let mut backends = Vec::with_capacity(n_backends);
+            for _ in 0..n_backends {
+                let bname = r.str()?;
+                let n_ep = r.len(5)?;
+                let mut endpoints = Vec::with_capacity(n_ep);
+                for _ in 0..n_ep {
+                    let kind = r.u8()?;
+                    let text = r.str()?;
+                    endpoints.push(match kind {
+                        0 => Endpoint::Addr(text.parse().map_err(|_| LoadError::Invalid("endpoint address"))?),
+                        1 => Endpoint::Name(text),
+                        _ => return Err(LoadError::Invalid("endpoint")),
+                    });
+                }
+                let identity = r.opt_str()?;
+                let cluster = r.opt_str()?;
+                let failover = match r.opt_u64()? {
+                    Some(f) if (f as usize) < n_backends => Some(f as u32),
+                    Some(_) => return Err(LoadError::Invalid("failover index")),
+                    None => None,
+                };
+                let max_in_flight = r.opt_u64()?.map(|m| m as u32);
+                backends.push(Backend { name: bname, endpoints, identity, cluster, failover, max_in_flight });
+            }
+            let mut routes = loader.route_set(&mut r, 0, n_backends, &mut value_dfas)?;
+            check_anchored(&routes.paths)?;
+            for route in &mut routes.routes {
+                for (wb, &id) in route.backends.iter_mut().zip(&route.backend_ids) {
+                    wb.name = backends[id as usize].name;
+                }
+            }
+            max_routes = max_routes.max(routes.routes.len());
+            services.push(Service { name, timeout_ms, retry, breaker, backends, routes });
+        }
+        authorities.sort_unstable();
+        if authorities.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1) {
+            return Err(LoadError::Invalid("two services with one authority"));
+        }
+
+        let egress = if r.bool()? {
+            let default_deny = r.bool()?;
+            let n = r.len(8)?;
+            let mut rules = Vec::with_capacity(n);
+            let mut open_rules = Vec::new();
+            for i in 0..n {
+                let name = r.str()?;
+                let deny = r.bool()?;
+                let ports = r.ports()?;
+                let any_destination = r.bool()?;
+                if any_destination {
+                    open_rules.push(i as u32);
+                }
+                rules.push(EgressRule { name, deny, ports, any_destination });
+            }
+            let hosts = loader.dfa_set(&mut r)?;
+            check_anchored(&hosts)?;
+            let host_rules = r.id_lists(n)?;
+            let patterns: usize = hosts.dfas.iter().map(|d| d.pattern_len()).sum();
+            if host_rules.len() != patterns {
+                return Err(LoadError::Invalid("host pattern lists"));
+            }
+            let star_rules = r.ids(n)?;
+            let nets = loader.net_table(&mut r, n)?;
+            Some(Egress { default_deny, rules, hosts, host_rules, star_rules, open_rules, nets })
+        } else {
+            None
+        };
+        if !r.is_empty() {
+            return Err(LoadError::Invalid("trailing bytes in the tables"));
+        }
+        if loader.dfas.iter().any(Option::is_some) {
+            return Err(LoadError::Invalid("unused automaton"));
+        }
+        for d in &value_dfas {
+            d.start_state(&start::Config::new().anchored(Anchored::Yes))
+                .map_err(|e| LoadError::Dfa(e.to_string()))?;
+        }
+        Ok(Bundle {
+            bytes,
+            hash: actual,
+            mesh_default,
+            clause_count,
+            authenticated_clauses,
+            identities,
+            identity_clauses,
+            peer_nets,
+            rules,
+            servers,
+            ports,
+            services,
+            authorities,
+            egress,
+            value_dfas,
+            max_routes,
+        })
+    }
+}

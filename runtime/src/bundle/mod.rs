@@ -1,0 +1,419 @@
+//! The bundle: bytes written by the compiler, validated and borrowed here.
+//!
+//! Layout (all integers little-endian; details in `docs/bundle.md`):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | magic `SLUICEB\0` |
+//! | 8..12 | format version |
+//! | 12..16 | flags (zero) |
+//! | 16..24 | xxh3-64 of every byte from 24 to the end |
+//! | 24..32 | total length |
+//! | 32..36 | length of the tables |
+//! | 36..40 | number of DFAs |
+//! | 40..48 | offset of the DFA directory |
+//! | 48.. | tables, then the DFA directory, then DFAs, each 8-byte aligned |
+
+mod load;
+mod read;
+
+pub use load::LoadError;
+
+use crate::decision::WeightedBackend;
+use regex_automata::dfa::dense;
+
+/// Magic bytes at the start of every bundle.
+pub const MAGIC: [u8; 8] = *b"SLUICEB\0";
+/// Bundle format version this runtime reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 48;
+
+/// A DFA borrowed from bundle bytes.
+pub(crate) type Dfa<'a> = dense::DFA<&'a [u32]>;
+
+/// An owned, 8-byte aligned copy of bundle bytes (e.g. read from a file),
+/// from which a [`Bundle`] borrows.
+#[derive(Clone, Debug, Default)]
+pub struct AlignedBytes {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copies `bytes` into storage whose first byte is 8-byte aligned.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(bytes.len() + 8);
+        let start = (8 - (buf.as_ptr() as usize % 8)) % 8;
+        buf.resize(start, 0);
+        buf.extend_from_slice(bytes);
+        AlignedBytes { buf, start, len: bytes.len() }
+    }
+
+    /// The bytes, starting at an 8-byte aligned address.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// A server, mesh or egress default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DefaultPolicy {
+    Allow,
+    Deny,
+    Audit,
+    Authenticated,
+}
+
+impl DefaultPolicy {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DefaultPolicy::Allow => "allow",
+            DefaultPolicy::Deny => "deny",
+            DefaultPolicy::Audit => "audit",
+            DefaultPolicy::Authenticated => "authenticated",
+        }
+    }
+}
+
+/// Server protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http,
+    Grpc,
+    Tcp,
+}
+
+/// DFAs over one set of patterns, split into chunks; chunk `k` holds the
+/// patterns from `first[k]` on.
+#[derive(Debug, Default)]
+pub(crate) struct DfaSet<'a> {
+    pub(crate) dfas: Vec<Dfa<'a>>,
+    pub(crate) first: Vec<u32>,
+}
+
+/// A value condition on a header or query parameter.
+#[derive(Debug)]
+pub(crate) enum ValueCond<'a> {
+    Exact(&'a [u8]),
+    Regex(u32),
+    Present,
+}
+
+/// A header or query condition.
+#[derive(Debug)]
+pub(crate) struct Cond<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) value: ValueCond<'a>,
+}
+
+/// A route in precedence order.
+#[derive(Debug)]
+pub(crate) struct Route<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) methods: Vec<&'a str>,
+    pub(crate) headers: Vec<Cond<'a>>,
+    pub(crate) queries: Vec<Cond<'a>>,
+    pub(crate) deny_rules: Vec<u32>,
+    pub(crate) allow_rules: Vec<u32>,
+    pub(crate) backends: Vec<WeightedBackend<'a>>,
+    pub(crate) backend_ids: Vec<u32>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retry: Option<Retry>,
+}
+
+/// The routes of a server or service with their path automata.
+#[derive(Debug, Default)]
+pub(crate) struct RouteSet<'a> {
+    pub(crate) paths: DfaSet<'a>,
+    /// Pattern id to the ranks of its routes, ascending.
+    pub(crate) pattern_routes: Vec<Vec<u32>>,
+    /// Routes, index = precedence rank.
+    pub(crate) routes: Vec<Route<'a>>,
+}
+
+/// An authorization rule.
+#[derive(Debug)]
+pub(crate) struct Rule<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) deny: bool,
+    pub(crate) clauses: Vec<u32>,
+}
+
+/// An inbound server.
+#[derive(Debug)]
+pub(crate) struct Server<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) protocol: Protocol,
+    pub(crate) default: DefaultPolicy,
+    pub(crate) ports: Vec<(u16, u16)>,
+    pub(crate) routes: RouteSet<'a>,
+}
+
+/// Sorted disjoint address intervals, each with ids; and each id's targets.
+#[derive(Debug, Default)]
+pub(crate) struct NetTable {
+    pub(crate) v4: Vec<(u32, u32, Vec<u32>)>,
+    pub(crate) v6: Vec<(u128, u128, Vec<u32>)>,
+    pub(crate) targets: Vec<Vec<u32>>,
+}
+
+/// A retry policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Extra attempts.
+    pub attempts: u32,
+    /// Conditions.
+    pub on: Vec<RetryCond>,
+    /// Per-try timeout in milliseconds.
+    pub per_try_timeout_ms: Option<u64>,
+    /// Budget in percent of requests.
+    pub budget_percent: u8,
+}
+
+/// A retry condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryCond {
+    /// Any 500-599.
+    ServerError,
+    /// 502, 503, 504.
+    GatewayError,
+    /// Connection refused or reset before a response.
+    Reset,
+    /// This HTTP status.
+    Status(u16),
+    /// This gRPC status code.
+    Grpc(u8),
+}
+
+/// Circuit breaker settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Failures in a row that open the breaker.
+    pub consecutive_failures: u32,
+    /// First backoff in milliseconds.
+    pub backoff_min_ms: u64,
+    /// Longest backoff in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Jitter in percent.
+    pub jitter_percent: u8,
+}
+
+/// A backend of a service.
+#[derive(Clone, Debug)]
+pub struct Backend<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Endpoints: `ip:port`, `[v6]:port` or `host:port`.
+    pub endpoints: Vec<Endpoint<'a>>,
+    /// SPIFFE identity to require of the endpoints.
+    pub identity: Option<&'a str>,
+    /// Cluster label.
+    pub cluster: Option<&'a str>,
+    /// Index of the failover backend in the service.
+    pub failover: Option<u32>,
+    /// Concurrent request limit.
+    pub max_in_flight: Option<u32>,
+}
+
+/// An endpoint of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// A socket address.
+    Addr(std::net::SocketAddr),
+    /// A DNS name and port, as `host:port`.
+    Name(&'a str),
+}
+
+/// An outbound service.
+#[derive(Debug)]
+pub(crate) struct Service<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retry: Option<Retry>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) backends: Vec<Backend<'a>>,
+    pub(crate) routes: RouteSet<'a>,
+}
+
+/// An egress destination rule.
+#[derive(Debug)]
+pub(crate) struct EgressRule<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) deny: bool,
+    pub(crate) ports: Vec<(u16, u16)>,
+    pub(crate) any_destination: bool,
+}
+
+/// The egress block.
+#[derive(Debug)]
+pub(crate) struct Egress<'a> {
+    pub(crate) default_deny: bool,
+    pub(crate) rules: Vec<EgressRule<'a>>,
+    pub(crate) hosts: DfaSet<'a>,
+    pub(crate) host_rules: Vec<Vec<u32>>,
+    pub(crate) star_rules: Vec<u32>,
+    /// Rules with neither host nor network.
+    pub(crate) open_rules: Vec<u32>,
+    pub(crate) nets: NetTable,
+}
+
+/// A loaded, validated bundle borrowing its bytes.
+#[derive(Debug)]
+pub struct Bundle<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) hash: u64,
+    pub(crate) mesh_default: DefaultPolicy,
+    pub(crate) clause_count: u32,
+    pub(crate) authenticated_clauses: Vec<u32>,
+    pub(crate) identities: DfaSet<'a>,
+    pub(crate) identity_clauses: Vec<Vec<u32>>,
+    pub(crate) peer_nets: NetTable,
+    pub(crate) rules: Vec<Rule<'a>>,
+    pub(crate) servers: Vec<Server<'a>>,
+    /// Port ranges to server index, sorted by first port.
+    pub(crate) ports: Vec<(u16, u16, u32)>,
+    pub(crate) services: Vec<Service<'a>>,
+    /// Lowercase host, port and service index, sorted by host then port.
+    pub(crate) authorities: Vec<(&'a str, u16, u32)>,
+    pub(crate) egress: Option<Egress<'a>>,
+    pub(crate) value_dfas: Vec<Dfa<'a>>,
+    pub(crate) max_routes: usize,
+}
+
+/// What a bundle holds, for `sluice inspect`.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Human-readable lines.
+    pub lines: Vec<String>,
+}
+
+impl<'a> Bundle<'a> {
+    /// The bundle's content hash (xxh3-64 over every byte after the hash field).
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The bundle's bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// What the bundle holds, as lines of text.
+    pub fn summary(&self) -> Summary {
+        let mut lines = Vec::new();
+        let mut dfa_bytes = 0usize;
+        let mut dfa_count = 0usize;
+        let mut count = |set: &DfaSet<'_>| {
+            for d in &set.dfas {
+                dfa_bytes += d.memory_usage();
+                dfa_count += 1;
+            }
+        };
+        count(&self.identities);
+        for s in &self.servers {
+            count(&s.routes.paths);
+        }
+        for s in &self.services {
+            count(&s.routes.paths);
+        }
+        if let Some(e) = &self.egress {
+            count(&e.hosts);
+        }
+        for d in &self.value_dfas {
+            dfa_bytes += d.memory_usage();
+            dfa_count += 1;
+        }
+        lines.push(format!("hash {:016x}, {} bytes, format version {FORMAT_VERSION}", self.hash, self.bytes.len()));
+        lines.push(format!("mesh default {}", self.mesh_default.as_str()));
+        for s in &self.servers {
+            let ports: Vec<String> = s
+                .ports
+                .iter()
+                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .collect();
+            let proto = match s.protocol {
+                Protocol::Http => "http",
+                Protocol::Grpc => "grpc",
+                Protocol::Tcp => "tcp",
+            };
+            let routes: Vec<&str> = s.routes.routes.iter().filter_map(|r| r.name).collect();
+            lines.push(format!(
+                "server {} port {} protocol {proto} default {}: {} routes in precedence order [{}]",
+                s.name,
+                ports.join(","),
+                s.default.as_str(),
+                routes.len(),
+                routes.join(", ")
+            ));
+        }
+        let allow = self.rules.iter().filter(|r| !r.deny).count();
+        lines.push(format!("rules: {} allow, {} deny, {} distinct from-clauses", allow, self.rules.len() - allow, self.clause_count));
+        for s in &self.services {
+            let backends: Vec<&str> = s.backends.iter().map(|b| b.name).collect();
+            lines.push(format!(
+                "service {}: {} routes, backends [{}]",
+                s.name,
+                s.routes.routes.len(),
+                backends.join(", ")
+            ));
+        }
+        match &self.egress {
+            Some(e) => lines.push(format!(
+                "egress default {}: {} rules",
+                if e.default_deny { "deny" } else { "allow" },
+                e.rules.len()
+            )),
+            None => lines.push("egress: no block (all allowed)".to_string()),
+        }
+        lines.push(format!("automata: {dfa_count} DFAs, {dfa_bytes} bytes"));
+        Summary { lines }
+    }
+
+    /// Fresh scratch space sized for this bundle.
+    pub fn create_scratch(&self) -> Scratch {
+        Scratch {
+            path: Vec::with_capacity(crate::normalize::MAX_PATH_LEN + 8),
+            candidates: Vec::with_capacity(self.max_routes + 1),
+            class: self.create_peer_class(),
+        }
+    }
+
+    /// A fresh peer classification sized for this bundle.
+    pub fn create_peer_class(&self) -> PeerClass {
+        PeerClass { stamps: vec![0; self.clause_count as usize], generation: 1, has_identity: false }
+    }
+}
+
+/// Caller-owned scratch space for decisions; create one per thread with
+/// [`Bundle::create_scratch`] and reuse it.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    pub(crate) path: Vec<u8>,
+    pub(crate) candidates: Vec<u32>,
+    pub(crate) class: PeerClass,
+}
+
+/// What a peer satisfies, computed once per connection by [`Bundle::classify`].
+///
+/// A clause is satisfied when its stamp equals the current generation, so
+/// re-classifying never clears the table.
+#[derive(Clone, Debug)]
+pub struct PeerClass {
+    pub(crate) stamps: Vec<u32>,
+    pub(crate) generation: u32,
+    pub(crate) has_identity: bool,
+}
+
+impl PeerClass {
+    /// Whether the classified peer presented a verified identity.
+    pub fn has_identity(&self) -> bool {
+        self.has_identity
+    }
+
+    #[inline]
+    pub(crate) fn satisfies(&self, clause: u32) -> bool {
+        self.stamps.get(clause as usize) == Some(&self.generation)
+    }
+}

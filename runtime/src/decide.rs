@@ -1,0 +1,390 @@
+//! Inbound and outbound decisions (spec sections 4 and 5).
+
+use crate::bundle::{Bundle, DefaultPolicy, PeerClass, Protocol, Route, Rule, Scratch};
+use crate::decision::{Decision, Reason, RequestError};
+use crate::matching::is_grpc_content_type;
+use crate::normalize::{normalize_path, split_target};
+use crate::request::{Inbound, Outbound, Peer};
+use crate::trace::{Event, NoTrace, Trace};
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The gRPC status for an HTTP denial status.
+fn grpc_for(http: u16) -> u8 {
+    match http {
+        403 => 7,
+        404 => 12,
+        _ => 13,
+    }
+}
+
+fn deny_http(mut d: Decision<'_>, status: u16, grpc: bool) -> Decision<'_> {
+    d.allow = false;
+    d.http_status = Some(status);
+    d.grpc_status = grpc.then(|| grpc_for(status));
+    d
+}
+
+/// Applies a default to a peer class: allowed, and whether audit let it through.
+fn apply_default(default: DefaultPolicy, class: &PeerClass) -> (bool, bool) {
+    match default {
+        DefaultPolicy::Allow => (true, false),
+        DefaultPolicy::Deny => (false, false),
+        DefaultPolicy::Audit => (true, true),
+        DefaultPolicy::Authenticated => (class.has_identity, false),
+    }
+}
+
+/// An authority split into host (without one trailing dot) and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Authority<'r> {
+    pub(crate) host: &'r str,
+    pub(crate) port: u16,
+    pub(crate) ip: Option<IpAddr>,
+}
+
+/// Parses `host[:port]` or `[v6][:port]`; the port defaults to 80.
+pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
+    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
+        let end = rest.find(']').ok_or(RequestError::BadAuthority)?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(RequestError::BadAuthority),
+        };
+        let ip: Ipv6Addr = host.parse().map_err(|_| RequestError::BadAuthority)?;
+        let port = parse_port(port)?;
+        return Ok(Authority { host, port, ip: Some(IpAddr::V6(ip)) });
+    } else {
+        match a.rfind(':') {
+            Some(i) => (&a[..i], Some(&a[i + 1..])),
+            None => (a, None),
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.contains(':') || host.bytes().any(|b| b <= b' ' || b == b'/' || b == b'@' || b == 0x7F) {
+        return Err(RequestError::BadAuthority);
+    }
+    let port = parse_port(port)?;
+    let ip = host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
+    Ok(Authority { host, port, ip })
+}
+
+fn parse_port(p: Option<&str>) -> Result<u16, RequestError> {
+    match p {
+        None => Ok(80),
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u16>() {
+                Ok(0) | Err(_) => Err(RequestError::BadAuthority),
+                Ok(n) => Ok(n),
+            }
+        }
+        Some(_) => Err(RequestError::BadAuthority),
+    }
+}
+
+/// Compares a request host with a lowercase stored host, ASCII case-insensitively.
+fn cmp_host(request: &str, stored: &str) -> std::cmp::Ordering {
+    request.bytes().map(|b| b.to_ascii_lowercase()).cmp(stored.bytes())
+}
+
+impl<'a> Bundle<'a> {
+    fn server_for(&self, port: u16) -> Option<u32> {
+        let i = self.ports.partition_point(|p| p.0 <= port);
+        let (lo, hi, s) = *self.ports.get(i.checked_sub(1)?)?;
+        (lo <= port && port <= hi).then_some(s)
+    }
+
+    fn rule_matches(rule: &Rule<'_>, class: &PeerClass) -> bool {
+        rule.clauses.iter().all(|&c| class.satisfies(c))
+    }
+
+    /// Rules, default and audit for the route taken (or the implicit route).
+    fn authorize<'b>(
+        &'b self,
+        mut d: Decision<'b>,
+        route: &Route<'b>,
+        default: DefaultPolicy,
+        class: &PeerClass,
+        trace: &mut dyn Trace,
+    ) -> Decision<'b> {
+        d.reason = Reason::Rule;
+        for &r in &route.deny_rules {
+            let Some(rule) = self.rules.get(r as usize) else { continue };
+            let matched = Self::rule_matches(rule, class);
+            trace.event(Event::Rule { name: rule.name, deny: true, matched });
+            if matched {
+                d.rule = Some(rule.name);
+                d.allow = false;
+                d.audit = default == DefaultPolicy::Audit;
+                d.allow = d.audit;
+                return d;
+            }
+        }
+        for &r in &route.allow_rules {
+            let Some(rule) = self.rules.get(r as usize) else { continue };
+            let matched = Self::rule_matches(rule, class);
+            trace.event(Event::Rule { name: rule.name, deny: false, matched });
+            if matched {
+                d.rule = Some(rule.name);
+                d.allow = true;
+                return d;
+            }
+        }
+        trace.event(Event::Default { default: default.as_str(), of: "server" });
+        d.reason = Reason::Default;
+        let (allow, audit) = apply_default(default, class);
+        d.allow = allow;
+        d.audit = audit;
+        d
+    }
+
+    /// Classifies `peer` into the scratch's own peer class and decides
+    /// `request`: for callers that decide one request per peer.
+    pub fn decide_inbound_peer(
+        &self,
+        request: &Inbound<'_>,
+        peer: &Peer<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<Decision<'_>, RequestError> {
+        let mut class = std::mem::replace(&mut scratch.class, crate::bundle::PeerClass {
+            stamps: Vec::new(),
+            generation: 0,
+            has_identity: false,
+        });
+        self.classify(peer, &mut class);
+        let d = self.decide_inbound_traced(request, &class, scratch, &mut NoTrace);
+        scratch.class = class;
+        d
+    }
+
+    /// Decides an inbound request of a peer classified into `class`
+    /// (see [`Bundle::classify`]). Never allocates.
+    pub fn decide_inbound(
+        &self,
+        request: &Inbound<'_>,
+        class: &PeerClass,
+        scratch: &mut Scratch,
+    ) -> Result<Decision<'_>, RequestError> {
+        self.decide_inbound_traced(request, class, scratch, &mut NoTrace)
+    }
+
+    /// [`Bundle::decide_inbound`], reporting each step to `trace`.
+    pub fn decide_inbound_traced(
+        &self,
+        request: &Inbound<'_>,
+        class: &PeerClass,
+        scratch: &mut Scratch,
+        trace: &mut dyn Trace,
+    ) -> Result<Decision<'_>, RequestError> {
+        let server = self.server_for(request.port).and_then(|s| self.servers.get(s as usize));
+        trace.event(Event::Server { port: request.port, name: server.map(|s| s.name) });
+        let Some(server) = server else {
+            trace.event(Event::Default { default: self.mesh_default.as_str(), of: "mesh" });
+            let (allow, audit) = apply_default(self.mesh_default, class);
+            let mut d = Decision::new(allow, Reason::Default);
+            d.audit = audit;
+            if let (false, Some(http)) = (allow, &request.http) {
+                d = deny_http(d, 403, is_grpc_content_type(http.headers));
+            }
+            return Ok(d);
+        };
+        let mut d = Decision::new(false, Reason::Default);
+        d.server = Some(server.name);
+        let http = match (server.protocol, &request.http) {
+            (Protocol::Tcp, _) => None,
+            (_, None) => return Err(RequestError::ConnectionToHttpServer { server: server.name.to_string() }),
+            (_, Some(http)) => Some(http),
+        };
+        let Some(http) = http else {
+            // A connection: the implicit route, no statuses.
+            let route = server.routes.routes.first();
+            return Ok(match route {
+                Some(route) => self.authorize(d, route, server.default, class, trace),
+                None => d,
+            });
+        };
+        let grpc = server.protocol == Protocol::Grpc || is_grpc_content_type(http.headers);
+        let (path, query) = split_target(http.path);
+        if let Err(e) = normalize_path(path, &mut scratch.path) {
+            trace.event(Event::Path { normalized: b"", error: Some(e) });
+            d.reason = Reason::BadPath;
+            return Ok(deny_http(d, 400, grpc));
+        }
+        trace.event(Event::Path { normalized: &scratch.path, error: None });
+        let rank = self.match_route(
+            &server.routes,
+            &scratch.path,
+            http.method,
+            http.headers,
+            query,
+            &mut scratch.candidates,
+            trace,
+        );
+        let Some(route) = rank.and_then(|r| server.routes.routes.get(r as usize)) else {
+            d.reason = Reason::NoRoute;
+            return Ok(deny_http(d, 404, grpc));
+        };
+        d.route = route.name;
+        let d = self.authorize(d, route, server.default, class, trace);
+        Ok(if d.allow { d } else { deny_http(d, 403, grpc) })
+    }
+
+    /// Decides an outbound request (HTTP, tunnel or TCP). Never allocates.
+    pub fn decide_outbound(&self, request: &Outbound<'_>, scratch: &mut Scratch) -> Result<Decision<'_>, RequestError> {
+        self.decide_outbound_traced(request, scratch, &mut NoTrace)
+    }
+
+    /// [`Bundle::decide_outbound`], reporting each step to `trace`.
+    pub fn decide_outbound_traced(
+        &self,
+        request: &Outbound<'_>,
+        scratch: &mut Scratch,
+        trace: &mut dyn Trace,
+    ) -> Result<Decision<'_>, RequestError> {
+        match (&request.http, request.authority) {
+            (Some(http), Some(authority)) => {
+                let a = parse_authority(authority)?;
+                let ip = request.ip.or(a.ip);
+                trace.event(Event::Authority { host: a.host, port: a.port, ip });
+                let grpc = is_grpc_content_type(http.headers);
+                let (path, query) = split_target(http.path);
+                if let Err(e) = normalize_path(path, &mut scratch.path) {
+                    trace.event(Event::Path { normalized: b"", error: Some(e) });
+                    return Ok(deny_http(Decision::new(false, Reason::BadPath), 400, grpc));
+                }
+                trace.event(Event::Path { normalized: &scratch.path, error: None });
+                if let Some(svc) = self.service_for(a.host, a.port) {
+                    trace.event(Event::Service { name: svc.name });
+                    let rank = self.match_route(
+                        &svc.routes,
+                        &scratch.path,
+                        http.method,
+                        http.headers,
+                        query,
+                        &mut scratch.candidates,
+                        trace,
+                    );
+                    let mut d = Decision::new(true, Reason::Service);
+                    d.service = Some(svc.name);
+                    let Some(route) = rank.and_then(|r| svc.routes.routes.get(r as usize)) else {
+                        d.reason = Reason::NoRoute;
+                        return Ok(deny_http(d, 404, grpc));
+                    };
+                    d.route = route.name;
+                    d.backends = &route.backends;
+                    d.timeout_ms = route.timeout_ms.or(svc.timeout_ms);
+                    return Ok(d);
+                }
+                let d = self.egress_decision(Some(a.host), a.port, ip, trace);
+                Ok(if d.allow { d } else { deny_http(d, 403, grpc) })
+            }
+            (None, Some(authority)) => {
+                let a = parse_authority(authority)?;
+                let ip = request.ip.or(a.ip);
+                trace.event(Event::Authority { host: a.host, port: a.port, ip });
+                let d = self.egress_decision(Some(a.host), a.port, ip, trace);
+                Ok(if d.allow { d } else { deny_http(d, 403, false) })
+            }
+            (Some(_), None) => Err(RequestError::Incomplete { what: "an HTTP request needs an authority" }),
+            (None, None) => match (request.ip, request.port) {
+                (Some(ip), Some(port)) => Ok(self.egress_decision(None, port, Some(ip), trace)),
+                _ => Err(RequestError::Incomplete { what: "a TCP request needs `ip` and `port`" }),
+            },
+        }
+    }
+
+    fn service_for(&self, host: &str, port: u16) -> Option<&crate::bundle::Service<'a>> {
+        let i = self
+            .authorities
+            .binary_search_by(|(h, p, _)| cmp_host(host, h).reverse().then(p.cmp(&port)))
+            .ok()?;
+        self.services.get(self.authorities[i].2 as usize)
+    }
+
+    /// The egress decision for a destination (spec section 5, step 2).
+    fn egress_decision(&self, host: Option<&str>, port: u16, ip: Option<IpAddr>, trace: &mut dyn Trace) -> Decision<'_> {
+        let Some(eg) = &self.egress else {
+            trace.event(Event::Default { default: "allow", of: "egress (no block)" });
+            return Decision::new(true, Reason::Default);
+        };
+        let mut best_deny = u32::MAX;
+        let mut best_allow = u32::MAX;
+        let mut consider = |id: u32| {
+            let Some(rule) = eg.rules.get(id as usize) else { return };
+            if !rule.ports.is_empty() && !rule.ports.iter().any(|&(a, b)| a <= port && port <= b) {
+                return;
+            }
+            let best = if rule.deny { &mut best_deny } else { &mut best_allow };
+            *best = (*best).min(id);
+        };
+        for &id in &eg.open_rules {
+            consider(id);
+        }
+        if let Some(host) = host {
+            for &id in &eg.star_rules {
+                consider(id);
+            }
+            crate::peer::for_each_match(&eg.hosts, host.bytes().map(|b| b.to_ascii_lowercase()), |p| {
+                if let Some(ids) = eg.host_rules.get(p as usize) {
+                    for &id in ids {
+                        consider(id);
+                    }
+                }
+            });
+        }
+        if let Some(ip) = ip {
+            for &atom in eg.nets.lookup(ip) {
+                if let Some(ids) = eg.nets.targets.get(atom as usize) {
+                    for &id in ids {
+                        consider(id);
+                    }
+                }
+            }
+        }
+        for (i, rule) in eg.rules.iter().enumerate() {
+            let i = i as u32;
+            if i == best_deny || i == best_allow {
+                trace.event(Event::EgressRule { name: rule.name, deny: rule.deny, matched: true });
+            }
+        }
+        let mut d = if best_deny != u32::MAX {
+            let mut d = Decision::new(false, Reason::Rule);
+            d.rule = eg.rules.get(best_deny as usize).map(|r| r.name);
+            d
+        } else if best_allow != u32::MAX {
+            let mut d = Decision::new(true, Reason::Rule);
+            d.rule = eg.rules.get(best_allow as usize).map(|r| r.name);
+            d
+        } else {
+            trace.event(Event::Default { default: if eg.default_deny { "deny" } else { "allow" }, of: "egress" });
+            Decision::new(!eg.default_deny, Reason::Default)
+        };
+        d.audit = false;
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities() {
+        let a = parse_authority("Payments.Prod:8080").unwrap();
+        assert_eq!((a.host, a.port, a.ip), ("Payments.Prod", 8080, None));
+        let a = parse_authority("github.com.").unwrap();
+        assert_eq!((a.host, a.port), ("github.com", 80));
+        let a = parse_authority("[::1]:443").unwrap();
+        assert_eq!((a.host, a.port), ("::1", 443));
+        assert_eq!(a.ip, Some("::1".parse().unwrap()));
+        let a = parse_authority("10.0.0.1").unwrap();
+        assert_eq!(a.ip, Some("10.0.0.1".parse().unwrap()));
+        assert!(parse_authority("").is_err());
+        assert!(parse_authority("a:0").is_err());
+        assert!(parse_authority("a:99999").is_err());
+        assert!(parse_authority("a b").is_err());
+        assert!(parse_authority("[::1").is_err());
+    }
+}
