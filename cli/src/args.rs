@@ -87,7 +87,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub explain: bool,
     /// Largest automaton, in bytes, when compiling `--policy` (default 16 MiB).
-    #[arg(long, value_name = "BYTES", requires = "policy")]
+    #[arg(long, value_name = "BYTES", conflicts_with = "bundle")]
     pub dfa_size_limit: Option<usize>,
 }
 
@@ -115,7 +115,9 @@ mod tests {
 
     #[test]
     fn lint_format() {
-        let Command::Lint(a) = parse(&["lint", "p"]).unwrap().command else { panic!() };
+        let Command::Lint(a) = parse(&["lint", "p"]).unwrap().command else {
+            panic!()
+        };
         assert_eq!(a.format, Format::Human);
         let Command::Lint(a) = parse(&["lint", "p", "--format", "json"]).unwrap().command else {
             panic!()
@@ -128,8 +130,9 @@ mod tests {
     #[test]
     fn compile_needs_output() {
         assert!(parse(&["compile", "p"]).is_err());
-        let Command::Compile(a) =
-            parse(&["compile", "p", "-o", "b", "--dfa-size-limit", "1000"]).unwrap().command
+        let Command::Compile(a) = parse(&["compile", "p", "-o", "b", "--dfa-size-limit", "1000"])
+            .unwrap()
+            .command
         else {
             panic!()
         };
@@ -143,10 +146,18 @@ mod tests {
         assert!(parse(&["eval"]).is_err());
         assert!(parse(&["eval", "--policy", "p", "--bundle", "b"]).is_err());
         assert!(parse(&["eval", "--bundle", "b", "--dfa-size-limit", "10"]).is_err());
-        let Command::Eval(a) =
-            parse(&["eval", "--bundle", "b", "--request", "{}", "--request", "[]", "--explain"])
-                .unwrap()
-                .command
+        let Command::Eval(a) = parse(&[
+            "eval",
+            "--bundle",
+            "b",
+            "--request",
+            "{}",
+            "--request",
+            "[]",
+            "--explain",
+        ])
+        .unwrap()
+        .command
         else {
             panic!()
         };
@@ -158,7 +169,9 @@ mod tests {
     #[test]
     fn test_needs_a_path() {
         assert!(parse(&["test"]).is_err());
-        let Command::Test(a) = parse(&["test", "a", "b"]).unwrap().command else { panic!() };
+        let Command::Test(a) = parse(&["test", "a", "b"]).unwrap().command else {
+            panic!()
+        };
         assert_eq!(a.paths.len(), 2);
     }
 }

@@ -13,7 +13,11 @@ pub struct Decider<'b, 'a> {
 impl<'b, 'a> Decider<'b, 'a> {
     /// Scratch space and a peer class sized for `bundle`.
     pub fn new(bundle: &'b Bundle<'a>) -> Self {
-        Decider { bundle, scratch: bundle.create_scratch(), class: bundle.create_peer_class() }
+        Decider {
+            bundle,
+            scratch: bundle.create_scratch(),
+            class: bundle.create_peer_class(),
+        }
     }
 
     /// Decides one request, reporting each step to `trace`. Inbound requests
@@ -34,7 +38,8 @@ impl<'b, 'a> Decider<'b, 'a> {
                 )?
             }
             Request::Outbound(r) => {
-                self.bundle.decide_outbound_traced(&r.as_outbound(), &mut self.scratch, trace)?
+                self.bundle
+                    .decide_outbound_traced(&r.as_outbound(), &mut self.scratch, trace)?
             }
         };
         Ok(DecisionJson::from_decision(&decision))

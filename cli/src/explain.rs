@@ -19,34 +19,75 @@ impl Trace for Explainer {
 /// One event in words.
 pub fn describe(event: &Event<'_>) -> String {
     match *event {
-        Event::Server { port, name: Some(name) } => format!("port {port}: server `{name}`"),
+        Event::Server {
+            port,
+            name: Some(name),
+        } => format!("port {port}: server `{name}`"),
         Event::Server { port, name: None } => {
             format!("port {port}: no server covers it, the mesh default applies")
         }
-        Event::Path { error: Some(error), .. } => format!("path rejected: {error}"),
-        Event::Path { normalized, error: None } => {
-            format!("path normalized to `{}`", String::from_utf8_lossy(normalized))
+        Event::Path {
+            error: Some(error), ..
+        } => format!("path rejected: {error}"),
+        Event::Path {
+            normalized,
+            error: None,
+        } => {
+            format!(
+                "path normalized to `{}`",
+                String::from_utf8_lossy(normalized)
+            )
         }
-        Event::RouteCandidate { name, taken: true, why } => {
+        Event::RouteCandidate {
+            name,
+            taken: true,
+            why,
+        } => {
             format!("route `{name}` (next in precedence order): taken ({why})")
         }
-        Event::RouteCandidate { name, taken: false, why } => {
+        Event::RouteCandidate {
+            name,
+            taken: false,
+            why,
+        } => {
             format!("route `{name}` (next in precedence order): not taken ({why})")
         }
-        Event::Rule { name, deny, matched } => format!(
+        Event::Rule {
+            name,
+            deny,
+            matched,
+        } => format!(
             "{} rule `{name}` applies; the peer {}",
             effect(deny),
-            if matched { "matches it" } else { "does not match it" }
+            if matched {
+                "matches it"
+            } else {
+                "does not match it"
+            }
         ),
         Event::Default { default, of } => format!("the {of} default `{default}` decides"),
-        Event::Authority { host, port, ip: Some(ip) } => {
+        Event::Authority {
+            host,
+            port,
+            ip: Some(ip),
+        } => {
             format!("authority: host `{host}`, port {port}, ip {ip}")
         }
-        Event::Authority { host, port, ip: None } => {
+        Event::Authority {
+            host,
+            port,
+            ip: None,
+        } => {
             format!("authority: host `{host}`, port {port}")
         }
-        Event::Service { name } => format!("service `{name}` claims the authority; egress rules do not apply"),
-        Event::EgressRule { name, deny, matched } => format!(
+        Event::Service { name } => {
+            format!("service `{name}` claims the authority; egress rules do not apply")
+        }
+        Event::EgressRule {
+            name,
+            deny,
+            matched,
+        } => format!(
             "egress {} rule `{name}`: {}",
             effect(deny),
             if matched { "matches" } else { "does not match" }
@@ -65,7 +106,12 @@ fn effect(deny: bool) -> &'static str {
 /// The decision in one sentence, e.g. `decision: deny (reason no-route), http 404`.
 pub fn describe_decision(d: &DecisionJson) -> String {
     let mut s = format!("decision: {} (reason {})", d.decision, d.reason);
-    let named = [("server", &d.server), ("route", &d.route), ("rule", &d.rule), ("service", &d.service)];
+    let named = [
+        ("server", &d.server),
+        ("route", &d.route),
+        ("rule", &d.rule),
+        ("service", &d.service),
+    ];
     for (what, name) in named {
         if let Some(name) = name {
             s.push_str(&format!(", {what} `{name}`"));
@@ -81,7 +127,10 @@ pub fn describe_decision(d: &DecisionJson) -> String {
         s.push_str(&format!(", grpc {status}"));
     }
     if let Some(backends) = &d.backends {
-        let list: Vec<String> = backends.iter().map(|b| format!("{} {}", b.name, b.weight)).collect();
+        let list: Vec<String> = backends
+            .iter()
+            .map(|b| format!("{} {}", b.name, b.weight))
+            .collect();
         s.push_str(&format!(", backends [{}]", list.join(", ")));
     }
     if let Some(ms) = d.timeout_ms {
@@ -99,17 +148,52 @@ mod tests {
     #[test]
     fn events_in_words() {
         let mut e = Explainer::default();
-        e.event(Event::Server { port: 8080, name: Some("web") });
-        e.event(Event::Server { port: 1, name: None });
-        e.event(Event::Path { normalized: b"/b", error: None });
-        e.event(Event::Path { normalized: b"", error: Some(BadPath::MalformedEscape) });
-        e.event(Event::RouteCandidate { name: "api", taken: false, why: "method" });
-        e.event(Event::RouteCandidate { name: "all", taken: true, why: "matched" });
-        e.event(Event::Rule { name: "q", deny: true, matched: false });
-        e.event(Event::Default { default: "deny", of: "server" });
-        e.event(Event::Authority { host: "a.b", port: 80, ip: Some("10.0.0.1".parse().unwrap()) });
+        e.event(Event::Server {
+            port: 8080,
+            name: Some("web"),
+        });
+        e.event(Event::Server {
+            port: 1,
+            name: None,
+        });
+        e.event(Event::Path {
+            normalized: b"/b",
+            error: None,
+        });
+        e.event(Event::Path {
+            normalized: b"",
+            error: Some(BadPath::MalformedEscape),
+        });
+        e.event(Event::RouteCandidate {
+            name: "api",
+            taken: false,
+            why: "method",
+        });
+        e.event(Event::RouteCandidate {
+            name: "all",
+            taken: true,
+            why: "matched",
+        });
+        e.event(Event::Rule {
+            name: "q",
+            deny: true,
+            matched: false,
+        });
+        e.event(Event::Default {
+            default: "deny",
+            of: "server",
+        });
+        e.event(Event::Authority {
+            host: "a.b",
+            port: 80,
+            ip: Some("10.0.0.1".parse().unwrap()),
+        });
         e.event(Event::Service { name: "pay" });
-        e.event(Event::EgressRule { name: "imds", deny: true, matched: true });
+        e.event(Event::EgressRule {
+            name: "imds",
+            deny: true,
+            matched: true,
+        });
         assert_eq!(
             e.lines,
             [

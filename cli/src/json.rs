@@ -46,7 +46,11 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// The runtime view of this request, borrowing from it.
     pub fn as_http(&self) -> Http<'_> {
-        Http { method: &self.method, path: self.path.as_bytes(), headers: &self.headers }
+        Http {
+            method: &self.method,
+            path: self.path.as_bytes(),
+            headers: &self.headers,
+        }
     }
 }
 
@@ -62,7 +66,10 @@ pub struct PeerRequest {
 impl PeerRequest {
     /// The runtime view of this peer.
     pub fn as_peer(&self) -> Peer<'_> {
-        Peer { ip: self.ip, identity: self.identity.as_deref() }
+        Peer {
+            ip: self.ip,
+            identity: self.identity.as_deref(),
+        }
     }
 }
 
@@ -80,7 +87,10 @@ pub struct InboundRequest {
 impl InboundRequest {
     /// The runtime view of this request.
     pub fn as_inbound(&self) -> Inbound<'_> {
-        Inbound { port: self.port, http: self.http.as_ref().map(HttpRequest::as_http) }
+        Inbound {
+            port: self.port,
+            http: self.http.as_ref().map(HttpRequest::as_http),
+        }
     }
 }
 
@@ -117,8 +127,15 @@ pub fn parse_request(text: &str) -> Result<Request, String> {
 }
 
 const INBOUND_FIELDS: &[&str] = &["direction", "port", "method", "path", "headers", "peer"];
-const OUTBOUND_FIELDS: &[&str] =
-    &["direction", "authority", "ip", "port", "method", "path", "headers"];
+const OUTBOUND_FIELDS: &[&str] = &[
+    "direction",
+    "authority",
+    "ip",
+    "port",
+    "method",
+    "path",
+    "headers",
+];
 const PEER_FIELDS: &[&str] = &["ip", "identity"];
 
 /// Reads a request from a JSON value shaped as in spec section 10.
@@ -152,20 +169,30 @@ pub fn request_from_value(value: &Value) -> Result<Request, String> {
                             .transpose()?,
                     }
                 }
-                Some(other) => return Err(format!("`peer` must be an object, not {}", kind(other))),
+                Some(other) => {
+                    return Err(format!("`peer` must be an object, not {}", kind(other)))
+                }
             };
-            Ok(Request::Inbound(InboundRequest { port, http: http(obj)?, peer }))
+            Ok(Request::Inbound(InboundRequest {
+                port,
+                http: http(obj)?,
+                peer,
+            }))
         }
         "outbound" => {
             check_fields(obj, OUTBOUND_FIELDS, "an outbound request")?;
             Ok(Request::Outbound(OutboundRequest {
-                authority: get(obj, "authority").map(|v| string(v, "authority")).transpose()?,
+                authority: get(obj, "authority")
+                    .map(|v| string(v, "authority"))
+                    .transpose()?,
                 ip: get(obj, "ip").map(|v| ip(v, "ip")).transpose()?,
                 port: get(obj, "port").map(port).transpose()?,
                 http: http(obj)?,
             }))
         }
-        other => Err(format!("`direction` must be `inbound` or `outbound`, not `{other}`")),
+        other => Err(format!(
+            "`direction` must be `inbound` or `outbound`, not `{other}`"
+        )),
     }
 }
 
@@ -208,20 +235,27 @@ fn port(value: &Value) -> Result<u16, String> {
 
 fn ip(value: &Value, field: &str) -> Result<IpAddr, String> {
     let text = string(value, field)?;
-    text.parse().map_err(|_| format!("`{field}` is not an IP address: `{text}`"))
+    text.parse()
+        .map_err(|_| format!("`{field}` is not an IP address: `{text}`"))
 }
 
 /// Method, path and headers of a request object, all or nothing.
 fn http(obj: &Map<String, Value>) -> Result<Option<HttpRequest>, String> {
-    let method = get(obj, "method").map(|v| string(v, "method")).transpose()?;
+    let method = get(obj, "method")
+        .map(|v| string(v, "method"))
+        .transpose()?;
     let path = get(obj, "path").map(|v| string(v, "path")).transpose()?;
     let headers = get(obj, "headers").map(headers).transpose()?;
     match (method, path) {
-        (Some(method), Some(path)) => {
-            Ok(Some(HttpRequest { method, path, headers: headers.unwrap_or_default() }))
-        }
+        (Some(method), Some(path)) => Ok(Some(HttpRequest {
+            method,
+            path,
+            headers: headers.unwrap_or_default(),
+        })),
         (None, None) if headers.is_none() => Ok(None),
-        (None, None) => Err("`headers` needs `method` and `path` (a connection has no headers)".into()),
+        (None, None) => {
+            Err("`headers` needs `method` and `path` (a connection has no headers)".into())
+        }
         (Some(_), None) => Err("`method` needs `path` too".into()),
         (None, Some(_)) => Err("`path` needs `method` too".into()),
     }
@@ -234,7 +268,10 @@ fn headers(value: &Value) -> Result<HeaderList, String> {
             .iter()
             .map(|(name, v)| match v {
                 Value::String(s) => Ok((name.clone(), s.clone())),
-                other => Err(format!("header `{name}` must have a string value, not {}", kind(other))),
+                other => Err(format!(
+                    "header `{name}` must have a string value, not {}",
+                    kind(other)
+                )),
             })
             .collect::<Result<_, _>>()
             .map(HeaderList),
@@ -242,7 +279,9 @@ fn headers(value: &Value) -> Result<HeaderList, String> {
             .iter()
             .map(|item| match item.as_array().map(Vec::as_slice) {
                 Some([Value::String(n), Value::String(v)]) => Ok((n.clone(), v.clone())),
-                _ => Err(format!("each header in a list must be a `[name, value]` pair of strings, not `{item}`")),
+                _ => Err(format!(
+                    "each header in a list must be a `[name, value]` pair of strings, not `{item}`"
+                )),
             })
             .collect::<Result<_, _>>()
             .map(HeaderList),
@@ -306,7 +345,10 @@ impl DecisionJson {
             backends: (d.reason == Reason::Service).then(|| {
                 d.backends
                     .iter()
-                    .map(|b| BackendJson { name: b.name.to_owned(), weight: b.weight })
+                    .map(|b| BackendJson {
+                        name: b.name.to_owned(),
+                        weight: b.weight,
+                    })
                     .collect()
             }),
             timeout_ms: d.timeout_ms,
@@ -386,7 +428,9 @@ mod tests {
         let rt_http = rt.http.unwrap();
         assert_eq!(rt_http.path, b"/metrics?x=1");
         let mut seen = Vec::new();
-        rt_http.headers.for_each_value("x-tenant", &mut |v| seen.push(v.to_vec()));
+        rt_http
+            .headers
+            .for_each_value("x-tenant", &mut |v| seen.push(v.to_vec()));
         assert_eq!(seen, vec![b"acme".to_vec()]);
     }
 
@@ -398,7 +442,9 @@ mod tests {
         );
         let http = r.http.unwrap();
         let mut seen = Vec::new();
-        http.headers.for_each_value("x-list", &mut |v| seen.push(String::from_utf8_lossy(v).into_owned()));
+        http.headers.for_each_value("x-list", &mut |v| {
+            seen.push(String::from_utf8_lossy(v).into_owned())
+        });
         assert_eq!(seen, ["a", "b"]);
     }
 
@@ -410,7 +456,8 @@ mod tests {
         assert!(r.as_inbound().http.is_none());
         let r = inbound(r#"{"direction":"inbound","port":5432,"peer":{}}"#);
         assert_eq!(r.peer, PeerRequest::default());
-        let r = inbound(r#"{"direction":"inbound","port":5432,"peer":{"ip":"::1","identity":null}}"#);
+        let r =
+            inbound(r#"{"direction":"inbound","port":5432,"peer":{"ip":"::1","identity":null}}"#);
         assert_eq!(r.peer.ip, Some("::1".parse().unwrap()));
         assert_eq!(r.peer.identity, None);
     }
@@ -448,22 +495,31 @@ mod tests {
         assert!(err(r#"{"direction":"inbound","port":"80"}"#).contains("`port`"));
         assert!(err(r#"{"direction":"inbound","port":80,"method":"GET"}"#).contains("needs `path`"));
         assert!(err(r#"{"direction":"inbound","port":80,"path":"/"}"#).contains("needs `method`"));
-        assert!(err(r#"{"direction":"inbound","port":80,"headers":{}}"#).contains("`headers` needs"));
+        assert!(
+            err(r#"{"direction":"inbound","port":80,"headers":{}}"#).contains("`headers` needs")
+        );
         assert!(err(r#"{"direction":"inbound","port":80,"authority":"x"}"#)
             .contains("`authority` is not a field of an inbound request"));
-        assert!(err(r#"{"direction":"inbound","port":80,"peer":{"ip":"10.0.0.300"}}"#)
-            .contains("`10.0.0.300`"));
-        assert!(err(r#"{"direction":"inbound","port":80,"peer":{"name":"x"}}"#)
-            .contains("`name` is not a field of a peer"));
+        assert!(
+            err(r#"{"direction":"inbound","port":80,"peer":{"ip":"10.0.0.300"}}"#)
+                .contains("`10.0.0.300`")
+        );
+        assert!(
+            err(r#"{"direction":"inbound","port":80,"peer":{"name":"x"}}"#)
+                .contains("`name` is not a field of a peer")
+        );
         assert!(err(r#"{"direction":"inbound","port":80,"peer":"x"}"#).contains("`peer` must be"));
         assert!(err(r#"{"direction":"outbound","peer":{}}"#).contains("`peer` is not a field"));
-        assert!(err(r#"{"direction":"outbound","authority":7}"#).contains("`authority` must be a string"));
+        assert!(err(r#"{"direction":"outbound","authority":7}"#)
+            .contains("`authority` must be a string"));
         assert!(err(r#"{"direction":"outbound","authority":"a","method":"GET","path":"/","headers":{"a":1}}"#)
             .contains("header `a`"));
         assert!(err(r#"{"direction":"outbound","authority":"a","method":"GET","path":"/","headers":[["a"]]}"#)
             .contains("`[name, value]`"));
-        assert!(err(r#"{"direction":"outbound","authority":"a","method":"GET","path":"/","headers":"a"}"#)
-            .contains("`headers` must be"));
+        assert!(err(
+            r#"{"direction":"outbound","authority":"a","method":"GET","path":"/","headers":"a"}"#
+        )
+        .contains("`headers` must be"));
     }
 
     #[test]
@@ -481,8 +537,14 @@ mod tests {
     #[test]
     fn decision_json_service_backends() {
         let backends = [
-            WeightedBackend { name: "stable", weight: 90 },
-            WeightedBackend { name: "canary", weight: 0 },
+            WeightedBackend {
+                name: "stable",
+                weight: 90,
+            },
+            WeightedBackend {
+                name: "canary",
+                weight: 0,
+            },
         ];
         let mut d = Decision::new(true, Reason::Service);
         d.service = Some("payments");

@@ -34,11 +34,12 @@ impl Parsed {
 
 /// Reads and parses a `.sluice` file or a directory of them.
 ///
-/// Errors are messages naming `path`: it cannot be read, or holds no
+/// Errors are messages naming the path (`sluice_lang::source::load` names
+/// the file in its errors): it cannot be read, or holds no
 /// `.sluice` file (an empty policy would silently allow everything).
 pub fn load(path: &Path) -> Result<Parsed, String> {
     let files = sluice_lang::source::load(path)
-        .map_err(|e| format!("cannot read the policy `{}`: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read the policy: {e}"))?;
     if files.is_empty() {
         return Err(format!("no `.sluice` files in `{}`", path.display()));
     }
@@ -65,7 +66,10 @@ pub fn lint(parsed: &Parsed, config: &Config) -> Vec<Diagnostic> {
 
 /// Compiles a parsed policy: the bundle bytes and warnings, or every
 /// diagnostic when there are errors (syntax errors stop before the compiler).
-pub fn compile(parsed: &Parsed, config: &Config) -> Result<sluice_compiler::Compiled, Vec<Diagnostic>> {
+pub fn compile(
+    parsed: &Parsed,
+    config: &Config,
+) -> Result<sluice_compiler::Compiled, Vec<Diagnostic>> {
     if parsed.has_syntax_errors() {
         return Err(parsed.syntax.clone());
     }
@@ -83,13 +87,6 @@ pub fn has_errors(diags: &[Diagnostic]) -> bool {
     diags.iter().any(Diagnostic::is_error)
 }
 
-/// `N errors, M warnings` (singular when 1).
-pub fn count(diags: &[Diagnostic]) -> String {
-    let errors = diags.iter().filter(|d| d.is_error()).count();
-    let warnings = diags.len() - errors;
-    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
-}
-
 /// `1 thing`, `2 things`.
 pub fn plural(n: usize, what: &str) -> String {
     if n == 1 {
@@ -101,7 +98,7 @@ pub fn plural(n: usize, what: &str) -> String {
 
 /// A bundle load error as a message.
 pub fn load_error(error: &LoadError) -> String {
-    format!("{error:?}")
+    error.to_string()
 }
 
 /// Loads bundle bytes that are already aligned, with a message naming `what`.
@@ -123,7 +120,6 @@ mod tests {
     fn counts_and_hashes() {
         assert_eq!(plural(1, "error"), "1 error");
         assert_eq!(plural(0, "error"), "0 errors");
-        assert_eq!(count(&[]), "0 errors, 0 warnings");
         assert_eq!(hex_hash(0xab), "00000000000000ab");
     }
 }

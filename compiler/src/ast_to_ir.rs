@@ -14,6 +14,7 @@ use crate::automata::check_regex;
 use crate::config::Config;
 use crate::ir;
 use crate::ir::{Ir, PathCond};
+use regex_automata::nfa::thompson;
 use sluice_lang::ast::{
     Backend, BackendStmt, BreakerStmt, CircuitBreaker, Cond, Default, DestStmt, Effect, Egress, EgressStmt, Endpoint, Int,
     Item, Mesh, MeshStmt, Name, Networks, PathMatch, PortRange, Principal, Protocol, Retry, RetryStmt, Route, RouteStmt,
@@ -202,6 +203,17 @@ impl<'a> Checker<'a> {
     }
 
     fn regex(&mut self, re: &Str) {
+        // Bound the NFA first: `check_regex` builds it without a limit, and
+        // `a{99999999}` would take gigabytes before the DFA limit applies.
+        let limit = self.config.determinize_size_limit.max(self.config.dfa_size_limit);
+        let nfa = thompson::Compiler::new().configure(thompson::Config::new().nfa_size_limit(Some(limit))).build(&re.node);
+        if let Err(e) = nfa {
+            if e.size_limit().is_some() {
+                let msg = format!("`{}` cannot be compiled into an automaton within the size limit: {e}", re.node);
+                self.error(Code::InvalidRegex, re.span, msg);
+                return;
+            }
+        }
         if let Err(msg) = check_regex(&re.node, self.config) {
             self.error(Code::InvalidRegex, re.span, msg);
         }

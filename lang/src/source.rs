@@ -97,7 +97,7 @@ pub struct LineIndex {
     line_starts: Vec<u32>,
     /// Number of characters before byte `256 * i`.
     chars_before_block: Vec<u32>,
-    /// The text's bytes, for counting characters inside a block.
+    /// Length of the text in bytes.
     len: u32,
 }
 

@@ -9,8 +9,8 @@ const DEFAULT_PORT: u16 = 80;
 /// A parsed authority.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Authority {
-    /// The host: lowercase, without a trailing dot; an IPv6 literal keeps
-    /// its brackets (`[::1]`).
+    /// The host: lowercase, without a trailing dot; an IPv6 literal without
+    /// its brackets (`::1`).
     pub host: String,
     /// The port (80 when not written).
     pub port: u16,
@@ -43,7 +43,7 @@ pub(crate) fn parse(s: &str) -> Option<Authority> {
         let v6: Ipv6Addr = inner.parse().ok()?;
         let after = &rest[close + 1..];
         let port = if after.is_empty() { DEFAULT_PORT } else { parse_port(after.strip_prefix(':')?)? };
-        return Some(Authority { host: format!("[{}]", inner.to_ascii_lowercase()), port, ip: Some(IpAddr::V6(v6)) });
+        return Some(Authority { host: inner.to_ascii_lowercase(), port, ip: Some(IpAddr::V6(v6)) });
     }
     let (host, port) = match s.split_once(':') {
         Some((h, p)) => (h, parse_port(p)?),
@@ -93,8 +93,8 @@ mod tests {
         assert_eq!(parse("GitHub.com.:8443"), a("github.com", 8443, None));
         assert_eq!(parse("10.0.0.1:5432"), a("10.0.0.1", 5432, Some("10.0.0.1")));
         assert_eq!(parse("10.0.0.1."), a("10.0.0.1", 80, Some("10.0.0.1")));
-        assert_eq!(parse("[::1]:80"), a("[::1]", 80, Some("::1")));
-        assert_eq!(parse("[2001:DB8::1]"), a("[2001:db8::1]", 80, Some("2001:db8::1")));
+        assert_eq!(parse("[::1]:80"), a("::1", 80, Some("::1")));
+        assert_eq!(parse("[2001:DB8::1]"), a("2001:db8::1", 80, Some("2001:db8::1")));
         assert_eq!(parse("h:080"), a("h", 80, None));
         assert_eq!(parse("h:65535"), a("h", 65535, None));
         assert_eq!(parse("my_host"), a("my_host", 80, None));
@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn host_patterns() {
         assert!(host_matches("*", "anything"));
-        assert!(host_matches("*", "[::1]"));
+        assert!(host_matches("*", "::1"));
         assert!(host_matches("api.example.com", "api.example.com"));
         assert!(host_matches("API.Example.com.", "api.example.com"));
         assert!(!host_matches("api.example.com", "x.api.example.com"));

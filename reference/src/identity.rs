@@ -53,7 +53,8 @@ fn split<'a>(s: &'a str, is_valid_segment: impl Fn(usize, usize, &str) -> bool) 
 }
 
 /// Whether `id` is a valid SPIFFE ID.
-pub(crate) fn is_spiffe_id(id: &str) -> bool {
+#[cfg(test)]
+fn is_spiffe_id(id: &str) -> bool {
     parse_id(id).is_some()
 }
 

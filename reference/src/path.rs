@@ -200,4 +200,24 @@ mod tests {
         let too_long = format!("/{}", "a".repeat(MAX_PATH_LEN));
         assert_eq!(norm(&too_long), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn normalized_paths_are_fixed_points(raw in r"[/a.%2eEfF5c?#b~-]{0,24}") {
+            let (p, _) = split_target(&raw);
+            if let Some(n) = normalize(p) {
+                proptest::prop_assert!(n.starts_with('/'));
+                proptest::prop_assert!(!n.contains("//"));
+                proptest::prop_assert!(!n.contains("/./") && !n.contains("/../"));
+                proptest::prop_assert!(!n.ends_with("/.") && !n.ends_with("/.."));
+                proptest::prop_assert_eq!(normalize(&n), Some(n.clone()));
+            }
+        }
+
+        #[test]
+        fn never_panics(raw in r"\PC{0,40}") {
+            let (p, _) = split_target(&raw);
+            let _ = normalize(p);
+        }
+    }
 }

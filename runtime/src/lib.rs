@@ -10,6 +10,7 @@
 
 pub mod bundle;
 mod decide;
+pub mod fuzz;
 pub mod decision;
 mod matching;
 pub mod normalize;

@@ -238,12 +238,12 @@ mod tests {
     #[test]
     fn grpc_content_type() {
         let h = [("Content-Type", "Application/GRPC+proto")];
-        assert!(is_grpc_content_type(&h[..]));
+        assert!(is_grpc_content_type(&h));
         let h = [("content-type", "application/json")];
-        assert!(!is_grpc_content_type(&h[..]));
+        assert!(!is_grpc_content_type(&h));
         let h = [("content-type", "application/gr")];
-        assert!(!is_grpc_content_type(&h[..]));
+        assert!(!is_grpc_content_type(&h));
         let h: [(&str, &str); 0] = [];
-        assert!(!is_grpc_content_type(&h[..]));
+        assert!(!is_grpc_content_type(&h));
     }
 }

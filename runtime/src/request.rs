@@ -22,6 +22,20 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
     }
 }
 
+/// A header list as a vector of `(name, value)` pairs.
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().for_each_value(name, f)
+    }
+}
+
+/// A header list as an array of `(name, value)` pairs.
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().for_each_value(name, f)
+    }
+}
+
 /// No headers at all.
 pub struct NoHeaders;
 

@@ -1,0 +1,82 @@
+//! Decision benchmarks: peer classification and every kind of decision on
+//! generated policies of 10, 100, 1,000 and 10,000 routes, with the fixed
+//! realistic requests of `sluice_benches`.
+//!
+//! Run: `cargo bench -p sluice-benches --bench decide -- --warm-up-time 1 --measurement-time 3`.
+//!
+//! Each benchmark first checks, outside the timed region, that its request
+//! gets the expected decision (allowed by the expected rule or route), so
+//! that a drift of the generator cannot make it time a trivial path.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use sluice_benches::{compile_generated, realistic_peer, Kind, SIZES};
+use sluice_runtime::{AlignedBytes, Bundle};
+
+/// Compiles every size once; the 10,000-route policy takes a few seconds.
+fn bundles() -> Vec<(usize, AlignedBytes)> {
+    SIZES
+        .iter()
+        .map(|&n| {
+            let bytes = compile_generated(n).unwrap_or_else(|e| panic!("the {n}-route policy does not compile:\n{e}"));
+            eprintln!("{n} routes: bundle of {} bytes", bytes.len());
+            (n, AlignedBytes::new(&bytes))
+        })
+        .collect()
+}
+
+fn decide(c: &mut Criterion) {
+    let bundles = bundles();
+    let peer = realistic_peer();
+
+    let mut group = c.benchmark_group("classify");
+    for (n, bytes) in &bundles {
+        let bundle = Bundle::from_bytes(bytes.as_bytes()).expect("bundle loads");
+        let mut class = bundle.create_peer_class();
+        bundle.classify(&peer, &mut class);
+        assert!(class.has_identity());
+        // The classification must let the expected rule match.
+        let mut scratch = bundle.create_scratch();
+        if let Err(e) = Kind::InboundHttp.check(&Kind::InboundHttp.decide(&bundle, &class, &mut scratch)) {
+            panic!("{n} routes: {e}");
+        }
+        group.bench_with_input(BenchmarkId::from_parameter(n), &peer, |b, peer| {
+            b.iter(|| bundle.classify(black_box(peer), &mut class))
+        });
+    }
+    group.finish();
+
+    for kind in Kind::ALL {
+        let mut group = c.benchmark_group(kind.name());
+        for (n, bytes) in &bundles {
+            let bundle = Bundle::from_bytes(bytes.as_bytes()).expect("bundle loads");
+            let mut scratch = bundle.create_scratch();
+            let mut class = bundle.create_peer_class();
+            bundle.classify(&peer, &mut class);
+            if let Err(e) = kind.check(&kind.decide(&bundle, &class, &mut scratch)) {
+                panic!("{n} routes: {e}");
+            }
+            group.bench_function(BenchmarkId::from_parameter(n), |b| match kind {
+                Kind::InboundHttp | Kind::InboundTcp => {
+                    let request = match kind {
+                        Kind::InboundHttp => sluice_benches::realistic_inbound(),
+                        _ => sluice_benches::realistic_inbound_tcp(),
+                    };
+                    b.iter(|| bundle.decide_inbound(black_box(&request), &class, &mut scratch))
+                }
+                _ => {
+                    let request = match kind {
+                        Kind::OutboundService => sluice_benches::realistic_outbound_service(),
+                        Kind::EgressHttp => sluice_benches::realistic_egress_http(),
+                        Kind::Tunnel => sluice_benches::realistic_tunnel(),
+                        _ => sluice_benches::realistic_egress_tcp(),
+                    };
+                    b.iter(|| bundle.decide_outbound(black_box(&request), &mut scratch))
+                }
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, decide);
+criterion_main!(benches);

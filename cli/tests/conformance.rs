@@ -1,0 +1,63 @@
+//! Runs the conformance corpora through the library's runner and asserts
+//! that nothing fails: the project's `conformance/` and `policies/`, and the
+//! shared corpus when it is present next to the repository.
+
+use sluice_cli::conformance::{self, Outcome};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(dir: &Path) -> Outcome {
+    let outcome = conformance::run_paths(&[dir.to_path_buf()], &mut |m| eprintln!("{m}"));
+    eprintln!("{}: {} files, {outcome}", dir.display(), outcome.files);
+    outcome
+}
+
+fn assert_clean(outcome: &Outcome, what: &str) {
+    assert_eq!(
+        outcome.failed,
+        0,
+        "{what}: {outcome}\n{}",
+        outcome.messages.join("\n")
+    );
+}
+
+#[test]
+fn project_conformance_corpus() {
+    let dir = root().join("conformance");
+    let outcome = run(&dir);
+    assert_clean(&outcome, "conformance/");
+    assert!(
+        outcome.files > 0,
+        "no conformance files in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn example_policies() {
+    let dir = root().join("policies");
+    let outcome = run(&dir);
+    assert_clean(&outcome, "policies/");
+}
+
+#[test]
+fn shared_conformance_corpus() {
+    let dir = root().join("../shared/conformance");
+    if !dir.is_dir() {
+        eprintln!(
+            "note: {} does not exist; skipping the shared corpus",
+            dir.display()
+        );
+        return;
+    }
+    let outcome = run(&dir);
+    assert_clean(&outcome, "shared/conformance/");
+    assert!(
+        outcome.files > 0,
+        "no conformance files in {}",
+        dir.display()
+    );
+}

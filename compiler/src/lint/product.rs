@@ -1,0 +1,407 @@
+//! Language inclusion on DFAs: a breadth-first walk of the product of two
+//! anchored DFAs and a small hand-written automaton for the domain (the
+//! normalized paths of spec section 7, or valid SPIFFE IDs), so that the
+//! answers hold exactly for the strings a request can carry.
+
+use crate::automata::{build_dfa, Flavor};
+use crate::config::Config;
+use regex_automata::dfa::{dense, Automaton};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
+use regex_automata::Anchored;
+use std::collections::{HashSet, VecDeque};
+
+/// The DFAs built by `automata::build_dfa`.
+pub(crate) type Dfa = dense::DFA<Vec<u32>>;
+
+/// Most product states one inclusion check explores before giving up
+/// (and answering [`Inclusion::Unknown`]).
+pub(crate) const PRODUCT_LIMIT: usize = 100_000;
+
+/// Domain state meaning "this string is outside the domain".
+const REJECT: u8 = u8::MAX;
+
+// Normalized-path automaton states.
+const P_START: u8 = 0;
+const P_SLASH: u8 = 1;
+const P_DOT1: u8 = 2;
+const P_DOT2: u8 = 3;
+const P_SEG: u8 = 4;
+const P_PCT: u8 = 5;
+/// `P_PCT2 + h`: after `%` and the upper-case hex digit `h`.
+const P_PCT2: u8 = 6;
+
+// SPIFFE ID automaton states: 0..=8 read `spiffe://`.
+const SPIFFE: &[u8] = b"spiffe://";
+const I_TD0: u8 = 9;
+const I_TD: u8 = 10;
+const I_SLASH: u8 = 11;
+const I_DOT1: u8 = 12;
+const I_DOT2: u8 = 13;
+const I_SEG: u8 = 14;
+
+/// The strings an inclusion ranges over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Domain {
+    /// Normalized paths (spec section 7): `/`-led, bytes 0x21..=0x7E but
+    /// `\ ? #`, no empty, `.` or `..` segment, escapes `%XX` in upper-case
+    /// hex of bytes that are neither unreserved, `/`, `\` nor control.
+    Path,
+    /// Valid SPIFFE IDs (spec section 4), ignoring the 2048-byte bound.
+    Identity,
+}
+
+fn upper_hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn segment_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+impl Domain {
+    /// The start state.
+    fn start(self) -> u8 {
+        0
+    }
+
+    /// The state after `b`, or [`REJECT`].
+    fn step(self, s: u8, b: u8) -> u8 {
+        match self {
+            Domain::Path => path_step(s, b),
+            Domain::Identity => identity_step(s, b),
+        }
+    }
+
+    /// Whether a string ending in state `s` is in the domain.
+    fn accepts(self, s: u8) -> bool {
+        match self {
+            Domain::Path => matches!(s, P_SLASH | P_SEG),
+            Domain::Identity => matches!(s, I_TD | I_SEG),
+        }
+    }
+
+    /// Every byte a string of the domain may hold.
+    fn alphabet(self) -> std::ops::RangeInclusive<u8> {
+        0x21..=0x7E
+    }
+}
+
+fn path_step(s: u8, b: u8) -> u8 {
+    if !(0x21..=0x7E).contains(&b) || matches!(b, b'\\' | b'?' | b'#') {
+        return REJECT;
+    }
+    match s {
+        P_START => {
+            if b == b'/' {
+                P_SLASH
+            } else {
+                REJECT
+            }
+        }
+        P_SLASH | P_DOT1 | P_DOT2 | P_SEG => match b {
+            b'/' if s == P_SEG => P_SLASH,
+            b'/' => REJECT,
+            b'%' => P_PCT,
+            b'.' => match s {
+                P_SLASH => P_DOT1,
+                P_DOT1 => P_DOT2,
+                _ => P_SEG,
+            },
+            _ => P_SEG,
+        },
+        P_PCT => upper_hex(b).map_or(REJECT, |h| P_PCT2 + h),
+        s if (P_PCT2..P_PCT2 + 16).contains(&s) => match upper_hex(b) {
+            Some(l) => {
+                let v = (s - P_PCT2) * 16 + l;
+                if unreserved(v) || v == b'/' || v == b'\\' || v < 0x20 || v == 0x7F {
+                    REJECT
+                } else {
+                    P_SEG
+                }
+            }
+            None => REJECT,
+        },
+        _ => REJECT,
+    }
+}
+
+fn identity_step(s: u8, b: u8) -> u8 {
+    match s {
+        s if (s as usize) < SPIFFE.len() => {
+            if SPIFFE[s as usize] == b {
+                s + 1
+            } else {
+                REJECT
+            }
+        }
+        I_TD0 | I_TD => match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => I_TD,
+            b'/' if s == I_TD => I_SLASH,
+            _ => REJECT,
+        },
+        I_SLASH | I_DOT1 | I_DOT2 | I_SEG => match b {
+            b'/' if s == I_SEG => I_SLASH,
+            b'.' => match s {
+                I_SLASH => I_DOT1,
+                I_DOT1 => I_DOT2,
+                _ => I_SEG,
+            },
+            b if segment_byte(b) => I_SEG,
+            _ => REJECT,
+        },
+        _ => REJECT,
+    }
+}
+
+/// Builds one path DFA (all-matches, anchored) for `patterns`: byte-oriented
+/// first (smaller and faster to build, and the same on the ASCII bytes of
+/// normalized paths), Unicode when the patterns need it. `None` when
+/// neither fits the size limit.
+pub(crate) fn path_dfa(patterns: &[String], config: &Config) -> Option<Dfa> {
+    build_dfa(patterns, Flavor::Bytes, config)
+        .or_else(|_| build_dfa(patterns, Flavor::Unicode, config))
+        .ok()
+}
+
+/// The anchored start state of `dfa`.
+pub(crate) fn start_state(dfa: &Dfa) -> Option<StateID> {
+    dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).ok()
+}
+
+/// The state after reading `bytes` from the start.
+pub(crate) fn walk(dfa: &Dfa, bytes: &[u8]) -> Option<StateID> {
+    let mut s = start_state(dfa)?;
+    for &b in bytes {
+        s = dfa.next_state(s, b);
+    }
+    Some(s)
+}
+
+/// Whether `dfa` (some pattern of it) matches all of `bytes`.
+pub(crate) fn matches(dfa: &Dfa, bytes: &[u8]) -> bool {
+    walk(dfa, bytes).is_some_and(|s| accepts_at_end(dfa, s))
+}
+
+/// Whether some string starting with `bytes` may still match.
+pub(crate) fn alive_after(dfa: &Dfa, bytes: &[u8]) -> bool {
+    walk(dfa, bytes).is_some_and(|s| !dfa.is_dead_state(s))
+}
+
+fn accepts_at_end(dfa: &Dfa, s: StateID) -> bool {
+    dfa.is_match_state(dfa.next_eoi_state(s))
+}
+
+/// The answer of an inclusion check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Inclusion {
+    /// Every string of the domain in the left language is in the right one.
+    Included,
+    /// Some string is not.
+    NotIncluded,
+    /// Too large to tell (more than the product limit), or a DFA quit.
+    Unknown,
+}
+
+/// Decides `L(a) ∩ D ⊆ L(b)` for the domain `D`, where `a == None` stands
+/// for every string. Explores at most `limit` product states.
+pub(crate) fn included(a: Option<&Dfa>, b: &Dfa, domain: Domain, limit: usize) -> Inclusion {
+    let sa0 = match a {
+        Some(a) => match start_state(a) {
+            Some(s) => s,
+            None => return Inclusion::Unknown,
+        },
+        None => StateID::ZERO,
+    };
+    let Some(sb0) = start_state(b) else {
+        return Inclusion::Unknown;
+    };
+    let first = (sa0, sb0, domain.start());
+    let mut seen: HashSet<(StateID, StateID, u8)> = HashSet::new();
+    seen.insert(first);
+    let mut queue = VecDeque::from([first]);
+    while let Some((sa, sb, f)) = queue.pop_front() {
+        let a_accepts = a.map_or(true, |a| accepts_at_end(a, sa));
+        if domain.accepts(f) && a_accepts && !accepts_at_end(b, sb) {
+            return Inclusion::NotIncluded;
+        }
+        for byte in domain.alphabet() {
+            let f2 = domain.step(f, byte);
+            if f2 == REJECT {
+                continue;
+            }
+            let sa2 = match a {
+                Some(a) => {
+                    let s = a.next_state(sa, byte);
+                    if a.is_dead_state(s) {
+                        continue;
+                    }
+                    if a.is_quit_state(s) {
+                        return Inclusion::Unknown;
+                    }
+                    s
+                }
+                None => sa,
+            };
+            let sb2 = b.next_state(sb, byte);
+            if b.is_quit_state(sb2) {
+                return Inclusion::Unknown;
+            }
+            if seen.insert((sa2, sb2, f2)) {
+                if seen.len() > limit {
+                    return Inclusion::Unknown;
+                }
+                queue.push_back((sa2, sb2, f2));
+            }
+        }
+    }
+    Inclusion::Included
+}
+
+/// Up to `k` short strings of `L(dfa) ∩ D` (shortest first, one per
+/// product state), for quick counterexamples. `Some(vec![])` means the
+/// language holds no string of the domain; `None` that the walk gave up
+/// before finding any.
+pub(crate) fn short_members(dfa: &Dfa, domain: Domain, k: usize, limit: usize) -> Option<Vec<Vec<u8>>> {
+    let s0 = start_state(dfa)?;
+    // Nodes: (dfa state, domain state, parent, byte).
+    let mut nodes: Vec<(StateID, u8, usize, u8)> = vec![(s0, domain.start(), usize::MAX, 0)];
+    let mut seen: HashSet<(StateID, u8)> = HashSet::from([(s0, domain.start())]);
+    let mut found = Vec::new();
+    let mut next = 0;
+    while next < nodes.len() {
+        let (s, f, _, _) = nodes[next];
+        if domain.accepts(f) && accepts_at_end(dfa, s) {
+            let mut bytes = Vec::new();
+            let mut i = next;
+            while nodes[i].2 != usize::MAX {
+                bytes.push(nodes[i].3);
+                i = nodes[i].2;
+            }
+            bytes.reverse();
+            found.push(bytes);
+            if found.len() >= k {
+                return Some(found);
+            }
+        }
+        for byte in domain.alphabet() {
+            let f2 = domain.step(f, byte);
+            if f2 == REJECT {
+                continue;
+            }
+            let s2 = dfa.next_state(s, byte);
+            if dfa.is_dead_state(s2) {
+                continue;
+            }
+            if dfa.is_quit_state(s2) {
+                return if found.is_empty() { None } else { Some(found) };
+            }
+            if seen.insert((s2, f2)) {
+                if seen.len() > limit {
+                    return if found.is_empty() { None } else { Some(found) };
+                }
+                nodes.push((s2, f2, next, byte));
+            }
+        }
+        next += 1;
+    }
+    Some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::automata::{identity_regex, path_regex};
+    use crate::ir::PathCond;
+
+    fn dfa(patterns: &[&str]) -> Dfa {
+        let pats: Vec<String> = patterns.iter().map(|p| path_regex(&PathCond::Regex(p.to_string()))).collect();
+        path_dfa(&pats, &Config::default()).unwrap()
+    }
+
+    fn in_domain(domain: Domain, s: &[u8]) -> bool {
+        let mut f = domain.start();
+        for &b in s {
+            f = domain.step(f, b);
+            if f == REJECT {
+                return false;
+            }
+        }
+        domain.accepts(f)
+    }
+
+    #[test]
+    fn path_domain_is_the_normalized_paths() {
+        for ok in ["/", "/a", "/a/", "/a/b.c", "/.a", "/a..", "/...", "/%25", "/%2B%C3", "/~!$&'()*+,;=:@"] {
+            assert!(in_domain(Domain::Path, ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "a", "//", "/a//b", "/.", "/..", "/./a", "/a/../b", "/a?b", "/a#b", "/a\\b", "/%2f", "/%2F", "/%41", "/%7E", "/%1F", "/%7F", "/%", "/%4", "/a b", "/é"] {
+            assert!(!in_domain(Domain::Path, bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identity_domain_is_the_spiffe_ids() {
+        for ok in ["spiffe://td", "spiffe://td/a", "spiffe://t.d/ns/A_b-c/x.."] {
+            assert!(in_domain(Domain::Identity, ok.as_bytes()), "{ok}");
+        }
+        for bad in ["spiffe://", "spiffe://td/", "spiffe://TD", "spiffe://td//a", "spiffe://td/./a", "spiffe://td/..", "http://td"] {
+            assert!(!in_domain(Domain::Identity, bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inclusion_over_paths() {
+        let r = dfa(&["/api/v[0-9]+/.*"]);
+        let prefix = path_dfa(&[path_regex(&PathCond::Prefix("/api".into()))], &Config::default()).unwrap();
+        assert_eq!(included(Some(&r), &prefix, Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&prefix), &r, Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        // Outside normalized paths only: `/a/./b`, `/a//b` never reach a route.
+        let dots = dfa(&["/a/(\\.|/)/b", "/c"]);
+        assert_eq!(included(Some(&dots), &dfa(&["/c"]), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        // Non-ASCII paths do not exist either.
+        assert_eq!(included(Some(&dfa(&["/[a-zé]"])), &dfa(&["/[a-z]"]), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        // Everything (None) within a union that covers `/` and all else.
+        assert_eq!(included(None, &dfa(&["/", "/[^/].*"]), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(None, &dfa(&["/[^/].*"]), Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        assert_eq!(included(Some(&r), &prefix, Domain::Path, 2), Inclusion::Unknown);
+    }
+
+    #[test]
+    fn inclusion_over_identities() {
+        let id = |ps: &[&str]| {
+            let pats: Vec<String> = ps.iter().map(|p| identity_regex(p)).collect();
+            build_dfa(&pats, Flavor::Unicode, &Config::default()).unwrap()
+        };
+        let ns = id(&["spiffe://td/ns/a/sa/*"]);
+        assert_eq!(included(Some(&ns), &id(&["spiffe://td/ns/*/sa/*"]), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&ns), &id(&["spiffe://td/**"]), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&ns), &id(&["spiffe://td/ns/b/**"]), Domain::Identity, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        // `*` also matches `.` and `..` in the automaton, never in a valid ID.
+        let dot = id(&["spiffe://td/x/*"]);
+        let no_dots = build_dfa(
+            &[r"spiffe://td/x/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)".to_string()],
+            Flavor::Unicode,
+            &Config::default(),
+        )
+        .unwrap();
+        assert_eq!(included(Some(&dot), &no_dots, Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+    }
+
+    #[test]
+    fn short_members_find_witnesses_and_emptiness() {
+        let w = short_members(&dfa(&["/api/v[0-9]+/.*"]), Domain::Path, 2, PRODUCT_LIMIT).unwrap();
+        assert_eq!(w[0], b"/api/v0/".to_vec());
+        assert_eq!(w.len(), 2);
+        assert_eq!(short_members(&dfa(&["api/.*"]), Domain::Path, 2, PRODUCT_LIMIT), Some(vec![]));
+        assert_eq!(short_members(&dfa(&["/a//b"]), Domain::Path, 2, PRODUCT_LIMIT), Some(vec![]));
+    }
+}

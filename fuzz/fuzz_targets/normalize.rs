@@ -1,0 +1,3 @@
+//! Fuzzes path normalization and checks its invariants.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sluice_runtime::fuzz::normalize(data));

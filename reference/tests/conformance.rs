@@ -1,0 +1,156 @@
+//! Runs every decision case of the shared conformance files
+//! (`../../shared/conformance/*.toml` from this crate, spec section 11)
+//! through the reference interpreter. Skipped when the folder is absent.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sluice_reference::{evaluate, Decision, Direction, Request};
+
+/// The conformance folder, when it exists.
+fn conformance_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    dir.is_dir().then_some(dir)
+}
+
+/// The decision as the JSON of spec section 10.
+fn decision_json(d: &Decision) -> Value {
+    let backends = if d.backends.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(d.backends.iter().map(|(name, weight)| json!({ "name": name, "weight": weight })).collect())
+    };
+    json!({
+        "decision": if d.allow { "allow" } else { "deny" },
+        "reason": d.reason,
+        "server": d.server,
+        "route": d.route,
+        "rule": d.rule,
+        "audit": d.audit,
+        "http_status": d.http_status,
+        "grpc_status": d.grpc_status,
+        "service": d.service,
+        "backends": backends,
+        "timeout_ms": d.timeout_ms,
+    })
+}
+
+fn string(v: &Value, key: &str) -> Result<Option<String>, String> {
+    match v.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("`{key}` must be a string, not {other}")),
+    }
+}
+
+fn ip(v: &Value, key: &str) -> Result<Option<IpAddr>, String> {
+    string(v, key)?
+        .map(|s| s.parse::<IpAddr>().map_err(|e| format!("bad `{key}` {s:?}: {e}")))
+        .transpose()
+}
+
+/// A request table shaped as in spec section 10.
+fn request(v: &Value) -> Result<Request, String> {
+    let direction = match string(v, "direction")?.as_deref() {
+        Some("inbound") => Direction::Inbound,
+        Some("outbound") => Direction::Outbound,
+        other => return Err(format!("bad direction {other:?}")),
+    };
+    let port = match v.get("port") {
+        None => None,
+        Some(p) => Some(p.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or(format!("bad port {p}"))?),
+    };
+    let headers = match v.get("headers") {
+        None => Vec::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_str().ok_or(format!("bad header {k}"))?.to_string())))
+            .collect::<Result<_, String>>()?,
+        Some(Value::Array(pairs)) => pairs
+            .iter()
+            .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                Some([Value::String(n), Value::String(v)]) => Ok((n.clone(), v.clone())),
+                _ => Err(format!("bad header pair {pair}")),
+            })
+            .collect::<Result<_, String>>()?,
+        Some(other) => return Err(format!("bad headers {other}")),
+    };
+    let peer = v.get("peer").cloned().unwrap_or(Value::Null);
+    Ok(Request {
+        direction,
+        port,
+        method: string(v, "method")?,
+        path: string(v, "path")?,
+        headers,
+        peer_ip: ip(&peer, "ip")?,
+        peer_identity: string(&peer, "identity")?,
+        authority: string(v, "authority")?,
+        ip: ip(v, "ip")?,
+    })
+}
+
+/// Checks one case; the list of mismatches.
+fn check_case(policy: &sluice_lang::Policy, case: &Value) -> Vec<String> {
+    let req = match case.get("request").ok_or("no request".to_string()).and_then(request) {
+        Ok(r) => r,
+        Err(e) => return vec![e],
+    };
+    let decision = match evaluate(policy, &req) {
+        Ok(d) => decision_json(&d),
+        Err(e) => return vec![format!("evaluate failed: {e}")],
+    };
+    let Some(Value::Object(expect)) = case.get("expect") else {
+        return vec!["no expect table".to_string()];
+    };
+    let mut problems = Vec::new();
+    for (key, want) in expect {
+        let got = decision.get(key);
+        let ok = match (want, got) {
+            (Value::String(s), got) if s.is_empty() => matches!(got, None | Some(Value::Null)),
+            (_, None) => false,
+            (want, Some(got)) => want == got,
+        };
+        if !ok {
+            problems.push(format!("`{key}`: expected {want}, got {}", got.unwrap_or(&Value::Null)));
+        }
+    }
+    problems
+}
+
+#[test]
+fn conformance_decisions() {
+    let Some(dir) = conformance_dir() else {
+        eprintln!("no conformance folder; skipped");
+        return;
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read conformance folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for file in &files {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(file).expect("read conformance file");
+        let doc: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: bad TOML: {e}"));
+        let doc = serde_json::to_value(doc).expect("TOML to JSON");
+        let Some(Value::Array(case_list)) = doc.get("case") else { continue };
+        let source = doc.get("policy").and_then(Value::as_str).unwrap_or_else(|| panic!("{name}: no policy"));
+        let (policy, diagnostics) = sluice_lang::parse::parse_str(&name, source);
+        let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
+        assert!(errors.is_empty(), "{name}: the policy does not parse: {errors:?}");
+        for case in case_list {
+            cases += 1;
+            let case_name = case.get("name").and_then(Value::as_str).unwrap_or("?");
+            for problem in check_case(&policy, case) {
+                failures.push(format!("{name} / {case_name}: {problem}"));
+            }
+        }
+    }
+    assert!(cases > 0, "no decision cases found in {}", dir.display());
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{cases} conformance cases passed");
+}
