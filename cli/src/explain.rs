@@ -8,16 +8,21 @@ use sluice_runtime::{Event, Trace};
 pub struct Explainer {
     /// One line per event, in order.
     pub lines: Vec<String>,
+    /// Route candidates seen so far.
+    pub candidates: usize,
 }
 
 impl Trace for Explainer {
     fn event(&mut self, event: Event<'_>) {
-        self.lines.push(describe(&event));
+        if let Event::RouteCandidate { .. } = event {
+            self.candidates += 1;
+        }
+        self.lines.push(describe(&event, self.candidates));
     }
 }
 
-/// One event in words.
-pub fn describe(event: &Event<'_>) -> String {
+/// One event in words; `candidate` numbers a route candidate (1-based).
+pub fn describe(event: &Event<'_>, candidate: usize) -> String {
     match *event {
         Event::Server {
             port,
@@ -39,19 +44,19 @@ pub fn describe(event: &Event<'_>) -> String {
             )
         }
         Event::RouteCandidate {
-            name,
-            taken: true,
-            why,
-        } => {
-            format!("route `{name}` (next in precedence order): taken ({why})")
-        }
+            name, taken: true, ..
+        } => format!(
+            "route `{name}` (candidate {candidate} by precedence, its path matches): \
+             taken, all its conditions hold"
+        ),
         Event::RouteCandidate {
             name,
             taken: false,
             why,
-        } => {
-            format!("route `{name}` (next in precedence order): not taken ({why})")
-        }
+        } => format!(
+            "route `{name}` (candidate {candidate} by precedence, its path matches): \
+             not taken, its `{why}` condition does not hold"
+        ),
         Event::Rule {
             name,
             deny,
@@ -201,8 +206,10 @@ mod tests {
                 "port 1: no server covers it, the mesh default applies",
                 "path normalized to `/b`",
                 "path rejected: the path holds a malformed `%` escape",
-                "route `api` (next in precedence order): not taken (method)",
-                "route `all` (next in precedence order): taken (matched)",
+                "route `api` (candidate 1 by precedence, its path matches): \
+                 not taken, its `method` condition does not hold",
+                "route `all` (candidate 2 by precedence, its path matches): \
+                 taken, all its conditions hold",
                 "deny rule `q` applies; the peer does not match it",
                 "the server default `deny` decides",
                 "authority: host `a.b`, port 80, ip 10.0.0.1",

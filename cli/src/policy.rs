@@ -38,8 +38,8 @@ impl Parsed {
 /// the file in its errors): it cannot be read, or holds no
 /// `.sluice` file (an empty policy would silently allow everything).
 pub fn load(path: &Path) -> Result<Parsed, String> {
-    let files = sluice_lang::source::load(path)
-        .map_err(|e| format!("cannot read the policy: {e}"))?;
+    let files =
+        sluice_lang::source::load(path).map_err(|e| format!("cannot read the policy: {e}"))?;
     if files.is_empty() {
         return Err(format!("no `.sluice` files in `{}`", path.display()));
     }

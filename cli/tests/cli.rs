@@ -166,12 +166,12 @@ fn compile_is_deterministic_and_inspect_shows_the_hash() {
     let inspect = sluice(&["inspect", b1.to_str().unwrap()], "");
     assert_eq!(inspect.code, 0);
     assert!(
-        inspect.out.contains(&format!("hash: {hash}")),
+        inspect.out.contains(&format!("hash {hash}")),
         "{}",
         inspect.out
     );
     assert!(
-        inspect.out.lines().count() > 3,
+        inspect.out.lines().count() > 2,
         "summary lines: {}",
         inspect.out
     );
@@ -275,7 +275,12 @@ fn eval_explain_traces_on_stderr() {
     assert_eq!(run.code, 0);
     assert_eq!(run.out, format!("{DENY_DECISION}\n"));
     assert!(run.err.contains("server `web`"), "{}", run.err);
-    assert!(run.err.contains("route `metrics`"), "{}", run.err);
+    assert!(
+        run.err
+            .contains("route `metrics` (candidate 1 by precedence, its path matches): taken"),
+        "{}",
+        run.err
+    );
     assert!(
         run.err
             .contains("allow rule `scrape` applies; the peer does not match it"),

@@ -20,13 +20,15 @@ use sluice_lang::ast::{
     Item, Mesh, MeshStmt, Name, Networks, PathMatch, PortRange, Principal, Protocol, Retry, RetryStmt, Route, RouteStmt,
     Rule, RuleStmt, Server, ServerStmt, Service, ServiceStmt, Span, Spanned, Str, Target, ValueMatch,
 };
+use sluice_lang::ast::SourceFile;
 use sluice_lang::{Code, Diagnostic, Policy};
 use std::collections::HashMap;
 
 /// Checks `policy` and lowers it. Returns the IR only when there is no
 /// error, and every error found (not only the first).
 pub fn ast_to_ir(policy: &Policy, config: &Config) -> (Option<Ir>, Vec<Diagnostic>) {
-    let mut checker = Checker { config, diags: Vec::new(), trust_domain: None, trust_domain_ok: None };
+    let mut checker =
+        Checker { config, files: &policy.files, diags: Vec::new(), trust_domain: None, trust_domain_ok: None };
     let ir = checker.policy(policy);
     let failed = checker.diags.iter().any(Diagnostic::is_error);
     (if failed { None } else { Some(ir) }, checker.diags)
@@ -35,6 +37,7 @@ pub fn ast_to_ir(policy: &Policy, config: &Config) -> (Option<Ir>, Vec<Diagnosti
 /// The checking and lowering state: where diagnostics go.
 struct Checker<'a> {
     config: &'a Config,
+    files: &'a [SourceFile],
     diags: Vec<Diagnostic>,
     /// The mesh trust domain (the first one written).
     trust_domain: Option<Str>,
@@ -101,6 +104,15 @@ struct ServerOut {
 }
 
 impl<'a> Checker<'a> {
+    /// Where `earlier` is, as seen from `here`: `line N`, or `FILE:N` when
+    /// it is in another file.
+    fn place(&self, earlier: Span, here: Span) -> String {
+        match self.files.get(earlier.file as usize) {
+            Some(f) if earlier.file != here.file => format!("{}:{}", f.path, earlier.line),
+            _ => format!("line {}", earlier.line),
+        }
+    }
+
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>) {
         self.diags.push(Diagnostic::new(code, span, message));
     }
@@ -126,7 +138,7 @@ impl<'a> Checker<'a> {
     fn declare<'p>(&mut self, names: &mut Names<'p>, name: &'p Name) -> bool {
         self.name_length(name);
         if let Some(first) = names.first.get(name.node.as_str()) {
-            let msg = format!("{} `{}` is already declared (line {})", names.kind, name.node, first.line);
+            let msg = format!("{} `{}` is already declared ({})", names.kind, name.node, self.place(*first, name.span));
             self.error(Code::DuplicateName, name.span, msg);
             false
         } else {
@@ -336,8 +348,10 @@ impl<'a> Checker<'a> {
                     }
                     if let Some(port) = ranges_overlap(&lowered.server.ports, &earlier.server.ports) {
                         let msg = format!(
-                            "server `{}` covers port `{port}`, which server `{}` (line {}) already covers",
-                            lowered.server.name, earlier.server.name, earlier.server.span.line
+                            "server `{}` covers port `{port}`, which server `{}` ({}) already covers",
+                            lowered.server.name,
+                            earlier.server.name,
+                            self.place(earlier.server.span, span)
                         );
                         self.error(Code::PortConflict, span, msg);
                     }
@@ -869,8 +883,8 @@ impl<'a> Checker<'a> {
 
     fn services(&mut self, services: &[&Service]) -> Vec<ir::Service> {
         let mut names = Names::new("service");
-        // Normalized authority -> (service name, line) of its first claim.
-        let mut claimed: HashMap<(String, u16), (String, u32)> = HashMap::new();
+        // Normalized authority -> (service name, span) of its first claim.
+        let mut claimed: HashMap<(String, u16), (String, Span)> = HashMap::new();
         let mut out = Vec::new();
         for s in services {
             self.declare(&mut names, &s.name);
@@ -880,15 +894,18 @@ impl<'a> Checker<'a> {
                     // Same service (written twice) or a duplicate service
                     // name (already `duplicate-name`): no conflict.
                     Some((owner, _)) if *owner == service.name => {}
-                    Some((owner, line)) => {
+                    Some((owner, first)) => {
                         let msg = format!(
-                            "authority `{}` (`{}:{}`) is already claimed by service `{owner}` (line {line})",
-                            written.node, auth.0, auth.1
+                            "authority `{}` (`{}:{}`) is already claimed by service `{owner}` ({})",
+                            written.node,
+                            auth.0,
+                            auth.1,
+                            self.place(*first, written.span)
                         );
                         self.error(Code::AuthorityConflict, written.span, msg);
                     }
                     None => {
-                        claimed.insert(auth.clone(), (service.name.clone(), written.span.line));
+                        claimed.insert(auth.clone(), (service.name.clone(), written.span));
                     }
                 }
             }

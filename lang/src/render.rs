@@ -244,12 +244,14 @@ mod tests {
         let start = text.find("web").unwrap() as u32;
         let d = Diagnostic::new(Code::DuplicateName, span(start, start + 3, 12, 10), "dup");
         let out = human(&file(&text), &[d]);
-        assert!(out.contains("\n  --> policy.sluice:12:10\n   |\n12 |     server  web {\n   |                ^^^\n"), "{out}");
+        let want = format!("\n  --> policy.sluice:12:10\n   |\n12 |     server  web {{\n   | {}^^^\n", " ".repeat(12));
+        assert!(out.contains(&want), "{out}");
         // A multi-line span is underlined to the end of its first line.
         let start = text.find("server").unwrap() as u32;
         let d = Diagnostic::new(Code::DuplicateName, span(start, text.len() as u32, 12, 2), "dup");
         let out = human(&file(&text), &[d]);
-        assert!(out.contains("\n   |     ^^^^^^^^^^^^^\n"), "{out}");
+        let want = format!("\n   | {}{}\n", " ".repeat(4), "^".repeat(13));
+        assert!(out.contains(&want), "{out}");
     }
 
     #[test]

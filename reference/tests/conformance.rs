@@ -154,3 +154,62 @@ fn conformance_decisions() {
     assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
     eprintln!("{cases} conformance cases passed");
 }
+
+#[test]
+fn harness_reports_mismatches() {
+    let (policy, _) = sluice_lang::parse::parse_str("t.sluice", "server web { port 80 }");
+    let case = json!({
+        "request": { "direction": "inbound", "port": 80, "method": "GET", "path": "/", "peer": {} },
+        "expect": { "decision": "allow", "server": "", "http_status": 403, "grpc_status": "", "nonsense": 1 }
+    });
+    let problems = check_case(&policy, &case);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    let case = json!({
+        "request": { "direction": "inbound", "port": 80, "method": "GET", "path": "/", "peer": {} },
+        "expect": { "decision": "deny", "server": "web", "route": "", "http_status": 403, "backends": "" }
+    });
+    assert_eq!(check_case(&policy, &case), Vec::<String>::new());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Every conformance policy decides arbitrary requests without
+    /// panicking, and the same way twice.
+    #[test]
+    fn conformance_policies_never_panic(
+        inbound in proptest::bool::ANY,
+        port in proptest::option::of(proptest::sample::select(vec![80u16, 443, 5432, 7001, 7004, 8080, 9000, 9999, 50051])),
+        method in proptest::option::of(r"GET|POST|DELETE|[A-Z]{0,3}"),
+        path in proptest::option::of(r"/(api|q|t|h|public|one|two|four|billing\.v1\.Ledger)?[/a-z.%2eE?=&]{0,12}|\PC{0,10}"),
+        headers in proptest::collection::vec((r"x-tenant|X-Version|content-type|x-canary", r"1|acme|v1|application/grpc|\PC{0,4}"), 0..3),
+        peer_ip in proptest::option::of(proptest::sample::select(vec!["10.66.1.1", "192.168.13.7", "2001:db8::1", "10.3.3.3"])),
+        peer_identity in proptest::option::of(r"spiffe://prod\.example\.com/ns/[a-z]{1,3}/sa/[a-z]{1,3}|\PC{0,8}"),
+        authority in proptest::option::of(r"payments\.prod:8080|search|[a-z]{1,3}\.googleapis\.com(:443)?|\[::1\]|\PC{0,8}"),
+        ip in proptest::option::of(proptest::sample::select(vec!["169.254.169.254", "10.96.0.1", "::1"])),
+    ) {
+        let Some(dir) = conformance_dir() else { return Ok(()) };
+        let req = Request {
+            direction: if inbound { Direction::Inbound } else { Direction::Outbound },
+            port,
+            method,
+            path,
+            headers,
+            peer_ip: peer_ip.map(|i| i.parse().unwrap()),
+            peer_identity,
+            authority,
+            ip: ip.map(|i| i.parse().unwrap()),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
+            let doc: toml::Value = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            if doc.get("case").is_none() {
+                continue;
+            }
+            let Some(source) = doc.get("policy").and_then(|p| p.as_str()) else { continue };
+            let (policy, _) = sluice_lang::parse::parse_str("p.sluice", source);
+            let first = evaluate(&policy, &req);
+            proptest::prop_assert_eq!(&first, &evaluate(&policy, &req));
+        }
+    }
+}

@@ -570,7 +570,7 @@ fn networks() {
     expect(
         r#"allow a { to web  from network 10.0.0.1/8 }
 allow b { to web  from network 10.0.0.0/8 except 192.168.0.0/16 }
-allow c { to web  from network 10.0.0.0/33, 010.0.0.0/8, 10.0.0.0/8 except 10.0.0.0/4 }
+allow c { to web  from network 10.0.0.0/33, 010.0.0.0/8, 10.0.0.0/8 except 0.0.0.0/4 }
 allow d { to web  from network ::/0 except 10.0.0.0/8 }
 allow e { to web  from network 10.0.0.0/7 except 11.0.0.0/8, 10.0.0.0/7, 10.0.0.0/8 }
 allow f { to web  from network 10.0.0.0/8, 192.168.0.0/16 except 192.168.1.0/24, 10.1.2.3 }
@@ -757,6 +757,8 @@ fn every_error_is_reported_across_files() {
     let mut got: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.span.file, d.span.line)).collect();
     got.sort();
     assert_eq!(got, vec![("duplicate-statement", 1, 2), ("port-conflict", 1, 3)]);
+    let conflict = diags.iter().find(|d| d.code.as_str() == "port-conflict").unwrap();
+    assert!(conflict.message.contains("(a.sluice:2)"), "{}", conflict.message);
 }
 
 /// Runs the lint conformance files, when the shared folder is there: every
@@ -771,6 +773,7 @@ fn lint_conformance_errors() {
     let mut paths: Vec<_> =
         entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
     paths.sort();
+    assert!(!paths.is_empty(), "no conformance files in {}", dir.display());
     let mut failures = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -807,3 +810,4 @@ fn lint_conformance_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+

@@ -1,0 +1,139 @@
+//! Decisions on corners of the spec that the shared conformance files do
+//! not pin down, on policies written in the language itself.
+
+use sluice_reference::{evaluate, Decision, Request};
+
+fn policy(text: &str) -> sluice_lang::Policy {
+    let (policy, diagnostics) = sluice_lang::parse::parse_str("test.sluice", text);
+    assert!(diagnostics.iter().all(|d| !d.is_error()), "{diagnostics:?}");
+    policy
+}
+
+fn http(port: u16, method: &str, path: &str) -> Request {
+    Request { method: Some(method.into()), path: Some(path.into()), ..Request::inbound(port) }
+}
+
+fn out(authority: &str, method: &str, path: &str) -> Request {
+    Request {
+        authority: Some(authority.into()),
+        method: Some(method.into()),
+        path: Some(path.into()),
+        ..Request::outbound()
+    }
+}
+
+fn header(mut r: Request, n: &str, v: &str) -> Request {
+    r.headers.push((n.into(), v.into()));
+    r
+}
+
+fn identity(mut r: Request, id: &str) -> Request {
+    r.peer_identity = Some(id.into());
+    r
+}
+
+fn route(p: &sluice_lang::Policy, r: &Request) -> Option<String> {
+    evaluate(p, r).unwrap().route
+}
+
+fn short(d: &Decision) -> (bool, &str, Option<&str>, bool, Option<u16>, Option<u8>) {
+    (d.allow, d.reason, d.rule.as_deref(), d.audit, d.http_status, d.grpc_status)
+}
+
+#[test]
+fn catch_all_prefix_ranks_as_none() {
+    let p = policy(
+        r#"server web { port 80 default allow
+             route all   { path prefix "/" header "x" present query "q" present method GET }
+             route re    { path regex r"/a.*" }
+             route plain { }
+           }"#,
+    );
+    let r = header(http(80, "GET", "/abc?q"), "x", "1");
+    assert_eq!(route(&p, &r).as_deref(), Some("re"));
+    // Among routes without a path condition, method/header/query count.
+    let r = header(http(80, "GET", "/zzz?q"), "x", "1");
+    assert_eq!(route(&p, &r).as_deref(), Some("all"));
+    assert_eq!(route(&p, &http(80, "GET", "/zzz")).as_deref(), Some("plain"));
+}
+
+#[test]
+fn queries_keep_plus_and_malformed_escapes() {
+    let p = policy(
+        r#"server web { port 80 default allow
+             route plus  { query "a" = "1+2" }
+             route bad   { query "b" = "%zz" }
+             route key   { query "k y" present }
+             route none  { }
+           }"#,
+    );
+    assert_eq!(route(&p, &http(80, "GET", "/?a=1+2")).as_deref(), Some("plus"));
+    assert_eq!(route(&p, &http(80, "GET", "/?a=1%202")).as_deref(), Some("none"));
+    assert_eq!(route(&p, &http(80, "GET", "/?b=%zz")).as_deref(), Some("bad"));
+    assert_eq!(route(&p, &http(80, "GET", "/?k%20y")).as_deref(), Some("key"));
+    assert_eq!(route(&p, &http(80, "GET", "/?x=1#&a=1+2")).as_deref(), Some("none"));
+}
+
+#[test]
+fn identities() {
+    let p = policy(
+        r#"mesh { trust-domain "td" }
+           server s { port 80 }
+           allow star  { to s from identity "*" }
+           server t { port 81 }
+           allow authn { to t from authenticated }
+           server u { port 82 }
+           allow exact { to u from identity "spiffe://td/a", "spiffe://td/b/*" }"#,
+    );
+    // An identity that is no SPIFFE ID matches only "*" and `authenticated`.
+    for port in [80, 81] {
+        assert!(evaluate(&p, &identity(http(port, "GET", "/"), "not a spiffe id")).unwrap().allow);
+    }
+    for bad in ["spiffe://td/a/", "spiffe://TD/a", "spiffe://td/b/.", "spiffe://td:1/a"] {
+        assert!(!evaluate(&p, &identity(http(82, "GET", "/"), bad)).unwrap().allow, "{bad}");
+    }
+    assert!(evaluate(&p, &identity(http(82, "GET", "/"), "spiffe://td/b/x")).unwrap().allow);
+}
+
+#[test]
+fn audit_mesh_default_and_grpc_answers() {
+    let p = policy(r#"mesh { default audit } server g { port 50051 protocol grpc route m { grpc "a.B/M" } }"#);
+    assert_eq!(short(&evaluate(&p, &http(1, "GET", "/")).unwrap()), (true, "default", None, true, None, None));
+    let d = evaluate(&p, &http(50051, "POST", "/a.B/M")).unwrap();
+    assert_eq!(short(&d), (false, "default", None, false, Some(403), Some(7)));
+    let d = evaluate(&p, &http(50051, "POST", "/a.B/N")).unwrap();
+    assert_eq!(short(&d), (false, "no-route", None, false, Some(404), Some(12)));
+    let d = evaluate(&p, &http(50051, "POST", "/a.B/%2F")).unwrap();
+    assert_eq!(short(&d), (false, "bad-path", None, false, Some(400), Some(13)));
+    assert!(evaluate(&p, &Request::inbound(50051)).is_err());
+}
+
+#[test]
+fn outbound_corners() {
+    let p = policy(
+        r#"service s { authority "s.ns:8080", "[::1]:9000"
+             backend a { endpoint 10.0.0.1:80 }
+             route r { method GET to a 0, a } }
+           egress { allow both { host "x.y" network 10.0.0.0/8 port 443 }
+                    deny any { port 22 }
+                    default allow }"#,
+    );
+    let d = evaluate(&p, &out("S.NS.:8080", "GET", "/x/../y")).unwrap();
+    assert_eq!(d.backends, vec![("a".to_string(), 0), ("a".to_string(), 1)]);
+    assert_eq!(d.timeout_ms, None);
+    let d = evaluate(&p, &header(out("[::1]:9000", "POST", "/"), "content-type", "APPLICATION/GRPC")).unwrap();
+    assert_eq!(short(&d), (false, "no-route", None, false, Some(404), Some(12)));
+    // Bad paths come before services.
+    let d = evaluate(&p, &out("s.ns:8080", "GET", "x")).unwrap();
+    assert_eq!((d.reason, d.service.clone(), d.http_status), ("bad-path", None, Some(400)));
+    // Host or network, on the rule's ports.
+    let tunnel = |a: &str| Request { authority: Some(a.into()), ..Request::outbound() };
+    assert_eq!(evaluate(&p, &tunnel("x.y:443")).unwrap().rule.as_deref(), Some("both"));
+    assert_eq!(evaluate(&p, &tunnel("10.1.1.1:443")).unwrap().rule.as_deref(), Some("both"));
+    assert_eq!(evaluate(&p, &tunnel("x.y:80")).unwrap().rule, None);
+    let d = evaluate(&p, &tunnel("anything:22")).unwrap();
+    assert_eq!(short(&d), (false, "rule", Some("any"), false, Some(403), None));
+    let tcp = Request { ip: Some("1.2.3.4".parse().unwrap()), port: Some(22), ..Request::outbound() };
+    assert_eq!(short(&evaluate(&p, &tcp).unwrap()), (false, "rule", Some("any"), false, None, None));
+    assert!(evaluate(&p, &tunnel("bad host")).is_err());
+}
