@@ -360,7 +360,7 @@ pub fn check_expect(expect: &toml::Table, result: &Result<DecisionJson, String>)
     }
     let decision = match result {
         Ok(d) => d.to_value(),
-        Err(message) => return vec![format!("the request was rejected: {message}")],
+        Err(message) => return vec![format!("no decision: {message}")],
     };
     let mut problems = Vec::new();
     for (field, wanted) in expect {
@@ -664,7 +664,7 @@ mod tests {
         let err: Result<DecisionJson, String> = Err("incomplete request: authority".into());
         assert_eq!(
             check_expect(&expect(r#"{ decision = "deny" }"#), &err),
-            ["the request was rejected: incomplete request: authority"]
+            ["no decision: incomplete request: authority"]
         );
         assert!(check_expect(&expect(r#"{ error = "incomplete" }"#), &err).is_empty());
         assert_eq!(

@@ -15,12 +15,12 @@ use crate::config::Config;
 use crate::ir;
 use crate::ir::{Ir, PathCond};
 use regex_automata::nfa::thompson;
-use sluice_lang::ast::{
-    Backend, BackendStmt, BreakerStmt, CircuitBreaker, Cond, Default, DestStmt, Effect, Egress, EgressStmt, Endpoint, Int,
-    Item, Mesh, MeshStmt, Name, Networks, PathMatch, PortRange, Principal, Protocol, Retry, RetryStmt, Route, RouteStmt,
-    Rule, RuleStmt, Server, ServerStmt, Service, ServiceStmt, Span, Spanned, Str, Target, ValueMatch,
-};
 use sluice_lang::ast::SourceFile;
+use sluice_lang::ast::{
+    Backend, BackendStmt, BreakerStmt, CircuitBreaker, Cond, Default, DestStmt, Effect, Egress, EgressStmt, Endpoint,
+    Int, Item, Mesh, MeshStmt, Name, Networks, PathMatch, PortRange, Principal, Protocol, Retry, RetryStmt, Route,
+    RouteStmt, Rule, RuleStmt, Server, ServerStmt, Service, ServiceStmt, Span, Spanned, Str, Target, ValueMatch,
+};
 use sluice_lang::{Code, Diagnostic, Policy};
 use std::collections::HashMap;
 
@@ -218,7 +218,8 @@ impl<'a> Checker<'a> {
         // Bound the NFA first: `check_regex` builds it without a limit, and
         // `a{99999999}` would take gigabytes before the DFA limit applies.
         let limit = self.config.determinize_size_limit.max(self.config.dfa_size_limit);
-        let nfa = thompson::Compiler::new().configure(thompson::Config::new().nfa_size_limit(Some(limit))).build(&re.node);
+        let nfa =
+            thompson::Compiler::new().configure(thompson::Config::new().nfa_size_limit(Some(limit))).build(&re.node);
         if let Err(e) = nfa {
             if e.size_limit().is_some() {
                 let msg = format!("`{}` cannot be compiled into an automaton within the size limit: {e}", re.node);
@@ -248,7 +249,8 @@ impl<'a> Checker<'a> {
                     // valid: an invalid one might have contained it.
                     if all_included_valid && !include.iter().any(|c| c.contains(&net)) {
                         let listed: Vec<String> = nets.include.iter().map(|c| format!("`{}`", c.node)).collect();
-                        let msg = format!("except `{}` is not inside any listed network ({})", n.node, listed.join(", "));
+                        let msg =
+                            format!("except `{}` is not inside any listed network ({})", n.node, listed.join(", "));
                         self.error(Code::ExceptOutsideNetwork, n.span, msg);
                     }
                     except.push(net);
@@ -515,7 +517,8 @@ impl<'a> Checker<'a> {
                         }
                     }
                     if all_zero {
-                        let msg = format!("every backend of route `{}` has weight 0: it sends traffic nowhere", r.name.node);
+                        let msg =
+                            format!("every backend of route `{}` has weight 0: it sends traffic nowhere", r.name.node);
                         self.error(Code::NoBackend, stmt.span, msg);
                     }
                     if first {
@@ -635,8 +638,12 @@ impl<'a> Checker<'a> {
     fn breaker(&mut self, b: &CircuitBreaker) -> ir::CircuitBreaker {
         let block = "circuit-breaker block";
         let mut seen = Seen::default();
-        let mut out =
-            ir::CircuitBreaker { consecutive_failures: 7, backoff_min_ms: 1000, backoff_max_ms: 60000, jitter_percent: 50 };
+        let mut out = ir::CircuitBreaker {
+            consecutive_failures: 7,
+            backoff_min_ms: 1000,
+            backoff_max_ms: 60000,
+            jitter_percent: 50,
+        };
         for stmt in &b.stmts {
             match &stmt.node {
                 BreakerStmt::ConsecutiveFailures(n) => {
@@ -797,12 +804,17 @@ impl<'a> Checker<'a> {
                 let mut patterns = Vec::new();
                 for ns in list {
                     if ns.node == "*" {
-                        let msg = "namespace `*` is not allowed; use `identity` with a pattern to match every namespace";
+                        let msg =
+                            "namespace `*` is not allowed; use `identity` with a pattern to match every namespace";
                         self.error(Code::InvalidIdentity, ns.span, msg);
                         continue;
                     }
                     if let Err(msg) = values::segment(&ns.node) {
-                        self.error(Code::InvalidIdentity, ns.span, format!("namespace `{}` is invalid: {msg}", ns.node));
+                        self.error(
+                            Code::InvalidIdentity,
+                            ns.span,
+                            format!("namespace `{}` is invalid: {msg}", ns.node),
+                        );
                         continue;
                     }
                     if let Some(td) = &td {
@@ -1090,8 +1102,9 @@ impl<'a> Checker<'a> {
                         let cycle = &walk[pos..];
                         let &last = cycle.iter().max().unwrap_or(&i);
                         let first = cycle.iter().position(|&c| c == *cycle.iter().min().unwrap_or(&i)).unwrap_or(0);
-                        let mut path: Vec<String> =
-                            (0..=cycle.len()).map(|k| format!("`{}`", backends[cycle[(first + k) % cycle.len()]].name)).collect();
+                        let mut path: Vec<String> = (0..=cycle.len())
+                            .map(|k| format!("`{}`", backends[cycle[(first + k) % cycle.len()]].name))
+                            .collect();
                         if cycle.len() == 1 {
                             path.truncate(1);
                             let msg = format!("backend {} fails over to itself", path[0]);

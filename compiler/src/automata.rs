@@ -94,7 +94,11 @@ pub fn build_dfa(
                 .determinize_size_limit(Some(config.determinize_size_limit)),
         )
         .syntax(syntax)
-        .thompson(thompson::Config::new().utf8(flavor == Flavor::Unicode))
+        .thompson(
+            thompson::Config::new()
+                .utf8(flavor == Flavor::Unicode)
+                .nfa_size_limit(Some(config.determinize_size_limit)),
+        )
         .build_many(patterns)
 }
 
@@ -110,7 +114,8 @@ pub fn check_regex(regex: &str, config: &Config) -> Result<(), String> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or(s).trim().to_string()
+    let line = s.lines().last().unwrap_or(s).trim();
+    line.strip_prefix("error:").unwrap_or(line).trim().to_string()
 }
 
 #[cfg(test)]

@@ -211,3 +211,36 @@ mod perf2 {
         println!("parse: {:?}", t.elapsed() / 2000);
     }
 }
+#[cfg(test)]
+mod perf3 {
+    #[test]
+    #[ignore]
+    fn build_variants() {
+        use regex_automata::dfa::{dense, StartKind};
+        use regex_automata::nfa::thompson;
+        use regex_automata::MatchKind;
+        let pats: Vec<String> = (0..2000).map(|i| format!("(?:/svc{}/v[0-9]+/r{i}/[a-z0-9-]+)", i % 500)).collect();
+        let run = |name: &str, cfg: dense::Config, th: thompson::Config| {
+            let t = std::time::Instant::now();
+            for p in &pats {
+                let _ = dense::Builder::new().configure(cfg.clone()).thompson(th.clone()).build(p).unwrap();
+            }
+            println!("{name}: {:?}", t.elapsed() / 2000);
+        };
+        run("default", dense::Config::new(), thompson::Config::new());
+        run("anchored", dense::Config::new().start_kind(StartKind::Anchored), thompson::Config::new());
+        run("anchored all", dense::Config::new().start_kind(StartKind::Anchored).match_kind(MatchKind::All), thompson::Config::new());
+        run("anchored all noshrink", dense::Config::new().start_kind(StartKind::Anchored).match_kind(MatchKind::All), thompson::Config::new().shrink(false));
+        run("anchored all no accel", dense::Config::new().start_kind(StartKind::Anchored).match_kind(MatchKind::All).accelerate(false).specialize_start_states(false), thompson::Config::new());
+        let t = std::time::Instant::now();
+        for p in &pats {
+            let _ = thompson::NFA::new(p).unwrap();
+        }
+        println!("nfa only: {:?}", t.elapsed() / 2000);
+        let t = std::time::Instant::now();
+        for p in &pats {
+            let _ = thompson::Compiler::new().syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false)).configure(thompson::Config::new().utf8(false)).build(p).unwrap();
+        }
+        println!("nfa bytes: {:?}", t.elapsed() / 2000);
+    }
+}

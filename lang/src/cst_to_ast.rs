@@ -183,15 +183,15 @@ fn lex_unicode_escape(
 /// The children of a pair, without punctuation (`{`, `}`, `,`).
 struct Kids<'i> {
     it: Pairs<'i, Rule>,
-    /// The parent's span, for internal errors.
-    span: Span,
+    /// The parent's byte range, for internal errors.
+    range: (usize, usize),
 }
 
 impl<'i> Kids<'i> {
     /// The children of `pair`.
-    fn of(cx: &Ctx<'_>, pair: Pair<'i, Rule>) -> Self {
-        let span = cx.span(&pair);
-        Kids { it: pair.into_inner(), span }
+    fn of(pair: Pair<'i, Rule>) -> Self {
+        let s = pair.as_span();
+        Kids { range: (s.start(), s.end()), it: pair.into_inner() }
     }
 
     /// The next child that is not punctuation.
@@ -204,13 +204,13 @@ impl<'i> Kids<'i> {
         match self.next() {
             Some(p) if p.as_rule() == rule => Ok(p),
             Some(p) => Err(cx.unexpected(cx.span(&p), &format!("{:?} (wanted {rule:?})", p.as_rule()))),
-            None => Err(cx.unexpected(self.span, &format!("end of node (wanted {rule:?})"))),
+            None => Err(cx.unexpected(cx.span_at(self.range.0, self.range.1), &format!("end of node (wanted {rule:?})"))),
         }
     }
 
     /// The next child, whatever it is.
     fn any(&mut self, cx: &Ctx<'_>) -> Res<Pair<'i, Rule>> {
-        self.next().ok_or_else(|| cx.unexpected(self.span, "end of node"))
+        self.next().ok_or_else(|| cx.unexpected(cx.span_at(self.range.0, self.range.1), "end of node"))
     }
 }
 
@@ -255,21 +255,21 @@ fn default_value(cx: &Ctx<'_>, pair: &Pair<'_, Rule>) -> Res<Spanned<Default>> {
 
 /// The default of a `default_stmt` pair.
 fn default_stmt(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Spanned<Default>> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     kids.expect(cx, Rule::kw_default)?;
     let value = kids.any(cx)?;
     default_value(cx, &value)
 }
 
 fn mesh(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Mesh> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_mesh)?);
     let mut stmts = Vec::new();
     while let Some(stmt) = kids.next() {
         let stmt_span = cx.span(&stmt);
         let node = match stmt.as_rule() {
             Rule::trust_domain_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_trust_domain)?;
                 MeshStmt::TrustDomain(cx.string(&k.expect(cx, Rule::string)?)?)
             }
@@ -283,7 +283,7 @@ fn mesh(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Mesh> {
 
 /// The port ranges of a `port_stmt` pair.
 fn ports(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Vec<PortRange>> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     kids.expect(cx, Rule::kw_port)?;
     let mut out = Vec::new();
     while let Some(range) = kids.next() {
@@ -308,7 +308,7 @@ fn ports(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Vec<PortRange>> {
 }
 
 fn server(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Server> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_server)?);
     let name = cx.name(&kids.expect(cx, Rule::name)?);
     let mut stmts = Vec::new();
@@ -317,7 +317,7 @@ fn server(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Server> {
         let node = match stmt.as_rule() {
             Rule::port_stmt => ServerStmt::Port(ports(cx, stmt)?),
             Rule::protocol_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_protocol)?;
                 let value = k.any(cx)?;
                 let protocol = match value.as_rule() {
@@ -351,7 +351,7 @@ fn value_match(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<(Str, ValueMatch)> {
 }
 
 fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_route)?);
     let name = cx.name(&kids.expect(cx, Rule::name)?);
     let mut stmts = Vec::new();
@@ -362,7 +362,7 @@ fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
             Rule::retry => RouteStmt::Retry(retry(cx, stmt)?),
             Rule::timeout_stmt => RouteStmt::Timeout(timeout(cx, stmt)?),
             _ => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.any(cx)?; // the keyword
                 match rule {
                     Rule::method_stmt => {
@@ -395,7 +395,7 @@ fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
                     Rule::route_to_stmt => {
                         let mut to = Vec::new();
                         while let Some(w) = k.next() {
-                            let mut wk = Kids::of(cx, w);
+                            let mut wk = Kids::of(w);
                             let name = cx.name(&wk.expect(cx, Rule::name)?);
                             let weight = match wk.next() {
                                 Some(int) => Some(cx.int(&int)),
@@ -416,19 +416,19 @@ fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
 
 /// The duration of a `timeout_stmt` pair.
 fn timeout(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Duration> {
-    let mut k = Kids::of(cx, pair);
+    let mut k = Kids::of(pair);
     k.expect(cx, Rule::kw_timeout)?;
     Ok(cx.duration(&k.expect(cx, Rule::duration)?))
 }
 
 fn retry(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Retry> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_retry)?);
     let mut stmts = Vec::new();
     while let Some(stmt) = kids.next() {
         let stmt_span = cx.span(&stmt);
         let rule = stmt.as_rule();
-        let mut k = Kids::of(cx, stmt);
+        let mut k = Kids::of(stmt);
         k.any(cx)?; // the keyword
         let node = match rule {
             Rule::attempts_stmt => RetryStmt::Attempts(cx.int(&k.expect(cx, Rule::int)?)),
@@ -451,7 +451,7 @@ fn retry(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Retry> {
 /// A `cond` pair.
 fn cond(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Spanned<Cond>> {
     let span = cx.span(&pair);
-    let mut k = Kids::of(cx, pair);
+    let mut k = Kids::of(pair);
     let inner = k.any(cx)?;
     let c = match inner.as_rule() {
         Rule::kw_5xx => Cond::ServerError,
@@ -469,7 +469,7 @@ fn cond(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Spanned<Cond>> {
 }
 
 fn auth_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<crate::ast::Rule> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let kw = kids.any(cx)?;
     let span = cx.span(&kw);
     let effect = effect(cx, &kw)?;
@@ -479,7 +479,7 @@ fn auth_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<crate::ast::Rule> {
         let stmt_span = cx.span(&stmt);
         let node = match stmt.as_rule() {
             Rule::rule_to_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_to)?;
                 let mut targets = Vec::new();
                 while let Some(t) = k.next() {
@@ -515,7 +515,7 @@ fn target(cx: &Ctx<'_>, pair: &Pair<'_, Rule>) -> Target {
 
 /// The principal of a `from_stmt` pair.
 fn principal(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Principal> {
-    let mut k = Kids::of(cx, pair);
+    let mut k = Kids::of(pair);
     k.expect(cx, Rule::kw_from)?;
     let kw = k.any(cx)?;
     Ok(match kw.as_rule() {
@@ -562,14 +562,14 @@ fn networks(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<Networks> {
 }
 
 fn egress(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Egress> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_egress)?);
     let mut stmts = Vec::new();
     while let Some(stmt) = kids.next() {
         let stmt_span = cx.span(&stmt);
         let node = match stmt.as_rule() {
             Rule::egress_default_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_default)?;
                 let v = k.any(cx)?;
                 EgressStmt::Default(Spanned::new(effect(cx, &v)?, cx.span(&v)))
@@ -583,7 +583,7 @@ fn egress(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Egress> {
 }
 
 fn egress_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<EgressRule> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let kw = kids.any(cx)?;
     let span = cx.span(&kw);
     let effect = effect(cx, &kw)?;
@@ -594,12 +594,12 @@ fn egress_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<EgressRule> {
         let node = match stmt.as_rule() {
             Rule::port_stmt => DestStmt::Port(ports(cx, stmt)?),
             Rule::host_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_host)?;
                 DestStmt::Host(strings(cx, &mut k)?)
             }
             Rule::network_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_network)?;
                 DestStmt::Network(networks(cx, &mut k)?)
             }
@@ -611,7 +611,7 @@ fn egress_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<EgressRule> {
 }
 
 fn service(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Service> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_service)?);
     let name = cx.name(&kids.expect(cx, Rule::name)?);
     let mut stmts = Vec::new();
@@ -619,7 +619,7 @@ fn service(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Service> {
         let stmt_span = cx.span(&stmt);
         let node = match stmt.as_rule() {
             Rule::authority_stmt => {
-                let mut k = Kids::of(cx, stmt);
+                let mut k = Kids::of(stmt);
                 k.expect(cx, Rule::kw_authority)?;
                 ServiceStmt::Authority(strings(cx, &mut k)?)
             }
@@ -636,21 +636,21 @@ fn service(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Service> {
 }
 
 fn backend(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Backend> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_backend)?);
     let name = cx.name(&kids.expect(cx, Rule::name)?);
     let mut stmts = Vec::new();
     while let Some(stmt) = kids.next() {
         let stmt_span = cx.span(&stmt);
         let rule = stmt.as_rule();
-        let mut k = Kids::of(cx, stmt);
+        let mut k = Kids::of(stmt);
         k.any(cx)?; // the keyword
         let node = match rule {
             Rule::endpoint_stmt => {
                 let mut eps = Vec::new();
                 while let Some(ep) = k.next() {
                     let ep_span = cx.span(&ep);
-                    let inner = Kids::of(cx, ep).any(cx)?;
+                    let inner = Kids::of(ep).any(cx)?;
                     let value = match inner.as_rule() {
                         Rule::endpoint_addr => Endpoint::Addr(inner.as_str().to_string()),
                         Rule::string => Endpoint::Name(cx.string(&inner)?.node),
@@ -672,13 +672,13 @@ fn backend(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Backend> {
 }
 
 fn circuit_breaker(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<CircuitBreaker> {
-    let mut kids = Kids::of(cx, pair);
+    let mut kids = Kids::of(pair);
     let span = cx.span(&kids.expect(cx, Rule::kw_circuit_breaker)?);
     let mut stmts = Vec::new();
     while let Some(stmt) = kids.next() {
         let stmt_span = cx.span(&stmt);
         let rule = stmt.as_rule();
-        let mut k = Kids::of(cx, stmt);
+        let mut k = Kids::of(stmt);
         k.any(cx)?; // the keyword
         let node = match rule {
             Rule::consecutive_failures_stmt => BreakerStmt::ConsecutiveFailures(cx.int(&k.expect(cx, Rule::int)?)),
@@ -731,5 +731,28 @@ mod tests {
         assert!(lex_string(r#""\u{1234567}""#).unwrap_err().1.contains("malformed"));
         assert!(lex_string(r#""\u41""#).unwrap_err().1.contains("malformed"));
         assert!(lex_string("\"\\").is_err());
+    }
+}
+#[cfg(test)]
+mod perf_tmp {
+    use super::*;
+    use pest::Parser as _;
+    #[test]
+    #[ignore]
+    fn perf_tmp() {
+        let unit = "server srv-1 {\n  port 10001\n  protocol http\n  route r0 { method GET, POST  path prefix \"/api/v0/tenant-1\"  header \"x-tenant\" = \"t1\"  query \"q\" ~ r\"[a-z]+0\" } # comment\n}\nallow rule-1 { to srv-1.r0, srv-1.r1  from identity \"spiffe://prod.example.com/ns/n1/sa/*\"  from network 10.1.0.0/16 except 10.1.1.0/24 }\n";
+        let text = unit.repeat(1_000_000 / unit.len());
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let pairs = SluiceParser::parse(Rule::policy, &text).unwrap();
+            let t1 = t.elapsed();
+            let n = pairs.clone().flatten().count();
+            let t2 = t.elapsed();
+            let idx = LineIndex::new(&text);
+            let cx = Ctx { text: &text, file: 0, index: &idx };
+            let items = convert_policy(&cx, pairs.into_iter().next().unwrap()).unwrap();
+            let t3 = t.elapsed();
+            eprintln!("len {} pairs {n} parse {t1:?} flatten {:?} convert {:?} items {}", text.len(), t2 - t1, t3 - t2, items.len());
+        }
     }
 }

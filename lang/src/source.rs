@@ -89,12 +89,14 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 }
 
 /// Byte offsets to 1-based lines and character columns, in `O(log n)` per
-/// lookup (a table of line starts plus character counts every 256 bytes),
-/// so that spans of a large file are cheap to compute.
+/// lookup (a table of line starts; on lines that are not ASCII, character
+/// counts every 256 bytes), so that spans of a large file are cheap.
 #[derive(Clone, Debug)]
 pub struct LineIndex {
     /// Byte offset of the start of each line; the first is 0.
     line_starts: Vec<u32>,
+    /// Whether each line is pure ASCII (its columns are byte distances).
+    line_ascii: Vec<bool>,
     /// Number of characters before byte `256 * i`.
     chars_before_block: Vec<u32>,
     /// Length of the text in bytes.
@@ -109,23 +111,27 @@ impl LineIndex {
     pub fn new(text: &str) -> Self {
         let bytes = text.as_bytes();
         let mut line_starts = vec![0u32];
+        let mut line_ascii = Vec::new();
+        let mut ascii = true;
         let mut chars_before_block = Vec::with_capacity(bytes.len() / BLOCK + 1);
         let mut chars = 0u32;
-        for (i, &b) in bytes.iter().enumerate() {
-            if i % BLOCK == 0 {
-                chars_before_block.push(chars);
-            }
-            if !is_continuation(b) {
-                chars = chars.saturating_add(1);
-            }
-            if b == b'\n' {
-                line_starts.push(to_u32(i + 1));
-            }
-        }
-        if bytes.len() % BLOCK == 0 {
+        for (b, block) in bytes.chunks(BLOCK).enumerate() {
             chars_before_block.push(chars);
+            let base = b * BLOCK;
+            for (i, &byte) in block.iter().enumerate() {
+                if byte == b'\n' {
+                    line_starts.push(to_u32(base + i + 1));
+                    line_ascii.push(ascii);
+                    ascii = true;
+                }
+                ascii &= byte.is_ascii();
+            }
+            let continuations = block.iter().filter(|&&byte| is_continuation(byte)).count();
+            chars = chars.saturating_add(to_u32(block.len() - continuations));
         }
-        LineIndex { line_starts, chars_before_block, len: to_u32(bytes.len()) }
+        chars_before_block.push(chars);
+        line_ascii.push(ascii);
+        LineIndex { line_starts, line_ascii, chars_before_block, len: to_u32(bytes.len()) }
     }
 
     /// The 1-based line and character column of byte `offset` of `text`
@@ -133,10 +139,13 @@ impl LineIndex {
     /// clamped to it).
     pub fn line_col(&self, text: &str, offset: usize) -> (u32, u32) {
         let offset = to_u32(offset).min(self.len);
-        let line = self.line_starts.partition_point(|&s| s <= offset);
-        let line_start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
-        let column =
-            self.chars_before(text, offset).saturating_sub(self.chars_before(text, line_start));
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let line_start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = if self.line_ascii.get(line - 1).copied().unwrap_or(false) {
+            offset - line_start
+        } else {
+            self.chars_before(text, offset).saturating_sub(self.chars_before(text, line_start))
+        };
         (to_u32(line), column.saturating_add(1))
     }
 

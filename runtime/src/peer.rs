@@ -75,9 +75,6 @@ impl NetTable {
                 }
             }
             IpAddr::V6(a) => {
-                if let Some(v4) = a.to_ipv4_mapped() {
-                    return self.lookup(IpAddr::V4(v4));
-                }
                 let x = u128::from(a);
                 let i = self.v6.partition_point(|e| e.0 <= x);
                 match i.checked_sub(1).and_then(|i| self.v6.get(i)) {

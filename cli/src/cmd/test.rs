@@ -18,7 +18,7 @@ pub fn run(args: &TestArgs, io: &mut Io<'_>) -> io::Result<u8> {
     if let Some(e) = write_error {
         return Err(e);
     }
-    if outcome.files == 0 {
+    if outcome.files == 0 && outcome.failed == 0 {
         writeln!(io.err, "warning: no conformance files found")?;
     }
     writeln!(io.out, "{outcome}")?;

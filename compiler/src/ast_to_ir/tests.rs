@@ -255,7 +255,7 @@ service s {
     let s = &ir.services[0];
     assert_eq!(
         s.authorities,
-        vec![("s.example".to_string(), 81), ("s.example".to_string(), 80), ("[::1]".to_string(), 8080)]
+        vec![("s.example".to_string(), 81), ("s.example".to_string(), 80), ("::1".to_string(), 8080)]
     );
     assert_eq!(s.timeout_ms, None);
     assert_eq!(
@@ -412,7 +412,8 @@ service u { authority "u"  backend b { endpoint 10.0.0.1:1 }  route r { to b } }
             ("unknown-reference", 8),
         ],
     );
-    let (_, diags) = run_with("server web { port 1 }\nserver x { port 2 }  server web { port 3 }\n", &Config::default());
+    let (_, diags) =
+        run_with("server web { port 1 }\nserver x { port 2 }  server web { port 3 }\n", &Config::default());
     assert_eq!(diags.len(), 1);
     assert_eq!((diags[0].span.line, diags[0].span.column), (2, 29), "at the later name");
 }
@@ -770,8 +771,10 @@ fn lint_conformance_errors() {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
-    let mut paths: Vec<_> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     paths.sort();
     assert!(!paths.is_empty(), "no conformance files in {}", dir.display());
     let mut failures = Vec::new();
@@ -795,9 +798,9 @@ fn lint_conformance_errors() {
                 continue; // Warnings come from the lint analyses.
             }
             let line = exp.get("line").and_then(|l| l.as_integer());
-            let found = diags.iter().any(|d| {
-                d.code.as_str() == code && line.map_or(true, |l| i64::from(d.span.line) == l)
-            });
+            let found = diags
+                .iter()
+                .any(|d| d.code.as_str() == code && (line.is_none() || line == Some(i64::from(d.span.line))));
             if !found {
                 failures.push(format!("{}: missing {code} at line {line:?}; got {diags:?}", path.display()));
             }
@@ -810,4 +813,3 @@ fn lint_conformance_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-

@@ -24,10 +24,9 @@ fn normalized(path: &str) -> Result<(), String> {
     let mut out = Vec::new();
     match normalize_path(path.as_bytes(), &mut out) {
         Err(e) => Err(format!("path `{path}` cannot be normalized: {e}")),
-        Ok(()) if out != path.as_bytes() => Err(format!(
-            "path `{path}` is not normalized (it normalizes to `{}`)",
-            String::from_utf8_lossy(&out)
-        )),
+        Ok(()) if out != path.as_bytes() => {
+            Err(format!("path `{path}` is not normalized (it normalizes to `{}`)", String::from_utf8_lossy(&out)))
+        }
         Ok(()) => Ok(()),
     }
 }
@@ -163,6 +162,8 @@ pub fn authority(text: &str) -> Result<(String, u16), String> {
             None => return bad(&format!("port `{p}` is not a number from 1 to 65535")),
         },
     };
+    // `[v6]` compares as the bracketed text, lowercased, as requests do.
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let host = host.to_ascii_lowercase();
     let host = host.strip_suffix('.').map(str::to_string).unwrap_or(host);
     if host.is_empty() {
@@ -395,7 +396,9 @@ mod tests {
     fn grpc() {
         assert_eq!(grpc_path("pkg.Service/Method"), Ok(PathCond::Exact("/pkg.Service/Method".into())));
         assert_eq!(grpc_path("pkg.Service/*"), Ok(PathCond::Prefix("/pkg.Service".into())));
-        for bad in ["no-slash", "/Method", "pkg.S/", "a/b/c", "*/M", "pkg.S/M*", "pkg.*/M", "../M", "./*", "a b/M", "", "p/a?b"] {
+        for bad in [
+            "no-slash", "/Method", "pkg.S/", "a/b/c", "*/M", "pkg.S/M*", "pkg.*/M", "../M", "./*", "a b/M", "", "p/a?b",
+        ] {
             assert!(grpc_path(bad).is_err(), "{bad}");
         }
     }
@@ -409,8 +412,8 @@ mod tests {
         assert_eq!(authority("[::1]"), Ok(("[::1]".into(), 80)));
         assert_eq!(authority("10.0.0.1:443"), Ok(("10.0.0.1".into(), 443)));
         for bad in [
-            "", ":80", "a:0", "a:65536", "a:", "a:x", "a/b", "u@a", "a b", "*.a", "::1", "[::1", "[x]:80", "[::1]x", ".",
-            "a:+80",
+            "", ":80", "a:0", "a:65536", "a:", "a:x", "a/b", "u@a", "a b", "*.a", "::1", "[::1", "[x]:80", "[::1]x",
+            ".", "a:+80",
         ] {
             assert!(authority(bad).is_err(), "{bad}");
         }
@@ -439,7 +442,9 @@ mod tests {
         assert_eq!(network("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
         let err = network("10.0.0.1/8").unwrap_err();
         assert!(err.contains("host bits") && err.contains("`10.0.0.0/8`"), "{err}");
-        for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "010.0.0.0/8", "fe80::1%1", "x", "", "10.0.0/8"] {
+        for bad in
+            ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "010.0.0.0/8", "fe80::1%1", "x", "", "10.0.0/8"]
+        {
             assert!(network(bad).is_err(), "{bad}");
         }
     }
