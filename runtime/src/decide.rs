@@ -101,13 +101,13 @@ impl<'a> Bundle<'a> {
     }
 
     /// Rules, default and audit for the route taken (or the implicit route).
-    fn authorize<'b>(
+    fn authorize<'b, T: Trace + ?Sized>(
         &'b self,
         mut d: Decision<'b>,
         route: &Route<'b>,
         default: DefaultPolicy,
         class: &PeerClass,
-        trace: &mut dyn Trace,
+        trace: &mut T,
     ) -> Decision<'b> {
         d.reason = Reason::Rule;
         for &r in &route.deny_rules {
@@ -171,12 +171,12 @@ impl<'a> Bundle<'a> {
     }
 
     /// [`Bundle::decide_inbound`], reporting each step to `trace`.
-    pub fn decide_inbound_traced(
+    pub fn decide_inbound_traced<T: Trace + ?Sized>(
         &self,
         request: &Inbound<'_>,
         class: &PeerClass,
         scratch: &mut Scratch,
-        trace: &mut dyn Trace,
+        trace: &mut T,
     ) -> Result<Decision<'_>, RequestError> {
         let server = self.server_for(request.port).and_then(|s| self.servers.get(s as usize));
         trace.event(Event::Server { port: request.port, name: server.map(|s| s.name) });
@@ -237,11 +237,11 @@ impl<'a> Bundle<'a> {
     }
 
     /// [`Bundle::decide_outbound`], reporting each step to `trace`.
-    pub fn decide_outbound_traced(
+    pub fn decide_outbound_traced<T: Trace + ?Sized>(
         &self,
         request: &Outbound<'_>,
         scratch: &mut Scratch,
-        trace: &mut dyn Trace,
+        trace: &mut T,
     ) -> Result<Decision<'_>, RequestError> {
         match (&request.http, request.authority) {
             (Some(http), Some(authority)) => {
@@ -304,7 +304,7 @@ impl<'a> Bundle<'a> {
     }
 
     /// The egress decision for a destination (spec section 5, step 2).
-    fn egress_decision(&self, host: Option<&str>, port: u16, ip: Option<IpAddr>, trace: &mut dyn Trace) -> Decision<'_> {
+    fn egress_decision<T: Trace + ?Sized>(&self, host: Option<&str>, port: u16, ip: Option<IpAddr>, trace: &mut T) -> Decision<'_> {
         let Some(eg) = &self.egress else {
             trace.event(Event::Default { default: "allow", of: "egress (no block)" });
             return Decision::new(true, Reason::Default);
@@ -313,11 +313,12 @@ impl<'a> Bundle<'a> {
         let mut best_allow = u32::MAX;
         let mut consider = |id: u32| {
             let Some(rule) = eg.rules.get(id as usize) else { return };
-            if !rule.ports.is_empty() && !rule.ports.iter().any(|&(a, b)| a <= port && port <= b) {
-                return;
+            let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|&(a, b)| a <= port && port <= b);
+            trace.event(Event::EgressRule { name: rule.name, deny: rule.deny, matched: port_ok });
+            if port_ok {
+                let best = if rule.deny { &mut best_deny } else { &mut best_allow };
+                *best = (*best).min(id);
             }
-            let best = if rule.deny { &mut best_deny } else { &mut best_allow };
-            *best = (*best).min(id);
         };
         for &id in &eg.open_rules {
             consider(id);
@@ -341,12 +342,6 @@ impl<'a> Bundle<'a> {
                         consider(id);
                     }
                 }
-            }
-        }
-        for (i, rule) in eg.rules.iter().enumerate() {
-            let i = i as u32;
-            if i == best_deny || i == best_allow {
-                trace.event(Event::EgressRule { name: rule.name, deny: rule.deny, matched: true });
             }
         }
         let mut d = if best_deny != u32::MAX {

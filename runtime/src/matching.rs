@@ -153,7 +153,7 @@ impl Bundle<'_> {
     }
 
     /// The rank of the highest-precedence route of `set` that matches, if any.
-    pub(crate) fn match_route(
+    pub(crate) fn match_route<T: Trace + ?Sized>(
         &self,
         set: &RouteSet<'_>,
         path: &[u8],
@@ -161,7 +161,7 @@ impl Bundle<'_> {
         headers: &dyn Headers,
         query: Option<&[u8]>,
         candidates: &mut Vec<u32>,
-        trace: &mut dyn Trace,
+        trace: &mut T,
     ) -> Option<u32> {
         candidates.clear();
         for_each_match(&set.paths, path.iter().copied(), |p| {

@@ -61,13 +61,14 @@ pub enum Event<'a> {
         /// Service name.
         name: &'a str,
     },
-    /// An egress rule, with whether it matched.
+    /// An egress rule whose host or network matched (or that has
+    /// neither), with whether its ports matched too.
     EgressRule {
         /// Rule name.
         name: &'a str,
         /// `true` for deny rules.
         deny: bool,
-        /// Whether host or network, and port, matched.
+        /// Whether its ports match as well.
         matched: bool,
     },
 }
