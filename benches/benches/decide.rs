@@ -2,7 +2,8 @@
 //! generated policies of 10, 100, 1,000 and 10,000 routes, with the fixed
 //! realistic requests of `sluice_benches`.
 //!
-//! Run: `cargo bench -p sluice-benches --bench decide -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench -p sluice-benches --bench decide -- --warm-up-time 1 --measurement-time 3`;
+//! `SLUICE_BENCH_SIZES=10,1000` restricts the policy sizes.
 //!
 //! Each benchmark first checks, outside the timed region, that its request
 //! gets the expected decision (allowed by the expected rule or route), so
@@ -12,11 +13,16 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use sluice_benches::{compile_generated, realistic_peer, Kind, SIZES};
 use sluice_runtime::{AlignedBytes, Bundle};
 
-/// Compiles every size once; the 10,000-route policy takes a few seconds.
+/// Compiles every size once (the 10,000-route policy takes a while).
+/// `SLUICE_BENCH_SIZES=10,1000` restricts the sizes, e.g. for profiling.
 fn bundles() -> Vec<(usize, AlignedBytes)> {
-    SIZES
-        .iter()
-        .map(|&n| {
+    let sizes: Vec<usize> = match std::env::var("SLUICE_BENCH_SIZES") {
+        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => SIZES.to_vec(),
+    };
+    sizes
+        .into_iter()
+        .map(|n| {
             let bytes = compile_generated(n).unwrap_or_else(|e| panic!("the {n}-route policy does not compile:\n{e}"));
             eprintln!("{n} routes: bundle of {} bytes", bytes.len());
             (n, AlignedBytes::new(&bytes))

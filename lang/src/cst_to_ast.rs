@@ -397,10 +397,7 @@ fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
                         while let Some(w) = k.next() {
                             let mut wk = Kids::of(w);
                             let name = cx.name(&wk.expect(cx, Rule::name)?);
-                            let weight = match wk.next() {
-                                Some(int) => Some(cx.int(&int)),
-                                None => None,
-                            };
+                            let weight = wk.next().map(|int| cx.int(&int));
                             to.push(WeightedName { name, weight });
                         }
                         RouteStmt::To(to)
@@ -731,28 +728,5 @@ mod tests {
         assert!(lex_string(r#""\u{1234567}""#).unwrap_err().1.contains("malformed"));
         assert!(lex_string(r#""\u41""#).unwrap_err().1.contains("malformed"));
         assert!(lex_string("\"\\").is_err());
-    }
-}
-#[cfg(test)]
-mod perf_tmp {
-    use super::*;
-    use pest::Parser as _;
-    #[test]
-    #[ignore]
-    fn perf_tmp() {
-        let unit = "server srv-1 {\n  port 10001\n  protocol http\n  route r0 { method GET, POST  path prefix \"/api/v0/tenant-1\"  header \"x-tenant\" = \"t1\"  query \"q\" ~ r\"[a-z]+0\" } # comment\n}\nallow rule-1 { to srv-1.r0, srv-1.r1  from identity \"spiffe://prod.example.com/ns/n1/sa/*\"  from network 10.1.0.0/16 except 10.1.1.0/24 }\n";
-        let text = unit.repeat(1_000_000 / unit.len());
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let pairs = SluiceParser::parse(Rule::policy, &text).unwrap();
-            let t1 = t.elapsed();
-            let n = pairs.clone().flatten().count();
-            let t2 = t.elapsed();
-            let idx = LineIndex::new(&text);
-            let cx = Ctx { text: &text, file: 0, index: &idx };
-            let items = convert_policy(&cx, pairs.into_iter().next().unwrap()).unwrap();
-            let t3 = t.elapsed();
-            eprintln!("len {} pairs {n} parse {t1:?} flatten {:?} convert {:?} items {}", text.len(), t2 - t1, t3 - t2, items.len());
-        }
     }
 }

@@ -263,6 +263,8 @@ fn expected_words(wants: &[Want]) -> String {
         }
     }
     sort_keywords(&mut keywords);
+    // Values ("a string") before punctuation ("`,`").
+    parts.sort_by_key(|p| p.starts_with('`'));
     parts.extend(keywords.iter().map(|k| format!("`{k}`")));
     if close {
         parts.push("`}`".to_string());
@@ -372,6 +374,14 @@ mod tests {
         assert!(at("service s { retry { on bogus } }").2.starts_with("expected a retry condition"));
         assert!(at("service s { backend b { endpoint 10.0.0.1 } }").2.starts_with("expected an endpoint"));
         assert!(at("server a { route r { header \"x\" } }").2.starts_with("expected `=`, `~` or `present`"));
+    }
+
+    #[test]
+    fn values_come_before_punctuation() {
+        assert_eq!(
+            at("service s { route r { to a").2,
+            "expected a number, `,`, `}` or a statement (`method`, `path`, `grpc`, `header`, `query`, `to`, `timeout`, `retry`), found the end of the file"
+        );
     }
 
     #[test]

@@ -233,7 +233,7 @@ mod tests {
         let w = Diagnostic::new(Code::UnusedRoute, span(0, 1, 1, 1), "meh");
         assert_eq!(human(&f, &[]), "");
         assert!(human(&f, &[e.clone(), e.clone(), w.clone()]).ends_with("\nerror: 2 errors, 1 warning\n"));
-        assert!(human(&f, &[w.clone()]).ends_with("\nwarning: 1 warning\n"));
+        assert!(human(&f, std::slice::from_ref(&w)).ends_with("\nwarning: 1 warning\n"));
         assert!(human(&f, &[w]).starts_with("warning[unused-route]: meh\n"));
     }
 

@@ -66,6 +66,11 @@ fn count(mut f: impl FnMut()) -> u64 {
 
 #[test]
 fn decisions_do_not_allocate() {
+    // The counter works: one allocation is seen.
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    drop(black_box(vec![0u8; 64]));
+    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before, "the counting allocator is not installed");
+
     let bytes = compile_generated(1_000).unwrap_or_else(|e| panic!("the 1,000-route policy does not compile:\n{e}"));
     let aligned = AlignedBytes::new(&bytes);
     let bundle = Bundle::from_bytes(aligned.as_bytes()).expect("the bundle loads");

@@ -10,6 +10,7 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::Anchored;
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The DFAs built by `automata::build_dfa`.
 pub(crate) type Dfa = dense::DFA<Vec<u32>>;
@@ -89,11 +90,96 @@ impl Domain {
         }
     }
 
-    /// Every byte a string of the domain may hold.
-    fn alphabet(self) -> std::ops::RangeInclusive<u8> {
-        0x21..=0x7E
+    /// Whether some string of the domain starts with `bytes`.
+    pub(crate) fn accepts_prefix(self, bytes: &[u8]) -> bool {
+        let mut s = self.start();
+        for &b in bytes {
+            s = self.step(s, b);
+            if s == REJECT {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether `bytes` is a string of the domain.
+    pub(crate) fn accepts_all(self, bytes: &[u8]) -> bool {
+        let mut s = self.start();
+        for &b in bytes {
+            s = self.step(s, b);
+            if s == REJECT {
+                return false;
+            }
+        }
+        self.accepts(s)
+    }
+
+    /// Bytes the domain automaton treats alike share a class; `None` for a
+    /// byte no string of the domain holds.
+    fn class(self, b: u8) -> Option<u8> {
+        match self {
+            Domain::Path => match b {
+                _ if path_step(P_SEG, b) == REJECT => None,
+                b'/' | b'.' | b'%' | b'0'..=b'9' | b'A'..=b'F' => Some(b),
+                _ => Some(0),
+            },
+            Domain::Identity => match b {
+                b's' | b'p' | b'i' | b'f' | b'e' | b':' | b'/' | b'.' => Some(b),
+                b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => Some(1),
+                b'A'..=b'Z' => Some(2),
+                _ => None,
+            },
+        }
+    }
+
+    /// One byte for each class of bytes that the domain and every DFA of
+    /// `dfas` treat alike (a product walk need only try these).
+    fn representatives(self, dfas: &[&Dfa]) -> Vec<u8> {
+        let mut keys: Vec<[u8; 3]> = Vec::new();
+        let mut out = Vec::new();
+        for b in 0x21..=0x7Eu8 {
+            let Some(c) = self.class(b) else { continue };
+            let mut key = [c, 0, 0];
+            for (slot, dfa) in key[1..].iter_mut().zip(dfas) {
+                *slot = dfa.byte_classes().get(b);
+            }
+            if !keys.contains(&key) {
+                keys.push(key);
+                out.push(b);
+            }
+        }
+        out
     }
 }
+
+/// A small, fast hasher (FxHash) for product states.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
 
 fn path_step(s: u8, b: u8) -> u8 {
     if !(0x21..=0x7E).contains(&b) || matches!(b, b'\\' | b'?' | b'#') {
@@ -225,7 +311,11 @@ pub(crate) fn included(a: Option<&Dfa>, b: &Dfa, domain: Domain, limit: usize) -
         return Inclusion::Unknown;
     };
     let first = (sa0, sb0, domain.start());
-    let mut seen: HashSet<(StateID, StateID, u8)> = HashSet::new();
+    let bytes = match a {
+        Some(a) => domain.representatives(&[a, b]),
+        None => domain.representatives(&[b]),
+    };
+    let mut seen: FxSet<(StateID, StateID, u8)> = FxSet::default();
     seen.insert(first);
     let mut queue = VecDeque::from([first]);
     while let Some((sa, sb, f)) = queue.pop_front() {
@@ -233,7 +323,7 @@ pub(crate) fn included(a: Option<&Dfa>, b: &Dfa, domain: Domain, limit: usize) -
         if domain.accepts(f) && a_accepts && !accepts_at_end(b, sb) {
             return Inclusion::NotIncluded;
         }
-        for byte in domain.alphabet() {
+        for &byte in &bytes {
             let f2 = domain.step(f, byte);
             if f2 == REJECT {
                 continue;
@@ -274,7 +364,9 @@ pub(crate) fn short_members(dfa: &Dfa, domain: Domain, k: usize, limit: usize) -
     let s0 = start_state(dfa)?;
     // Nodes: (dfa state, domain state, parent, byte).
     let mut nodes: Vec<(StateID, u8, usize, u8)> = vec![(s0, domain.start(), usize::MAX, 0)];
-    let mut seen: HashSet<(StateID, u8)> = HashSet::from([(s0, domain.start())]);
+    let mut seen: FxSet<(StateID, u8)> = FxSet::default();
+    seen.insert((s0, domain.start()));
+    let bytes = domain.representatives(&[dfa]);
     let mut found = Vec::new();
     let mut next = 0;
     while next < nodes.len() {
@@ -292,7 +384,7 @@ pub(crate) fn short_members(dfa: &Dfa, domain: Domain, k: usize, limit: usize) -
                 return Some(found);
             }
         }
-        for byte in domain.alphabet() {
+        for &byte in &bytes {
             let f2 = domain.step(f, byte);
             if f2 == REJECT {
                 continue;

@@ -20,10 +20,10 @@
 //! normalized paths.
 
 use super::product::{alive_after, included, matches, path_dfa, short_members, Dfa, Domain, Inclusion, PRODUCT_LIMIT};
+use super::sample::RegexFacts;
 use crate::automata::path_regex;
 use crate::config::Config;
 use crate::ir::{PathCond, Route, ValueCond};
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use sluice_lang::{Code, Diagnostic};
 use std::cell::OnceCell;
 use std::cmp::Reverse;
@@ -32,9 +32,10 @@ use std::collections::HashMap;
 /// Short paths of a regex route tried as counterexamples first.
 const WITNESSES: usize = 4;
 
-/// Largest union of candidate routes built into one DFA; past it a route
-/// is assumed reachable.
-const UNION_LIMIT: usize = 2048;
+/// Most routes of higher precedence that may share paths with a regex or
+/// catch-all route (and so need automata); past it the route is assumed
+/// reachable. Also the largest union built into one DFA.
+const CANDIDATE_LIMIT: usize = 512;
 
 /// Paths tried first against the candidates of a route without path condition.
 const ANY_WITNESSES: [&[u8]; 3] = [b"/", b"/~", b"/sluice~lint~probe"];
@@ -71,17 +72,66 @@ fn implied<'a>(set: &[CondKey<'a>]) -> Vec<CondKey<'a>> {
     out
 }
 
-/// Every string a regex path matches starts with this (possibly empty).
+/// A literal every match of `regex` starts with (possibly empty), read
+/// off the text without parsing; conservative: it stops at anything but
+/// plain ASCII characters and escaped punctuation, and is empty when the
+/// regex has an alternation outside groups.
 fn literal_prefix(regex: &str) -> Vec<u8> {
-    match regex_syntax::parse(regex) {
-        Ok(hir) => Extractor::new()
-            .kind(ExtractKind::Prefix)
-            .extract(&hir)
-            .longest_common_prefix()
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let b = regex.as_bytes();
+    // An alternation at the top level: no common prefix is known.
+    let (mut depth, mut i, mut class) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if class == 0 => {
+                class = 1;
+                // `[]` and `[^]`: the `]` right after the opener is literal.
+                if b.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b'[' if class > 0 && b.get(i + 1) == Some(&b':') => {
+                // A POSIX class `[:alpha:]` inside a class.
+                if let Some(end) = regex[i..].find(":]") {
+                    i += end + 1;
+                }
+            }
+            b'[' => class += 1,
+            b']' if class > 0 => class -= 1,
+            b'(' if class == 0 => depth += 1,
+            b')' if class == 0 => depth = depth.saturating_sub(1),
+            b'|' if class == 0 && depth == 0 => return Vec::new(),
+            _ => {}
+        }
+        i += 1;
     }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let (c, len) = match b[i] {
+            b'\\' => match b.get(i + 1) {
+                Some(&c) if b"\\.+*?()|[]{}^$#&-~/".contains(&c) => (c, 2),
+                _ => break,
+            },
+            c if c.is_ascii_graphic() && !b".+*?()|[]{}^$#".contains(&c) => (c, 1),
+            _ => break,
+        };
+        match b.get(i + len) {
+            // The character may be absent or repeated: stop before it.
+            Some(b'?' | b'*' | b'{') => break,
+            // Present at least once: keep it, then stop.
+            Some(b'+') => {
+                out.push(c);
+                break;
+            }
+            _ => out.push(c),
+        }
+        i += len;
+    }
+    out
 }
 
 /// Routes sharing one condition set, indexed by path.
@@ -97,10 +147,12 @@ struct Group<'a> {
     any: Vec<usize>,
 }
 
-/// Entries of a sorted list whose key starts with `lp`.
-fn starting_with<'s, 'a>(list: &'s [(&'a [u8], usize)], lp: &'s [u8]) -> impl Iterator<Item = (&'a [u8], usize)> + 's {
+/// Entries of a sorted list whose key starts with `lp` (a contiguous run,
+/// found by binary search).
+fn starting_with<'s, 'a>(list: &'s [(&'a [u8], usize)], lp: &[u8]) -> impl Iterator<Item = (&'a [u8], usize)> + 's {
     let from = list.partition_point(|(k, _)| *k < lp);
-    list[from..].iter().take_while(move |(k, _)| k.starts_with(lp)).copied()
+    let to = list.partition_point(|(k, _)| *k < lp || k.starts_with(lp));
+    list[from..to.max(from)].iter().copied()
 }
 
 /// The routes of one server or service, indexed for the analysis.
@@ -121,6 +173,7 @@ struct Routes<'a> {
     /// Literal prefix of each regex route (empty for the others).
     lps: Vec<Vec<u8>>,
     dfas: Vec<OnceCell<Option<Dfa>>>,
+    facts: Vec<OnceCell<RegexFacts>>,
 }
 
 /// What the analysis says about one route.
@@ -171,7 +224,7 @@ impl<'a> Routes<'a> {
         let lps: Vec<Vec<u8>> = routes
             .iter()
             .map(|r| match &r.path {
-                PathCond::Regex(_) => literal_prefix(&path_regex(&r.path)),
+                PathCond::Regex(re) => literal_prefix(re),
                 _ => Vec::new(),
             })
             .collect();
@@ -187,6 +240,7 @@ impl<'a> Routes<'a> {
             empty_group: None,
             lps: Vec::new(),
             dfas: (0..routes.len()).map(|_| OnceCell::new()).collect(),
+            facts: (0..routes.len()).map(|_| OnceCell::new()).collect(),
         };
         let mut group_of_set: HashMap<Vec<CondKey<'a>>, usize> = HashMap::new();
         let mut groups: Vec<Group<'a>> = Vec::new();
@@ -266,55 +320,72 @@ impl<'a> Routes<'a> {
     }
 
     /// Routes of higher precedence, with conditions among route `r`'s, whose
-    /// paths may share a path with `r`'s; in precedence order.
-    fn candidates(&self, r: usize, rdfa: Option<&Dfa>) -> Vec<usize> {
+    /// paths may share a path with `r`'s (judged on literal prefixes for a
+    /// regex route); in precedence order. `None` when a regex route has
+    /// more than [`CANDIDATE_LIMIT`].
+    fn candidates(&self, r: usize) -> Option<Vec<usize>> {
         let route = &self.routes[r];
         let mut out = Vec::new();
+        let mut push = |h: usize| {
+            if h != r && self.rank[h] < self.rank[r] {
+                out.push(h);
+            }
+            out.len() <= CANDIDATE_LIMIT || !matches!(route.path, PathCond::Regex(_))
+        };
         for g in self.eligible_groups(&cond_set(route)) {
             let group = &self.groups[g];
-            match &route.path {
-                PathCond::Exact(p) => out.extend(group.exact.get(p.as_str()).into_iter().flatten()),
-                PathCond::Prefix(p) => out.extend(group.prefix.get(p.as_str()).into_iter().flatten()),
-                PathCond::Any => {
-                    out.extend(group.exact_sorted.iter().map(|e| e.1));
-                    out.extend(group.prefix_sorted.iter().map(|e| e.1));
-                    out.extend(group.regex_sorted.iter());
-                    out.extend(group.any.iter());
-                }
+            let ok = match &route.path {
+                PathCond::Exact(p) => group.exact.get(p.as_str()).into_iter().flatten().all(|&h| push(h)),
+                PathCond::Prefix(p) => group.prefix.get(p.as_str()).into_iter().flatten().all(|&h| push(h)),
+                PathCond::Any => group
+                    .exact_sorted
+                    .iter()
+                    .chain(&group.prefix_sorted)
+                    .map(|e| e.1)
+                    .chain(group.regex_sorted.iter().copied())
+                    .chain(group.any.iter().copied())
+                    .all(&mut push),
                 PathCond::Regex(_) => {
-                    let Some(rdfa) = rdfa else { continue };
                     let lp = self.lps[r].as_slice();
-                    out.extend(starting_with(&group.exact_sorted, lp).filter(|(q, _)| matches(rdfa, q)).map(|e| e.1));
-                    // Prefixes inside `lp` (at a segment boundary) or starting with it.
-                    for k in 1..lp.len() {
-                        if lp[k] == b'/' {
-                            if let Some(hs) = std::str::from_utf8(&lp[..k]).ok().and_then(|q| group.prefix.get(q)) {
-                                out.extend(hs);
-                            }
-                        }
-                    }
-                    out.extend(starting_with(&group.prefix_sorted, lp).filter(|(q, _)| alive_after(rdfa, q)).map(|e| e.1));
+                    // Exact paths and prefixes starting with `lp`, prefixes
+                    // inside `lp` (ending at a segment boundary).
+                    let inside = (1..lp.len())
+                        .filter(|&k| lp[k] == b'/')
+                        .filter_map(|k| std::str::from_utf8(&lp[..k]).ok().and_then(|q| group.prefix.get(q)))
+                        .flatten()
+                        .copied();
                     // Regexes whose literal prefix is inside `lp` or starts with it.
-                    for k in 0..lp.len() {
-                        if let Some(hs) = group.regex_by_lp.get(&lp[..k]) {
-                            out.extend(hs);
-                        }
-                    }
-                    let from = group.regex_sorted.partition_point(|&h| self.lps[h].as_slice() < lp);
-                    out.extend(
-                        group.regex_sorted[from..]
-                            .iter()
-                            .copied()
-                            .take_while(|&h| self.lps[h].starts_with(lp))
-                            .filter(|&h| alive_after(rdfa, &self.lps[h])),
-                    );
+                    let shorter = (0..lp.len()).filter_map(|k| group.regex_by_lp.get(&lp[..k])).flatten().copied();
+                    let sorted = &group.regex_sorted;
+                    let from = sorted.partition_point(|&h| self.lps[h].as_slice() < lp);
+                    let to = sorted.partition_point(|&h| self.lps[h].as_slice() < lp || self.lps[h].starts_with(lp));
+                    let longer = sorted[from..to.max(from)].iter().copied();
+                    starting_with(&group.exact_sorted, lp)
+                        .chain(starting_with(&group.prefix_sorted, lp))
+                        .map(|e| e.1)
+                        .chain(inside)
+                        .chain(shorter)
+                        .chain(longer)
+                        .all(&mut push)
                 }
+            };
+            if !ok {
+                return None;
             }
         }
-        out.retain(|&h| h != r && self.rank[h] < self.rank[r]);
         out.sort_unstable_by_key(|&h| self.rank[h]);
         out.dedup();
-        out
+        Some(out)
+    }
+
+    /// Whether route `h` may match some path of `rdfa`: a cheap, generous test.
+    fn may_overlap(&self, h: usize, rdfa: &Dfa) -> bool {
+        match &self.routes[h].path {
+            PathCond::Exact(q) => matches(rdfa, q.as_bytes()),
+            PathCond::Prefix(q) => alive_after(rdfa, q.as_bytes()),
+            PathCond::Regex(_) => alive_after(rdfa, &self.lps[h]),
+            PathCond::Any => true,
+        }
     }
 
     /// Whether route `h` matches the normalized path `w` (`None`: unknown).
@@ -323,7 +394,15 @@ impl<'a> Routes<'a> {
             PathCond::Any => true,
             PathCond::Exact(p) => p.as_bytes() == w,
             PathCond::Prefix(p) => w.starts_with(p.as_bytes()) && (w.len() == p.len() || w[p.len()] == b'/'),
-            PathCond::Regex(_) => matches(self.dfa(h)?, w),
+            PathCond::Regex(_) => self.facts(h).may_match(w) && matches(self.dfa(h)?, w),
+        })
+    }
+
+    /// What the route's regex shows without automata, read once.
+    fn facts(&self, i: usize) -> &RegexFacts {
+        self.facts[i].get_or_init(|| match &self.routes[i].path {
+            PathCond::Regex(re) => RegexFacts::of(re),
+            _ => RegexFacts::default(),
         })
     }
 
@@ -346,9 +425,6 @@ impl<'a> Routes<'a> {
                 return false;
             }
         }
-        if set.len() > UNION_LIMIT {
-            return false;
-        }
         let patterns: Vec<String> = set.iter().map(|&h| path_regex(&self.routes[h].path)).collect();
         let Some(union) = path_dfa(&patterns, self.config) else {
             return false;
@@ -356,42 +432,40 @@ impl<'a> Routes<'a> {
         included(rdfa, &union, Domain::Path, PRODUCT_LIMIT) == Inclusion::Included
     }
 
-    fn check(&self, r: usize) -> Verdict {
-        let route = &self.routes[r];
-        let mut witnesses: Vec<Vec<u8>> = Vec::new();
-        let rdfa = match &route.path {
-            PathCond::Regex(_) => {
-                let Some(dfa) = self.dfa(r) else { return Verdict::Reachable };
-                match short_members(dfa, Domain::Path, WITNESSES, PRODUCT_LIMIT) {
-                    Some(w) if w.is_empty() => return Verdict::Empty,
-                    Some(w) => witnesses = w,
-                    None => return Verdict::Reachable,
-                }
-                Some(dfa)
-            }
-            PathCond::Any => {
-                witnesses = ANY_WITNESSES.iter().map(|w| w.to_vec()).collect();
-                None
-            }
-            _ => None,
-        };
-        let candidates = self.candidates(r, rdfa);
-        if candidates.is_empty() {
-            return Verdict::Reachable;
-        }
+    /// For each method symbol route `r` accepts, the candidates that accept
+    /// it (without repeats); `None` when one symbol has none.
+    fn method_sets(&self, r: usize, candidates: &[usize]) -> Option<Vec<Vec<usize>>> {
         let mut sets: Vec<Vec<usize>> = Vec::new();
         for m in self.symbols(r) {
             let set: Vec<usize> = candidates.iter().copied().filter(|&h| self.accepts_method(h, m)).collect();
             if set.is_empty() {
-                return Verdict::Reachable;
+                return None;
             }
             if !sets.contains(&set) {
                 sets.push(set);
             }
         }
+        Some(sets)
+    }
+
+    fn check(&self, r: usize) -> Verdict {
+        let route = &self.routes[r];
+        let regex = matches!(route.path, PathCond::Regex(_));
+        if regex && !Domain::Path.accepts_prefix(&self.lps[r]) {
+            // Every match starts with a string no normalized path starts with.
+            return Verdict::Empty;
+        }
+        let Some(candidates) = self.candidates(r) else {
+            return Verdict::Reachable;
+        };
+        let Some(sets) = self.method_sets(r, &candidates) else {
+            return Verdict::Reachable;
+        };
         let mut by = Vec::new();
+        let mut pending = Vec::new();
         for set in sets {
             match &route.path {
+                // Only the same exact path or prefix was a candidate.
                 PathCond::Exact(_) | PathCond::Prefix(_) => by.push(set[0]),
                 PathCond::Any => {
                     if let Some(&h) = set.iter().find(|&&h| self.routes[h].path == PathCond::Any) {
@@ -399,20 +473,54 @@ impl<'a> Routes<'a> {
                         continue;
                     }
                     // Finitely many exact paths and prefixes never cover every path.
-                    if !set.iter().any(|&h| matches!(self.routes[h].path, PathCond::Regex(_))) {
+                    if set.len() > CANDIDATE_LIMIT || !set.iter().any(|&h| matches!(self.routes[h].path, PathCond::Regex(_))) {
                         return Verdict::Reachable;
                     }
-                    if !self.covered(None, &set, &witnesses) {
-                        return Verdict::Reachable;
-                    }
-                    by.extend(set);
+                    pending.push(set);
                 }
-                PathCond::Regex(_) => {
-                    if !self.covered(rdfa, &set, &witnesses) {
+                PathCond::Regex(_) => pending.push(set),
+            }
+        }
+        if !pending.is_empty() {
+            // Quick counterexamples: paths the route surely matches.
+            let quick: Vec<Vec<u8>> = match &route.path {
+                PathCond::Regex(_) => self.facts(r).samples.clone(),
+                _ => ANY_WITNESSES.iter().map(|w| w.to_vec()).collect(),
+            };
+            for set in &pending {
+                for w in &quick {
+                    if !set.iter().any(|&h| self.path_matches(h, w) != Some(false)) {
                         return Verdict::Reachable;
                     }
-                    by.extend(set);
                 }
+            }
+            // Automata.
+            let rdfa = match &route.path {
+                PathCond::Regex(_) => match self.dfa(r) {
+                    Some(d) => Some(d),
+                    None => return Verdict::Reachable,
+                },
+                _ => None,
+            };
+            let witnesses = match rdfa {
+                Some(d) => match short_members(d, Domain::Path, WITNESSES, PRODUCT_LIMIT) {
+                    Some(w) if w.is_empty() => return Verdict::Empty,
+                    Some(w) => w,
+                    None => return Verdict::Reachable,
+                },
+                None => quick,
+            };
+            for mut set in pending {
+                if let Some(d) = rdfa {
+                    set.retain(|&h| self.may_overlap(h, d));
+                    if set.is_empty() {
+                        return Verdict::Reachable;
+                    }
+                }
+                if !self.covered(rdfa, &set, &witnesses) {
+                    return Verdict::Reachable;
+                }
+                by.extend(set);
             }
         }
         by.sort_unstable_by_key(|&h| self.rank[h]);
@@ -602,6 +710,31 @@ mod tests {
         // Headers and queries are different namespaces.
         let routes = vec![r("h", prefix("/a")).header("x", ValueCond::Present), r("r", regex("/a/b")).query("x", eq("2"))];
         assert_eq!(unreachable(routes), Vec::<String>::new());
+    }
+
+    #[test]
+    fn literal_prefixes() {
+        for (re, lp) in [
+            ("/api/v[0-9]+/.*", "/api/v"),
+            (r"/a\.b\/c", "/a.b/c"),
+            ("/ab?", "/a"),
+            ("/ab*c", "/a"),
+            ("/ab{2}", "/a"),
+            ("/ab+c", "/ab"),
+            ("/a(b|c)", "/a"),
+            ("/a|/b", ""),
+            ("/a[|]|x", ""),
+            ("/a[]|]", "/a"),
+            ("/a[^]|]", "/a"),
+            ("/a[[:alpha:]|]", "/a"),
+            (r"/a\<b", "/a"),
+            (r"/a\d", "/a"),
+            ("(?i)/a", ""),
+            ("/é", "/"),
+            ("/a b", "/a"),
+        ] {
+            assert_eq!(literal_prefix(re), lp.as_bytes(), "{re}");
+        }
     }
 
     #[test]

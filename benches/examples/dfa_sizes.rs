@@ -1,0 +1,72 @@
+//! Explores path-automaton sizes of generated policies by path kind.
+//!
+//! Run: `cargo run --release -p sluice-benches --example dfa_sizes -- 1000`.
+
+use regex_automata::dfa::Automaton;
+use sluice_compiler::automata::{build_dfa, path_regex, Flavor};
+use sluice_compiler::ir::PathCond;
+use sluice_compiler::Config;
+use std::time::Instant;
+
+fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let text = sluice_benches::generate(n);
+    let (policy, _) = sluice_lang::parse::parse_str("bench.sluice", &text);
+    let (ir, diags) = sluice_compiler::ast_to_ir::ast_to_ir(&policy, &Config::default());
+    let ir = ir.unwrap_or_else(|| panic!("{diags:?}"));
+    let routes = &ir.servers[0].routes;
+    let config = Config::default().dfa_size_limit(1 << 30);
+    let mut kinds: Vec<(&str, Box<dyn Fn(&PathCond) -> bool>)> = vec![
+        ("exact", Box::new(|p| matches!(p, PathCond::Exact(_)))),
+        ("prefix", Box::new(|p| matches!(p, PathCond::Prefix(_)))),
+        ("regex", Box::new(|p| matches!(p, PathCond::Regex(_)))),
+        ("any", Box::new(|p| matches!(p, PathCond::Any))),
+        ("exact+prefix", Box::new(|p| matches!(p, PathCond::Exact(_) | PathCond::Prefix(_)))),
+        ("prefix+regex", Box::new(|p| matches!(p, PathCond::Prefix(_) | PathCond::Regex(_)))),
+        ("all", Box::new(|_| true)),
+    ];
+    let mut ids: Vec<String> = Vec::new();
+    for rule in &ir.rules {
+        for c in &rule.clauses {
+            for item in c {
+                if let sluice_compiler::ir::PrincipalItem::Identity(pats) = item {
+                    ids.extend(pats.iter().filter(|p| *p != "*").map(|p| sluice_compiler::automata::identity_regex(p)));
+                }
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    let mut hosts: Vec<String> = Vec::new();
+    for r in &ir.egress.as_ref().expect("egress").rules {
+        hosts.extend(r.hosts.iter().filter(|h| *h != "*").map(|h| sluice_compiler::automata::host_regex(h)));
+    }
+    hosts.sort();
+    hosts.dedup();
+    for (name, pats, flavor) in [("identities", &ids, Flavor::Unicode), ("hosts", &hosts, Flavor::Bytes)] {
+        let t = Instant::now();
+        match build_dfa(pats, flavor, &config) {
+            Ok(d) => println!("{name:>13} {flavor:?}: {} patterns, {} bytes, states ~{}, {:.2?}", pats.len(), d.memory_usage(), d.memory_usage() / (4 << d.stride2()), t.elapsed()),
+            Err(e) => println!("{name:>13}: {e}"),
+        }
+    }
+    for (name, f) in kinds.drain(..) {
+        let mut pats: Vec<String> = routes.iter().filter(|r| f(&r.path)).map(|r| path_regex(&r.path)).collect();
+        pats.sort();
+        pats.dedup();
+        for flavor in [Flavor::Unicode, Flavor::Bytes] {
+            let t = Instant::now();
+            match build_dfa(&pats, flavor, &config) {
+                Ok(d) => println!(
+                    "{name:>13} {flavor:?}: {} patterns, {} bytes, stride {}, states ~{}, {:.2?}",
+                    pats.len(),
+                    d.memory_usage(),
+                    d.stride2(),
+                    d.memory_usage() / (4 << d.stride2()),
+                    t.elapsed()
+                ),
+                Err(e) => println!("{name:>13} {flavor:?}: {} patterns: {e}", pats.len()),
+            }
+        }
+    }
+}
