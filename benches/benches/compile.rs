@@ -10,7 +10,7 @@
 //! sizes and times are small so that the whole run stays under about two
 //! minutes.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use criterion::{black_box, BenchmarkId, Criterion, SamplingMode};
 use sluice_benches::{generate, SIZES};
 use sluice_compiler::{ast_to_ir::ast_to_ir, ir_to_bundle::ir_to_bundle_with_stats, Config};
 use sluice_lang::parse::parse_str;
@@ -80,5 +80,8 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compile);
-criterion_main!(benches);
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    compile(&mut criterion);
+    criterion.final_summary();
+}

@@ -1,12 +1,16 @@
-//! Explores path-automaton sizes of generated policies by path kind.
+//! Automaton sizes of a generated policy: the identity and host pattern
+//! sets, and the path patterns of the server by path kind, each built as one
+//! DFA without a size limit (Unicode and byte flavors).
 //!
 //! Run: `cargo run --release -p sluice-benches --example dfa_sizes -- 1000`.
 
-use regex_automata::dfa::Automaton;
 use sluice_compiler::automata::{build_dfa, path_regex, Flavor};
 use sluice_compiler::ir::PathCond;
 use sluice_compiler::Config;
 use std::time::Instant;
+
+/// A named filter over path conditions.
+type Kind = (&'static str, Box<dyn Fn(&PathCond) -> bool>);
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
@@ -16,7 +20,7 @@ fn main() {
     let ir = ir.unwrap_or_else(|| panic!("{diags:?}"));
     let routes = &ir.servers[0].routes;
     let config = Config::default().dfa_size_limit(1 << 30);
-    let mut kinds: Vec<(&str, Box<dyn Fn(&PathCond) -> bool>)> = vec![
+    let mut kinds: Vec<Kind> = vec![
         ("exact", Box::new(|p| matches!(p, PathCond::Exact(_)))),
         ("prefix", Box::new(|p| matches!(p, PathCond::Prefix(_)))),
         ("regex", Box::new(|p| matches!(p, PathCond::Regex(_)))),

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::ir::{
     self, DefaultPolicy, Effect, Ir, NetSet, PathCond, PrincipalItem, Protocol, Route, ValueCond,
 };
-use regex_automata::dfa::{dense, Automaton};
+use regex_automata::dfa::Automaton;
 use sluice_lang::ast::Span;
 use sluice_lang::{Code, Diagnostic};
 use sluice_runtime::bundle::{FORMAT_VERSION, HEADER_LEN, MAGIC};
@@ -83,7 +83,7 @@ fn assemble(tables: &[u8], dfas: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn pad8(v: &mut Vec<u8>) {
-    while v.len() % 8 != 0 {
+    while !v.len().is_multiple_of(8) {
         v.push(0);
     }
 }

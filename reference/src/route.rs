@@ -129,7 +129,7 @@ fn precedence(c: &Conditions<'_>, index: usize) -> Key {
         PathCond::Regex(_) => (2, 0),
         PathCond::None => (3, 0),
     };
-    (rank, Reverse(prefix_len), c.methods.is_some(), Reverse(c.headers.len()), Reverse(c.queries.len()), index)
+    (rank, Reverse(prefix_len), c.methods.is_none(), Reverse(c.headers.len()), Reverse(c.queries.len()), index)
 }
 
 /// The matching route of highest precedence among `routes`, if any.

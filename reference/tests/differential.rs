@@ -134,9 +134,10 @@ const PORT_SLOTS: &[&[(u16, u16)]] = &[
     &[(1, 1)],
     &[(65535, 65535)],
     &[(7070, 7070), (7072, 7079)],
+    &[(6000, 6005), (6003, 6009)],
 ];
 /// Ports no slot covers.
-const UNCOVERED_PORTS: &[u16] = &[7000, 1234, 8084, 9100, 7071];
+const UNCOVERED_PORTS: &[u16] = &[7000, 1234, 8084, 9100, 7071, 0];
 
 const SEGMENTS: &[&str] = &["a", "b", "api", "v1", "x"];
 const PATH_REGEXES: &[&str] = &[
@@ -259,7 +260,8 @@ const OUT_PORTS: &[u16] = &[443, 80, 5432, 8443, 22, 8080];
 
 const SERVICE_HOSTS: &[&str] = &["pay.svc", "Search", "users.prod.svc", "api.example.com", "10.1.5.7", "[2001:db8:1:5::7]"];
 const ENDPOINTS: &[&str] = &["10.0.1.10:8080", "10.0.1.11:8080", "[2001:db8::10]:8080", "\"east.svc:8080\""];
-const DURATIONS: &[(&str, u64)] = &[("500ms", 500), ("2s", 2000), ("1m", 60_000), ("1h", 3_600_000), ("1500ms", 1500)];
+const DURATIONS: &[(&str, u64)] =
+    &[("500ms", 500), ("2s", 2000), ("1m", 60_000), ("1h", 3_600_000), ("1500ms", 1500), ("0s", 0)];
 
 const BAD_AUTHORITIES: &[&str] = &["", ":80", "h:", "h:0", "h:65536", "[::1", "[::1]x", "a b", "u@h", "h:80:80", "::1", "h:+80"];
 const INVALID_IDENTITIES: &[&str] = &[
@@ -862,6 +864,7 @@ fn gen_pattern(g: &mut Gen, td: Option<&str>) -> (String, &'static str) {
         _ => g.s(TRUST_DOMAINS),
     };
     let ns = g.s(NAMESPACES);
+    let ns = if g.chance(8) { g.recase(&ns) } else { ns };
     let sa = g.s(ACCOUNTS);
     match g.weighted(&[25, 12, 15, 15, 8, 3, 5, 5]) {
         0 => (format!("spiffe://{td}/ns/{ns}/sa/{sa}"), "literal"),
@@ -948,7 +951,9 @@ fn gen_model(g: &mut Gen) -> Model {
     let mut servers = Vec::new();
     for name in names {
         let mut ports = Vec::new();
-        for _ in 0..g.range(1, 2) {
+        // A server without `port` covers nothing.
+        let n_slots = if g.chance(3) { 0 } else { g.range(1, 2) };
+        for _ in 0..n_slots {
             if let Some(slot) = slots.next() {
                 ports.extend_from_slice(PORT_SLOTS[slot]);
             }
@@ -1383,6 +1388,11 @@ fn gen_headers(g: &mut Gen, route: Option<&Route>) -> Vec<(String, String)> {
     if g.chance(14) {
         headers.push((g.recase("content-type"), g.s(CONTENT_TYPES)));
     }
+    if g.chance(3) {
+        // Two content-type lines: the joined value decides.
+        headers.push((g.recase("content-type"), g.s(CONTENT_TYPES)));
+        headers.push((g.recase("content-type"), g.s(CONTENT_TYPES)));
+    }
     g.shuffle(&mut headers);
     headers
 }
@@ -1469,6 +1479,9 @@ fn gen_peer(g: &mut Gen, m: &Model, r: &mut Request) {
 
 /// A port of `server`.
 fn port_of(g: &mut Gen, server: &Server) -> u16 {
+    if server.ports.is_empty() {
+        return *g.pick(UNCOVERED_PORTS);
+    }
     let &(a, b) = g.pick(&server.ports);
     match g.below(3) {
         0 => a,

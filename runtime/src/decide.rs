@@ -2,7 +2,7 @@
 
 use crate::bundle::{Bundle, DefaultPolicy, PeerClass, Protocol, Route, Rule, Scratch};
 use crate::decision::{Decision, Reason, RequestError};
-use crate::matching::is_grpc_content_type;
+use crate::matching::{is_grpc_content_type, RouteRequest};
 use crate::normalize::{normalize_path, split_target};
 use crate::request::{Inbound, Outbound, Peer};
 use crate::trace::{Event, NoTrace, Trace};
@@ -55,7 +55,11 @@ pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
         };
         let ip: Ipv6Addr = host.parse().map_err(|_| RequestError::BadAuthority)?;
         let port = parse_port(port)?;
-        return Ok(Authority { host, port, ip: Some(IpAddr::V6(ip)) });
+        return Ok(Authority {
+            host,
+            port,
+            ip: Some(IpAddr::V6(ip)),
+        });
     } else {
         match a.rfind(':') {
             Some(i) => (&a[..i], Some(&a[i + 1..])),
@@ -63,7 +67,12 @@ pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.contains(':') || host.bytes().any(|b| b <= b' ' || b == b'/' || b == b'@' || b == 0x7F) {
+    if host.is_empty()
+        || host.contains(':')
+        || host
+            .bytes()
+            .any(|b| b <= b' ' || b == b'/' || b == b'@' || b == 0x7F)
+    {
         return Err(RequestError::BadAuthority);
     }
     let port = parse_port(port)?;
@@ -86,7 +95,10 @@ fn parse_port(p: Option<&str>) -> Result<u16, RequestError> {
 
 /// Compares a request host with a lowercase stored host, ASCII case-insensitively.
 fn cmp_host(request: &str, stored: &str) -> std::cmp::Ordering {
-    request.bytes().map(|b| b.to_ascii_lowercase()).cmp(stored.bytes())
+    request
+        .bytes()
+        .map(|b| b.to_ascii_lowercase())
+        .cmp(stored.bytes())
 }
 
 impl<'a> Bundle<'a> {
@@ -111,9 +123,15 @@ impl<'a> Bundle<'a> {
     ) -> Decision<'b> {
         d.reason = Reason::Rule;
         for &r in &route.deny_rules {
-            let Some(rule) = self.rules.get(r as usize) else { continue };
+            let Some(rule) = self.rules.get(r as usize) else {
+                continue;
+            };
             let matched = Self::rule_matches(rule, class);
-            trace.event(Event::Rule { name: rule.name, deny: true, matched });
+            trace.event(Event::Rule {
+                name: rule.name,
+                deny: true,
+                matched,
+            });
             if matched {
                 d.rule = Some(rule.name);
                 d.allow = false;
@@ -123,16 +141,25 @@ impl<'a> Bundle<'a> {
             }
         }
         for &r in &route.allow_rules {
-            let Some(rule) = self.rules.get(r as usize) else { continue };
+            let Some(rule) = self.rules.get(r as usize) else {
+                continue;
+            };
             let matched = Self::rule_matches(rule, class);
-            trace.event(Event::Rule { name: rule.name, deny: false, matched });
+            trace.event(Event::Rule {
+                name: rule.name,
+                deny: false,
+                matched,
+            });
             if matched {
                 d.rule = Some(rule.name);
                 d.allow = true;
                 return d;
             }
         }
-        trace.event(Event::Default { default: default.as_str(), of: "server" });
+        trace.event(Event::Default {
+            default: default.as_str(),
+            of: "server",
+        });
         d.reason = Reason::Default;
         let (allow, audit) = apply_default(default, class);
         d.allow = allow;
@@ -148,11 +175,14 @@ impl<'a> Bundle<'a> {
         peer: &Peer<'_>,
         scratch: &mut Scratch,
     ) -> Result<Decision<'_>, RequestError> {
-        let mut class = std::mem::replace(&mut scratch.class, crate::bundle::PeerClass {
-            stamps: Vec::new(),
-            generation: 0,
-            has_identity: false,
-        });
+        let mut class = std::mem::replace(
+            &mut scratch.class,
+            crate::bundle::PeerClass {
+                stamps: Vec::new(),
+                generation: 0,
+                has_identity: false,
+            },
+        );
         self.classify(peer, &mut class);
         let d = self.decide_inbound_traced(request, &class, scratch, &mut NoTrace);
         scratch.class = class;
@@ -178,10 +208,18 @@ impl<'a> Bundle<'a> {
         scratch: &mut Scratch,
         trace: &mut T,
     ) -> Result<Decision<'_>, RequestError> {
-        let server = self.server_for(request.port).and_then(|s| self.servers.get(s as usize));
-        trace.event(Event::Server { port: request.port, name: server.map(|s| s.name) });
+        let server = self
+            .server_for(request.port)
+            .and_then(|s| self.servers.get(s as usize));
+        trace.event(Event::Server {
+            port: request.port,
+            name: server.map(|s| s.name),
+        });
         let Some(server) = server else {
-            trace.event(Event::Default { default: self.mesh_default.as_str(), of: "mesh" });
+            trace.event(Event::Default {
+                default: self.mesh_default.as_str(),
+                of: "mesh",
+            });
             let (allow, audit) = apply_default(self.mesh_default, class);
             let mut d = Decision::new(allow, Reason::Default);
             d.audit = audit;
@@ -194,7 +232,11 @@ impl<'a> Bundle<'a> {
         d.server = Some(server.name);
         let http = match (server.protocol, &request.http) {
             (Protocol::Tcp, _) => None,
-            (_, None) => return Err(RequestError::ConnectionToHttpServer { server: server.name.to_string() }),
+            (_, None) => {
+                return Err(RequestError::ConnectionToHttpServer {
+                    server: server.name.to_string(),
+                })
+            }
             (_, Some(http)) => Some(http),
         };
         let Some(http) = http else {
@@ -208,20 +250,24 @@ impl<'a> Bundle<'a> {
         let grpc = server.protocol == Protocol::Grpc || is_grpc_content_type(http.headers);
         let (path, query) = split_target(http.path);
         if let Err(e) = normalize_path(path, &mut scratch.path) {
-            trace.event(Event::Path { normalized: b"", error: Some(e) });
+            trace.event(Event::Path {
+                normalized: b"",
+                error: Some(e),
+            });
             d.reason = Reason::BadPath;
             return Ok(deny_http(d, 400, grpc));
         }
-        trace.event(Event::Path { normalized: &scratch.path, error: None });
-        let rank = self.match_route(
-            &server.routes,
-            &scratch.path,
-            http.method,
-            http.headers,
+        trace.event(Event::Path {
+            normalized: &scratch.path,
+            error: None,
+        });
+        let request = RouteRequest {
+            path: &scratch.path,
+            method: http.method,
+            headers: http.headers,
             query,
-            &mut scratch.candidates,
-            trace,
-        );
+        };
+        let rank = self.match_route(&server.routes, &request, &mut scratch.candidates, trace);
         let Some(route) = rank.and_then(|r| server.routes.routes.get(r as usize)) else {
             d.reason = Reason::NoRoute;
             return Ok(deny_http(d, 404, grpc));
@@ -232,7 +278,11 @@ impl<'a> Bundle<'a> {
     }
 
     /// Decides an outbound request (HTTP, tunnel or TCP). Never allocates.
-    pub fn decide_outbound(&self, request: &Outbound<'_>, scratch: &mut Scratch) -> Result<Decision<'_>, RequestError> {
+    pub fn decide_outbound(
+        &self,
+        request: &Outbound<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<Decision<'_>, RequestError> {
         self.decide_outbound_traced(request, scratch, &mut NoTrace)
     }
 
@@ -247,25 +297,34 @@ impl<'a> Bundle<'a> {
             (Some(http), Some(authority)) => {
                 let a = parse_authority(authority)?;
                 let ip = request.ip.or(a.ip);
-                trace.event(Event::Authority { host: a.host, port: a.port, ip });
+                trace.event(Event::Authority {
+                    host: a.host,
+                    port: a.port,
+                    ip,
+                });
                 let grpc = is_grpc_content_type(http.headers);
                 let (path, query) = split_target(http.path);
                 if let Err(e) = normalize_path(path, &mut scratch.path) {
-                    trace.event(Event::Path { normalized: b"", error: Some(e) });
+                    trace.event(Event::Path {
+                        normalized: b"",
+                        error: Some(e),
+                    });
                     return Ok(deny_http(Decision::new(false, Reason::BadPath), 400, grpc));
                 }
-                trace.event(Event::Path { normalized: &scratch.path, error: None });
+                trace.event(Event::Path {
+                    normalized: &scratch.path,
+                    error: None,
+                });
                 if let Some(svc) = self.service_for(a.host, a.port) {
                     trace.event(Event::Service { name: svc.name });
-                    let rank = self.match_route(
-                        &svc.routes,
-                        &scratch.path,
-                        http.method,
-                        http.headers,
+                    let request = RouteRequest {
+                        path: &scratch.path,
+                        method: http.method,
+                        headers: http.headers,
                         query,
-                        &mut scratch.candidates,
-                        trace,
-                    );
+                    };
+                    let rank =
+                        self.match_route(&svc.routes, &request, &mut scratch.candidates, trace);
                     let mut d = Decision::new(true, Reason::Service);
                     d.service = Some(svc.name);
                     let Some(route) = rank.and_then(|r| svc.routes.routes.get(r as usize)) else {
@@ -283,14 +342,22 @@ impl<'a> Bundle<'a> {
             (None, Some(authority)) => {
                 let a = parse_authority(authority)?;
                 let ip = request.ip.or(a.ip);
-                trace.event(Event::Authority { host: a.host, port: a.port, ip });
+                trace.event(Event::Authority {
+                    host: a.host,
+                    port: a.port,
+                    ip,
+                });
                 let d = self.egress_decision(Some(a.host), a.port, ip, trace);
                 Ok(if d.allow { d } else { deny_http(d, 403, false) })
             }
-            (Some(_), None) => Err(RequestError::Incomplete { what: "an HTTP request needs an authority" }),
+            (Some(_), None) => Err(RequestError::Incomplete {
+                what: "an HTTP request needs an authority",
+            }),
             (None, None) => match (request.ip, request.port) {
                 (Some(ip), Some(port)) => Ok(self.egress_decision(None, port, Some(ip), trace)),
-                _ => Err(RequestError::Incomplete { what: "a TCP request needs `ip` and `port`" }),
+                _ => Err(RequestError::Incomplete {
+                    what: "a TCP request needs `ip` and `port`",
+                }),
             },
         }
     }
@@ -304,19 +371,39 @@ impl<'a> Bundle<'a> {
     }
 
     /// The egress decision for a destination (spec section 5, step 2).
-    fn egress_decision<T: Trace + ?Sized>(&self, host: Option<&str>, port: u16, ip: Option<IpAddr>, trace: &mut T) -> Decision<'_> {
+    fn egress_decision<T: Trace + ?Sized>(
+        &self,
+        host: Option<&str>,
+        port: u16,
+        ip: Option<IpAddr>,
+        trace: &mut T,
+    ) -> Decision<'_> {
         let Some(eg) = &self.egress else {
-            trace.event(Event::Default { default: "allow", of: "egress (no block)" });
+            trace.event(Event::Default {
+                default: "allow",
+                of: "egress (no block)",
+            });
             return Decision::new(true, Reason::Default);
         };
         let mut best_deny = u32::MAX;
         let mut best_allow = u32::MAX;
         let mut consider = |id: u32| {
-            let Some(rule) = eg.rules.get(id as usize) else { return };
-            let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|&(a, b)| a <= port && port <= b);
-            trace.event(Event::EgressRule { name: rule.name, deny: rule.deny, matched: port_ok });
+            let Some(rule) = eg.rules.get(id as usize) else {
+                return;
+            };
+            let port_ok =
+                rule.ports.is_empty() || rule.ports.iter().any(|&(a, b)| a <= port && port <= b);
+            trace.event(Event::EgressRule {
+                name: rule.name,
+                deny: rule.deny,
+                matched: port_ok,
+            });
             if port_ok {
-                let best = if rule.deny { &mut best_deny } else { &mut best_allow };
+                let best = if rule.deny {
+                    &mut best_deny
+                } else {
+                    &mut best_allow
+                };
                 *best = (*best).min(id);
             }
         };
@@ -327,13 +414,17 @@ impl<'a> Bundle<'a> {
             for &id in &eg.star_rules {
                 consider(id);
             }
-            crate::peer::for_each_match(&eg.hosts, host.bytes().map(|b| b.to_ascii_lowercase()), |p| {
-                if let Some(ids) = eg.host_rules.get(p as usize) {
-                    for &id in ids {
-                        consider(id);
+            crate::peer::for_each_match(
+                &eg.hosts,
+                host.bytes().map(|b| b.to_ascii_lowercase()),
+                |p| {
+                    if let Some(ids) = eg.host_rules.get(p as usize) {
+                        for &id in ids {
+                            consider(id);
+                        }
                     }
-                }
-            });
+                },
+            );
         }
         if let Some(ip) = ip {
             for &atom in eg.nets.lookup(ip) {
@@ -353,7 +444,10 @@ impl<'a> Bundle<'a> {
             d.rule = eg.rules.get(best_allow as usize).map(|r| r.name);
             d
         } else {
-            trace.event(Event::Default { default: if eg.default_deny { "deny" } else { "allow" }, of: "egress" });
+            trace.event(Event::Default {
+                default: if eg.default_deny { "deny" } else { "allow" },
+                of: "egress",
+            });
             Decision::new(!eg.default_deny, Reason::Default)
         };
         d.audit = false;

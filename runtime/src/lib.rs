@@ -10,15 +10,18 @@
 
 pub mod bundle;
 mod decide;
-pub mod fuzz;
 pub mod decision;
+pub mod fuzz;
 mod matching;
 pub mod normalize;
 pub mod peer;
 pub mod request;
 pub mod trace;
 
-pub use bundle::{AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Retry, RetryCond, Scratch, Summary};
+pub use bundle::{
+    AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Retry,
+    RetryCond, Scratch, ServiceSettings, Summary,
+};
 pub use decision::{Decision, Reason, RequestError, WeightedBackend};
 pub use request::{Headers, Http, Inbound, NoHeaders, Outbound, Peer};
 pub use trace::{Event, NoTrace, Trace};

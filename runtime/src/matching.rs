@@ -51,7 +51,9 @@ impl Iterator for PctDecoded<'_> {
 /// Runs a single-pattern value DFA over `bytes` (whole match).
 #[inline]
 fn dfa_whole_match(dfa: &Dfa<'_>, bytes: impl Iterator<Item = u8>) -> bool {
-    let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else { return false };
+    let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+        return false;
+    };
     for b in bytes {
         s = dfa.next_state(s, b);
         if dfa.is_special_state(s) && (dfa.is_dead_state(s) || dfa.is_quit_state(s)) {
@@ -72,7 +74,9 @@ impl Walk<'_, '_> {
         let Some(mut s) = self.state else { return };
         for &b in bytes {
             s = self.dfa.next_state(s, b);
-            if self.dfa.is_special_state(s) && (self.dfa.is_dead_state(s) || self.dfa.is_quit_state(s)) {
+            if self.dfa.is_special_state(s)
+                && (self.dfa.is_dead_state(s) || self.dfa.is_quit_state(s))
+            {
                 self.state = None;
                 return;
             }
@@ -81,7 +85,8 @@ impl Walk<'_, '_> {
     }
 
     fn is_match(&self) -> bool {
-        self.state.is_some_and(|s| self.dfa.is_match_state(self.dfa.next_eoi_state(s)))
+        self.state
+            .is_some_and(|s| self.dfa.is_match_state(self.dfa.next_eoi_state(s)))
     }
 }
 
@@ -117,8 +122,15 @@ impl Bundle<'_> {
                 found && ok && pos == expected.len()
             }
             ValueCond::Regex(i) => {
-                let Some(dfa) = self.value_dfas.get(i as usize) else { return false };
-                let mut walk = Walk { dfa, state: dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).ok() };
+                let Some(dfa) = self.value_dfas.get(i as usize) else {
+                    return false;
+                };
+                let mut walk = Walk {
+                    dfa,
+                    state: dfa
+                        .start_state(&start::Config::new().anchored(Anchored::Yes))
+                        .ok(),
+                };
                 let mut found = false;
                 headers.for_each_value(cond.name, &mut |v| {
                     if found {
@@ -146,9 +158,10 @@ impl Bundle<'_> {
         match cond.value {
             ValueCond::Present => true,
             ValueCond::Exact(expected) => PctDecoded::new(value).eq(expected.iter().copied()),
-            ValueCond::Regex(i) => {
-                self.value_dfas.get(i as usize).is_some_and(|dfa| dfa_whole_match(dfa, PctDecoded::new(value)))
-            }
+            ValueCond::Regex(i) => self
+                .value_dfas
+                .get(i as usize)
+                .is_some_and(|dfa| dfa_whole_match(dfa, PctDecoded::new(value))),
         }
     }
 
@@ -156,13 +169,16 @@ impl Bundle<'_> {
     pub(crate) fn match_route<T: Trace + ?Sized>(
         &self,
         set: &RouteSet<'_>,
-        path: &[u8],
-        method: &str,
-        headers: &dyn Headers,
-        query: Option<&[u8]>,
+        request: &RouteRequest<'_>,
         candidates: &mut Vec<u32>,
         trace: &mut T,
     ) -> Option<u32> {
+        let RouteRequest {
+            path,
+            method,
+            headers,
+            query,
+        } = *request;
         candidates.clear();
         for_each_match(&set.paths, path.iter().copied(), |p| {
             if let Some(ranks) = set.pattern_routes.get(p as usize) {
@@ -171,8 +187,10 @@ impl Bundle<'_> {
         });
         candidates.sort_unstable();
         for &rank in candidates.iter() {
-            let Some(route) = set.routes.get(rank as usize) else { continue };
-            let why = if !route.methods.is_empty() && !route.methods.iter().any(|m| *m == method) {
+            let Some(route) = set.routes.get(rank as usize) else {
+                continue;
+            };
+            let why = if !route.methods.is_empty() && !route.methods.contains(&method) {
                 "method"
             } else if !route.headers.iter().all(|c| self.header_holds(c, headers)) {
                 "header"
@@ -193,6 +211,17 @@ impl Bundle<'_> {
         }
         None
     }
+}
+
+/// The parts of an HTTP request that route matching looks at.
+#[derive(Clone, Copy)]
+pub(crate) struct RouteRequest<'r> {
+    /// The normalized path.
+    pub(crate) path: &'r [u8],
+    pub(crate) method: &'r str,
+    pub(crate) headers: &'r dyn Headers,
+    /// The raw query, without `?`.
+    pub(crate) query: Option<&'r [u8]>,
 }
 
 /// Whether the joined `content-type` starts with `application/grpc`, case-insensitively.

@@ -25,7 +25,9 @@ impl std::fmt::Display for BadPath {
             BadPath::TooLong => write!(f, "the path is longer than {MAX_PATH_LEN} bytes"),
             BadPath::ForbiddenByte(b) => write!(f, "the path holds the forbidden byte 0x{b:02X}"),
             BadPath::MalformedEscape => f.write_str("the path holds a malformed `%` escape"),
-            BadPath::ForbiddenEscape(b) => write!(f, "the path escapes the forbidden byte 0x{b:02X}"),
+            BadPath::ForbiddenEscape(b) => {
+                write!(f, "the path escapes the forbidden byte 0x{b:02X}")
+            }
         }
     }
 }
@@ -103,7 +105,7 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<(), BadPath> {
         } else {
             b
         };
-        if !at_end && (decoded == b'\\' || decoded == b' ' || decoded < 0x20 || decoded > 0x7E) {
+        if !at_end && (decoded == b'\\' || decoded == b' ' || !(0x20..=0x7E).contains(&decoded)) {
             return Err(BadPath::ForbiddenByte(decoded));
         }
         i += 1;
@@ -119,7 +121,10 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<(), BadPath> {
             out.truncate(seg_start);
             // Drop the previous segment, if any: keep the leading `/`.
             if seg_start > 1 {
-                let prev_slash = out[..seg_start - 1].iter().rposition(|&c| c == b'/').unwrap_or(0);
+                let prev_slash = out[..seg_start - 1]
+                    .iter()
+                    .rposition(|&c| c == b'/')
+                    .unwrap_or(0);
                 out.truncate(prev_slash + 1);
             }
             seg_start = out.len();
@@ -155,7 +160,11 @@ fn ends_with_escaped_dots(p: &[u8]) -> bool {
     while i < last.len() {
         if last[i] == b'.' {
             i += 1;
-        } else if last.len() >= i + 3 && last[i] == b'%' && last[i + 1] == b'2' && (last[i + 2] == b'e' || last[i + 2] == b'E') {
+        } else if last.len() >= i + 3
+            && last[i] == b'%'
+            && last[i + 1] == b'2'
+            && (last[i + 2] == b'e' || last[i + 2] == b'E')
+        {
             i += 3;
         } else {
             return false;

@@ -14,7 +14,9 @@ pub const MAX_SPIFFE_ID_LEN: usize = 2048;
 /// `[a-z0-9._-]`, then path segments of `[A-Za-z0-9._-]`, none empty, `.`
 /// or `..`, at most 2048 bytes in all.
 pub fn is_valid_spiffe_id(id: &str) -> bool {
-    let Some(rest) = id.strip_prefix("spiffe://") else { return false };
+    let Some(rest) = id.strip_prefix("spiffe://") else {
+        return false;
+    };
     if id.len() > MAX_SPIFFE_ID_LEN {
         return false;
     }
@@ -22,7 +24,11 @@ pub fn is_valid_spiffe_id(id: &str) -> bool {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if td.is_empty() || !td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')) {
+    if td.is_empty()
+        || !td.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+    {
         return false;
     }
     if path.is_empty() {
@@ -32,15 +38,23 @@ pub fn is_valid_spiffe_id(id: &str) -> bool {
         !seg.is_empty()
             && seg != "."
             && seg != ".."
-            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     })
 }
 
 /// Calls `f` with the global id of every pattern of `set` that matches all of `hay`.
 #[inline]
-pub(crate) fn for_each_match(set: &DfaSet<'_>, hay: impl Iterator<Item = u8> + Clone, mut f: impl FnMut(u32)) {
+pub(crate) fn for_each_match(
+    set: &DfaSet<'_>,
+    hay: impl Iterator<Item = u8> + Clone,
+    mut f: impl FnMut(u32),
+) {
     for (dfa, &first) in set.dfas.iter().zip(&set.first) {
-        let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else { continue };
+        let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+            continue;
+        };
         let mut dead = false;
         for b in hay.clone() {
             s = dfa.next_state(s, b);
@@ -146,6 +160,9 @@ mod tests {
         assert!(!is_valid_spiffe_id("spiffe://td:80/a"));
         assert!(!is_valid_spiffe_id("spiffe://td/a?b"));
         assert!(!is_valid_spiffe_id("http://td/a"));
-        assert!(!is_valid_spiffe_id(&format!("spiffe://td/{}", "a".repeat(2048))));
+        assert!(!is_valid_spiffe_id(&format!(
+            "spiffe://td/{}",
+            "a".repeat(2048)
+        )));
     }
 }

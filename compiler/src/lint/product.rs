@@ -132,15 +132,16 @@ impl Domain {
         }
     }
 
-    /// One byte for each class of bytes that the domain and every DFA of
-    /// `dfas` treat alike (a product walk need only try these).
-    fn representatives(self, dfas: &[&Dfa]) -> Vec<u8> {
-        let mut keys: Vec<[u8; 3]> = Vec::new();
+    /// One byte for each class of bytes that the domain, every DFA of
+    /// `dfas` and a trie with edges on `literal` bytes treat alike (a
+    /// product walk need only try these).
+    fn representatives(self, dfas: &[&Dfa], literal: &[bool; 256]) -> Vec<u8> {
+        let mut keys: Vec<[u8; 4]> = Vec::new();
         let mut out = Vec::new();
         for b in 0x21..=0x7Eu8 {
             let Some(c) = self.class(b) else { continue };
-            let mut key = [c, 0, 0];
-            for (slot, dfa) in key[1..].iter_mut().zip(dfas) {
+            let mut key = [c, if literal[b as usize] { b } else { 0 }, 0, 0];
+            for (slot, dfa) in key[2..].iter_mut().zip(dfas) {
                 *slot = dfa.byte_classes().get(b);
             }
             if !keys.contains(&key) {
@@ -297,9 +298,95 @@ pub(crate) enum Inclusion {
     Unknown,
 }
 
-/// Decides `L(a) ∩ D ⊆ L(b)` for the domain `D`, where `a == None` stands
-/// for every string. Explores at most `limit` product states.
-pub(crate) fn included(a: Option<&Dfa>, b: &Dfa, domain: Domain, limit: usize) -> Inclusion {
+/// Exact paths and prefixes (element-wise, spec section 7) as a trie: a
+/// deterministic automaton built without regex machinery.
+#[derive(Clone, Debug)]
+pub(crate) struct Literals {
+    /// Nodes: children sorted by byte, and whether an exact path or a
+    /// prefix ends here. Node 0 is the root.
+    nodes: Vec<(Vec<(u8, u32)>, bool, bool)>,
+    /// Every byte on some edge.
+    bytes: [bool; 256],
+}
+
+impl Default for Literals {
+    /// No path at all.
+    fn default() -> Self {
+        Literals::new([], [])
+    }
+}
+
+/// Trie state: nothing more can match.
+const T_DEAD: u32 = u32::MAX;
+/// Trie state: everything from here on matches (under a prefix).
+const T_ALL: u32 = u32::MAX - 1;
+
+impl Literals {
+    /// The trie of `exact` paths and `prefixes` (without trailing `/`).
+    pub(crate) fn new<'s>(exact: impl IntoIterator<Item = &'s [u8]>, prefixes: impl IntoIterator<Item = &'s [u8]>) -> Self {
+        let mut t = Literals { nodes: vec![(Vec::new(), false, false)], bytes: [false; 256] };
+        for (s, prefix) in exact.into_iter().map(|s| (s, false)).chain(prefixes.into_iter().map(|s| (s, true))) {
+            let mut n = 0usize;
+            for &b in s {
+                t.bytes[b as usize] = true;
+                n = match t.nodes[n].0.binary_search_by_key(&b, |e| e.0) {
+                    Ok(k) => t.nodes[n].0[k].1 as usize,
+                    Err(k) => {
+                        let id = t.nodes.len();
+                        t.nodes[n].0.insert(k, (b, id as u32));
+                        t.nodes.push((Vec::new(), false, false));
+                        id
+                    }
+                };
+            }
+            if prefix {
+                t.nodes[n].2 = true;
+            } else {
+                t.nodes[n].1 = true;
+            }
+        }
+        t
+    }
+
+    fn is_empty(&self) -> bool {
+        self.nodes.first().map_or(true, |n| n.0.is_empty() && !n.1 && !n.2)
+    }
+
+    fn start(&self) -> u32 {
+        if self.is_empty() {
+            T_DEAD
+        } else {
+            0
+        }
+    }
+
+    fn step(&self, s: u32, b: u8) -> u32 {
+        if s == T_DEAD || s == T_ALL {
+            return s;
+        }
+        let (children, _, prefix) = &self.nodes[s as usize];
+        if *prefix && b == b'/' {
+            return T_ALL;
+        }
+        match children.binary_search_by_key(&b, |e| e.0) {
+            Ok(k) => children[k].1,
+            Err(_) => T_DEAD,
+        }
+    }
+
+    fn accepts(&self, s: u32) -> bool {
+        match s {
+            T_DEAD => false,
+            T_ALL => true,
+            s => self.nodes[s as usize].1 || self.nodes[s as usize].2,
+        }
+    }
+}
+
+/// Decides `L(a) ∩ D ⊆ L(lits) ∪ L(b)` for the domain `D`, where
+/// `a == None` stands for every string and `b == None` for no string.
+/// Explores at most `limit` product states.
+pub(crate) fn included(a: Option<&Dfa>, lits: &Literals, b: Option<&Dfa>, domain: Domain, limit: usize) -> Inclusion {
     let sa0 = match a {
         Some(a) => match start_state(a) {
             Some(s) => s,
@@ -307,25 +394,33 @@ pub(crate) fn included(a: Option<&Dfa>, b: &Dfa, domain: Domain, limit: usize) -
         },
         None => StateID::ZERO,
     };
-    let Some(sb0) = start_state(b) else {
-        return Inclusion::Unknown;
+    let sb0 = match b {
+        Some(b) => match start_state(b) {
+            Some(s) => s,
+            None => return Inclusion::Unknown,
+        },
+        None => StateID::ZERO,
     };
-    let first = (sa0, sb0, domain.start());
-    let bytes = match a {
-        Some(a) => domain.representatives(&[a, b]),
-        None => domain.representatives(&[b]),
-    };
-    let mut seen: FxSet<(StateID, StateID, u8)> = FxSet::default();
+    let first = (sa0, lits.start(), sb0, domain.start());
+    let dfas: Vec<&Dfa> = a.into_iter().chain(b).collect();
+    let bytes = domain.representatives(&dfas, &lits.bytes);
+    let b_accepts = |s: StateID| b.is_some_and(|b| accepts_at_end(b, s));
+    let mut seen: FxSet<(StateID, u32, StateID, u8)> = FxSet::default();
     seen.insert(first);
     let mut queue = VecDeque::from([first]);
-    while let Some((sa, sb, f)) = queue.pop_front() {
+    while let Some((sa, t, sb, f)) = queue.pop_front() {
         let a_accepts = a.map_or(true, |a| accepts_at_end(a, sa));
-        if domain.accepts(f) && a_accepts && !accepts_at_end(b, sb) {
+        if domain.accepts(f) && a_accepts && !lits.accepts(t) && !b_accepts(sb) {
             return Inclusion::NotIncluded;
         }
         for &byte in &bytes {
             let f2 = domain.step(f, byte);
             if f2 == REJECT {
+                continue;
+            }
+            let t2 = lits.step(t, byte);
+            if t2 == T_ALL {
+                // Every longer string is in the union.
                 continue;
             }
             let sa2 = match a {
@@ -341,15 +436,21 @@ pub(crate) fn included(a: Option<&Dfa>, b: &Dfa, domain: Domain, limit: usize) -
                 }
                 None => sa,
             };
-            let sb2 = b.next_state(sb, byte);
-            if b.is_quit_state(sb2) {
-                return Inclusion::Unknown;
-            }
-            if seen.insert((sa2, sb2, f2)) {
+            let sb2 = match b {
+                Some(b) => {
+                    let s = b.next_state(sb, byte);
+                    if b.is_quit_state(s) {
+                        return Inclusion::Unknown;
+                    }
+                    s
+                }
+                None => sb,
+            };
+            if seen.insert((sa2, t2, sb2, f2)) {
                 if seen.len() > limit {
                     return Inclusion::Unknown;
                 }
-                queue.push_back((sa2, sb2, f2));
+                queue.push_back((sa2, t2, sb2, f2));
             }
         }
     }
@@ -366,7 +467,7 @@ pub(crate) fn short_members(dfa: &Dfa, domain: Domain, k: usize, limit: usize) -
     let mut nodes: Vec<(StateID, u8, usize, u8)> = vec![(s0, domain.start(), usize::MAX, 0)];
     let mut seen: FxSet<(StateID, u8)> = FxSet::default();
     seen.insert((s0, domain.start()));
-    let bytes = domain.representatives(&[dfa]);
+    let bytes = domain.representatives(&[dfa], &[false; 256]);
     let mut found = Vec::new();
     let mut next = 0;
     while next < nodes.len() {
@@ -454,17 +555,39 @@ mod tests {
     fn inclusion_over_paths() {
         let r = dfa(&["/api/v[0-9]+/.*"]);
         let prefix = path_dfa(&[path_regex(&PathCond::Prefix("/api".into()))], &Config::default()).unwrap();
-        assert_eq!(included(Some(&r), &prefix, Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(Some(&prefix), &r, Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        assert_eq!(included(Some(&r), &Literals::default(), Some(&prefix), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&prefix), &Literals::default(), Some(&r), Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
         // Outside normalized paths only: `/a/./b`, `/a//b` never reach a route.
         let dots = dfa(&["/a/(\\.|/)/b", "/c"]);
-        assert_eq!(included(Some(&dots), &dfa(&["/c"]), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&dots), &Literals::default(), Some(&dfa(&["/c"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
         // Non-ASCII paths do not exist either.
-        assert_eq!(included(Some(&dfa(&["/[a-zé]"])), &dfa(&["/[a-z]"]), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&dfa(&["/[a-zé]"])), &Literals::default(), Some(&dfa(&["/[a-z]"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
         // Everything (None) within a union that covers `/` and all else.
-        assert_eq!(included(None, &dfa(&["/", "/[^/].*"]), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(None, &dfa(&["/[^/].*"]), Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
-        assert_eq!(included(Some(&r), &prefix, Domain::Path, 2), Inclusion::Unknown);
+        assert_eq!(included(None, &Literals::default(), Some(&dfa(&["/", "/[^/].*"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(None, &Literals::default(), Some(&dfa(&["/[^/].*"])), Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        assert_eq!(included(Some(&r), &Literals::default(), Some(&prefix), Domain::Path, 2), Inclusion::Unknown);
+    }
+
+    #[test]
+    fn inclusion_with_literal_paths() {
+        let lits = |exact: &[&str], prefixes: &[&str]| {
+            Literals::new(exact.iter().map(|s| s.as_bytes()), prefixes.iter().map(|s| s.as_bytes()))
+        };
+        let inc = |re: &[&str], l: &Literals, b: Option<&Dfa>| included(Some(&dfa(re)), l, b, Domain::Path, PRODUCT_LIMIT);
+        assert_eq!(inc(&["/api/v[0-9]+/.*"], &lits(&[], &["/api"]), None), Inclusion::Included);
+        assert_eq!(inc(&["/api(/.*)?"], &lits(&[], &["/api"]), None), Inclusion::Included);
+        assert_eq!(inc(&["/api.*"], &lits(&[], &["/api"]), None), Inclusion::NotIncluded);
+        assert_eq!(inc(&["/(a|b)"], &lits(&["/a", "/b"], &[]), None), Inclusion::Included);
+        assert_eq!(inc(&["/(a|b)"], &lits(&["/a"], &[]), None), Inclusion::NotIncluded);
+        // A prefix ends where an exact path goes on.
+        assert_eq!(inc(&["/a(/b|/c)?"], &lits(&["/a/b"], &["/a"]), None), Inclusion::Included);
+        assert_eq!(inc(&["/a/b/c"], &lits(&["/a/b"], &[]), None), Inclusion::NotIncluded);
+        // Literal paths and a regex together.
+        let digits = dfa(&["/n/[1-9][0-9]*"]);
+        assert_eq!(inc(&["/n/[0-9]"], &lits(&["/n/0"], &[]), Some(&digits)), Inclusion::Included);
+        assert_eq!(inc(&["/n/[0-9]+"], &lits(&["/n/0"], &[]), Some(&digits)), Inclusion::NotIncluded);
+        assert_eq!(included(None, &lits(&["/"], &[]), Some(&dfa(&["/[^/].*"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(inc(&["/x"], &Literals::default(), None), Inclusion::NotIncluded);
     }
 
     #[test]
@@ -474,9 +597,9 @@ mod tests {
             build_dfa(&pats, Flavor::Unicode, &Config::default()).unwrap()
         };
         let ns = id(&["spiffe://td/ns/a/sa/*"]);
-        assert_eq!(included(Some(&ns), &id(&["spiffe://td/ns/*/sa/*"]), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(Some(&ns), &id(&["spiffe://td/**"]), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(Some(&ns), &id(&["spiffe://td/ns/b/**"]), Domain::Identity, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        assert_eq!(included(Some(&ns), &Literals::default(), Some(&id(&["spiffe://td/ns/*/sa/*"])), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&ns), &Literals::default(), Some(&id(&["spiffe://td/**"])), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&ns), &Literals::default(), Some(&id(&["spiffe://td/ns/b/**"])), Domain::Identity, PRODUCT_LIMIT), Inclusion::NotIncluded);
         // `*` also matches `.` and `..` in the automaton, never in a valid ID.
         let dot = id(&["spiffe://td/x/*"]);
         let no_dots = build_dfa(
@@ -485,7 +608,7 @@ mod tests {
             &Config::default(),
         )
         .unwrap();
-        assert_eq!(included(Some(&dot), &no_dots, Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(included(Some(&dot), &Literals::default(), Some(&no_dots), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! DFA, one multi-pattern DFA of the candidates and the automaton of
 //! normalized paths.
 
-use super::product::{alive_after, included, matches, path_dfa, short_members, Dfa, Domain, Inclusion, PRODUCT_LIMIT};
+use super::product::{
+    alive_after, included, matches, path_dfa, short_members, Dfa, Domain, Inclusion, Literals, PRODUCT_LIMIT,
+};
 use super::sample::RegexFacts;
 use crate::automata::path_regex;
 use crate::config::Config;
@@ -425,11 +427,36 @@ impl<'a> Routes<'a> {
                 return false;
             }
         }
-        let patterns: Vec<String> = set.iter().map(|&h| path_regex(&self.routes[h].path)).collect();
-        let Some(union) = path_dfa(&patterns, self.config) else {
-            return false;
+        // Exact paths and prefixes as a trie, regexes as one DFA.
+        let literal = |h: &usize| matches!(self.routes[*h].path, PathCond::Exact(_) | PathCond::Prefix(_));
+        let lits = Literals::new(
+            set.iter().filter_map(|&h| match &self.routes[h].path {
+                PathCond::Exact(p) => Some(p.as_bytes()),
+                _ => None,
+            }),
+            set.iter().filter_map(|&h| match &self.routes[h].path {
+                PathCond::Prefix(p) => Some(p.as_bytes()),
+                _ => None,
+            }),
+        );
+        let regexes: Vec<usize> = set.iter().copied().filter(|h| !literal(h)).collect();
+        let union;
+        let b = match regexes.as_slice() {
+            [] => None,
+            &[h] => match self.dfa(h) {
+                Some(d) => Some(d),
+                None => return false,
+            },
+            _ => {
+                let patterns: Vec<String> = regexes.iter().map(|&h| path_regex(&self.routes[h].path)).collect();
+                union = path_dfa(&patterns, self.config);
+                match &union {
+                    Some(d) => Some(d),
+                    None => return false,
+                }
+            }
         };
-        included(rdfa, &union, Domain::Path, PRODUCT_LIMIT) == Inclusion::Included
+        included(rdfa, &lits, b, Domain::Path, PRODUCT_LIMIT) == Inclusion::Included
     }
 
     /// For each method symbol route `r` accepts, the candidates that accept

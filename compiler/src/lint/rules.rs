@@ -1,7 +1,7 @@
 //! `unused-route` and `shadowed-allow`: analyses of the authorization rules.
 
 use super::netset::Addrs;
-use super::product::{included, Dfa, Domain, Inclusion, PRODUCT_LIMIT};
+use super::product::{included, Dfa, Domain, Inclusion, Literals, PRODUCT_LIMIT};
 use crate::automata::{build_dfa, identity_regex, Flavor};
 use crate::config::Config;
 use crate::ir::{Clause, DefaultPolicy, Effect, Ir, PrincipalItem, Protocol, Rule, Target};
@@ -190,7 +190,9 @@ impl<'a> Peers<'a> {
         self.dfa(&single);
         self.dfa(patterns);
         match (self.dfas.get(&single), self.dfas.get(patterns)) {
-            (Some(Some(a)), Some(Some(b))) => included(Some(a), b, Domain::Identity, PRODUCT_LIMIT) == Inclusion::Included,
+            (Some(Some(a)), Some(Some(b))) => {
+                included(Some(a), &Literals::default(), Some(b), Domain::Identity, PRODUCT_LIMIT) == Inclusion::Included
+            }
             _ => false,
         }
     }

@@ -112,7 +112,9 @@ impl<'a> Loader<'a> {
         let patterns: usize = paths.dfas.iter().map(|d| d.pattern_len()).sum();
         let n_routes_hint = r.len(4)?; // pattern count, re-read below
         if n_routes_hint != patterns {
-            return Err(LoadError::Invalid("pattern lists do not match the automata"));
+            return Err(LoadError::Invalid(
+                "pattern lists do not match the automata",
+            ));
         }
         let mut lists = Vec::with_capacity(patterns);
         // Route ranks are checked once the route count is known.
@@ -123,7 +125,9 @@ impl<'a> Loader<'a> {
         let mut seen = vec![false; n];
         for l in &lists {
             for &rank in l {
-                let slot = seen.get_mut(rank as usize).ok_or(LoadError::Invalid("route rank"))?;
+                let slot = seen
+                    .get_mut(rank as usize)
+                    .ok_or(LoadError::Invalid("route rank"))?;
                 if *slot {
                     return Err(LoadError::Invalid("route listed twice"));
                 }
@@ -166,16 +170,27 @@ impl<'a> Loader<'a> {
                 deny_rules,
                 allow_rules,
                 // Names are filled in once the service's backends are known.
-                backends: weights.into_iter().map(|weight| WeightedBackend { name: "", weight }).collect(),
+                backends: weights
+                    .into_iter()
+                    .map(|weight| WeightedBackend { name: "", weight })
+                    .collect(),
                 backend_ids,
                 timeout_ms,
                 retry,
             });
         }
-        Ok(RouteSet { paths, pattern_routes: lists, routes })
+        Ok(RouteSet {
+            paths,
+            pattern_routes: lists,
+            routes,
+        })
     }
 
-    fn conds(&mut self, r: &mut Reader<'a>, value_dfas: &mut Vec<Dfa<'a>>) -> Result<Vec<Cond<'a>>, LoadError> {
+    fn conds(
+        &mut self,
+        r: &mut Reader<'a>,
+        value_dfas: &mut Vec<Dfa<'a>>,
+    ) -> Result<Vec<Cond<'a>>, LoadError> {
         let n = r.len(5)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -198,7 +213,11 @@ impl<'a> Loader<'a> {
         Ok(v)
     }
 
-    fn net_table(&mut self, r: &mut Reader<'a>, targets_bound: usize) -> Result<NetTable, LoadError> {
+    fn net_table(
+        &mut self,
+        r: &mut Reader<'a>,
+        targets_bound: usize,
+    ) -> Result<NetTable, LoadError> {
         let mut t = NetTable::default();
         let mut raw: [Vec<(u128, u128, Vec<u32>)>; 2] = [Vec::new(), Vec::new()];
         for fam in &mut raw {
@@ -225,7 +244,10 @@ impl<'a> Loader<'a> {
             }
         }
         let [v4, v6] = raw;
-        t.v4 = v4.into_iter().map(|(lo, hi, ids)| (lo as u32, hi as u32, ids)).collect();
+        t.v4 = v4
+            .into_iter()
+            .map(|(lo, hi, ids)| (lo as u32, hi as u32, ids))
+            .collect();
         t.v6 = v6;
         Ok(t)
     }
@@ -252,7 +274,12 @@ fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
     }
     let per_try_timeout_ms = r.opt_u64()?;
     let budget_percent = r.u8()?;
-    Ok(Some(Retry { attempts, on, per_try_timeout_ms, budget_percent }))
+    Ok(Some(Retry {
+        attempts,
+        on,
+        per_try_timeout_ms,
+        budget_percent,
+    }))
 }
 
 fn check_anchored(set: &DfaSet<'_>) -> Result<(), LoadError> {
@@ -286,7 +313,7 @@ impl<'a> Bundle<'a> {
         if expected != actual {
             return Err(LoadError::HashMismatch { expected, actual });
         }
-        if bytes.as_ptr() as usize % 8 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(8) {
             return Err(LoadError::Misaligned);
         }
         if le_u32(bytes, 12) != 0 {
@@ -295,23 +322,31 @@ impl<'a> Bundle<'a> {
         let tables_len = le_u32(bytes, 32) as usize;
         let dfa_count = le_u32(bytes, 36) as usize;
         let dir = usize::try_from(le_u64(bytes, 40)).map_err(|_| LoadError::Truncated)?;
-        let tables = bytes.get(HEADER_LEN..HEADER_LEN + tables_len).ok_or(LoadError::Truncated)?;
-        let dir_end = dfa_count.checked_mul(16).and_then(|n| n.checked_add(dir)).ok_or(LoadError::Truncated)?;
+        let tables = bytes
+            .get(HEADER_LEN..HEADER_LEN + tables_len)
+            .ok_or(LoadError::Truncated)?;
+        let dir_end = dfa_count
+            .checked_mul(16)
+            .and_then(|n| n.checked_add(dir))
+            .ok_or(LoadError::Truncated)?;
         let directory = bytes.get(dir..dir_end).ok_or(LoadError::Truncated)?;
-        if dir < HEADER_LEN + tables_len || dir % 8 != 0 {
+        if dir < HEADER_LEN + tables_len || !dir.is_multiple_of(8) {
             return Err(LoadError::Invalid("automaton directory"));
         }
         let mut dfas = Vec::with_capacity(dfa_count);
         let mut next_free = dir_end;
         for i in 0..dfa_count {
-            let off = usize::try_from(le_u64(directory, i * 16)).map_err(|_| LoadError::Truncated)?;
-            let len = usize::try_from(le_u64(directory, i * 16 + 8)).map_err(|_| LoadError::Truncated)?;
-            if off % 8 != 0 || off < next_free {
+            let off =
+                usize::try_from(le_u64(directory, i * 16)).map_err(|_| LoadError::Truncated)?;
+            let len =
+                usize::try_from(le_u64(directory, i * 16 + 8)).map_err(|_| LoadError::Truncated)?;
+            if !off.is_multiple_of(8) || off < next_free {
                 return Err(LoadError::Invalid("automaton offset"));
             }
             let end = off.checked_add(len).ok_or(LoadError::Truncated)?;
             let slice = bytes.get(off..end).ok_or(LoadError::Truncated)?;
-            let (dfa, read) = dense::DFA::from_bytes(slice).map_err(|e| LoadError::Dfa(e.to_string()))?;
+            let (dfa, read) =
+                dense::DFA::from_bytes(slice).map_err(|e| LoadError::Dfa(e.to_string()))?;
             if read != len {
                 return Err(LoadError::Invalid("automaton length"));
             }
@@ -344,7 +379,11 @@ impl<'a> Bundle<'a> {
             let name = r.str()?;
             let deny = r.bool()?;
             let clauses = r.ids(cc)?;
-            rules.push(Rule { name, deny, clauses });
+            rules.push(Rule {
+                name,
+                deny,
+                clauses,
+            });
         }
 
         let n_servers = r.len(8)?;
@@ -370,7 +409,13 @@ impl<'a> Bundle<'a> {
                 return Err(LoadError::Invalid("server without routes"));
             }
             max_routes = max_routes.max(routes.routes.len());
-            servers.push(Server { name, protocol, default, ports: server_ports, routes });
+            servers.push(Server {
+                name,
+                protocol,
+                default,
+                ports: server_ports,
+                routes,
+            });
         }
         ports.sort_unstable();
         if ports.windows(2).any(|w| w[1].0 <= w[0].1) {
@@ -412,7 +457,10 @@ impl<'a> Bundle<'a> {
                     let kind = r.u8()?;
                     let text = r.str()?;
                     endpoints.push(match kind {
-                        0 => Endpoint::Addr(text.parse().map_err(|_| LoadError::Invalid("endpoint address"))?),
+                        0 => Endpoint::Addr(
+                            text.parse()
+                                .map_err(|_| LoadError::Invalid("endpoint address"))?,
+                        ),
                         1 => Endpoint::Name(text),
                         _ => return Err(LoadError::Invalid("endpoint")),
                     });
@@ -425,7 +473,14 @@ impl<'a> Bundle<'a> {
                     None => None,
                 };
                 let max_in_flight = r.opt_u64()?.map(|m| m as u32);
-                backends.push(Backend { name: bname, endpoints, identity, cluster, failover, max_in_flight });
+                backends.push(Backend {
+                    name: bname,
+                    endpoints,
+                    identity,
+                    cluster,
+                    failover,
+                    max_in_flight,
+                });
             }
             let mut routes = loader.route_set(&mut r, 0, n_backends, &mut value_dfas)?;
             check_anchored(&routes.paths)?;
@@ -435,10 +490,20 @@ impl<'a> Bundle<'a> {
                 }
             }
             max_routes = max_routes.max(routes.routes.len());
-            services.push(Service { name, timeout_ms, retry, breaker, backends, routes });
+            services.push(Service {
+                name,
+                timeout_ms,
+                retry,
+                breaker,
+                backends,
+                routes,
+            });
         }
         authorities.sort_unstable();
-        if authorities.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1) {
+        if authorities
+            .windows(2)
+            .any(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1)
+        {
             return Err(LoadError::Invalid("two services with one authority"));
         }
 
@@ -455,7 +520,7 @@ impl<'a> Bundle<'a> {
                 if any_destination {
                     open_rules.push(i as u32);
                 }
-                rules.push(EgressRule { name, deny, ports, any_destination });
+                rules.push(EgressRule { name, deny, ports });
             }
             let hosts = loader.dfa_set(&mut r)?;
             check_anchored(&hosts)?;
@@ -466,7 +531,15 @@ impl<'a> Bundle<'a> {
             }
             let star_rules = r.ids(n)?;
             let nets = loader.net_table(&mut r, n)?;
-            Some(Egress { default_deny, rules, hosts, host_rules, star_rules, open_rules, nets })
+            Some(Egress {
+                default_deny,
+                rules,
+                hosts,
+                host_rules,
+                star_rules,
+                open_rules,
+                nets,
+            })
         } else {
             None
         };

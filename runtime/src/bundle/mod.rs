@@ -48,7 +48,11 @@ impl AlignedBytes {
         let start = (8 - (buf.as_ptr() as usize % 8)) % 8;
         buf.resize(start, 0);
         buf.extend_from_slice(bytes);
-        AlignedBytes { buf, start, len: bytes.len() }
+        AlignedBytes {
+            buf,
+            start,
+            len: bytes.len(),
+        }
     }
 
     /// The bytes, starting at an 8-byte aligned address.
@@ -243,7 +247,6 @@ pub(crate) struct EgressRule<'a> {
     pub(crate) name: &'a str,
     pub(crate) deny: bool,
     pub(crate) ports: Vec<(u16, u16)>,
-    pub(crate) any_destination: bool,
 }
 
 /// The egress block.
@@ -282,6 +285,21 @@ pub struct Bundle<'a> {
     pub(crate) max_routes: usize,
 }
 
+/// A declared service's client-side settings, for the outbound proxy.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceSettings<'b, 'a> {
+    /// The service's name.
+    pub name: &'a str,
+    /// The service's whole-request timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The service's retry policy.
+    pub retry: Option<&'b Retry>,
+    /// The circuit breaker settings of its endpoints.
+    pub breaker: Option<&'b CircuitBreaker>,
+    /// Its backends in declaration order (`failover` indexes this list).
+    pub backends: &'b [Backend<'a>],
+}
+
 /// What a bundle holds, for `sluice inspect`.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -298,6 +316,33 @@ impl<'a> Bundle<'a> {
     /// The bundle's bytes.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
+    }
+
+    /// The settings of the service named `name`.
+    pub fn service(&self, name: &str) -> Option<ServiceSettings<'_, 'a>> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| ServiceSettings {
+                name: s.name,
+                timeout_ms: s.timeout_ms,
+                retry: s.retry.as_ref(),
+                breaker: s.breaker.as_ref(),
+                backends: &s.backends,
+            })
+    }
+
+    /// The retry policy of route `route` of service `service`: the route's
+    /// own, else the service's.
+    pub fn route_retry(&self, service: &str, route: &str) -> Option<&Retry> {
+        let svc = self.services.iter().find(|s| s.name == service)?;
+        let own = svc
+            .routes
+            .routes
+            .iter()
+            .find(|r| r.name == Some(route))
+            .and_then(|r| r.retry.as_ref());
+        own.or(svc.retry.as_ref())
     }
 
     /// What the bundle holds, as lines of text.
@@ -325,13 +370,23 @@ impl<'a> Bundle<'a> {
             dfa_bytes += d.memory_usage();
             dfa_count += 1;
         }
-        lines.push(format!("hash {:016x}, {} bytes, format version {FORMAT_VERSION}", self.hash, self.bytes.len()));
+        lines.push(format!(
+            "hash {:016x}, {} bytes, format version {FORMAT_VERSION}",
+            self.hash,
+            self.bytes.len()
+        ));
         lines.push(format!("mesh default {}", self.mesh_default.as_str()));
         for s in &self.servers {
             let ports: Vec<String> = s
                 .ports
                 .iter()
-                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect();
             let proto = match s.protocol {
                 Protocol::Http => "http",
@@ -349,7 +404,12 @@ impl<'a> Bundle<'a> {
             ));
         }
         let allow = self.rules.iter().filter(|r| !r.deny).count();
-        lines.push(format!("rules: {} allow, {} deny, {} distinct from-clauses", allow, self.rules.len() - allow, self.clause_count));
+        lines.push(format!(
+            "rules: {} allow, {} deny, {} distinct from-clauses",
+            allow,
+            self.rules.len() - allow,
+            self.clause_count
+        ));
         for s in &self.services {
             let backends: Vec<&str> = s.backends.iter().map(|b| b.name).collect();
             lines.push(format!(
@@ -382,7 +442,11 @@ impl<'a> Bundle<'a> {
 
     /// A fresh peer classification sized for this bundle.
     pub fn create_peer_class(&self) -> PeerClass {
-        PeerClass { stamps: vec![0; self.clause_count as usize], generation: 1, has_identity: false }
+        PeerClass {
+            stamps: vec![0; self.clause_count as usize],
+            generation: 1,
+            has_identity: false,
+        }
     }
 }
 

@@ -78,11 +78,19 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn opt_str(&mut self) -> Result<Option<&'a str>, LoadError> {
-        Ok(if self.bool()? { Some(self.str()?) } else { None })
+        Ok(if self.bool()? {
+            Some(self.str()?)
+        } else {
+            None
+        })
     }
 
     pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, LoadError> {
-        Ok(if self.bool()? { Some(self.u64()?) } else { None })
+        Ok(if self.bool()? {
+            Some(self.u64()?)
+        } else {
+            None
+        })
     }
 
     /// A list of u32, each checked to be below `bound`.
