@@ -9,21 +9,18 @@
 //! gets the expected decision (allowed by the expected rule or route), so
 //! that a drift of the generator cannot make it time a trivial path.
 
-use criterion::{black_box, BenchmarkId, Criterion};
-use sluice_benches::{compile_generated, realistic_peer, Kind, SIZES};
+use criterion::{BenchmarkId, Criterion};
+use sluice_benches::{bench_sizes, compile_generated, realistic_peer, Kind};
 use sluice_runtime::{AlignedBytes, Bundle};
+use std::hint::black_box;
 
 /// Compiles every size once (the 10,000-route policy takes a while).
-/// `SLUICE_BENCH_SIZES=10,1000` restricts the sizes, e.g. for profiling.
 fn bundles() -> Vec<(usize, AlignedBytes)> {
-    let sizes: Vec<usize> = match std::env::var("SLUICE_BENCH_SIZES") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Err(_) => SIZES.to_vec(),
-    };
-    sizes
+    bench_sizes()
         .into_iter()
         .map(|n| {
-            let bytes = compile_generated(n).unwrap_or_else(|e| panic!("the {n}-route policy does not compile:\n{e}"));
+            let bytes = compile_generated(n)
+                .unwrap_or_else(|e| panic!("the {n}-route policy does not compile:\n{e}"));
             eprintln!("{n} routes: bundle of {} bytes", bytes.len());
             (n, AlignedBytes::new(&bytes))
         })
@@ -42,7 +39,9 @@ fn decide(c: &mut Criterion) {
         assert!(class.has_identity());
         // The classification must let the expected rule match.
         let mut scratch = bundle.create_scratch();
-        if let Err(e) = Kind::InboundHttp.check(&Kind::InboundHttp.decide(&bundle, &class, &mut scratch)) {
+        if let Err(e) =
+            Kind::InboundHttp.check(&Kind::InboundHttp.decide(&bundle, &class, &mut scratch))
+        {
             panic!("{n} routes: {e}");
         }
         group.bench_with_input(BenchmarkId::from_parameter(n), &peer, |b, peer| {

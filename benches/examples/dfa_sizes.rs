@@ -13,7 +13,10 @@ use std::time::Instant;
 type Kind = (&'static str, Box<dyn Fn(&PathCond) -> bool>);
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
     let text = sluice_benches::generate(n);
     let (policy, _) = sluice_lang::parse::parse_str("bench.sluice", &text);
     let (ir, diags) = sluice_compiler::ast_to_ir::ast_to_ir(&policy, &Config::default());
@@ -25,8 +28,14 @@ fn main() {
         ("prefix", Box::new(|p| matches!(p, PathCond::Prefix(_)))),
         ("regex", Box::new(|p| matches!(p, PathCond::Regex(_)))),
         ("any", Box::new(|p| matches!(p, PathCond::Any))),
-        ("exact+prefix", Box::new(|p| matches!(p, PathCond::Exact(_) | PathCond::Prefix(_)))),
-        ("prefix+regex", Box::new(|p| matches!(p, PathCond::Prefix(_) | PathCond::Regex(_)))),
+        (
+            "exact+prefix",
+            Box::new(|p| matches!(p, PathCond::Exact(_) | PathCond::Prefix(_))),
+        ),
+        (
+            "prefix+regex",
+            Box::new(|p| matches!(p, PathCond::Prefix(_) | PathCond::Regex(_))),
+        ),
         ("all", Box::new(|_| true)),
     ];
     let mut ids: Vec<String> = Vec::new();
@@ -34,7 +43,11 @@ fn main() {
         for c in &rule.clauses {
             for item in c {
                 if let sluice_compiler::ir::PrincipalItem::Identity(pats) = item {
-                    ids.extend(pats.iter().filter(|p| *p != "*").map(|p| sluice_compiler::automata::identity_regex(p)));
+                    ids.extend(
+                        pats.iter()
+                            .filter(|p| *p != "*")
+                            .map(|p| sluice_compiler::automata::identity_regex(p)),
+                    );
                 }
             }
         }
@@ -43,19 +56,85 @@ fn main() {
     ids.dedup();
     let mut hosts: Vec<String> = Vec::new();
     for r in &ir.egress.as_ref().expect("egress").rules {
-        hosts.extend(r.hosts.iter().filter(|h| *h != "*").map(|h| sluice_compiler::automata::host_regex(h)));
+        hosts.extend(
+            r.hosts
+                .iter()
+                .filter(|h| *h != "*")
+                .map(|h| sluice_compiler::automata::host_regex(h)),
+        );
     }
     hosts.sort();
     hosts.dedup();
-    for (name, pats, flavor) in [("identities", &ids, Flavor::Unicode), ("hosts", &hosts, Flavor::Bytes)] {
+    for (name, pats, flavor) in [
+        ("identities", &ids, Flavor::Unicode),
+        ("hosts", &hosts, Flavor::Bytes),
+    ] {
         let t = Instant::now();
         match build_dfa(pats, flavor, &config) {
-            Ok(d) => println!("{name:>13} {flavor:?}: {} patterns, {} bytes, states ~{}, {:.2?}", pats.len(), d.memory_usage(), d.memory_usage() / (4 << d.stride2()), t.elapsed()),
+            Ok(d) => println!(
+                "{name:>13} {flavor:?}: {} patterns, {} bytes, states ~{}, {:.2?}",
+                pats.len(),
+                d.memory_usage(),
+                d.memory_usage() / (4 << d.stride2()),
+                t.elapsed()
+            ),
             Err(e) => println!("{name:>13}: {e}"),
         }
     }
+    // The server's path set split as the compiler does: halve on failure.
+    let all: Vec<String> = {
+        let mut v: Vec<String> = routes.iter().map(|r| path_regex(&r.path)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let t = Instant::now();
+    let (mut chunks, mut failures, mut bytes) = (0, 0, 0);
+    let mut stack = vec![&all[..]];
+    while let Some(chunk) = stack.pop() {
+        match build_dfa(chunk, Flavor::Unicode, &Config::default()) {
+            Ok(d) => {
+                chunks += 1;
+                bytes += d.memory_usage();
+            }
+            Err(_) => {
+                failures += 1;
+                let mid = chunk.len() / 2;
+                stack.push(&chunk[mid..]);
+                stack.push(&chunk[..mid]);
+            }
+        }
+    }
+    println!(
+        "server paths split at 16 MiB: {chunks} DFAs, {bytes} bytes, {failures} failed builds, {:.2?}",
+        t.elapsed()
+    );
+    let mut values: Vec<String> = Vec::new();
+    for r in routes {
+        for (_, c) in r.headers.iter().chain(&r.queries) {
+            if let sluice_compiler::ir::ValueCond::Regex(re) = c {
+                values.push(re.clone());
+            }
+        }
+    }
+    let t = Instant::now();
+    for v in &values {
+        let _ = build_dfa(&[format!("(?:{v})")], Flavor::Unicode, &Config::default());
+    }
+    let count = values.len();
+    values.sort();
+    values.dedup();
+    println!(
+        "server value regexes: {count} ({} distinct), one DFA each: {:.2?}",
+        values.len(),
+        t.elapsed()
+    );
     for (name, f) in kinds.drain(..) {
-        let mut pats: Vec<String> = routes.iter().filter(|r| f(&r.path)).map(|r| path_regex(&r.path)).collect();
+        let mut pats: Vec<String> = routes
+            .iter()
+            .filter(|r| f(&r.path))
+            .map(|r| path_regex(&r.path))
+            .collect();
         pats.sort();
         pats.dedup();
         for flavor in [Flavor::Unicode, Flavor::Bytes] {

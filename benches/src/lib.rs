@@ -11,13 +11,28 @@
 //! header conditions and rules.
 
 use sluice_compiler::{Compiled, Config};
-use sluice_runtime::{Bundle, Decision, Http, Inbound, Outbound, Peer, PeerClass, Reason, RequestError, Scratch, WeightedBackend};
+use sluice_runtime::{
+    Bundle, Decision, Http, Inbound, Outbound, Peer, PeerClass, Reason, RequestError, Scratch,
+    WeightedBackend,
+};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The policy sizes (routes per server and per service) that the benchmarks use.
 pub const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
+
+/// [`SIZES`], or the comma-separated sizes in the environment variable
+/// `SLUICE_BENCH_SIZES` (e.g. `10,1000`, for profiling one size).
+pub fn bench_sizes() -> Vec<usize> {
+    match std::env::var("SLUICE_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    }
+}
 
 /// The mesh trust domain of generated policies.
 pub const TRUST_DOMAIN: &str = "prod.example.com";
@@ -39,14 +54,20 @@ pub const REQUEST_PATH: &str = "/api/v1/svc7/%2e/items//42/details/./summary?vie
 /// [`REQUEST_PATH`] after normalization, without the query.
 pub const NORMALIZED_PATH: &str = "/api/v1/svc7/items/42/details/summary";
 /// The two headers of the HTTP requests.
-pub static REQUEST_HEADERS: [(&str, &str); 2] = [("x-tenant", "acme-retail"), ("content-type", "application/json")];
+pub static REQUEST_HEADERS: [(&str, &str); 2] = [
+    ("x-tenant", "acme-retail"),
+    ("content-type", "application/json"),
+];
 
 /// The authority of the egress HTTP request, allowed by the wildcard rule `google-apis`.
 pub const EGRESS_AUTHORITY: &str = "storage.googleapis.com:443";
 /// The raw target of the egress HTTP request.
 pub const EGRESS_PATH: &str = "/upload/storage/v1/b/media-bucket/o?uploadType=media&name=a.png";
 /// The headers of the egress HTTP request.
-pub static EGRESS_HEADERS: [(&str, &str); 2] = [("content-type", "image/png"), ("x-goog-api-client", "gl-rust/1.80")];
+pub static EGRESS_HEADERS: [(&str, &str); 2] = [
+    ("content-type", "image/png"),
+    ("x-goog-api-client", "gl-rust/1.80"),
+];
 /// The `CONNECT` target of the tunnel, allowed by the rule `github`.
 pub const TUNNEL_AUTHORITY: &str = "github.com:443";
 /// The destination of the TCP egress connection, allowed by the rule `private-db`.
@@ -61,20 +82,30 @@ pub const PINNED_ROUTES: [&str; 3] = ["svc7-items-canary", "svc7-items", "svc7"]
 
 /// The calling peer: [`PEER_IDENTITY`] from [`PEER_IP`].
 pub fn realistic_peer() -> Peer<'static> {
-    Peer { ip: Some(PEER_IP), identity: Some(PEER_IDENTITY) }
+    Peer {
+        ip: Some(PEER_IP),
+        identity: Some(PEER_IDENTITY),
+    }
 }
 
 /// The inbound HTTP request: `GET` [`REQUEST_PATH`] on [`WEB_PORT`] with [`REQUEST_HEADERS`].
 pub fn realistic_inbound() -> Inbound<'static> {
     Inbound {
         port: WEB_PORT,
-        http: Some(Http { method: "GET", path: REQUEST_PATH.as_bytes(), headers: &REQUEST_HEADERS }),
+        http: Some(Http {
+            method: "GET",
+            path: REQUEST_PATH.as_bytes(),
+            headers: &REQUEST_HEADERS,
+        }),
     }
 }
 
 /// The inbound TCP connection to [`DB_PORT`].
 pub fn realistic_inbound_tcp() -> Inbound<'static> {
-    Inbound { port: DB_PORT, http: None }
+    Inbound {
+        port: DB_PORT,
+        http: None,
+    }
 }
 
 /// The outbound HTTP request to the service: `GET` [`REQUEST_PATH`] at [`SERVICE_AUTHORITY`].
@@ -83,7 +114,11 @@ pub fn realistic_outbound_service() -> Outbound<'static> {
         authority: Some(SERVICE_AUTHORITY),
         ip: None,
         port: None,
-        http: Some(Http { method: "GET", path: REQUEST_PATH.as_bytes(), headers: &REQUEST_HEADERS }),
+        http: Some(Http {
+            method: "GET",
+            path: REQUEST_PATH.as_bytes(),
+            headers: &REQUEST_HEADERS,
+        }),
     }
 }
 
@@ -93,18 +128,32 @@ pub fn realistic_egress_http() -> Outbound<'static> {
         authority: Some(EGRESS_AUTHORITY),
         ip: None,
         port: None,
-        http: Some(Http { method: "POST", path: EGRESS_PATH.as_bytes(), headers: &EGRESS_HEADERS }),
+        http: Some(Http {
+            method: "POST",
+            path: EGRESS_PATH.as_bytes(),
+            headers: &EGRESS_HEADERS,
+        }),
     }
 }
 
 /// The tunnel: `CONNECT github.com:443`.
 pub fn realistic_tunnel() -> Outbound<'static> {
-    Outbound { authority: Some(TUNNEL_AUTHORITY), ip: None, port: None, http: None }
+    Outbound {
+        authority: Some(TUNNEL_AUTHORITY),
+        ip: None,
+        port: None,
+        http: None,
+    }
 }
 
 /// The TCP egress connection to `10.20.0.5:5432`.
 pub fn realistic_egress_tcp() -> Outbound<'static> {
-    Outbound { authority: None, ip: Some(EGRESS_TCP_IP), port: Some(EGRESS_TCP_PORT), http: None }
+    Outbound {
+        authority: None,
+        ip: Some(EGRESS_TCP_IP),
+        port: Some(EGRESS_TCP_PORT),
+        http: None,
+    }
 }
 
 /// The kinds of decisions benchmarked, each with its fixed request.
@@ -125,13 +174,27 @@ pub enum Kind {
 }
 
 /// The backends of the service route `svc7-items`, in `to` order.
-pub const SVC7_BACKENDS: [WeightedBackend<'static>; 2] =
-    [WeightedBackend { name: "east", weight: 90 }, WeightedBackend { name: "canary", weight: 10 }];
+pub const SVC7_BACKENDS: [WeightedBackend<'static>; 2] = [
+    WeightedBackend {
+        name: "east",
+        weight: 90,
+    },
+    WeightedBackend {
+        name: "canary",
+        weight: 10,
+    },
+];
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] =
-        [Kind::InboundHttp, Kind::InboundTcp, Kind::OutboundService, Kind::EgressHttp, Kind::Tunnel, Kind::EgressTcp];
+    pub const ALL: [Kind; 6] = [
+        Kind::InboundHttp,
+        Kind::InboundTcp,
+        Kind::OutboundService,
+        Kind::EgressHttp,
+        Kind::Tunnel,
+        Kind::EgressTcp,
+    ];
 
     /// The benchmark name (`inbound_http`, `egress_tcp`, ...).
     pub fn name(self) -> &'static str {
@@ -255,25 +318,94 @@ impl Rng {
 const SEED: u64 = 0x5eed_5104_ce2b_0001;
 
 const RESOURCES: [&str; 30] = [
-    "items", "orders", "users", "carts", "payments", "invoices", "products", "reviews", "sessions", "tokens",
-    "accounts", "shipments", "refunds", "coupons", "addresses", "catalogs", "prices", "stocks", "reports", "events",
-    "alerts", "jobs", "files", "images", "notes", "tags", "teams", "roles", "plans", "quotas",
+    "items",
+    "orders",
+    "users",
+    "carts",
+    "payments",
+    "invoices",
+    "products",
+    "reviews",
+    "sessions",
+    "tokens",
+    "accounts",
+    "shipments",
+    "refunds",
+    "coupons",
+    "addresses",
+    "catalogs",
+    "prices",
+    "stocks",
+    "reports",
+    "events",
+    "alerts",
+    "jobs",
+    "files",
+    "images",
+    "notes",
+    "tags",
+    "teams",
+    "roles",
+    "plans",
+    "quotas",
 ];
 const SUBS: [&str; 15] = [
-    "details", "history", "status", "summary", "lines", "export", "search", "count", "latest", "archive", "settings",
-    "members", "audit", "preview", "metadata",
+    "details", "history", "status", "summary", "lines", "export", "search", "count", "latest",
+    "archive", "settings", "members", "audit", "preview", "metadata",
 ];
 const NAMESPACES: [&str; 30] = [
-    "payments", "checkout", "frontend", "inventory", "shipping", "billing", "search", "catalog", "identity",
-    "notifications", "analytics", "reporting", "monitoring", "logging", "ingress", "batch", "ml-serving",
-    "recommendations", "fraud", "ledger", "orders", "users", "support", "marketing", "partners", "qa",
-    "staging-tools", "platform", "security", "data",
+    "payments",
+    "checkout",
+    "frontend",
+    "inventory",
+    "shipping",
+    "billing",
+    "search",
+    "catalog",
+    "identity",
+    "notifications",
+    "analytics",
+    "reporting",
+    "monitoring",
+    "logging",
+    "ingress",
+    "batch",
+    "ml-serving",
+    "recommendations",
+    "fraud",
+    "ledger",
+    "orders",
+    "users",
+    "support",
+    "marketing",
+    "partners",
+    "qa",
+    "staging-tools",
+    "platform",
+    "security",
+    "data",
 ];
-const SA_HEADS: [&str; 12] =
-    ["checkout", "cart", "orders", "ledger", "fraud", "search", "catalog", "report", "notify", "batch", "sync", "export"];
-const SA_TAILS: [&str; 6] = ["frontend", "backend", "worker", "api", "cron", "frontend-v2"];
+const SA_HEADS: [&str; 12] = [
+    "checkout", "cart", "orders", "ledger", "fraud", "search", "catalog", "report", "notify",
+    "batch", "sync", "export",
+];
+const SA_TAILS: [&str; 6] = [
+    "frontend",
+    "backend",
+    "worker",
+    "api",
+    "cron",
+    "frontend-v2",
+];
 const TENANTS: [&str; 6] = ["acme", "globex", "initech", "umbrella", "hooli", "stark"];
-const METHODS: [&str; 6] = ["GET", "GET, HEAD", "POST", "PUT, PATCH", "DELETE", "GET, POST"];
+const METHODS: [&str; 6] = [
+    "GET",
+    "GET, HEAD",
+    "POST",
+    "PUT, PATCH",
+    "DELETE",
+    "GET, POST",
+];
 
 /// Path kinds in a fixed cycle of 20: 12 prefix, 5 exact, 2 regex, 1 any,
 /// spread so that small policies get a mix too.
@@ -345,8 +477,15 @@ pub fn generate_with_mix(routes: usize) -> (String, Mix) {
                 }
                 _ => {
                     // No path (or prefix "/"): always with a distinguishing header.
-                    let c = if rng.percent(50) { String::new() } else { "path prefix \"/\" ".to_string() };
-                    (format!("N{i}"), format!("{c}header \"x-route-hint\" = \"hint-{i}\""))
+                    let c = if rng.percent(50) {
+                        String::new()
+                    } else {
+                        "path prefix \"/\" ".to_string()
+                    };
+                    (
+                        format!("N{i}"),
+                        format!("{c}header \"x-route-hint\" = \"hint-{i}\""),
+                    )
                 }
             };
             if seen.insert(key) {
@@ -383,7 +522,11 @@ pub fn generate_with_mix(routes: usize) -> (String, Mix) {
                 mix.with_header += 1;
             }
             if rng.percent(3) {
-                let q = if rng.percent(50) { "query \"format\" = \"json\"" } else { "query \"page\" ~ r\"[0-9]+\"" };
+                let q = if rng.percent(50) {
+                    "query \"format\" = \"json\""
+                } else {
+                    "query \"page\" ~ r\"[0-9]+\""
+                };
                 let _ = write!(body, " {q}");
                 mix.with_query += 1;
             }
@@ -401,12 +544,21 @@ pub fn generate_with_mix(routes: usize) -> (String, Mix) {
     mix.with_query += 1;
 
     let mut out = String::with_capacity(routes * 200 + 4096);
-    let _ = writeln!(out, "# Generated by sluice-benches: {routes} routes per server and service.");
-    let _ = writeln!(out, "mesh {{ trust-domain \"{TRUST_DOMAIN}\" default deny }}\n");
+    let _ = writeln!(
+        out,
+        "# Generated by sluice-benches: {routes} routes per server and service."
+    );
+    let _ = writeln!(
+        out,
+        "mesh {{ trust-domain \"{TRUST_DOMAIN}\" default deny }}\n"
+    );
 
     // The HTTP server.
     let pinned_at = generated / 2;
-    let _ = writeln!(out, "server web {{\n  port {WEB_PORT}\n  protocol http\n  default deny");
+    let _ = writeln!(
+        out,
+        "server web {{\n  port {WEB_PORT}\n  protocol http\n  default deny"
+    );
     for (i, r) in gen_routes.iter().enumerate() {
         if i == pinned_at {
             write_pinned_routes(&mut out, false);
@@ -438,7 +590,13 @@ pub fn generate_with_mix(routes: usize) -> (String, Mix) {
             );
             mix.deny_rules += 1;
         } else {
-            let _ = writeln!(out, "allow {}-access {{ to web.{} {} }}", r.name, r.name, principals(&mut rng));
+            let _ = writeln!(
+                out,
+                "allow {}-access {{ to web.{} {} }}",
+                r.name,
+                r.name,
+                principals(&mut rng)
+            );
         }
         mix.rules += 1;
     }
@@ -528,7 +686,11 @@ pub fn generate_with_mix(routes: usize) -> (String, Mix) {
 /// The pinned routes; `service` adds backends and a timeout.
 fn write_pinned_routes(out: &mut String, service: bool) {
     let (canary, items, svc7) = if service {
-        (" to canary", " to east 90, canary 10 timeout 1500ms", " to east")
+        (
+            " to canary",
+            " to east 90, canary 10 timeout 1500ms",
+            " to east",
+        )
     } else {
         ("", "", "")
     };
@@ -603,7 +765,8 @@ pub fn compile_text_with(text: &str, config: &Config) -> Result<Compiled, String
     if diags.iter().any(|d| d.is_error()) {
         return Err(sluice_lang::render::human(&policy.files, &diags));
     }
-    sluice_compiler::compile(&policy, config).map_err(|d| sluice_lang::render::human(&policy.files, &d))
+    sluice_compiler::compile(&policy, config)
+        .map_err(|d| sluice_lang::render::human(&policy.files, &d))
 }
 
 /// Generates and compiles the policy of `routes` routes: the bundle bytes.
@@ -632,7 +795,10 @@ mod tests {
             assert!((23..=27).contains(&pct(m.exact)), "{m:?}");
             assert!((8..=12).contains(&pct(m.regex)), "{m:?}");
             assert!((3..=7).contains(&pct(m.any_path)), "{m:?}");
-            assert!(m.with_method > n / 5 && m.with_header > n / 10 && m.with_query > 0, "{m:?}");
+            assert!(
+                m.with_method > n / 5 && m.with_header > n / 10 && m.with_query > 0,
+                "{m:?}"
+            );
             assert!(m.deny_rules > n / 50 && m.rules >= n, "{m:?}");
             assert_eq!(m.egress_rules, n / 10 + 5);
         }
@@ -645,12 +811,25 @@ mod tests {
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             if let [kw, name, "{", ..] = words.as_slice() {
-                if matches!(*kw, "route" | "allow" | "deny" | "backend" | "server" | "service") {
-                    let scope = if line.starts_with("  ") { "inner" } else { "top" };
-                    assert!(name.len() <= 63 && name.starts_with(|c: char| c.is_ascii_lowercase()), "{name}");
+                if matches!(
+                    *kw,
+                    "route" | "allow" | "deny" | "backend" | "server" | "service"
+                ) {
+                    let scope = if line.starts_with("  ") {
+                        "inner"
+                    } else {
+                        "top"
+                    };
+                    assert!(
+                        name.len() <= 63 && name.starts_with(|c: char| c.is_ascii_lowercase()),
+                        "{name}"
+                    );
                     // Routes repeat between the server and the service; count them once per block.
                     if *kw != "route" {
-                        assert!(names.insert((scope, kw.to_string(), name.to_string())), "duplicate {kw} {name}");
+                        assert!(
+                            names.insert((scope, kw.to_string(), name.to_string())),
+                            "duplicate {kw} {name}"
+                        );
                     }
                 }
             }
@@ -666,8 +845,13 @@ mod tests {
     #[test]
     fn generated_policies_compile_and_decide_as_expected() {
         for n in [3, 10, 100, 1000] {
-            let compiled = compile_text(&generate(n)).unwrap_or_else(|e| panic!("{n} routes:\n{e}"));
-            assert!(compiled.warnings.is_empty(), "{n} routes: {:?}", compiled.warnings);
+            let compiled =
+                compile_text(&generate(n)).unwrap_or_else(|e| panic!("{n} routes:\n{e}"));
+            assert!(
+                compiled.warnings.is_empty(),
+                "{n} routes: {:?}",
+                compiled.warnings
+            );
             let aligned = AlignedBytes::new(&compiled.bundle);
             let bundle = Bundle::from_bytes(aligned.as_bytes()).expect("bundle loads");
             let mut scratch = bundle.create_scratch();

@@ -17,9 +17,10 @@ use crate::ir::{Ir, PathCond};
 use regex_automata::nfa::thompson;
 use sluice_lang::ast::SourceFile;
 use sluice_lang::ast::{
-    Backend, BackendStmt, BreakerStmt, CircuitBreaker, Cond, Default, DestStmt, Effect, Egress, EgressStmt, Endpoint,
-    Int, Item, Mesh, MeshStmt, Name, Networks, PathMatch, PortRange, Principal, Protocol, Retry, RetryStmt, Route,
-    RouteStmt, Rule, RuleStmt, Server, ServerStmt, Service, ServiceStmt, Span, Spanned, Str, Target, ValueMatch,
+    Backend, BackendStmt, BreakerStmt, CircuitBreaker, Cond, Default, DestStmt, Effect, Egress,
+    EgressStmt, Endpoint, Int, Item, Mesh, MeshStmt, Name, Networks, PathMatch, PortRange,
+    Principal, Protocol, Retry, RetryStmt, Route, RouteStmt, Rule, RuleStmt, Server, ServerStmt,
+    Service, ServiceStmt, Span, Spanned, Str, Target, ValueMatch,
 };
 use sluice_lang::{Code, Diagnostic, Policy};
 use std::collections::HashMap;
@@ -27,8 +28,13 @@ use std::collections::HashMap;
 /// Checks `policy` and lowers it. Returns the IR only when there is no
 /// error, and every error found (not only the first).
 pub fn ast_to_ir(policy: &Policy, config: &Config) -> (Option<Ir>, Vec<Diagnostic>) {
-    let mut checker =
-        Checker { config, files: &policy.files, diags: Vec::new(), trust_domain: None, trust_domain_ok: None };
+    let mut checker = Checker {
+        config,
+        files: &policy.files,
+        diags: Vec::new(),
+        trust_domain: None,
+        trust_domain_ok: None,
+    };
     let ir = checker.policy(policy);
     let failed = checker.diags.iter().any(Diagnostic::is_error);
     (if failed { None } else { Some(ir) }, checker.diags)
@@ -58,7 +64,10 @@ struct Names<'p> {
 
 impl<'p> Names<'p> {
     fn new(kind: &'static str) -> Self {
-        Names { kind, first: HashMap::new() }
+        Names {
+            kind,
+            first: HashMap::new(),
+        }
     }
 }
 
@@ -138,7 +147,12 @@ impl<'a> Checker<'a> {
     fn declare<'p>(&mut self, names: &mut Names<'p>, name: &'p Name) -> bool {
         self.name_length(name);
         if let Some(first) = names.first.get(name.node.as_str()) {
-            let msg = format!("{} `{}` is already declared ({})", names.kind, name.node, self.place(*first, name.span));
+            let msg = format!(
+                "{} `{}` is already declared ({})",
+                names.kind,
+                name.node,
+                self.place(*first, name.span)
+            );
             self.error(Code::DuplicateName, name.span, msg);
             false
         } else {
@@ -149,7 +163,11 @@ impl<'a> Checker<'a> {
 
     fn name_length(&mut self, name: &Name) -> bool {
         if name.node.len() > values::MAX_NAME_LEN {
-            let msg = format!("name `{}` is longer than {} bytes", name.node, values::MAX_NAME_LEN);
+            let msg = format!(
+                "name `{}` is longer than {} bytes",
+                name.node,
+                values::MAX_NAME_LEN
+            );
             self.error(Code::InvalidValue, name.span, msg);
             false
         } else {
@@ -169,7 +187,11 @@ impl<'a> Checker<'a> {
         match u16::try_from(int.node) {
             Ok(p) if p != 0 => Some(p),
             _ => {
-                self.error(Code::InvalidValue, int.span, format!("port `{}` is out of range (1 to 65535)", int.node));
+                self.error(
+                    Code::InvalidValue,
+                    int.span,
+                    format!("port `{}` is out of range (1 to 65535)", int.node),
+                );
                 None
             }
         }
@@ -208,7 +230,11 @@ impl<'a> Checker<'a> {
         match u8::try_from(p.node) {
             Ok(v) if v <= 100 => v,
             _ => {
-                self.error(Code::InvalidValue, p.span, format!("{what} `{}%` is out of range (0% to 100%)", p.node));
+                self.error(
+                    Code::InvalidValue,
+                    p.span,
+                    format!("{what} `{}%` is out of range (0% to 100%)", p.node),
+                );
                 0
             }
         }
@@ -217,12 +243,19 @@ impl<'a> Checker<'a> {
     fn regex(&mut self, re: &Str) {
         // Bound the NFA first: `check_regex` builds it without a limit, and
         // `a{99999999}` would take gigabytes before the DFA limit applies.
-        let limit = self.config.determinize_size_limit.max(self.config.dfa_size_limit);
-        let nfa =
-            thompson::Compiler::new().configure(thompson::Config::new().nfa_size_limit(Some(limit))).build(&re.node);
+        let limit = self
+            .config
+            .determinize_size_limit
+            .max(self.config.dfa_size_limit);
+        let nfa = thompson::Compiler::new()
+            .configure(thompson::Config::new().nfa_size_limit(Some(limit)))
+            .build(&re.node);
         if let Err(e) = nfa {
             if e.size_limit().is_some() {
-                let msg = format!("`{}` cannot be compiled into an automaton within the size limit: {e}", re.node);
+                let msg = format!(
+                    "`{}` cannot be compiled into an automaton within the size limit: {e}",
+                    re.node
+                );
                 self.error(Code::InvalidRegex, re.span, msg);
                 return;
             }
@@ -248,9 +281,16 @@ impl<'a> Checker<'a> {
                     // Only judge containment when every listed network is
                     // valid: an invalid one might have contained it.
                     if all_included_valid && !include.iter().any(|c| c.contains(&net)) {
-                        let listed: Vec<String> = nets.include.iter().map(|c| format!("`{}`", c.node)).collect();
-                        let msg =
-                            format!("except `{}` is not inside any listed network ({})", n.node, listed.join(", "));
+                        let listed: Vec<String> = nets
+                            .include
+                            .iter()
+                            .map(|c| format!("`{}`", c.node))
+                            .collect();
+                        let msg = format!(
+                            "except `{}` is not inside any listed network ({})",
+                            n.node,
+                            listed.join(", ")
+                        );
                         self.error(Code::ExceptOutsideNetwork, n.span, msg);
                     }
                     except.push(net);
@@ -321,7 +361,9 @@ impl<'a> Checker<'a> {
         for stmt in &mesh.stmts {
             match &stmt.node {
                 MeshStmt::TrustDomain(td) => {
-                    if self.once(&mut seen, "trust-domain", stmt.span, "mesh block") && self.trust_domain.is_none() {
+                    if self.once(&mut seen, "trust-domain", stmt.span, "mesh block")
+                        && self.trust_domain.is_none()
+                    {
                         self.trust_domain = Some(td.clone());
                     }
                 }
@@ -348,7 +390,8 @@ impl<'a> Checker<'a> {
                     if earlier.server.name == lowered.server.name {
                         continue;
                     }
-                    if let Some(port) = ranges_overlap(&lowered.server.ports, &earlier.server.ports) {
+                    if let Some(port) = ranges_overlap(&lowered.server.ports, &earlier.server.ports)
+                    {
                         let msg = format!(
                             "server `{}` covers port `{port}`, which server `{}` ({}) already covers",
                             lowered.server.name,
@@ -517,8 +560,10 @@ impl<'a> Checker<'a> {
                         }
                     }
                     if all_zero {
-                        let msg =
-                            format!("every backend of route `{}` has weight 0: it sends traffic nowhere", r.name.node);
+                        let msg = format!(
+                            "every backend of route `{}` has weight 0: it sends traffic nowhere",
+                            r.name.node
+                        );
                         self.error(Code::NoBackend, stmt.span, msg);
                     }
                     if first {
@@ -547,7 +592,10 @@ impl<'a> Checker<'a> {
             }
         }
         if backends.is_some() && to_span.is_none() {
-            let msg = format!("route `{}` has no `to`: it sends traffic nowhere", r.name.node);
+            let msg = format!(
+                "route `{}` has no `to`: it sends traffic nowhere",
+                r.name.node
+            );
             self.error(Code::NoBackend, r.name.span, msg);
         }
         out
@@ -605,7 +653,8 @@ impl<'a> Checker<'a> {
                             Cond::Status(s) => match u16::try_from(*s) {
                                 Ok(s @ 100..=599) => Some(ir::RetryCond::Status(s)),
                                 _ => {
-                                    let msg = format!("status `{s}` is not an HTTP status (100 to 599)");
+                                    let msg =
+                                        format!("status `{s}` is not an HTTP status (100 to 599)");
                                     self.error(Code::InvalidValue, c.span, msg);
                                     None
                                 }
@@ -693,7 +742,12 @@ impl<'a> Checker<'a> {
         out
     }
 
-    fn rule(&mut self, r: &Rule, servers: &[ServerOut], by_name: &HashMap<&str, Vec<usize>>) -> ir::Rule {
+    fn rule(
+        &mut self,
+        r: &Rule,
+        servers: &[ServerOut],
+        by_name: &HashMap<&str, Vec<usize>>,
+    ) -> ir::Rule {
         let mut targets = Vec::new();
         let mut clauses = Vec::new();
         let mut has_to = false;
@@ -721,41 +775,73 @@ impl<'a> Checker<'a> {
             (true, true) => None,
         };
         if let Some(missing) = missing {
-            let msg = format!("rule `{}` has {missing}: it applies to nothing", r.name.node);
+            let msg = format!(
+                "rule `{}` has {missing}: it applies to nothing",
+                r.name.node
+            );
             self.error(Code::EmptyRule, r.name.span, msg);
         }
-        ir::Rule { name: r.name.node.clone(), span: r.name.span, effect: effect(r.effect), targets, clauses }
+        ir::Rule {
+            name: r.name.node.clone(),
+            span: r.name.span,
+            effect: effect(r.effect),
+            targets,
+            clauses,
+        }
     }
 
     /// Resolves a target. A server name declared twice resolves when any of
     /// its servers has the route.
-    fn target(&mut self, t: &Target, servers: &[ServerOut], by_name: &HashMap<&str, Vec<usize>>) -> Option<ir::Target> {
+    fn target(
+        &mut self,
+        t: &Target,
+        servers: &[ServerOut],
+        by_name: &HashMap<&str, Vec<usize>>,
+    ) -> Option<ir::Target> {
         let Some(candidates) = by_name.get(t.server.node.as_str()) else {
             self.unknown(&t.server, format!("no server `{}`", t.server.node));
             return None;
         };
         let Some(route) = &t.route else {
-            return Some(ir::Target { server: candidates[0], route: None });
+            return Some(ir::Target {
+                server: candidates[0],
+                route: None,
+            });
         };
-        let find = |i: usize| servers[i].server.routes.iter().position(|r| r.name == route.node);
+        let find = |i: usize| {
+            servers[i]
+                .server
+                .routes
+                .iter()
+                .position(|r| r.name == route.node)
+        };
         let usable = candidates.iter().find_map(|&i| {
             let s = &servers[i].server;
             if s.protocol == ir::Protocol::Tcp {
                 return None;
             }
-            find(i).map(|ri| ir::Target { server: i, route: Some(ri) })
+            find(i).map(|ri| ir::Target {
+                server: i,
+                route: Some(ri),
+            })
         });
         if usable.is_some() {
             return usable;
         }
-        if candidates.iter().any(|&i| servers[i].server.protocol == ir::Protocol::Tcp) {
+        if candidates
+            .iter()
+            .any(|&i| servers[i].server.protocol == ir::Protocol::Tcp)
+        {
             let msg = format!(
                 "target `{}.{}` names a route of `tcp` server `{}`, which has no routes; target the whole server",
                 t.server.node, route.node, t.server.node
             );
             self.error(Code::MisplacedStatement, t.span, msg);
         } else {
-            self.unknown(route, format!("server `{}` has no route `{}`", t.server.node, route.node));
+            self.unknown(
+                route,
+                format!("server `{}` has no route `{}`", t.server.node, route.node),
+            );
         }
         None
     }
@@ -890,7 +976,10 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        ir::Egress { default: default.unwrap_or(ir::Effect::Deny), rules }
+        ir::Egress {
+            default: default.unwrap_or(ir::Effect::Deny),
+            rules,
+        }
     }
 
     fn services(&mut self, services: &[&Service]) -> Vec<ir::Service> {
@@ -1006,14 +1095,21 @@ impl<'a> Checker<'a> {
             }
         }
         if out.routes.is_empty() {
-            let msg = format!("service `{}` has no routes: it sends traffic nowhere", s.name.node);
+            let msg = format!(
+                "service `{}` has no routes: it sends traffic nowhere",
+                s.name.node
+            );
             self.error(Code::NoBackend, s.name.span, msg);
         }
         (out, authority_strs)
     }
 
     /// A backend, and the name of its (first) failover when it resolved.
-    fn backend<'s>(&mut self, b: &'s Backend, index: &HashMap<&str, usize>) -> (ir::Backend, Option<&'s Name>) {
+    fn backend<'s>(
+        &mut self,
+        b: &'s Backend,
+        index: &HashMap<&str, usize>,
+    ) -> (ir::Backend, Option<&'s Name>) {
         let block = "backend";
         let mut seen = Seen::default();
         let mut out = ir::Backend {
@@ -1069,7 +1165,10 @@ impl<'a> Checker<'a> {
                             }
                         }
                         None => {
-                            let msg = format!("no backend `{}` in this service to fail over to", name.node);
+                            let msg = format!(
+                                "no backend `{}` in this service to fail over to",
+                                name.node
+                            );
                             self.unknown(name, msg);
                         }
                     }
@@ -1101,9 +1200,14 @@ impl<'a> Checker<'a> {
                         let pos = walk.iter().position(|&w| w == i).unwrap_or(0);
                         let cycle = &walk[pos..];
                         let &last = cycle.iter().max().unwrap_or(&i);
-                        let first = cycle.iter().position(|&c| c == *cycle.iter().min().unwrap_or(&i)).unwrap_or(0);
+                        let first = cycle
+                            .iter()
+                            .position(|&c| c == *cycle.iter().min().unwrap_or(&i))
+                            .unwrap_or(0);
                         let mut path: Vec<String> = (0..=cycle.len())
-                            .map(|k| format!("`{}`", backends[cycle[(first + k) % cycle.len()]].name))
+                            .map(|k| {
+                                format!("`{}`", backends[cycle[(first + k) % cycle.len()]].name)
+                            })
                             .collect();
                         if cycle.len() == 1 {
                             path.truncate(1);

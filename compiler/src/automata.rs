@@ -19,7 +19,21 @@ pub fn path_regex(cond: &PathCond) -> String {
         PathCond::Any => r"(?s:.)*".to_string(),
         PathCond::Exact(p) => regex_syntax::escape(p),
         PathCond::Prefix(p) => format!(r"{}(?:/(?s:.)*)?", regex_syntax::escape(p)),
-        PathCond::Regex(r) => format!("(?:{r})"),
+        PathCond::Regex(r) => group(r),
+    }
+}
+
+/// `R` as a group `(?:R)`. A verbose-mode regex that ends in a `#`
+/// comment would swallow the `)`, so it gets a newline (whitespace in that
+/// mode) first.
+pub fn group(r: &str) -> String {
+    let plain = format!("(?:{r})");
+    if regex_syntax::Parser::new().parse(&plain).is_err()
+        && regex_syntax::Parser::new().parse(r).is_ok()
+    {
+        format!("(?:{r}\n)")
+    } else {
+        plain
     }
 }
 
@@ -59,7 +73,7 @@ pub fn identity_regex(pattern: &str) -> String {
 /// without a trailing dot (bytes, not UTF-8).
 pub fn host_regex(pattern: &str) -> String {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => format!(r"(?s-u:[^.])+(?:\.(?s-u:[^.])+)*\.{}", regex_syntax::escape(suffix)),
+        Some(suffix) => format!(r"(?s-u:.)+\.{}", regex_syntax::escape(suffix)),
         None => regex_syntax::escape(pattern),
     }
 }
@@ -91,7 +105,7 @@ pub fn build_dfa(
             dense::Config::new()
                 .match_kind(MatchKind::All)
                 .start_kind(StartKind::Anchored)
-                .unicode_word_boundary(true)
+                .unicode_word_boundary(false)
                 .dfa_size_limit(Some(config.dfa_size_limit))
                 .determinize_size_limit(Some(config.determinize_size_limit)),
         )
@@ -108,16 +122,26 @@ pub fn build_dfa(
 /// is a lowercase message fit for an `invalid-regex` diagnostic.
 pub fn check_regex(regex: &str, config: &Config) -> Result<(), String> {
     if let Err(e) = regex_syntax::Parser::new().parse(regex) {
-        return Err(format!("`{regex}` is not a valid regex: {}", first_line(&e.to_string())));
+        return Err(format!(
+            "`{regex}` is not a valid regex: {}",
+            first_line(&e.to_string())
+        ));
     }
-    build_dfa(&[format!("(?:{regex})")], Flavor::Unicode, config)
-        .map(|_| ())
-        .map_err(|e| format!("`{regex}` cannot be compiled into an automaton within the size limit: {e}"))
+    build_dfa(&[group(regex)], Flavor::Unicode, config).map(|_| ()).map_err(|e| {
+        if e.to_string().contains("word boundar") {
+            format!("`{regex}` uses a Unicode word boundary, which a DFA cannot match; write `(?-u:\\b)` for an ASCII one")
+        } else {
+            format!("`{regex}` cannot be compiled into an automaton within the size limit: {e}")
+        }
+    })
 }
 
 fn first_line(s: &str) -> String {
     let line = s.lines().last().unwrap_or(s).trim();
-    line.strip_prefix("error:").unwrap_or(line).trim().to_string()
+    line.strip_prefix("error:")
+        .unwrap_or(line)
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -128,7 +152,9 @@ mod tests {
     use regex_automata::Anchored;
 
     fn whole_matches(dfa: &dense::DFA<Vec<u32>>, hay: &[u8]) -> Vec<usize> {
-        let mut s = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).unwrap();
+        let mut s = dfa
+            .start_state(&start::Config::new().anchored(Anchored::Yes))
+            .unwrap();
         for &b in hay {
             s = dfa.next_state(s, b);
         }
@@ -170,19 +196,28 @@ mod tests {
         ];
         let dfa = build_dfa(&pats, Flavor::Unicode, &Config::default()).unwrap();
         assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/b/sa/x"), vec![0, 1]);
-        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/b"), Vec::<usize>::new());
+        assert_eq!(
+            whole_matches(&dfa, b"spiffe://td/ns/b"),
+            Vec::<usize>::new()
+        );
         assert_eq!(whole_matches(&dfa, b"spiffe://td"), vec![2]);
         let hosts = vec![host_regex("*.example.com"), host_regex("example.com")];
         let dfa = build_dfa(&hosts, Flavor::Bytes, &Config::default()).unwrap();
         assert_eq!(whole_matches(&dfa, b"a.b.example.com"), vec![0]);
         assert_eq!(whole_matches(&dfa, b"example.com"), vec![1]);
         assert_eq!(whole_matches(&dfa, b".example.com"), Vec::<usize>::new());
+        assert_eq!(whole_matches(&dfa, b"a..example.com"), vec![0]);
     }
 
     #[test]
     fn regex_checks() {
         assert!(check_regex("(unclosed", &Config::default()).is_err());
         assert!(check_regex("/api/v[0-9]+/.*", &Config::default()).is_ok());
+        assert!(check_regex(r"(?x) /a/ .* # any tail", &Config::default()).is_ok());
+        assert!(check_regex(r"\bword", &Config::default())
+            .unwrap_err()
+            .contains("word boundary"));
+        assert!(check_regex(r"(?-u:\b)word", &Config::default()).is_ok());
         assert!(check_regex(r"\w{50}\w{50}", &Config::default().dfa_size_limit(1 << 16)).is_err());
     }
 }

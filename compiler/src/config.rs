@@ -12,7 +12,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { dfa_size_limit: 16 << 20, determinize_size_limit: 64 << 20 }
+        Config {
+            dfa_size_limit: 16 << 20,
+            determinize_size_limit: 64 << 20,
+        }
     }
 }
 

@@ -33,7 +33,10 @@ pub fn ir_to_bundle(ir: &Ir, config: &Config) -> Result<Vec<u8>, Vec<Diagnostic>
 }
 
 /// [`ir_to_bundle`], also returning automaton sizes.
-pub fn ir_to_bundle_with_stats(ir: &Ir, config: &Config) -> Result<(Vec<u8>, Stats), Vec<Diagnostic>> {
+pub fn ir_to_bundle_with_stats(
+    ir: &Ir,
+    config: &Config,
+) -> Result<(Vec<u8>, Stats), Vec<Diagnostic>> {
     let mut b = Builder {
         config,
         dfas: Vec::new(),
@@ -180,7 +183,11 @@ pub struct Ranges {
 
 fn net_range(n: &ipnet::IpNet) -> (bool, u128, u128) {
     match n {
-        ipnet::IpNet::V4(n) => (false, u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128),
+        ipnet::IpNet::V4(n) => (
+            false,
+            u32::from(n.network()) as u128,
+            u32::from(n.broadcast()) as u128,
+        ),
         ipnet::IpNet::V6(n) => (true, u128::from(n.network()), u128::from(n.broadcast())),
     }
 }
@@ -229,7 +236,11 @@ impl Ranges {
     pub fn of(set: &NetSet) -> Ranges {
         let split = |nets: &[ipnet::IpNet], v6: bool| {
             normalize_ranges(
-                nets.iter().map(net_range).filter(|r| r.0 == v6).map(|r| (r.1, r.2)).collect(),
+                nets.iter()
+                    .map(net_range)
+                    .filter(|r| r.0 == v6)
+                    .map(|r| (r.1, r.2))
+                    .collect(),
             )
         };
         Ranges {
@@ -299,7 +310,13 @@ impl Builder<'_> {
     /// Builds DFAs over `patterns`, splitting them into chunks when one
     /// automaton would exceed the size limit. Returns the DFA indices; chunk
     /// `k` holds the next consecutive run of patterns.
-    fn dfa_chunks(&mut self, patterns: &[String], flavor: Flavor, span: Span, what: &str) -> Vec<u32> {
+    fn dfa_chunks(
+        &mut self,
+        patterns: &[String],
+        flavor: Flavor,
+        span: Span,
+        what: &str,
+    ) -> Vec<u32> {
         let mut out = Vec::new();
         if patterns.is_empty() {
             return out;
@@ -312,7 +329,11 @@ impl Builder<'_> {
                     match dfa.write_to_little_endian(&mut bytes) {
                         Ok(n) => bytes.truncate(n),
                         Err(e) => {
-                            self.errors.push(Diagnostic::new(Code::InvalidRegex, span, format!("cannot serialize the automaton for {what}: {e}")));
+                            self.errors.push(Diagnostic::new(
+                                Code::InvalidRegex,
+                                span,
+                                format!("cannot serialize the automaton for {what}: {e}"),
+                            ));
                             return out;
                         }
                     }
@@ -390,11 +411,16 @@ impl Builder<'_> {
                             if p == "*" {
                                 authenticated.push(cid);
                             } else {
-                                identity.entry(automata::identity_regex(p)).or_default().push(cid);
+                                identity
+                                    .entry(automata::identity_regex(p))
+                                    .or_default()
+                                    .push(cid);
                             }
                         }
                     }
-                    PrincipalItem::Network(set) => nets.entry(Ranges::of(set)).or_default().push(cid),
+                    PrincipalItem::Network(set) => {
+                        nets.entry(Ranges::of(set)).or_default().push(cid)
+                    }
                 }
             }
         }
@@ -403,7 +429,12 @@ impl Builder<'_> {
         self.w.len(clauses.len());
         self.w.u32s(&authenticated);
         let patterns: Vec<String> = identity.keys().cloned().collect();
-        let chunks = self.dfa_chunks(&patterns, Flavor::Unicode, Span::default(), "identity patterns");
+        let chunks = self.dfa_chunks(
+            &patterns,
+            Flavor::Unicode,
+            Span::default(),
+            "identity patterns",
+        );
         self.write_chunks(&chunks);
         let lists: Vec<Vec<u32>> = identity.into_values().map(dedup).collect();
         self.w.lists(&lists);
@@ -415,8 +446,10 @@ impl Builder<'_> {
     fn net_table(&mut self, atoms: BTreeMap<Ranges, Vec<u32>>) {
         let keys: Vec<&Ranges> = atoms.keys().collect();
         for v6 in [false, true] {
-            let per: Vec<&[(u128, u128)]> =
-                keys.iter().map(|r| if v6 { r.v6.as_slice() } else { r.v4.as_slice() }).collect();
+            let per: Vec<&[(u128, u128)]> = keys
+                .iter()
+                .map(|r| if v6 { r.v6.as_slice() } else { r.v4.as_slice() })
+                .collect();
             let table = elementary(&per);
             self.w.len(table.len());
             for (lo, hi, ids) in table {
@@ -462,17 +495,22 @@ impl Builder<'_> {
                 Protocol::Tcp => 2,
             });
             self.w.u8(default_code(server.default));
-            self.w.ports(&server.ports);
+            self.w.ports(&merge_ports(&server.ports));
             // Rules applying to each route (and to the implicit route).
             let rules_for = |route: Option<usize>| {
                 let mut deny = Vec::new();
                 let mut allow = Vec::new();
                 for (ri, rule) in ir.rules.iter().enumerate() {
                     let applies = rule.targets.iter().any(|t| {
-                        t.server == si && (t.route.is_none() || (t.route == route && route.is_some()))
+                        t.server == si
+                            && (t.route.is_none() || (t.route == route && route.is_some()))
                     });
                     if applies {
-                        if rule.effect == Effect::Deny { deny.push(ri as u32) } else { allow.push(ri as u32) }
+                        if rule.effect == Effect::Deny {
+                            deny.push(ri as u32)
+                        } else {
+                            allow.push(ri as u32)
+                        }
                     }
                 }
                 (deny, allow)
@@ -492,7 +530,9 @@ impl Builder<'_> {
                 let r = rules_for(None);
                 self.route_set(&[implicit], &[r], true, server.span, &server.name);
             } else {
-                let rs: Vec<_> = (0..server.routes.len()).map(|i| rules_for(Some(i))).collect();
+                let rs: Vec<_> = (0..server.routes.len())
+                    .map(|i| rules_for(Some(i)))
+                    .collect();
                 self.route_set(&server.routes, &rs, false, server.span, &server.name);
             }
         }
@@ -523,7 +563,12 @@ impl Builder<'_> {
             });
             pattern_routes[id].push(rank as u32);
         }
-        let chunks = self.dfa_chunks(&patterns, Flavor::Unicode, span, &format!("the routes of `{owner}`"));
+        let chunks = self.dfa_chunks(
+            &patterns,
+            Flavor::Unicode,
+            span,
+            &format!("the routes of `{owner}`"),
+        );
         self.write_chunks(&chunks);
         self.w.lists(&pattern_routes);
         self.w.len(order.len());
@@ -559,7 +604,12 @@ impl Builder<'_> {
                     self.w.str(v);
                 }
                 ValueCond::Regex(re) => {
-                    let chunks = self.dfa_chunks(&[format!("(?:{re})")], Flavor::Unicode, span, &format!("`{re}`"));
+                    let chunks = self.dfa_chunks(
+                        &[automata::group(re)],
+                        Flavor::Unicode,
+                        span,
+                        &format!("`{re}`"),
+                    );
                     self.w.u8(1);
                     self.w.u32(chunks.first().copied().unwrap_or(0));
                 }
@@ -654,7 +704,8 @@ impl Builder<'_> {
             self.w.str(&r.name);
             self.w.u8(u8::from(r.effect == Effect::Deny));
             self.w.ports(&r.ports);
-            self.w.u8(u8::from(r.hosts.is_empty() && r.networks.is_none()));
+            self.w
+                .u8(u8::from(r.hosts.is_empty() && r.networks.is_none()));
             for h in &r.hosts {
                 if h == "*" {
                     star.push(id);
@@ -667,13 +718,32 @@ impl Builder<'_> {
             }
         }
         let patterns: Vec<String> = hosts.keys().cloned().collect();
-        let chunks = self.dfa_chunks(&patterns, Flavor::Bytes, Span::default(), "egress host patterns");
+        let chunks = self.dfa_chunks(
+            &patterns,
+            Flavor::Bytes,
+            Span::default(),
+            "egress host patterns",
+        );
         self.write_chunks(&chunks);
         let lists: Vec<Vec<u32>> = hosts.into_values().map(dedup).collect();
         self.w.lists(&lists);
         self.w.u32s(&dedup(star));
         self.net_table(nets);
     }
+}
+
+/// Sorted, merged port ranges (`port 80, 80` or `8080-8081, 8081` are one range).
+fn merge_ports(ports: &[(u16, u16)]) -> Vec<(u16, u16)> {
+    let mut v = ports.to_vec();
+    v.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }
 
 fn dedup(mut v: Vec<u32>) -> Vec<u32> {
@@ -683,7 +753,17 @@ fn dedup(mut v: Vec<u32>) -> Vec<u32> {
 }
 
 /// The precedence key of spec section 6: smaller wins.
-pub fn precedence_key(r: &Route, decl: usize) -> (u8, std::cmp::Reverse<usize>, u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, usize) {
+pub fn precedence_key(
+    r: &Route,
+    decl: usize,
+) -> (
+    u8,
+    std::cmp::Reverse<usize>,
+    u8,
+    std::cmp::Reverse<usize>,
+    std::cmp::Reverse<usize>,
+    usize,
+) {
     let (kind, len) = match &r.path {
         PathCond::Exact(_) => (0, 0),
         PathCond::Prefix(p) => (1, p.len()),

@@ -47,7 +47,10 @@ pub fn compile(policy: &Policy, config: &Config) -> Result<Compiled, Vec<Diagnos
     match ir_to_bundle::ir_to_bundle(&ir, config) {
         Ok(bundle) => {
             diags.sort_by_key(|d| (d.span.file, d.span.line, d.span.column));
-            Ok(Compiled { bundle, warnings: diags })
+            Ok(Compiled {
+                bundle,
+                warnings: diags,
+            })
         }
         Err(mut errors) => {
             diags.append(&mut errors);

@@ -23,10 +23,20 @@ use sluice_lang::Diagnostic;
 pub fn lint(ir: &Ir, config: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for server in &ir.servers {
-        routes::unreachable_routes(&format!("server `{}`", server.name), &server.routes, config, &mut out);
+        routes::unreachable_routes(
+            &format!("server `{}`", server.name),
+            &server.routes,
+            config,
+            &mut out,
+        );
     }
     for service in &ir.services {
-        routes::unreachable_routes(&format!("service `{}`", service.name), &service.routes, config, &mut out);
+        routes::unreachable_routes(
+            &format!("service `{}`", service.name),
+            &service.routes,
+            config,
+            &mut out,
+        );
     }
     rules::unused_routes(ir, &mut out);
     rules::shadowed_allows(ir, config, &mut out);
@@ -42,7 +52,13 @@ pub(crate) mod tests {
 
     /// A span at `line`.
     pub(crate) fn span(line: u32) -> Span {
-        Span { file: 0, start: 0, end: 0, line, column: 1 }
+        Span {
+            file: 0,
+            start: 0,
+            end: 0,
+            line,
+            column: 1,
+        }
     }
 
     /// A route without methods or conditions.
@@ -84,23 +100,46 @@ pub(crate) mod tests {
 
     /// An HTTP server on port 80.
     pub(crate) fn server(name: &str, default: DefaultPolicy, routes: Vec<Route>) -> Server {
-        Server { name: name.to_string(), span: span(1), ports: vec![(80, 80)], protocol: Protocol::Http, default, routes }
+        Server {
+            name: name.to_string(),
+            span: span(1),
+            ports: vec![(80, 80)],
+            protocol: Protocol::Http,
+            default,
+            routes,
+        }
     }
 
     /// A rule.
-    pub(crate) fn rule(name: &str, line: u32, effect: Effect, targets: &[(usize, Option<usize>)], clauses: Vec<Clause>) -> Rule {
+    pub(crate) fn rule(
+        name: &str,
+        line: u32,
+        effect: Effect,
+        targets: &[(usize, Option<usize>)],
+        clauses: Vec<Clause>,
+    ) -> Rule {
         Rule {
             name: name.to_string(),
             span: span(line),
             effect,
-            targets: targets.iter().map(|&(server, route)| Target { server, route }).collect(),
+            targets: targets
+                .iter()
+                .map(|&(server, route)| Target { server, route })
+                .collect(),
             clauses,
         }
     }
 
     /// A policy of servers and rules.
     pub(crate) fn ir(servers: Vec<Server>, rules: Vec<Rule>) -> Ir {
-        Ir { trust_domain: None, mesh_default: DefaultPolicy::Allow, servers, rules, egress: None, services: Vec::new() }
+        Ir {
+            trust_domain: None,
+            mesh_default: DefaultPolicy::Allow,
+            servers,
+            rules,
+            egress: None,
+            services: Vec::new(),
+        }
     }
 
     #[test]
@@ -118,21 +157,186 @@ pub(crate) mod tests {
         let ir = ir(
             vec![web],
             vec![
-                rule("a", 7, Effect::Allow, &[(0, Some(0)), (0, Some(1))], vec![vec![PrincipalItem::Any]]),
-                rule("d", 8, Effect::Deny, &[(0, Some(0))], vec![vec![PrincipalItem::Any]]),
+                rule(
+                    "a",
+                    7,
+                    Effect::Allow,
+                    &[(0, Some(0)), (0, Some(1))],
+                    vec![vec![PrincipalItem::Any]],
+                ),
+                rule(
+                    "d",
+                    8,
+                    Effect::Deny,
+                    &[(0, Some(0))],
+                    vec![vec![PrincipalItem::Any]],
+                ),
                 rule(
                     "b",
                     9,
                     Effect::Allow,
                     &[(0, Some(0))],
-                    vec![vec![PrincipalItem::Network(NetSet { include: vec!["10.0.0.0/8".parse().unwrap()], except: vec![] })]],
+                    vec![vec![PrincipalItem::Network(NetSet {
+                        include: vec!["10.0.0.0/8".parse().unwrap()],
+                        except: vec![],
+                    })]],
                 ),
             ],
         );
-        let mut got: Vec<(&str, u32)> =
-            super::lint(&ir, &crate::Config::default()).iter().map(|d| (d.code.as_str(), d.span.line)).collect();
+        let mut got: Vec<(&str, u32)> = super::lint(&ir, &crate::Config::default())
+            .iter()
+            .map(|d| (d.code.as_str(), d.span.line))
+            .collect();
         got.sort_by_key(|g| g.1);
-        assert_eq!(got, vec![("unreachable-route", 4), ("unused-route", 5), ("shadowed-allow", 9)]);
+        assert_eq!(
+            got,
+            vec![
+                ("unreachable-route", 4),
+                ("unused-route", 5),
+                ("shadowed-allow", 9)
+            ]
+        );
+    }
+
+    #[test]
+    fn service_routes_are_checked_too() {
+        let mut policy = ir(Vec::new(), Vec::new());
+        policy.services.push(Service {
+            name: "pay".into(),
+            span: span(1),
+            authorities: vec![("pay".into(), 80)],
+            timeout_ms: None,
+            retry: None,
+            breaker: None,
+            backends: Vec::new(),
+            routes: vec![
+                route("beta", 2, PathCond::Any).header("x-canary", ValueCond::Exact("1".into())),
+                route("main", 3, PathCond::Any),
+                route("v1", 4, PathCond::Prefix("/v1".into()))
+                    .header("x-canary", ValueCond::Exact("1".into())),
+                route("late", 5, PathCond::Regex("/v1/.*".into()))
+                    .header("x-canary", ValueCond::Exact("1".into())),
+                route("other", 6, PathCond::Regex("/v1/.*".into())),
+            ],
+        });
+        let got: Vec<(&str, u32)> = super::lint(&policy, &crate::Config::default())
+            .iter()
+            .map(|d| (d.code.as_str(), d.span.line))
+            .collect();
+        assert_eq!(got, vec![("unreachable-route", 5)]);
+    }
+
+    /// Every diagnostic of `crate::lint` on `text`, as (code, line).
+    fn lint_text(text: &str) -> Vec<(String, u32)> {
+        let (policy, errors) = sluice_lang::parse::parse_str("policy.sluice", text);
+        assert!(errors.is_empty(), "{errors:?}");
+        crate::lint(&policy, &crate::Config::default())
+            .iter()
+            .map(|d| (d.code.as_str().to_string(), d.span.line))
+            .collect()
+    }
+
+    #[test]
+    fn conformance_warnings() {
+        // conformance/lint/warnings.toml
+        let policy = r#"
+server web {
+  port 80
+  route api     { path prefix "/api" }
+  route api-ver { path regex r"/api/v[0-9]+/.*" }
+  route lonely  { path "/lonely" }
+}
+allow a { to web.api, web.api-ver  from any }
+deny  d { to web.api  from any }
+allow b { to web.api  from network 10.0.0.0/8 }
+"#;
+        // The TOML string starts after its opening newline: lines are one less here.
+        let got: Vec<(String, u32)> = lint_text(policy)
+            .into_iter()
+            .map(|(c, l)| (c, l - 1))
+            .collect();
+        let want = [
+            ("unreachable-route", 4),
+            ("unused-route", 5),
+            ("shadowed-allow", 9),
+        ];
+        assert_eq!(got, want.map(|(c, l)| (c.to_string(), l)));
+    }
+
+    #[test]
+    fn spec_example_has_no_warnings() {
+        let policy = r#"
+mesh { trust-domain "prod.example.com" }
+
+server web {
+  port 8080
+  protocol http
+  route metrics { method GET  path "/metrics" }
+  route api     { path prefix "/api"  header "x-tenant" ~ r"[a-z]+" }
+}
+
+allow scrape   { to web.metrics  from namespace "monitoring" }
+allow frontend { to web.api      from identity "spiffe://prod.example.com/ns/shop/sa/*" }
+deny  quarantine { to web        from network 10.66.0.0/16 }
+
+egress {
+  default deny
+  allow google { host "*.googleapis.com"  port 443 }
+  deny  imds   { network 169.254.169.254 }
+}
+
+service payments {
+  authority "payments.prod:8080"
+  timeout 2s
+  retry { attempts 2  on gateway-error, reset  budget 20% }
+  circuit-breaker { consecutive-failures 5  backoff 1s 60s }
+  backend east { endpoint 10.0.1.10:8080, 10.0.1.11:8080  cluster "east"  failover west }
+  backend west { endpoint 10.8.0.10:8080  cluster "west" }
+  backend canary { endpoint 10.0.2.10:8080 }
+  route beta { header "x-canary" = "1"  to canary }
+  route main { to east 90, canary 10 }
+}
+"#;
+        assert_eq!(lint_text(policy), Vec::<(String, u32)>::new());
+    }
+
+    #[test]
+    fn policy_text_end_to_end() {
+        let policy = r#"mesh { trust-domain "td" }
+server web {
+  port 80
+  default allow
+  route all   { }
+  route get   { method GET  path prefix "/a" }
+  route post  { method POST path prefix "/a" }
+  route both  { method GET, POST  path regex r"/a/[a-z]+" }
+  route root  { path prefix "/" header "x" present }
+  route grpc  { grpc "pkg.Svc/*" }
+  route grpc2 { path regex r"/pkg\.Svc/.*" }
+}
+deny  ns   { to web from namespace "a", "b" }
+allow one  { to web.get from identity "spiffe://td/ns/a/sa/x" }
+allow two  { to web.get from namespace "c" }
+"#;
+        let want = [
+            ("unreachable-route", 8),
+            ("unreachable-route", 11),
+            ("shadowed-allow", 14),
+        ];
+        assert_eq!(lint_text(policy), want.map(|(c, l)| (c.to_string(), l)));
+        let (parsed, _) = sluice_lang::parse::parse_str("policy.sluice", policy);
+        let messages: Vec<String> = crate::lint(&parsed, &crate::Config::default())
+            .into_iter()
+            .map(|d| d.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "route `both` of server `web` is unreachable: routes `get`, `post` take every request it matches, with higher precedence",
+                "route `grpc2` of server `web` is unreachable: route `grpc` takes every request it matches, with higher precedence",
+                "allow rule `one` can never allow: deny rule `ns` matches every peer it matches on each of its targets",
+            ]
+        );
     }
 }
 
@@ -160,11 +364,15 @@ mod perf {
                 (2, 0 | 1) => PathCond::Exact(format!("/svc{svc}/op{i}")),
                 (2, _) => PathCond::Prefix(format!("/svc{svc}/p{i}")),
                 // Half the routes are regexes under an earlier prefix: unreachable.
-                (_, 0 | 2) => PathCond::Prefix(format!("/svc{i}")),
-                (_, _) => PathCond::Regex(format!("/svc{}/v[0-9]+/.*", i - 1)),
+                (3, 0 | 2) => PathCond::Prefix(format!("/svc{i}")),
+                (3, _) => PathCond::Regex(format!("/svc{}/v[0-9]+/.*", i - 1)),
+                // Tenant routing on a header, no path.
+                (_, _) => PathCond::Any,
             };
             let mut r = route(&format!("r{i}"), i as u32 + 2, path);
-            if i % 3 == 0 && shape != 3 {
+            if shape == 4 {
+                r = r.header("x-tenant", ValueCond::Exact(format!("t{i}")));
+            } else if i % 3 == 0 && shape != 3 {
                 r = r.methods(&["GET"]);
             }
             if i % 7 == 0 && shape != 3 {
@@ -174,81 +382,205 @@ mod perf {
         }
         routes.push(route("dup", 1, PathCond::Prefix("/svc1/p1".into())));
         routes.push(route("all", 1, PathCond::Any));
-        ir(vec![server("web", DefaultPolicy::Allow, routes)], Vec::new())
+        ir(
+            vec![server("web", DefaultPolicy::Allow, routes)],
+            Vec::new(),
+        )
+    }
+
+    /// Like the benchmarks' generator (benches/src/lib.rs): 60% prefixes,
+    /// 25% exact paths, 10% regexes, 5% no path with a header; some
+    /// methods, headers and queries.
+    fn bench_like(n: usize) -> Ir {
+        let mut seed: u64 = 0x5eed;
+        let mut rnd = |k: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % k
+        };
+        let res = [
+            "items", "orders", "users", "carts", "invoices", "payments", "stock", "prices",
+        ];
+        let subs = ["details", "history", "status", "summary", "lines", "export"];
+        let methods: [&[&str]; 4] = [&["GET"], &["GET", "HEAD"], &["POST"], &["PUT"]];
+        let svcs = n / 6;
+        let mut routes = Vec::new();
+        for i in 0..n {
+            let (s, v, r, sub) = (
+                rnd(svcs),
+                1 + rnd(3),
+                res[rnd(res.len())],
+                subs[rnd(subs.len())],
+            );
+            let kind = b"PEPRPEPPNPEPRPEPPEPP"[i % 20];
+            let path = match (kind, rnd(4)) {
+                (b'P', 0) => PathCond::Prefix(format!("/api/v{v}/svc{s}/{r}")),
+                (b'P', 1) => PathCond::Prefix(format!("/api/v{v}/svc{s}/{r}/{sub}")),
+                (b'P', _) => PathCond::Prefix(format!("/internal/svc{s}/{r}")),
+                (b'E', 0) => PathCond::Exact(format!("/api/v{v}/svc{s}/{r}/{sub}")),
+                (b'E', 1) => PathCond::Exact(format!("/api/v{v}/svc{s}/{r}")),
+                (b'E', _) => PathCond::Exact(format!("/healthz/svc{s}/{sub}")),
+                (b'R', 0) => PathCond::Regex(format!("/api/v[0-9]+/svc{s}/[a-z]+")),
+                (b'R', 1) => PathCond::Regex(format!("/api/v[0-9]+/svc{s}/{r}/[0-9]+")),
+                (b'R', 2) => {
+                    PathCond::Regex(format!(r"/static/svc{s}/[a-z0-9_-]+\.(?:js|css|png)"))
+                }
+                (b'R', _) => {
+                    PathCond::Regex(format!("/api/v[0-9]+/svc{s}/{r}/[0-9a-f]{{8}}(?:/{sub})?"))
+                }
+                _ => PathCond::Any,
+            };
+            let any = path == PathCond::Any;
+            let mut route = route(&format!("r{i}"), i as u32 + 2, path);
+            if any {
+                route = route.header("x-route-hint", ValueCond::Exact(format!("hint-{i}")));
+            }
+            if rnd(100) < if any { 50 } else { 30 } {
+                route = route.methods(methods[rnd(4)]);
+            }
+            if !any && rnd(100) < 15 {
+                route = route.header("x-canary", ValueCond::Present);
+            }
+            if !any && rnd(100) < 3 {
+                route = route.query("format", ValueCond::Exact("json".into()));
+            }
+            routes.push(route);
+        }
+        let id = |p: &str| PrincipalItem::Identity(vec![p.to_string()]);
+        let ten = |net: &str| NetSet {
+            include: vec![net.parse().unwrap()],
+            except: vec![],
+        };
+        let from = vec![vec![PrincipalItem::Network(ten("10.66.0.0/16"))]];
+        let mut rules = vec![rule("quarantine", 1, Effect::Deny, &[(0, None)], from)];
+        for j in 0..n {
+            if j % 25 == 12 {
+                let from = vec![vec![id("spiffe://td/ns/legacy/**")]];
+                let targets = [(0, Some(j - 1)), (0, Some(j))];
+                rules.push(rule(&format!("d{j}"), 1, Effect::Deny, &targets, from));
+            } else {
+                let from = match j % 4 {
+                    0 => id("spiffe://td/ns/payments/sa/*"),
+                    1 => id(&format!("spiffe://td/ns/legacy/sa/s{j}")),
+                    2 => PrincipalItem::Network(ten("10.0.0.0/8")),
+                    _ => PrincipalItem::Authenticated,
+                };
+                let targets = [(0, Some(j))];
+                rules.push(rule(
+                    &format!("a{j}"),
+                    1,
+                    Effect::Allow,
+                    &targets,
+                    vec![vec![from]],
+                ));
+            }
+        }
+        ir(vec![server("web", DefaultPolicy::Deny, routes)], rules)
     }
 
     #[test]
     #[ignore]
     fn ten_thousand_routes() {
-        for shape in [0, 1, 2, 3] {
+        let ir = bench_like(10_000);
+        let t = Instant::now();
+        let out = super::lint(&ir, &crate::Config::default());
+        let count = |c: &str| out.iter().filter(|d| d.code.as_str() == c).count();
+        println!(
+            "bench-like: {} unreachable, {} unused, {} shadowed in {:?}",
+            count("unreachable-route"),
+            count("unused-route"),
+            count("shadowed-allow"),
+            t.elapsed()
+        );
+        for d in out
+            .iter()
+            .filter(|d| d.code.as_str() == "unreachable-route")
+            .take(3)
+        {
+            println!("  {}", d.message);
+        }
+        for shape in [0, 1, 2, 3, 4] {
             let ir = big_server(10_000, shape);
             let t = Instant::now();
             let out = super::lint(&ir, &crate::Config::default());
             println!("shape {shape}: {} warnings in {:?}", out.len(), t.elapsed());
+            for d in out.iter().take(3) {
+                println!("  {}", d.message);
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod perf2 {
-    #[test]
-    #[ignore]
-    fn build_costs() {
-        use crate::automata::{build_dfa, path_regex, Flavor};
-        use crate::ir::PathCond;
-        let cfg = crate::Config::default();
-        let pats: Vec<String> = (0..2000).map(|i| path_regex(&PathCond::Regex(format!("/svc{}/v[0-9]+/r{i}/[a-z0-9-]+", i % 500)))).collect();
-        for flavor in [Flavor::Bytes, Flavor::Unicode] {
-            let t = std::time::Instant::now();
-            let mut states = 0;
-            for p in &pats {
-                let d = build_dfa(&[p.clone()], flavor, &cfg).unwrap();
-                states += d.memory_usage();
-            }
-            println!("{flavor:?}: {:?} per build, mem {}", t.elapsed() / 2000, states / 2000);
-        }
-        let t = std::time::Instant::now();
-        for p in &pats {
-            let _ = super::product::short_members(&super::product::path_dfa(&[p.clone()], &cfg).unwrap(), super::product::Domain::Path, 4, 100000);
-        }
-        println!("build+members: {:?}", t.elapsed() / 2000);
-        let t = std::time::Instant::now();
-        for p in &pats {
-            let _ = regex_syntax::parse(p);
-        }
-        println!("parse: {:?}", t.elapsed() / 2000);
-    }
-}
-#[cfg(test)]
-mod perf3 {
-    #[test]
-    #[ignore]
-    fn build_variants() {
-        use regex_automata::dfa::{dense, StartKind};
-        use regex_automata::nfa::thompson;
-        use regex_automata::MatchKind;
-        let pats: Vec<String> = (0..2000).map(|i| format!("(?:/svc{}/v[0-9]+/r{i}/[a-z0-9-]+)", i % 500)).collect();
-        let run = |name: &str, cfg: dense::Config, th: thompson::Config| {
-            let t = std::time::Instant::now();
-            for p in &pats {
-                let _ = dense::Builder::new().configure(cfg.clone()).thompson(th.clone()).build(p).unwrap();
-            }
-            println!("{name}: {:?}", t.elapsed() / 2000);
+mod conformance {
+    //! The shared conformance files, when the folder is there.
+
+    use std::path::{Path, PathBuf};
+
+    fn policies(dir: &Path) -> Vec<(PathBuf, toml::Table)> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
         };
-        run("default", dense::Config::new(), thompson::Config::new());
-        run("anchored", dense::Config::new().start_kind(StartKind::Anchored), thompson::Config::new());
-        run("anchored all", dense::Config::new().start_kind(StartKind::Anchored).match_kind(MatchKind::All), thompson::Config::new());
-        run("anchored all noshrink", dense::Config::new().start_kind(StartKind::Anchored).match_kind(MatchKind::All), thompson::Config::new().shrink(false));
-        run("anchored all no accel", dense::Config::new().start_kind(StartKind::Anchored).match_kind(MatchKind::All).accelerate(false).specialize_start_states(false), thompson::Config::new());
-        let t = std::time::Instant::now();
-        for p in &pats {
-            let _ = thompson::NFA::new(p).unwrap();
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let doc: toml::Table = toml::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
+                Some((p, doc))
+            })
+            .collect()
+    }
+
+    /// Every expected warning of the lint conformance files comes out, at its line.
+    #[test]
+    fn lint_conformance_warnings() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/lint");
+        let mut failures = Vec::new();
+        for (path, doc) in policies(&dir) {
+            let (Some(text), Some(expected)) = (
+                doc.get("policy").and_then(|p| p.as_str()),
+                doc.get("diagnostic").and_then(|d| d.as_array()),
+            ) else {
+                continue;
+            };
+            let (policy, _) = sluice_lang::parse::parse_str("policy.sluice", text);
+            let diags = crate::lint(&policy, &crate::Config::default());
+            for exp in expected
+                .iter()
+                .filter(|e| e.get("severity").and_then(|s| s.as_str()) == Some("warning"))
+            {
+                let code = exp.get("code").and_then(|c| c.as_str()).unwrap_or_default();
+                let line = exp.get("line").and_then(|l| l.as_integer());
+                if !diags.iter().any(|d| {
+                    d.code.as_str() == code
+                        && (line.is_none() || line == Some(i64::from(d.span.line)))
+                }) {
+                    failures.push(format!(
+                        "{}: missing {code} at line {line:?}; got {diags:?}",
+                        path.display()
+                    ));
+                }
+            }
         }
-        println!("nfa only: {:?}", t.elapsed() / 2000);
-        let t = std::time::Instant::now();
-        for p in &pats {
-            let _ = thompson::Compiler::new().syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false)).configure(thompson::Config::new().utf8(false)).build(p).unwrap();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// The policies of the decision conformance files lint without panics.
+    #[test]
+    fn decision_conformance_policies() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+        for (_, doc) in policies(&dir) {
+            let Some(text) = doc.get("policy").and_then(|p| p.as_str()) else {
+                continue;
+            };
+            let (policy, _) = sluice_lang::parse::parse_str("policy.sluice", text);
+            let diags = crate::lint(&policy, &crate::Config::default());
+            assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
         }
-        println!("nfa bytes: {:?}", t.elapsed() / 2000);
     }
 }

@@ -27,7 +27,9 @@ service s {
 fn small_bundle() -> Vec<u8> {
     let (policy, diags) = sluice_lang::parse::parse_str("small.sluice", POLICY);
     assert!(diags.is_empty(), "{diags:?}");
-    compile(&policy, &Config::default()).expect("compiles").bundle
+    compile(&policy, &Config::default())
+        .expect("compiles")
+        .bundle
 }
 
 fn rehash(bytes: &mut [u8]) {
@@ -46,7 +48,10 @@ fn every_flipped_byte_is_rejected() {
             let mut b = bundle.clone();
             b[i] ^= mask;
             let aligned = AlignedBytes::new(&b);
-            assert!(Bundle::from_bytes(aligned.as_bytes()).is_err(), "flip {mask:#x} at byte {i} was accepted");
+            assert!(
+                Bundle::from_bytes(aligned.as_bytes()).is_err(),
+                "flip {mask:#x} at byte {i} was accepted"
+            );
         }
     }
 }
@@ -56,7 +61,10 @@ fn every_truncation_is_rejected() {
     let bundle = small_bundle();
     for len in 0..bundle.len() {
         let aligned = AlignedBytes::new(&bundle[..len]);
-        assert!(Bundle::from_bytes(aligned.as_bytes()).is_err(), "truncation to {len} bytes was accepted");
+        assert!(
+            Bundle::from_bytes(aligned.as_bytes()).is_err(),
+            "truncation to {len} bytes was accepted"
+        );
     }
 }
 

@@ -67,12 +67,7 @@ pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty()
-        || host.contains(':')
-        || host
-            .bytes()
-            .any(|b| b <= b' ' || b == b'/' || b == b'@' || b == 0x7F)
-    {
+    if host.is_empty() || !host.bytes().all(is_reg_name_byte) {
         return Err(RequestError::BadAuthority);
     }
     let port = parse_port(port)?;
@@ -80,16 +75,42 @@ pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
     Ok(Authority { host, port, ip })
 }
 
+/// A byte of an RFC 3986 `reg-name`: unreserved, `%` or a sub-delimiter.
+fn is_reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// A port: decimal digits (leading zeros allowed) from 1 to 65535; 80 when absent.
 fn parse_port(p: Option<&str>) -> Result<u16, RequestError> {
-    match p {
-        None => Ok(80),
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            match p.parse::<u16>() {
-                Ok(0) | Err(_) => Err(RequestError::BadAuthority),
-                Ok(n) => Ok(n),
-            }
-        }
-        Some(_) => Err(RequestError::BadAuthority),
+    let Some(p) = p else { return Ok(80) };
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RequestError::BadAuthority);
+    }
+    let digits = p.trim_start_matches('0');
+    if digits.len() > 5 {
+        return Err(RequestError::BadAuthority);
+    }
+    match digits.parse::<u16>() {
+        Ok(n) if n != 0 => Ok(n),
+        _ => Err(RequestError::BadAuthority),
     }
 }
 
@@ -474,6 +495,9 @@ mod tests {
         assert!(parse_authority("a:0").is_err());
         assert!(parse_authority("a:99999").is_err());
         assert!(parse_authority("a b").is_err());
+        assert!(parse_authority("a<b").is_err());
+        assert!(parse_authority("\u{e9}.com").is_err());
+        assert_eq!(parse_authority("h:000080").unwrap().port, 80);
         assert!(parse_authority("[::1").is_err());
     }
 }

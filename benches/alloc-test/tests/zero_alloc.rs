@@ -69,9 +69,13 @@ fn decisions_do_not_allocate() {
     // The counter works: one allocation is seen.
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     drop(black_box(vec![0u8; 64]));
-    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before, "the counting allocator is not installed");
+    assert!(
+        ALLOCATIONS.load(Ordering::SeqCst) > before,
+        "the counting allocator is not installed"
+    );
 
-    let bytes = compile_generated(1_000).unwrap_or_else(|e| panic!("the 1,000-route policy does not compile:\n{e}"));
+    let bytes = compile_generated(1_000)
+        .unwrap_or_else(|e| panic!("the 1,000-route policy does not compile:\n{e}"));
     let aligned = AlignedBytes::new(&bytes);
     let bundle = Bundle::from_bytes(aligned.as_bytes()).expect("the bundle loads");
     let mut scratch = bundle.create_scratch();
@@ -80,7 +84,10 @@ fn decisions_do_not_allocate() {
     bundle.classify(&peer, &mut class);
 
     let mut counts = Vec::with_capacity(Kind::ALL.len() + 1);
-    counts.push(("classify", count(|| bundle.classify(black_box(&peer), &mut class))));
+    counts.push((
+        "classify",
+        count(|| bundle.classify(black_box(&peer), &mut class)),
+    ));
     for kind in Kind::ALL {
         let decision = kind.decide(&bundle, &class, &mut scratch);
         if let Err(e) = kind.check(&decision) {
@@ -95,5 +102,8 @@ fn decisions_do_not_allocate() {
     for (name, n) in &counts {
         println!("{name}: {n} allocations over {MEASURED} calls");
     }
-    assert!(counts.iter().all(|&(_, n)| n == 0), "allocations per kind: {counts:?}");
+    assert!(
+        counts.iter().all(|&(_, n)| n == 0),
+        "allocations per kind: {counts:?}"
+    );
 }

@@ -2,20 +2,29 @@
 
 use super::ast_to_ir;
 use crate::config::Config;
-use crate::ir::{self, DefaultPolicy, Endpoint, Ir, PathCond, PrincipalItem, RetryCond, Target, ValueCond};
+use crate::ir::{
+    self, DefaultPolicy, Endpoint, Ir, PathCond, PrincipalItem, RetryCond, Target, ValueCond,
+};
 use sluice_lang::parse::parse_str;
 use sluice_lang::{Diagnostic, Severity};
 
 fn run_with(text: &str, config: &Config) -> (Option<Ir>, Vec<Diagnostic>) {
     let (policy, parse_diags) = parse_str("test.sluice", text);
-    assert!(parse_diags.is_empty(), "unexpected parse diagnostics: {parse_diags:#?}");
+    assert!(
+        parse_diags.is_empty(),
+        "unexpected parse diagnostics: {parse_diags:#?}"
+    );
     let (ir, diags) = ast_to_ir(&policy, config);
     for d in &diags {
         assert_eq!(d.severity, d.code.severity());
         assert!(!d.message.is_empty());
         assert!(d.span.line >= 1 && d.span.column >= 1, "{d:?}");
     }
-    assert_eq!(ir.is_some(), diags.iter().all(|d| !d.is_error()), "{diags:#?}");
+    assert_eq!(
+        ir.is_some(),
+        diags.iter().all(|d| !d.is_error()),
+        "{diags:#?}"
+    );
     (ir, diags)
 }
 
@@ -28,7 +37,10 @@ fn lower(text: &str) -> Ir {
 /// Errors as sorted `(code, line)` pairs.
 fn errors_with(text: &str, config: &Config) -> Vec<(&'static str, u32)> {
     let (_, diags) = run_with(text, config);
-    let mut out: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.span.line)).collect();
+    let mut out: Vec<_> = diags
+        .iter()
+        .map(|d| (d.code.as_str(), d.span.line))
+        .collect();
     out.sort();
     out
 }
@@ -105,42 +117,88 @@ fn spec_example_lowers() {
     let api = &web.routes[1];
     assert_eq!(api.path, PathCond::Prefix("/api".into()));
     assert!(api.methods.is_empty());
-    assert_eq!(api.headers, vec![("x-tenant".to_string(), ValueCond::Regex("[a-z]+".into()))]);
+    assert_eq!(
+        api.headers,
+        vec![("x-tenant".to_string(), ValueCond::Regex("[a-z]+".into()))]
+    );
 
     assert_eq!(ir.rules.len(), 3);
     let scrape = &ir.rules[0];
-    assert_eq!((scrape.name.as_str(), scrape.effect), ("scrape", ir::Effect::Allow));
-    assert_eq!(scrape.targets, vec![Target { server: 0, route: Some(0) }]);
+    assert_eq!(
+        (scrape.name.as_str(), scrape.effect),
+        ("scrape", ir::Effect::Allow)
+    );
+    assert_eq!(
+        scrape.targets,
+        vec![Target {
+            server: 0,
+            route: Some(0)
+        }]
+    );
     assert_eq!(
         scrape.clauses,
-        vec![vec![PrincipalItem::Identity(vec!["spiffe://prod.example.com/ns/monitoring/sa/*".into()])]]
+        vec![vec![PrincipalItem::Identity(vec![
+            "spiffe://prod.example.com/ns/monitoring/sa/*".into()
+        ])]]
     );
     let frontend = &ir.rules[1];
-    assert_eq!(frontend.targets, vec![Target { server: 0, route: Some(1) }]);
+    assert_eq!(
+        frontend.targets,
+        vec![Target {
+            server: 0,
+            route: Some(1)
+        }]
+    );
     assert_eq!(
         frontend.clauses,
-        vec![vec![PrincipalItem::Identity(vec!["spiffe://prod.example.com/ns/shop/sa/*".into()])]]
+        vec![vec![PrincipalItem::Identity(vec![
+            "spiffe://prod.example.com/ns/shop/sa/*".into()
+        ])]]
     );
     let quarantine = &ir.rules[2];
-    assert_eq!((quarantine.name.as_str(), quarantine.effect), ("quarantine", ir::Effect::Deny));
-    assert_eq!(quarantine.targets, vec![Target { server: 0, route: None }]);
+    assert_eq!(
+        (quarantine.name.as_str(), quarantine.effect),
+        ("quarantine", ir::Effect::Deny)
+    );
+    assert_eq!(
+        quarantine.targets,
+        vec![Target {
+            server: 0,
+            route: None
+        }]
+    );
     assert_eq!(
         quarantine.clauses,
-        vec![vec![PrincipalItem::Network(ir::NetSet { include: vec![net("10.66.0.0/16")], except: vec![] })]]
+        vec![vec![PrincipalItem::Network(ir::NetSet {
+            include: vec![net("10.66.0.0/16")],
+            except: vec![]
+        })]]
     );
 
     let egress = ir.egress.as_ref().unwrap();
     assert_eq!(egress.default, ir::Effect::Deny);
     assert_eq!(egress.rules.len(), 2);
     let google = &egress.rules[0];
-    assert_eq!((google.name.as_str(), google.effect), ("google", ir::Effect::Allow));
+    assert_eq!(
+        (google.name.as_str(), google.effect),
+        ("google", ir::Effect::Allow)
+    );
     assert_eq!(google.hosts, vec!["*.googleapis.com".to_string()]);
     assert_eq!(google.networks, None);
     assert_eq!(google.ports, vec![(443, 443)]);
     let imds = &egress.rules[1];
-    assert_eq!((imds.name.as_str(), imds.effect), ("imds", ir::Effect::Deny));
+    assert_eq!(
+        (imds.name.as_str(), imds.effect),
+        ("imds", ir::Effect::Deny)
+    );
     assert!(imds.hosts.is_empty() && imds.ports.is_empty());
-    assert_eq!(imds.networks, Some(ir::NetSet { include: vec![net("169.254.169.254/32")], except: vec![] }));
+    assert_eq!(
+        imds.networks,
+        Some(ir::NetSet {
+            include: vec![net("169.254.169.254/32")],
+            except: vec![]
+        })
+    );
 
     assert_eq!(ir.services.len(), 1);
     let pay = &ir.services[0];
@@ -170,7 +228,10 @@ fn spec_example_lowers() {
     let east = &pay.backends[0];
     assert_eq!(
         east.endpoints,
-        vec![Endpoint::Addr("10.0.1.10:8080".parse().unwrap()), Endpoint::Addr("10.0.1.11:8080".parse().unwrap())]
+        vec![
+            Endpoint::Addr("10.0.1.10:8080".parse().unwrap()),
+            Endpoint::Addr("10.0.1.11:8080".parse().unwrap())
+        ]
     );
     assert_eq!(east.cluster.as_deref(), Some("east"));
     assert_eq!(east.failover, Some(1));
@@ -180,7 +241,10 @@ fn spec_example_lowers() {
     assert_eq!(pay.routes.len(), 2);
     let beta = &pay.routes[0];
     assert_eq!(beta.name, "beta");
-    assert_eq!(beta.headers, vec![("x-canary".to_string(), ValueCond::Exact("1".into()))]);
+    assert_eq!(
+        beta.headers,
+        vec![("x-canary".to_string(), ValueCond::Exact("1".into()))]
+    );
     assert_eq!(beta.path, PathCond::Any);
     assert_eq!(beta.to, vec![(2, 1)]);
     assert_eq!(pay.routes[1].to, vec![(0, 90), (2, 10)]);
@@ -213,32 +277,71 @@ service s {
     assert_eq!(ir.mesh_default, DefaultPolicy::Audit);
     let g = &ir.servers[0];
     assert_eq!(g.ports, vec![(9000, 9001), (9005, 9005)]);
-    assert_eq!((g.protocol, g.default), (ir::Protocol::Grpc, DefaultPolicy::Authenticated));
+    assert_eq!(
+        (g.protocol, g.default),
+        (ir::Protocol::Grpc, DefaultPolicy::Authenticated)
+    );
     assert_eq!(g.routes[0].path, PathCond::Any);
     assert_eq!(g.routes[1].path, PathCond::Prefix("/pkg.Svc".into()));
-    assert_eq!(g.routes[1].methods, vec!["POST".to_string(), "PUT".to_string()]);
+    assert_eq!(
+        g.routes[1].methods,
+        vec!["POST".to_string(), "PUT".to_string()]
+    );
     let one = &g.routes[2];
     assert_eq!(one.path, PathCond::Exact("/pkg.Svc/Get".into()));
-    assert_eq!(one.headers, vec![("x-upper".to_string(), ValueCond::Present)]);
+    assert_eq!(
+        one.headers,
+        vec![("x-upper".to_string(), ValueCond::Present)]
+    );
     assert_eq!(
         one.queries,
-        vec![("k".to_string(), ValueCond::Regex("v+".into())), ("j".to_string(), ValueCond::Exact("w".into()))]
+        vec![
+            ("k".to_string(), ValueCond::Regex("v+".into())),
+            ("j".to_string(), ValueCond::Exact("w".into()))
+        ]
     );
     assert_eq!(ir.servers[1].protocol, ir::Protocol::Tcp);
     assert_eq!(ir.servers[1].default, DefaultPolicy::Deny);
 
     let x = &ir.rules[0];
-    assert_eq!(x.targets, vec![Target { server: 0, route: None }, Target { server: 1, route: None }]);
+    assert_eq!(
+        x.targets,
+        vec![
+            Target {
+                server: 0,
+                route: None
+            },
+            Target {
+                server: 1,
+                route: None
+            }
+        ]
+    );
     assert_eq!(
         x.clauses,
         vec![
-            vec![PrincipalItem::Identity(vec!["*".into(), "spiffe://td/**".into()])],
+            vec![PrincipalItem::Identity(vec![
+                "*".into(),
+                "spiffe://td/**".into()
+            ])],
             vec![PrincipalItem::Authenticated],
             vec![PrincipalItem::Any],
         ]
     );
     let y = &ir.rules[1];
-    assert_eq!(y.targets, vec![Target { server: 0, route: Some(2) }, Target { server: 0, route: Some(1) }]);
+    assert_eq!(
+        y.targets,
+        vec![
+            Target {
+                server: 0,
+                route: Some(2)
+            },
+            Target {
+                server: 0,
+                route: Some(1)
+            }
+        ]
+    );
     assert_eq!(
         y.clauses,
         vec![vec![PrincipalItem::Network(ir::NetSet {
@@ -249,13 +352,20 @@ service s {
 
     let e = ir.egress.as_ref().unwrap();
     assert_eq!(e.default, ir::Effect::Allow);
-    assert_eq!(e.rules[0].hosts, vec!["*".to_string(), "api.example.com".to_string()]);
+    assert_eq!(
+        e.rules[0].hosts,
+        vec!["*".to_string(), "api.example.com".to_string()]
+    );
     assert_eq!(e.rules[0].ports, vec![(1, 1024)]);
 
     let s = &ir.services[0];
     assert_eq!(
         s.authorities,
-        vec![("s.example".to_string(), 81), ("s.example".to_string(), 80), ("::1".to_string(), 8080)]
+        vec![
+            ("s.example".to_string(), 81),
+            ("s.example".to_string(), 80),
+            ("::1".to_string(), 8080)
+        ]
     );
     assert_eq!(s.timeout_ms, None);
     assert_eq!(
@@ -381,7 +491,10 @@ allow many { to web  to web.r  from any  from authenticated }
 
 #[test]
 fn duplicate_statement_span_is_the_repeat() {
-    let (_, diags) = run_with("server web {\n  port 80\n  port 81\n}\n", &Config::default());
+    let (_, diags) = run_with(
+        "server web {\n  port 80\n  port 81\n}\n",
+        &Config::default(),
+    );
     assert_eq!(diags.len(), 1);
     assert_eq!((diags[0].span.line, diags[0].span.column), (3, 3));
     assert!(diags[0].message.contains("`port`"), "{}", diags[0].message);
@@ -412,10 +525,16 @@ service u { authority "u"  backend b { endpoint 10.0.0.1:1 }  route r { to b } }
             ("unknown-reference", 8),
         ],
     );
-    let (_, diags) =
-        run_with("server web { port 1 }\nserver x { port 2 }  server web { port 3 }\n", &Config::default());
+    let (_, diags) = run_with(
+        "server web { port 1 }\nserver x { port 2 }  server web { port 3 }\n",
+        &Config::default(),
+    );
     assert_eq!(diags.len(), 1);
-    assert_eq!((diags[0].span.line, diags[0].span.column), (2, 29), "at the later name");
+    assert_eq!(
+        (diags[0].span.line, diags[0].span.column),
+        (2, 29),
+        "at the later name"
+    );
 }
 
 #[test]
@@ -456,7 +575,10 @@ service s { authority "s"
             ("unknown-reference", 6),
         ],
     );
-    let (_, diags) = run_with("server web { port 80 }\nallow a { to web.apix  from any }\n", &Config::default());
+    let (_, diags) = run_with(
+        "server web { port 80 }\nallow a { to web.apix  from any }\n",
+        &Config::default(),
+    );
     assert_eq!(diags[0].span.column, 18, "at the route name: {diags:?}");
 }
 
@@ -469,7 +591,12 @@ server c { port 8010-9000 }
 server d { port 1, 2, 3 }
 server e { port 4-7, 0 }
 "#,
-        &[("port-conflict", 2), ("port-conflict", 3), ("port-conflict", 3), ("invalid-value", 5)],
+        &[
+            ("port-conflict", 2),
+            ("port-conflict", 3),
+            ("port-conflict", 3),
+            ("invalid-value", 5),
+        ],
     );
 }
 
@@ -537,7 +664,10 @@ service s {{ authority "a b", "x:0", "u@h"
     );
     // A too-long reference that matches nothing is an invalid value, not
     // also an unknown reference.
-    expect(&format!("server a {{ port 1 }}\nallow r {{ to {long}  from any }}\n"), &[("invalid-value", 2)]);
+    expect(
+        &format!("server a {{ port 1 }}\nallow r {{ to {long}  from any }}\n"),
+        &[("invalid-value", 2)],
+    );
 }
 
 #[test]
@@ -557,11 +687,18 @@ fn invalid_regexes() {
   route d { path regex r"/api/v[0-9]+/.*"  header "y" ~ r"\d+"  query "z" ~ "ok" }
 }
 "#,
-        &[("invalid-regex", 2), ("invalid-regex", 3), ("invalid-regex", 4)],
+        &[
+            ("invalid-regex", 2),
+            ("invalid-regex", 3),
+            ("invalid-regex", 4),
+        ],
     );
     let small = Config::new().dfa_size_limit(2000);
     assert_eq!(
-        errors_with("server web { port 80  route a { path regex r\"/(?:[a-z][0-9]){20}x\" } }", &small),
+        errors_with(
+            "server web { port 80  route a { path regex r\"/(?:[a-z][0-9]){20}x\" } }",
+            &small
+        ),
         vec![("invalid-regex", 1)]
     );
 }
@@ -589,8 +726,15 @@ server web { port 80 }
             ("invalid-network", 8),
         ],
     );
-    let (_, diags) = run_with("allow a { to web  from network 10.0.0.1/8 }\nserver web { port 1 }", &Config::default());
-    assert!(diags[0].message.contains("`10.0.0.0/8`"), "{}", diags[0].message);
+    let (_, diags) = run_with(
+        "allow a { to web  from network 10.0.0.1/8 }\nserver web { port 1 }",
+        &Config::default(),
+    );
+    assert!(
+        diags[0].message.contains("`10.0.0.0/8`"),
+        "{}",
+        diags[0].message
+    );
 }
 
 #[test]
@@ -653,7 +797,13 @@ fn hosts() {
   allow e { host "*", "*.a.b", "a.b.", "", "**", "*a.b", "a:443", "x" }
 }
 "#,
-        &[("invalid-host", 2), ("invalid-host", 3), ("invalid-host", 3), ("invalid-host", 3), ("invalid-host", 3)],
+        &[
+            ("invalid-host", 2),
+            ("invalid-host", 3),
+            ("invalid-host", 3),
+            ("invalid-host", 3),
+            ("invalid-host", 3),
+        ],
     );
 }
 
@@ -678,7 +828,10 @@ allow b { to h.a  from any }
         ],
     );
     // `protocol tcp` after the routes counts too.
-    expect("server web { port 80  route r { }  protocol tcp }", &[("misplaced-statement", 1)]);
+    expect(
+        "server web { port 80  route r { }  protocol tcp }",
+        &[("misplaced-statement", 1)],
+    );
 }
 
 #[test]
@@ -697,7 +850,11 @@ service b { authority "b"
         &[("no-backend", 1), ("no-backend", 5), ("no-backend", 6)],
     );
     let (_, diags) = run_with("service a {\n  authority \"a\"\n}\n", &Config::default());
-    assert_eq!((diags[0].span.line, diags[0].span.column), (1, 9), "at the service name");
+    assert_eq!(
+        (diags[0].span.line, diags[0].span.column),
+        (1, 9),
+        "at the service name"
+    );
 }
 
 #[test]
@@ -720,14 +877,22 @@ service t { authority "t"
   route r { to one }
 }
 "#,
-        &[("failover-cycle", 3), ("failover-cycle", 4), ("failover-cycle", 7)],
+        &[
+            ("failover-cycle", 3),
+            ("failover-cycle", 4),
+            ("failover-cycle", 7),
+        ],
     );
     let (_, diags) = run_with(
         "service s { authority \"s\" backend one { failover two } backend two { failover one } route r { to one } }",
         &Config::default(),
     );
     assert_eq!(diags.len(), 1);
-    assert!(diags[0].message.contains("`one` -> `two` -> `one`"), "{}", diags[0].message);
+    assert!(
+        diags[0].message.contains("`one` -> `two` -> `one`"),
+        "{}",
+        diags[0].message
+    );
 }
 
 #[test]
@@ -748,18 +913,37 @@ fn every_error_is_reported_across_files() {
     use sluice_lang::ast::SourceFile;
     use sluice_lang::parse::parse_files;
     let files = vec![
-        SourceFile { path: "a.sluice".into(), text: "mesh { }\nserver a { port 80 }\n".into() },
-        SourceFile { path: "b.sluice".into(), text: "\nmesh { }\nserver b { port 80 }\n".into() },
+        SourceFile {
+            path: "a.sluice".into(),
+            text: "mesh { }\nserver a { port 80 }\n".into(),
+        },
+        SourceFile {
+            path: "b.sluice".into(),
+            text: "\nmesh { }\nserver b { port 80 }\n".into(),
+        },
     ];
     let (policy, parse_diags) = parse_files(files);
     assert!(parse_diags.is_empty());
     let (ir, diags) = ast_to_ir(&policy, &Config::default());
     assert!(ir.is_none());
-    let mut got: Vec<_> = diags.iter().map(|d| (d.code.as_str(), d.span.file, d.span.line)).collect();
+    let mut got: Vec<_> = diags
+        .iter()
+        .map(|d| (d.code.as_str(), d.span.file, d.span.line))
+        .collect();
     got.sort();
-    assert_eq!(got, vec![("duplicate-statement", 1, 2), ("port-conflict", 1, 3)]);
-    let conflict = diags.iter().find(|d| d.code.as_str() == "port-conflict").unwrap();
-    assert!(conflict.message.contains("(a.sluice:2)"), "{}", conflict.message);
+    assert_eq!(
+        got,
+        vec![("duplicate-statement", 1, 2), ("port-conflict", 1, 3)]
+    );
+    let conflict = diags
+        .iter()
+        .find(|d| d.code.as_str() == "port-conflict")
+        .unwrap();
+    assert!(
+        conflict.message.contains("(a.sluice:2)"),
+        "{}",
+        conflict.message
+    );
 }
 
 /// Runs the lint conformance files, when the shared folder is there: every
@@ -767,7 +951,8 @@ fn every_error_is_reported_across_files() {
 /// code that no expected diagnostic has.
 #[test]
 fn lint_conformance_errors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/lint");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/lint");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
@@ -776,7 +961,11 @@ fn lint_conformance_errors() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    assert!(!paths.is_empty(), "no conformance files in {}", dir.display());
+    assert!(
+        !paths.is_empty(),
+        "no conformance files in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -792,17 +981,23 @@ fn lint_conformance_errors() {
         let mut codes = Vec::new();
         for exp in expected {
             let code = exp.get("code").and_then(|c| c.as_str()).unwrap_or_default();
-            let severity = exp.get("severity").and_then(|c| c.as_str()).unwrap_or_default();
+            let severity = exp
+                .get("severity")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default();
             codes.push(code.to_string());
             if severity != "error" {
                 continue; // Warnings come from the lint analyses.
             }
             let line = exp.get("line").and_then(|l| l.as_integer());
-            let found = diags
-                .iter()
-                .any(|d| d.code.as_str() == code && (line.is_none() || line == Some(i64::from(d.span.line))));
+            let found = diags.iter().any(|d| {
+                d.code.as_str() == code && (line.is_none() || line == Some(i64::from(d.span.line)))
+            });
             if !found {
-                failures.push(format!("{}: missing {code} at line {line:?}; got {diags:?}", path.display()));
+                failures.push(format!(
+                    "{}: missing {code} at line {line:?}; got {diags:?}",
+                    path.display()
+                ));
             }
         }
         for d in diags.iter().filter(|d| d.severity == Severity::Error) {

@@ -19,14 +19,17 @@ pub const MAX_NAME_LEN: usize = 63;
 /// `/`, has no query or fragment, and normalizing it changes nothing.
 fn normalized(path: &str) -> Result<(), String> {
     if let Some(c) = path.chars().find(|&c| c == '?' || c == '#') {
-        return Err(format!("path `{path}` holds `{c}`: a policy path cannot hold a query or fragment"));
+        return Err(format!(
+            "path `{path}` holds `{c}`: a policy path cannot hold a query or fragment"
+        ));
     }
     let mut out = Vec::new();
     match normalize_path(path.as_bytes(), &mut out) {
         Err(e) => Err(format!("path `{path}` cannot be normalized: {e}")),
-        Ok(()) if out != path.as_bytes() => {
-            Err(format!("path `{path}` is not normalized (it normalizes to `{}`)", String::from_utf8_lossy(&out)))
-        }
+        Ok(()) if out != path.as_bytes() => Err(format!(
+            "path `{path}` is not normalized (it normalizes to `{}`)",
+            String::from_utf8_lossy(&out)
+        )),
         Ok(()) => Ok(()),
     }
 }
@@ -86,10 +89,14 @@ pub fn grpc_path(spec: &str) -> Result<PathCond, String> {
 
 /// Parses a port number written as decimal digits (1 to 65535).
 fn port(text: &str) -> Option<u16> {
-    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    text.parse::<u16>().ok().filter(|&p| p != 0)
+    let digits = text.trim_start_matches('0');
+    if digits.len() > 5 {
+        return None;
+    }
+    digits.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
 /// Whether `host` (without port) is usable as an authority or DNS host:
@@ -145,7 +152,11 @@ fn split_host_port(text: &str) -> Result<(&str, Option<&str>), &'static str> {
 /// An `authority` entry: `host[:port]` or `[v6][:port]`. The host is
 /// lowercased, loses one trailing dot, and the port defaults to 80.
 pub fn authority(text: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| Err(format!("authority `{text}` is malformed ({why}); write `host` or `host:port`"));
+    let bad = |why: &str| {
+        Err(format!(
+            "authority `{text}` is malformed ({why}); write `host` or `host:port`"
+        ))
+    };
     let (host, port_text) = match split_host_port(text) {
         Ok(v) => v,
         Err(why) => return bad(why),
@@ -163,7 +174,10 @@ pub fn authority(text: &str) -> Result<(String, u16), String> {
         },
     };
     // `[v6]` compares as the bracketed text, lowercased, as requests do.
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let host = host.to_ascii_lowercase();
     let host = host.strip_suffix('.').map(str::to_string).unwrap_or(host);
     if host.is_empty() {
@@ -175,12 +189,18 @@ pub fn authority(text: &str) -> Result<(String, u16), String> {
 /// An address endpoint token: `a.b.c.d:port` or `[v6]:port`.
 pub fn endpoint_addr(text: &str) -> Result<SocketAddr, String> {
     if text.contains('%') {
-        return Err(format!("endpoint `{text}` has a zone (`%`), which is not allowed"));
+        return Err(format!(
+            "endpoint `{text}` has a zone (`%`), which is not allowed"
+        ));
     }
     match text.parse::<SocketAddr>() {
-        Ok(addr) if addr.port() == 0 => Err(format!("endpoint `{text}` has port `0` (ports are 1 to 65535)")),
+        Ok(addr) if addr.port() == 0 => Err(format!(
+            "endpoint `{text}` has port `0` (ports are 1 to 65535)"
+        )),
         Ok(addr) => Ok(addr),
-        Err(_) => Err(format!("endpoint `{text}` is not a valid socket address (`a.b.c.d:port` or `[v6]:port`)")),
+        Err(_) => Err(format!(
+            "endpoint `{text}` is not a valid socket address (`a.b.c.d:port` or `[v6]:port`)"
+        )),
     }
 }
 
@@ -190,7 +210,11 @@ pub fn endpoint_name(text: &str) -> Result<Endpoint, String> {
     if text.parse::<SocketAddr>().is_ok() {
         return endpoint_addr(text).map(Endpoint::Addr);
     }
-    let bad = |why: &str| Err(format!("endpoint `{text}` is malformed ({why}); write `\"host.name:port\"`"));
+    let bad = |why: &str| {
+        Err(format!(
+            "endpoint `{text}` is malformed ({why}); write `\"host.name:port\"`"
+        ))
+    };
     let (host, port_text) = match split_host_port(text) {
         Ok(v) => v,
         Err(why) => return bad(why),
@@ -204,7 +228,9 @@ pub fn endpoint_name(text: &str) -> Result<Endpoint, String> {
         }
     }
     let Some(port) = port(port_text) else {
-        return bad(&format!("port `{port_text}` is not a number from 1 to 65535"));
+        return bad(&format!(
+            "port `{port_text}` is not a number from 1 to 65535"
+        ));
     };
     Ok(Endpoint::Name(host.to_ascii_lowercase(), port))
 }
@@ -230,13 +256,21 @@ pub fn network(text: &str) -> Result<IpNet, String> {
             };
             match parsed {
                 Some(n) if n <= max => n,
-                _ => return Err(format!("prefix length `{l}` of `{text}` is out of range (0 to {max})")),
+                _ => {
+                    return Err(format!(
+                        "prefix length `{l}` of `{text}` is out of range (0 to {max})"
+                    ))
+                }
             }
         }
     };
-    let net = IpNet::new(addr, len).map_err(|_| format!("prefix length of `{text}` is out of range (0 to {max})"))?;
+    let net = IpNet::new(addr, len)
+        .map_err(|_| format!("prefix length of `{text}` is out of range (0 to {max})"))?;
     if net.network() != addr {
-        return Err(format!("`{text}` has host bits set; did you mean `{}`?", net.trunc()));
+        return Err(format!(
+            "`{text}` has host bits set; did you mean `{}`?",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
@@ -246,8 +280,13 @@ pub fn trust_domain(td: &str) -> Result<(), String> {
     if td.is_empty() {
         return Err("the trust domain is empty".to_string());
     }
-    if let Some(c) = td.chars().find(|&c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-')) {
-        return Err(format!("trust domain `{td}` holds `{c}` (allowed: `a-z`, `0-9`, `.`, `_`, `-`)"));
+    if let Some(c) = td
+        .chars()
+        .find(|&c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "trust domain `{td}` holds `{c}` (allowed: `a-z`, `0-9`, `.`, `_`, `-`)"
+        ));
     }
     Ok(())
 }
@@ -261,8 +300,13 @@ pub fn segment(seg: &str) -> Result<(), String> {
     if seg == "." || seg == ".." {
         return Err(format!("path segment `{seg}` is not allowed"));
     }
-    if let Some(c) = seg.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("path segment `{seg}` holds `{c}` (allowed: `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`)"));
+    if let Some(c) = seg
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "path segment `{seg}` holds `{c}` (allowed: `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`)"
+        ));
     }
     Ok(())
 }
@@ -271,7 +315,11 @@ pub fn segment(seg: &str) -> Result<(), String> {
 /// (`wildcards == true`: a whole segment may be `*`, the last `**`, and
 /// `"*"` alone matches every identity).
 pub fn identity(text: &str, wildcards: bool) -> Result<(), String> {
-    let what = if wildcards { "identity pattern" } else { "identity" };
+    let what = if wildcards {
+        "identity pattern"
+    } else {
+        "identity"
+    };
     if wildcards && text == "*" {
         return Ok(());
     }
@@ -307,7 +355,11 @@ pub fn identity(text: &str, wildcards: bool) -> Result<(), String> {
     let last = segs.len() - 1;
     for (i, seg) in segs.iter().enumerate() {
         if seg.is_empty() {
-            let why = if i == last { "it ends with `/`" } else { "it holds an empty path segment" };
+            let why = if i == last {
+                "it ends with `/`"
+            } else {
+                "it holds an empty path segment"
+            };
             return Err(wrap(why.to_string()));
         }
         if wildcards && *seg == "*" {
@@ -320,7 +372,11 @@ pub fn identity(text: &str, wildcards: bool) -> Result<(), String> {
             return Err(wrap("`**` may only be the last segment".to_string()));
         }
         if seg.contains('*') {
-            let why = if wildcards { "`*` must stand for a whole segment" } else { "an identity holds no `*`" };
+            let why = if wildcards {
+                "`*` must stand for a whole segment"
+            } else {
+                "an identity holds no `*`"
+            };
             return Err(wrap(why.to_string()));
         }
         segment(seg).map_err(wrap)?;
@@ -345,7 +401,10 @@ pub fn host_pattern(text: &str) -> Result<String, String> {
         return bad("`*` may only be the whole pattern or its first label (`*.example.com`)");
     }
     for c in name.chars() {
-        if c.is_whitespace() || c.is_control() || matches!(c, '/' | ':' | '@' | '?' | '#' | '[' | ']' | '\\') {
+        if c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '/' | ':' | '@' | '?' | '#' | '[' | ']' | '\\')
+        {
             let why = if c == ':' {
                 "hosts are written without a port (use a `port` statement)".to_string()
             } else {
@@ -394,10 +453,17 @@ mod tests {
 
     #[test]
     fn grpc() {
-        assert_eq!(grpc_path("pkg.Service/Method"), Ok(PathCond::Exact("/pkg.Service/Method".into())));
-        assert_eq!(grpc_path("pkg.Service/*"), Ok(PathCond::Prefix("/pkg.Service".into())));
+        assert_eq!(
+            grpc_path("pkg.Service/Method"),
+            Ok(PathCond::Exact("/pkg.Service/Method".into()))
+        );
+        assert_eq!(
+            grpc_path("pkg.Service/*"),
+            Ok(PathCond::Prefix("/pkg.Service".into()))
+        );
         for bad in [
-            "no-slash", "/Method", "pkg.S/", "a/b/c", "*/M", "pkg.S/M*", "pkg.*/M", "../M", "./*", "a b/M", "", "p/a?b",
+            "no-slash", "/Method", "pkg.S/", "a/b/c", "*/M", "pkg.S/M*", "pkg.*/M", "../M", "./*",
+            "a b/M", "", "p/a?b",
         ] {
             assert!(grpc_path(bad).is_err(), "{bad}");
         }
@@ -407,13 +473,16 @@ mod tests {
     fn authorities() {
         assert_eq!(authority("api"), Ok(("api".into(), 80)));
         assert_eq!(authority("API:80"), Ok(("api".into(), 80)));
-        assert_eq!(authority("Payments.Prod.:8080"), Ok(("payments.prod".into(), 8080)));
-        assert_eq!(authority("[::1]:8080"), Ok(("[::1]".into(), 8080)));
-        assert_eq!(authority("[::1]"), Ok(("[::1]".into(), 80)));
+        assert_eq!(
+            authority("Payments.Prod.:8080"),
+            Ok(("payments.prod".into(), 8080))
+        );
+        assert_eq!(authority("[::1]:8080"), Ok(("::1".into(), 8080)));
+        assert_eq!(authority("[::1]"), Ok(("::1".into(), 80)));
         assert_eq!(authority("10.0.0.1:443"), Ok(("10.0.0.1".into(), 443)));
         for bad in [
-            "", ":80", "a:0", "a:65536", "a:", "a:x", "a/b", "u@a", "a b", "*.a", "::1", "[::1", "[x]:80", "[::1]x",
-            ".", "a:+80",
+            "", ":80", "a:0", "a:65536", "a:", "a:x", "a/b", "u@a", "a b", "*.a", "::1", "[::1",
+            "[x]:80", "[::1]x", ".", "a:+80",
         ] {
             assert!(authority(bad).is_err(), "{bad}");
         }
@@ -423,12 +492,27 @@ mod tests {
     fn endpoints() {
         assert!(endpoint_addr("10.0.0.1:8080").is_ok());
         assert!(endpoint_addr("[::1]:80").is_ok());
-        for bad in ["10.0.0.1", "10.0.0.1:0", "10.0.0.1:70000", "010.0.0.1:80", "[fe80::1%1]:80", "a:80"] {
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:0",
+            "10.0.0.1:70000",
+            "010.0.0.1:80",
+            "[fe80::1%1]:80",
+            "a:80",
+        ] {
             assert!(endpoint_addr(bad).is_err(), "{bad}");
         }
-        assert_eq!(endpoint_name("Db.Prod:5432"), Ok(Endpoint::Name("db.prod".into(), 5432)));
-        assert_eq!(endpoint_name("10.0.0.1:80"), Ok(Endpoint::Addr("10.0.0.1:80".parse().unwrap())));
-        for bad in ["db", "db:", "db:0", ":80", "a b:80", "a/b:80", "*.a:80", "a::80"] {
+        assert_eq!(
+            endpoint_name("Db.Prod:5432"),
+            Ok(Endpoint::Name("db.prod".into(), 5432))
+        );
+        assert_eq!(
+            endpoint_name("10.0.0.1:80"),
+            Ok(Endpoint::Addr("10.0.0.1:80".parse().unwrap()))
+        );
+        for bad in [
+            "db", "db:", "db:0", ":80", "a b:80", "a/b:80", "*.a:80", "a::80",
+        ] {
             assert!(endpoint_name(bad).is_err(), "{bad}");
         }
     }
@@ -441,10 +525,21 @@ mod tests {
         assert_eq!(network("fd00::/8").unwrap().to_string(), "fd00::/8");
         assert_eq!(network("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
         let err = network("10.0.0.1/8").unwrap_err();
-        assert!(err.contains("host bits") && err.contains("`10.0.0.0/8`"), "{err}");
-        for bad in
-            ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "010.0.0.0/8", "fe80::1%1", "x", "", "10.0.0/8"]
-        {
+        assert!(
+            err.contains("host bits") && err.contains("`10.0.0.0/8`"),
+            "{err}"
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "010.0.0.0/8",
+            "fe80::1%1",
+            "x",
+            "",
+            "10.0.0/8",
+        ] {
             assert!(network(bad).is_err(), "{bad}");
         }
     }
@@ -493,9 +588,27 @@ mod tests {
     #[test]
     fn hosts() {
         assert_eq!(host_pattern("*"), Ok("*".into()));
-        assert_eq!(host_pattern("*.GoogleAPIs.com."), Ok("*.googleapis.com".into()));
-        assert_eq!(host_pattern("api.example.com"), Ok("api.example.com".into()));
-        for bad in ["", ".", "foo.*.com", "*foo.com", "**", "*.", "a*", "a:443", "a b", "a..b", "*.*.a"] {
+        assert_eq!(
+            host_pattern("*.GoogleAPIs.com."),
+            Ok("*.googleapis.com".into())
+        );
+        assert_eq!(
+            host_pattern("api.example.com"),
+            Ok("api.example.com".into())
+        );
+        for bad in [
+            "",
+            ".",
+            "foo.*.com",
+            "*foo.com",
+            "**",
+            "*.",
+            "a*",
+            "a:443",
+            "a b",
+            "a..b",
+            "*.*.a",
+        ] {
             assert!(host_pattern(bad).is_err(), "{bad}");
         }
     }

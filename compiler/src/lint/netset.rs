@@ -16,15 +16,23 @@ impl Addrs {
     pub(crate) fn of(set: &NetSet) -> Addrs {
         let include = Addrs::of_nets(&set.include);
         let except = Addrs::of_nets(&set.except);
-        Addrs { v4: subtract(&include.v4, &except.v4), v6: subtract(&include.v6, &except.v6) }
+        Addrs {
+            v4: subtract(&include.v4, &except.v4),
+            v6: subtract(&include.v6, &except.v6),
+        }
     }
 
     fn of_nets(nets: &[IpNet]) -> Addrs {
         let mut out = Addrs::default();
         for net in nets {
             match net {
-                IpNet::V4(n) => out.v4.push((u32::from(n.network()).into(), u32::from(n.broadcast()).into())),
-                IpNet::V6(n) => out.v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+                IpNet::V4(n) => out.v4.push((
+                    u32::from(n.network()).into(),
+                    u32::from(n.broadcast()).into(),
+                )),
+                IpNet::V6(n) => out
+                    .v6
+                    .push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
         }
         normalize(&mut out.v4);
@@ -116,7 +124,8 @@ mod tests {
         assert!(!set(&["::/0"], &[]).is_subset(&set(&["0.0.0.0/0"], &[])));
         assert!(set(&["::/0"], &["::1/128"]).is_subset(&set(&["::/0"], &[])));
         assert!(!set(&["::/0"], &[]).is_subset(&set(&["::/0"], &["ffff::/16"])));
-        assert!(set(&["255.255.255.255/32", "0.0.0.0/32"], &[]).is_subset(&set(&["0.0.0.0/0"], &["1.0.0.0/8"])));
+        assert!(set(&["255.255.255.255/32", "0.0.0.0/32"], &[])
+            .is_subset(&set(&["0.0.0.0/0"], &["1.0.0.0/8"])));
     }
 
     #[test]
@@ -124,7 +133,10 @@ mod tests {
         let mut v = vec![(5, 9), (0, 3), (4, 4), (20, 30)];
         normalize(&mut v);
         assert_eq!(v, vec![(0, 9), (20, 30)]);
-        assert_eq!(subtract(&v, &[(2, 3), (8, 25)]), vec![(0, 1), (4, 7), (26, 30)]);
+        assert_eq!(
+            subtract(&v, &[(2, 3), (8, 25)]),
+            vec![(0, 1), (4, 7), (26, 30)]
+        );
         assert_eq!(subtract(&[(0, u128::MAX)], &[(0, u128::MAX)]), vec![]);
         assert_eq!(subtract(&[(0, u128::MAX)], &[(1, u128::MAX)]), vec![(0, 0)]);
     }

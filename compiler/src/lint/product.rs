@@ -250,18 +250,19 @@ fn identity_step(s: u8, b: u8) -> u8 {
 }
 
 /// Builds one path DFA (all-matches, anchored) for `patterns`: byte-oriented
-/// first (smaller and faster to build, and the same on the ASCII bytes of
-/// normalized paths), Unicode when the patterns need it. `None` when
-/// neither fits the size limit.
+/// first (`.` is one byte class instead of UTF-8 sequences; the languages
+/// agree on the ASCII bytes of normalized paths), Unicode when the
+/// patterns need it (`\pL`). `None` when neither fits the size limit.
 pub(crate) fn path_dfa(patterns: &[String], config: &Config) -> Option<Dfa> {
     build_dfa(patterns, Flavor::Bytes, config)
-        .or_else(|_| build_dfa(patterns, Flavor::Unicode, config))
         .ok()
+        .or_else(|| build_dfa(patterns, Flavor::Unicode, config).ok())
 }
 
 /// The anchored start state of `dfa`.
 pub(crate) fn start_state(dfa: &Dfa) -> Option<StateID> {
-    dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).ok()
+    dfa.start_state(&start::Config::new().anchored(Anchored::Yes))
+        .ok()
 }
 
 /// The state after reading `bytes` from the start.
@@ -276,11 +277,6 @@ pub(crate) fn walk(dfa: &Dfa, bytes: &[u8]) -> Option<StateID> {
 /// Whether `dfa` (some pattern of it) matches all of `bytes`.
 pub(crate) fn matches(dfa: &Dfa, bytes: &[u8]) -> bool {
     walk(dfa, bytes).is_some_and(|s| accepts_at_end(dfa, s))
-}
-
-/// Whether some string starting with `bytes` may still match.
-pub(crate) fn alive_after(dfa: &Dfa, bytes: &[u8]) -> bool {
-    walk(dfa, bytes).is_some_and(|s| !dfa.is_dead_state(s))
 }
 
 fn accepts_at_end(dfa: &Dfa, s: StateID) -> bool {
@@ -302,11 +298,21 @@ pub(crate) enum Inclusion {
 /// deterministic automaton built without regex machinery.
 #[derive(Clone, Debug)]
 pub(crate) struct Literals {
-    /// Nodes: children sorted by byte, and whether an exact path or a
-    /// prefix ends here. Node 0 is the root.
-    nodes: Vec<(Vec<(u8, u32)>, bool, bool)>,
+    /// Node 0 is the root.
+    nodes: Vec<Node>,
     /// Every byte on some edge.
     bytes: [bool; 256],
+}
+
+/// A trie node.
+#[derive(Clone, Debug, Default)]
+struct Node {
+    /// Edges, sorted by byte.
+    children: Vec<(u8, u32)>,
+    /// An exact path ends here.
+    exact: bool,
+    /// A prefix ends here.
+    prefix: bool,
 }
 
 impl Default for Literals {
@@ -323,33 +329,46 @@ const T_ALL: u32 = u32::MAX - 1;
 
 impl Literals {
     /// The trie of `exact` paths and `prefixes` (without trailing `/`).
-    pub(crate) fn new<'s>(exact: impl IntoIterator<Item = &'s [u8]>, prefixes: impl IntoIterator<Item = &'s [u8]>) -> Self {
-        let mut t = Literals { nodes: vec![(Vec::new(), false, false)], bytes: [false; 256] };
-        for (s, prefix) in exact.into_iter().map(|s| (s, false)).chain(prefixes.into_iter().map(|s| (s, true))) {
+    pub(crate) fn new<'s>(
+        exact: impl IntoIterator<Item = &'s [u8]>,
+        prefixes: impl IntoIterator<Item = &'s [u8]>,
+    ) -> Self {
+        let mut t = Literals {
+            nodes: vec![Node::default()],
+            bytes: [false; 256],
+        };
+        for (s, prefix) in exact
+            .into_iter()
+            .map(|s| (s, false))
+            .chain(prefixes.into_iter().map(|s| (s, true)))
+        {
             let mut n = 0usize;
             for &b in s {
                 t.bytes[b as usize] = true;
-                n = match t.nodes[n].0.binary_search_by_key(&b, |e| e.0) {
-                    Ok(k) => t.nodes[n].0[k].1 as usize,
+                n = match t.nodes[n].children.binary_search_by_key(&b, |e| e.0) {
+                    Ok(k) => t.nodes[n].children[k].1 as usize,
                     Err(k) => {
                         let id = t.nodes.len();
-                        t.nodes[n].0.insert(k, (b, id as u32));
-                        t.nodes.push((Vec::new(), false, false));
+                        t.nodes[n].children.insert(k, (b, id as u32));
+                        t.nodes.push(Node::default());
                         id
                     }
                 };
             }
             if prefix {
-                t.nodes[n].2 = true;
+                t.nodes[n].prefix = true;
             } else {
-                t.nodes[n].1 = true;
+                t.nodes[n].exact = true;
             }
         }
         t
     }
 
     fn is_empty(&self) -> bool {
-        self.nodes.first().map_or(true, |n| n.0.is_empty() && !n.1 && !n.2)
+        match self.nodes.first() {
+            Some(n) => n.children.is_empty() && !n.exact && !n.prefix,
+            None => true,
+        }
     }
 
     fn start(&self) -> u32 {
@@ -364,12 +383,12 @@ impl Literals {
         if s == T_DEAD || s == T_ALL {
             return s;
         }
-        let (children, _, prefix) = &self.nodes[s as usize];
-        if *prefix && b == b'/' {
+        let node = &self.nodes[s as usize];
+        if node.prefix && b == b'/' {
             return T_ALL;
         }
-        match children.binary_search_by_key(&b, |e| e.0) {
-            Ok(k) => children[k].1,
+        match node.children.binary_search_by_key(&b, |e| e.0) {
+            Ok(k) => node.children[k].1,
             Err(_) => T_DEAD,
         }
     }
@@ -378,7 +397,7 @@ impl Literals {
         match s {
             T_DEAD => false,
             T_ALL => true,
-            s => self.nodes[s as usize].1 || self.nodes[s as usize].2,
+            s => self.nodes[s as usize].exact || self.nodes[s as usize].prefix,
         }
     }
 }
@@ -386,7 +405,13 @@ impl Literals {
 /// Decides `L(a) ∩ D ⊆ L(lits) ∪ L(b)` for the domain `D`, where
 /// `a == None` stands for every string and `b == None` for no string.
 /// Explores at most `limit` product states.
-pub(crate) fn included(a: Option<&Dfa>, lits: &Literals, b: Option<&Dfa>, domain: Domain, limit: usize) -> Inclusion {
+pub(crate) fn included(
+    a: Option<&Dfa>,
+    lits: &Literals,
+    b: Option<&Dfa>,
+    domain: Domain,
+    limit: usize,
+) -> Inclusion {
     let sa0 = match a {
         Some(a) => match start_state(a) {
             Some(s) => s,
@@ -409,7 +434,10 @@ pub(crate) fn included(a: Option<&Dfa>, lits: &Literals, b: Option<&Dfa>, domain
     seen.insert(first);
     let mut queue = VecDeque::from([first]);
     while let Some((sa, t, sb, f)) = queue.pop_front() {
-        let a_accepts = a.map_or(true, |a| accepts_at_end(a, sa));
+        let a_accepts = match a {
+            Some(a) => accepts_at_end(a, sa),
+            None => true,
+        };
         if domain.accepts(f) && a_accepts && !lits.accepts(t) && !b_accepts(sb) {
             return Inclusion::NotIncluded;
         }
@@ -457,11 +485,51 @@ pub(crate) fn included(a: Option<&Dfa>, lits: &Literals, b: Option<&Dfa>, domain
     Inclusion::Included
 }
 
+/// Whether some string of the domain is in both `L(a)` and `L(b)`
+/// (`None`: more than `limit` product states, or a DFA quit).
+pub(crate) fn meet(a: &Dfa, b: &Dfa, domain: Domain, limit: usize) -> Option<bool> {
+    let first = (start_state(a)?, start_state(b)?, domain.start());
+    let bytes = domain.representatives(&[a, b], &[false; 256]);
+    let mut seen: FxSet<(StateID, StateID, u8)> = FxSet::default();
+    seen.insert(first);
+    let mut queue = VecDeque::from([first]);
+    while let Some((sa, sb, f)) = queue.pop_front() {
+        if domain.accepts(f) && accepts_at_end(a, sa) && accepts_at_end(b, sb) {
+            return Some(true);
+        }
+        for &byte in &bytes {
+            let f2 = domain.step(f, byte);
+            if f2 == REJECT {
+                continue;
+            }
+            let (sa2, sb2) = (a.next_state(sa, byte), b.next_state(sb, byte));
+            if a.is_dead_state(sa2) || b.is_dead_state(sb2) {
+                continue;
+            }
+            if a.is_quit_state(sa2) || b.is_quit_state(sb2) {
+                return None;
+            }
+            if seen.insert((sa2, sb2, f2)) {
+                if seen.len() > limit {
+                    return None;
+                }
+                queue.push_back((sa2, sb2, f2));
+            }
+        }
+    }
+    Some(false)
+}
+
 /// Up to `k` short strings of `L(dfa) ∩ D` (shortest first, one per
 /// product state), for quick counterexamples. `Some(vec![])` means the
 /// language holds no string of the domain; `None` that the walk gave up
 /// before finding any.
-pub(crate) fn short_members(dfa: &Dfa, domain: Domain, k: usize, limit: usize) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn short_members(
+    dfa: &Dfa,
+    domain: Domain,
+    k: usize,
+    limit: usize,
+) -> Option<Vec<Vec<u8>>> {
     let s0 = start_state(dfa)?;
     // Nodes: (dfa state, domain state, parent, byte).
     let mut nodes: Vec<(StateID, u8, usize, u8)> = vec![(s0, domain.start(), usize::MAX, 0)];
@@ -516,7 +584,10 @@ mod tests {
     use crate::ir::PathCond;
 
     fn dfa(patterns: &[&str]) -> Dfa {
-        let pats: Vec<String> = patterns.iter().map(|p| path_regex(&PathCond::Regex(p.to_string()))).collect();
+        let pats: Vec<String> = patterns
+            .iter()
+            .map(|p| path_regex(&PathCond::Regex(p.to_string())))
+            .collect();
         path_dfa(&pats, &Config::default()).unwrap()
     }
 
@@ -533,10 +604,24 @@ mod tests {
 
     #[test]
     fn path_domain_is_the_normalized_paths() {
-        for ok in ["/", "/a", "/a/", "/a/b.c", "/.a", "/a..", "/...", "/%25", "/%2B%C3", "/~!$&'()*+,;=:@"] {
+        for ok in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.c",
+            "/.a",
+            "/a..",
+            "/...",
+            "/%25",
+            "/%2B%C3",
+            "/~!$&'()*+,;=:@",
+        ] {
             assert!(in_domain(Domain::Path, ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "a", "//", "/a//b", "/.", "/..", "/./a", "/a/../b", "/a?b", "/a#b", "/a\\b", "/%2f", "/%2F", "/%41", "/%7E", "/%1F", "/%7F", "/%", "/%4", "/a b", "/é"] {
+        for bad in [
+            "", "a", "//", "/a//b", "/.", "/..", "/./a", "/a/../b", "/a?b", "/a#b", "/a\\b",
+            "/%2f", "/%2F", "/%41", "/%7E", "/%1F", "/%7F", "/%", "/%4", "/a b", "/é",
+        ] {
             assert!(!in_domain(Domain::Path, bad.as_bytes()), "{bad}");
         }
     }
@@ -546,7 +631,15 @@ mod tests {
         for ok in ["spiffe://td", "spiffe://td/a", "spiffe://t.d/ns/A_b-c/x.."] {
             assert!(in_domain(Domain::Identity, ok.as_bytes()), "{ok}");
         }
-        for bad in ["spiffe://", "spiffe://td/", "spiffe://TD", "spiffe://td//a", "spiffe://td/./a", "spiffe://td/..", "http://td"] {
+        for bad in [
+            "spiffe://",
+            "spiffe://td/",
+            "spiffe://TD",
+            "spiffe://td//a",
+            "spiffe://td/./a",
+            "spiffe://td/..",
+            "http://td",
+        ] {
             assert!(!in_domain(Domain::Identity, bad.as_bytes()), "{bad}");
         }
     }
@@ -554,40 +647,184 @@ mod tests {
     #[test]
     fn inclusion_over_paths() {
         let r = dfa(&["/api/v[0-9]+/.*"]);
-        let prefix = path_dfa(&[path_regex(&PathCond::Prefix("/api".into()))], &Config::default()).unwrap();
-        assert_eq!(included(Some(&r), &Literals::default(), Some(&prefix), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(Some(&prefix), &Literals::default(), Some(&r), Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        let prefix = path_dfa(
+            &[path_regex(&PathCond::Prefix("/api".into()))],
+            &Config::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            included(
+                Some(&r),
+                &Literals::default(),
+                Some(&prefix),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
+        assert_eq!(
+            included(
+                Some(&prefix),
+                &Literals::default(),
+                Some(&r),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::NotIncluded
+        );
         // Outside normalized paths only: `/a/./b`, `/a//b` never reach a route.
         let dots = dfa(&["/a/(\\.|/)/b", "/c"]);
-        assert_eq!(included(Some(&dots), &Literals::default(), Some(&dfa(&["/c"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(
+            included(
+                Some(&dots),
+                &Literals::default(),
+                Some(&dfa(&["/c"])),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
         // Non-ASCII paths do not exist either.
-        assert_eq!(included(Some(&dfa(&["/[a-zé]"])), &Literals::default(), Some(&dfa(&["/[a-z]"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(
+            included(
+                Some(&dfa(&["/[a-zé]"])),
+                &Literals::default(),
+                Some(&dfa(&["/[a-z]"])),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
         // Everything (None) within a union that covers `/` and all else.
-        assert_eq!(included(None, &Literals::default(), Some(&dfa(&["/", "/[^/].*"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(None, &Literals::default(), Some(&dfa(&["/[^/].*"])), Domain::Path, PRODUCT_LIMIT), Inclusion::NotIncluded);
-        assert_eq!(included(Some(&r), &Literals::default(), Some(&prefix), Domain::Path, 2), Inclusion::Unknown);
+        assert_eq!(
+            included(
+                None,
+                &Literals::default(),
+                Some(&dfa(&["/", "/[^/].*"])),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
+        assert_eq!(
+            included(
+                None,
+                &Literals::default(),
+                Some(&dfa(&["/[^/].*"])),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::NotIncluded
+        );
+        assert_eq!(
+            included(
+                Some(&r),
+                &Literals::default(),
+                Some(&prefix),
+                Domain::Path,
+                2
+            ),
+            Inclusion::Unknown
+        );
+    }
+
+    #[test]
+    fn meeting_languages() {
+        let (a, b) = (
+            dfa(&["/api/v[0-9]+/svc1/[a-z]+"]),
+            dfa(&["/api/v[0-9]+/svc1[0-9]/[a-z]+"]),
+        );
+        assert_eq!(meet(&a, &b, Domain::Path, PRODUCT_LIMIT), Some(false));
+        assert_eq!(
+            meet(&a, &dfa(&["/api/v1/.*"]), Domain::Path, PRODUCT_LIMIT),
+            Some(true)
+        );
+        // They meet only outside normalized paths.
+        assert_eq!(
+            meet(
+                &dfa(&["/a/.*"]),
+                &dfa(&["/a/(\\.|/)"]),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            meet(
+                &dfa(&["/a/.*"]),
+                &dfa(&["/a/(\\.|/).*"]),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Some(true)
+        );
+        assert_eq!(meet(&a, &a, Domain::Path, 1), None);
     }
 
     #[test]
     fn inclusion_with_literal_paths() {
         let lits = |exact: &[&str], prefixes: &[&str]| {
-            Literals::new(exact.iter().map(|s| s.as_bytes()), prefixes.iter().map(|s| s.as_bytes()))
+            Literals::new(
+                exact.iter().map(|s| s.as_bytes()),
+                prefixes.iter().map(|s| s.as_bytes()),
+            )
         };
-        let inc = |re: &[&str], l: &Literals, b: Option<&Dfa>| included(Some(&dfa(re)), l, b, Domain::Path, PRODUCT_LIMIT);
-        assert_eq!(inc(&["/api/v[0-9]+/.*"], &lits(&[], &["/api"]), None), Inclusion::Included);
-        assert_eq!(inc(&["/api(/.*)?"], &lits(&[], &["/api"]), None), Inclusion::Included);
-        assert_eq!(inc(&["/api.*"], &lits(&[], &["/api"]), None), Inclusion::NotIncluded);
-        assert_eq!(inc(&["/(a|b)"], &lits(&["/a", "/b"], &[]), None), Inclusion::Included);
-        assert_eq!(inc(&["/(a|b)"], &lits(&["/a"], &[]), None), Inclusion::NotIncluded);
+        let inc = |re: &[&str], l: &Literals, b: Option<&Dfa>| {
+            included(Some(&dfa(re)), l, b, Domain::Path, PRODUCT_LIMIT)
+        };
+        assert_eq!(
+            inc(&["/api/v[0-9]+/.*"], &lits(&[], &["/api"]), None),
+            Inclusion::Included
+        );
+        assert_eq!(
+            inc(&["/api(/.*)?"], &lits(&[], &["/api"]), None),
+            Inclusion::Included
+        );
+        assert_eq!(
+            inc(&["/api.*"], &lits(&[], &["/api"]), None),
+            Inclusion::NotIncluded
+        );
+        assert_eq!(
+            inc(&["/(a|b)"], &lits(&["/a", "/b"], &[]), None),
+            Inclusion::Included
+        );
+        assert_eq!(
+            inc(&["/(a|b)"], &lits(&["/a"], &[]), None),
+            Inclusion::NotIncluded
+        );
         // A prefix ends where an exact path goes on.
-        assert_eq!(inc(&["/a(/b|/c)?"], &lits(&["/a/b"], &["/a"]), None), Inclusion::Included);
-        assert_eq!(inc(&["/a/b/c"], &lits(&["/a/b"], &[]), None), Inclusion::NotIncluded);
+        assert_eq!(
+            inc(&["/a(/b|/c)?"], &lits(&["/a/b"], &["/a"]), None),
+            Inclusion::Included
+        );
+        assert_eq!(
+            inc(&["/a/b/c"], &lits(&["/a/b"], &[]), None),
+            Inclusion::NotIncluded
+        );
         // Literal paths and a regex together.
         let digits = dfa(&["/n/[1-9][0-9]*"]);
-        assert_eq!(inc(&["/n/[0-9]"], &lits(&["/n/0"], &[]), Some(&digits)), Inclusion::Included);
-        assert_eq!(inc(&["/n/[0-9]+"], &lits(&["/n/0"], &[]), Some(&digits)), Inclusion::NotIncluded);
-        assert_eq!(included(None, &lits(&["/"], &[]), Some(&dfa(&["/[^/].*"])), Domain::Path, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(inc(&["/x"], &Literals::default(), None), Inclusion::NotIncluded);
+        assert_eq!(
+            inc(&["/n/[0-9]"], &lits(&["/n/0"], &[]), Some(&digits)),
+            Inclusion::Included
+        );
+        assert_eq!(
+            inc(&["/n/[0-9]+"], &lits(&["/n/0"], &[]), Some(&digits)),
+            Inclusion::NotIncluded
+        );
+        assert_eq!(
+            included(
+                None,
+                &lits(&["/"], &[]),
+                Some(&dfa(&["/[^/].*"])),
+                Domain::Path,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
+        assert_eq!(
+            inc(&["/x"], &Literals::default(), None),
+            Inclusion::NotIncluded
+        );
     }
 
     #[test]
@@ -597,18 +834,55 @@ mod tests {
             build_dfa(&pats, Flavor::Unicode, &Config::default()).unwrap()
         };
         let ns = id(&["spiffe://td/ns/a/sa/*"]);
-        assert_eq!(included(Some(&ns), &Literals::default(), Some(&id(&["spiffe://td/ns/*/sa/*"])), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(Some(&ns), &Literals::default(), Some(&id(&["spiffe://td/**"])), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
-        assert_eq!(included(Some(&ns), &Literals::default(), Some(&id(&["spiffe://td/ns/b/**"])), Domain::Identity, PRODUCT_LIMIT), Inclusion::NotIncluded);
+        assert_eq!(
+            included(
+                Some(&ns),
+                &Literals::default(),
+                Some(&id(&["spiffe://td/ns/*/sa/*"])),
+                Domain::Identity,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
+        assert_eq!(
+            included(
+                Some(&ns),
+                &Literals::default(),
+                Some(&id(&["spiffe://td/**"])),
+                Domain::Identity,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
+        assert_eq!(
+            included(
+                Some(&ns),
+                &Literals::default(),
+                Some(&id(&["spiffe://td/ns/b/**"])),
+                Domain::Identity,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::NotIncluded
+        );
         // `*` also matches `.` and `..` in the automaton, never in a valid ID.
         let dot = id(&["spiffe://td/x/*"]);
         let no_dots = build_dfa(
-            &[r"spiffe://td/x/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)".to_string()],
+            &[r"spiffe://td/x/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)"
+                .to_string()],
             Flavor::Unicode,
             &Config::default(),
         )
         .unwrap();
-        assert_eq!(included(Some(&dot), &Literals::default(), Some(&no_dots), Domain::Identity, PRODUCT_LIMIT), Inclusion::Included);
+        assert_eq!(
+            included(
+                Some(&dot),
+                &Literals::default(),
+                Some(&no_dots),
+                Domain::Identity,
+                PRODUCT_LIMIT
+            ),
+            Inclusion::Included
+        );
     }
 
     #[test]
@@ -616,7 +890,13 @@ mod tests {
         let w = short_members(&dfa(&["/api/v[0-9]+/.*"]), Domain::Path, 2, PRODUCT_LIMIT).unwrap();
         assert_eq!(w[0], b"/api/v0/".to_vec());
         assert_eq!(w.len(), 2);
-        assert_eq!(short_members(&dfa(&["api/.*"]), Domain::Path, 2, PRODUCT_LIMIT), Some(vec![]));
-        assert_eq!(short_members(&dfa(&["/a//b"]), Domain::Path, 2, PRODUCT_LIMIT), Some(vec![]));
+        assert_eq!(
+            short_members(&dfa(&["api/.*"]), Domain::Path, 2, PRODUCT_LIMIT),
+            Some(vec![])
+        );
+        assert_eq!(
+            short_members(&dfa(&["/a//b"]), Domain::Path, 2, PRODUCT_LIMIT),
+            Some(vec![])
+        );
     }
 }

@@ -11,16 +11,26 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// `unused-route`: a route of a deny-by-default server that no rule targets,
 /// neither by name nor through its whole server.
 pub(crate) fn unused_routes(ir: &Ir, out: &mut Vec<Diagnostic>) {
-    let targeted: HashSet<Target> = ir.rules.iter().flat_map(|r| r.targets.iter().copied()).collect();
+    let targeted: HashSet<Target> = ir
+        .rules
+        .iter()
+        .flat_map(|r| r.targets.iter().copied())
+        .collect();
     for (s, server) in ir.servers.iter().enumerate() {
         if server.default != DefaultPolicy::Deny || server.protocol == Protocol::Tcp {
             continue;
         }
-        if targeted.contains(&Target { server: s, route: None }) {
+        if targeted.contains(&Target {
+            server: s,
+            route: None,
+        }) {
             continue;
         }
         for (r, route) in server.routes.iter().enumerate() {
-            if !targeted.contains(&Target { server: s, route: Some(r) }) {
+            if !targeted.contains(&Target {
+                server: s,
+                route: Some(r),
+            }) {
                 out.push(Diagnostic::new(
                     Code::UnusedRoute,
                     route.span,
@@ -37,15 +47,22 @@ pub(crate) fn unused_routes(ir: &Ir, out: &mut Vec<Diagnostic>) {
 /// `shadowed-allow`: an allow rule that, on each of its targets, some deny
 /// rule applying there overrides for every peer the allow rule matches.
 pub(crate) fn shadowed_allows(ir: &Ir, config: &Config, out: &mut Vec<Diagnostic>) {
-    // Deny rules by server: (rule index, its target's route).
-    let mut denies: HashMap<usize, Vec<(usize, Option<usize>)>> = HashMap::new();
+    // Deny rules by target.
+    let mut denies: HashMap<Target, Vec<usize>> = HashMap::new();
     for (i, rule) in ir.rules.iter().enumerate() {
         if rule.effect == Effect::Deny {
-            for t in &rule.targets {
-                denies.entry(t.server).or_default().push((i, t.route));
+            for &t in &rule.targets {
+                denies.entry(t).or_default().push(i);
             }
         }
     }
+    let on = |server: usize, route: Option<usize>| {
+        denies
+            .get(&Target { server, route })
+            .into_iter()
+            .flatten()
+            .copied()
+    };
     if denies.is_empty() {
         return;
     }
@@ -55,16 +72,16 @@ pub(crate) fn shadowed_allows(ir: &Ir, config: &Config, out: &mut Vec<Diagnostic
             continue;
         }
         let mut memo: HashMap<usize, bool> = HashMap::new();
-        let mut covers = |d: usize| *memo.entry(d).or_insert_with(|| peers.rule_covers(&ir.rules[d], allow));
+        let mut covers = |d: usize| {
+            *memo
+                .entry(d)
+                .or_insert_with(|| peers.rule_covers(&ir.rules[d], allow))
+        };
         let mut by: BTreeSet<usize> = BTreeSet::new();
         let mut all = true;
         for t in &allow.targets {
-            let Some(on_server) = denies.get(&t.server) else {
-                all = false;
-                break;
-            };
             // A deny on the whole server applies to every target on it.
-            let whole = on_server.iter().filter(|(_, r)| r.is_none()).map(|&(d, _)| d).find(|&d| covers(d));
+            let whole = on(t.server, None).find(|&d| covers(d));
             if let Some(d) = whole {
                 by.insert(d);
                 continue;
@@ -80,7 +97,7 @@ pub(crate) fn shadowed_allows(ir: &Ir, config: &Config, out: &mut Vec<Diagnostic
                 break;
             }
             for r in routes {
-                let d = on_server.iter().filter(|(_, dr)| *dr == Some(r)).map(|&(d, _)| d).find(|&d| covers(d));
+                let d = on(t.server, Some(r)).find(|&d| covers(d));
                 match d {
                     Some(d) => {
                         by.insert(d);
@@ -96,7 +113,10 @@ pub(crate) fn shadowed_allows(ir: &Ir, config: &Config, out: &mut Vec<Diagnostic
             }
         }
         if all {
-            let names: Vec<String> = by.iter().map(|&d| format!("`{}`", ir.rules[d].name)).collect();
+            let names: Vec<String> = by
+                .iter()
+                .map(|&d| format!("`{}`", ir.rules[d].name))
+                .collect();
             let message = if names.len() == 1 {
                 format!(
                     "allow rule `{}` can never allow: deny rule {} matches every peer it matches on each of its targets",
@@ -119,17 +139,25 @@ struct Peers<'a> {
     config: &'a Config,
     /// Identity-pattern DFAs by pattern list (`None`: did not build).
     dfas: HashMap<Vec<String>, Option<Dfa>>,
+    /// Answers of [`Peers::identity_covered`].
+    answers: HashMap<(String, Vec<String>), bool>,
 }
 
 impl<'a> Peers<'a> {
     fn new(config: &'a Config) -> Self {
-        Peers { config, dfas: HashMap::new() }
+        Peers {
+            config,
+            dfas: HashMap::new(),
+            answers: HashMap::new(),
+        }
     }
 
     /// Whether every peer `allow` matches is matched by `deny`: each clause
     /// of `deny` contains some clause of `allow` (sound, not complete).
     fn rule_covers(&mut self, deny: &Rule, allow: &Rule) -> bool {
-        deny.clauses.iter().all(|d| allow.clauses.iter().any(|a| self.clause_covers(d, a)))
+        deny.clauses
+            .iter()
+            .all(|d| allow.clauses.iter().any(|a| self.clause_covers(d, a)))
     }
 
     /// Whether every peer satisfying clause `a` satisfies clause `d`.
@@ -138,7 +166,9 @@ impl<'a> Peers<'a> {
         if any {
             return true;
         }
-        let star = d.iter().any(|i| matches!(i, PrincipalItem::Identity(ps) if ps.iter().any(|p| p == "*")));
+        let star = d
+            .iter()
+            .any(|i| matches!(i, PrincipalItem::Identity(ps) if ps.iter().any(|p| p == "*")));
         let authenticated = star || d.contains(&PrincipalItem::Authenticated);
         let mut patterns: Vec<String> = d
             .iter()
@@ -156,7 +186,10 @@ impl<'a> Peers<'a> {
                 PrincipalItem::Any => false,
                 PrincipalItem::Authenticated => authenticated,
                 PrincipalItem::Identity(ps) => {
-                    authenticated || ps.iter().all(|p| p != "*" && self.identity_covered(p, &patterns))
+                    authenticated
+                        || ps
+                            .iter()
+                            .all(|p| p != "*" && self.identity_covered(p, &patterns))
                 }
                 PrincipalItem::Network(set) => {
                     let union = addrs.get_or_insert_with(|| {
@@ -186,15 +219,27 @@ impl<'a> Peers<'a> {
         if patterns.is_empty() {
             return false;
         }
+        let key = (pattern.to_string(), patterns.to_vec());
+        if let Some(&answer) = self.answers.get(&key) {
+            return answer;
+        }
         let single = vec![pattern.to_string()];
         self.dfa(&single);
         self.dfa(patterns);
-        match (self.dfas.get(&single), self.dfas.get(patterns)) {
+        let answer = match (self.dfas.get(&single), self.dfas.get(patterns)) {
             (Some(Some(a)), Some(Some(b))) => {
-                included(Some(a), &Literals::default(), Some(b), Domain::Identity, PRODUCT_LIMIT) == Inclusion::Included
+                included(
+                    Some(a),
+                    &Literals::default(),
+                    Some(b),
+                    Domain::Identity,
+                    PRODUCT_LIMIT,
+                ) == Inclusion::Included
             }
             _ => false,
-        }
+        };
+        self.answers.insert(key, answer);
+        answer
     }
 
     fn dfa(&mut self, patterns: &[String]) {
@@ -215,7 +260,9 @@ mod tests {
     fn shadowed(ir: &Ir) -> Vec<(String, u32)> {
         let mut out = Vec::new();
         shadowed_allows(ir, &Config::default(), &mut out);
-        out.iter().map(|d| (d.code.as_str().to_string(), d.span.line)).collect()
+        out.iter()
+            .map(|d| (d.code.as_str().to_string(), d.span.line))
+            .collect()
     }
 
     fn unused(ir: &Ir) -> Vec<u32> {
@@ -225,18 +272,46 @@ mod tests {
     }
 
     fn web() -> crate::ir::Server {
-        server("web", DefaultPolicy::Deny, vec![route("api", 2, PathCond::Prefix("/api".into())), route("b", 3, PathCond::Any)])
+        server(
+            "web",
+            DefaultPolicy::Deny,
+            vec![
+                route("api", 2, PathCond::Prefix("/api".into())),
+                route("b", 3, PathCond::Any),
+            ],
+        )
     }
 
     #[test]
     fn unused_routes_of_deny_servers() {
-        let mut ir = ir(vec![web()], vec![rule("a", 10, Effect::Allow, &[(0, Some(0))], vec![vec![PrincipalItem::Any]])]);
+        let mut ir = ir(
+            vec![web()],
+            vec![rule(
+                "a",
+                10,
+                Effect::Allow,
+                &[(0, Some(0))],
+                vec![vec![PrincipalItem::Any]],
+            )],
+        );
         assert_eq!(unused(&ir), vec![3]);
         // A deny rule targets too.
-        ir.rules.push(rule("d", 11, Effect::Deny, &[(0, Some(1))], vec![vec![PrincipalItem::Any]]));
+        ir.rules.push(rule(
+            "d",
+            11,
+            Effect::Deny,
+            &[(0, Some(1))],
+            vec![vec![PrincipalItem::Any]],
+        ));
         assert_eq!(unused(&ir), Vec::<u32>::new());
         // A whole-server target covers every route.
-        ir.rules = vec![rule("a", 10, Effect::Allow, &[(0, None)], vec![vec![PrincipalItem::Any]])];
+        ir.rules = vec![rule(
+            "a",
+            10,
+            Effect::Allow,
+            &[(0, None)],
+            vec![vec![PrincipalItem::Any]],
+        )];
         assert_eq!(unused(&ir), Vec::<u32>::new());
         // Not a deny server: nothing to say.
         ir.rules.clear();
@@ -258,8 +333,19 @@ mod tests {
 
     /// Allow `a` on `target`, with clauses `a`, against deny `d` with clauses `d`
     /// on `dt`: is `a` shadowed?
-    fn pair(at: &[(usize, Option<usize>)], a: Vec<Clause>, dt: &[(usize, Option<usize>)], d: Vec<Clause>) -> bool {
-        let ir = ir(vec![web()], vec![rule("d", 1, Effect::Deny, dt, d), rule("a", 9, Effect::Allow, at, a)]);
+    fn pair(
+        at: &[(usize, Option<usize>)],
+        a: Vec<Clause>,
+        dt: &[(usize, Option<usize>)],
+        d: Vec<Clause>,
+    ) -> bool {
+        let ir = ir(
+            vec![web()],
+            vec![
+                rule("d", 1, Effect::Deny, dt, d),
+                rule("a", 9, Effect::Allow, at, a),
+            ],
+        );
         let got = shadowed(&ir);
         assert!(got.iter().all(|(c, l)| c == "shadowed-allow" && *l == 9));
         !got.is_empty()
@@ -291,37 +377,135 @@ mod tests {
         assert!(!pair(API, any(), &[(0, Some(1))], any()));
         // Every target must be covered.
         assert!(!pair(&[(0, Some(0)), (0, Some(1))], any(), API, any()));
-        assert!(pair(&[(0, Some(0)), (0, Some(1))], any(), &[(0, Some(0)), (0, Some(1))], any()));
+        assert!(pair(
+            &[(0, Some(0)), (0, Some(1))],
+            any(),
+            &[(0, Some(0)), (0, Some(1))],
+            any()
+        ));
     }
 
     #[test]
     fn shadowed_by_principals() {
         use PrincipalItem::{Any, Authenticated};
         // Same principals.
-        assert!(pair(API, vec![vec![id(&["spiffe://td/ns/a/sa/x"])]], API, vec![vec![id(&["spiffe://td/ns/a/sa/x"])]]));
+        assert!(pair(
+            API,
+            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]],
+            API,
+            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]]
+        ));
         // Identity inclusion by automata.
-        assert!(pair(API, vec![vec![id(&["spiffe://td/ns/a/sa/x"])]], API, vec![vec![id(&["spiffe://td/ns/*/sa/*"])]]));
-        assert!(pair(API, vec![vec![id(&["spiffe://td/ns/a/sa/*", "spiffe://td/ns/b/**"])]], API, vec![vec![id(&["spiffe://td/ns/b/**"]), id(&["spiffe://td/ns/*/sa/*"])]]));
-        assert!(!pair(API, vec![vec![id(&["spiffe://td/ns/a/**"])]], API, vec![vec![id(&["spiffe://td/ns/*/sa/*"])]]));
-        assert!(!pair(API, vec![vec![id(&["spiffe://td/ns/a/sa/x"])]], API, vec![vec![id(&["spiffe://other/ns/*/sa/*"])]]));
+        assert!(pair(
+            API,
+            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]],
+            API,
+            vec![vec![id(&["spiffe://td/ns/*/sa/*"])]]
+        ));
+        assert!(pair(
+            API,
+            vec![vec![id(&["spiffe://td/ns/a/sa/*", "spiffe://td/ns/b/**"])]],
+            API,
+            vec![vec![
+                id(&["spiffe://td/ns/b/**"]),
+                id(&["spiffe://td/ns/*/sa/*"])
+            ]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![id(&["spiffe://td/ns/a/**"])]],
+            API,
+            vec![vec![id(&["spiffe://td/ns/*/sa/*"])]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]],
+            API,
+            vec![vec![id(&["spiffe://other/ns/*/sa/*"])]]
+        ));
         // `*` and authenticated.
-        assert!(pair(API, vec![vec![id(&["spiffe://td/a"])]], API, vec![vec![Authenticated]]));
-        assert!(pair(API, vec![vec![id(&["*"])]], API, vec![vec![Authenticated]]));
-        assert!(pair(API, vec![vec![Authenticated]], API, vec![vec![id(&["*"])]]));
-        assert!(!pair(API, vec![vec![id(&["*"])]], API, vec![vec![id(&["spiffe://td/**"])]]));
-        assert!(!pair(API, vec![vec![Authenticated]], API, vec![vec![id(&["spiffe://td/**"])]]));
+        assert!(pair(
+            API,
+            vec![vec![id(&["spiffe://td/a"])]],
+            API,
+            vec![vec![Authenticated]]
+        ));
+        assert!(pair(
+            API,
+            vec![vec![id(&["*"])]],
+            API,
+            vec![vec![Authenticated]]
+        ));
+        assert!(pair(
+            API,
+            vec![vec![Authenticated]],
+            API,
+            vec![vec![id(&["*"])]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![id(&["*"])]],
+            API,
+            vec![vec![id(&["spiffe://td/**"])]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![Authenticated]],
+            API,
+            vec![vec![id(&["spiffe://td/**"])]]
+        ));
         assert!(!pair(API, vec![vec![Any]], API, vec![vec![Authenticated]]));
         // Networks, unions of deny items.
-        assert!(pair(API, vec![vec![net(&["10.1.0.0/16"], &[])]], API, vec![vec![net(&["10.0.0.0/8"], &["10.2.0.0/16"])]]));
-        assert!(!pair(API, vec![vec![net(&["10.0.0.0/8"], &[])]], API, vec![vec![net(&["10.0.0.0/8"], &["10.2.0.0/16"])]]));
-        assert!(pair(API, vec![vec![net(&["10.0.0.0/8"], &[])]], API, vec![vec![net(&["10.0.0.0/9"], &[]), net(&["10.128.0.0/9"], &[])]]));
-        assert!(!pair(API, vec![vec![net(&["10.0.0.0/8"], &[])]], API, vec![vec![Authenticated]]));
+        assert!(pair(
+            API,
+            vec![vec![net(&["10.1.0.0/16"], &[])]],
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &["10.2.0.0/16"])]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[])]],
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &["10.2.0.0/16"])]]
+        ));
+        assert!(pair(
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[])]],
+            API,
+            vec![vec![net(&["10.0.0.0/9"], &[]), net(&["10.128.0.0/9"], &[])]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[])]],
+            API,
+            vec![vec![Authenticated]]
+        ));
         // A mixed allow clause needs every item covered.
-        assert!(!pair(API, vec![vec![net(&["10.0.0.0/8"], &[]), Authenticated]], API, vec![vec![net(&["10.0.0.0/8"], &[])]]));
-        assert!(pair(API, vec![vec![net(&["10.0.0.0/8"], &[]), Authenticated]], API, vec![vec![net(&["10.0.0.0/8"], &[]), id(&["*"])]]));
+        assert!(!pair(
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[]), Authenticated]],
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[])]]
+        ));
+        assert!(pair(
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[]), Authenticated]],
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[]), id(&["*"])]]
+        ));
         // Clauses: the allow's AND is narrower; each deny clause needs one allow clause inside it.
-        assert!(pair(API, vec![vec![Authenticated], vec![net(&["10.0.0.0/8"], &[])]], API, vec![vec![net(&["10.0.0.0/8"], &[])]]));
-        assert!(!pair(API, vec![vec![Authenticated]], API, vec![vec![Authenticated], vec![net(&["10.0.0.0/8"], &[])]]));
+        assert!(pair(
+            API,
+            vec![vec![Authenticated], vec![net(&["10.0.0.0/8"], &[])]],
+            API,
+            vec![vec![net(&["10.0.0.0/8"], &[])]]
+        ));
+        assert!(!pair(
+            API,
+            vec![vec![Authenticated]],
+            API,
+            vec![vec![Authenticated], vec![net(&["10.0.0.0/8"], &[])]]
+        ));
         assert!(pair(
             API,
             vec![vec![Authenticated], vec![net(&["10.0.0.0/8"], &[])]],

@@ -29,7 +29,10 @@ impl RegexFacts {
         let mut facts = RegexFacts::default();
         for longer in [false, true] {
             let mut out = Vec::new();
-            if sample(&hir, longer, &mut out) && Domain::Path.accepts_all(&out) && !facts.samples.contains(&out) {
+            if sample(&hir, longer, &mut out)
+                && Domain::Path.accepts_all(&out)
+                && !facts.samples.contains(&out)
+            {
                 facts.samples.push(out);
             }
         }
@@ -63,7 +66,9 @@ impl RegexFacts {
         }
         let (mut lo, mut hi) = (0, w.len());
         if self.at_start {
-            let Some((first, rest)) = runs.split_first() else { return true };
+            let Some((first, rest)) = runs.split_first() else {
+                return true;
+            };
             if !w.starts_with(first) {
                 return false;
             }
@@ -71,7 +76,9 @@ impl RegexFacts {
             runs = rest;
         }
         if self.at_end {
-            let Some((last, rest)) = runs.split_last() else { return true };
+            let Some((last, rest)) = runs.split_last() else {
+                return true;
+            };
             if !w.ends_with(last) {
                 return false;
             }
@@ -115,10 +122,16 @@ fn sample(hir: &Hir, longer: bool, out: &mut Vec<u8>) -> bool {
         }
         HirKind::Class(class) => {
             let has = |b: u8| match class {
-                Class::Unicode(c) => c.ranges().iter().any(|r| r.start() <= b as char && b as char <= r.end()),
+                Class::Unicode(c) => c
+                    .ranges()
+                    .iter()
+                    .any(|r| r.start() <= b as char && b as char <= r.end()),
                 Class::Bytes(c) => c.ranges().iter().any(|r| r.start() <= b && b <= r.end()),
             };
-            let plain = PREFERRED.iter().copied().chain((0x21..=0x7Eu8).filter(|b| !b"/.%?#\\".contains(b)));
+            let plain = PREFERRED
+                .iter()
+                .copied()
+                .chain((0x21..=0x7Eu8).filter(|b| !b"/.%?#\\".contains(b)));
             match plain.chain([b'/', b'.']).find(|&b| has(b)) {
                 Some(b) => {
                     out.push(b);
@@ -129,7 +142,11 @@ fn sample(hir: &Hir, longer: bool, out: &mut Vec<u8>) -> bool {
         }
         HirKind::Look(_) => false,
         HirKind::Repetition(rep) => {
-            let n = if longer { rep.min.max(1).min(rep.max.unwrap_or(u32::MAX)) } else { rep.min };
+            let n = if longer {
+                rep.min.max(1).min(rep.max.unwrap_or(u32::MAX))
+            } else {
+                rep.min
+            };
             (0..n).all(|_| sample(&rep.sub, longer, out))
         }
         HirKind::Capture(cap) => sample(&cap.sub, longer, out),
@@ -149,7 +166,11 @@ mod tests {
     use super::*;
 
     fn samples(re: &str) -> Vec<String> {
-        RegexFacts::of(re).samples.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+        RegexFacts::of(re)
+            .samples
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
     }
 
     #[test]
