@@ -142,9 +142,8 @@ const PORT_SLOTS: &[&[(u16, u16)]] = &[
     &[(1, 1)],
     &[(65535, 65535)],
     &[(7070, 7070), (7072, 7079)],
-    // KNOWN MISMATCH: one server whose own ranges overlap compiles without
-    // a diagnostic, but the runtime refuses the bundle ("overlapping server
-    // ports"). Not generated: &[(6000, 6005), (6003, 6009)].
+    // One server whose own ranges overlap (the compiler merges them).
+    &[(6000, 6005), (6003, 6009)],
 ];
 /// Ports no slot covers.
 const UNCOVERED_PORTS: &[u16] = &[7000, 1234, 8084, 9100, 7071, 0];
@@ -162,11 +161,8 @@ const PATH_REGEXES: &[&str] = &[
     r"/a/b",
     r"/%3A.*",
     r"/b/.+/x",
-    // KNOWN MISMATCH: the compiler rejects a valid `(?x)` regex that ends in
-    // a `#` comment (`invalid-regex`: it wraps the regex as `(?:R)`, and the
-    // comment swallows the `)`), while the reference accepts it. Not generated:
-    // r"(?x) /a/ .* # a comment",
-    // The same with the comment ended by a newline compiles on both sides:
+    // A verbose regex ending in a comment, with and without a final newline.
+    r"(?x) /a/ .* # a comment",
     r"(?x) /a/ .* # a comment
 ",
     r"^/a.*$",
@@ -229,12 +225,9 @@ const HEADER_REGEXES: &[&str] = &[
     r"\Aacme.*?\z",
     "a.*?",
 ];
-// KNOWN MISMATCH: a `\b` (Unicode word boundary) regex on a header or
-// query value holding non-ASCII text: the runtime's DFA gives up (quit
-// state) on the first non-ASCII byte and the runtime takes that as "no
-// match"; the reference (the `regex` crate) matches. E.g. `header "x" ~
-// r"\b\w+\b"` against `x: é`. Not generated: r"\b\w+\b" in
-// HEADER_REGEXES, r"\b\w+" in QUERY_REGEXES.
+// Not generated: a Unicode word boundary (`\b`), which the compiler rejects
+// (`invalid-regex`: a DFA cannot match it on non-ASCII input); the ASCII
+// form `(?-u:\b)` is generated.
 const CONTENT_TYPES: &[&str] =
     &["application/grpc", "application/grpc+proto", "Application/GRPC", "application/json", "application/grp"];
 
@@ -382,15 +375,11 @@ const BAD_AUTHORITIES: &[&str] = &[
     "-a",
     "a_b",
     "a..",
+    // Hosts are RFC 3986 `reg-name`s: request errors on both sides.
+    "a\"b", "a<b>", "a{b}", "a|b", "a^b", "a`b", "a#b", "a?b", "é.com", "a\\b", "a[b]",
+    // A port with leading zeros is its value.
+    "h:000080",
 ];
-// KNOWN MISMATCH: authorities whose host holds a character that RFC 3986
-// does not allow in a host (`"`, `<`, `>`, `{`, `}`, `|`, `^`, `` ` ``, `#`,
-// `?`, `\`, `[`, `]` inside a name, raw non-ASCII like `é.com`): the
-// reference errs ("cannot parse the authority"), the runtime decides them
-// (e.g. allows `a<b>` by `host "*"`). The spec does not define the host
-// syntax. Also `h:000080` (a port of more than 5 digits, value 80): the
-// reference takes port 80, the runtime errs. Not generated:
-// "a\"b", "a<b>", "a{b}", "a|b", "a^b", "a`b", "a#b", "a?b", "é.com", "a\\b", "a[b]", "h:000080".
 const INVALID_IDENTITIES: &[&str] = &[
     "spiffe://TD.ONE/ns/shop/sa/web",
     "spiffe://td.one/a//b",
