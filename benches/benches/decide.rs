@@ -10,7 +10,10 @@
 //! that a drift of the generator cannot make it time a trivial path.
 
 use criterion::{BenchmarkId, Criterion};
-use sluice_benches::{bench_sizes, compile_generated, realistic_peer, Kind};
+use sluice_benches::{
+    bench_sizes, compile_generated, realistic_peer, Kind, NORMALIZED_PATH, PEER_IDENTITY,
+    REQUEST_PATH,
+};
 use sluice_runtime::{AlignedBytes, Bundle};
 use std::hint::black_box;
 
@@ -28,6 +31,22 @@ fn bundles() -> Vec<(usize, AlignedBytes)> {
 }
 
 fn decide(c: &mut Criterion) {
+    // Parts of an HTTP decision that do not depend on the policy.
+    let mut group = c.benchmark_group("parts");
+    let mut out = Vec::with_capacity(sluice_runtime::normalize::MAX_PATH_LEN + 8);
+    group.bench_function("split_target", |b| {
+        b.iter(|| sluice_runtime::normalize::split_target(black_box(REQUEST_PATH.as_bytes())))
+    });
+    let (path, _) = sluice_runtime::normalize::split_target(REQUEST_PATH.as_bytes());
+    group.bench_function("normalize_path", |b| {
+        b.iter(|| sluice_runtime::normalize::normalize_path(black_box(path), &mut out))
+    });
+    assert_eq!(out, NORMALIZED_PATH.as_bytes());
+    group.bench_function("is_valid_spiffe_id", |b| {
+        b.iter(|| sluice_runtime::peer::is_valid_spiffe_id(black_box(PEER_IDENTITY)))
+    });
+    group.finish();
+
     let bundles = bundles();
     let peer = realistic_peer();
 

@@ -4,10 +4,38 @@
 //!
 //! Run: `cargo run --release -p sluice-benches --example dfa_sizes -- 1000`.
 
+use regex_automata::dfa::{dense, Automaton};
+use regex_automata::util::start;
+use regex_automata::Anchored;
 use sluice_compiler::automata::{build_dfa, path_regex, Flavor};
 use sluice_compiler::ir::PathCond;
 use sluice_compiler::Config;
+use std::hint::black_box;
 use std::time::Instant;
+
+/// Nanoseconds per anchored whole-input walk of `hay` through `dfa`, and
+/// whether it matched.
+fn walk_ns(dfa: &dense::DFA<Vec<u32>>, hay: &[u8]) -> (f64, bool) {
+    let walk = |hay: &[u8]| {
+        let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+            return false;
+        };
+        for &b in hay {
+            s = dfa.next_state(s, b);
+            if dfa.is_special_state(s) && dfa.is_dead_state(s) {
+                return false;
+            }
+        }
+        dfa.is_match_state(dfa.next_eoi_state(s))
+    };
+    let matched = walk(hay);
+    let n = 1_000_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(walk(black_box(hay)));
+    }
+    (start.elapsed().as_nanos() as f64 / n as f64, matched)
+}
 
 /// A named filter over path conditions.
 type Kind = (&'static str, Box<dyn Fn(&PathCond) -> bool>);
@@ -71,13 +99,23 @@ fn main() {
     ] {
         let t = Instant::now();
         match build_dfa(pats, flavor, &config) {
-            Ok(d) => println!(
-                "{name:>13} {flavor:?}: {} patterns, {} bytes, states ~{}, {:.2?}",
-                pats.len(),
-                d.memory_usage(),
-                d.memory_usage() / (4 << d.stride2()),
-                t.elapsed()
-            ),
+            Ok(d) => {
+                let built = t.elapsed();
+                let hay: &[u8] = if name == "identities" {
+                    sluice_benches::PEER_IDENTITY.as_bytes()
+                } else {
+                    b"storage.googleapis.com"
+                };
+                let (ns, matched) = walk_ns(&d, hay);
+                println!(
+                    "{name:>13} {flavor:?}: {} patterns, {} bytes, states ~{}, built in {built:.2?}; \
+                     walk of {} bytes {ns:.0} ns (match {matched})",
+                    pats.len(),
+                    d.memory_usage(),
+                    d.memory_usage() / (4 << d.stride2()),
+                    hay.len()
+                )
+            }
             Err(e) => println!("{name:>13}: {e}"),
         }
     }
@@ -140,14 +178,18 @@ fn main() {
         for flavor in [Flavor::Unicode, Flavor::Bytes] {
             let t = Instant::now();
             match build_dfa(&pats, flavor, &config) {
-                Ok(d) => println!(
-                    "{name:>13} {flavor:?}: {} patterns, {} bytes, stride {}, states ~{}, {:.2?}",
-                    pats.len(),
-                    d.memory_usage(),
-                    d.stride2(),
-                    d.memory_usage() / (4 << d.stride2()),
-                    t.elapsed()
-                ),
+                Ok(d) => {
+                    let built = t.elapsed();
+                    let (ns, matched) = walk_ns(&d, sluice_benches::NORMALIZED_PATH.as_bytes());
+                    println!(
+                        "{name:>13} {flavor:?}: {} patterns, {} bytes, stride {}, states ~{}, \
+                         built in {built:.2?}; walk {ns:.0} ns (match {matched})",
+                        pats.len(),
+                        d.memory_usage(),
+                        d.stride2(),
+                        d.memory_usage() / (4 << d.stride2()),
+                    )
+                }
                 Err(e) => println!("{name:>13} {flavor:?}: {} patterns: {e}", pats.len()),
             }
         }

@@ -317,74 +317,25 @@ impl Rng {
 
 const SEED: u64 = 0x5eed_5104_ce2b_0001;
 
+#[rustfmt::skip]
 const RESOURCES: [&str; 30] = [
-    "items",
-    "orders",
-    "users",
-    "carts",
-    "payments",
-    "invoices",
-    "products",
-    "reviews",
-    "sessions",
-    "tokens",
-    "accounts",
-    "shipments",
-    "refunds",
-    "coupons",
-    "addresses",
-    "catalogs",
-    "prices",
-    "stocks",
-    "reports",
-    "events",
-    "alerts",
-    "jobs",
-    "files",
-    "images",
-    "notes",
-    "tags",
-    "teams",
-    "roles",
-    "plans",
-    "quotas",
+    "items", "orders", "users", "carts", "payments", "invoices", "products", "reviews", "sessions", "tokens",
+    "accounts", "shipments", "refunds", "coupons", "addresses", "catalogs", "prices", "stocks", "reports",
+    "events", "alerts", "jobs", "files", "images", "notes", "tags", "teams", "roles", "plans", "quotas",
 ];
+#[rustfmt::skip]
 const SUBS: [&str; 15] = [
     "details", "history", "status", "summary", "lines", "export", "search", "count", "latest",
     "archive", "settings", "members", "audit", "preview", "metadata",
 ];
+#[rustfmt::skip]
 const NAMESPACES: [&str; 30] = [
-    "payments",
-    "checkout",
-    "frontend",
-    "inventory",
-    "shipping",
-    "billing",
-    "search",
-    "catalog",
-    "identity",
-    "notifications",
-    "analytics",
-    "reporting",
-    "monitoring",
-    "logging",
-    "ingress",
-    "batch",
-    "ml-serving",
-    "recommendations",
-    "fraud",
-    "ledger",
-    "orders",
-    "users",
-    "support",
-    "marketing",
-    "partners",
-    "qa",
-    "staging-tools",
-    "platform",
-    "security",
-    "data",
+    "payments", "checkout", "frontend", "inventory", "shipping", "billing", "search", "catalog", "identity",
+    "notifications", "analytics", "reporting", "monitoring", "logging", "ingress", "batch", "ml-serving",
+    "recommendations", "fraud", "ledger", "orders", "users", "support", "marketing", "partners", "qa",
+    "staging-tools", "platform", "security", "data",
 ];
+#[rustfmt::skip]
 const SA_HEADS: [&str; 12] = [
     "checkout", "cart", "orders", "ledger", "fraud", "search", "catalog", "report", "notify",
     "batch", "sync", "export",
@@ -844,7 +795,18 @@ mod tests {
 
     #[test]
     fn generated_policies_compile_and_decide_as_expected() {
-        for n in [3, 10, 100, 1000] {
+        compiles_and_decides_as_expected(&[3, 10, 100, 1000]);
+    }
+
+    /// The largest size takes a while: `cargo test --release -p sluice-benches -- --ignored`.
+    #[test]
+    #[ignore]
+    fn the_largest_policy_compiles_and_decides_as_expected() {
+        compiles_and_decides_as_expected(&[10_000]);
+    }
+
+    fn compiles_and_decides_as_expected(sizes: &[usize]) {
+        for &n in sizes {
             let compiled =
                 compile_text(&generate(n)).unwrap_or_else(|e| panic!("{n} routes:\n{e}"));
             assert!(
