@@ -10,8 +10,10 @@ use regex_automata::dfa::{dense, StartKind};
 use regex_automata::nfa::thompson;
 use regex_automata::{util::syntax, MatchKind};
 
-/// Characters of a SPIFFE ID path segment.
-pub const SEGMENT_CLASS: &str = "[A-Za-z0-9._-]";
+/// A SPIFFE ID path segment: `[A-Za-z0-9._-]+` but not `.` or `..`. With
+/// it, an automaton match implies a valid SPIFFE ID (given the length
+/// limit), so the runtime needs no separate validation pass.
+pub const SEGMENT: &str = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)";
 
 /// The regex (whole-input semantics) for a route's path condition.
 pub fn path_regex(cond: &PathCond) -> String {
@@ -52,13 +54,12 @@ pub fn identity_regex(pattern: &str) -> String {
         match seg {
             "*" => {
                 re.push('/');
-                re.push_str(SEGMENT_CLASS);
-                re.push('+');
+                re.push_str(SEGMENT);
             }
             "**" => {
                 re.push_str("(?:/");
-                re.push_str(SEGMENT_CLASS);
-                re.push_str("+)+");
+                re.push_str(SEGMENT);
+                re.push_str(")+");
             }
             lit => {
                 re.push('/');
@@ -70,11 +71,14 @@ pub fn identity_regex(pattern: &str) -> String {
 }
 
 /// The regex for a host pattern other than `"*"`, over the lowercase host
-/// without a trailing dot (bytes, not UTF-8).
+/// without a trailing dot, READ BACKWARDS (bytes, not UTF-8): reversed,
+/// wildcard patterns share their literal suffix as a trie and end in one
+/// "anything" state, which keeps the automaton small and quick to build.
 pub fn host_regex(pattern: &str) -> String {
+    let reversed = |s: &str| s.bytes().rev().map(char::from).collect::<String>();
     match pattern.strip_prefix("*.") {
-        Some(suffix) => format!(r"(?s-u:.)+\.{}", regex_syntax::escape(suffix)),
-        None => regex_syntax::escape(pattern),
+        Some(suffix) => format!(r"{}\.(?s-u:.)+", regex_syntax::escape(&reversed(suffix))),
+        None => regex_syntax::escape(&reversed(pattern)),
     }
 }
 
@@ -201,12 +205,18 @@ mod tests {
             Vec::<usize>::new()
         );
         assert_eq!(whole_matches(&dfa, b"spiffe://td"), vec![2]);
+        // Dot segments never match a wildcard.
+        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/../sa/x"), Vec::<usize>::new());
+        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/b/."), Vec::<usize>::new());
+        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/.a/sa/x"), vec![0]);
         let hosts = vec![host_regex("*.example.com"), host_regex("example.com")];
         let dfa = build_dfa(&hosts, Flavor::Bytes, &Config::default()).unwrap();
-        assert_eq!(whole_matches(&dfa, b"a.b.example.com"), vec![0]);
-        assert_eq!(whole_matches(&dfa, b"example.com"), vec![1]);
-        assert_eq!(whole_matches(&dfa, b".example.com"), Vec::<usize>::new());
-        assert_eq!(whole_matches(&dfa, b"a..example.com"), vec![0]);
+        let rev = |s: &str| s.bytes().rev().collect::<Vec<u8>>();
+        assert_eq!(whole_matches(&dfa, &rev("a.b.example.com")), vec![0]);
+        assert_eq!(whole_matches(&dfa, &rev("example.com")), vec![1]);
+        assert_eq!(whole_matches(&dfa, &rev(".example.com")), Vec::<usize>::new());
+        assert_eq!(whole_matches(&dfa, &rev("a..example.com")), vec![0]);
+        assert_eq!(whole_matches(&dfa, &rev("xexample.com")), Vec::<usize>::new());
     }
 
     #[test]

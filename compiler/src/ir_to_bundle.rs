@@ -43,6 +43,7 @@ pub fn ir_to_bundle_with_stats(
         errors: Vec::new(),
         w: Writer::default(),
         clause_ids: BTreeMap::new(),
+        value_ids: BTreeMap::new(),
     };
     b.policy(ir);
     if !b.errors.is_empty() {
@@ -304,6 +305,7 @@ struct Builder<'c> {
     errors: Vec<Diagnostic>,
     w: Writer,
     clause_ids: BTreeMap<Vec<PrincipalItem>, u32>,
+    value_ids: BTreeMap<String, u32>,
 }
 
 impl Builder<'_> {
@@ -371,11 +373,31 @@ impl Builder<'_> {
 
     fn policy(&mut self, ir: &Ir) {
         self.w.u8(default_code(ir.mesh_default));
+        self.value_regexes(ir);
         self.principals(ir);
         self.rules(ir);
         self.servers(ir);
         self.services(ir);
         self.egress(ir);
+    }
+
+    /// One automaton per distinct header or query regex, shared by every
+    /// condition that uses it.
+    fn value_regexes(&mut self, ir: &Ir) {
+        let routes = ir.servers.iter().flat_map(|s| &s.routes).chain(ir.services.iter().flat_map(|s| &s.routes));
+        let mut dfas = Vec::new();
+        for r in routes {
+            for (_, cond) in r.headers.iter().chain(&r.queries) {
+                if let ValueCond::Regex(re) = cond {
+                    if !self.value_ids.contains_key(re) {
+                        let chunks = self.dfa_chunks(&[automata::group(re)], Flavor::Unicode, r.span, &format!("`{re}`"));
+                        self.value_ids.insert(re.clone(), dfas.len() as u32);
+                        dfas.push(chunks.first().copied().unwrap_or(0));
+                    }
+                }
+            }
+        }
+        self.w.u32s(&dfas);
     }
 
     fn principals(&mut self, ir: &Ir) {
@@ -550,27 +572,37 @@ impl Builder<'_> {
     ) {
         let mut order: Vec<usize> = (0..routes.len()).collect();
         order.sort_by_key(|&i| precedence_key(&routes[i], i));
-        // Distinct path patterns, first seen in precedence order.
-        let mut pattern_ids: BTreeMap<String, usize> = BTreeMap::new();
-        let mut patterns: Vec<String> = Vec::new();
-        let mut pattern_routes: Vec<Vec<u32>> = Vec::new();
+        // Three groups, in precedence order: literal paths (exact and
+        // prefix, one byte-mode automaton: normalized paths are ASCII),
+        // regexes (only walked when no literal route is taken), and routes
+        // without a path condition (no automaton at all).
+        let mut literal = PatternGroup::default();
+        let mut regex = PatternGroup::default();
+        let mut any: Vec<u32> = Vec::new();
         for (rank, &i) in order.iter().enumerate() {
-            let re = automata::path_regex(&routes[i].path);
-            let id = *pattern_ids.entry(re.clone()).or_insert_with(|| {
-                patterns.push(re);
-                pattern_routes.push(Vec::new());
-                patterns.len() - 1
-            });
-            pattern_routes[id].push(rank as u32);
+            let rank = rank as u32;
+            match &routes[i].path {
+                PathCond::Any => any.push(rank),
+                PathCond::Regex(_) => regex.add(automata::path_regex(&routes[i].path), rank),
+                cond => literal.add(automata::path_regex(cond), rank),
+            }
         }
-        let chunks = self.dfa_chunks(
-            &patterns,
-            Flavor::Unicode,
-            span,
-            &format!("the routes of `{owner}`"),
-        );
-        self.write_chunks(&chunks);
-        self.w.lists(&pattern_routes);
+        let what = format!("the routes of `{owner}`");
+        // Literal patterns form a trie-like automaton and rarely need
+        // splitting; unrelated regexes multiply states, so they start in
+        // chunks of REGEX_CHUNK (further halved when one is too large).
+        for (group, flavor, start) in [
+            (&literal, Flavor::Bytes, usize::MAX),
+            (&regex, Flavor::Unicode, REGEX_CHUNK),
+        ] {
+            let mut chunks = Vec::new();
+            for part in group.patterns.chunks(start.min(group.patterns.len().max(1))) {
+                chunks.extend(self.dfa_chunks(part, flavor, span, &what));
+            }
+            self.write_chunks(&chunks);
+            self.w.lists(&group.routes);
+        }
+        self.w.u32s(&any);
         self.w.len(order.len());
         for &i in &order {
             let r = &routes[i];
@@ -579,8 +611,8 @@ impl Builder<'_> {
             for m in &r.methods {
                 self.w.str(m);
             }
-            self.conds(&r.headers, r.span);
-            self.conds(&r.queries, r.span);
+            self.conds(&r.headers);
+            self.conds(&r.queries);
             let (deny, allow) = rules.get(i).cloned().unwrap_or_default();
             self.w.u32s(&deny);
             self.w.u32s(&allow);
@@ -594,7 +626,7 @@ impl Builder<'_> {
         }
     }
 
-    fn conds(&mut self, conds: &[(String, ValueCond)], span: Span) {
+    fn conds(&mut self, conds: &[(String, ValueCond)]) {
         self.w.len(conds.len());
         for (name, cond) in conds {
             self.w.str(name);
@@ -604,14 +636,8 @@ impl Builder<'_> {
                     self.w.str(v);
                 }
                 ValueCond::Regex(re) => {
-                    let chunks = self.dfa_chunks(
-                        &[automata::group(re)],
-                        Flavor::Unicode,
-                        span,
-                        &format!("`{re}`"),
-                    );
                     self.w.u8(1);
-                    self.w.u32(chunks.first().copied().unwrap_or(0));
+                    self.w.u32(self.value_ids.get(re).copied().unwrap_or(0));
                 }
                 ValueCond::Present => self.w.u8(2),
             }
@@ -729,6 +755,32 @@ impl Builder<'_> {
         self.w.lists(&lists);
         self.w.u32s(&dedup(star));
         self.net_table(nets);
+    }
+}
+
+/// How many route regexes one automaton starts with.
+const REGEX_CHUNK: usize = 256;
+
+/// Distinct patterns, first seen in precedence order, each with its routes' ranks.
+#[derive(Default)]
+struct PatternGroup {
+    ids: BTreeMap<String, usize>,
+    patterns: Vec<String>,
+    routes: Vec<Vec<u32>>,
+}
+
+impl PatternGroup {
+    fn add(&mut self, pattern: String, rank: u32) {
+        let id = match self.ids.get(&pattern) {
+            Some(&id) => id,
+            None => {
+                self.ids.insert(pattern.clone(), self.patterns.len());
+                self.patterns.push(pattern);
+                self.routes.push(Vec::new());
+                self.patterns.len() - 1
+            }
+        };
+        self.routes[id].push(rank);
     }
 }
 

@@ -116,10 +116,14 @@ fn parse_port(p: Option<&str>) -> Result<u16, RequestError> {
 
 /// Compares a request host with a lowercase stored host, ASCII case-insensitively.
 fn cmp_host(request: &str, stored: &str) -> std::cmp::Ordering {
-    request
-        .bytes()
-        .map(|b| b.to_ascii_lowercase())
-        .cmp(stored.bytes())
+    let (a, b) = (request.as_bytes(), stored.as_bytes());
+    for (&x, &y) in a.iter().zip(b) {
+        let x = x.to_ascii_lowercase();
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl<'a> Bundle<'a> {
@@ -268,7 +272,8 @@ impl<'a> Bundle<'a> {
                 None => d,
             });
         };
-        let grpc = server.protocol == Protocol::Grpc || is_grpc_content_type(http.headers);
+        // Only denials need to know; allowed requests never look.
+        let grpc = || server.protocol == Protocol::Grpc || is_grpc_content_type(http.headers);
         let (path, query) = split_target(http.path);
         if let Err(e) = normalize_path(path, &mut scratch.path) {
             trace.event(Event::Path {
@@ -276,7 +281,7 @@ impl<'a> Bundle<'a> {
                 error: Some(e),
             });
             d.reason = Reason::BadPath;
-            return Ok(deny_http(d, 400, grpc));
+            return Ok(deny_http(d, 400, grpc()));
         }
         trace.event(Event::Path {
             normalized: &scratch.path,
@@ -291,11 +296,11 @@ impl<'a> Bundle<'a> {
         let rank = self.match_route(&server.routes, &request, &mut scratch.candidates, trace);
         let Some(route) = rank.and_then(|r| server.routes.routes.get(r as usize)) else {
             d.reason = Reason::NoRoute;
-            return Ok(deny_http(d, 404, grpc));
+            return Ok(deny_http(d, 404, grpc()));
         };
         d.route = route.name;
         let d = self.authorize(d, route, server.default, class, trace);
-        Ok(if d.allow { d } else { deny_http(d, 403, grpc) })
+        Ok(if d.allow { d } else { deny_http(d, 403, grpc()) })
     }
 
     /// Decides an outbound request (HTTP, tunnel or TCP). Never allocates.
@@ -323,14 +328,14 @@ impl<'a> Bundle<'a> {
                     port: a.port,
                     ip,
                 });
-                let grpc = is_grpc_content_type(http.headers);
+                let grpc = || is_grpc_content_type(http.headers);
                 let (path, query) = split_target(http.path);
                 if let Err(e) = normalize_path(path, &mut scratch.path) {
                     trace.event(Event::Path {
                         normalized: b"",
                         error: Some(e),
                     });
-                    return Ok(deny_http(Decision::new(false, Reason::BadPath), 400, grpc));
+                    return Ok(deny_http(Decision::new(false, Reason::BadPath), 400, grpc()));
                 }
                 trace.event(Event::Path {
                     normalized: &scratch.path,
@@ -350,7 +355,7 @@ impl<'a> Bundle<'a> {
                     d.service = Some(svc.name);
                     let Some(route) = rank.and_then(|r| svc.routes.routes.get(r as usize)) else {
                         d.reason = Reason::NoRoute;
-                        return Ok(deny_http(d, 404, grpc));
+                        return Ok(deny_http(d, 404, grpc()));
                     };
                     d.route = route.name;
                     d.backends = &route.backends;
@@ -358,7 +363,7 @@ impl<'a> Bundle<'a> {
                     return Ok(d);
                 }
                 let d = self.egress_decision(Some(a.host), a.port, ip, trace);
-                Ok(if d.allow { d } else { deny_http(d, 403, grpc) })
+                Ok(if d.allow { d } else { deny_http(d, 403, grpc()) })
             }
             (None, Some(authority)) => {
                 let a = parse_authority(authority)?;
@@ -437,7 +442,7 @@ impl<'a> Bundle<'a> {
             }
             crate::peer::for_each_match(
                 &eg.hosts,
-                host.bytes().map(|b| b.to_ascii_lowercase()),
+                host.bytes().rev().map(|b| b.to_ascii_lowercase()),
                 |p| {
                     if let Some(ids) = eg.host_rules.get(p as usize) {
                         for &id in ids {

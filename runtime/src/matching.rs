@@ -173,28 +173,45 @@ impl Bundle<'_> {
         candidates: &mut Vec<u32>,
         trace: &mut T,
     ) -> Option<u32> {
-        let RouteRequest {
-            path,
-            method,
-            headers,
-            query,
-        } = *request;
-        candidates.clear();
-        for_each_match(&set.paths, path.iter().copied(), |p| {
-            if let Some(ranks) = set.pattern_routes.get(p as usize) {
-                candidates.extend_from_slice(ranks);
+        // Precedence order is literal routes, then regex routes, then
+        // routes without a path; each group's candidates are sorted by rank.
+        let groups: [(&crate::bundle::DfaSet<'_>, &[Vec<u32>]); 2] =
+            [(&set.literal, &set.literal_routes), (&set.regex, &set.regex_routes)];
+        for (dfas, lists) in groups {
+            if dfas.dfas.is_empty() {
+                continue;
             }
-        });
-        candidates.sort_unstable();
-        for &rank in candidates.iter() {
+            candidates.clear();
+            for_each_match(dfas, request.path.iter().copied(), |p| {
+                if let Some(ranks) = lists.get(p as usize) {
+                    candidates.extend_from_slice(ranks);
+                }
+            });
+            candidates.sort_unstable();
+            if let Some(rank) = self.first_taken(set, candidates, request, trace) {
+                return Some(rank);
+            }
+        }
+        self.first_taken(set, &set.any_routes, request, trace)
+    }
+
+    /// The first route of `ranks` whose method, header and query conditions hold.
+    fn first_taken<T: Trace + ?Sized>(
+        &self,
+        set: &RouteSet<'_>,
+        ranks: &[u32],
+        request: &RouteRequest<'_>,
+        trace: &mut T,
+    ) -> Option<u32> {
+        for &rank in ranks {
             let Some(route) = set.routes.get(rank as usize) else {
                 continue;
             };
-            let why = if !route.methods.is_empty() && !route.methods.contains(&method) {
+            let why = if !route.methods.is_empty() && !route.methods.contains(&request.method) {
                 "method"
-            } else if !route.headers.iter().all(|c| self.header_holds(c, headers)) {
+            } else if !route.headers.iter().all(|c| self.header_holds(c, request.headers)) {
                 "header"
-            } else if !route.queries.iter().all(|c| self.query_holds(c, query)) {
+            } else if !route.queries.iter().all(|c| self.query_holds(c, request.query)) {
                 "query"
             } else {
                 ""

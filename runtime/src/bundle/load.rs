@@ -101,42 +101,60 @@ impl<'a> Loader<'a> {
         Ok(set)
     }
 
-    fn route_set(
-        &mut self,
-        r: &mut Reader<'a>,
-        rules: usize,
-        backends: usize,
-        value_dfas: &mut Vec<Dfa<'a>>,
-    ) -> Result<RouteSet<'a>, LoadError> {
-        let paths = self.dfa_set(r)?;
-        let patterns: usize = paths.dfas.iter().map(|d| d.pattern_len()).sum();
-        let n_routes_hint = r.len(4)?; // pattern count, re-read below
-        if n_routes_hint != patterns {
-            return Err(LoadError::Invalid(
-                "pattern lists do not match the automata",
-            ));
+    /// A pattern group: automata and, per pattern, the ranks of its routes.
+    fn pattern_group(&mut self, r: &mut Reader<'a>) -> Result<(DfaSet<'a>, Vec<Vec<u32>>), LoadError> {
+        let set = self.dfa_set(r)?;
+        check_anchored(&set)?;
+        let patterns: usize = set.dfas.iter().map(|d| d.pattern_len()).sum();
+        if r.len(4)? != patterns {
+            return Err(LoadError::Invalid("pattern lists do not match the automata"));
         }
         let mut lists = Vec::with_capacity(patterns);
         // Route ranks are checked once the route count is known.
         for _ in 0..patterns {
             lists.push(r.ids(u32::MAX as usize)?);
         }
+        Ok((set, lists))
+    }
+
+    fn route_set(
+        &mut self,
+        r: &mut Reader<'a>,
+        rules: usize,
+        backends: usize,
+        value_dfas: usize,
+    ) -> Result<RouteSet<'a>, LoadError> {
+        let (literal, literal_routes) = self.pattern_group(r)?;
+        let (regex, regex_routes) = self.pattern_group(r)?;
+        let any_routes = r.ids(u32::MAX as usize)?;
         let n = r.len(8)?;
         let mut seen = vec![false; n];
-        for l in &lists {
-            for &rank in l {
-                let slot = seen
-                    .get_mut(rank as usize)
-                    .ok_or(LoadError::Invalid("route rank"))?;
-                if *slot {
-                    return Err(LoadError::Invalid("route listed twice"));
+        // Every route is in exactly one list, and the groups come in
+        // precedence order (literal, regex, none), which the matcher relies on.
+        let mut last_rank: Option<u32> = None;
+        for group in [&literal_routes[..], &regex_routes[..], std::slice::from_ref(&any_routes)] {
+            let mut group_max: Option<u32> = None;
+            for l in group {
+                for &rank in l {
+                    let slot = seen.get_mut(rank as usize).ok_or(LoadError::Invalid("route rank"))?;
+                    if *slot {
+                        return Err(LoadError::Invalid("route listed twice"));
+                    }
+                    *slot = true;
+                    if last_rank.is_some_and(|last| rank <= last) {
+                        return Err(LoadError::Invalid("route groups out of precedence order"));
+                    }
+                    group_max = group_max.max(Some(rank));
                 }
-                *slot = true;
+            }
+            if group_max.is_some() {
+                last_rank = group_max;
             }
         }
         if seen.iter().any(|s| !s) {
             return Err(LoadError::Invalid("route without a path pattern"));
         }
+
         let mut routes = Vec::with_capacity(n);
         for _ in 0..n {
             let name = r.opt_str()?;
@@ -179,18 +197,10 @@ impl<'a> Loader<'a> {
                 retry,
             });
         }
-        Ok(RouteSet {
-            paths,
-            pattern_routes: lists,
-            routes,
-        })
+        Ok(RouteSet { literal, literal_routes, regex, regex_routes, any_routes, routes })
     }
 
-    fn conds(
-        &mut self,
-        r: &mut Reader<'a>,
-        value_dfas: &mut Vec<Dfa<'a>>,
-    ) -> Result<Vec<Cond<'a>>, LoadError> {
+    fn conds(&mut self, r: &mut Reader<'a>, value_dfas: usize) -> Result<Vec<Cond<'a>>, LoadError> {
         let n = r.len(5)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -198,12 +208,11 @@ impl<'a> Loader<'a> {
             let value = match r.u8()? {
                 0 => ValueCond::Exact(r.bytes()?),
                 1 => {
-                    let dfa = self.take_dfa(r.u32()?)?;
-                    if dfa.pattern_len() != 1 {
-                        return Err(LoadError::Invalid("value automaton"));
+                    let i = r.u32()?;
+                    if i as usize >= value_dfas {
+                        return Err(LoadError::Invalid("value automaton index"));
                     }
-                    value_dfas.push(dfa);
-                    ValueCond::Regex(value_dfas.len() as u32 - 1)
+                    ValueCond::Regex(i)
                 }
                 2 => ValueCond::Present,
                 _ => return Err(LoadError::Invalid("value condition")),
@@ -355,9 +364,18 @@ impl<'a> Bundle<'a> {
         }
         let mut loader = Loader { dfas };
         let mut r = Reader::new(tables);
-        let mut value_dfas = Vec::new();
-
         let mesh_default = default_policy(r.u8()?)?;
+        let n_values = r.len(4)?;
+        let mut value_dfas = Vec::with_capacity(n_values);
+        for _ in 0..n_values {
+            let dfa = loader.take_dfa(r.u32()?)?;
+            if dfa.pattern_len() != 1 {
+                return Err(LoadError::Invalid("value automaton"));
+            }
+            dfa.start_state(&start::Config::new().anchored(Anchored::Yes))
+                .map_err(|e| LoadError::Dfa(e.to_string()))?;
+            value_dfas.push(dfa);
+        }
         let clause_count = r.u32()?;
         if clause_count as usize > bytes.len() {
             return Err(LoadError::Invalid("clause count"));
@@ -403,8 +421,7 @@ impl<'a> Bundle<'a> {
             for &(a, b) in &server_ports {
                 ports.push((a, b, si as u32));
             }
-            let routes = loader.route_set(&mut r, n_rules, 0, &mut value_dfas)?;
-            check_anchored(&routes.paths)?;
+            let routes = loader.route_set(&mut r, n_rules, 0, value_dfas.len())?;
             if routes.routes.is_empty() {
                 return Err(LoadError::Invalid("server without routes"));
             }
@@ -482,8 +499,7 @@ impl<'a> Bundle<'a> {
                     max_in_flight,
                 });
             }
-            let mut routes = loader.route_set(&mut r, 0, n_backends, &mut value_dfas)?;
-            check_anchored(&routes.paths)?;
+            let mut routes = loader.route_set(&mut r, 0, n_backends, value_dfas.len())?;
             for route in &mut routes.routes {
                 for (wb, &id) in route.backends.iter_mut().zip(&route.backend_ids) {
                     wb.name = backends[id as usize].name;
@@ -548,10 +564,6 @@ impl<'a> Bundle<'a> {
         }
         if loader.dfas.iter().any(Option::is_some) {
             return Err(LoadError::Invalid("unused automaton"));
-        }
-        for d in &value_dfas {
-            d.start_state(&start::Config::new().anchored(Anchored::Yes))
-                .map_err(|e| LoadError::Dfa(e.to_string()))?;
         }
         Ok(Bundle {
             bytes,

@@ -130,9 +130,16 @@ pub(crate) struct Route<'a> {
 /// The routes of a server or service with their path automata.
 #[derive(Debug, Default)]
 pub(crate) struct RouteSet<'a> {
-    pub(crate) paths: DfaSet<'a>,
-    /// Pattern id to the ranks of its routes, ascending.
-    pub(crate) pattern_routes: Vec<Vec<u32>>,
+    /// Exact and prefix paths (byte mode).
+    pub(crate) literal: DfaSet<'a>,
+    /// Literal pattern id to the ranks of its routes, ascending.
+    pub(crate) literal_routes: Vec<Vec<u32>>,
+    /// Regex paths, walked only when no literal route is taken.
+    pub(crate) regex: DfaSet<'a>,
+    /// Regex pattern id to the ranks of its routes, ascending.
+    pub(crate) regex_routes: Vec<Vec<u32>>,
+    /// Ranks of routes without a path condition, ascending.
+    pub(crate) any_routes: Vec<u32>,
     /// Routes, index = precedence rank.
     pub(crate) routes: Vec<Route<'a>>,
 }
@@ -358,10 +365,12 @@ impl<'a> Bundle<'a> {
         };
         count(&self.identities);
         for s in &self.servers {
-            count(&s.routes.paths);
+            count(&s.routes.literal);
+            count(&s.routes.regex);
         }
         for s in &self.services {
-            count(&s.routes.paths);
+            count(&s.routes.literal);
+            count(&s.routes.regex);
         }
         if let Some(e) = &self.egress {
             count(&e.hosts);
