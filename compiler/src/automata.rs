@@ -39,6 +39,16 @@ pub fn group(r: &str) -> String {
     }
 }
 
+/// An identity pattern other than `"*"` split into its trust domain and
+/// the regex for the rest of the ID (the path, possibly empty).
+pub fn identity_parts(pattern: &str) -> (String, String) {
+    let full = identity_regex(pattern);
+    let rest = pattern.strip_prefix("spiffe://").unwrap_or(pattern);
+    let td = rest.split('/').next().unwrap_or("");
+    let prefix_len = "spiffe://".len() + regex_syntax::escape(td).len();
+    (td.to_string(), full[prefix_len..].to_string())
+}
+
 /// The regex for an identity pattern other than `"*"` (which matches every
 /// verified identity and is handled without an automaton). Assumes the
 /// pattern is valid; matched only against valid SPIFFE IDs.

@@ -420,7 +420,8 @@ impl Builder<'_> {
         self.clause_ids = clause_ids;
         // Atoms.
         let mut authenticated: Vec<u32> = Vec::new();
-        let mut identity: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        // Per trust domain, path pattern to clauses.
+        let mut identity: BTreeMap<String, BTreeMap<String, Vec<u32>>> = BTreeMap::new();
         let mut nets: BTreeMap<Ranges, Vec<u32>> = BTreeMap::new();
         for (cid, c) in clauses.iter().enumerate() {
             let cid = cid as u32;
@@ -433,10 +434,8 @@ impl Builder<'_> {
                             if p == "*" {
                                 authenticated.push(cid);
                             } else {
-                                identity
-                                    .entry(automata::identity_regex(p))
-                                    .or_default()
-                                    .push(cid);
+                                let (td, path) = automata::identity_parts(p);
+                                identity.entry(td).or_default().entry(path).or_default().push(cid);
                             }
                         }
                     }
@@ -450,16 +449,18 @@ impl Builder<'_> {
         authenticated.dedup();
         self.w.len(clauses.len());
         self.w.u32s(&authenticated);
-        let patterns: Vec<String> = identity.keys().cloned().collect();
-        let chunks = self.dfa_chunks(
-            &patterns,
-            Flavor::Unicode,
-            Span::default(),
-            "identity patterns",
-        );
-        self.write_chunks(&chunks);
-        let lists: Vec<Vec<u32>> = identity.into_values().map(dedup).collect();
-        self.w.lists(&lists);
+        // One automaton set per trust domain, over the ID after the trust
+        // domain: the runtime finds the trust domain by binary search and
+        // walks only the path.
+        self.w.len(identity.len());
+        for (td, paths) in identity {
+            self.w.str(&td);
+            let patterns: Vec<String> = paths.keys().cloned().collect();
+            let chunks = self.dfa_chunks(&patterns, Flavor::Bytes, Span::default(), "identity patterns");
+            self.write_chunks(&chunks);
+            let lists: Vec<Vec<u32>> = paths.into_values().map(dedup).collect();
+            self.w.lists(&lists);
+        }
         self.net_table(nets);
     }
 

@@ -129,12 +129,16 @@ impl Bundle<'_> {
             // The identity automata only match valid SPIFFE IDs (the
             // compiler excludes dot segments from wildcards), so only the
             // length limit needs checking here.
-            if id.len() <= MAX_SPIFFE_ID_LEN {
-                for_each_match(&self.identities, id.bytes(), |p| {
-                    if let Some(c) = self.identity_clauses.get(p as usize) {
-                        mark(c);
-                    }
-                });
+            if let Some(rest) = id.strip_prefix("spiffe://").filter(|_| id.len() <= MAX_SPIFFE_ID_LEN) {
+                let (td, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                if let Ok(i) = self.identities.binary_search_by(|t| t.trust_domain.cmp(td)) {
+                    let domain = &self.identities[i];
+                    for_each_match(&domain.dfas, path.bytes(), |p| {
+                        if let Some(c) = domain.clauses.get(p as usize) {
+                            mark(c);
+                        }
+                    });
+                }
             }
         }
         if let Some(ip) = peer.ip {

@@ -382,12 +382,21 @@ impl<'a> Bundle<'a> {
         }
         let cc = clause_count as usize;
         let authenticated_clauses = r.ids(cc)?;
-        let identities = loader.dfa_set(&mut r)?;
-        check_anchored(&identities)?;
-        let identity_clauses = r.id_lists(cc)?;
-        let patterns: usize = identities.dfas.iter().map(|d| d.pattern_len()).sum();
-        if identity_clauses.len() != patterns {
-            return Err(LoadError::Invalid("identity pattern lists"));
+        let n_domains = r.len(8)?;
+        let mut identities: Vec<TrustDomainPatterns<'a>> = Vec::with_capacity(n_domains);
+        for _ in 0..n_domains {
+            let trust_domain = r.str()?;
+            if identities.last().is_some_and(|last| last.trust_domain >= trust_domain) {
+                return Err(LoadError::Invalid("trust domains out of order"));
+            }
+            let dfas = loader.dfa_set(&mut r)?;
+            check_anchored(&dfas)?;
+            let clauses = r.id_lists(cc)?;
+            let patterns: usize = dfas.dfas.iter().map(|d| d.pattern_len()).sum();
+            if clauses.len() != patterns {
+                return Err(LoadError::Invalid("identity pattern lists"));
+            }
+            identities.push(TrustDomainPatterns { trust_domain, dfas, clauses });
         }
         let peer_nets = loader.net_table(&mut r, cc)?;
 
@@ -572,7 +581,6 @@ impl<'a> Bundle<'a> {
             clause_count,
             authenticated_clauses,
             identities,
-            identity_clauses,
             peer_nets,
             rules,
             servers,

@@ -269,6 +269,15 @@ pub(crate) struct Egress<'a> {
     pub(crate) nets: NetTable,
 }
 
+/// The identity patterns of one trust domain: automata over the rest of
+/// the SPIFFE ID (its path), and per pattern the clauses it satisfies.
+#[derive(Debug)]
+pub(crate) struct TrustDomainPatterns<'a> {
+    pub(crate) trust_domain: &'a str,
+    pub(crate) dfas: DfaSet<'a>,
+    pub(crate) clauses: Vec<Vec<u32>>,
+}
+
 /// A loaded, validated bundle borrowing its bytes.
 #[derive(Debug)]
 pub struct Bundle<'a> {
@@ -277,8 +286,8 @@ pub struct Bundle<'a> {
     pub(crate) mesh_default: DefaultPolicy,
     pub(crate) clause_count: u32,
     pub(crate) authenticated_clauses: Vec<u32>,
-    pub(crate) identities: DfaSet<'a>,
-    pub(crate) identity_clauses: Vec<Vec<u32>>,
+    /// Identity patterns per trust domain, sorted by trust domain.
+    pub(crate) identities: Vec<TrustDomainPatterns<'a>>,
     pub(crate) peer_nets: NetTable,
     pub(crate) rules: Vec<Rule<'a>>,
     pub(crate) servers: Vec<Server<'a>>,
@@ -363,7 +372,9 @@ impl<'a> Bundle<'a> {
                 dfa_count += 1;
             }
         };
-        count(&self.identities);
+        for td in &self.identities {
+            count(&td.dfas);
+        }
         for s in &self.servers {
             count(&s.routes.literal);
             count(&s.routes.regex);
