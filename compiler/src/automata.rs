@@ -103,6 +103,11 @@ pub enum Flavor {
 
 // The error type is regex-automata's own; boxing it would only move the cost.
 #[allow(clippy::result_large_err)]
+/// Whether `pattern` is valid in byte mode (no Unicode classes).
+pub fn parses_as_bytes(pattern: &str) -> bool {
+    regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).is_ok()
+}
+
 /// Builds one anchored, all-matches DFA over `patterns` (pattern `i` has
 /// `PatternID` `i`) within the configured size limits.
 pub fn build_dfa(

@@ -592,12 +592,14 @@ impl Builder<'_> {
         // Literal patterns form a trie-like automaton and rarely need
         // splitting; unrelated regexes multiply states, so they start in
         // chunks of REGEX_CHUNK (further halved when one is too large).
-        for (group, flavor, start) in [
-            (&literal, Flavor::Bytes, usize::MAX),
-            (&regex, Flavor::Unicode, REGEX_CHUNK),
-        ] {
+        // Normalized paths are ASCII, on which byte-mode regexes match
+        // exactly as Unicode ones do while building far smaller automata; a
+        // chunk that byte mode cannot express (`\p{..}`) stays Unicode.
+        for (group, start) in [(&literal, usize::MAX), (&regex, REGEX_CHUNK)] {
             let mut chunks = Vec::new();
             for part in group.patterns.chunks(start.min(group.patterns.len().max(1))) {
+                let bytes_ok = part.iter().all(|p| automata::parses_as_bytes(p));
+                let flavor = if bytes_ok { Flavor::Bytes } else { Flavor::Unicode };
                 chunks.extend(self.dfa_chunks(part, flavor, span, &what));
             }
             self.write_chunks(&chunks);
