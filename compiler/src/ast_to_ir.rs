@@ -475,17 +475,7 @@ impl<'a> Checker<'a> {
     fn route(&mut self, r: &Route, backends: Option<&HashMap<&str, usize>>) -> ir::Route {
         let block = "route";
         let mut seen = Seen::default();
-        let mut out = ir::Route {
-            name: r.name.node.clone(),
-            span: r.name.span,
-            path: PathCond::Any,
-            methods: Vec::new(),
-            headers: Vec::new(),
-            queries: Vec::new(),
-            to: Vec::new(),
-            timeout_ms: None,
-            retry: None,
-        };
+        let mut out = ir::Route::catch_all(&r.name.node, r.name.span);
         let mut to_span = None;
         for stmt in &r.stmts {
             match &stmt.node {

@@ -13,7 +13,8 @@ use regex_automata::{util::syntax, MatchKind};
 /// A SPIFFE ID path segment: `[A-Za-z0-9._-]+` but not `.` or `..`. With
 /// it, an automaton match implies a valid SPIFFE ID (given the length
 /// limit), so the runtime needs no separate validation pass.
-pub const SEGMENT: &str = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)";
+pub const SEGMENT: &str =
+    r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)";
 
 /// The regex (whole-input semantics) for a route's path condition.
 pub fn path_regex(cond: &PathCond) -> String {
@@ -101,13 +102,18 @@ pub enum Flavor {
     Bytes,
 }
 
-// The error type is regex-automata's own; boxing it would only move the cost.
-#[allow(clippy::result_large_err)]
 /// Whether `pattern` is valid in byte mode (no Unicode classes).
 pub fn parses_as_bytes(pattern: &str) -> bool {
-    regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).is_ok()
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .is_ok()
 }
 
+// The error type is regex-automata's own; boxing it would only move the cost.
+#[allow(clippy::result_large_err)]
 /// Builds one anchored, all-matches DFA over `patterns` (pattern `i` has
 /// `PatternID` `i`) within the configured size limits.
 pub fn build_dfa(
@@ -221,17 +227,29 @@ mod tests {
         );
         assert_eq!(whole_matches(&dfa, b"spiffe://td"), vec![2]);
         // Dot segments never match a wildcard.
-        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/../sa/x"), Vec::<usize>::new());
-        assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/b/."), Vec::<usize>::new());
+        assert_eq!(
+            whole_matches(&dfa, b"spiffe://td/ns/../sa/x"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            whole_matches(&dfa, b"spiffe://td/ns/b/."),
+            Vec::<usize>::new()
+        );
         assert_eq!(whole_matches(&dfa, b"spiffe://td/ns/.a/sa/x"), vec![0]);
         let hosts = vec![host_regex("*.example.com"), host_regex("example.com")];
         let dfa = build_dfa(&hosts, Flavor::Bytes, &Config::default()).unwrap();
         let rev = |s: &str| s.bytes().rev().collect::<Vec<u8>>();
         assert_eq!(whole_matches(&dfa, &rev("a.b.example.com")), vec![0]);
         assert_eq!(whole_matches(&dfa, &rev("example.com")), vec![1]);
-        assert_eq!(whole_matches(&dfa, &rev(".example.com")), Vec::<usize>::new());
+        assert_eq!(
+            whole_matches(&dfa, &rev(".example.com")),
+            Vec::<usize>::new()
+        );
         assert_eq!(whole_matches(&dfa, &rev("a..example.com")), vec![0]);
-        assert_eq!(whole_matches(&dfa, &rev("xexample.com")), Vec::<usize>::new());
+        assert_eq!(
+            whole_matches(&dfa, &rev("xexample.com")),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

@@ -110,6 +110,54 @@ pub struct Route {
     pub retry: Option<Retry>,
 }
 
+/// The precedence key of spec section 6: among matching routes, the smallest wins.
+pub type PrecedenceKey = (
+    u8,
+    std::cmp::Reverse<usize>,
+    bool,
+    std::cmp::Reverse<usize>,
+    std::cmp::Reverse<usize>,
+    usize,
+);
+
+impl Route {
+    /// A route with no conditions (the implicit route of a server without routes).
+    pub fn catch_all(name: &str, span: Span) -> Route {
+        Route {
+            name: name.to_string(),
+            span,
+            path: PathCond::Any,
+            methods: Vec::new(),
+            headers: Vec::new(),
+            queries: Vec::new(),
+            to: Vec::new(),
+            timeout_ms: None,
+            retry: None,
+        }
+    }
+
+    /// This route's precedence key when declared at position `decl`:
+    /// exact, then prefix (longer first), then regex, then none; a method
+    /// before none; more headers; more queries; declaration order.
+    pub fn precedence_key(&self, decl: usize) -> PrecedenceKey {
+        use std::cmp::Reverse;
+        let (kind, len) = match &self.path {
+            PathCond::Exact(_) => (0, 0),
+            PathCond::Prefix(p) => (1, p.len()),
+            PathCond::Regex(_) => (2, 0),
+            PathCond::Any => (3, 0),
+        };
+        (
+            kind,
+            Reverse(len),
+            self.methods.is_empty(),
+            Reverse(self.headers.len()),
+            Reverse(self.queries.len()),
+            decl,
+        )
+    }
+}
+
 /// Allow or deny.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Effect {

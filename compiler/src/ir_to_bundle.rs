@@ -384,13 +384,22 @@ impl Builder<'_> {
     /// One automaton per distinct header or query regex, shared by every
     /// condition that uses it.
     fn value_regexes(&mut self, ir: &Ir) {
-        let routes = ir.servers.iter().flat_map(|s| &s.routes).chain(ir.services.iter().flat_map(|s| &s.routes));
+        let routes = ir
+            .servers
+            .iter()
+            .flat_map(|s| &s.routes)
+            .chain(ir.services.iter().flat_map(|s| &s.routes));
         let mut dfas = Vec::new();
         for r in routes {
             for (_, cond) in r.headers.iter().chain(&r.queries) {
                 if let ValueCond::Regex(re) = cond {
                     if !self.value_ids.contains_key(re) {
-                        let chunks = self.dfa_chunks(&[automata::group(re)], Flavor::Unicode, r.span, &format!("`{re}`"));
+                        let chunks = self.dfa_chunks(
+                            &[automata::group(re)],
+                            Flavor::Unicode,
+                            r.span,
+                            &format!("`{re}`"),
+                        );
                         self.value_ids.insert(re.clone(), dfas.len() as u32);
                         dfas.push(chunks.first().copied().unwrap_or(0));
                     }
@@ -435,7 +444,12 @@ impl Builder<'_> {
                                 authenticated.push(cid);
                             } else {
                                 let (td, path) = automata::identity_parts(p);
-                                identity.entry(td).or_default().entry(path).or_default().push(cid);
+                                identity
+                                    .entry(td)
+                                    .or_default()
+                                    .entry(path)
+                                    .or_default()
+                                    .push(cid);
                             }
                         }
                     }
@@ -456,7 +470,12 @@ impl Builder<'_> {
         for (td, paths) in identity {
             self.w.str(&td);
             let patterns: Vec<String> = paths.keys().cloned().collect();
-            let chunks = self.dfa_chunks(&patterns, Flavor::Bytes, Span::default(), "identity patterns");
+            let chunks = self.dfa_chunks(
+                &patterns,
+                Flavor::Bytes,
+                Span::default(),
+                "identity patterns",
+            );
             self.write_chunks(&chunks);
             let lists: Vec<Vec<u32>> = paths.into_values().map(dedup).collect();
             self.w.lists(&lists);
@@ -539,17 +558,7 @@ impl Builder<'_> {
                 (deny, allow)
             };
             if server.routes.is_empty() {
-                let implicit = Route {
-                    name: String::new(),
-                    span: server.span,
-                    path: PathCond::Any,
-                    methods: Vec::new(),
-                    headers: Vec::new(),
-                    queries: Vec::new(),
-                    to: Vec::new(),
-                    timeout_ms: None,
-                    retry: None,
-                };
+                let implicit = Route::catch_all("", server.span);
                 let r = rules_for(None);
                 self.route_set(&[implicit], &[r], true, server.span, &server.name);
             } else {
@@ -572,7 +581,7 @@ impl Builder<'_> {
         owner: &str,
     ) {
         let mut order: Vec<usize> = (0..routes.len()).collect();
-        order.sort_by_key(|&i| precedence_key(&routes[i], i));
+        order.sort_by_key(|&i| routes[i].precedence_key(i));
         // Three groups, in precedence order: literal paths (exact and
         // prefix, one byte-mode automaton: normalized paths are ASCII),
         // regexes (only walked when no literal route is taken), and routes
@@ -597,9 +606,16 @@ impl Builder<'_> {
         // chunk that byte mode cannot express (`\p{..}`) stays Unicode.
         for (group, start) in [(&literal, usize::MAX), (&regex, REGEX_CHUNK)] {
             let mut chunks = Vec::new();
-            for part in group.patterns.chunks(start.min(group.patterns.len().max(1))) {
+            for part in group
+                .patterns
+                .chunks(start.min(group.patterns.len().max(1)))
+            {
                 let bytes_ok = part.iter().all(|p| automata::parses_as_bytes(p));
-                let flavor = if bytes_ok { Flavor::Bytes } else { Flavor::Unicode };
+                let flavor = if bytes_ok {
+                    Flavor::Bytes
+                } else {
+                    Flavor::Unicode
+                };
                 chunks.extend(self.dfa_chunks(part, flavor, span, &what));
             }
             self.write_chunks(&chunks);
@@ -805,32 +821,4 @@ fn dedup(mut v: Vec<u32>) -> Vec<u32> {
     v.sort_unstable();
     v.dedup();
     v
-}
-
-/// The precedence key of spec section 6: smaller wins.
-pub fn precedence_key(
-    r: &Route,
-    decl: usize,
-) -> (
-    u8,
-    std::cmp::Reverse<usize>,
-    u8,
-    std::cmp::Reverse<usize>,
-    std::cmp::Reverse<usize>,
-    usize,
-) {
-    let (kind, len) = match &r.path {
-        PathCond::Exact(_) => (0, 0),
-        PathCond::Prefix(p) => (1, p.len()),
-        PathCond::Regex(_) => (2, 0),
-        PathCond::Any => (3, 0),
-    };
-    (
-        kind,
-        std::cmp::Reverse(len),
-        u8::from(r.methods.is_empty()),
-        std::cmp::Reverse(r.headers.len()),
-        std::cmp::Reverse(r.queries.len()),
-        decl,
-    )
 }

@@ -64,15 +64,8 @@ pub(crate) mod tests {
     /// A route without methods or conditions.
     pub(crate) fn route(name: &str, line: u32, path: PathCond) -> Route {
         Route {
-            name: name.to_string(),
-            span: span(line),
             path,
-            methods: Vec::new(),
-            headers: Vec::new(),
-            queries: Vec::new(),
-            to: Vec::new(),
-            timeout_ms: None,
-            retry: None,
+            ..Route::catch_all(name, span(line))
         }
     }
 

@@ -43,7 +43,6 @@ use regex_automata::dfa::Automaton;
 use regex_automata::util::primitives::StateID;
 use sluice_lang::{Code, Diagnostic};
 use std::cell::OnceCell;
-use std::cmp::Reverse;
 use std::collections::HashMap;
 
 /// Short paths of a regex route tried as counterexamples first.
@@ -275,38 +274,10 @@ enum Verdict {
     Empty,
 }
 
-/// Precedence key of spec section 6 (smaller first).
-fn precedence(
-    route: &Route,
-    i: usize,
-) -> (
-    u8,
-    Reverse<usize>,
-    bool,
-    Reverse<usize>,
-    Reverse<usize>,
-    usize,
-) {
-    let (kind, len) = match &route.path {
-        PathCond::Exact(_) => (0, 0),
-        PathCond::Prefix(p) => (1, p.len()),
-        PathCond::Regex(_) => (2, 0),
-        PathCond::Any => (3, 0),
-    };
-    (
-        kind,
-        Reverse(len),
-        route.methods.is_empty(),
-        Reverse(route.headers.len()),
-        Reverse(route.queries.len()),
-        i,
-    )
-}
-
 impl<'a> Routes<'a> {
     fn new(routes: &'a [Route], config: &'a Config) -> Self {
         let mut order: Vec<usize> = (0..routes.len()).collect();
-        order.sort_by_key(|&i| precedence(&routes[i], i));
+        order.sort_by_key(|&i| routes[i].precedence_key(i));
         let mut rank = vec![0; routes.len()];
         for (pos, &i) in order.iter().enumerate() {
             rank[i] = pos;
