@@ -37,12 +37,13 @@ impl std::error::Error for BadPath {}
 /// Splits a request target into path and query (`None` without `?`);
 /// any fragment is dropped.
 pub fn split_target(target: &[u8]) -> (&[u8], Option<&[u8]>) {
-    let target = match target.iter().position(|&b| b == b'#') {
-        Some(i) => &target[..i],
-        None => target,
-    };
-    match target.iter().position(|&b| b == b'?') {
-        Some(i) => (&target[..i], Some(&target[i + 1..])),
+    match memchr::memchr2(b'?', b'#', target) {
+        Some(i) if target[i] == b'?' => {
+            let rest = &target[i + 1..];
+            let end = memchr::memchr(b'#', rest).unwrap_or(rest.len());
+            (&target[..i], Some(&rest[..end]))
+        }
+        Some(i) => (&target[..i], None),
         None => (target, None),
     }
 }
@@ -60,9 +61,34 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Byte classes for normalization: plain bytes are copied as they are.
+const PLAIN: u8 = 0;
+const SLASH: u8 = 1;
+const PERCENT: u8 = 2;
+const FORBIDDEN: u8 = 3;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [FORBIDDEN; 256];
+    let mut b = 0x21;
+    while b <= 0x7E {
+        t[b] = PLAIN;
+        b += 1;
+    }
+    t[b'/' as usize] = SLASH;
+    t[b'%' as usize] = PERCENT;
+    t[b'\\' as usize] = FORBIDDEN;
+    t
+};
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
 /// Normalizes the path part of a request target (no query) into `out`,
 /// which is cleared first. Never allocates once `out` holds
 /// [`MAX_PATH_LEN`] bytes of capacity.
+///
+/// Works segment by segment: runs of plain bytes are copied whole, escapes
+/// are decoded where they occur, and each segment is resolved (`.`, `..`,
+/// empty) as it ends, so the output is built in one pass.
 pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<(), BadPath> {
     out.clear();
     if path.first() != Some(&b'/') {
@@ -71,107 +97,66 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<(), BadPath> {
     if path.len() > MAX_PATH_LEN {
         return Err(BadPath::TooLong);
     }
-    // Steps 3 and 4: check bytes and decode escapes, merging runs of `/`
-    // (step 5) and removing dot segments (step 6) as each segment ends.
-    // `out` always holds a path that starts with `/`; `seg_start` is the
-    // index just after the last `/` in `out`.
     out.push(b'/');
-    let mut seg_start = 1usize;
-    let mut i = 1usize;
-    // Escapes decode to at most one byte, so `out` never outgrows `path`.
-    while i <= path.len() {
-        let b = if i == path.len() { b'/' } else { path[i] };
-        let at_end = i == path.len();
-        let decoded = if b == b'%' {
-            let (Some(h), Some(l)) = (
-                path.get(i + 1).copied().and_then(hex_value),
-                path.get(i + 2).copied().and_then(hex_value),
-            ) else {
-                return Err(BadPath::MalformedEscape);
-            };
-            let v = h * 16 + l;
-            if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7F {
-                return Err(BadPath::ForbiddenEscape(v));
+    let n = path.len();
+    let mut i = 1;
+    loop {
+        let seg_start = out.len();
+        // Copy one segment, decoding escapes.
+        loop {
+            while let Some(&b) = path.get(i).filter(|&&b| CLASSES[b as usize] == PLAIN) {
+                out.push(b);
+                i += 1;
             }
-            i += 3;
-            if is_unreserved(v) {
-                out.push(v);
-            } else {
-                out.push(b'%');
-                out.push(path[i - 2].to_ascii_uppercase());
-                out.push(path[i - 1].to_ascii_uppercase());
+            if i == n {
+                break;
             }
-            continue;
-        } else {
-            b
-        };
-        if !at_end && (decoded == b'\\' || decoded == b' ' || !(0x20..=0x7E).contains(&decoded)) {
-            return Err(BadPath::ForbiddenByte(decoded));
+            match CLASSES[path[i] as usize] {
+                SLASH => break,
+                PERCENT => {
+                    let (Some(h), Some(l)) = (
+                        path.get(i + 1).copied().and_then(hex_value),
+                        path.get(i + 2).copied().and_then(hex_value),
+                    ) else {
+                        return Err(BadPath::MalformedEscape);
+                    };
+                    let v = h * 16 + l;
+                    if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7F {
+                        return Err(BadPath::ForbiddenEscape(v));
+                    }
+                    if is_unreserved(v) {
+                        out.push(v);
+                    } else {
+                        out.extend_from_slice(&[b'%', HEX_UPPER[h as usize], HEX_UPPER[l as usize]]);
+                    }
+                    i += 3;
+                }
+                _ => return Err(BadPath::ForbiddenByte(path[i])),
+            }
         }
-        i += 1;
-        if decoded != b'/' {
-            out.push(decoded);
-            continue;
-        }
-        // A segment ended at a literal `/` (or at the end of the path).
-        let seg = &out[seg_start..];
-        if seg == b"." {
-            out.truncate(seg_start);
-        } else if seg == b".." {
-            out.truncate(seg_start);
-            // Drop the previous segment, if any: keep the leading `/`.
-            if seg_start > 1 {
-                let prev_slash = out[..seg_start - 1]
-                    .iter()
-                    .rposition(|&c| c == b'/')
-                    .unwrap_or(0);
-                out.truncate(prev_slash + 1);
+        let at_end = i == n;
+        match &out[seg_start..] {
+            // A run of `/`, or a trailing `/`: merged.
+            b"" => {}
+            b"." => out.truncate(seg_start),
+            b".." => {
+                out.truncate(seg_start);
+                // Drop the previous segment, if any; the root stays.
+                if seg_start > 1 {
+                    let prev = out[..seg_start - 1].iter().rposition(|&c| c == b'/').unwrap_or(0);
+                    out.truncate(prev + 1);
+                }
             }
-            seg_start = out.len();
-        } else if seg.is_empty() {
-            // A run of `/`: merged.
-        } else if !at_end {
-            out.push(b'/');
-            seg_start = out.len();
+            _ if !at_end => out.push(b'/'),
+            _ => {}
         }
         if at_end {
-            break;
+            // A path ending in `/`, `/.` or `/..` keeps its trailing slash:
+            // every case above leaves `out` ending in `/` then.
+            return Ok(());
         }
+        i += 1; // the `/`
     }
-    // A path that ended in `/`, `/.` or `/..` keeps its trailing slash.
-    let ends_dir = {
-        let p = path;
-        p.ends_with(b"/") || p.ends_with(b"/.") || p.ends_with(b"/..") || ends_with_escaped_dots(p)
-    };
-    if ends_dir && out.last() != Some(&b'/') {
-        out.push(b'/');
-    }
-    Ok(())
-}
-
-/// Whether the last segment of `p` is `.` or `..` written with escapes.
-fn ends_with_escaped_dots(p: &[u8]) -> bool {
-    let last = match p.iter().rposition(|&b| b == b'/') {
-        Some(i) => &p[i + 1..],
-        None => p,
-    };
-    let mut dots = 0;
-    let mut i = 0;
-    while i < last.len() {
-        if last[i] == b'.' {
-            i += 1;
-        } else if last.len() >= i + 3
-            && last[i] == b'%'
-            && last[i + 1] == b'2'
-            && (last[i + 2] == b'e' || last[i + 2] == b'E')
-        {
-            i += 3;
-        } else {
-            return false;
-        }
-        dots += 1;
-    }
-    dots == 1 || dots == 2
 }
 
 #[cfg(test)]
@@ -201,6 +186,148 @@ mod tests {
         assert_eq!(norm("/.").unwrap(), "/");
         assert_eq!(norm("/a/..b").unwrap(), "/a/..b");
         assert_eq!(norm("/a/.../b").unwrap(), "/a/.../b");
+    }
+
+    /// The first, byte-at-a-time implementation, kept as an oracle.
+        /// Normalizes the path part of a request target (no query) into `out`,
+    /// which is cleared first. Never allocates once `out` holds
+    /// [`MAX_PATH_LEN`] bytes of capacity.
+    fn reference_normalize(path: &[u8], out: &mut Vec<u8>) -> Result<(), BadPath> {
+        out.clear();
+        if path.first() != Some(&b'/') {
+            return Err(BadPath::NoLeadingSlash);
+        }
+        if path.len() > MAX_PATH_LEN {
+            return Err(BadPath::TooLong);
+        }
+        // Steps 3 and 4: check bytes and decode escapes, merging runs of `/`
+        // (step 5) and removing dot segments (step 6) as each segment ends.
+        // `out` always holds a path that starts with `/`; `seg_start` is the
+        // index just after the last `/` in `out`.
+        out.push(b'/');
+        let mut seg_start = 1usize;
+        let mut i = 1usize;
+        // Escapes decode to at most one byte, so `out` never outgrows `path`.
+        while i <= path.len() {
+            let b = if i == path.len() { b'/' } else { path[i] };
+            let at_end = i == path.len();
+            let decoded = if b == b'%' {
+                let (Some(h), Some(l)) = (
+                    path.get(i + 1).copied().and_then(hex_value),
+                    path.get(i + 2).copied().and_then(hex_value),
+                ) else {
+                    return Err(BadPath::MalformedEscape);
+                };
+                let v = h * 16 + l;
+                if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7F {
+                    return Err(BadPath::ForbiddenEscape(v));
+                }
+                i += 3;
+                if is_unreserved(v) {
+                    out.push(v);
+                } else {
+                    out.push(b'%');
+                    out.push(path[i - 2].to_ascii_uppercase());
+                    out.push(path[i - 1].to_ascii_uppercase());
+                }
+                continue;
+            } else {
+                b
+            };
+            if !at_end && (decoded == b'\\' || decoded == b' ' || !(0x20..=0x7E).contains(&decoded)) {
+                return Err(BadPath::ForbiddenByte(decoded));
+            }
+            i += 1;
+            if decoded != b'/' {
+                out.push(decoded);
+                continue;
+            }
+            // A segment ended at a literal `/` (or at the end of the path).
+            let seg = &out[seg_start..];
+            if seg == b"." {
+                out.truncate(seg_start);
+            } else if seg == b".." {
+                out.truncate(seg_start);
+                // Drop the previous segment, if any: keep the leading `/`.
+                if seg_start > 1 {
+                    let prev_slash = out[..seg_start - 1]
+                        .iter()
+                        .rposition(|&c| c == b'/')
+                        .unwrap_or(0);
+                    out.truncate(prev_slash + 1);
+                }
+                seg_start = out.len();
+            } else if seg.is_empty() {
+                // A run of `/`: merged.
+            } else if !at_end {
+                out.push(b'/');
+                seg_start = out.len();
+            }
+            if at_end {
+                break;
+            }
+        }
+        // A path that ended in `/`, `/.` or `/..` keeps its trailing slash.
+        let ends_dir = {
+            let p = path;
+            p.ends_with(b"/") || p.ends_with(b"/.") || p.ends_with(b"/..") || ends_with_escaped_dots(p)
+        };
+        if ends_dir && out.last() != Some(&b'/') {
+            out.push(b'/');
+        }
+        Ok(())
+    }
+
+    /// Whether the last segment of `p` is `.` or `..` written with escapes.
+    fn ends_with_escaped_dots(p: &[u8]) -> bool {
+        let last = match p.iter().rposition(|&b| b == b'/') {
+            Some(i) => &p[i + 1..],
+            None => p,
+        };
+        let mut dots = 0;
+        let mut i = 0;
+        while i < last.len() {
+            if last[i] == b'.' {
+                i += 1;
+            } else if last.len() >= i + 3
+                && last[i] == b'%'
+                && last[i + 1] == b'2'
+                && (last[i + 2] == b'e' || last[i + 2] == b'E')
+            {
+                i += 3;
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    }
+
+
+    /// The segment-wise implementation agrees with the byte-at-a-time one.
+    #[test]
+    fn agrees_with_the_reference() {
+        const ALPHABET: &[u8] = b"//..%%2eEFfab5c0?\\ \x7f";
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..200_000 {
+            let len = (next() % 24) as usize;
+            let mut p = vec![b'/'];
+            for _ in 0..len {
+                p.push(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+            }
+            if next() % 8 == 0 {
+                p[0] = b'a';
+            }
+            assert_eq!(normalize_path(&p, &mut a), reference_normalize(&p, &mut b), "{:?}", String::from_utf8_lossy(&p));
+            assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&p));
+        }
     }
 
     #[test]
