@@ -71,7 +71,14 @@ pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
         return Err(RequestError::BadAuthority);
     }
     let port = parse_port(port)?;
-    let ip = host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
+    // Only a host that starts and ends with a digit can be an IPv4 literal.
+    let maybe_ip = host.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && host.as_bytes().last().is_some_and(u8::is_ascii_digit);
+    let ip = if maybe_ip {
+        host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+    } else {
+        None
+    };
     Ok(Authority { host, port, ip })
 }
 
@@ -300,7 +307,11 @@ impl<'a> Bundle<'a> {
         };
         d.route = route.name;
         let d = self.authorize(d, route, server.default, class, trace);
-        Ok(if d.allow { d } else { deny_http(d, 403, grpc()) })
+        Ok(if d.allow {
+            d
+        } else {
+            deny_http(d, 403, grpc())
+        })
     }
 
     /// Decides an outbound request (HTTP, tunnel or TCP). Never allocates.
@@ -335,7 +346,11 @@ impl<'a> Bundle<'a> {
                         normalized: b"",
                         error: Some(e),
                     });
-                    return Ok(deny_http(Decision::new(false, Reason::BadPath), 400, grpc()));
+                    return Ok(deny_http(
+                        Decision::new(false, Reason::BadPath),
+                        400,
+                        grpc(),
+                    ));
                 }
                 trace.event(Event::Path {
                     normalized: &scratch.path,
@@ -363,7 +378,11 @@ impl<'a> Bundle<'a> {
                     return Ok(d);
                 }
                 let d = self.egress_decision(Some(a.host), a.port, ip, trace);
-                Ok(if d.allow { d } else { deny_http(d, 403, grpc()) })
+                Ok(if d.allow {
+                    d
+                } else {
+                    deny_http(d, 403, grpc())
+                })
             }
             (None, Some(authority)) => {
                 let a = parse_authority(authority)?;

@@ -175,8 +175,10 @@ impl Bundle<'_> {
     ) -> Option<u32> {
         // Precedence order is literal routes, then regex routes, then
         // routes without a path; each group's candidates are sorted by rank.
-        let groups: [(&crate::bundle::DfaSet<'_>, &[Vec<u32>]); 2] =
-            [(&set.literal, &set.literal_routes), (&set.regex, &set.regex_routes)];
+        let groups: [(&crate::bundle::DfaSet<'_>, &[Vec<u32>]); 2] = [
+            (&set.literal, &set.literal_routes),
+            (&set.regex, &set.regex_routes),
+        ];
         for (dfas, lists) in groups {
             if dfas.dfas.is_empty() {
                 continue;
@@ -209,9 +211,17 @@ impl Bundle<'_> {
             };
             let why = if !route.methods.is_empty() && !route.methods.contains(&request.method) {
                 "method"
-            } else if !route.headers.iter().all(|c| self.header_holds(c, request.headers)) {
+            } else if !route
+                .headers
+                .iter()
+                .all(|c| self.header_holds(c, request.headers))
+            {
                 "header"
-            } else if !route.queries.iter().all(|c| self.query_holds(c, request.query)) {
+            } else if !route
+                .queries
+                .iter()
+                .all(|c| self.query_holds(c, request.query))
+            {
                 "query"
             } else {
                 ""

@@ -129,7 +129,10 @@ impl Bundle<'_> {
             // The identity automata only match valid SPIFFE IDs (the
             // compiler excludes dot segments from wildcards), so only the
             // length limit needs checking here.
-            if let Some(rest) = id.strip_prefix("spiffe://").filter(|_| id.len() <= MAX_SPIFFE_ID_LEN) {
+            if let Some(rest) = id
+                .strip_prefix("spiffe://")
+                .filter(|_| id.len() <= MAX_SPIFFE_ID_LEN)
+            {
                 let (td, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 if let Ok(i) = self.identities.binary_search_by(|t| t.trust_domain.cmp(td)) {
                     let domain = &self.identities[i];

@@ -102,12 +102,17 @@ impl<'a> Loader<'a> {
     }
 
     /// A pattern group: automata and, per pattern, the ranks of its routes.
-    fn pattern_group(&mut self, r: &mut Reader<'a>) -> Result<(DfaSet<'a>, Vec<Vec<u32>>), LoadError> {
+    fn pattern_group(
+        &mut self,
+        r: &mut Reader<'a>,
+    ) -> Result<(DfaSet<'a>, Vec<Vec<u32>>), LoadError> {
         let set = self.dfa_set(r)?;
         check_anchored(&set)?;
         let patterns: usize = set.dfas.iter().map(|d| d.pattern_len()).sum();
         if r.len(4)? != patterns {
-            return Err(LoadError::Invalid("pattern lists do not match the automata"));
+            return Err(LoadError::Invalid(
+                "pattern lists do not match the automata",
+            ));
         }
         let mut lists = Vec::with_capacity(patterns);
         // Route ranks are checked once the route count is known.
@@ -132,11 +137,17 @@ impl<'a> Loader<'a> {
         // Every route is in exactly one list, and the groups come in
         // precedence order (literal, regex, none), which the matcher relies on.
         let mut last_rank: Option<u32> = None;
-        for group in [&literal_routes[..], &regex_routes[..], std::slice::from_ref(&any_routes)] {
+        for group in [
+            &literal_routes[..],
+            &regex_routes[..],
+            std::slice::from_ref(&any_routes),
+        ] {
             let mut group_max: Option<u32> = None;
             for l in group {
                 for &rank in l {
-                    let slot = seen.get_mut(rank as usize).ok_or(LoadError::Invalid("route rank"))?;
+                    let slot = seen
+                        .get_mut(rank as usize)
+                        .ok_or(LoadError::Invalid("route rank"))?;
                     if *slot {
                         return Err(LoadError::Invalid("route listed twice"));
                     }
@@ -197,7 +208,14 @@ impl<'a> Loader<'a> {
                 retry,
             });
         }
-        Ok(RouteSet { literal, literal_routes, regex, regex_routes, any_routes, routes })
+        Ok(RouteSet {
+            literal,
+            literal_routes,
+            regex,
+            regex_routes,
+            any_routes,
+            routes,
+        })
     }
 
     fn conds(&mut self, r: &mut Reader<'a>, value_dfas: usize) -> Result<Vec<Cond<'a>>, LoadError> {
@@ -386,7 +404,10 @@ impl<'a> Bundle<'a> {
         let mut identities: Vec<TrustDomainPatterns<'a>> = Vec::with_capacity(n_domains);
         for _ in 0..n_domains {
             let trust_domain = r.str()?;
-            if identities.last().is_some_and(|last| last.trust_domain >= trust_domain) {
+            if identities
+                .last()
+                .is_some_and(|last| last.trust_domain >= trust_domain)
+            {
                 return Err(LoadError::Invalid("trust domains out of order"));
             }
             let dfas = loader.dfa_set(&mut r)?;
@@ -396,7 +417,11 @@ impl<'a> Bundle<'a> {
             if clauses.len() != patterns {
                 return Err(LoadError::Invalid("identity pattern lists"));
             }
-            identities.push(TrustDomainPatterns { trust_domain, dfas, clauses });
+            identities.push(TrustDomainPatterns {
+                trust_domain,
+                dfas,
+                clauses,
+            });
         }
         let peer_nets = loader.net_table(&mut r, cc)?;
 
