@@ -144,6 +144,27 @@ impl<'a> Bundle<'a> {
         rule.clauses.iter().all(|&c| class.satisfies(c))
     }
 
+    /// The name of the first rule of `ids` (declaration order) that the peer matches.
+    fn first_matching<T: Trace + ?Sized>(
+        &self,
+        ids: &[u32],
+        deny: bool,
+        class: &PeerClass,
+        trace: &mut T,
+    ) -> Option<&str> {
+        ids.iter()
+            .filter_map(|&r| self.rules.get(r as usize))
+            .find_map(|rule| {
+                let matched = Self::rule_matches(rule, class);
+                trace.event(Event::Rule {
+                    name: rule.name,
+                    deny,
+                    matched,
+                });
+                matched.then_some(rule.name)
+            })
+    }
+
     /// Rules, default and audit for the route taken (or the implicit route).
     fn authorize<'b, T: Trace + ?Sized>(
         &'b self,
@@ -154,39 +175,18 @@ impl<'a> Bundle<'a> {
         trace: &mut T,
     ) -> Decision<'b> {
         d.reason = Reason::Rule;
-        for &r in &route.deny_rules {
-            let Some(rule) = self.rules.get(r as usize) else {
-                continue;
-            };
-            let matched = Self::rule_matches(rule, class);
-            trace.event(Event::Rule {
-                name: rule.name,
-                deny: true,
-                matched,
-            });
-            if matched {
-                d.rule = Some(rule.name);
-                d.allow = false;
-                d.audit = default == DefaultPolicy::Audit;
-                d.allow = d.audit;
-                return d;
-            }
+        // A matching deny wins over a matching allow; under audit a deny
+        // still allows, keeping the rule it would have had.
+        if let Some(rule) = self.first_matching(&route.deny_rules, true, class, trace) {
+            d.rule = Some(rule);
+            d.audit = default == DefaultPolicy::Audit;
+            d.allow = d.audit;
+            return d;
         }
-        for &r in &route.allow_rules {
-            let Some(rule) = self.rules.get(r as usize) else {
-                continue;
-            };
-            let matched = Self::rule_matches(rule, class);
-            trace.event(Event::Rule {
-                name: rule.name,
-                deny: false,
-                matched,
-            });
-            if matched {
-                d.rule = Some(rule.name);
-                d.allow = true;
-                return d;
-            }
+        if let Some(rule) = self.first_matching(&route.allow_rules, false, class, trace) {
+            d.rule = Some(rule);
+            d.allow = true;
+            return d;
         }
         trace.event(Event::Default {
             default: default.as_str(),
@@ -480,7 +480,7 @@ impl<'a> Bundle<'a> {
                 }
             }
         }
-        let mut d = if best_deny != u32::MAX {
+        if best_deny != u32::MAX {
             let mut d = Decision::new(false, Reason::Rule);
             d.rule = eg.rules.get(best_deny as usize).map(|r| r.name);
             d
@@ -494,9 +494,7 @@ impl<'a> Bundle<'a> {
                 of: "egress",
             });
             Decision::new(!eg.default_deny, Reason::Default)
-        };
-        d.audit = false;
-        d
+        }
     }
 }
 
