@@ -265,6 +265,28 @@ fn eval_with_stdin_lines() {
 }
 
 #[test]
+fn eval_replays_decision_log_lines() {
+    let dir = tmp("eval-replay");
+    let policy = write(&dir, "p.sluice", POLICY);
+    // Two lines as the proxy's decision log writes them: the first was
+    // allowed under the old bundle and would now be denied.
+    let log = format!(
+        "{{\"time_ms\":1,\"bundle\":\"00000000000000aa\",\"request\":{DENY},\"decision\":{ALLOW_DECISION}}}\n\
+         {{\"time_ms\":2,\"bundle\":\"00000000000000aa\",\"request\":{ALLOW},\"decision\":{ALLOW_DECISION}}}\n"
+    );
+    let run = sluice(&["eval", "--policy", &policy], &log);
+    assert_eq!(run.code, 0);
+    let lines: Vec<serde_json::Value> = run.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", run.out);
+    assert_eq!(lines[0]["decision"], "deny");
+    assert_eq!(lines[0]["changed"], true);
+    assert_eq!(lines[0]["recorded"]["decision"], "allow");
+    assert_eq!(lines[0]["recorded_bundle"], "00000000000000aa");
+    assert_eq!(lines[1]["decision"], "allow");
+    assert_eq!(lines[1]["changed"], false);
+}
+
+#[test]
 fn eval_explain_traces_on_stderr() {
     let dir = tmp("eval-explain");
     let policy = write(&dir, "p.sluice", POLICY);

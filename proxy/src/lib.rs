@@ -1,4 +1,30 @@
-//! The Sluice proxy: enforces a compiled policy bundle on real traffic.
+//! The Sluice sidecar proxy: enforces compiled policy bundles on inbound
+//! traffic over mTLS with SPIFFE identities.
 //!
-//! Depends on `sluice-runtime` only; the `sluice` binary compiles a policy
-//! source when the configuration names one and hands the bundle bytes over.
+//! The proxy depends on `sluice-runtime` only: it loads bundle bytes, never
+//! policy source. Layout:
+//!
+//! - [`config`]: the TOML configuration.
+//! - [`store`]: the loaded bundle, swapped atomically on reload.
+//! - [`identity`]: SVIDs and trust bundles (files or the SPIFFE Workload
+//!   API), X.509-SVID verification, the rustls server configuration.
+//! - [`inbound`]: listeners, TLS sniffing, the hyper service stack, TCP relay.
+//! - [`enforce`]: decisions turned into HTTP and gRPC answers.
+//! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
+//! - [`metrics`], [`decision_log`]: what the proxy reports.
+//! - [`proxy`]: starts everything and owns the shutdown.
+
+pub mod admin;
+pub mod config;
+pub mod decision_log;
+pub mod enforce;
+pub mod framing;
+pub mod identity;
+pub mod inbound;
+pub mod metrics;
+pub mod proxy;
+pub mod reload;
+pub mod store;
+
+pub use config::Config;
+pub use proxy::{Proxy, StartError};

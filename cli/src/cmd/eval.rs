@@ -5,6 +5,10 @@
 //! decision (spec section 10) or `{"error":"..."}` naming the input (e.g.
 //! `stdin line 3: ...`); any error makes the exit status 1 at the end.
 //! `--explain` writes each decision's trace in words to standard error.
+//!
+//! A line of the proxy's decision log is replayed: its request is decided
+//! again, and the output adds `changed` (whether allow/deny or the status
+//! differ), `recorded` (the logged decision) and `recorded_bundle`.
 
 use crate::args::EvalArgs;
 use crate::decide::Decider;
@@ -113,6 +117,13 @@ pub fn run(args: &EvalArgs, io: &mut Io<'_>) -> io::Result<u8> {
     Ok(if all_ok { EXIT_OK } else { EXIT_FAILED })
 }
 
+/// Whether a JSON line is a record of the proxy's decision log
+/// (`{"bundle":…,"request":…,"decision":…}`), to be replayed.
+fn is_decision_record(value: &serde_json::Value) -> bool {
+    value.get("request").is_some_and(|r| r.is_object())
+        && value.get("decision").is_some_and(|d| d.is_object())
+}
+
 /// Decides one request given as JSON text and prints the result line;
 /// returns whether it got a decision.
 fn eval_one(
@@ -125,7 +136,14 @@ fn eval_one(
     if explain {
         writeln!(io.err, "{label}: {text}")?;
     }
-    let request = match json::parse_request(text) {
+    let record = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .filter(is_decision_record);
+    let parsed = match &record {
+        Some(r) => json::request_from_value(&r["request"]),
+        None => json::parse_request(text),
+    };
+    let request = match parsed {
         Ok(r) => r,
         Err(e) => {
             if explain {
@@ -150,7 +168,18 @@ fn eval_one(
             if explain {
                 writeln!(io.err, "  {}", describe_decision(&decision))?;
             }
-            writeln!(io.out, "{}", decision.to_line())?;
+            match &record {
+                Some(r) => {
+                    let mut line = decision.to_value();
+                    let changed = line["decision"] != r["decision"]["decision"]
+                        || line["http_status"] != r["decision"]["http_status"];
+                    line["changed"] = changed.into();
+                    line["recorded"] = r["decision"].clone();
+                    line["recorded_bundle"] = r["bundle"].clone();
+                    writeln!(io.out, "{line}")?;
+                }
+                None => writeln!(io.out, "{}", decision.to_line())?,
+            }
             true
         }
         Err(e) => {

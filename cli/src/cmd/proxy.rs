@@ -1,0 +1,86 @@
+//! `sluice proxy --config FILE`: runs the proxy. When the configuration
+//! names a policy source, it is compiled here, so the proxy crate never
+//! carries the compiler.
+
+use crate::args::ProxyArgs;
+use crate::{policy, Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
+use sluice_proxy::{reload, Config, Proxy};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(io.err, "error: {e}")?;
+            return Ok(EXIT_IO);
+        }
+    };
+    init_logging(args.log.as_deref());
+    let loader = if config.policy.source.is_some() {
+        source_loader()
+    } else {
+        reload::bundle_file_loader()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(io.err, "error: cannot start the runtime: {e}")?;
+            return Ok(EXIT_IO);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let proxy = Proxy::start(config, loader).await.map_err(|e| e.to_string())?;
+        proxy.run_until_signal().await.map_err(|e| format!("cannot handle signals: {e}"))
+    });
+    match result {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) => {
+            writeln!(io.err, "error: {e}")?;
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+/// A loader that compiles policy source; diagnostics become one message.
+pub fn source_loader() -> reload::PolicyLoader {
+    Arc::new(|path: &Path| {
+        let parsed = policy::load(path)?;
+        match policy::compile(&parsed, &sluice_compiler::Config::default()) {
+            Ok(compiled) => Ok(compiled.bundle),
+            Err(diags) => {
+                let errors: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| {
+                        let file = parsed
+                            .files()
+                            .get(d.span.file as usize)
+                            .map_or("?", |f| f.path.as_str());
+                        format!("{file}:{}:{}: {}", d.span.line, d.span.column, d.message)
+                    })
+                    .collect();
+                Err(format!(
+                    "the policy has {}: {}",
+                    policy::plural(errors.len(), "error"),
+                    errors.join("; ")
+                ))
+            }
+        }
+    })
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = filter
+        .map(str::to_owned)
+        .or_else(|| std::env::var("SLUICE_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,149 @@
+//! The admin listener: `/metrics`, `/ready`, `/live`, `/policy` and
+//! `POST /reload`.
+
+use crate::inbound::Shared;
+use crate::reload::Reloader;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+
+/// What the admin listener serves.
+pub struct Admin {
+    /// Shared proxy state.
+    pub shared: Arc<Shared>,
+    /// The policy reloader.
+    pub reloader: Arc<Reloader>,
+}
+
+impl Admin {
+    /// Serves the admin endpoints on `listener` until shutdown.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            let (stream, _) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(a) => a,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = crate::inbound::shutting_down(&mut shutdown) => return,
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                let mut r = text(StatusCode::OK, self.shared.metrics.render());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                r
+            }
+            (&Method::GET, "/live") => text(StatusCode::OK, "live\n".into()),
+            (&Method::GET, "/ready") => {
+                if self.shared.is_ready() {
+                    text(StatusCode::OK, "ready\n".into())
+                } else {
+                    let mut missing = Vec::new();
+                    if self.shared.store.current().is_none() {
+                        missing.push("a valid policy bundle");
+                    }
+                    if let Some(id) = &self.shared.identity {
+                        if !id.has_credentials() {
+                            missing.push("an SVID");
+                        }
+                        if !id.has_trust_bundles() {
+                            missing.push("trust bundles");
+                        }
+                    }
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: waiting for {}\n", missing.join(", ")),
+                    )
+                }
+            }
+            (&Method::GET, "/policy") => match self.shared.store.current() {
+                Some(b) => json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "hash": b.hash(),
+                        "bytes": b.len(),
+                        "generation": b.generation(),
+                        "loaded_at_unix_ms": unix_ms(b.loaded_at()),
+                        "source": self.reloader.path().display().to_string(),
+                    }),
+                ),
+                None => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"error": "no valid bundle loaded yet"}),
+                ),
+            },
+            (&Method::POST, "/reload") => match self.reloader.reload("POST /reload").await {
+                Ok(b) => json(
+                    StatusCode::OK,
+                    serde_json::json!({"hash": b.hash(), "generation": b.generation()}),
+                ),
+                Err(e) => json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    serde_json::json!({
+                        "error": e,
+                        "serving": self.shared.store.current().map(|b| b.hash().to_owned()),
+                    }),
+                ),
+            },
+            (_, "/metrics" | "/live" | "/ready" | "/policy" | "/reload") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into())
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /ready, /live, /policy or POST /reload\n".into(),
+            ),
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{value}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,388 @@
+//! The proxy's TOML configuration (documented in the README).
+//!
+//! Relative paths are resolved against the configuration file's folder.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Where the policy comes from.
+    pub policy: PolicyConfig,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Where the proxy's SVID and trust bundles come from.
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    /// Inbound listeners.
+    #[serde(default)]
+    pub inbound: Vec<InboundConfig>,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where the policy comes from: a compiled bundle or a policy source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyConfig {
+    /// A compiled bundle file (`sluice compile`).
+    pub bundle: Option<PathBuf>,
+    /// A policy source file or folder, compiled by the `sluice` binary.
+    pub source: Option<PathBuf>,
+    /// Reload when the file changes (checked every `watch-interval-ms`).
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// How often the policy file is checked for changes.
+    #[serde(default = "default_watch_ms")]
+    pub watch_interval_ms: u64,
+}
+
+/// The admin listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminConfig {
+    /// Its address; `127.0.0.1:9990` when not written.
+    #[serde(default = "default_admin")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin(),
+        }
+    }
+}
+
+/// The proxy's identity: files, or the SPIFFE Workload API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IdentityConfig {
+    /// PEM certificate chain of the proxy's SVID, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the SVID.
+    pub key: Option<PathBuf>,
+    /// Trust domain name to a PEM file of its CA certificates.
+    #[serde(default)]
+    pub trust_bundles: BTreeMap<String, PathBuf>,
+    /// The Workload API socket (`unix:///path` or a path), instead of files.
+    pub workload_api: Option<String>,
+    /// How often identity files are checked for changes.
+    #[serde(default = "default_watch_ms")]
+    pub watch_interval_ms: u64,
+}
+
+/// How an inbound listener speaks to clients.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// TLS 1.3 only; a client certificate is verified when presented.
+    Mtls,
+    /// No TLS.
+    Plaintext,
+    /// Both on one port, told apart by the first byte (`0x16` is TLS).
+    Permissive,
+}
+
+/// What a listener carries, when not taken from the policy.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// From the policy: a `tcp` server's port relays bytes, anything else is HTTP.
+    Auto,
+    /// HTTP/1.1 and HTTP/2.
+    Http,
+    /// Opaque TCP, decided per connection.
+    Tcp,
+}
+
+/// An inbound listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct InboundConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The policy's server port this listener stands for.
+    pub port: u16,
+    /// The local application's address.
+    pub app: SocketAddr,
+    /// TLS mode; `mtls` when not written.
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// Protocol; `auto` when not written.
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+}
+
+/// Limits and timeouts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    /// Time allowed for the TLS handshake and each request's headers.
+    pub header_read_timeout_ms: u64,
+    /// Largest request head accepted (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Connections accepted at once over all listeners; more are closed.
+    pub max_connections: usize,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            idle_timeout_ms: 300_000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    /// The drain timeout.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// Write every decision as a JSON line to this file (appended).
+    pub decision_log: Option<PathBuf>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown fields.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// The TOML parses but makes no sense.
+    Invalid {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(f, "cannot read `{}`: {error}", path.display())
+            }
+            ConfigError::Parse { path, message } => {
+                write!(f, "`{}`: {}", path.display(), message.trim_end())
+            }
+            ConfigError::Invalid { message } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a configuration file, resolving relative paths.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses a configuration, resolving relative paths against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.resolve(base);
+        config.check()?;
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.policy.bundle.as_mut().map(join);
+        self.policy.source.as_mut().map(join);
+        if let Some(id) = &mut self.identity {
+            id.cert.as_mut().map(join);
+            id.key.as_mut().map(join);
+            id.trust_bundles.values_mut().for_each(join);
+        }
+        self.log.decision_log.as_mut().map(join);
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid { message });
+        match (&self.policy.bundle, &self.policy.source) {
+            (Some(_), Some(_)) => {
+                return invalid("`policy` takes `bundle` or `source`, not both".into())
+            }
+            (None, None) => return invalid("`policy` needs `bundle` or `source`".into()),
+            _ => {}
+        }
+        let needs_tls = self.inbound.iter().any(|l| l.tls != TlsMode::Plaintext);
+        match &self.identity {
+            None if needs_tls => {
+                return invalid(
+                    "a listener uses TLS but there is no `[identity]` section".into(),
+                )
+            }
+            Some(id) => {
+                let files = id.cert.is_some() || id.key.is_some() || !id.trust_bundles.is_empty();
+                match (&id.workload_api, files) {
+                    (Some(_), true) => {
+                        return invalid(
+                            "`identity` takes `workload-api` or files (`cert`, `key`, `trust-bundles`), not both"
+                                .into(),
+                        )
+                    }
+                    (None, _) if id.cert.is_none() || id.key.is_none() => {
+                        return invalid("`identity` needs `cert` and `key`, or `workload-api`".into())
+                    }
+                    (None, _) if id.trust_bundles.is_empty() => {
+                        return invalid("`identity` needs at least one of `trust-bundles`".into())
+                    }
+                    _ => {}
+                }
+            }
+            None => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for l in &self.inbound {
+            if !seen.insert(l.listen) {
+                return invalid(format!("two listeners on `{}`", l.listen));
+            }
+            if l.port == 0 {
+                return invalid(format!("listener `{}`: `port` must be 1 to 65535", l.listen));
+            }
+        }
+        if self.limits.max_connections == 0 {
+            return invalid("`limits.max-connections` must be at least 1".into());
+        }
+        if self.limits.max_header_bytes < 1024 {
+            return invalid("`limits.max-header-bytes` must be at least 1024".into());
+        }
+        Ok(())
+    }
+
+    /// The policy file to read (bundle or source).
+    pub fn policy_path(&self) -> &Path {
+        self.policy
+            .bundle
+            .as_deref()
+            .or(self.policy.source.as_deref())
+            .unwrap_or(Path::new(""))
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_watch_ms() -> u64 {
+    1000
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9990))
+}
+fn default_tls() -> TlsMode {
+    TlsMode::Mtls
+}
+fn default_protocol() -> Protocol {
+    Protocol::Auto
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[policy]
+bundle = "p.bundle"
+[[inbound]]
+listen = "127.0.0.1:8443"
+port = 8080
+app = "127.0.0.1:8080"
+tls = "plaintext"
+"#;
+
+    #[test]
+    fn minimal_config_resolves_paths() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/sluice")).unwrap();
+        assert_eq!(c.policy_path(), Path::new("/etc/sluice/p.bundle"));
+        assert_eq!(c.inbound[0].port, 8080);
+        assert_eq!(c.admin.listen.port(), 9990);
+        assert_eq!(c.limits.max_connections, 10_000);
+    }
+
+    #[test]
+    fn bad_configs_are_explained() {
+        let cases = [
+            ("[policy]\n", "needs `bundle` or `source`"),
+            (
+                "[policy]\nbundle=\"a\"\nsource=\"b\"\n",
+                "not both",
+            ),
+            (
+                "[policy]\nbundle=\"a\"\n[[inbound]]\nlisten=\"127.0.0.1:1\"\nport=1\napp=\"127.0.0.1:2\"\n",
+                "no `[identity]`",
+            ),
+            ("[policy]\nbundle=\"a\"\nfoo=1\n", "unknown field `foo`"),
+            (
+                "[policy]\nbundle=\"a\"\n[identity]\ncert=\"c\"\nkey=\"k\"\n",
+                "trust-bundles",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = Config::parse(text, Path::new(".")).unwrap_err().to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+    }
+}

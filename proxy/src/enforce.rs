@@ -1,0 +1,234 @@
+//! Decisions turned into answers and forwarded requests. Pure functions,
+//! no I/O.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode, Uri};
+use http_body_util::Full;
+use sluice_runtime::normalize::{normalize_path, split_target};
+use sluice_runtime::{Decision, Headers, Reason};
+
+/// The header carrying the verified peer identity to the application.
+pub const PEER_IDENTITY: HeaderName = HeaderName::from_static("x-sluice-peer-identity");
+
+/// The header telling why the proxy answered instead of the application.
+pub const PROXY_ERROR: HeaderName = HeaderName::from_static("x-sluice-error");
+
+/// [`Headers`] over an `http::HeaderMap`, without copying.
+pub struct HeaderMapHeaders<'a>(pub &'a HeaderMap);
+
+impl Headers for HeaderMapHeaders<'_> {
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for value in self.0.get_all(name) {
+            f(value.as_bytes());
+        }
+    }
+}
+
+/// The decision's outcome as a metric label: `allow`, `deny`,
+/// `would-deny` (allowed by audit), `no-route` or `bad-path`.
+pub fn outcome(d: &Decision<'_>) -> &'static str {
+    match (d.reason, d.allow, d.audit) {
+        (Reason::NoRoute, false, _) => "no-route",
+        (Reason::BadPath, false, _) => "bad-path",
+        (_, true, true) => "would-deny",
+        (_, true, false) => "allow",
+        (_, false, _) => "deny",
+    }
+}
+
+/// The answer to a denied request: gRPC trailers-only when the decision
+/// has a gRPC status, else the HTTP status with a one-line body.
+pub fn deny_response(d: &Decision<'_>) -> Response<Full<Bytes>> {
+    let why = match d.reason {
+        Reason::NoRoute => "no-route",
+        Reason::BadPath => "bad-path",
+        _ => "forbidden",
+    };
+    if let Some(grpc) = d.grpc_status {
+        let message = match grpc {
+            7 => "request denied by policy",
+            12 => "no route for this method",
+            _ => "malformed request path",
+        };
+        return grpc_response(grpc, message, why);
+    }
+    let status = d
+        .http_status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::FORBIDDEN);
+    let body = match status.as_u16() {
+        404 => "no route\n",
+        400 => "bad request path\n",
+        _ => "forbidden by policy\n",
+    };
+    text_response(status, body, why)
+}
+
+/// A trailers-only gRPC answer (HTTP 200, status in the headers, no body).
+pub fn grpc_response(grpc_status: u8, message: &str, why: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(u16::from(grpc_status)));
+    if let Ok(v) = HeaderValue::from_str(message) {
+        h.insert("grpc-message", v);
+    }
+    h.insert(PROXY_ERROR, HeaderValue::from_static(why));
+    r
+}
+
+/// A plain-text answer from the proxy itself.
+pub fn text_response(status: StatusCode, body: &'static str, why: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(PROXY_ERROR, HeaderValue::from_static(why));
+    r
+}
+
+/// Why a request's body framing is ambiguous (request smuggling), if it is:
+/// both `Content-Length` and `Transfer-Encoding`, or several `Content-Length`.
+pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
+    let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
+    if lengths > 1 {
+        return Some("several content-length headers\n");
+    }
+    if lengths == 1 && headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return Some("both content-length and transfer-encoding\n");
+    }
+    None
+}
+
+/// Whether the request asks for a gRPC answer (`content-type: application/grpc…`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes().len() >= 16 && v.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc")
+        })
+}
+
+/// The request target forwarded to the application: the normalized path
+/// and the query as sent, or `None` when the path cannot be normalized.
+/// `buf` is scratch space.
+pub fn forwarded_target(target: &[u8], buf: &mut Vec<u8>) -> Option<Bytes> {
+    let (path, query) = split_target(target);
+    normalize_path(path, buf).ok()?;
+    let mut out = Vec::with_capacity(buf.len() + query.map_or(0, |q| q.len() + 1));
+    out.extend_from_slice(buf);
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q);
+    }
+    Some(Bytes::from(out))
+}
+
+/// The URI sent to the application: scheme `http`, the client's authority
+/// (or `fallback`), and `target`.
+pub fn upstream_uri(authority: Option<&str>, fallback: &str, target: Bytes) -> Option<Uri> {
+    let authority = authority.unwrap_or(fallback);
+    let pq = http::uri::PathAndQuery::from_maybe_shared(target).ok()?;
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(pq)
+        .build()
+        .ok()
+}
+
+/// Removes hop-by-hop headers (and those named by `connection`) and any
+/// client-sent peer identity, then adds the verified one.
+pub fn prepare_headers(headers: &mut HeaderMap, identity: Option<&str>) {
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let keep_te = headers
+        .get(http::header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::PROXY_AUTHORIZATION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if !keep_te {
+        headers.remove(http::header::TE);
+    }
+    headers.remove(PEER_IDENTITY);
+    if let Some(id) = identity.and_then(|id| HeaderValue::from_str(id).ok()) {
+        headers.insert(PEER_IDENTITY, id);
+    }
+}
+
+/// Removes hop-by-hop headers from a response of the application.
+pub fn prepare_response_headers(headers: &mut HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_denials_are_trailers_only() {
+        let mut d = Decision::new(false, Reason::Rule);
+        d.http_status = Some(403);
+        d.grpc_status = Some(7);
+        let r = deny_response(&d);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        d.grpc_status = None;
+        d.reason = Reason::NoRoute;
+        d.http_status = Some(404);
+        assert_eq!(deny_response(&d).status(), 404);
+        assert_eq!(outcome(&d), "no-route");
+    }
+
+    #[test]
+    fn targets_are_normalized_and_queries_kept() {
+        let mut buf = Vec::new();
+        let t = forwarded_target(b"/a//b/../c/%2e%2e/d?x=%2F#frag", &mut buf).unwrap();
+        assert_eq!(&t[..], b"/a/d?x=%2F");
+        assert!(forwarded_target(b"/a%2Fb", &mut buf).is_none());
+        let u = upstream_uri(Some("web:80"), "127.0.0.1:1", t).unwrap();
+        assert_eq!(u.to_string(), "http://web:80/a/d?x=%2F");
+    }
+
+    #[test]
+    fn forged_identity_is_replaced() {
+        let mut h = HeaderMap::new();
+        h.append(PEER_IDENTITY, HeaderValue::from_static("spiffe://evil/x"));
+        h.append(PEER_IDENTITY, HeaderValue::from_static("spiffe://evil/y"));
+        h.insert("connection", HeaderValue::from_static("x-drop, keep-alive"));
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        prepare_headers(&mut h, None);
+        assert!(h.get(PEER_IDENTITY).is_none());
+        assert!(h.get("x-drop").is_none());
+        assert_eq!(h["te"], "trailers");
+        prepare_headers(&mut h, Some("spiffe://example.org/a"));
+        assert_eq!(h.get_all(PEER_IDENTITY).iter().count(), 1);
+    }
+}

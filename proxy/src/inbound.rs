@@ -1,0 +1,732 @@
+//! Inbound listeners: accept, TLS (or sniff it, when permissive), then
+//! either relay TCP or serve HTTP/1.1 and HTTP/2 through one hyper stack
+//! assembled in [`serve_http`].
+//!
+//! Per connection the peer is classified once per bundle generation; per
+//! request the current bundle is read once and kept until the response
+//! head is sent, so a reload never changes a request's decision halfway.
+
+use crate::config::{InboundConfig, Limits, Protocol, TlsMode};
+use crate::decision_log::{DecisionLog, LoggedRequest};
+use crate::enforce;
+use crate::framing::FramingWatch;
+use crate::identity::IdentityStore;
+use crate::metrics::Metrics;
+use crate::store::{LoadedBundle, PolicyStore};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_runtime::{Decision, Http, Inbound, Peer, PeerClass, RequestError, Scratch};
+use std::cell::RefCell;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+/// The body of every response the proxy sends: the application's, or its own.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// What every listener shares.
+pub struct Shared {
+    /// The policy.
+    pub store: Arc<PolicyStore>,
+    /// The proxy's identity, when TLS is configured.
+    pub identity: Option<Arc<IdentityStore>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The decision log, when configured.
+    pub decision_log: Option<Arc<DecisionLog>>,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// One permit per open connection.
+    pub connections: Arc<Semaphore>,
+    /// Becomes `true` when the proxy shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Whether the proxy may forward: a bundle is loaded and, when TLS is
+    /// configured, credentials and trust bundles are held.
+    pub fn is_ready(&self) -> bool {
+        self.store.current().is_some()
+            && self
+                .identity
+                .as_ref()
+                .is_none_or(|id| id.has_credentials() && id.has_trust_bundles())
+    }
+}
+
+/// One inbound listener, bound.
+pub struct Listener {
+    listener: TcpListener,
+    config: InboundConfig,
+    h1: Client<AppConnector, Incoming>,
+    h2: Client<AppConnector, Incoming>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Listener {
+    /// Binds the listener's address.
+    pub async fn bind(config: InboundConfig, shared: &Shared) -> std::io::Result<Listener> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let connector = AppConnector { addr: config.app };
+        let h1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        let tls = match (&shared.identity, config.tls) {
+            (Some(id), TlsMode::Mtls | TlsMode::Permissive) => {
+                Some(tokio_rustls::TlsAcceptor::from(id.server_config()))
+            }
+            _ => None,
+        };
+        Ok(Listener {
+            listener,
+            config,
+            h1,
+            h2,
+            tls,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until shutdown.
+    pub async fn run(self, shared: Arc<Shared>) {
+        let listener = Arc::new(self);
+        let mut shutdown = shared.shutdown.clone();
+        loop {
+            let (stream, addr) = tokio::select! {
+                r = listener.listener.accept() => match r {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = crate::inbound::shutting_down(&mut shutdown) => return,
+            };
+            let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                shared.metrics.connections_refused.inc(["limit"]);
+                tracing::warn!(peer = %addr, "connection limit reached; closing");
+                continue;
+            };
+            if !shared.is_ready() {
+                shared.metrics.connections_refused.inc(["not-ready"]);
+                continue;
+            }
+            let listener = listener.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                listener.handle(stream, addr, &shared).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new());
+        let ip = addr.ip().to_canonical();
+        let timeout = shared.limits.header_read_timeout();
+        let use_tls = match self.config.tls {
+            TlsMode::Plaintext => false,
+            TlsMode::Mtls => true,
+            TlsMode::Permissive => {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(1)) => first[0] == 0x16,
+                    Ok(_) => return,
+                    Err(_) => {
+                        shared.metrics.connections_refused.inc(["timeout"]);
+                        return;
+                    }
+                }
+            }
+        };
+        let max_head = shared.limits.max_header_bytes;
+        if use_tls {
+            let stream = Tracked::new(stream, activity.clone(), None);
+            let Some(acceptor) = &self.tls else {
+                shared.metrics.connections_refused.inc(["handshake"]);
+                return;
+            };
+            let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    shared.metrics.connections_refused.inc(["handshake"]);
+                    tracing::info!(peer = %ip, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.connections_refused.inc(["timeout"]);
+                    return;
+                }
+            };
+            let identity = crate::identity::peer_identity(tls.get_ref().1);
+            let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let watch = (!alpn_h2).then(|| FramingWatch::new(max_head));
+            let tls = Tracked::new(tls, activity.clone(), watch);
+            self.serve(tls, ip, identity, alpn_h2, activity, shared).await;
+        } else {
+            let stream = Tracked::new(stream, activity.clone(), Some(FramingWatch::new(max_head)));
+            self.serve(stream, ip, None, false, activity, shared).await;
+        }
+    }
+
+    async fn serve<IO>(
+        self: Arc<Self>,
+        io: IO,
+        ip: IpAddr,
+        identity: Option<String>,
+        alpn_h2: bool,
+        activity: Arc<Activity>,
+        shared: &Arc<Shared>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(loaded) = shared.store.current() else {
+            return;
+        };
+        let tcp = match self.config.protocol {
+            Protocol::Tcp => true,
+            Protocol::Http => false,
+            Protocol::Auto => is_tcp_port(&loaded, self.config.port),
+        };
+        let conn = Arc::new(Conn {
+            listener: self.clone(),
+            shared: shared.clone(),
+            ip,
+            identity,
+            class: Mutex::new(None),
+            activity: activity.clone(),
+        });
+        if tcp {
+            relay_tcp(io, conn, loaded, activity).await;
+        } else {
+            drop(loaded);
+            serve_http(io, conn, alpn_h2, activity).await;
+        }
+    }
+}
+
+fn is_tcp_port(loaded: &LoadedBundle, port: u16) -> bool {
+    let bundle = loaded.bundle();
+    let mut scratch = bundle.create_scratch();
+    let request = Inbound { port, http: None };
+    matches!(
+        bundle.decide_inbound_peer(&request, &Peer::default(), &mut scratch),
+        Ok(Decision { server: Some(_), .. })
+    )
+}
+
+/// One accepted connection: who the peer is, and its classification.
+struct Conn {
+    listener: Arc<Listener>,
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    identity: Option<String>,
+    /// The peer's classification and the bundle generation it was made for.
+    class: Mutex<Option<(u64, PeerClass)>>,
+    /// Byte activity and framing of the client side.
+    activity: Arc<Activity>,
+}
+
+thread_local! {
+    /// Scratch space per worker thread, for the bundle generation it was made for.
+    static SCRATCH: RefCell<Option<(u64, Scratch, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+impl Conn {
+    fn peer(&self) -> Peer<'_> {
+        Peer {
+            ip: Some(self.ip),
+            identity: self.identity.as_deref(),
+        }
+    }
+
+    /// Decides `request` under `loaded`, counting and logging it; `f` sees
+    /// the decision and the scratch's path buffer.
+    fn decide<R>(
+        &self,
+        loaded: &LoadedBundle,
+        request: &Inbound<'_>,
+        f: impl FnOnce(&Result<Decision<'_>, RequestError>, &mut Vec<u8>) -> R,
+    ) -> R {
+        let bundle = loaded.bundle();
+        let mut class = self.class.lock().unwrap_or_else(|e| e.into_inner());
+        if class.as_ref().is_none_or(|(g, _)| *g != loaded.generation()) {
+            let mut c = bundle.create_peer_class();
+            bundle.classify(&self.peer(), &mut c);
+            *class = Some((loaded.generation(), c));
+        }
+        let Some((_, class)) = class.as_ref() else {
+            unreachable!("classified above")
+        };
+        SCRATCH.with_borrow_mut(|slot| {
+            if slot.as_ref().is_none_or(|(g, _, _)| *g != loaded.generation()) {
+                *slot = Some((loaded.generation(), bundle.create_scratch(), Vec::with_capacity(256)));
+            }
+            let Some((_, scratch, buf)) = slot.as_mut() else {
+                unreachable!("filled above")
+            };
+            let d = bundle.decide_inbound(request, class, scratch);
+            f(&d, buf)
+        })
+    }
+
+    fn record(&self, loaded: &LoadedBundle, logged: &LoggedRequest<'_>, d: &Decision<'_>) {
+        let outcome = enforce::outcome(d);
+        let labels = [
+            d.server.unwrap_or(""),
+            d.route.unwrap_or(""),
+            d.rule.unwrap_or(""),
+        ];
+        if logged.http.is_some() {
+            self.shared
+                .metrics
+                .requests
+                .inc([labels[0], labels[1], labels[2], outcome]);
+        } else {
+            self.shared
+                .metrics
+                .connections
+                .inc([labels[0], labels[2], outcome]);
+        }
+        if outcome != "allow" {
+            let what = if logged.http.is_some() { "request" } else { "connection" };
+            let (method, path) = logged.http.map_or(("", std::borrow::Cow::Borrowed("")), |(m, p, _)| {
+                (m, String::from_utf8_lossy(p))
+            });
+            tracing::info!(
+                outcome,
+                what,
+                server = labels[0],
+                route = labels[1],
+                rule = labels[2],
+                identity = self.identity.as_deref().unwrap_or("-"),
+                ip = %self.ip,
+                method,
+                path = %path,
+                bundle = loaded.hash(),
+                "{}",
+                if d.allow { "allowed only by audit" } else { "denied" },
+            );
+        }
+        if let Some(log) = &self.shared.decision_log {
+            log.write(loaded.hash(), logged, d);
+        }
+    }
+}
+
+/// What to do with an HTTP request once decided.
+enum Verdict {
+    Answer(Response<Full<Bytes>>),
+    Forward(Bytes),
+}
+
+async fn handle_request(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    let start = Instant::now();
+    let response = match conn.shared.store.current() {
+        None => Either::Right(enforce::text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no policy loaded\n",
+            "not-ready",
+        )),
+        Some(loaded) => {
+            let verdict = decide_http(&conn, &loaded, &req);
+            match verdict {
+                Verdict::Answer(r) => Either::Right(r),
+                Verdict::Forward(target) => forward(&conn, req, target).await,
+            }
+        }
+    };
+    conn.shared.metrics.request_latency.observe(start.elapsed());
+    Ok(match response {
+        Either::Left(r) => r.map(Either::Left),
+        Either::Right(r) => r.map(Either::Right),
+    })
+}
+
+fn decide_http(conn: &Conn, loaded: &LoadedBundle, req: &Request<Incoming>) -> Verdict {
+    let smuggling = conn.activity.ambiguous.load(Ordering::Relaxed).then_some("ambiguous request framing\n");
+    if let Some(why) = smuggling.or_else(|| enforce::ambiguous_framing(req.headers())) {
+        let mut r = enforce::text_response(StatusCode::BAD_REQUEST, why, "bad-request");
+        r.headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return Verdict::Answer(r);
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(&b""[..], |pq| pq.as_str().as_bytes());
+    let headers = enforce::HeaderMapHeaders(req.headers());
+    let request = Inbound {
+        port: conn.listener.config.port,
+        http: Some(Http {
+            method: req.method().as_str(),
+            path: target,
+            headers: &headers,
+        }),
+    };
+    let logged = LoggedRequest {
+        port: conn.listener.config.port,
+        http: Some((req.method().as_str(), target, req.headers())),
+        ip: Some(conn.ip),
+        identity: conn.identity.as_deref(),
+    };
+    conn.decide(loaded, &request, |d, buf| match d {
+        Ok(d) => {
+            conn.record(loaded, &logged, d);
+            if !d.allow {
+                return Verdict::Answer(enforce::deny_response(d));
+            }
+            match enforce::forwarded_target(target, buf) {
+                Some(t) => Verdict::Forward(t),
+                None => Verdict::Answer(bad_path(req.headers())),
+            }
+        }
+        Err(_) => Verdict::Answer(bad_path(req.headers())),
+    })
+}
+
+fn bad_path(headers: &http::HeaderMap) -> Response<Full<Bytes>> {
+    if enforce::is_grpc(headers) {
+        enforce::grpc_response(13, "malformed request path", "bad-path")
+    } else {
+        enforce::text_response(StatusCode::BAD_REQUEST, "bad request path\n", "bad-path")
+    }
+}
+
+async fn forward(
+    conn: &Conn,
+    req: Request<Incoming>,
+    target: Bytes,
+) -> Either<Response<Incoming>, Response<Full<Bytes>>> {
+    let listener = &conn.listener;
+    let (mut parts, body) = req.into_parts();
+    let grpc = enforce::is_grpc(&parts.headers);
+    let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let fallback = listener.config.app.to_string();
+    let uri = enforce::upstream_uri(authority, &fallback, target.clone())
+        .or_else(|| enforce::upstream_uri(None, &fallback, target));
+    let Some(uri) = uri else {
+        return Either::Right(bad_path(&parts.headers));
+    };
+    let is_h2 = parts.version == http::Version::HTTP_2;
+    parts.uri = uri;
+    enforce::prepare_headers(&mut parts.headers, conn.identity.as_deref());
+    let upstream = Request::from_parts(parts, body);
+    let result = if is_h2 {
+        listener.h2.request(upstream).await
+    } else {
+        listener.h1.request(upstream).await
+    };
+    match result {
+        Ok(mut response) => {
+            enforce::prepare_response_headers(response.headers_mut());
+            Either::Left(response)
+        }
+        Err(e) => {
+            conn.shared.metrics.upstream_errors.inc(["connect"]);
+            tracing::warn!(app = %listener.config.app, error = %e, "the application could not be reached");
+            Either::Right(if grpc {
+                enforce::grpc_response(14, "the application could not be reached", "upstream")
+            } else {
+                enforce::text_response(
+                    StatusCode::BAD_GATEWAY,
+                    "the application could not be reached\n",
+                    "upstream",
+                )
+            })
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on one connection: the stack, in one place.
+async fn serve_http<IO>(io: IO, conn: Arc<Conn>, alpn_h2: bool, activity: Arc<Activity>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &conn.shared.limits;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if alpn_h2 {
+        builder = builder.http2_only();
+    }
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout())
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+    let idle = limits.idle_timeout();
+    let mut shutdown = conn.shared.shutdown.clone();
+    let service_conn = conn.clone();
+    let service = hyper::service::service_fn(move |req| handle_request(service_conn.clone(), req));
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = crate::inbound::shutting_down(&mut shutdown), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(activity.until_idle(idle)), if !closing => {
+                if activity.idle_for() >= idle {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Relays an allowed TCP connection; closes it when a new bundle denies it.
+async fn relay_tcp<IO>(mut io: IO, conn: Arc<Conn>, loaded: Arc<LoadedBundle>, activity: Arc<Activity>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let port = conn.listener.config.port;
+    let logged = LoggedRequest {
+        port,
+        http: None,
+        ip: Some(conn.ip),
+        identity: conn.identity.as_deref(),
+    };
+    let decide = |loaded: &LoadedBundle, record: bool| -> (bool, String) {
+        let request = Inbound { port, http: None };
+        conn.decide(loaded, &request, |d, _| match d {
+            Ok(d) => {
+                if record {
+                    conn.record(loaded, &logged, d);
+                }
+                (d.allow, d.server.unwrap_or("").to_owned())
+            }
+            Err(_) => (false, String::new()),
+        })
+    };
+    let mut changes = conn.shared.store.subscribe();
+    changes.mark_unchanged();
+    let (allowed, _) = decide(&loaded, true);
+    drop(loaded);
+    if !allowed {
+        return;
+    }
+    let app = conn.listener.config.app;
+    let mut upstream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(app)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            conn.shared.metrics.upstream_errors.inc(["connect"]);
+            tracing::warn!(app = %app, "the application could not be reached");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let idle = conn.shared.limits.idle_timeout();
+    let mut shutdown = conn.shared.shutdown.clone();
+    let copy = tokio::io::copy_bidirectional(&mut io, &mut upstream);
+    tokio::pin!(copy);
+    loop {
+        tokio::select! {
+            _ = &mut copy => return,
+            r = changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let Some(loaded) = conn.shared.store.current() else { continue };
+                let (allowed, server) = decide(&loaded, false);
+                if !allowed {
+                    conn.shared.metrics.connections_revoked.inc([server.as_str()]);
+                    tracing::info!(
+                        server,
+                        identity = conn.identity.as_deref().unwrap_or("-"),
+                        ip = %conn.ip,
+                        bundle = loaded.hash(),
+                        "open connection closed: the new bundle denies it"
+                    );
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(activity.until_idle(idle)) => {
+                if activity.idle_for() >= idle {
+                    return;
+                }
+            }
+            _ = crate::inbound::shutting_down(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Connects to the local application, whatever the request's authority.
+#[derive(Clone, Debug)]
+pub struct AppConnector {
+    addr: SocketAddr,
+}
+
+impl tower_service::Service<http::Uri> for AppConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let addr = self.addr;
+        Box::pin(async move {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(TokioIo::new(s))
+        })
+    }
+}
+
+/// When a connection last moved a byte, and whether a request on it had
+/// ambiguous framing.
+pub struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+    ambiguous: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            ambiguous: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.base.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+
+    fn until_idle(&self, idle: Duration) -> Duration {
+        idle.saturating_sub(self.idle_for()).max(Duration::from_millis(10))
+    }
+}
+
+/// A stream that records its activity and, for HTTP/1.1, watches the
+/// framing of what the client sends.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    watch: Option<FramingWatch>,
+}
+
+impl<S> Tracked<S> {
+    fn new(inner: S, activity: Arc<Activity>, watch: Option<FramingWatch>) -> Self {
+        activity.touch();
+        Tracked {
+            inner,
+            activity,
+            watch,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let this = &mut *self;
+            this.activity.touch();
+            if let Some(watch) = &mut this.watch {
+                watch.feed(&buf.filled()[before..]);
+                if watch.ambiguous() {
+                    this.activity.ambiguous.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Completes when the proxy starts shutting down.
+pub async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

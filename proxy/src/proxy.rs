@@ -1,0 +1,271 @@
+//! Starting the proxy: binds every listener, loads the policy and the
+//! identity, and owns the tasks until shutdown.
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::decision_log::DecisionLog;
+use crate::identity::files::FileIdentity;
+use crate::identity::IdentityStore;
+use crate::inbound::{Listener, Shared};
+use crate::metrics::Metrics;
+use crate::reload::{stamp, PolicyLoader, Reloader};
+use crate::store::PolicyStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// A running proxy.
+pub struct Proxy {
+    admin_addr: SocketAddr,
+    inbound_addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
+    shutdown: watch::Sender<bool>,
+    max_connections: usize,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listener's address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The decision log could not be opened.
+    DecisionLog {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind { addr, error } => write!(f, "cannot listen on `{addr}`: {error}"),
+            StartError::DecisionLog { path, error } => {
+                write!(f, "cannot open the decision log `{}`: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl Proxy {
+    /// Binds the listeners, loads the policy and identity, and starts
+    /// serving. A policy or identity that cannot be loaded yet leaves the
+    /// proxy running but not ready: it forwards nothing until they are valid.
+    pub async fn start(config: Config, loader: PolicyLoader) -> Result<Proxy, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let store = PolicyStore::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let decision_log = match &config.log.decision_log {
+            Some(path) => Some(Arc::new(DecisionLog::open(path).map_err(|error| {
+                StartError::DecisionLog {
+                    path: path.clone(),
+                    error,
+                }
+            })?)),
+            None => None,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let identity = match &config.identity {
+            None => None,
+            Some(id) => {
+                let store = IdentityStore::new();
+                if let Some(socket) = &id.workload_api {
+                    let _ = (socket, &mut tasks); // WIRING PENDING (workload_api helper)
+                } else {
+                    let files = FileIdentity {
+                        cert: id.cert.clone().unwrap_or_default(),
+                        key: id.key.clone().unwrap_or_default(),
+                        trust_bundles: id.trust_bundles.clone(),
+                    };
+                    load_identity_files(&files, &store, &metrics);
+                    let interval = Duration::from_millis(id.watch_interval_ms.max(10));
+                    tasks.spawn(watch_identity_files(files, store.clone(), metrics.clone(), interval));
+                }
+                Some(store)
+            }
+        };
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            identity,
+            metrics: metrics.clone(),
+            decision_log,
+            limits: config.limits.clone(),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            shutdown: shutdown_rx,
+        });
+        let reloader = Arc::new(Reloader::new(
+            config.policy_path().to_owned(),
+            loader,
+            store,
+            metrics,
+        ));
+        let _ = reloader.reload("start").await;
+        if config.policy.watch {
+            let interval = Duration::from_millis(config.policy.watch_interval_ms.max(10));
+            tasks.spawn(reloader.clone().watch(interval));
+        }
+        let admin_listener = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|error| StartError::Bind {
+                addr: config.admin.listen,
+                error,
+            })?;
+        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
+        let mut inbound_addrs = Vec::new();
+        let mut listeners = Vec::new();
+        for l in &config.inbound {
+            let listener = Listener::bind(l.clone(), &shared)
+                .await
+                .map_err(|error| StartError::Bind {
+                    addr: l.listen,
+                    error,
+                })?;
+            inbound_addrs.push(listener.local_addr().unwrap_or(l.listen));
+            listeners.push(listener);
+        }
+        for listener in listeners {
+            tasks.spawn(listener.run(shared.clone()));
+        }
+        let admin = Arc::new(Admin {
+            shared: shared.clone(),
+            reloader: reloader.clone(),
+        });
+        tasks.spawn(admin.run(admin_listener));
+        tracing::info!(admin = %admin_addr, listeners = ?inbound_addrs, "proxy started");
+        Ok(Proxy {
+            admin_addr,
+            inbound_addrs,
+            shared,
+            reloader,
+            shutdown,
+            max_connections: config.limits.max_connections,
+            tasks,
+        })
+    }
+
+    /// The admin listener's bound address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The inbound listeners' bound addresses, in configuration order.
+    pub fn inbound_addrs(&self) -> &[SocketAddr] {
+        &self.inbound_addrs
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The policy store.
+    pub fn store(&self) -> &Arc<PolicyStore> {
+        &self.shared.store
+    }
+
+    /// Reloads the policy now, as SIGHUP does.
+    pub async fn reload(&self) -> Result<String, String> {
+        self.reloader.reload("reload").await.map(|b| b.hash().to_owned())
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the drain
+    /// timeout), then stops every task.
+    pub async fn shutdown(mut self) {
+        self.shutdown.send_replace(true);
+        let drain = self.shared.limits.drain_timeout();
+        let connections = self.shared.connections.clone();
+        let all = self.max_connections;
+        let drained = tokio::time::timeout(drain, async {
+            while connections.available_permits() < all {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = all - connections.available_permits(),
+                "drain timeout: closing the remaining connections"
+            );
+        }
+        self.tasks.shutdown().await;
+        tracing::info!("proxy stopped");
+    }
+
+    /// Runs until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down
+    /// gracefully.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    let _ = self.reloader.reload("SIGHUP").await;
+                }
+            }
+        }
+        tracing::info!("shutting down: draining requests in flight");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+fn load_identity_files(files: &FileIdentity, store: &IdentityStore, metrics: &Metrics) -> bool {
+    let creds = files.load_credentials();
+    let bundles = files.load_trust_bundles();
+    match (creds, bundles) {
+        (Ok(creds), Ok(bundles)) => {
+            tracing::info!(
+                spiffe_id = creds.spiffe_id(),
+                trust_domains = ?bundles.trust_domains().collect::<Vec<_>>(),
+                "identity loaded"
+            );
+            store.set_trust_bundles(bundles);
+            store.set_credentials(creds);
+            metrics.identity_reloads.inc(["ok"]);
+            metrics.set_svid_not_after(store.svid_not_after());
+            true
+        }
+        (creds, bundles) => {
+            for e in [creds.err(), bundles.err()].into_iter().flatten() {
+                tracing::error!(error = %e, "identity rejected; the previous identity keeps serving");
+            }
+            metrics.identity_reloads.inc(["error"]);
+            false
+        }
+    }
+}
+
+async fn watch_identity_files(
+    files: FileIdentity,
+    store: Arc<IdentityStore>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+) {
+    let stamps = |f: &FileIdentity| f.paths().iter().map(|p| stamp(p)).collect::<Vec<_>>();
+    let mut last = stamps(&files);
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = stamps(&files);
+        if now != last {
+            last = now;
+            load_identity_files(&files, &store, &metrics);
+        }
+    }
+}

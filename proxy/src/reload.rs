@@ -1,0 +1,102 @@
+//! Reloading the policy: from the file watcher, SIGHUP and `POST /reload`.
+//!
+//! Reloads are serialized; a new bundle is validated before it is swapped
+//! in, and a bad one leaves the old one serving.
+
+use crate::metrics::Metrics;
+use crate::store::{LoadedBundle, PolicyStore};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Turns the configured policy file into bundle bytes. The proxy reads a
+/// bundle as is; the `sluice` binary passes one that compiles source.
+pub type PolicyLoader = Arc<dyn Fn(&Path) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// A loader that reads a compiled bundle file.
+pub fn bundle_file_loader() -> PolicyLoader {
+    Arc::new(|path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    })
+}
+
+/// Reloads the policy into the store.
+pub struct Reloader {
+    path: PathBuf,
+    loader: PolicyLoader,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader of `path` through `loader`.
+    pub fn new(path: PathBuf, loader: PolicyLoader, store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
+        Reloader {
+            path,
+            loader,
+            store,
+            metrics,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The policy file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads, validates and swaps in the policy; `cause` is logged.
+    /// Answers once the new bundle serves.
+    pub async fn reload(&self, cause: &'static str) -> Result<Arc<LoadedBundle>, String> {
+        let _guard = self.lock.lock().await;
+        let path = self.path.clone();
+        let loader = self.loader.clone();
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let bytes = loader(&path)?;
+            store
+                .install(&bytes)
+                .map_err(|e| format!("`{}` is not a valid bundle: {e}", path.display()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+        match &result {
+            Ok(loaded) => {
+                self.metrics.bundle_reloads.inc(["ok"]);
+                self.metrics.set_bundle(loaded.hash(), loaded.loaded_at());
+                tracing::info!(cause, bundle = loaded.hash(), bytes = loaded.len(), "policy bundle loaded");
+            }
+            Err(e) => {
+                self.metrics.bundle_reloads.inc(["error"]);
+                let serving = self.store.current().map(|b| b.hash().to_owned());
+                tracing::error!(
+                    cause,
+                    error = %e,
+                    serving = serving.as_deref().unwrap_or("none"),
+                    "policy bundle rejected; the previous bundle keeps serving"
+                );
+            }
+        }
+        result
+    }
+
+    /// Reloads whenever the policy file's size or modification time changes.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut last = stamp(&self.path);
+        loop {
+            tokio::time::sleep(interval).await;
+            let now = stamp(&self.path);
+            if now != last && now.is_some() {
+                last = now;
+                let _ = self.reload("file changed").await;
+            }
+        }
+    }
+}
+
+/// A file's modification time and size, to notice changes.
+pub fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
