@@ -25,6 +25,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Run conformance files; end with `N passed, N failed`.
     Test(TestArgs),
+    /// Make development SPIFFE identities: a CA, and SVIDs it signs.
+    Identity(IdentityArgs),
 }
 
 /// How `lint` prints diagnostics.
@@ -97,6 +99,71 @@ pub struct TestArgs {
     /// Conformance `.toml` files, or directories searched recursively for them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// Arguments of `sluice identity`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    sluice identity ca --trust-domain example.org --out certs\n  \
+    sluice identity issue --ca certs --id spiffe://example.org/ns/default/sa/web --out certs/web\n\
+    Then `certs/ca.pem` is the trust bundle of `example.org`, `certs/web.pem` and `certs/web.key` the SVID.")]
+pub struct IdentityArgs {
+    /// What to make.
+    #[command(subcommand)]
+    pub command: IdentityCommand,
+}
+
+/// The subcommands of `sluice identity`.
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create a self-signed CA for a trust domain: `DIR/ca.pem` (the trust bundle) and `DIR/ca.key`.
+    Ca(IdentityCaArgs),
+    /// Issue an X.509-SVID signed by a CA from `sluice identity ca`: `PREFIX.pem` and `PREFIX.key`.
+    Issue(IdentityIssueArgs),
+}
+
+/// Arguments of `sluice identity ca`.
+#[derive(Debug, Args)]
+pub struct IdentityCaArgs {
+    /// The trust domain, e.g. `example.org`; the CA carries the URI SAN `spiffe://<NAME>`.
+    #[arg(long, value_name = "NAME", value_parser = trust_domain)]
+    pub trust_domain: String,
+    /// The directory to write `ca.pem` and `ca.key` into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Validity in days.
+    #[arg(long, value_name = "N", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// Replace an existing `DIR/ca.key`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `sluice identity issue`.
+#[derive(Debug, Args)]
+pub struct IdentityIssueArgs {
+    /// The directory of `ca.pem` and `ca.key`, written by `sluice identity ca`.
+    #[arg(long, value_name = "DIR")]
+    pub ca: PathBuf,
+    /// The SVID's SPIFFE ID, in the CA's trust domain, with a path.
+    #[arg(long, value_name = "SPIFFE_ID", value_parser = workload_id)]
+    pub id: String,
+    /// Writes `PREFIX.pem` (the certificate) and `PREFIX.key` (its PKCS#8 key).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+    /// Validity in days, capped at the CA's expiry.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub days: u32,
+}
+
+fn trust_domain(s: &str) -> Result<String, String> {
+    crate::cmd::identity::check_trust_domain(s).map(str::to_owned)
+}
+
+fn workload_id(s: &str) -> Result<String, String> {
+    crate::cmd::identity::check_workload_id(s).map(str::to_owned)
 }
 
 #[cfg(test)]

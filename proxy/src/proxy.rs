@@ -5,6 +5,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::decision_log::DecisionLog;
 use crate::identity::files::FileIdentity;
+use crate::identity::workload_api::{Event, WorkloadApiClient};
 use crate::identity::IdentityStore;
 use crate::inbound::{Listener, Shared};
 use crate::metrics::Metrics;
@@ -83,7 +84,24 @@ impl Proxy {
             Some(id) => {
                 let store = IdentityStore::new();
                 if let Some(socket) = &id.workload_api {
-                    let _ = (socket, &mut tasks); // WIRING PENDING (workload_api helper)
+                    match WorkloadApiClient::new(socket) {
+                        Ok(client) => {
+                            let metrics = metrics.clone();
+                            let s = store.clone();
+                            tasks.spawn(client.run(store.clone(), move |event| match event {
+                                Event::Installed(update) => {
+                                    tracing::info!(spiffe_id = %update.spiffe_id, "identity received from the Workload API");
+                                    metrics.identity_reloads.inc(["ok"]);
+                                    metrics.set_svid_not_after(s.svid_not_after());
+                                }
+                                Event::Rejected(_) => metrics.identity_reloads.inc(["error"]),
+                                Event::Disconnected { .. } => {}
+                            }));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the Workload API socket is unusable; the proxy stays not ready");
+                        }
+                    }
                 } else {
                     let files = FileIdentity {
                         cert: id.cert.clone().unwrap_or_default(),

@@ -172,14 +172,19 @@ struct State {
 }
 
 impl State {
-    fn open(&self, req: &tonic::Request<proto::X509SvidRequest>) -> Result<ReceiverStream<Reply>, Status> {
+    fn open(
+        &self,
+        req: &tonic::Request<proto::X509SvidRequest>,
+    ) -> Result<ReceiverStream<Reply>, Status> {
         let header = req
             .metadata()
             .get("workload.spiffe.io")
             .and_then(|v| v.to_str().ok());
         if header != Some("true") {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(Status::invalid_argument("security header missing from request"));
+            return Err(Status::invalid_argument(
+                "security header missing from request",
+            ));
         }
         if self.deny.load(Ordering::SeqCst) {
             return Err(Status::permission_denied("no identity issued"));
@@ -242,7 +247,8 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for WorkloadApi {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
             let codec =
-                tonic_prost::ProstCodec::<proto::X509SvidResponse, proto::X509SvidRequest>::default();
+                tonic_prost::ProstCodec::<proto::X509SvidResponse, proto::X509SvidRequest>::default(
+                );
             let mut grpc = tonic::server::Grpc::new(codec);
             Ok(grpc.server_streaming(FetchX509Svid(state), req).await)
         })
@@ -298,7 +304,10 @@ impl Drop for Agent {
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -321,7 +330,12 @@ impl Events {
     }
 
     fn count(&self, prefix: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|l| l.starts_with(prefix)).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .count()
     }
 
     fn all(&self) -> Vec<String> {
@@ -357,9 +371,18 @@ async fn fetch_once_returns_the_svid_and_both_bundles() {
     assert_eq!(update.svid_count, 1);
     assert_eq!(update.chain.len(), 1);
     assert_eq!(update.chain[0].as_ref(), cert.as_slice());
-    assert_eq!(update.bundles.keys().collect::<Vec<_>>(), ["example.org", "partner.org"]);
-    assert_eq!(update.bundles["example.org"][0].as_ref(), pki.example.der.as_slice());
-    assert_eq!(update.bundles["partner.org"][0].as_ref(), pki.partner.der.as_slice());
+    assert_eq!(
+        update.bundles.keys().collect::<Vec<_>>(),
+        ["example.org", "partner.org"]
+    );
+    assert_eq!(
+        update.bundles["example.org"][0].as_ref(),
+        pki.example.der.as_slice()
+    );
+    assert_eq!(
+        update.bundles["partner.org"][0].as_ref(),
+        pki.partner.der.as_slice()
+    );
     // The update is usable as is.
     update.credentials().unwrap();
     update.trust_bundles().unwrap();
@@ -385,15 +408,28 @@ async fn run_installs_rotates_and_reconnects() {
     assert_eq!(store.spiffe_id().as_deref(), Some(WEB));
     assert_eq!(leaf_of(&store), Some(first.clone()));
     let bundles = store.trust_bundles();
-    assert_eq!(bundles.trust_domains().collect::<Vec<_>>(), ["example.org", "partner.org"]);
-    assert_eq!(bundles.roots("partner.org").unwrap()[0].as_ref(), pki.partner.der.as_slice());
+    assert_eq!(
+        bundles.trust_domains().collect::<Vec<_>>(),
+        ["example.org", "partner.org"]
+    );
+    assert_eq!(
+        bundles.roots("partner.org").unwrap()[0].as_ref(),
+        pki.partner.der.as_slice()
+    );
 
     // The agent rotates the SVID on the open stream: a new leaf and key.
     let (rotated, second) = response(&pki, WEB);
     assert_ne!(first, second);
     agent.state.push(rotated);
-    eventually("the rotated svid", || leaf_of(&store) == Some(second.clone())).await;
-    assert_eq!(agent.state.calls.load(Ordering::SeqCst), 1, "rotation came on the same stream");
+    eventually("the rotated svid", || {
+        leaf_of(&store) == Some(second.clone())
+    })
+    .await;
+    assert_eq!(
+        agent.state.calls.load(Ordering::SeqCst),
+        1,
+        "rotation came on the same stream"
+    );
 
     // A new identity for the workload.
     let (renamed, third) = response(&pki, "spiffe://example.org/ns/default/sa/web-v2");
@@ -407,9 +443,20 @@ async fn run_installs_rotates_and_reconnects() {
     // The agent ends the stream: the client reconnects and gets the
     // current identity again.
     agent.state.end_streams();
-    eventually("a reconnection", || agent.state.calls.load(Ordering::SeqCst) == 2).await;
-    eventually("the identity after reconnecting", || events.count("installed") == 4).await;
-    assert_eq!(events.count("disconnected the workload api stream ended"), 1, "{:?}", events.all());
+    eventually("a reconnection", || {
+        agent.state.calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    eventually("the identity after reconnecting", || {
+        events.count("installed") == 4
+    })
+    .await;
+    assert_eq!(
+        events.count("disconnected the workload api stream ended"),
+        1,
+        "{:?}",
+        events.all()
+    );
     assert_eq!(events.count("rejected"), 0);
     task.abort();
 }
@@ -436,13 +483,19 @@ async fn a_bad_update_keeps_the_previous_identity() {
     let mut not_a_cert = resp.clone();
     not_a_cert.svids[0].x509_svid = vec![0x30, 0x03, 0x02, 0x01, 0x01];
     agent.state.push_once(not_a_cert);
-    eventually("the non-certificate rejected", || events.count("rejected") == 2).await;
+    eventually("the non-certificate rejected", || {
+        events.count("rejected") == 2
+    })
+    .await;
 
     // A key that is not the leaf's.
     let mut mismatch = resp.clone();
     mismatch.svids[0].x509_svid_key = KeyPair::generate().unwrap().serialize_der();
     agent.state.push_once(mismatch);
-    eventually("the key mismatch rejected", || events.count("rejected") == 3).await;
+    eventually("the key mismatch rejected", || {
+        events.count("rejected") == 3
+    })
+    .await;
 
     // A garbage federated bundle: nothing of the update is installed.
     let (mut bad_bundle, other_leaf) = response(&pki, WEB);
@@ -454,14 +507,25 @@ async fn a_bad_update_keeps_the_previous_identity() {
 
     // The agent sends no SVID.
     agent.state.push_once(proto::X509SvidResponse::default());
-    eventually("the empty update rejected", || events.count("rejected") == 5).await;
+    eventually("the empty update rejected", || {
+        events.count("rejected") == 5
+    })
+    .await;
 
-    assert_eq!(leaf_of(&store), Some(good.clone()), "the previous identity keeps serving");
+    assert_eq!(
+        leaf_of(&store),
+        Some(good.clone()),
+        "the previous identity keeps serving"
+    );
     assert_ne!(leaf_of(&store), Some(other_leaf));
     assert_eq!(store.spiffe_id().as_deref(), Some(WEB));
     assert_eq!(store.trust_bundles().trust_domains().count(), 2);
     assert_eq!(events.count("installed"), 1);
-    assert_eq!(events.count("disconnected"), 0, "a bad update does not end the stream");
+    assert_eq!(
+        events.count("disconnected"),
+        0,
+        "a bad update does not end the stream"
+    );
     let all = events.all();
     assert!(all[1].contains("svid"), "{all:?}");
     assert!(all[3].contains("key"), "{all:?}");
@@ -470,7 +534,10 @@ async fn a_bad_update_keeps_the_previous_identity() {
     // The stream is still good: the next valid update is installed.
     let (next, next_leaf) = response(&pki, WEB);
     agent.state.push(next);
-    eventually("the next good update", || leaf_of(&store) == Some(next_leaf.clone())).await;
+    eventually("the next good update", || {
+        leaf_of(&store) == Some(next_leaf.clone())
+    })
+    .await;
     task.abort();
 }
 
@@ -493,7 +560,9 @@ async fn the_server_refuses_a_request_without_the_security_header() {
         if let Some(value) = header {
             req = req.header("workload.spiffe.io", value);
         }
-        let req = req.body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))).unwrap();
+        let req = req
+            .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+            .unwrap();
         let resp = sender.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200);
         let headers = resp.headers().clone();
@@ -517,7 +586,9 @@ async fn grpc_errors_and_bad_sockets_are_reported() {
     let agent = Agent::start("deny");
     agent.state.deny.store(true, Ordering::SeqCst);
     match workload_api::fetch_once(agent.socket()).await {
-        Err(WorkloadApiError::Status { code: 7, message }) => assert_eq!(message, "no identity issued"),
+        Err(WorkloadApiError::Status { code: 7, message }) => {
+            assert_eq!(message, "no identity issued")
+        }
         other => panic!("expected permission denied, got {other:?}"),
     }
 
@@ -525,16 +596,41 @@ async fn grpc_errors_and_bad_sockets_are_reported() {
     let dir = TempDir::new("none");
     let err = workload_api::fetch_once(dir.socket()).await.unwrap_err();
     assert!(matches!(err, WorkloadApiError::Connect { .. }), "{err}");
-    assert!(err.to_string().starts_with("cannot connect to the workload api"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot connect to the workload api"),
+        "{err}"
+    );
 
     // Socket addresses.
-    assert_eq!(workload_api::parse_socket("unix:///run/agent.sock").unwrap(), Path::new("/run/agent.sock"));
-    assert_eq!(workload_api::parse_socket("unix:/run/agent.sock").unwrap(), Path::new("/run/agent.sock"));
-    assert_eq!(workload_api::parse_socket("/run/agent.sock").unwrap(), Path::new("/run/agent.sock"));
-    assert_eq!(workload_api::parse_socket("agent.sock").unwrap(), Path::new("agent.sock"));
-    for bad in ["", "tcp://127.0.0.1:8081", "unix://host/agent.sock", "unix:agent.sock", "unix://"] {
+    assert_eq!(
+        workload_api::parse_socket("unix:///run/agent.sock").unwrap(),
+        Path::new("/run/agent.sock")
+    );
+    assert_eq!(
+        workload_api::parse_socket("unix:/run/agent.sock").unwrap(),
+        Path::new("/run/agent.sock")
+    );
+    assert_eq!(
+        workload_api::parse_socket("/run/agent.sock").unwrap(),
+        Path::new("/run/agent.sock")
+    );
+    assert_eq!(
+        workload_api::parse_socket("agent.sock").unwrap(),
+        Path::new("agent.sock")
+    );
+    for bad in [
+        "",
+        "tcp://127.0.0.1:8081",
+        "unix://host/agent.sock",
+        "unix:agent.sock",
+        "unix://",
+    ] {
         assert!(
-            matches!(workload_api::parse_socket(bad), Err(WorkloadApiError::InvalidSocket(_))),
+            matches!(
+                workload_api::parse_socket(bad),
+                Err(WorkloadApiError::InvalidSocket(_))
+            ),
             "{bad}"
         );
     }
@@ -548,16 +644,21 @@ async fn der_lists_are_split_and_checked() {
     let certs = workload_api::split_der_certificates(&two).unwrap();
     assert_eq!(certs.len(), 2);
     assert_eq!(certs[1].as_ref(), pki.partner.der.as_slice());
-    assert!(workload_api::split_der_certificates(&[]).unwrap().is_empty());
+    assert!(workload_api::split_der_certificates(&[])
+        .unwrap()
+        .is_empty());
     for bad in [
-        &two[..two.len() - 1],         // truncated
-        &two[..1],                      // a lone tag
-        &[0x31, 0x00][..],              // not a sequence
-        &[0x30, 0x80, 0x00, 0x00][..],  // indefinite length
+        &two[..two.len() - 1],            // truncated
+        &two[..1],                        // a lone tag
+        &[0x31, 0x00][..],                // not a sequence
+        &[0x30, 0x80, 0x00, 0x00][..],    // indefinite length
         &[0x30, 0x85, 1, 1, 1, 1, 1][..], // a length of five bytes
-        &[0x30, 0x00][..],              // a sequence that is no certificate
+        &[0x30, 0x00][..],                // a sequence that is no certificate
     ] {
-        assert!(workload_api::split_der_certificates(bad).is_err(), "{bad:02x?}");
+        assert!(
+            workload_api::split_der_certificates(bad).is_err(),
+            "{bad:02x?}"
+        );
     }
 }
 
@@ -568,7 +669,9 @@ async fn der_lists_are_split_and_checked() {
 async fn raw_agent(dir: &TempDir, chunks: Vec<Bytes>) -> tokio::task::JoinHandle<()> {
     let listener = UnixListener::bind(dir.socket()).unwrap();
     tokio::spawn(async move {
-        let Ok((io, _)) = listener.accept().await else { return };
+        let Ok((io, _)) = listener.accept().await else {
+            return;
+        };
         let chunks = Arc::new(chunks);
         let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let chunks = chunks.clone();
@@ -644,7 +747,10 @@ async fn frames_are_reassembled_across_and_within_chunks() {
             .with_backoff(Duration::from_secs(5), Duration::from_secs(5))
             .run(store.clone(), events.callback()),
     );
-    eventually("the end of the raw stream", || events.count("disconnected") == 1).await;
+    eventually("the end of the raw stream", || {
+        events.count("disconnected") == 1
+    })
+    .await;
     assert_eq!(
         events.all(),
         [
@@ -655,7 +761,68 @@ async fn frames_are_reassembled_across_and_within_chunks() {
         ]
     );
     assert_eq!(leaf_of(&store), Some(c_leaf));
-    assert_eq!(store.trust_bundles().roots("partner.org").unwrap().len(), 40);
+    assert_eq!(
+        store.trust_bundles().roots("partner.org").unwrap().len(),
+        40
+    );
     task.abort();
     server.abort();
+}
+
+// ---------------------------------------------------------------- through the proxy
+
+mod support;
+
+/// The proxy takes its identity from the Workload API: not ready and
+/// forwarding nothing until the agent sends one, then serving mTLS with it.
+#[tokio::test]
+async fn the_proxy_serves_mtls_with_the_agents_identity() {
+    let pki = pki();
+    let agent = Agent::start("proxy");
+    let dir = support::TempDir::new("workload-proxy");
+    let (app, _) = support::echo_server().await;
+    let policy = r#"
+server web { port 8443  protocol http  route all { path prefix "/" } }
+allow everyone { to web.all  from any }
+"#;
+    std::fs::write(dir.path("policy.bundle"), support::compile(policy)).unwrap();
+    let toml = format!(
+        "[policy]\nbundle = \"policy.bundle\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[identity]\nworkload-api = \"unix://{}\"\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 8443\napp = \"{app}\"\ntls = \"mtls\"\n",
+        agent.socket().display()
+    );
+    let proxy = support::start_proxy(&dir, &toml).await;
+    let (status, body) = support::admin_get(proxy.admin_addr(), "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("an SVID"), "{body}");
+
+    let roots = vec![rustls_pki_types::CertificateDer::from(pki.example.der.clone())];
+    let config = support::certs::client_config_roots(&roots, None, &["http/1.1"]);
+    // Not ready: the connection is closed before any handshake.
+    assert!(support::certs::connect(proxy.inbound_addrs()[0], config.clone()).await.is_err());
+
+    let (resp, leaf) = response(&pki, WEB);
+    agent.state.push(resp);
+    let mut ready = false;
+    for _ in 0..100 {
+        if support::admin_get(proxy.admin_addr(), "/ready").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "ready once the agent sent an identity");
+    let tls = support::certs::connect(proxy.inbound_addrs()[0], config).await.unwrap();
+    assert_eq!(support::certs::server_leaf(&tls).unwrap().as_ref(), leaf.as_slice());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/hello")
+        .header("host", "web")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, metrics) = support::admin_get(proxy.admin_addr(), "/metrics").await;
+    assert!(metrics.contains("sluice_identity_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    proxy.shutdown().await;
 }

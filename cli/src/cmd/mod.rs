@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod eval;
+pub mod identity;
 pub mod inspect;
 pub mod lint;
 pub mod test;

@@ -12,6 +12,8 @@ pub mod workload_api;
 mod tests;
 
 pub use svid::{verify_svid, Credentials, IdentityError, TrustBundles, Usage};
+/// The certificate, key and time types of this module's signatures.
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -19,7 +21,6 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -187,7 +188,11 @@ impl ClientCertVerifier for SvidClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(CertificateDer::from(end_entity.as_ref()));
-        chain.extend(intermediates.iter().map(|c| CertificateDer::from(c.as_ref())));
+        chain.extend(
+            intermediates
+                .iter()
+                .map(|c| CertificateDer::from(c.as_ref())),
+        );
         match verify_svid(&chain, &self.current.bundles(), now, Usage::Client) {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(e) => Err(rustls::Error::InvalidCertificate(

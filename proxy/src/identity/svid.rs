@@ -206,13 +206,11 @@ impl Credentials {
         let cert = parse(leaf)?;
         let spiffe_id = check_leaf(&cert, UnixTime::now(), Usage::Server)?;
         let not_after = to_system_time(cert.validity().not_after.timestamp());
-        let certified = CertifiedKey::from_der(chain, key, provider()).map_err(|e| {
-            match e {
-                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                    IdentityError::KeyMismatch(spiffe_id.clone())
-                }
-                e => IdentityError::BadKey(e.to_string()),
+        let certified = CertifiedKey::from_der(chain, key, provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                IdentityError::KeyMismatch(spiffe_id.clone())
             }
+            e => IdentityError::BadKey(e.to_string()),
         })?;
         Ok(Credentials {
             certified: Arc::new(certified),
@@ -266,8 +264,7 @@ impl TrustBundles {
         trust_domain: &str,
         roots: Vec<CertificateDer<'static>>,
     ) -> Result<(), IdentityError> {
-        if trust_domain.contains('/') || !is_valid_spiffe_id(&format!("spiffe://{trust_domain}"))
-        {
+        if trust_domain.contains('/') || !is_valid_spiffe_id(&format!("spiffe://{trust_domain}")) {
             return Err(IdentityError::InvalidTrustDomain(trust_domain.to_owned()));
         }
         if roots.is_empty() {
@@ -359,7 +356,7 @@ pub(crate) fn trust_domain_of(id: &str) -> &str {
 
 fn parse<'a>(der: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, IdentityError> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(IdentityError::Malformed(
             "trailing bytes after the certificate".into(),
         )),
@@ -397,7 +394,11 @@ fn check_leaf(
 ) -> Result<String, IdentityError> {
     let id = single_uri_san(cert)?;
     let malformed = |e: x509_parser::error::X509Error| IdentityError::Malformed(e.to_string());
-    if cert.basic_constraints().map_err(malformed)?.is_some_and(|b| b.value.ca) {
+    if cert
+        .basic_constraints()
+        .map_err(malformed)?
+        .is_some_and(|b| b.value.ca)
+    {
         return Err(IdentityError::LeafIsCa(id));
     }
     let key_usage_problem = match cert.key_usage().map_err(malformed)? {

@@ -38,7 +38,10 @@ fn valid_svids_verify() {
     assert_eq!(svid.chain.len(), 3);
     assert_eq!(verify(&svid, &b, Usage::Client).unwrap(), CLIENT);
     let leaf_only = verify_svid(&svid.chain[..1], &b, UnixTime::now(), Usage::Client);
-    assert!(matches!(leaf_only, Err(IdentityError::Untrusted { .. })), "{leaf_only:?}");
+    assert!(
+        matches!(leaf_only, Err(IdentityError::Untrusted { .. })),
+        "{leaf_only:?}"
+    );
 }
 
 #[test]
@@ -48,20 +51,42 @@ fn each_flaw_is_rejected() {
     let check = |flaw, usage| verify(&a.svid_with(CLIENT, flaw), &b, usage);
     use IdentityError as E;
     assert!(matches!(check(Flaw::Expired, Usage::Client), Err(E::Expired(id)) if id == CLIENT));
-    assert!(matches!(check(Flaw::NotYetValid, Usage::Client), Err(E::NotYetValid(_))));
-    assert!(matches!(check(Flaw::TwoUriSans, Usage::Client), Err(E::UriSanCount(2))));
-    assert!(matches!(check(Flaw::NoUriSan, Usage::Client), Err(E::UriSanCount(0))));
+    assert!(matches!(
+        check(Flaw::NotYetValid, Usage::Client),
+        Err(E::NotYetValid(_))
+    ));
+    assert!(matches!(
+        check(Flaw::TwoUriSans, Usage::Client),
+        Err(E::UriSanCount(2))
+    ));
+    assert!(matches!(
+        check(Flaw::NoUriSan, Usage::Client),
+        Err(E::UriSanCount(0))
+    ));
     assert!(matches!(
         check(Flaw::NonSpiffeUri, Usage::Client),
         Err(E::InvalidSpiffeId(id)) if id.starts_with("https://")
     ));
-    assert!(matches!(check(Flaw::IsCa, Usage::Client), Err(E::LeafIsCa(_))));
-    for flaw in [Flaw::NoDigitalSignature, Flaw::NoKeyUsage, Flaw::KeyCertSign] {
-        assert!(matches!(check(flaw, Usage::Client), Err(E::KeyUsage { .. })), "{flaw:?}");
+    assert!(matches!(
+        check(Flaw::IsCa, Usage::Client),
+        Err(E::LeafIsCa(_))
+    ));
+    for flaw in [
+        Flaw::NoDigitalSignature,
+        Flaw::NoKeyUsage,
+        Flaw::KeyCertSign,
+    ] {
+        assert!(
+            matches!(check(flaw, Usage::Client), Err(E::KeyUsage { .. })),
+            "{flaw:?}"
+        );
     }
     assert!(matches!(
         check(Flaw::NoClientAuth, Usage::Client),
-        Err(E::ExtendedKeyUsage { usage: Usage::Client, .. })
+        Err(E::ExtendedKeyUsage {
+            usage: Usage::Client,
+            ..
+        })
     ));
     assert!(check(Flaw::NoClientAuth, Usage::Server).is_ok());
     assert!(matches!(
@@ -69,7 +94,10 @@ fn each_flaw_is_rejected() {
         Err(E::ExtendedKeyUsage { .. })
     ));
     assert!(check(Flaw::NoExtendedKeyUsage, Usage::Server).is_ok());
-    assert!(matches!(check(Flaw::NoServerAuth, Usage::Server), Err(E::ExtendedKeyUsage { .. })));
+    assert!(matches!(
+        check(Flaw::NoServerAuth, Usage::Server),
+        Err(E::ExtendedKeyUsage { .. })
+    ));
     let ca_leaf = verify(&a.as_svid(), &b, Usage::Client);
     assert!(matches!(ca_leaf, Err(E::LeafIsCa(_))), "{ca_leaf:?}");
     assert!(matches!(
@@ -94,7 +122,12 @@ fn only_the_ids_trust_domain_bundle_counts() {
     assert!(e.to_string().contains("`a.org`"), "{e}");
     let theirs = partner.svid("spiffe://partner.net/x");
     assert!(verify(&theirs, &b, Usage::Client).is_ok());
-    let e = verify(&Ca::new("c.org").svid("spiffe://c.org/x"), &b, Usage::Client).unwrap_err();
+    let e = verify(
+        &Ca::new("c.org").svid("spiffe://c.org/x"),
+        &b,
+        Usage::Client,
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "no trust bundle for trust domain `c.org` of `spiffe://c.org/x`"
@@ -112,9 +145,15 @@ fn trust_bundles_validate_their_input() {
             Err(IdentityError::InvalidTrustDomain(_))
         ));
     }
-    assert!(matches!(b.insert("a.org", vec![]), Err(IdentityError::EmptyBundle(_))));
+    assert!(matches!(
+        b.insert("a.org", vec![]),
+        Err(IdentityError::EmptyBundle(_))
+    ));
     let junk = vec![CertificateDer::from(vec![1, 2, 3])];
-    assert!(matches!(b.insert("a.org", junk), Err(IdentityError::BadRoot { .. })));
+    assert!(matches!(
+        b.insert("a.org", junk),
+        Err(IdentityError::BadRoot { .. })
+    ));
     b.insert("z.org", Ca::new("z.org").bundle()).unwrap();
     b.insert("a.org", a.bundle()).unwrap();
     assert_eq!(b.trust_domains().collect::<Vec<_>>(), ["a.org", "z.org"]);
@@ -127,8 +166,14 @@ fn credentials_check_the_leaf_and_key() {
     let svid = a.svid(SERVER);
     let creds = Credentials::from_der(svid.chain.clone(), svid.key()).unwrap();
     assert_eq!(creds.spiffe_id(), SERVER);
-    let left = creds.not_after().duration_since(std::time::SystemTime::now()).unwrap();
-    assert!(left.as_secs() > 23 * 3600 && left.as_secs() <= 24 * 3600, "{left:?}");
+    let left = creds
+        .not_after()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left.as_secs() > 23 * 3600 && left.as_secs() <= 24 * 3600,
+        "{left:?}"
+    );
     let other = a.svid(SERVER);
     assert!(matches!(
         Credentials::from_der(svid.chain.clone(), other.key()),
@@ -139,9 +184,17 @@ fn credentials_check_the_leaf_and_key() {
         Credentials::from_der(svid.chain.clone(), bad_key),
         Err(IdentityError::BadKey(_))
     ));
-    for flaw in [Flaw::Expired, Flaw::IsCa, Flaw::NoServerAuth, Flaw::TwoUriSans] {
+    for flaw in [
+        Flaw::Expired,
+        Flaw::IsCa,
+        Flaw::NoServerAuth,
+        Flaw::TwoUriSans,
+    ] {
         let s = a.svid_with(SERVER, flaw);
-        assert!(Credentials::from_der(s.chain.clone(), s.key()).is_err(), "{flaw:?}");
+        assert!(
+            Credentials::from_der(s.chain.clone(), s.key()).is_err(),
+            "{flaw:?}"
+        );
     }
     assert!(matches!(
         Credentials::from_der(vec![], svid.key()),
@@ -153,7 +206,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("sluice-identity-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sluice-identity-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -192,13 +246,19 @@ fn files_load_pem() {
 
     std::fs::write(&key, "nothing here\n").unwrap();
     let e = files.load_credentials().unwrap_err().to_string();
-    assert!(e.ends_with("holds no PEM private key (PKCS#8, SEC1 or PKCS#1)"), "{e}");
+    assert!(
+        e.ends_with("holds no PEM private key (PKCS#8, SEC1 or PKCS#1)"),
+        "{e}"
+    );
     std::fs::write(&cert, &svid.key_pem).unwrap();
     let e = files.load_credentials().unwrap_err().to_string();
     assert!(e.ends_with("holds no PEM certificate"), "{e}");
     std::fs::remove_file(&cert).unwrap();
     let e = files.load_credentials().unwrap_err().to_string();
-    assert!(e.starts_with(&format!("cannot read `{}`", cert.display())), "{e}");
+    assert!(
+        e.starts_with(&format!("cannot read `{}`", cert.display())),
+        "{e}"
+    );
     let bad_domain = FileIdentity {
         trust_bundles: BTreeMap::from([("A".to_owned(), dir.0.join("a.pem"))]),
         ..files
@@ -232,7 +292,10 @@ fn pem(label: &str, der: &[u8]) -> String {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut text = String::new();
     for chunk in der.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
         for i in 0..4 {
             text.push(if i <= chunk.len() {
                 B64[(n >> (18 - 6 * i) & 63) as usize] as char
@@ -323,11 +386,15 @@ async fn handshakes() {
     assert_eq!(store.spiffe_id().as_deref(), Some(SERVER));
     let server = Server::new(&store).await;
 
-    let ok = server.connect(client_config(&a, Some(&a.svid(CLIENT)), &["h2"])).await;
+    let ok = server
+        .connect(client_config(&a, Some(&a.svid(CLIENT)), &["h2"]))
+        .await;
     assert_eq!(ok.server, Ok(Some(CLIENT.to_owned())));
     assert_eq!(ok.alpn.as_deref(), Some(&b"h2"[..]));
     let inter = a.intermediate();
-    let ok = server.connect(client_config(&a, Some(&inter.svid(CLIENT)), &[])).await;
+    let ok = server
+        .connect(client_config(&a, Some(&inter.svid(CLIENT)), &[]))
+        .await;
     assert_eq!(ok.server, Ok(Some(CLIENT.to_owned())));
     assert_eq!(ok.alpn, None);
     let ok = server.connect(client_config(&a, None, &["http/1.1"])).await;
@@ -347,19 +414,28 @@ async fn handshakes() {
         Flaw::NoClientAuth,
         Flaw::NoExtendedKeyUsage,
     ];
-    let mut bad: Vec<(String, Svid)> =
-        flaws.iter().map(|f| (format!("{f:?}"), a.svid_with(CLIENT, *f))).collect();
+    let mut bad: Vec<(String, Svid)> = flaws
+        .iter()
+        .map(|f| (format!("{f:?}"), a.svid_with(CLIENT, *f)))
+        .collect();
     bad.push(("CA as leaf".into(), a.as_svid()));
     bad.push(("partner CA naming a.org".into(), partner.svid(CLIENT)));
-    bad.push(("unknown trust domain".into(), Ca::new("c.org").svid("spiffe://c.org/x")));
+    bad.push((
+        "unknown trust domain".into(),
+        Ca::new("c.org").svid("spiffe://c.org/x"),
+    ));
     for (what, svid) in &bad {
         let out = server.connect(client_config(&a, Some(svid), &["h2"])).await;
         assert!(out.server.is_err(), "{what}: accepted");
     }
-    let out = server.connect(client_config(&a, Some(&partner.svid(CLIENT)), &[])).await;
+    let out = server
+        .connect(client_config(&a, Some(&partner.svid(CLIENT)), &[]))
+        .await;
     let e = out.server.unwrap_err();
-    assert!(e.contains("does not verify against the trust bundle of `a.org`"), "{e}");
-
+    assert!(
+        e.contains("does not verify against the trust bundle of `a.org`"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -369,7 +445,11 @@ async fn no_credentials_no_handshake() {
     store.set_trust_bundles(bundles(&[&a]));
     assert!(!store.has_credentials() && store.svid_not_after().is_none());
     let server = Server::new(&store).await;
-    assert!(server.connect(client_config(&a, None, &[])).await.server.is_err());
+    assert!(server
+        .connect(client_config(&a, None, &[]))
+        .await
+        .server
+        .is_err());
 }
 
 #[tokio::test]
@@ -394,11 +474,14 @@ async fn rotation_needs_no_new_config() {
     store.set_trust_bundles(bundles(&[&a]));
     let out = server.connect(client_config(&a, Some(&from_b), &[])).await;
     assert!(out.server.is_err());
-    let out = server.connect(client_config(&a, Some(&a.svid(CLIENT)), &[])).await;
+    let out = server
+        .connect(client_config(&a, Some(&a.svid(CLIENT)), &[]))
+        .await;
     assert_eq!(out.server, Ok(Some(CLIENT.to_owned())));
     store.set_trust_bundles(TrustBundles::new());
     assert!(!store.has_trust_bundles());
-    let out = server.connect(client_config(&a, Some(&a.svid(CLIENT)), &[])).await;
+    let out = server
+        .connect(client_config(&a, Some(&a.svid(CLIENT)), &[]))
+        .await;
     assert!(out.server.is_err());
 }
-

@@ -141,9 +141,15 @@ impl fmt::Display for WorkloadApiError {
             ),
             WorkloadApiError::Http(e) => write!(f, "workload api http/2 error: {e}"),
             WorkloadApiError::Timeout(d) => {
-                write!(f, "the workload api did not answer within {} ms", d.as_millis())
+                write!(
+                    f,
+                    "the workload api did not answer within {} ms",
+                    d.as_millis()
+                )
             }
-            WorkloadApiError::HttpStatus(s) => write!(f, "the workload api answered http status {s}"),
+            WorkloadApiError::HttpStatus(s) => {
+                write!(f, "the workload api answered http status {s}")
+            }
             WorkloadApiError::Status { code, message } => write!(
                 f,
                 "the workload api returned grpc status {code} ({}): {message}",
@@ -275,7 +281,11 @@ impl Update {
     fn from_response(resp: proto::X509SvidResponse) -> Result<Update, WorkloadApiError> {
         let svid_count = resp.svids.len();
         let crl_count = resp.crl.len();
-        let svid = resp.svids.into_iter().next().ok_or(WorkloadApiError::NoSvid)?;
+        let svid = resp
+            .svids
+            .into_iter()
+            .next()
+            .ok_or(WorkloadApiError::NoSvid)?;
         let trust_domain = trust_domain_of(&svid.spiffe_id)
             .ok_or_else(|| WorkloadApiError::InvalidSpiffeId(svid.spiffe_id.clone()))?
             .to_owned();
@@ -309,7 +319,10 @@ impl Update {
         }
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(svid.x509_svid_key));
         let mut bundles = BTreeMap::new();
-        bundles.insert(trust_domain.clone(), bundle_certificates(&trust_domain, &svid.bundle)?);
+        bundles.insert(
+            trust_domain.clone(),
+            bundle_certificates(&trust_domain, &svid.bundle)?,
+        );
         // Sorted, so that errors and logs do not depend on hash order.
         let federated: BTreeMap<String, Vec<u8>> = resp.federated_bundles.into_iter().collect();
         for (key, der) in federated {
@@ -341,7 +354,10 @@ impl Update {
     }
 }
 
-fn bundle_certificates(td: &str, der: &[u8]) -> Result<Vec<CertificateDer<'static>>, WorkloadApiError> {
+fn bundle_certificates(
+    td: &str,
+    der: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, WorkloadApiError> {
     let certs = split_certificates(der).map_err(|reason| WorkloadApiError::Certificates {
         what: format!("bundle of `{td}`"),
         reason,
@@ -360,9 +376,9 @@ fn bundle_certificates(td: &str, der: &[u8]) -> Result<Vec<CertificateDer<'stati
 fn is_trust_domain(td: &str) -> bool {
     !td.is_empty()
         && td.len() <= 255
-        && td
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && td.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
 }
 
 /// The trust domain of a SPIFFE ID, if the ID is valid.
@@ -404,9 +420,9 @@ fn uri_sans(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
     use x509_parser::extensions::GeneralName;
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| format!("the leaf certificate does not parse: {e}"))?;
-    let san = parsed
-        .subject_alternative_name()
-        .map_err(|e| format!("the leaf certificate's subject alternative names do not parse: {e}"))?;
+    let san = parsed.subject_alternative_name().map_err(|e| {
+        format!("the leaf certificate's subject alternative names do not parse: {e}")
+    })?;
     Ok(san
         .map(|san| {
             san.value
@@ -424,7 +440,9 @@ fn uri_sans(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
 /// Splits concatenated ASN.1 DER certificates (as the Workload API sends
 /// chains and bundles) into certificates, each checked to parse as X.509.
 /// Empty input gives an empty list.
-pub fn split_der_certificates(der: &[u8]) -> Result<Vec<CertificateDer<'static>>, WorkloadApiError> {
+pub fn split_der_certificates(
+    der: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, WorkloadApiError> {
     split_certificates(der).map_err(|reason| WorkloadApiError::Certificates {
         what: "der list".into(),
         reason,
@@ -461,7 +479,9 @@ fn der_sequence_len(der: &[u8]) -> Result<usize, &'static str> {
             return Err("unsupported der length");
         }
         let bytes = rest.get(..n).ok_or("truncated length")?;
-        let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         (len, 2 + n)
     };
     let total = header + len;
@@ -673,14 +693,18 @@ struct SvidStream {
 }
 
 impl SvidStream {
-    async fn open(socket: &Path, connect_timeout: Duration) -> Result<SvidStream, WorkloadApiError> {
+    async fn open(
+        socket: &Path,
+        connect_timeout: Duration,
+    ) -> Result<SvidStream, WorkloadApiError> {
         let connect = async {
-            let io = UnixStream::connect(socket)
-                .await
-                .map_err(|error| WorkloadApiError::Connect {
-                    path: socket.to_owned(),
-                    error,
-                })?;
+            let io =
+                UnixStream::connect(socket)
+                    .await
+                    .map_err(|error| WorkloadApiError::Connect {
+                        path: socket.to_owned(),
+                        error,
+                    })?;
             http2::Builder::new(TokioExecutor::new())
                 .handshake::<_, Full<Bytes>>(TokioIo::new(io))
                 .await
@@ -794,7 +818,11 @@ fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, WorkloadApiError> {
                 "compressed messages are not supported".into(),
             ))
         }
-        flag => return Err(WorkloadApiError::Protocol(format!("invalid frame flag {flag}"))),
+        flag => {
+            return Err(WorkloadApiError::Protocol(format!(
+                "invalid frame flag {flag}"
+            )))
+        }
     }
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if len > MAX_MESSAGE_BYTES {
@@ -832,7 +860,11 @@ fn check_status(headers: &http::HeaderMap) -> Result<bool, WorkloadApiError> {
 
 /// Percent-decodes a `grpc-message` (invalid escapes are kept as written).
 fn percent_decode(raw: &[u8]) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

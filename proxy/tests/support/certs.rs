@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -156,7 +156,10 @@ impl Ca {
     /// An intermediate CA signed by this one; its SVIDs carry it in their chain.
     pub fn intermediate(&self) -> Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let params = ca_params(&self.trust_domain, &format!("{} intermediate CA", self.trust_domain));
+        let params = ca_params(
+            &self.trust_domain,
+            &format!("{} intermediate CA", self.trust_domain),
+        );
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let mut chain = vec![(cert.der().clone(), cert.pem())];
         chain.extend(self.chain.iter().cloned());
@@ -324,11 +327,15 @@ pub async fn connect(
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(config).connect(name, tcp).await
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
 }
 
 /// The leaf certificate the server presented on `stream`.
-pub fn server_leaf(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> Option<CertificateDer<'static>> {
+pub fn server_leaf(
+    stream: &tokio_rustls::client::TlsStream<TcpStream>,
+) -> Option<CertificateDer<'static>> {
     let certs = stream.get_ref().1.peer_certificates()?;
     certs.first().map(|c| c.clone().into_owned())
 }

@@ -195,3 +195,24 @@ pub async fn admin_reload(admin: SocketAddr) -> (u16, String) {
     let seen = http1(admin, "POST", "/reload", &[]).await;
     (seen.status, String::from_utf8_lossy(&seen.body).into_owned())
 }
+
+/// An HTTP/1.1 upstream that answers 200 after `delay`.
+pub async fn slow_server(delay: std::time::Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"slow"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,72 @@
+//! Connection limits, idle timeouts and graceful shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::*;
+use tokio::io::AsyncReadExt;
+
+const POLICY: &str = r#"
+server web { port 8080  protocol http  route all { path prefix "/" } }
+allow everyone { to web.all  from any }
+"#;
+
+async fn proxy_with(dir: &TempDir, app: std::net::SocketAddr, limits: &str) -> sluice_proxy::Proxy {
+    std::fs::write(dir.path("policy.bundle"), compile(POLICY)).unwrap();
+    let toml = format!(
+        "[policy]\nbundle = \"policy.bundle\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[limits]\n{limits}\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 8080\napp = \"{app}\"\ntls = \"plaintext\"\n"
+    );
+    start_proxy(dir, &toml).await
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed() {
+    let dir = TempDir::new("limit");
+    let (app, _) = echo_server().await;
+    let proxy = proxy_with(&dir, app, "max-connections = 2").await;
+    let addr = proxy.inbound_addrs()[0];
+    let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
+    assert!(metrics.contains("sluice_connections_refused_total{reason=\"limit\"} 1"), "{metrics}");
+    drop((_a, _b));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let dir = TempDir::new("idle");
+    let (app, _) = echo_server().await;
+    let proxy = proxy_with(&dir, app, "idle-timeout-ms = 200").await;
+    let mut idle = tokio::net::TcpStream::connect(proxy.inbound_addrs()[0]).await.unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_requests_in_flight() {
+    let dir = TempDir::new("drain");
+    let app = slow_server(Duration::from_millis(400)).await;
+    let proxy = proxy_with(&dir, app, "drain-timeout-ms = 5000").await;
+    let addr = proxy.inbound_addrs()[0];
+    let in_flight = tokio::spawn(async move { http1(addr, "GET", "/slow", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    proxy.shutdown().await;
+    let drained = start.elapsed();
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "the request in flight finished");
+    assert_eq!(&r.body[..], b"slow");
+    assert!(drained >= Duration::from_millis(200), "shutdown waited for it: {drained:?}");
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
