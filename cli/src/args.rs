@@ -27,6 +27,8 @@ pub enum Command {
     Test(TestArgs),
     /// Make development SPIFFE identities: a CA, and SVIDs it signs.
     Identity(IdentityArgs),
+    /// Run the proxy: enforce a policy on real traffic (see the README).
+    Proxy(ProxyArgs),
 }
 
 /// How `lint` prints diagnostics.
@@ -241,4 +243,15 @@ mod tests {
         };
         assert_eq!(a.paths.len(), 2);
     }
+}
+
+/// Arguments of `sluice proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The proxy's TOML configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Log filter, e.g. `info` or `sluice_proxy=debug` (default: `SLUICE_LOG` or `info`).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
 }

@@ -44,5 +44,6 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Eval(a) => cmd::eval::run(a, io),
         args::Command::Test(a) => cmd::test::run(a, io),
         args::Command::Identity(a) => cmd::identity::run(a, io),
+        args::Command::Proxy(a) => cmd::proxy::run(a, io),
     }
 }

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = sluice_cli::args::Cli::parse();
     let mut stdin = std::io::stdin().lock();
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Standard output and error are not locked for the whole command: the
+    // proxy's worker threads write log lines to standard error.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let mut io = sluice_cli::Io {
         stdin: &mut stdin,
         out: &mut out,

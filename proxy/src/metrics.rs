@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+/// Counters whose label values share one hash.
+type Bucket<const N: usize> = Vec<([Box<str>; N], u64)>;
+
 /// Counters keyed by `N` label values.
 pub struct LabelledCounters<const N: usize> {
     names: [&'static str; N],
-    entries: Mutex<HashMap<u64, Vec<([Box<str>; N], u64)>>>,
+    entries: Mutex<HashMap<u64, Bucket<N>>>,
 }
 
 impl<const N: usize> LabelledCounters<N> {

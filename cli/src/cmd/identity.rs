@@ -11,8 +11,8 @@
 use crate::args::{IdentityArgs, IdentityCaArgs, IdentityCommand, IdentityIssueArgs};
 use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use sluice_proxy::identity::files::read_certs;
 use sluice_proxy::identity::{verify_svid, IdentityError, TrustBundles, UnixTime, Usage};
@@ -238,7 +238,11 @@ fn read_ca(dir: &Path) -> Result<Ca, Failure> {
         [uri] => uri
             .strip_prefix("spiffe://")
             .filter(|td| check_trust_domain(td).is_ok())
-            .ok_or_else(|| not_a_ca(&format!("its URI SAN `{uri}` is not `spiffe://<trust domain>`")))?,
+            .ok_or_else(|| {
+                not_a_ca(&format!(
+                    "its URI SAN `{uri}` is not `spiffe://<trust domain>`"
+                ))
+            })?,
         _ => return Err(not_a_ca("it needs one URI SAN `spiffe://<trust domain>`")),
     };
     let not_after = u64::try_from(parsed.validity().not_after.timestamp())
@@ -329,10 +333,8 @@ mod tests {
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "sluice-cli-identity-{name}-{}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("sluice-cli-identity-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             TempDir(dir)
         }
@@ -371,23 +373,46 @@ mod tests {
         let dir = TempDir::new("ok");
         let certs = dir.0.join("certs");
         let (status, out, err) = sluice(&[
-            "identity", "ca", "--trust-domain", "example.org", "--out", s(&certs),
+            "identity",
+            "ca",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            s(&certs),
         ]);
         assert_eq!(status, EXIT_OK, "{err}");
-        assert!(out.contains("CA of trust domain `example.org`, valid for 365 days"), "{out}");
+        assert!(
+            out.contains("CA of trust domain `example.org`, valid for 365 days"),
+            "{out}"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(certs.join("ca.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(certs.join("ca.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let id = "spiffe://example.org/ns/default/sa/web";
         let web = certs.join("sub").join("web");
         let (status, out, err) = sluice(&[
-            "identity", "issue", "--ca", s(&certs), "--id", id, "--out", s(&web), "--days", "2",
+            "identity",
+            "issue",
+            "--ca",
+            s(&certs),
+            "--id",
+            id,
+            "--out",
+            s(&web),
+            "--days",
+            "2",
         ]);
         assert_eq!(status, EXIT_OK, "{err}");
-        assert!(out.ends_with(&format!("SVID of `{id}`, valid for 48 hours\n")), "{out}");
+        assert!(
+            out.ends_with(&format!("SVID of `{id}`, valid for 48 hours\n")),
+            "{out}"
+        );
 
         let files = FileIdentity {
             cert: certs.join("sub/web.pem"),
@@ -407,7 +432,14 @@ mod tests {
     fn refusals() {
         let dir = TempDir::new("refusals");
         let certs = dir.0.join("certs");
-        let ca_args = ["identity", "ca", "--trust-domain", "example.org", "--out", s(&certs)];
+        let ca_args = [
+            "identity",
+            "ca",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            s(&certs),
+        ];
         assert_eq!(sluice(&ca_args).0, EXIT_OK);
         let (status, _, err) = sluice(&ca_args);
         assert_eq!(status, EXIT_IO);
@@ -418,7 +450,16 @@ mod tests {
 
         let issue = |id: &str| {
             let out = dir.0.join("web");
-            sluice(&["identity", "issue", "--ca", s(&certs), "--id", id, "--out", s(&out)])
+            sluice(&[
+                "identity",
+                "issue",
+                "--ca",
+                s(&certs),
+                "--id",
+                id,
+                "--out",
+                s(&out),
+            ])
         };
         let (status, _, err) = issue("spiffe://other.org/ns/a/sa/b");
         assert_eq!(status, EXIT_IO);
@@ -426,24 +467,49 @@ mod tests {
             err.contains("`spiffe://other.org/ns/a/sa/b` is not in the trust domain `example.org`"),
             "{err}"
         );
-        for bad in ["https://example.org/a", "spiffe://example.org/a//b", "spiffe://example.org"] {
+        for bad in [
+            "https://example.org/a",
+            "spiffe://example.org/a//b",
+            "spiffe://example.org",
+        ] {
             let (status, _, err) = issue(bad);
             assert_eq!(status, EXIT_IO, "{bad}");
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
         assert!(!dir.0.join("web.pem").exists());
-        let (status, _, _) = sluice(&["identity", "ca", "--trust-domain", "Example.org", "--out", "x"]);
+        let (status, _, _) = sluice(&[
+            "identity",
+            "ca",
+            "--trust-domain",
+            "Example.org",
+            "--out",
+            "x",
+        ]);
         assert_eq!(status, EXIT_IO);
 
         let (status, _, err) = sluice(&[
-            "identity", "issue", "--ca", s(&dir.0), "--id", "spiffe://example.org/a", "--out", "x",
+            "identity",
+            "issue",
+            "--ca",
+            s(&dir.0),
+            "--id",
+            "spiffe://example.org/a",
+            "--out",
+            "x",
         ]);
         assert_eq!(status, EXIT_IO);
         assert!(err.contains("cannot read"), "{err}");
 
         // A key that is not the CA's.
         let other = dir.0.join("other");
-        let other_args = ["identity", "ca", "--trust-domain", "example.org", "--out", s(&other)];
+        let other_args = [
+            "identity",
+            "ca",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            s(&other),
+        ];
         assert_eq!(sluice(&other_args).0, EXIT_OK);
         std::fs::copy(other.join("ca.key"), certs.join("ca.key")).unwrap();
         let (status, _, err) = issue("spiffe://example.org/a");

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod identity;
 pub mod inspect;
 pub mod lint;
+pub mod proxy;
 pub mod test;
 
 use sluice_compiler::Config;

@@ -5,7 +5,7 @@
 use crate::args::ProxyArgs;
 use crate::{policy, Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
 use sluice_proxy::{reload, Config, Proxy};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
