@@ -50,11 +50,7 @@
 # Every process it starts is stopped on exit. Environment knobs: QUICK,
 # ROUNDS, DURATION, RATE, ROUTES, WRK_CONNS, PERF, REFERENCE, MEMORY_BUNDLES,
 # APP_PORT, PLAIN_PORT, MTLS_PORT, REF_PORT, ADMIN_PORT, SLUICE_LOG (the proxy's log
-# filter; `warn` unless set: with `info`, the first line logged from a
-# worker thread, such as the denial of the 404 check, deadlocks this build
-# of the proxy, because `sluice`'s main() holds the stderr lock for the
-# whole command; the proxy logs nothing per allowed request at `info`, so
-# the filter does not change what is measured).
+# filter, `info` unless set; the proxy logs nothing per allowed request).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -198,7 +194,7 @@ start_proxy() { # BUNDLE NAME: sets proxy_pid once /ready answers
   conf=${conf//@APP_PORT@/$app_port}
   printf '%s\n' "$conf" >"$work/$name.toml"
   log "sluice proxy --config $work/$name.toml"
-  SLUICE_LOG=${SLUICE_LOG:-warn} "$sluice" proxy --config "$work/$name.toml" 2>"$work/$name.log" &
+  SLUICE_LOG=${SLUICE_LOG:-info} "$sluice" proxy --config "$work/$name.toml" 2>"$work/$name.log" &
   proxy_pid=$!
   pids+=("$proxy_pid")
   wait_for "http://127.0.0.1:$admin_port/ready" 30 ||

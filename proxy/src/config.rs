@@ -354,6 +354,17 @@ tls = "plaintext"
 "#;
 
     #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("a toml block in the README") + 8;
+        let len = readme[start..].find("```").unwrap();
+        let c = Config::parse(&readme[start..start + len], Path::new("/etc/sluice")).unwrap();
+        assert_eq!(c.inbound.len(), 1);
+        assert_eq!(c.identity.unwrap().trust_bundles.len(), 2);
+        assert!(c.log.decision_log.is_some());
+    }
+
+    #[test]
     fn minimal_config_resolves_paths() {
         let c = Config::parse(MINIMAL, Path::new("/etc/sluice")).unwrap();
         assert_eq!(c.policy_path(), Path::new("/etc/sluice/p.bundle"));
