@@ -1,5 +1,6 @@
 //! Command-line arguments (clap derive).
 
+use crate::cmd::init::{InboundRedirect, PortRange};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Run the proxy: enforce a policy on real traffic (see the README).
     Proxy(ProxyArgs),
+    /// Write the iptables rules that send the workload's TCP through the proxy.
+    Init(InitArgs),
 }
 
 /// How `lint` prints diagnostics.
@@ -160,6 +163,18 @@ pub struct IdentityIssueArgs {
     pub days: u32,
 }
 
+fn port(s: &str) -> Result<u16, String> {
+    crate::cmd::init::port(s)
+}
+
+fn port_range(s: &str) -> Result<PortRange, String> {
+    PortRange::parse(s)
+}
+
+fn inbound_redirect(s: &str) -> Result<InboundRedirect, String> {
+    InboundRedirect::parse(s)
+}
+
 fn trust_domain(s: &str) -> Result<String, String> {
     crate::cmd::identity::check_trust_domain(s).map(str::to_owned)
 }
@@ -236,6 +251,41 @@ mod tests {
     }
 
     #[test]
+    fn init_values() {
+        let Command::Init(a) = parse(&[
+            "init",
+            "--outbound-port",
+            "4140",
+            "--proxy-uid",
+            "2102",
+            "--inbound",
+            "8080=4143",
+            "--inbound",
+            "9090=4144",
+            "--skip-outbound-ports",
+            "9990,8000-8099",
+            "--skip-outbound-ports",
+            "25",
+            "--print",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.outbound_port, Some(4140));
+        assert_eq!(a.proxy_uid, Some(2102));
+        assert_eq!(a.inbound.len(), 2);
+        assert_eq!(a.skip_outbound_ports.len(), 3);
+        assert!(a.print && !a.legacy && !a.ipv6);
+        assert!(parse(&["init", "--outbound-port", "0"]).is_err());
+        assert!(parse(&["init", "--inbound", "8080"]).is_err());
+        assert!(parse(&["init", "--skip-outbound-ports", "9990,"]).is_err());
+        assert!(parse(&["init", "--skip-outbound-ports", ""]).is_err());
+        assert!(parse(&["init", "--proxy-uid", "-1"]).is_err());
+    }
+
+    #[test]
     fn test_needs_a_path() {
         assert!(parse(&["test"]).is_err());
         let Command::Test(a) = parse(&["test", "a", "b"]).unwrap().command else {
@@ -254,4 +304,41 @@ pub struct ProxyArgs {
     /// Log filter, e.g. `info` or `sluice_proxy=debug` (default: `SLUICE_LOG` or `info`).
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+}
+
+/// Arguments of `sluice init`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Outgoing TCP from every user but `--proxy-uid` goes to `--outbound-port`, \
+    except to loopback addresses (127.0.0.0/8, ::1) and the skipped ports; \
+    each `--inbound PORT=PROXYPORT` sends incoming TCP for PORT to PROXYPORT. \
+    Re-running replaces the rules (chains SLUICE_OUTPUT and SLUICE_PREROUTING of the nat table).\n\n\
+    Example:\n  \
+    sluice init --outbound-port 4140 --proxy-uid 2102 --inbound 8080=4143 --skip-outbound-ports 9990 --print"
+)]
+pub struct InitArgs {
+    /// The proxy's transparent outbound listener port, e.g. `4140`.
+    #[arg(long, value_name = "PORT", value_parser = port)]
+    pub outbound_port: Option<u16>,
+    /// Send incoming TCP for the application's PORT to the proxy's inbound listener PROXYPORT (repeatable).
+    #[arg(long, value_name = "PORT=PROXYPORT", value_parser = inbound_redirect)]
+    pub inbound: Vec<InboundRedirect>,
+    /// The proxy's user id: its own connections are never redirected.
+    #[arg(long, value_name = "UID")]
+    pub proxy_uid: Option<u32>,
+    /// Outgoing destination ports never redirected, e.g. `9990,8000-8099` (repeatable).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = port_range)]
+    pub skip_outbound_ports: Vec<PortRange>,
+    /// Incoming ports never redirected, e.g. the admin port (repeatable).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = port_range)]
+    pub skip_inbound_ports: Vec<PortRange>,
+    /// Also write the rules for IPv6 with `ip6tables-restore`.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Use `iptables-legacy-restore` instead of `iptables-restore`.
+    #[arg(long)]
+    pub legacy: bool,
+    /// Print the `iptables-restore` input instead of applying it.
+    #[arg(long)]
+    pub print: bool,
 }

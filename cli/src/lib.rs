@@ -45,5 +45,6 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Test(a) => cmd::test::run(a, io),
         args::Command::Identity(a) => cmd::identity::run(a, io),
         args::Command::Proxy(a) => cmd::proxy::run(a, io),
+        args::Command::Init(a) => cmd::init::run(a, io),
     }
 }

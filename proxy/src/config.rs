@@ -23,6 +23,12 @@ pub struct Config {
     /// Inbound listeners.
     #[serde(default)]
     pub inbound: Vec<InboundConfig>,
+    /// Outbound listeners.
+    #[serde(default)]
+    pub outbound: Vec<OutboundConfig>,
+    /// Name resolution for service endpoints and egress.
+    #[serde(default)]
+    pub resolver: ResolverConfig,
     /// Limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
@@ -124,6 +130,47 @@ pub struct InboundConfig {
     pub protocol: Protocol,
 }
 
+/// How an outbound listener receives the application's traffic.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboundMode {
+    /// An HTTP proxy (`HTTP_PROXY`: origin- or absolute-form requests with a
+    /// `Host`) and `CONNECT` tunnels (`HTTPS_PROXY`); HTTP/1.1 and h2c.
+    Explicit,
+    /// Connections redirected by iptables (`sluice init`): the destination
+    /// comes from `SO_ORIGINAL_DST`, and HTTP is detected on it.
+    Transparent,
+}
+
+/// An outbound listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutboundConfig {
+    /// Where to listen (loopback, normally).
+    pub listen: SocketAddr,
+    /// `explicit` when not written.
+    #[serde(default = "default_outbound_mode")]
+    pub mode: OutboundMode,
+}
+
+/// Name resolution.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ResolverConfig {
+    /// How often endpoint names of services are resolved again.
+    pub refresh_ms: u64,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig { refresh_ms: 5_000 }
+    }
+}
+
+fn default_outbound_mode() -> OutboundMode {
+    OutboundMode::Explicit
+}
+
 /// Limits and timeouts.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -138,6 +185,8 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout_ms: u64,
+    /// Time allowed to connect to an upstream (outbound).
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -148,6 +197,7 @@ impl Default for Limits {
             max_connections: 10_000,
             idle_timeout_ms: 300_000,
             drain_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
         }
     }
 }
@@ -160,6 +210,10 @@ impl Limits {
     /// The idle timeout.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+    /// The upstream connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
     /// The drain timeout.
     pub fn drain_timeout(&self) -> Duration {
@@ -303,6 +357,14 @@ impl Config {
             if l.port == 0 {
                 return invalid(format!("listener `{}`: `port` must be 1 to 65535", l.listen));
             }
+        }
+        for l in &self.outbound {
+            if !seen.insert(l.listen) {
+                return invalid(format!("two listeners on `{}`", l.listen));
+            }
+        }
+        if self.limits.connect_timeout_ms == 0 || self.resolver.refresh_ms == 0 {
+            return invalid("`limits.connect-timeout-ms` and `resolver.refresh-ms` must be at least 1".into());
         }
         if self.limits.max_connections == 0 {
             return invalid("`limits.max-connections` must be at least 1".into());

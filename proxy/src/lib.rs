@@ -22,6 +22,7 @@ pub mod framing;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
+pub mod outbound;
 pub mod proxy;
 pub mod reload;
 pub mod store;

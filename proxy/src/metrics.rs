@@ -148,6 +148,21 @@ pub struct Metrics {
     pub identity_reloads: LabelledCounters<1>,
     /// Time from a request's arrival to its response head.
     pub request_latency: Histogram,
+    /// Outbound requests to declared services by service, route, backend
+    /// and status class (`2xx` … `5xx`, or `error` when the proxy answered).
+    pub outbound_requests: LabelledCounters<4>,
+    /// Outbound retries by service.
+    pub outbound_retries: LabelledCounters<1>,
+    /// Retries refused because the service's retry budget was spent.
+    pub outbound_budget_exhausted: LabelledCounters<1>,
+    /// Circuit breaker transitions by service, backend, endpoint and new state.
+    pub breaker_transitions: LabelledCounters<4>,
+    /// Requests sent down a failover chain, by service, primary and backend used.
+    pub failovers: LabelledCounters<3>,
+    /// Egress decisions by kind (`http`, `connect`, `tcp`), rule and decision.
+    pub egress: LabelledCounters<3>,
+    /// Outbound requests the proxy answered itself, by reason.
+    pub outbound_errors: LabelledCounters<1>,
     bundle_hash: Mutex<Option<(String, SystemTime)>>,
     svid_not_after: AtomicI64,
 }
@@ -163,6 +178,13 @@ impl Default for Metrics {
             bundle_reloads: LabelledCounters::new(["result"]),
             identity_reloads: LabelledCounters::new(["result"]),
             request_latency: Histogram::default(),
+            outbound_requests: LabelledCounters::new(["service", "route", "backend", "status"]),
+            outbound_retries: LabelledCounters::new(["service"]),
+            outbound_budget_exhausted: LabelledCounters::new(["service"]),
+            breaker_transitions: LabelledCounters::new(["service", "backend", "endpoint", "state"]),
+            failovers: LabelledCounters::new(["service", "primary", "backend"]),
+            egress: LabelledCounters::new(["kind", "rule", "decision"]),
+            outbound_errors: LabelledCounters::new(["reason"]),
             bundle_hash: Mutex::new(None),
             svid_not_after: AtomicI64::new(i64::MIN),
         }
@@ -227,6 +249,41 @@ impl Metrics {
             &mut out,
             "sluice_request_duration_seconds",
             "Time from a request's arrival to its response head.",
+        );
+        self.outbound_requests.render(
+            &mut out,
+            "sluice_outbound_requests_total",
+            "Outbound requests to declared services by service, route, backend and status class.",
+        );
+        self.outbound_retries.render(
+            &mut out,
+            "sluice_outbound_retries_total",
+            "Outbound retries by service.",
+        );
+        self.outbound_budget_exhausted.render(
+            &mut out,
+            "sluice_outbound_retry_budget_exhausted_total",
+            "Retries not sent because the service's retry budget was spent.",
+        );
+        self.breaker_transitions.render(
+            &mut out,
+            "sluice_outbound_breaker_transitions_total",
+            "Circuit breaker transitions by service, backend, endpoint and new state.",
+        );
+        self.failovers.render(
+            &mut out,
+            "sluice_outbound_failovers_total",
+            "Requests sent to a failover backend, by service, primary backend and backend used.",
+        );
+        self.egress.render(
+            &mut out,
+            "sluice_egress_decisions_total",
+            "Egress decisions by kind (http, connect, tcp), rule and decision.",
+        );
+        self.outbound_errors.render(
+            &mut out,
+            "sluice_outbound_errors_total",
+            "Outbound requests the proxy answered itself, by reason.",
         );
         if let Some((hash, at)) = &*self.bundle_hash.lock().unwrap_or_else(|e| e.into_inner()) {
             let at = at

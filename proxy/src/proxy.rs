@@ -9,6 +9,8 @@ use crate::identity::workload_api::{Event, WorkloadApiClient};
 use crate::identity::IdentityStore;
 use crate::inbound::{Listener, Shared};
 use crate::metrics::Metrics;
+use crate::outbound;
+use crate::outbound::resolve::{Resolve, SystemResolver};
 use crate::reload::{stamp, PolicyLoader, Reloader};
 use crate::store::PolicyStore;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use tokio::sync::{watch, Semaphore};
 pub struct Proxy {
     admin_addr: SocketAddr,
     inbound_addrs: Vec<SocketAddr>,
+    outbound_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
@@ -66,6 +69,16 @@ impl Proxy {
     /// serving. A policy or identity that cannot be loaded yet leaves the
     /// proxy running but not ready: it forwards nothing until they are valid.
     pub async fn start(config: Config, loader: PolicyLoader) -> Result<Proxy, StartError> {
+        Proxy::start_with_resolver(config, loader, Arc::new(SystemResolver)).await
+    }
+
+    /// [`Proxy::start`], resolving names (service endpoints, egress
+    /// destinations) with `resolver` instead of the system's.
+    pub async fn start_with_resolver(
+        config: Config,
+        loader: PolicyLoader,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<Proxy, StartError> {
         let metrics = Arc::new(Metrics::default());
         let store = PolicyStore::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -157,15 +170,32 @@ impl Proxy {
         for listener in listeners {
             tasks.spawn(listener.run(shared.clone()));
         }
+        let outbound = Arc::new(outbound::Context::new(shared.clone(), resolver));
+        let mut outbound_addrs = Vec::new();
+        for l in &config.outbound {
+            let listener = outbound::Listener::bind(l.clone())
+                .await
+                .map_err(|error| StartError::Bind {
+                    addr: l.listen,
+                    error,
+                })?;
+            outbound_addrs.push(listener.local_addr());
+            tasks.spawn(listener.run(outbound.clone()));
+        }
+        if !config.outbound.is_empty() {
+            let every = Duration::from_millis(config.resolver.refresh_ms);
+            tasks.spawn(outbound.services.clone().refresh_every(every));
+        }
         let admin = Arc::new(Admin {
             shared: shared.clone(),
             reloader: reloader.clone(),
         });
         tasks.spawn(admin.run(admin_listener));
-        tracing::info!(admin = %admin_addr, listeners = ?inbound_addrs, "proxy started");
+        tracing::info!(admin = %admin_addr, inbound = ?inbound_addrs, outbound = ?outbound_addrs, "proxy started");
         Ok(Proxy {
             admin_addr,
             inbound_addrs,
+            outbound_addrs,
             shared,
             reloader,
             shutdown,
@@ -182,6 +212,11 @@ impl Proxy {
     /// The inbound listeners' bound addresses, in configuration order.
     pub fn inbound_addrs(&self) -> &[SocketAddr] {
         &self.inbound_addrs
+    }
+
+    /// The outbound listeners' bound addresses, in configuration order.
+    pub fn outbound_addrs(&self) -> &[SocketAddr] {
+        &self.outbound_addrs
     }
 
     /// The counters.

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod eval;
 pub mod identity;
+pub mod init;
 pub mod inspect;
 pub mod lint;
 pub mod proxy;

@@ -4,6 +4,7 @@
 //! [`server_config`](IdentityStore::server_config) reads them at every
 //! handshake, so rotation swaps them without a new rustls configuration.
 
+pub mod client;
 pub mod files;
 pub mod svid;
 pub mod workload_api;
@@ -11,6 +12,7 @@ pub mod workload_api;
 #[cfg(test)]
 mod tests;
 
+pub use client::{client_config, server_name};
 pub use svid::{verify_svid, Credentials, IdentityError, TrustBundles, Usage};
 /// The certificate, key and time types of this module's signatures.
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};

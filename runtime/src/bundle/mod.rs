@@ -334,6 +334,11 @@ impl<'a> Bundle<'a> {
         self.bytes
     }
 
+    /// The names of the declared services, in declaration order.
+    pub fn service_names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.services.iter().map(|s| s.name)
+    }
+
     /// The settings of the service named `name`.
     pub fn service(&self, name: &str) -> Option<ServiceSettings<'_, 'a>> {
         self.services

@@ -1,0 +1,144 @@
+//! Bodies that can be replayed: a buffered prefix (all of a small body, so
+//! a request can be retried) followed by the rest of a streaming one.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Bodies up to this size are buffered so the request can be retried, or
+/// (responses) so a gRPC status in the trailers can be read.
+pub const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// A buffered prefix of frames, then (when the body was larger than the
+/// buffer) the rest of the stream.
+#[derive(Debug, Default)]
+pub struct ReplayBody {
+    frames: VecDeque<Frame<Bytes>>,
+    rest: Option<Incoming>,
+}
+
+impl ReplayBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        ReplayBody::default()
+    }
+
+    /// A body of `data`.
+    pub fn full(data: Bytes) -> Self {
+        let mut frames = VecDeque::new();
+        if !data.is_empty() {
+            frames.push_back(Frame::data(data));
+        }
+        ReplayBody { frames, rest: None }
+    }
+
+    /// Reads `body` until it ends or more than `limit` bytes came. The
+    /// result is complete (replayable) when the body ended within `limit`.
+    pub async fn buffer(mut body: Incoming, limit: usize) -> Result<ReplayBody, hyper::Error> {
+        let mut frames = VecDeque::new();
+        let mut size = 0usize;
+        loop {
+            if body.is_end_stream() {
+                return Ok(ReplayBody { frames, rest: None });
+            }
+            match body.frame().await {
+                None => return Ok(ReplayBody { frames, rest: None }),
+                Some(frame) => {
+                    let frame = frame?;
+                    if let Some(d) = frame.data_ref() {
+                        size += d.len();
+                    }
+                    frames.push_back(frame);
+                    if size > limit {
+                        return Ok(ReplayBody {
+                            frames,
+                            rest: Some(body),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A body that streams `body` without buffering.
+    pub fn streaming(body: Incoming) -> Self {
+        ReplayBody {
+            frames: VecDeque::new(),
+            rest: Some(body),
+        }
+    }
+
+    /// Whether the whole body is held, so it can be sent again.
+    pub fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+
+    /// A copy of a complete body (`None` when it still streams).
+    pub fn try_clone(&self) -> Option<ReplayBody> {
+        if self.rest.is_some() {
+            return None;
+        }
+        let frames = self
+            .frames
+            .iter()
+            .map(|f| match f.data_ref() {
+                Some(d) => Frame::data(d.clone()),
+                None => Frame::trailers(f.trailers_ref().cloned().unwrap_or_default()),
+            })
+            .collect();
+        Some(ReplayBody { frames, rest: None })
+    }
+
+    /// The trailers of a complete body.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.frames.iter().find_map(|f| f.trailers_ref())
+    }
+}
+
+impl Body for ReplayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(f) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        match &mut self.rest {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let buffered: u64 = self
+            .frames
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
+        match &self.rest {
+            None => SizeHint::with_exact(buffered),
+            Some(rest) => {
+                let h = rest.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(h.lower() + buffered);
+                if let Some(u) = h.upper() {
+                    out.set_upper(u + buffered);
+                }
+                out
+            }
+        }
+    }
+}

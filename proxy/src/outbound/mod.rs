@@ -1,0 +1,426 @@
+//! The outbound side: what the local application sends out. Explicit
+//! (HTTP proxy and `CONNECT`) and transparent (`SO_ORIGINAL_DST`) listeners,
+//! routing of declared services ([`forward`]), egress control for
+//! everything else ([`egress`]).
+
+pub mod balance;
+pub mod body;
+pub mod breaker;
+pub mod egress;
+pub mod forward;
+pub mod pool;
+pub mod resolve;
+pub mod retry;
+pub mod services;
+pub mod transparent;
+
+use crate::config::{OutboundConfig, OutboundMode};
+use crate::enforce;
+use crate::inbound::Shared;
+use crate::store::LoadedBundle;
+use body::ReplayBody;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pool::Pool;
+use resolve::Resolve;
+use services::Services;
+use sluice_runtime::{Decision, Http, Outbound as OutboundRequest, RequestError, Scratch};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The body of every outbound response: an upstream's, or the proxy's own.
+pub type OutBody = Either<ReplayBody, Full<Bytes>>;
+
+/// What every outbound listener shares.
+pub struct Context {
+    /// What inbound and outbound share: policy, identity, metrics, limits.
+    pub shared: Arc<Shared>,
+    /// Declared services' run-time state.
+    pub services: Arc<Services>,
+    /// Connections to upstreams.
+    pub pool: Pool,
+}
+
+impl Context {
+    /// A context resolving names with `resolver`.
+    pub fn new(shared: Arc<Shared>, resolver: Arc<dyn Resolve>) -> Context {
+        let pool = Pool::new(shared.limits.connect_timeout(), shared.identity.clone());
+        Context {
+            services: Arc::new(Services::new(resolver)),
+            pool,
+            shared,
+        }
+    }
+
+    /// The resolver.
+    pub fn resolver(&self) -> &dyn Resolve {
+        &**self.services.resolver()
+    }
+}
+
+/// One outbound listener, bound.
+pub struct Listener {
+    listener: TcpListener,
+    config: OutboundConfig,
+    local: SocketAddr,
+}
+
+/// How a connection reached the proxy.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// The application's address.
+    pub client: SocketAddr,
+    /// The original destination (transparent mode).
+    pub original: Option<SocketAddr>,
+}
+
+impl Listener {
+    /// Binds the listener's address.
+    pub async fn bind(config: OutboundConfig) -> std::io::Result<Listener> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local = listener.local_addr()?;
+        Ok(Listener {
+            listener,
+            config,
+            local,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Accepts connections until shutdown.
+    pub async fn run(self, ctx: Arc<Context>) {
+        let shared = ctx.shared.clone();
+        let mut shutdown = shared.shutdown.clone();
+        let listener = Arc::new(self);
+        loop {
+            let (stream, client) = tokio::select! {
+                r = listener.listener.accept() => match r {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = crate::inbound::shutting_down(&mut shutdown) => return,
+            };
+            let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                shared.metrics.connections_refused.inc(["limit"]);
+                continue;
+            };
+            if !shared.is_ready() {
+                shared.metrics.connections_refused.inc(["not-ready"]);
+                continue;
+            }
+            let ctx = ctx.clone();
+            let listener = listener.clone();
+            tokio::spawn(async move {
+                listener.handle(stream, client, ctx).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn handle(&self, stream: TcpStream, client: SocketAddr, ctx: Arc<Context>) {
+        let _ = stream.set_nodelay(true);
+        match self.config.mode {
+            OutboundMode::Explicit => {
+                let origin = Origin {
+                    client,
+                    original: None,
+                };
+                serve_http(stream, origin, ctx, false).await;
+            }
+            OutboundMode::Transparent => {
+                let original = match transparent::original_dst(&stream) {
+                    Ok(a) if a != self.local => a,
+                    Ok(_) => {
+                        tracing::debug!(%client, "not a redirected connection; closing");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%client, error = %e, "no original destination; closing");
+                        return;
+                    }
+                };
+                let origin = Origin {
+                    client,
+                    original: Some(original),
+                };
+                let timeout = ctx.shared.limits.header_read_timeout();
+                match transparent::sniff(&stream, timeout).await {
+                    Ok(transparent::Sniffed::Http1) => serve_http(stream, origin, ctx, false).await,
+                    Ok(transparent::Sniffed::Http2) => serve_http(stream, origin, ctx, true).await,
+                    Ok(transparent::Sniffed::Tls { sni }) => {
+                        egress::transparent_tls(stream, original, sni, &ctx).await
+                    }
+                    Ok(transparent::Sniffed::Opaque) => {
+                        egress::transparent_tcp(stream, original, &ctx).await
+                    }
+                    Err(e) => tracing::debug!(%client, error = %e, "connection ended before a byte"),
+                }
+            }
+        }
+    }
+}
+
+/// Serves the application's HTTP/1.1 and h2c requests: the outbound stack, in one place.
+async fn serve_http<IO>(io: IO, origin: Origin, ctx: Arc<Context>, h2_only: bool)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &ctx.shared.limits;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if h2_only {
+        builder = builder.http2_only();
+    }
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout())
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+    let mut shutdown = ctx.shared.shutdown.clone();
+    let service_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = service_ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle_request(ctx, origin, req).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "outbound connection ended with an error");
+                }
+                return;
+            }
+            _ = crate::inbound::shutting_down(&mut shutdown), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// What a decision said, owned, so the bundle need not be borrowed while
+/// the request is forwarded.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    /// The service.
+    pub service: String,
+    /// The route taken.
+    pub route: String,
+    /// Backends with their weights.
+    pub backends: Vec<(String, u32)>,
+    /// The whole-request timeout.
+    pub timeout: Option<Duration>,
+}
+
+enum Verdict {
+    Answer(Response<Full<Bytes>>),
+    Service(Routed, Bytes),
+    Egress(Bytes),
+}
+
+async fn handle_request(ctx: Arc<Context>, origin: Origin, req: Request<Incoming>) -> Response<OutBody> {
+    let start = std::time::Instant::now();
+    let response = handle_request_inner(&ctx, origin, req).await;
+    ctx.shared.metrics.request_latency.observe(start.elapsed());
+    response
+}
+
+async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, req: Request<Incoming>) -> Response<OutBody> {
+    let Some(loaded) = ctx.shared.store.current() else {
+        return own(enforce::text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no policy loaded\n",
+            "not-ready",
+        ));
+    };
+    if req.method() == http::Method::CONNECT {
+        return egress::connect(ctx, &loaded, req).await;
+    }
+    if let Some(why) = enforce::ambiguous_framing(req.headers()) {
+        return own(enforce::text_response(StatusCode::BAD_REQUEST, why, "bad-request"));
+    }
+    let Some(authority) = request_authority(&req, origin.original) else {
+        return own(enforce::text_response(
+            StatusCode::BAD_REQUEST,
+            "the request names no authority (Host)\n",
+            "bad-request",
+        ));
+    };
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(&b"/"[..], |pq| pq.as_str().as_bytes())
+        .to_vec();
+    let verdict = {
+        let headers = enforce::HeaderMapHeaders(req.headers());
+        let request = OutboundRequest {
+            authority: Some(&authority),
+            ip: None,
+            port: None,
+            http: Some(Http {
+                method: req.method().as_str(),
+                path: &target,
+                headers: &headers,
+            }),
+        };
+        decide(&loaded, &request, |d, buf| match d {
+            Err(_) => Verdict::Answer(enforce::text_response(
+                StatusCode::BAD_REQUEST,
+                "malformed authority\n",
+                "bad-request",
+            )),
+            Ok(d) => {
+                let mut forwarded = || enforce::forwarded_target(&target, buf);
+                if let Some(service) = d.service {
+                    if !d.allow {
+                        return Verdict::Answer(enforce::deny_response(d));
+                    }
+                    let routed = Routed {
+                        service: service.to_owned(),
+                        route: d.route.unwrap_or("").to_owned(),
+                        backends: d.backends.iter().map(|b| (b.name.to_owned(), b.weight)).collect(),
+                        timeout: d.timeout_ms.map(Duration::from_millis),
+                    };
+                    match forwarded() {
+                        Some(t) => Verdict::Service(routed, t),
+                        None => Verdict::Answer(enforce::deny_response(d)),
+                    }
+                } else {
+                    ctx.shared.metrics.egress.inc([
+                        "http",
+                        d.rule.unwrap_or(""),
+                        if d.allow { "allow" } else { "deny" },
+                    ]);
+                    if !d.allow {
+                        if d.reason != sluice_runtime::Reason::BadPath {
+                            tracing::info!(authority, rule = d.rule.unwrap_or(""), client = %origin.client, "egress denied");
+                        }
+                        return Verdict::Answer(enforce::deny_response(d));
+                    }
+                    match forwarded() {
+                        Some(t) => Verdict::Egress(t),
+                        None => Verdict::Answer(enforce::text_response(
+                            StatusCode::BAD_REQUEST,
+                            "bad request path\n",
+                            "bad-path",
+                        )),
+                    }
+                }
+            }
+        })
+    };
+    match verdict {
+        Verdict::Answer(r) => own(r),
+        Verdict::Service(routed, target) => {
+            forward::forward(ctx, &loaded, routed, authority, target, req).await
+        }
+        Verdict::Egress(target) => egress::http(ctx, &loaded, authority, target, req).await,
+    }
+}
+
+/// The authority a request is for: the absolute-form URI's, else `Host`
+/// (HTTP/1.1) or `:authority` (HTTP/2), else the original destination. In
+/// transparent mode a `Host` without a port takes the original port.
+fn request_authority(req: &Request<Incoming>, original: Option<SocketAddr>) -> Option<String> {
+    let named = req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
+    match (named, original) {
+        (Some(a), Some(orig)) if resolve::split_host_port(&a).is_some() && !has_port(&a) => {
+            Some(format!("{a}:{}", orig.port()))
+        }
+        (Some(a), _) => Some(a),
+        (None, Some(orig)) => Some(orig.to_string()),
+        (None, None) => None,
+    }
+}
+
+fn has_port(authority: &str) -> bool {
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => authority.contains(':'),
+    }
+}
+
+thread_local! {
+    /// Scratch space per worker thread, for the bundle generation it was made for.
+    static SCRATCH: RefCell<Option<(u64, Scratch, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// Decides an outbound request under `loaded`; `f` sees the decision and a
+/// scratch buffer.
+pub fn decide<R>(
+    loaded: &LoadedBundle,
+    request: &OutboundRequest<'_>,
+    f: impl FnOnce(&Result<Decision<'_>, RequestError>, &mut Vec<u8>) -> R,
+) -> R {
+    let bundle = loaded.bundle();
+    SCRATCH.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(g, _, _)| *g != loaded.generation()) {
+            *slot = Some((loaded.generation(), bundle.create_scratch(), Vec::with_capacity(256)));
+        }
+        let Some((_, scratch, buf)) = slot.as_mut() else {
+            unreachable!("filled above")
+        };
+        let d = bundle.decide_outbound(request, scratch);
+        f(&d, buf)
+    })
+}
+
+/// The proxy's own answer, as an outbound response.
+pub fn own(r: Response<Full<Bytes>>) -> Response<OutBody> {
+    r.map(Either::Right)
+}
+
+/// The answer when the proxy itself fails a request: gRPC trailers-only
+/// (`grpc_status`) for a gRPC request, else `status` with a one-line body.
+pub fn failure(
+    grpc: bool,
+    status: StatusCode,
+    grpc_status: u8,
+    message: &'static str,
+    why: &'static str,
+) -> Response<OutBody> {
+    own(if grpc {
+        enforce::grpc_response(grpc_status, message.trim_end(), why)
+    } else {
+        enforce::text_response(status, message, why)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_seen() {
+        assert!(has_port("a:1"));
+        assert!(!has_port("a"));
+        assert!(has_port("[::1]:8"));
+        assert!(!has_port("[::1]"));
+    }
+}
