@@ -234,8 +234,9 @@ pub fn rules(opts: &InitOptions) -> String {
 /// output of `iptables-save -t nat`, and a jump already in it is not added
 /// again.
 pub fn ruleset(opts: &InitOptions, family: Family, existing: &str) -> String {
+    let restore = family.commands(false).0;
     let mut lines = vec![
-        "# Written by `sluice init`: apply with `iptables-restore --noflush`.".to_owned(),
+        format!("# Written by `sluice init`: apply with `{restore} --noflush`."),
         "*nat".to_owned(),
     ];
     for chain in [PREROUTING_CHAIN, OUTPUT_CHAIN] {
@@ -307,9 +308,6 @@ pub fn run(args: &InitArgs, io: &mut Io<'_>) -> io::Result<u8> {
     };
     if args.print {
         for &family in families {
-            if family == Family::V6 {
-                writeln!(io.out, "# IPv6: `ip6tables-restore --noflush`")?;
-            }
             write!(io.out, "{}", ruleset(&opts, family, ""))?;
         }
         return Ok(EXIT_OK);
@@ -462,6 +460,9 @@ COMMIT
         let text = ruleset(&linkerd_like(), Family::V6, "");
         assert!(text.contains("-A SLUICE_OUTPUT -d ::1/128 -j RETURN\n"));
         assert!(!text.contains("127.0.0.0/8"));
+        assert!(text.starts_with(
+            "# Written by `sluice init`: apply with `ip6tables-restore --noflush`.\n"
+        ));
     }
 
     #[test]

@@ -149,6 +149,10 @@ impl Listener {
                         tracing::debug!(%client, "not a redirected connection; closing");
                         return;
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::debug!(%client, "not a redirected connection; closing");
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(%client, error = %e, "no original destination; closing");
                         return;

@@ -216,3 +216,36 @@ pub async fn slow_server(delay: std::time::Duration) -> SocketAddr {
     });
     addr
 }
+
+/// [`start_proxy`] resolving names (service endpoints, egress destinations)
+/// with `resolver` instead of the system's.
+pub async fn start_proxy_with_resolver(
+    dir: &TempDir,
+    toml: &str,
+    resolver: std::sync::Arc<dyn sluice_proxy::outbound::resolve::Resolve>,
+) -> Proxy {
+    let config = Config::parse(toml, &dir.0).unwrap();
+    Proxy::start_with_resolver(config, reload::bundle_file_loader(), resolver)
+        .await
+        .unwrap()
+}
+
+/// The sum of the samples of metric `name` (Prometheus text format) whose
+/// labels include every `label="value"` of `labels`; 0 when there is none.
+pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labelset, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let wanted = labels
+                .iter()
+                .all(|(k, v)| labelset.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            wanted.then(|| value.trim().parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}

@@ -1,0 +1,758 @@
+//! End to end, inside a network namespace made for the test: `sluice init`
+//! redirects a workload's TCP to `sluice proxy`'s transparent outbound
+//! listener, and a client that knows nothing of the proxy, running as
+//! another user, reaches an allowed upstream and is stopped before a denied
+//! one.
+//!
+//! Needs root, `ip`, `iptables` (with `iptables-restore`) and `setpriv`;
+//! without them it prints why and passes without checking anything.
+//!
+//! The one test re-executes its own binary for the processes it runs inside
+//! the namespace, the role chosen by `SLUICE_E2E_ROLE`:
+//!
+//! - `server`: the upstream, listening on 10.99.0.2:8080 and 10.99.0.1:80;
+//!   it answers HTTP with 200, `ping` with `pong`, a TLS record with
+//!   `tls-seen`, and logs every connection it accepts;
+//! - `probe`: a stand-in for the proxy on 127.0.0.1:4140 that answers each
+//!   redirected connection with its original destination and what
+//!   `sniff` made of it (checks `sluice init`, `original_dst` and `sniff`
+//!   without the proxy);
+//! - `client`: one connection, made as user 65534 (or root), its outcome
+//!   printed on a `@@RESULT ` line.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "SLUICE_E2E_ROLE";
+const ARGS: &str = "SLUICE_E2E_ARGS";
+const TEST_NAME: &str = "transparent_outbound";
+
+/// The allowed upstream and the one in a denied network.
+const ALLOWED: &str = "10.99.0.2:8080";
+const DENIED: &str = "10.99.0.1:80";
+const OUTBOUND_PORT: u16 = 4140;
+const NOBODY: &str = "65534";
+
+/// The names resolve (through the namespace's own `/etc/hosts`) to the
+/// address the client dials, so the test holds whether the proxy connects to
+/// the original destination or to the checked addresses of the name.
+const HOSTS: &str = "127.0.0.1 localhost\n10.99.0.2 svc.test blocked.example\n";
+
+const POLICY: &str = r#"
+egress {
+  default deny
+  allow upstream      { network 10.99.0.2  port 8080 }
+  allow upstream-name { host "svc.test"  port 8080 }
+  deny  blocked-host { host "blocked.example" }
+  deny  blocked-net  { network 10.99.0.1/32 }
+}
+"#;
+
+const PROXY_CONFIG: &str = r#"
+[policy]
+source = "policy.sluice"
+watch = false
+
+[admin]
+listen = "127.0.0.1:9990"
+
+[[outbound]]
+listen = "127.0.0.1:4140"
+mode = "transparent"
+
+[log]
+decision-log = "decisions.jsonl"
+"#;
+
+#[test]
+fn transparent_outbound() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("server") => return roles::server(),
+        Ok("probe") => return roles::probe(),
+        Ok("client") => return roles::client(),
+        Ok(other) => panic!("unknown {ROLE} `{other}`"),
+        Err(_) => {}
+    }
+    // CI sets SLUICE_REQUIRE_NETNS=1: there a skip would hide a missing test.
+    let required = std::env::var_os("SLUICE_REQUIRE_NETNS").is_some();
+    if let Err(reason) = requirements() {
+        assert!(!required, "SLUICE_REQUIRE_NETNS is set but {reason}");
+        eprintln!("skipping the transparent proxy test: {reason}");
+        return;
+    }
+    let name = format!("sluice-e2e-{}", std::process::id());
+    let Some(ns) = Netns::create(&name) else {
+        return;
+    };
+    let dir = TempDir::create(&name);
+    // `ip netns exec` bind-mounts `/etc/netns/NAME/hosts` over `/etc/hosts`.
+    let netns_etc = Path::new("/etc/netns");
+    let _etc_parent = (!netns_etc.exists()).then(|| EmptyDir(netns_etc.to_owned()));
+    let etc = TempDir(netns_etc.join(&name));
+    fs::create_dir_all(&etc.0).unwrap();
+    fs::write(etc.0.join("hosts"), HOSTS).unwrap();
+    let mut procs = Procs(Vec::new());
+
+    // The client runs as nobody: it gets its own copy of this binary, in a
+    // folder anyone can enter.
+    let client_bin = dir.0.join("e2e-client");
+    fs::copy(std::env::current_exe().unwrap(), &client_bin).unwrap();
+    set_mode(&client_bin, 0o755);
+
+    // The network: loopback, and the upstream's addresses on an interface.
+    ns.run(&["ip", "link", "set", "lo", "up"]);
+    if !ns.try_run(&["ip", "link", "add", "sluice0", "type", "dummy"]) {
+        // No dummy driver: one end of a veth pair does as well.
+        ns.run(&[
+            "ip", "link", "add", "sluice0", "type", "veth", "peer", "name", "sluice1",
+        ]);
+        ns.run(&["ip", "link", "set", "sluice1", "up"]);
+    }
+    ns.run(&["ip", "addr", "add", "10.99.0.1/24", "dev", "sluice0"]);
+    ns.run(&["ip", "addr", "add", "10.99.0.2/24", "dev", "sluice0"]);
+    ns.run(&["ip", "link", "set", "sluice0", "up"]);
+
+    // The upstream, run by root.
+    let upstream_log = dir.0.join("upstream.log");
+    procs.0.push(ns.spawn_role(
+        "server",
+        &format!("{}|{ALLOWED},{DENIED}", upstream_log.display()),
+        None,
+    ));
+    wait_for("the upstream to listen", || {
+        log_lines(&upstream_log)
+            .iter()
+            .filter(|l| l.starts_with("ready"))
+            .count()
+            == 2
+    });
+
+    // Before any rule, and for root (the proxy's uid) after: direct.
+    let direct = ns.client(&client_bin, None, &format!("http|{DENIED}|svc.test"));
+    assert_eq!(
+        direct, "200 hello from 10.99.0.1:80",
+        "the upstream is not reachable directly"
+    );
+
+    // `sluice init`, twice: the second run replaces the rules.
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let port = OUTBOUND_PORT.to_string();
+    for _ in 0..2 {
+        let out = ns.output(&[sluice, "init", "--outbound-port", &port, "--proxy-uid", "0"]);
+        assert!(
+            out.status.success(),
+            "sluice init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let saved = String::from_utf8(ns.output(&["iptables-save", "-t", "nat"]).stdout).unwrap();
+    eprintln!("{saved}");
+    assert_eq!(
+        saved.matches("-A OUTPUT -j SLUICE_OUTPUT").count(),
+        1,
+        "{saved}"
+    );
+    assert_eq!(saved.matches("--to-ports 4140").count(), 1, "{saved}");
+    assert!(
+        saved.contains("-A SLUICE_OUTPUT -m owner --uid-owner 0 -j RETURN"),
+        "{saved}"
+    );
+    let direct = ns.client(&client_bin, None, &format!("http|{DENIED}|svc.test"));
+    assert_eq!(
+        direct, "200 hello from 10.99.0.1:80",
+        "root's connections must not be redirected"
+    );
+
+    // The probe: redirected connections, their original destination and
+    // protocol, seen from the listener.
+    let ready = dir.0.join("probe.ready");
+    let probe = Procs(vec![ns.spawn_role(
+        "probe",
+        &ready.display().to_string(),
+        None,
+    )]);
+    wait_for("the probe to listen", || ready.exists());
+    let accepted = upstream_accepts(&upstream_log);
+    let nobody = Some(NOBODY);
+    let seen = ns.client(
+        &client_bin,
+        nobody,
+        &format!("http|{ALLOWED}|svc.test:8080"),
+    );
+    assert!(seen.contains("dst=10.99.0.2:8080 sniffed=Http1"), "{seen}");
+    let seen = ns.client(&client_bin, nobody, &format!("raw|{DENIED}|ping"));
+    assert_eq!(seen, r#"recv "dst=10.99.0.1:80 sniffed=Opaque\n""#);
+    let seen = ns.client(&client_bin, nobody, "tls|10.99.0.1:443|api.example.com");
+    assert_eq!(
+        seen,
+        r#"recv "dst=10.99.0.1:443 sniffed=Tls { sni: Some(\"api.example.com\") }\n""#
+    );
+    // A client that waits for the server to speak first: opaque at the timeout.
+    let seen = ns.client(&client_bin, nobody, &format!("silent|{ALLOWED}"));
+    assert_eq!(seen, r#"recv "dst=10.99.0.2:8080 sniffed=Opaque\n""#);
+    // Loopback is not redirected: nothing listens on 127.0.0.1:4141.
+    let seen = ns.client(&client_bin, nobody, "raw|127.0.0.1:4141|ping");
+    assert!(seen.starts_with("error: connect"), "{seen}");
+    assert_eq!(
+        upstream_accepts(&upstream_log),
+        accepted,
+        "the probe's connections reached the upstream"
+    );
+    drop(probe);
+
+    // The proxy.
+    fs::write(dir.0.join("policy.sluice"), POLICY).unwrap();
+    let config = dir.0.join("proxy.toml");
+    fs::write(&config, PROXY_CONFIG).unwrap();
+    let proxy_err = dir.0.join("proxy.stderr");
+    let config_arg = config.display().to_string();
+    procs.0.push(ns.spawn(
+        &[sluice, "proxy", "--config", &config_arg],
+        &[],
+        Some(&proxy_err),
+    ));
+    let started = Instant::now();
+    loop {
+        let proxy = procs.0.last_mut().unwrap();
+        if let Some(status) = proxy.try_wait().unwrap() {
+            let stderr = fs::read_to_string(&proxy_err).unwrap_or_default();
+            panic!("the proxy exited ({status}):\n{stderr}");
+        }
+        if ns
+            .client(&client_bin, None, "http|127.0.0.1:9990|localhost")
+            .starts_with("200 ")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the proxy is not ready:\n{}",
+            fs::read_to_string(&proxy_err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = |what: &str| {
+        format!(
+            "{what}\n--- proxy stderr\n{}\n--- decisions\n{}\n--- upstream\n{}",
+            fs::read_to_string(&proxy_err).unwrap_or_default(),
+            fs::read_to_string(dir.0.join("decisions.jsonl")).unwrap_or_default(),
+            fs::read_to_string(&upstream_log).unwrap_or_default(),
+        )
+    };
+
+    // Loopback is not redirected: the admin listener answers nobody directly
+    // (through the outbound listener it would be an egress decision).
+    let seen = ns.client(&client_bin, nobody, "http|127.0.0.1:9990|localhost");
+    assert!(seen.starts_with("200 "), "{}", report(&seen));
+
+    // Allowed: HTTP, opaque TCP and TLS reach the upstream through the proxy.
+    let seen = ns.client(
+        &client_bin,
+        nobody,
+        &format!("http|{ALLOWED}|svc.test:8080"),
+    );
+    assert_eq!(seen, "200 hello from 10.99.0.2:8080", "{}", report(&seen));
+    assert!(
+        log_lines(&upstream_log)
+            .iter()
+            .any(|l| l == "http 10.99.0.2:8080 host=svc.test:8080"),
+        "{}",
+        report("no request upstream")
+    );
+    let seen = ns.client(&client_bin, nobody, &format!("raw|{ALLOWED}|ping"));
+    assert_eq!(seen, r#"recv "pong\n""#, "{}", report(&seen));
+    let seen = ns.client(&client_bin, nobody, &format!("tls|{ALLOWED}|svc.test"));
+    assert_eq!(seen, r#"recv "tls-seen\n""#, "{}", report(&seen));
+
+    // Denied: nothing reaches the upstream.
+    let accepted = upstream_accepts(&upstream_log);
+    let seen = ns.client(
+        &client_bin,
+        nobody,
+        &format!("http|{ALLOWED}|blocked.example:8080"),
+    );
+    assert!(seen.starts_with("403 "), "{}", report(&seen));
+    let seen = ns.client(&client_bin, nobody, &format!("http|{DENIED}|svc.test"));
+    assert!(seen.starts_with("403 "), "{}", report(&seen));
+    let seen = ns.client(&client_bin, nobody, &format!("raw|{DENIED}|ping"));
+    assert!(!seen.contains("pong"), "{}", report(&seen));
+    let seen = ns.client(
+        &client_bin,
+        nobody,
+        &format!("tls|{ALLOWED}|blocked.example"),
+    );
+    assert!(!seen.contains("tls-seen"), "{}", report(&seen));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        upstream_accepts(&upstream_log),
+        accepted,
+        "{}",
+        report("a denied connection reached the upstream")
+    );
+    assert!(
+        !log_lines(&upstream_log)
+            .iter()
+            .any(|l| l.contains("blocked.example")),
+        "{}",
+        report("a denied request reached the upstream")
+    );
+}
+
+/// Why the test cannot run here, if it cannot.
+fn requirements() -> Result<(), String> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|_| "no /proc/self/status (not Linux)".to_owned())?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    if euid != "0" {
+        return Err(format!("not root (effective uid {euid})"));
+    }
+    for tool in [
+        "ip",
+        "iptables",
+        "iptables-restore",
+        "iptables-save",
+        "setpriv",
+    ] {
+        if find_tool(tool).is_none() {
+            return Err(format!("`{tool}` is not installed"));
+        }
+    }
+    Ok(())
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A network namespace, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    /// `None` (and a message) when namespaces cannot be made here.
+    fn create(name: &str) -> Option<Netns> {
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
+        let out = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_NETNS").is_none(),
+                "SLUICE_REQUIRE_NETNS is set but no network namespace can be created: {}",
+                why.trim()
+            );
+            eprintln!(
+                "skipping the transparent proxy test: cannot create a network namespace: {}",
+                why.trim()
+            );
+            return None;
+        }
+        Some(Netns(name.to_owned()))
+    }
+
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(argv);
+        c
+    }
+
+    fn output(&self, argv: &[&str]) -> Output {
+        self.command(argv).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn try_run(&self, argv: &[&str]) -> bool {
+        self.output(argv).status.success()
+    }
+
+    fn run(&self, argv: &[&str]) {
+        let out = self.output(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts a long-running process in the namespace; its stderr goes to
+    /// `stderr` (or is inherited).
+    fn spawn(&self, argv: &[&str], env: &[(&str, &str)], stderr: Option<&Path>) -> Child {
+        let mut c = self.command(argv);
+        c.envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(path) = stderr {
+            c.stderr(File::create(path).unwrap());
+        }
+        c.spawn().unwrap()
+    }
+
+    /// Starts this binary in a role, as root.
+    fn spawn_role(&self, role: &str, args: &str, stderr: Option<&Path>) -> Child {
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.to_str().unwrap();
+        self.spawn(
+            &[exe, "--exact", TEST_NAME, "--nocapture"],
+            &[(ROLE, role), (ARGS, args)],
+            stderr,
+        )
+    }
+
+    /// Runs one client connection (as `uid`, else root); its result line.
+    fn client(&self, bin: &Path, uid: Option<&str>, args: &str) -> String {
+        let bin = bin.to_str().unwrap();
+        let reuid = uid.map(|u| format!("--reuid={u}"));
+        let regid = uid.map(|u| format!("--regid={u}"));
+        let mut argv: Vec<&str> = Vec::new();
+        if let (Some(reuid), Some(regid)) = (&reuid, &regid) {
+            argv.extend(["setpriv", reuid, regid, "--clear-groups"]);
+        }
+        argv.extend([bin, "--exact", TEST_NAME, "--nocapture", "--test-threads=1"]);
+        let out = self
+            .command(&argv)
+            .env(ROLE, "client")
+            .env(ARGS, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result = stdout
+            .lines()
+            .find_map(|l| l.split_once("@@RESULT ").map(|(_, r)| r))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the client `{args}` printed no result ({}):\n{stdout}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned();
+        eprintln!("client {} {args}: {result}", uid.unwrap_or("root"));
+        result
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Processes killed (and reaped) when dropped, before the namespace goes.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A folder anyone can read, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(name);
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        set_mode(&path, 0o755);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A folder this test created, removed when dropped if still empty.
+struct EmptyDir(PathBuf);
+
+impl Drop for EmptyDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How many connections the upstream has accepted so far.
+fn upstream_accepts(log: &Path) -> usize {
+    log_lines(log)
+        .iter()
+        .filter(|l| l.starts_with("accept "))
+        .count()
+}
+
+/// A TLS 1.2-style ClientHello record asking for `host`.
+fn client_hello(host: &str) -> Vec<u8> {
+    let name = host.as_bytes();
+    let mut sni = vec![0, 0]; // extension type server_name
+    sni.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
+    sni.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+    sni.push(0); // host_name
+    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni.extend_from_slice(name);
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0x42; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0, 4, 0x13, 0x01, 0xc0, 0x2f]); // cipher suites
+    body.extend_from_slice(&[1, 0]); // compression
+    body.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    body.extend_from_slice(&sni);
+    let mut message = vec![1, 0]; // ClientHello, 24-bit length
+    message.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    message.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    record.extend_from_slice(&message);
+    record
+}
+
+/// What the re-executed binary does.
+mod roles {
+    use super::*;
+
+    fn args() -> Vec<String> {
+        std::env::var(ARGS)
+            .unwrap_or_default()
+            .split('|')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Reads what the peer has sent, up to EOF or a pause of `wait`.
+    fn read_some(stream: &mut TcpStream, until: impl Fn(&[u8]) -> bool, wait: Duration) -> Vec<u8> {
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !until(&data) {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+            }
+        }
+        data
+    }
+
+    /// Half-closes, then waits (briefly) for the peer to close, so that
+    /// closing with unread bytes never turns into a reset.
+    fn finish(mut stream: TcpStream) {
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = read_some(&mut stream, |_| false, Duration::from_secs(1));
+    }
+
+    /// The upstream: `LOG|ADDR,ADDR`.
+    pub fn server() {
+        let args = args();
+        let log = Arc::new(Mutex::new(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&args[0])
+                .unwrap(),
+        ));
+        let note = move |line: String| {
+            let mut f = log.lock().unwrap();
+            writeln!(f, "{line}").unwrap();
+            f.flush().unwrap();
+        };
+        let mut threads = Vec::new();
+        for addr in args[1].split(',') {
+            let listener = TcpListener::bind(addr).unwrap();
+            note(format!("ready {addr}"));
+            let note = note.clone();
+            threads.push(std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { continue };
+                    let local = stream.local_addr().unwrap();
+                    note(format!("accept {local} from {}", stream.peer_addr().unwrap()));
+                    let note = note.clone();
+                    std::thread::spawn(move || {
+                        let data = read_some(
+                            &mut stream,
+                            |d| d.first() == Some(&0x16) || d.ends_with(b"\n\r\n") || d == b"ping\n",
+                            Duration::from_secs(5),
+                        );
+                        let reply = if data.first() == Some(&0x16) {
+                            note(format!("tls {local}"));
+                            "tls-seen\n".to_owned()
+                        } else if data == b"ping\n" {
+                            note(format!("ping {local}"));
+                            "pong\n".to_owned()
+                        } else {
+                            let text = String::from_utf8_lossy(&data);
+                            let host = text
+                                .lines()
+                                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("host")))
+                                .map_or("", |(_, v)| v.trim());
+                            note(format!("http {local} host={host}"));
+                            let body = format!("hello from {local}");
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                        };
+                        let _ = stream.write_all(reply.as_bytes());
+                        finish(stream);
+                    });
+                }
+            }));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Stands in for the proxy on the outbound port: `READY_FILE`.
+    pub fn probe() {
+        use sluice_proxy::outbound::transparent::{original_dst, sniff};
+        use tokio::io::AsyncWriteExt;
+        let args = args();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", OUTBOUND_PORT))
+                .await
+                .unwrap();
+            fs::write(&args[0], "ready").unwrap();
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let dst = match original_dst(&stream) {
+                    Ok(a) => a.to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                let sniffed = match sniff(&stream, Duration::from_millis(500)).await {
+                    Ok(s) => format!("{s:?}"),
+                    Err(e) => format!("error: {e}"),
+                };
+                // Take what was sent, so that closing does not reset.
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = stream.try_read(&mut buf);
+                let reply = format!("dst={dst} sniffed={sniffed}\n");
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let std = stream.into_std().unwrap();
+                std.set_nonblocking(false).unwrap();
+                std::thread::spawn(move || finish(std));
+            }
+        });
+    }
+
+    /// One connection: `http|ADDR|HOST`, `raw|ADDR|ping`, `tls|ADDR|SNI`
+    /// or `silent|ADDR`; prints `@@RESULT ...`.
+    pub fn client() {
+        let args = args();
+        let addr: SocketAddr = args[1].parse().unwrap();
+        let result = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Err(e) => format!("error: connect: {}", e.kind()),
+            Ok(mut stream) => match args[0].as_str() {
+                "http" => http(&mut stream, &args[2]),
+                "raw" => {
+                    let _ = stream.write_all(format!("{}\n", args[2]).as_bytes());
+                    let _ = stream.shutdown(Shutdown::Write);
+                    recv(&mut stream)
+                }
+                "tls" => {
+                    let _ = stream.write_all(&client_hello(&args[2]));
+                    let _ = stream.shutdown(Shutdown::Write);
+                    recv(&mut stream)
+                }
+                "silent" => recv(&mut stream),
+                other => panic!("unknown client mode `{other}`"),
+            },
+        };
+        println!("\n@@RESULT {result}");
+    }
+
+    fn recv(stream: &mut TcpStream) -> String {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut data = Vec::new();
+        match stream.read_to_end(&mut data) {
+            Ok(_) => format!("recv {:?}", String::from_utf8_lossy(&data)),
+            Err(e) if data.is_empty() => format!("error: read: {}", e.kind()),
+            Err(e) => format!(
+                "recv {:?} then error: {}",
+                String::from_utf8_lossy(&data),
+                e.kind()
+            ),
+        }
+    }
+
+    /// A GET with `Host: host`; `STATUS BODY`.
+    fn http(stream: &mut TcpStream, host: &str) -> String {
+        let path = if host == "localhost" { "/ready" } else { "/" };
+        let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        if let Err(e) = stream.write_all(request.as_bytes()) {
+            return format!("error: write: {}", e.kind());
+        }
+        let data = read_some(stream, response_complete, Duration::from_secs(5));
+        let text = String::from_utf8_lossy(&data);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return format!("error: no response: {text:?}");
+        };
+        let status = head.split(' ').nth(1).unwrap_or("?");
+        format!("{status} {}", body.trim_end())
+    }
+
+    fn response_complete(data: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(data);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            if k.eq_ignore_ascii_case("content-length") {
+                v.trim().parse::<usize>().ok()
+            } else {
+                None
+            }
+        });
+        length.is_some_and(|n| body.len() >= n)
+    }
+}
