@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Outbound proxy benchmark: the Sluice proxy's explicit outbound listener (an
 # HTTP proxy for the local application), to a declared service and as egress,
-# against a direct connection to the same upstream, side by side in one run,
-# all on 127.0.0.1.
+# against a direct connection to the same upstream and, as a control, the
+# same proxy's inbound plaintext listener, side by side in one run, all on
+# 127.0.0.1.
 #
-#   bash benches/proxy/outbound.sh            # 3 rounds, 10 s per run (~3 minutes)
+#   bash benches/proxy/outbound.sh            # 3 rounds, 10 s per run (~5 minutes)
 #   QUICK=1 bash benches/proxy/outbound.sh    # 1 round, 2 s per run (smoke test)
 #
 # What it does:
@@ -15,12 +16,15 @@
 #      upstream, one route `path prefix "/api"` (retries unwritten, so the
 #      defaults: attempts 1 on gateway-error, reset, budget 20%); and an
 #      egress block, default deny, allowing network 127.0.0.1 on the
-#      upstream's port; lints and compiles it;
+#      upstream's port; and, for the control, a server `web` on port 8080
+#      with a route `path prefix "/api"` allowed from any; lints and
+#      compiles it;
 #   3. starts the upstream: nginx, no master process, one worker, `return
 #      200 "ok\n"` from memory (outbound/nginx.conf.in, as run.sh's);
-#   4. starts `sluice proxy` with one explicit outbound listener
-#      (outbound/proxy.toml.in), waits for /ready, and checks that:
-#      direct answers nginx's 200; the listener routes `Host: checkout:8080`
+#   4. starts `sluice proxy` with one explicit outbound listener and one
+#      plaintext inbound listener for port 8080 forwarding to the upstream
+#      (outbound/proxy.toml.in), waits for /ready, and checks that: direct
+#      and the inbound listener answer nginx's 200; the outbound listener routes `Host: checkout:8080`
 #      to the service and `Host: 127.0.0.1:APP_PORT` as egress, each 200
 #      with nginx's body, in origin form (as the load generators send) and
 #      in absolute form (curl -x); that the proxy counted each as what it
@@ -28,7 +32,8 @@
 #      sluice_egress_decisions_total{decision="allow"} for egress); that
 #      `Host: denied.example:80` gets 403 and a service path without a route
 #      gets 404;
-#   5. for each round, interleaved over direct, service and egress:
+#   5. for each round, interleaved over direct, service, egress and (unless
+#      CONTROL=0) inbound:
 #      - fixed rate: h2load, HTTP/1.1 keep-alive, one connection, RATE req/s
 #        (default 1,000) for DURATION s after 1 s of warm-up; p50, p99 and
 #        p99.9 from the per-request latencies of its --log-file;
@@ -48,7 +53,7 @@
 #      to a temp folder whose path it prints.
 #
 # Every process it starts is stopped on exit. Environment knobs: QUICK,
-# ROUNDS, DURATION, RATE, WRK_CONNS, APP_PORT, OUT_PORT, ADMIN_PORT,
+# ROUNDS, DURATION, RATE, WRK_CONNS, CONTROL, APP_PORT, OUT_PORT, INBOUND_PORT, ADMIN_PORT,
 # SLUICE_LOG (the proxy's log filter, `info` unless set; the proxy logs
 # nothing per allowed request).
 set -euo pipefail
@@ -67,11 +72,13 @@ rate=${RATE:-1000}
 wrk_conns=${WRK_CONNS:-32}
 app_port=${APP_PORT:-18180}
 out_port=${OUT_PORT:-14140}
+inbound_port=${INBOUND_PORT:-15101}
 admin_port=${ADMIN_PORT:-15991}
 req_path=/api/items/42
 service_host=checkout:8080
 egress_host=127.0.0.1:$app_port
 targets=(direct service egress)
+[[ ${CONTROL:-1} == 0 ]] || targets+=(inbound)
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -98,9 +105,9 @@ cargo build --release -q -p sluice
 sluice=$root/target/release/sluice
 "$sluice" proxy --help >/dev/null 2>&1 || die "this sluice has no \`proxy\` command"
 
-for port in "$app_port" "$out_port" "$admin_port"; do
+for port in "$app_port" "$out_port" "$inbound_port" "$admin_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port on 127.0.0.1 is in use (set APP_PORT, OUT_PORT or ADMIN_PORT)"
+    die "port $port on 127.0.0.1 is in use (set APP_PORT, OUT_PORT, INBOUND_PORT or ADMIN_PORT)"
   fi
 done
 
@@ -165,6 +172,8 @@ conf=$(<"$here/proxy.toml.in")
 conf=${conf//@BUNDLE@/$work/outbound.bundle}
 conf=${conf//@ADMIN_PORT@/$admin_port}
 conf=${conf//@OUT_PORT@/$out_port}
+conf=${conf//@INBOUND_PORT@/$inbound_port}
+conf=${conf//@APP_PORT@/$app_port}
 printf '%s\n' "$conf" >"$work/proxy.toml"
 log "sluice proxy --config $work/proxy.toml"
 SLUICE_LOG=${SLUICE_LOG:-info} "$sluice" proxy --config "$work/proxy.toml" 2>"$work/proxy.log" &
@@ -177,6 +186,7 @@ url_of() {
   case $1 in
     direct) echo "http://127.0.0.1:$app_port$req_path" ;;
     service | egress) echo "http://127.0.0.1:$out_port$req_path" ;;
+    inbound) echo "http://127.0.0.1:$inbound_port$req_path" ;;
   esac
 }
 host_of() { # the Host the application sends (none overridden for direct)
@@ -197,8 +207,10 @@ metric_sum() { # FILE REGEX: sum of the samples whose name and labels match
   awk -v re="$2" '!/^#/ && $1 ~ re {s += $2} END {printf "%d\n", s}' "$1"
 }
 metrics_to() { curl -fsS --max-time 5 "http://127.0.0.1:$admin_port/metrics" >"$1"; }
-served_as() { # METRICS_FILE: requests counted as service, as allowed egress
-  echo "$(metric_sum "$1" '^sluice_outbound_requests_total[{]') $(metric_sum "$1" '^sluice_egress_decisions_total[{].*decision="allow"')"
+served_as() { # METRICS_FILE: requests counted as service, as allowed egress, as inbound
+  echo "$(metric_sum "$1" '^sluice_outbound_requests_total[{]')" \
+    "$(metric_sum "$1" '^sluice_egress_decisions_total[{].*decision="allow"')" \
+    "$(metric_sum "$1" '^sluice_inbound_requests_total[{]')"
 }
 
 # Sanity: each path answers nginx's "ok", is taken for what it is, and the
@@ -215,10 +227,10 @@ check_counted() { # NAME EXPECTED_SERVICE_DELTA EXPECTED_EGRESS_DELTA curl args.
   local name=$1 ds=$2 de=$3 s0 e0 s1 e1
   shift 3
   metrics_to "$work/raw/metrics-check.txt"
-  read -r s0 e0 < <(served_as "$work/raw/metrics-check.txt")
+  read -r s0 e0 _ < <(served_as "$work/raw/metrics-check.txt")
   check "$name" 200 '^ok$' "$@"
   metrics_to "$work/raw/metrics-check.txt"
-  read -r s1 e1 < <(served_as "$work/raw/metrics-check.txt")
+  read -r s1 e1 _ < <(served_as "$work/raw/metrics-check.txt")
   ((s1 - s0 == ds && e1 - e0 == de)) ||
     die "check $name: counted as service +$((s1 - s0)), egress +$((e1 - e0)); expected +$ds, +$de"
 }
@@ -228,6 +240,7 @@ check_counted egress 0 1 -H "Host: $egress_host" "$(url_of egress)"
 check_counted service-absolute-form 1 0 -x "http://127.0.0.1:$out_port" "http://$service_host$req_path"
 check_counted egress-absolute-form 0 1 -x "http://127.0.0.1:$out_port" "http://$egress_host$req_path"
 check egress-denied 403 '' -H "Host: denied.example:80" "$(url_of egress)"
+[[ ${CONTROL:-1} == 0 ]] || check inbound 200 '^ok$' "$(url_of inbound)"
 check service-no-route 404 '' -H "Host: $service_host" "http://127.0.0.1:$out_port/nope"
 curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$admin_port/ready" ||
   die "the proxy stopped answering after the checks (see $work/proxy.log)"
@@ -260,19 +273,23 @@ span_start() { # TARGET
   read -r p_ticks0 p_sys0 < <(ticks_of "$(pid_of "$1")")
   read -r u_ticks0 _ < <(ticks_of "$nginx_pid")
   read -r m_busy0 m_total0 < <(machine_ticks)
-  read -r handled0 svc0 egr0 < <(proxy_counts)
+  read -r handled0 svc0 egr0 inb0 < <(proxy_counts)
 }
 span_end() { # ROUND TARGET KIND REQUESTS_IF_DIRECT
-  local round=$1 target=$2 kind=$3 n=$4 p_ticks1 p_sys1 u_ticks1 m_busy1 m_total1 handled1 svc1 egr1 want
+  local round=$1 target=$2 kind=$3 n=$4 p_ticks1 p_sys1 u_ticks1 m_busy1 m_total1 handled1 svc1 egr1 inb1 other
   read -r p_ticks1 p_sys1 < <(ticks_of "$(pid_of "$target")")
   read -r u_ticks1 _ < <(ticks_of "$nginx_pid")
   read -r m_busy1 m_total1 < <(machine_ticks)
-  read -r handled1 svc1 egr1 < <(proxy_counts)
+  read -r handled1 svc1 egr1 inb1 < <(proxy_counts)
   if [[ $target != direct ]]; then
     n=$((handled1 - handled0))
-    # Requests the proxy took for the other path than the one run (should be 0).
-    if [[ $target == service ]]; then want=$((svc1 - svc0)); else want=$((egr1 - egr0)); fi
-    record "$round" "$target" "misrouted_$kind" $((n - want))
+    # Requests the proxy counted on another path than the one run (should be 0).
+    case $target in
+      service) other=$((egr1 - egr0 + inb1 - inb0)) ;;
+      egress) other=$((svc1 - svc0 + inb1 - inb0)) ;;
+      inbound) other=$((svc1 - svc0 + egr1 - egr0)) ;;
+    esac
+    record "$round" "$target" "misrouted_$kind" "$other"
   fi
   per100k() { awk -v t="$1" -v n="$n" -v hz="$clk_tck" \
     'BEGIN{ if (n > 0) printf "%.2f", t / hz / n * 100000; else print "NA" }'; }
@@ -392,6 +409,7 @@ label_of() {
     direct) echo "direct" ;;
     service) echo "outbound → service" ;;
     egress) echo "outbound → egress (IP literal)" ;;
+    inbound) echo "inbound plaintext (control)" ;;
   esac
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }

@@ -1,0 +1,222 @@
+//! mTLS origination on the outbound side: a backend with `identity` is
+//! reached over TLS 1.3 presenting the proxy's SVID, and only a server
+//! presenting that SPIFFE ID is accepted. Upstreams are rustls servers
+//! (tokio-rustls + hyper) on 127.0.0.1 requiring a client certificate.
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::CertificateDer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::certs::{Ca, Svid};
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+
+const CLIENT_ID: &str = "spiffe://example.org/ns/app/sa/client";
+const SERVER_ID: &str = "spiffe://example.org/ns/pay/sa/server";
+
+/// A TLS 1.3 upstream presenting `svid`, requiring a client certificate
+/// that chains to one of `client_roots`.
+struct TlsUpstream {
+    addr: SocketAddr,
+    /// Handshakes that completed.
+    handshakes: Arc<AtomicUsize>,
+    /// HTTP requests received.
+    requests: Arc<AtomicUsize>,
+    /// The leaf certificate each client presented.
+    clients: Arc<Mutex<Vec<CertificateDer<'static>>>>,
+}
+
+async fn tls_upstream(name: &'static str, svid: &Svid, client_roots: &[&Ca]) -> TlsUpstream {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in client_roots {
+        roots.add(ca.root.clone()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(svid.chain.clone(), svid.key())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = TlsUpstream {
+        addr: listener.local_addr().unwrap(),
+        handshakes: Arc::new(AtomicUsize::new(0)),
+        requests: Arc::new(AtomicUsize::new(0)),
+        clients: Arc::new(Mutex::new(Vec::new())),
+    };
+    let (handshakes, requests, clients) = (up.handshakes.clone(), up.requests.clone(), up.clients.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, handshakes, requests, clients) =
+                (acceptor.clone(), handshakes.clone(), requests.clone(), clients.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                handshakes.fetch_add(1, Ordering::SeqCst);
+                let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
+                if let Some(leaf) = leaf {
+                    clients.lock().unwrap().push(leaf.into_owned());
+                }
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"secure\n")));
+                        r.headers_mut().insert("x-backend", name.parse().unwrap());
+                        r.headers_mut()
+                            .insert("x-seen-version", format!("{:?}", req.version()).parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    up
+}
+
+/// The URI SANs of a certificate.
+fn uri_sans(der: &CertificateDer<'_>) -> Vec<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One HTTP/1.1 request over a new connection to the outbound listener.
+async fn get(out: SocketAddr, authority: &str, path: &str) -> Seen {
+    let stream = TcpStream::connect(out).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(path)
+        .header("host", authority)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    collect(resp).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_origination_checks_the_server_identity() {
+    let dir = TempDir::new("outbound-mtls");
+    let ca = Ca::new("example.org");
+    let stranger = Ca::new("stranger.org");
+    let proxy_svid = ca.intermediate().svid(CLIENT_ID);
+    proxy_svid.write(&dir.0, "proxy");
+    ca.write_bundle(&dir.0, "example.org");
+
+    let good = tls_upstream("good", &ca.svid(SERVER_ID), &[&ca]).await;
+    let impostor = tls_upstream("impostor", &ca.svid("spiffe://example.org/ns/pay/sa/other"), &[&ca]).await;
+    // The right ID, from a CA the proxy does not trust.
+    let untrusted = tls_upstream("untrusted", &stranger.svid(SERVER_ID), &[&ca]).await;
+
+    let policy = format!(
+        r#"
+mesh {{ trust-domain "example.org" }}
+service pay {{
+  authority "pay.prod"
+  backend b {{ endpoint {good}  identity "{SERVER_ID}" }}
+  route all {{ to b }}
+}}
+service impostor {{
+  authority "impostor.prod"
+  backend b {{ endpoint {impostor}  identity "{SERVER_ID}" }}
+  route all {{ to b }}
+}}
+service untrusted {{
+  authority "untrusted.prod"
+  backend b {{ endpoint {untrusted}  identity "{SERVER_ID}" }}
+  route all {{ to b }}
+}}
+"#,
+        good = good.addr,
+        impostor = impostor.addr,
+        untrusted = untrusted.addr
+    );
+    std::fs::write(dir.path("p.bundle"), compile(&policy)).unwrap();
+    let toml = r#"
+[policy]
+bundle = "p.bundle"
+watch = false
+[admin]
+listen = "127.0.0.1:0"
+[[outbound]]
+listen = "127.0.0.1:0"
+[identity]
+cert = "proxy.pem"
+key = "proxy.key"
+trust-bundles = { "example.org" = "example.org.pem" }
+[limits]
+connect-timeout-ms = 3000
+drain-timeout-ms = 2000
+"#;
+    let proxy = start_proxy(&dir, toml).await;
+    let out = proxy.outbound_addrs()[0];
+
+    // The expected server: 200, over TLS presenting the proxy's SVID.
+    for _ in 0..3 {
+        let r = get(out, "pay.prod", "/charge").await;
+        assert_eq!((r.status, r.header("x-backend")), (200, "good"), "{r:?}");
+        assert_eq!(r.body, "secure\n");
+    }
+    // HTTP/2 from the application: HTTP/2 inside the TLS connection too.
+    {
+        let stream = TcpStream::connect(out).await.unwrap();
+        let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri("http://pay.prod/h2")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = collect(h2.send_request(req).await.unwrap()).await;
+        assert_eq!((r.status, r.header("x-backend")), (200, "good"), "{r:?}");
+        assert_eq!(r.header("x-seen-version"), "HTTP/2.0");
+    }
+    assert_eq!(good.requests.load(Ordering::SeqCst), 4);
+    let clients = good.clients.lock().unwrap().clone();
+    assert!(!clients.is_empty());
+    for leaf in &clients {
+        assert_eq!(leaf, &proxy_svid.chain[0], "the proxy presented its SVID");
+        assert_eq!(uri_sans(leaf), vec![CLIENT_ID.to_owned()]);
+    }
+
+    // A server with another SPIFFE ID, or one the trust bundle does not
+    // vouch for: 502 connect, and no HTTP request ever reaches it.
+    for (authority, up) in [("impostor.prod", &impostor), ("untrusted.prod", &untrusted)] {
+        let r = get(out, authority, "/charge").await;
+        assert_eq!((r.status, r.header("x-sluice-error")), (502, "connect"), "{authority}: {r:?}");
+        assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
+        assert_eq!(up.handshakes.load(Ordering::SeqCst), 0, "{authority}: the proxy finished a handshake");
+    }
+    proxy.shutdown().await;
+}
