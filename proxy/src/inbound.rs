@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_runtime::{Decision, Http, Inbound, Peer, PeerClass, RequestError, Scratch};
@@ -69,8 +70,8 @@ impl Shared {
 pub struct Listener {
     listener: TcpListener,
     config: InboundConfig,
-    h1: Client<AppConnector, Incoming>,
     h2: Client<AppConnector, Incoming>,
+    app_authority: String,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -79,9 +80,6 @@ impl Listener {
     pub async fn bind(config: InboundConfig, shared: &Shared) -> std::io::Result<Listener> {
         let listener = TcpListener::bind(config.listen).await?;
         let connector = AppConnector { addr: config.app };
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector.clone());
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);
@@ -93,8 +91,8 @@ impl Listener {
         };
         Ok(Listener {
             listener,
+            app_authority: config.app.to_string(),
             config,
-            h1,
             h2,
             tls,
         })
@@ -215,6 +213,7 @@ impl Listener {
             identity,
             class: Mutex::new(None),
             activity: activity.clone(),
+            upstream_h1: Mutex::new(None),
         });
         if tcp {
             relay_tcp(io, conn, loaded, activity).await;
@@ -245,6 +244,9 @@ struct Conn {
     class: Mutex<Option<(u64, PeerClass)>>,
     /// Byte activity and framing of the client side.
     activity: Arc<Activity>,
+    /// This connection's own HTTP/1.1 connection to the application: an
+    /// HTTP/1.1 client sends one request at a time, so it needs no pool.
+    upstream_h1: Mutex<Option<http1::SendRequest<Incoming>>>,
 }
 
 thread_local! {
@@ -430,9 +432,9 @@ async fn forward(
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    let fallback = listener.config.app.to_string();
-    let uri = enforce::upstream_uri(authority, &fallback, target.clone())
-        .or_else(|| enforce::upstream_uri(None, &fallback, target));
+    let fallback = &listener.app_authority;
+    let uri = enforce::upstream_uri(authority, fallback, target.clone())
+        .or_else(|| enforce::upstream_uri(None, fallback, target));
     let Some(uri) = uri else {
         return Either::Right(bad_path(&parts.headers));
     };
@@ -441,9 +443,9 @@ async fn forward(
     enforce::prepare_headers(&mut parts.headers, conn.identity.as_deref());
     let upstream = Request::from_parts(parts, body);
     let result = if is_h2 {
-        listener.h2.request(upstream).await
+        listener.h2.request(upstream).await.map_err(|e| e.to_string())
     } else {
-        listener.h1.request(upstream).await
+        forward_h1(conn, upstream).await
     };
     match result {
         Ok(mut response) => {
@@ -464,6 +466,54 @@ async fn forward(
             })
         }
     }
+}
+
+/// Sends an HTTP/1.1 request over the connection's own upstream connection,
+/// opening it (again) when needed. A request that a reused connection
+/// closed before sending is sent once more on a new connection.
+async fn forward_h1(conn: &Conn, mut req: Request<Incoming>) -> Result<Response<Incoming>, String> {
+    // The application sees an origin-form target, as from a client.
+    let pq = req.uri().path_and_query().cloned();
+    if let Some(pq) = pq {
+        *req.uri_mut() = http::Uri::from(pq);
+    }
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = http::HeaderValue::from_str(&conn.listener.app_authority) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    let reused = conn.upstream_h1.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let mut sender = match reused {
+        Some(mut s) => match s.ready().await {
+            Ok(()) => s,
+            Err(_) => connect_h1(conn.listener.config.app).await?,
+        },
+        None => connect_h1(conn.listener.config.app).await?,
+    };
+    let response = match sender.try_send_request(req).await {
+        Ok(r) => Ok(r),
+        Err(mut e) => match e.take_message() {
+            Some(req) => {
+                sender = connect_h1(conn.listener.config.app).await?;
+                sender.send_request(req).await.map_err(|e| e.to_string())
+            }
+            None => Err(e.into_error().to_string()),
+        },
+    };
+    *conn.upstream_h1.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+    response
+}
+
+async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<Incoming>, String> {
+    let stream = TcpStream::connect(app).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 /// Serves HTTP/1.1 and HTTP/2 on one connection: the stack, in one place.
