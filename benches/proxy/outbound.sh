@@ -449,7 +449,7 @@ table=$work/table.md
   echo
   echo "Proxy memory: VmRSS / VmHWM $(mib "$rss_idle") / $(mib "$hwm_idle") MiB when ready," \
     "$(mib "$rss_after") / $(mib "$hwm_after") MiB after the load; $threads threads;" \
-    "$upstream_conns connections to the upstream open at the end (both paths); retries $retries;" \
+    "$upstream_conns connections to the upstream open at the end (all paths); retries $retries;" \
     "answers the proxy made itself $proxy_errors."
   echo
   echo "Medians over $rounds round(s) of $dur s per run; added latency = median(proxy) - median(direct)."

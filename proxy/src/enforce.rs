@@ -88,8 +88,9 @@ pub fn text_response(status: StatusCode, body: &'static str, why: &'static str) 
     r
 }
 
-/// Why a request's body framing is ambiguous (request smuggling), if it is:
-/// both `Content-Length` and `Transfer-Encoding`, or several `Content-Length`.
+/// Why a request's framing or target is ambiguous (request smuggling), if
+/// it is: both `Content-Length` and `Transfer-Encoding`, several
+/// `Content-Length`, or several `Host` (RFC 9112 section 3.2).
 pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
     let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
     if lengths > 1 {
@@ -97,6 +98,9 @@ pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
     }
     if lengths == 1 && headers.contains_key(http::header::TRANSFER_ENCODING) {
         return Some("both content-length and transfer-encoding\n");
+    }
+    if headers.get_all(http::header::HOST).iter().nth(1).is_some() {
+        return Some("several host headers\n");
     }
     None
 }
@@ -214,6 +218,20 @@ mod tests {
         assert!(forwarded_target(b"/a%2Fb", &mut buf).is_none());
         let u = upstream_uri(Some("web:80"), "127.0.0.1:1", t).unwrap();
         assert_eq!(u.to_string(), "http://web:80/a/d?x=%2F");
+    }
+
+    #[test]
+    fn ambiguous_requests_are_named() {
+        let mut h = HeaderMap::new();
+        assert_eq!(ambiguous_framing(&h), None);
+        h.append(http::header::HOST, HeaderValue::from_static("a"));
+        assert_eq!(ambiguous_framing(&h), None);
+        h.append(http::header::HOST, HeaderValue::from_static("b"));
+        assert_eq!(ambiguous_framing(&h), Some("several host headers\n"));
+        let mut h = HeaderMap::new();
+        h.append(http::header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+        h.append(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(ambiguous_framing(&h).is_some());
     }
 
     #[test]

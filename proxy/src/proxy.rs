@@ -170,8 +170,8 @@ impl Proxy {
         for listener in listeners {
             tasks.spawn(listener.run(shared.clone()));
         }
-        let outbound = Arc::new(outbound::Context::new(shared.clone(), resolver));
         let mut outbound_addrs = Vec::new();
+        let mut outbound_listeners = Vec::new();
         for l in &config.outbound {
             let listener = outbound::Listener::bind(l.clone())
                 .await
@@ -180,6 +180,19 @@ impl Proxy {
                     error,
                 })?;
             outbound_addrs.push(listener.local_addr());
+            outbound_listeners.push(listener);
+        }
+        let own = [admin_addr]
+            .into_iter()
+            .chain(inbound_addrs.iter().copied())
+            .chain(outbound_addrs.iter().copied())
+            .collect();
+        let outbound = Arc::new(outbound::Context::new(
+            shared.clone(),
+            resolver,
+            outbound::OwnAddrs::new(own),
+        ));
+        for listener in outbound_listeners {
             tasks.spawn(listener.run(outbound.clone()));
         }
         if !config.outbound.is_empty() {

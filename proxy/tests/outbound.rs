@@ -1104,6 +1104,29 @@ egress {{
     assert_eq!(evil_tcp_conns.load(Ordering::SeqCst), 0, "a denied network was connected to");
     assert_eq!(evil.conns(), 0, "a denied network was connected to");
 
+    // A request to the proxy's own listener would loop: refused, 508.
+    let r = c.get(&format!("tunnel.example.com:{}", out.port()), "/loop").await;
+    assert_eq!((r.status, r.header("x-sluice-error")), (508, "loop"), "{r:?}");
+    // Two `Host` headers are ambiguous: 400, nothing forwarded.
+    let hits = web.hits();
+    let mut s = TcpStream::connect(out).await.unwrap();
+    let head = raw_head(
+        &mut s,
+        format!("GET /two HTTP/1.1\r\nHost: api.allowed.test:{p}\r\nHost: denied.test:{p}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    drop(s);
+    // Absolute form: `Host` is replaced by the URI's authority.
+    let abs = Request::builder()
+        .uri(format!("http://a.b.example.com:{p}/abs"))
+        .header("host", "somewhere.else")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = c.send(abs).await.unwrap();
+    assert_eq!((r.status, r.header("x-seen-host")), (200, format!("a.b.example.com:{p}").as_str()), "{r:?}");
+    assert_eq!(web.hits(), hits + 1);
+
     let m = metrics(&proxy).await;
     let lo = metric_sum(&m, "sluice_egress_decisions_total", &[("rule", "lo"), ("decision", "deny")]);
     assert!(lo >= 2.0, "{m}");

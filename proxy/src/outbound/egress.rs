@@ -31,6 +31,8 @@ pub enum Refused {
     },
     /// The authority is not `host[:port]`.
     BadAuthority,
+    /// Every allowed address is one of the proxy's own listeners.
+    Loop,
 }
 
 /// The addresses of `authority` that the egress rules allow, in resolver
@@ -47,7 +49,12 @@ pub async fn checked_addresses(
         .map_err(Refused::Dns)?;
     let mut allowed = Vec::new();
     let mut first_rule = None;
+    let mut own = false;
     for addr in addrs {
+        if ctx.own.contains(addr) {
+            own = true;
+            continue;
+        }
         let ok = check(loaded, authority, addr, http, |allow, rule| {
             if !allow && first_rule.is_none() {
                 first_rule = Some(rule.map(str::to_owned));
@@ -57,6 +64,9 @@ pub async fn checked_addresses(
         if ok {
             allowed.push(addr);
         }
+    }
+    if allowed.is_empty() && own && first_rule.is_none() {
+        return Err(Refused::Loop);
     }
     if allowed.is_empty() {
         return Err(Refused::Denied {
@@ -142,6 +152,9 @@ pub fn upstream_request(
     h2: bool,
     tls: bool,
 ) -> Option<Request<ReplayBody>> {
+    // An absolute-form target names the authority; `Host` follows it
+    // (RFC 9112 section 3.2.2), and is added when missing.
+    let absolute = parts.uri.authority().is_some();
     let pq = http::uri::PathAndQuery::from_maybe_shared(target).ok()?;
     parts.uri = if h2 {
         http::Uri::builder()
@@ -159,7 +172,7 @@ pub fn upstream_request(
         parts.version = http::Version::HTTP_2;
     } else {
         parts.version = http::Version::HTTP_11;
-        if !parts.headers.contains_key(http::header::HOST) {
+        if absolute || !parts.headers.contains_key(http::header::HOST) {
             parts
                 .headers
                 .insert(http::header::HOST, http::HeaderValue::from_str(authority).ok()?);
@@ -186,6 +199,11 @@ fn refused_answer(
             ctx.shared.metrics.egress.inc([kind, rule, "deny"]);
             tracing::info!(authority, rule, "egress denied: no resolved address is allowed");
             failure(grpc, StatusCode::FORBIDDEN, 7, "forbidden by policy\n", "forbidden")
+        }
+        Refused::Loop => {
+            tracing::warn!(authority, "refused: the destination is the proxy itself");
+            ctx.shared.metrics.outbound_errors.inc(["loop"]);
+            failure(grpc, StatusCode::LOOP_DETECTED, 14, "the destination is the proxy itself\n", "loop")
         }
         Refused::BadAuthority => own(enforce::text_response(
             StatusCode::BAD_REQUEST,
@@ -318,6 +336,10 @@ pub async fn transparent_tcp(stream: TcpStream, original: SocketAddr, ctx: &Cont
 }
 
 async fn relay(mut stream: TcpStream, to: SocketAddr, ctx: &Context) {
+    if ctx.own.contains(to) {
+        ctx.shared.metrics.outbound_errors.inc(["loop"]);
+        return;
+    }
     let connect = tokio::time::timeout(ctx.shared.limits.connect_timeout(), TcpStream::connect(to));
     let Ok(Ok(mut upstream)) = connect.await else {
         ctx.shared.metrics.outbound_errors.inc(["connect"]);

@@ -38,6 +38,30 @@ use tokio::net::{TcpListener, TcpStream};
 /// The body of every outbound response: an upstream's, or the proxy's own.
 pub type OutBody = Either<ReplayBody, Full<Bytes>>;
 
+/// The proxy's own listening addresses: the outbound side never connects
+/// to them, so a request cannot loop through the proxy.
+#[derive(Clone, Debug, Default)]
+pub struct OwnAddrs(Vec<SocketAddr>);
+
+impl OwnAddrs {
+    /// These listening addresses.
+    pub fn new(addrs: Vec<SocketAddr>) -> OwnAddrs {
+        OwnAddrs(addrs)
+    }
+
+    /// Whether connecting to `addr` would reach one of the proxy's
+    /// listeners. A listener on an unspecified address (`0.0.0.0`, `::`) is
+    /// reached on its port through any loopback address; its other local
+    /// addresses are not known here.
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        self.0.iter().any(|own| {
+            own.port() == addr.port()
+                && (own.ip().to_canonical() == ip || (own.ip().is_unspecified() && ip.is_loopback()))
+        })
+    }
+}
+
 /// What every outbound listener shares.
 pub struct Context {
     /// What inbound and outbound share: policy, identity, metrics, limits.
@@ -46,16 +70,20 @@ pub struct Context {
     pub services: Arc<Services>,
     /// Connections to upstreams.
     pub pool: Pool,
+    /// The proxy's own listeners, never connected to.
+    pub own: OwnAddrs,
 }
 
 impl Context {
-    /// A context resolving names with `resolver`.
-    pub fn new(shared: Arc<Shared>, resolver: Arc<dyn Resolve>) -> Context {
-        let pool = Pool::new(shared.limits.connect_timeout(), shared.identity.clone());
+    /// A context resolving names with `resolver`; `own` are the proxy's
+    /// listening addresses.
+    pub fn new(shared: Arc<Shared>, resolver: Arc<dyn Resolve>, own: OwnAddrs) -> Context {
+        let pool = Pool::new(shared.limits.connect_timeout(), shared.identity.clone(), own.clone());
         Context {
             services: Arc::new(Services::new(resolver)),
             pool,
             shared,
+            own,
         }
     }
 
@@ -419,6 +447,16 @@ pub fn failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_addresses_are_recognized() {
+        let own = OwnAddrs::new(vec!["127.0.0.1:4140".parse().unwrap(), "0.0.0.0:4143".parse().unwrap()]);
+        assert!(own.contains("127.0.0.1:4140".parse().unwrap()));
+        assert!(!own.contains("127.0.0.2:4140".parse().unwrap()));
+        assert!(own.contains("127.0.0.9:4143".parse().unwrap()));
+        assert!(own.contains("[::ffff:127.0.0.1]:4140".parse().unwrap()));
+        assert!(!own.contains("127.0.0.1:80".parse().unwrap()));
+    }
 
     #[test]
     fn ports_are_seen() {

@@ -59,15 +59,22 @@ pub struct Pool {
     upstreams: Mutex<HashMap<Key, Arc<Upstream>>>,
     connect_timeout: Duration,
     identity: Option<Arc<IdentityStore>>,
+    own: super::OwnAddrs,
 }
 
 impl Pool {
-    /// An empty pool. `identity` supplies our SVID for mTLS origination.
-    pub fn new(connect_timeout: Duration, identity: Option<Arc<IdentityStore>>) -> Pool {
+    /// An empty pool. `identity` supplies our SVID for mTLS origination;
+    /// the proxy's `own` listeners are refused as upstreams.
+    pub fn new(
+        connect_timeout: Duration,
+        identity: Option<Arc<IdentityStore>>,
+        own: super::OwnAddrs,
+    ) -> Pool {
         Pool {
             upstreams: Mutex::new(HashMap::new()),
             connect_timeout,
             identity,
+            own,
         }
     }
 
@@ -160,6 +167,12 @@ impl Pool {
     }
 
     async fn connect(&self, key: &Key, alpn: &[u8]) -> Result<TokioIo<UpstreamIo>, SendError> {
+        if self.own.contains(key.addr) {
+            return Err(SendError::Connect(std::io::Error::other(format!(
+                "`{}` is the proxy's own listener",
+                key.addr
+            ))));
+        }
         let connect = async {
             let tcp = TcpStream::connect(key.addr).await?;
             tcp.set_nodelay(true)?;

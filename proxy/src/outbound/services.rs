@@ -55,6 +55,7 @@ pub struct ServiceTable {
     generation: u64,
     services: HashMap<String, Arc<ServiceState>>,
     resolved: OnceCell<()>,
+    has_names: bool,
 }
 
 impl ServiceTable {
@@ -64,9 +65,7 @@ impl ServiceTable {
     }
 
     fn has_names(&self) -> bool {
-        self.services
-            .values()
-            .any(|s| s.backends.iter().any(|b| !b.names.is_empty()))
+        self.has_names
     }
 }
 
@@ -190,10 +189,14 @@ impl Services {
         }
         *sets = kept_sets;
         *budgets = kept_budgets;
+        let has_names = services
+            .values()
+            .any(|s| s.backends.iter().any(|b| !b.names.is_empty()));
         ServiceTable {
             generation: loaded.generation(),
             services,
             resolved: OnceCell::new(),
+            has_names,
         }
     }
 
