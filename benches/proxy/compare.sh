@@ -346,6 +346,7 @@ log "all checks agree ($(grep -c '^| [a-z]' "$work/checks.md") checks)"
 exec 9>/tmp/sluice-bench.lock
 log "waiting for /tmp/sluice-bench.lock"
 flock 9
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring: ${#targets[@]} targets, $rounds round(s) of $dur s runs"
 
 clk_tck=$(getconf CLK_TCK)
@@ -429,6 +430,7 @@ for t in "${targets[@]}"; do
   record 0 "$t" rss_after "$rss"
   record 0 "$t" pss_after "$pss"
 done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 flock -u 9
 
 # ---------------------------------------------------------------- tables
@@ -518,6 +520,7 @@ table=$work/table.md
 
 echo
 echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo); load generator, upstream and proxies share them."
+echo "Load average (1, 5, 15 min) when measuring started: $load_before; when it ended: $load_after."
 echo "Tools: $("$nginx_bin" -v 2>&1 | awk '{print $3}'), HAProxy $("$haproxy_bin" -v | awk 'NR == 1 {print $3}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(h2load --version 2>&1 | head -1), $(rustc --version 2>/dev/null || echo rustc ?)."
 echo
 cat "$table"
