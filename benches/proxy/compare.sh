@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxies compared on the same rules: direct, Sluice (plaintext, and mTLS),
-# nginx and HAProxy, for 10 and 1,000 routes, side by side in interleaved
-# runs, all on loopback.
+# nginx and HAProxy (two ways: one ACL rule per route, and maps), for 10 and
+# 1,000 routes, side by side in interleaved runs, all on loopback.
 #
 #   bash benches/proxy/compare.sh            # 3 rounds, 10 s per run (~10 minutes)
 #   QUICK=1 bash benches/proxy/compare.sh    # CI: 1 round, 1 s per run, 10 and 100 routes, no mTLS
@@ -15,13 +15,15 @@
 #      client address, and by mTLS identity), lints and compiles it, and
 #      derives nginx.conf and haproxy.cfg from it with `cargo run --release
 #      -p sluice-benches --example peer_configs -- POLICY OUTDIR`, which
-#      parses the policy with sluice_lang and walks the AST;
+#      parses the policy with sluice_lang and walks the AST (and also writes
+#      haproxy-map.cfg, the same routes looked up in two maps);
 #   3. starts the upstream (nginx, no master, one worker, `return 200
 #      "ok\n"` from memory: compare/upstream.conf.in) and, per route count,
 #      `sluice proxy` (tokio, SLUICE_WORKERS=WORKERS threads; a plaintext and
 #      an mTLS listener), nginx (master + WORKERS worker processes,
-#      proxy_pass over a keep-alive upstream pool) and HAProxy (one process,
-#      nbthread WORKERS), all forwarding to the upstream;
+#      proxy_pass over a keep-alive upstream pool) and HAProxy twice (one
+#      process each, nbthread WORKERS: haproxy.cfg and haproxy-map.cfg), all
+#      forwarding to the upstream;
 #   4. checks that every proxy answers the same statuses to the same
 #      requests (allowed 200, wrong method 404, unknown path 404, element-wise
 #      prefix, path normalization, denied addresses 403 from 127.0.0.2-4 by
@@ -49,7 +51,7 @@
 # Environment knobs: QUICK, ROUNDS, DURATION, RATE, ROUTES (route counts,
 # "10 1000"), WORKERS, WRK_CONNS, MTLS (1: also measure Sluice's mTLS
 # listener; 0 in QUICK mode), PORT_BASE (16000: the upstream; each route
-# count k uses PORT_BASE+10k+11..15), SLUICE_LOG.
+# count k uses PORT_BASE+10k+11..16), SLUICE_LOG.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -101,7 +103,7 @@ peer_configs=$root/target/release/examples/peer_configs
 
 ports=("$app_port")
 for ((k = 0; k < ${#route_counts[@]}; k++)); do
-  for p in 1 2 3 4 5; do ports+=($((port_base + 10 * k + 10 + p))); done
+  for p in 1 2 3 4 5 6; do ports+=($((port_base + 10 * k + 10 + p))); done
 done
 for port in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -179,7 +181,7 @@ for ((k = 0; k < ${#route_counts[@]}; k++)); do
   ((n >= 2)) || die "route counts must be at least 2"
   base=$((port_base + 10 * k + 10))
   d=$work/n$n
-  mkdir -p "$d/nginx" "$d/haproxy"
+  mkdir -p "$d/nginx" "$d/haproxy" "$d/hamap"
   log "$n routes: policy, bundle, nginx.conf and haproxy.cfg"
   bash "$here/gen-policy.sh" "$n" >"$d/compare.sluice"
   "$sluice" lint "$d/compare.sluice" >"$d/lint.txt" 2>&1 || { cat "$d/lint.txt" >&2; die "lint failed"; }
@@ -223,18 +225,32 @@ for ((k = 0; k < ${#route_counts[@]}; k++)); do
   "$haproxy_bin" -db -f "$d/haproxy/haproxy.cfg" >"$d/haproxy/log.txt" 2>&1 &
   pids+=($!)
   pids_of[haproxy-$n]=$!
+  # HAProxy again, routing through maps (a tree lookup instead of one rule per route).
+  [[ -f $d/generated/haproxy-map.cfg ]] || die "peer_configs wrote no haproxy-map.cfg"
+  cp "$d/generated/routes-exact.map" "$d/generated/routes-prefix.map" "$d/hamap/"
+  conf=$(<"$d/generated/haproxy-map.cfg")
+  conf=${conf//@THREADS@/$workers}
+  conf=${conf//@LISTEN@/127.0.0.1:$((base + 6))}
+  conf=${conf//@UPSTREAM@/127.0.0.1:$app_port}
+  conf=${conf//@MAPS@/$d/hamap}
+  printf '%s\n' "$conf" >"$d/hamap/haproxy.cfg"
+  "$haproxy_bin" -db -f "$d/hamap/haproxy.cfg" >"$d/hamap/log.txt" 2>&1 &
+  pids+=($!)
+  pids_of[hamap-$n]=$!
 
   port_of[sluice-$n]=$((base + 1))
   port_of[mtls-$n]=$((base + 2))
   port_of[nginx-$n]=$((base + 3))
   port_of[haproxy-$n]=$((base + 4))
+  port_of[hamap-$n]=$((base + 6))
   label_of[sluice-$n]=Sluice
   label_of[mtls-$n]="Sluice mTLS"
   label_of[nginx-$n]=nginx
-  label_of[haproxy-$n]=HAProxy
+  label_of[haproxy-$n]="HAProxy (ACL per route)"
+  label_of[hamap-$n]="HAProxy (maps)"
   targets+=("sluice-$n")
   [[ $mtls == 1 ]] && targets+=("mtls-$n")
-  targets+=("nginx-$n" "haproxy-$n")
+  targets+=("nginx-$n" "haproxy-$n" "hamap-$n")
 
   for _ in $(seq 300); do
     curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$((base + 5))/ready" 2>/dev/null && break
@@ -244,6 +260,7 @@ for ((k = 0; k < ${#route_counts[@]}; k++)); do
     { tail -20 "$d/sluice.log" >&2; die "sluice ($n routes) did not become ready"; }
   wait_for "http://127.0.0.1:$((base + 3))/" 10 || { cat "$d/nginx/error.log" >&2; die "nginx ($n routes) did not start"; }
   wait_for "http://127.0.0.1:$((base + 4))/" 10 || { cat "$d/haproxy/log.txt" >&2; die "haproxy ($n routes) did not start"; }
+  wait_for "http://127.0.0.1:$((base + 6))/" 10 || { cat "$d/hamap/log.txt" >&2; die "haproxy with maps ($n routes) did not start"; }
 done
 
 scheme_of() { [[ $1 == mtls-* ]] && echo https || echo http; }
@@ -257,7 +274,9 @@ procs_of() { # TARGET: its process IDs (nginx: the master and its workers)
   local t=$1 p=${pids_of[$1]:-}
   [[ -n $p ]] || return 0
   echo "$p"
-  [[ $t == nginx-* ]] && pgrep -P "$p" || true
+  # nginx's workers: the processes whose parent is the master (field 4 of
+  # /proc/PID/stat; the command name in field 2 has no spaces here).
+  [[ $t == nginx-* ]] && { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$p" '$4 == p {print $1}' || true
 }
 
 # ---------------------------------------------------------------- same answers
@@ -495,7 +514,7 @@ table=$work/table.md
     line="| |"; sep="|---|"
     kinds=(sluice)
     [[ $mtls == 1 ]] && kinds+=(mtls)
-    kinds+=(nginx haproxy)
+    kinds+=(nginx haproxy hamap)
     for kd in "${kinds[@]}"; do line+=" ${label_of[$kd-$lo]} |"; sep+="---:|"; done
     echo "$line"; echo "$sep"
     grow() { # LABEL METRIC
