@@ -95,11 +95,19 @@ fi
 nginx_bin=$(command -v nginx)
 haproxy_bin=$(command -v haproxy)
 
-log "cargo build --release -p sluice; the peer_configs example"
-cargo build --release -q -p sluice
-cargo build --release -q -p sluice-benches --example peer_configs
-sluice=$root/target/release/sluice
-peer_configs=$root/target/release/examples/peer_configs
+# BUILD=debug uses the binaries `cargo test --workspace` leaves in
+# target/debug (CI's smoke run: no second, release build of everything).
+if [[ "${BUILD:-release}" == debug && -x $root/target/debug/sluice && -x $root/target/debug/examples/peer_configs ]]; then
+  log "using the binaries in target/debug (BUILD=debug; figures are not comparable)"
+  sluice=$root/target/debug/sluice
+  peer_configs=$root/target/debug/examples/peer_configs
+else
+  log "cargo build --release -p sluice; the peer_configs example"
+  cargo build --release -q -p sluice
+  cargo build --release -q -p sluice-benches --example peer_configs
+  sluice=$root/target/release/sluice
+  peer_configs=$root/target/release/examples/peer_configs
+fi
 
 ports=("$app_port")
 for ((k = 0; k < ${#route_counts[@]}; k++)); do
