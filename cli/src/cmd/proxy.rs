@@ -24,7 +24,19 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
     } else {
         reload::bundle_file_loader()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(value) = std::env::var("SLUICE_WORKERS") {
+        match value.parse::<usize>() {
+            Ok(n) if n > 0 => {
+                builder.worker_threads(n);
+            }
+            _ => {
+                writeln!(io.err, "error: `SLUICE_WORKERS` must be a positive number, not `{value}`")?;
+                return Ok(EXIT_IO);
+            }
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             writeln!(io.err, "error: cannot start the runtime: {e}")?;
