@@ -14,6 +14,10 @@ use std::task::{Context, Poll};
 /// (responses) so a gRPC status in the trailers can be read.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
 
+/// How long [`ReplayBody::buffer_ready`] waits for a body's first frame (a
+/// request head and its small body may arrive in separate reads).
+pub const FIRST_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A buffered prefix of frames, then (when the body was larger than the
 /// buffer) the rest of the stream.
 #[derive(Debug, Default)]
@@ -47,6 +51,50 @@ impl ReplayBody {
                 return Ok(ReplayBody { frames, rest: None });
             }
             match body.frame().await {
+                None => return Ok(ReplayBody { frames, rest: None }),
+                Some(frame) => {
+                    let frame = frame?;
+                    if let Some(d) = frame.data_ref() {
+                        size += d.len();
+                    }
+                    frames.push_back(frame);
+                    if size > limit {
+                        return Ok(ReplayBody {
+                            frames,
+                            rest: Some(body),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the frames of `body` that are already there (up to `limit`
+    /// bytes) without waiting for more: a complete small body becomes
+    /// replayable, and a body still streaming (a gRPC stream, a slow upload)
+    /// is not held back. Waits at most `FIRST_FRAME_WAIT` for the first frame.
+    pub async fn buffer_ready(mut body: Incoming, limit: usize) -> Result<ReplayBody, hyper::Error> {
+        let mut frames = VecDeque::new();
+        let mut size = 0usize;
+        let mut first = true;
+        loop {
+            if body.is_end_stream() {
+                return Ok(ReplayBody { frames, rest: None });
+            }
+            let wait = if first { FIRST_FRAME_WAIT } else { std::time::Duration::ZERO };
+            first = false;
+            let next = {
+                match tokio::time::timeout(wait, body.frame()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Ok(ReplayBody {
+                            frames,
+                            rest: Some(body),
+                        })
+                    }
+                }
+            };
+            match next {
                 None => return Ok(ReplayBody { frames, rest: None }),
                 Some(frame) => {
                     let frame = frame?;

@@ -267,17 +267,32 @@ pub async fn connect(ctx: &Context, loaded: &LoadedBundle, req: Request<Incoming
             ));
         }
     };
+    // The tunnel outlives the HTTP connection's task: it holds its own
+    // connection permit, and ends when the proxy shuts down.
+    let Ok(permit) = ctx.shared.connections.clone().try_acquire_owned() else {
+        ctx.shared.metrics.connections_refused.inc(["limit"]);
+        return own(enforce::text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections\n",
+            "limit",
+        ));
+    };
     ctx.shared.metrics.egress.inc(["connect", "", "allow"]);
     let _ = upstream.set_nodelay(true);
+    let mut shutdown = ctx.shared.shutdown.clone();
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let mut client = TokioIo::new(upgraded);
                 let mut upstream = upstream;
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                    _ = crate::inbound::shutting_down(&mut shutdown) => {}
+                }
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
+        drop(permit);
     });
     Response::new(Either::Right(Full::new(Bytes::new())))
 }

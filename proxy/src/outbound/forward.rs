@@ -27,7 +27,19 @@ pub async fn forward(
     req: Request<Incoming>,
 ) -> Response<OutBody> {
     let grpc = enforce::is_grpc(req.headers());
-    let table = ctx.services.table(loaded).await;
+    // The whole-request timeout also covers resolving endpoint names.
+    let deadline = routed.timeout.map(|t| tokio::time::Instant::now() + t);
+    let timed_out = || {
+        ctx.shared.metrics.outbound_errors.inc(["timeout"]);
+        failure(grpc, StatusCode::GATEWAY_TIMEOUT, 4, "the request timed out\n", "timeout")
+    };
+    let table = match deadline {
+        Some(d) => match tokio::time::timeout_at(d, ctx.services.table(loaded)).await {
+            Ok(t) => t,
+            Err(_) => return timed_out(),
+        },
+        None => ctx.services.table(loaded).await,
+    };
     let Some(service) = table.get(&routed.service).cloned() else {
         return failure(grpc, StatusCode::SERVICE_UNAVAILABLE, 14, "unknown service\n", "no-endpoint");
     };
@@ -41,16 +53,10 @@ pub async fn forward(
         grpc,
     };
     let work = attempt.run(target, req);
-    let (backend, response) = match routed.timeout {
-        Some(t) => match tokio::time::timeout(t, work).await {
+    let (backend, response) = match deadline {
+        Some(d) => match tokio::time::timeout_at(d, work).await {
             Ok(r) => r,
-            Err(_) => {
-                ctx.shared.metrics.outbound_errors.inc(["timeout"]);
-                (
-                    None,
-                    failure(grpc, StatusCode::GATEWAY_TIMEOUT, 4, "the request timed out\n", "timeout"),
-                )
-            }
+            Err(_) => (None, timed_out()),
         },
         None => work.await,
     };
@@ -94,7 +100,7 @@ impl Attempts<'_> {
         let h2 = req.version() == http::Version::HTTP_2;
         let (parts, body) = req.into_parts();
         let mut body = if self.policy.attempts > 0 {
-            match ReplayBody::buffer(body, REPLAY_LIMIT).await {
+            match ReplayBody::buffer_ready(body, REPLAY_LIMIT).await {
                 Ok(b) => b,
                 Err(_) => {
                     return (
@@ -179,7 +185,7 @@ impl Attempts<'_> {
                     (Outcome::Reset, None)
                 }
                 Ok(Ok(response)) => {
-                    let (outcome, response) = self.inspect(response).await;
+                    let (outcome, response) = self.inspect(response, can_retry).await;
                     (outcome, Some(response))
                 }
             };
@@ -246,13 +252,13 @@ impl Attempts<'_> {
     /// The outcome of a response, reading a gRPC status from the headers
     /// (trailers-only) or, when retries need it, from the trailers of a
     /// response that fits in the replay buffer.
-    async fn inspect(&self, response: Response<Incoming>) -> (Outcome, Response<OutBody>) {
+    async fn inspect(&self, response: Response<Incoming>, can_retry: bool) -> (Outcome, Response<OutBody>) {
         let status = response.status().as_u16();
         let grpc_header = grpc_status(response.headers());
         let is_grpc = enforce::is_grpc(response.headers());
         let (mut parts, body) = response.into_parts();
         enforce::prepare_response_headers(&mut parts.headers);
-        if grpc_header.is_some() || !is_grpc || !self.policy.wants_grpc_status() {
+        if grpc_header.is_some() || !is_grpc || !can_retry || !self.policy.wants_grpc_status() {
             let outcome = Outcome::Response {
                 status,
                 grpc: grpc_header,

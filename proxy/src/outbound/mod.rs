@@ -54,10 +54,12 @@ impl OwnAddrs {
     /// reached on its port through any loopback address; its other local
     /// addresses are not known here.
     pub fn contains(&self, addr: SocketAddr) -> bool {
+        // Connecting to `0.0.0.0` or `::` reaches this host, like loopback.
         let ip = addr.ip().to_canonical();
+        let local = ip.is_loopback() || ip.is_unspecified();
         self.0.iter().any(|own| {
             own.port() == addr.port()
-                && (own.ip().to_canonical() == ip || (own.ip().is_unspecified() && ip.is_loopback()))
+                && (own.ip().to_canonical() == ip || (own.ip().is_unspecified() && local) || (own.ip().is_loopback() && ip.is_unspecified()))
         })
     }
 }
@@ -456,6 +458,8 @@ mod tests {
         assert!(own.contains("127.0.0.9:4143".parse().unwrap()));
         assert!(own.contains("[::ffff:127.0.0.1]:4140".parse().unwrap()));
         assert!(!own.contains("127.0.0.1:80".parse().unwrap()));
+        assert!(own.contains("0.0.0.0:4140".parse().unwrap()));
+        assert!(own.contains("[::]:4143".parse().unwrap()));
     }
 
     #[test]

@@ -109,15 +109,30 @@ impl Pool {
                 SendError::Reset(e)
             });
         }
+        let mut reused = true;
         let mut sender = loop {
             let popped = upstream.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match popped {
                 Some((s, at)) if s.is_ready() && at.elapsed() < IDLE_FOR => break s,
                 Some(_) => continue,
-                None => break self.h1_connect(&key).await?,
+                None => {
+                    reused = false;
+                    break self.h1_connect(&key).await?;
+                }
             }
         };
-        let response = sender.send_request(req).await.map_err(SendError::Reset)?;
+        let response = match sender.try_send_request(req).await {
+            Ok(r) => r,
+            // A pooled connection the upstream closed before the request
+            // went out: send it once more on a new connection.
+            Err(mut e) => match e.take_message() {
+                Some(req) if reused => {
+                    sender = self.h1_connect(&key).await?;
+                    sender.send_request(req).await.map_err(SendError::Reset)?
+                }
+                _ => return Err(SendError::Reset(e.into_error())),
+            },
+        };
         // Back to the pool once the response has been read to its end.
         let upstream = upstream.clone();
         tokio::spawn(async move {

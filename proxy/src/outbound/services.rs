@@ -219,6 +219,10 @@ impl Services {
                         }
                     }
                 }
+                if failed {
+                    // Keep what a failing name resolved to before.
+                    addrs.extend(b.entry.endpoints.addrs());
+                }
                 addrs.sort();
                 addrs.dedup();
                 if !failed || !addrs.is_empty() {
