@@ -5,7 +5,7 @@ use sluice_lang::ast::{self, Effect, Principal, Protocol};
 use crate::model::{self, View};
 use crate::route::{self, HttpRequest};
 use crate::status::{self, BAD_REQUEST, FORBIDDEN, NOT_FOUND};
-use crate::{identity, net, path, value, Decision, Request};
+use crate::{identity, net, path, value, Decision, ErrorKind, Request, RequestError};
 
 /// The outcome of authorization, before audit and statuses.
 struct Verdict {
@@ -15,7 +15,7 @@ struct Verdict {
 }
 
 /// Decides an inbound request.
-pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, String> {
+pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, RequestError> {
     // A request without method and path is a connection.
     let is_connection = req.method.is_none() && req.path.is_none();
     let grpc_content_type = status::is_grpc_content_type(value::header_value(&req.headers, "content-type").as_deref());
@@ -42,9 +42,12 @@ pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, Strin
     }
     if is_connection {
         let kind = if protocol == Protocol::Grpc { "grpc" } else { "http" };
-        return Err(format!(
-            "a connection (a request without method and path) cannot go to the {kind} server `{server_name}`"
-        ));
+        return Err(RequestError {
+            kind: ErrorKind::ConnectionToHttpServer,
+            message: format!(
+                "a connection (a request without method and path) cannot go to the {kind} server `{server_name}`"
+            ),
+        });
     }
     let grpc = protocol == Protocol::Grpc || grpc_content_type;
 

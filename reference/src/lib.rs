@@ -137,6 +137,35 @@ impl Decision {
     }
 }
 
+/// Why a request cannot be decided (the requests the spec calls errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A connection (no method and no path) to an `http` or `grpc` server.
+    ConnectionToHttpServer,
+    /// An outbound request that is neither HTTP (authority, method and
+    /// path), a tunnel (authority only) nor TCP (ip and port).
+    Incomplete,
+    /// An authority that does not parse as `host[:port]`.
+    BadAuthority,
+}
+
+/// A request that cannot be decided: its kind and a lowercase message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestError {
+    /// What is wrong.
+    pub kind: ErrorKind,
+    /// Says so in words, with user input in backticks.
+    pub message: String,
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
 /// Decides `request` against `policy`, which must have passed the
 /// compiler's checks.
 ///
@@ -144,13 +173,122 @@ impl Decision {
 /// errors: a connection (no method and no path) to an `http` or `grpc`
 /// server; an outbound request that is neither HTTP (authority, method and
 /// path), a tunnel (authority only) nor TCP (ip and port); an authority that
-/// does not parse.
+/// does not parse. [`evaluate_request`] also tells which.
 pub fn evaluate(policy: &Policy, request: &Request) -> Result<Decision, String> {
+    evaluate_request(policy, request).map_err(|e| e.message)
+}
+
+/// [`evaluate`], with the kind of error of a request that cannot be decided.
+pub fn evaluate_request(policy: &Policy, request: &Request) -> Result<Decision, RequestError> {
     let view = model::View::new(policy);
     match request.direction {
         Direction::Inbound => inbound::evaluate(&view, request),
         Direction::Outbound => outbound::evaluate(&view, request),
     }
+}
+
+/// A service's client-side settings (spec section 5, "Backends, retries,
+/// circuit breaking, failover"), with the spec's defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// The service's name.
+    pub name: String,
+    /// The service's own `timeout` in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The service's `retry` block; `None` without one (no retries).
+    pub retry: Option<Retry>,
+    /// The service's `circuit-breaker` block; `None` without one.
+    pub breaker: Option<Breaker>,
+    /// Backends in declaration order.
+    pub backends: Vec<Backend>,
+    /// Routes in declaration order.
+    pub routes: Vec<RouteSettings>,
+}
+
+/// The settings of one service route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// The route's name.
+    pub name: String,
+    /// The retry policy that applies: the route's own `retry` block, else
+    /// the service's (a route's block replaces the service's whole).
+    pub retry: Option<Retry>,
+}
+
+/// A `retry` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Extra attempts (`attempts`, default 1).
+    pub attempts: u32,
+    /// Conditions in the order written (default `gateway-error, reset`).
+    pub on: Vec<RetryOn>,
+    /// `per-try-timeout` in milliseconds (default none).
+    pub per_try_timeout_ms: Option<u64>,
+    /// `budget` in percent (default 20).
+    pub budget_percent: u8,
+}
+
+/// A retry condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetryOn {
+    /// `5xx`: any status 500 to 599.
+    ServerError,
+    /// `gateway-error`: 502, 503 or 504.
+    GatewayError,
+    /// `reset`: connection refused or reset before a response.
+    Reset,
+    /// One HTTP status.
+    Status(u16),
+    /// A gRPC status by its code (`cancelled` 1, `deadline-exceeded` 4,
+    /// `resource-exhausted` 8, `internal` 13, `unavailable` 14).
+    Grpc(u8),
+}
+
+/// A `circuit-breaker` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Breaker {
+    /// Failures in a row that eject an endpoint (default 7).
+    pub consecutive_failures: u32,
+    /// First backoff in milliseconds (default 1 s).
+    pub backoff_min_ms: u64,
+    /// Longest backoff in milliseconds (default 60 s).
+    pub backoff_max_ms: u64,
+    /// Jitter in percent (default 50).
+    pub jitter_percent: u8,
+}
+
+/// A backend of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// The backend's name.
+    pub name: String,
+    /// Its endpoints in the order written.
+    pub endpoints: Vec<Endpoint>,
+    /// The SPIFFE identity its endpoints must present (`identity`).
+    pub identity: Option<String>,
+    /// The `cluster` label.
+    pub cluster: Option<String>,
+    /// The backend its traffic fails over to (`failover`).
+    pub failover: Option<String>,
+    /// `max-in-flight`: the bound on concurrent requests.
+    pub max_in_flight: Option<u32>,
+}
+
+/// An endpoint of a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `a.b.c.d:port` or `[v6]:port`.
+    Addr(std::net::SocketAddr),
+    /// `"host.name:port"` as written, resolved by DNS at run time.
+    Name(String),
+}
+
+/// The settings of the service named `name` in `policy` (which must have
+/// passed the compiler's checks), or `None` when there is no such service.
+pub fn service_settings(policy: &Policy, name: &str) -> Option<ServiceSettings> {
+    let view = model::View::new(policy);
+    let service = view.services.iter().copied().find(|s| s.name.node == name)?;
+    Some(outbound::settings(service))
 }
 
 /// Status codes shared by inbound and outbound denials.

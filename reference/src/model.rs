@@ -160,6 +160,42 @@ pub(crate) fn route_timeout(route: &ast::Route) -> Option<u64> {
     })
 }
 
+/// A service's own `retry` block, if written.
+pub(crate) fn service_retry(service: &ast::Service) -> Option<&ast::Retry> {
+    service.stmts.iter().find_map(|s| match &s.node {
+        ServiceStmt::Retry(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// A service's `circuit-breaker` block, if written.
+pub(crate) fn service_breaker(service: &ast::Service) -> Option<&ast::CircuitBreaker> {
+    service.stmts.iter().find_map(|s| match &s.node {
+        ServiceStmt::CircuitBreaker(b) => Some(b),
+        _ => None,
+    })
+}
+
+/// A service's backends in declaration order.
+pub(crate) fn service_backends(service: &ast::Service) -> Vec<&ast::Backend> {
+    service
+        .stmts
+        .iter()
+        .filter_map(|s| match &s.node {
+            ServiceStmt::Backend(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A route's own `retry` block, if written.
+pub(crate) fn route_retry(route: &ast::Route) -> Option<&ast::Retry> {
+    route.stmts.iter().find_map(|s| match &s.node {
+        RouteStmt::Retry(r) => Some(r),
+        _ => None,
+    })
+}
+
 /// A route's backends with weights (default 1), from its first `to`.
 pub(crate) fn route_backends(route: &ast::Route) -> Vec<(String, u32)> {
     let to = route.stmts.iter().find_map(|s| match &s.node {

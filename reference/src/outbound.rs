@@ -9,7 +9,10 @@ use crate::authority::{self, Authority};
 use crate::model::{self, View};
 use crate::route::{self, HttpRequest};
 use crate::status::{self, BAD_REQUEST, FORBIDDEN, NOT_FOUND};
-use crate::{net, path, value, Decision, Request};
+use crate::{
+    net, path, value, Backend, Breaker, Decision, Endpoint, ErrorKind, Request, RequestError, Retry, RetryOn,
+    RouteSettings, ServiceSettings,
+};
 
 /// The three shapes of an outbound request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,19 +26,25 @@ enum Kind {
 }
 
 /// Decides an outbound request.
-pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, String> {
+pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, RequestError> {
     let kind = match (&req.authority, &req.method, &req.path) {
         (Some(_), Some(_), Some(_)) => Kind::Http,
         (Some(_), None, None) => Kind::Tunnel,
         (None, None, None) if req.ip.is_some() && req.port.is_some() => Kind::Tcp,
         _ => {
-            return Err("an outbound request needs an authority, a method and a path (HTTP), an authority \
-                        alone (tunnel), or an ip and a port (TCP)"
-                .to_string())
+            return Err(RequestError {
+                kind: ErrorKind::Incomplete,
+                message: "an outbound request needs an authority, a method and a path (HTTP), an authority \
+                          alone (tunnel), or an ip and a port (TCP)"
+                    .to_string(),
+            })
         }
     };
     let authority: Option<Authority> = match &req.authority {
-        Some(a) => Some(authority::parse(a).ok_or_else(|| format!("cannot parse the authority `{a}`"))?),
+        Some(a) => Some(authority::parse(a).ok_or_else(|| RequestError {
+            kind: ErrorKind::BadAuthority,
+            message: format!("cannot parse the authority `{a}`"),
+        })?),
         None => None,
     };
     // An IP-literal authority gives the IP when the request gives none.
@@ -155,4 +164,143 @@ fn dest_matches(rule: &ast::EgressRule, host: Option<&str>, ip: Option<IpAddr>, 
     };
     let network_ok = d.networks.is_some_and(|n| net::in_networks(n, ip));
     host_ok || network_ok
+}
+
+/// A service's settings, the spec's defaults filled in (section 5,
+/// "Backends, retries, circuit breaking, failover").
+pub(crate) fn settings(service: &ast::Service) -> ServiceSettings {
+    let retry = model::service_retry(service).map(retry);
+    let routes = model::service_routes(service)
+        .into_iter()
+        .map(|r| RouteSettings {
+            name: r.name.node.clone(),
+            retry: model::route_retry(r).map(self::retry).or_else(|| retry.clone()),
+        })
+        .collect();
+    ServiceSettings {
+        name: service.name.node.clone(),
+        timeout_ms: model::service_timeout(service),
+        retry,
+        breaker: model::service_breaker(service).map(breaker),
+        backends: model::service_backends(service).into_iter().map(backend).collect(),
+        routes,
+    }
+}
+
+/// A `retry` block: `attempts 1`, `on gateway-error, reset`, no per-try
+/// timeout and `budget 20%` unless written.
+fn retry(block: &ast::Retry) -> Retry {
+    let mut r = Retry {
+        attempts: 1,
+        on: vec![RetryOn::GatewayError, RetryOn::Reset],
+        per_try_timeout_ms: None,
+        budget_percent: 20,
+    };
+    let (mut attempts, mut on, mut per_try, mut budget) = (false, false, false, false);
+    for s in &block.stmts {
+        match &s.node {
+            ast::RetryStmt::Attempts(n) if !attempts => {
+                attempts = true;
+                r.attempts = u32::try_from(n.node).unwrap_or(u32::MAX);
+            }
+            ast::RetryStmt::On(conds) if !on => {
+                on = true;
+                r.on = conds.iter().map(|c| retry_on(&c.node)).collect();
+            }
+            ast::RetryStmt::PerTryTimeout(d) if !per_try => {
+                per_try = true;
+                r.per_try_timeout_ms = Some(d.node);
+            }
+            ast::RetryStmt::Budget(p) if !budget => {
+                budget = true;
+                r.budget_percent = u8::try_from(p.node).unwrap_or(u8::MAX);
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+/// A retry condition; gRPC status names by their standard codes.
+fn retry_on(cond: &ast::Cond) -> RetryOn {
+    match cond {
+        ast::Cond::ServerError => RetryOn::ServerError,
+        ast::Cond::GatewayError => RetryOn::GatewayError,
+        ast::Cond::Reset => RetryOn::Reset,
+        ast::Cond::Status(n) => RetryOn::Status(u16::try_from(*n).unwrap_or(u16::MAX)),
+        ast::Cond::Cancelled => RetryOn::Grpc(1),
+        ast::Cond::DeadlineExceeded => RetryOn::Grpc(4),
+        ast::Cond::ResourceExhausted => RetryOn::Grpc(8),
+        ast::Cond::Internal => RetryOn::Grpc(13),
+        ast::Cond::Unavailable => RetryOn::Grpc(14),
+    }
+}
+
+/// A `circuit-breaker` block: `consecutive-failures 7`, `backoff 1s 60s`
+/// and `jitter 50%` unless written.
+fn breaker(block: &ast::CircuitBreaker) -> Breaker {
+    let mut b = Breaker { consecutive_failures: 7, backoff_min_ms: 1_000, backoff_max_ms: 60_000, jitter_percent: 50 };
+    let (mut failures, mut backoff, mut jitter) = (false, false, false);
+    for s in &block.stmts {
+        match &s.node {
+            ast::BreakerStmt::ConsecutiveFailures(n) if !failures => {
+                failures = true;
+                b.consecutive_failures = u32::try_from(n.node).unwrap_or(u32::MAX);
+            }
+            ast::BreakerStmt::Backoff(min, max) if !backoff => {
+                backoff = true;
+                b.backoff_min_ms = min.node;
+                b.backoff_max_ms = max.node;
+            }
+            ast::BreakerStmt::Jitter(p) if !jitter => {
+                jitter = true;
+                b.jitter_percent = u8::try_from(p.node).unwrap_or(u8::MAX);
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+/// A backend: its endpoints (in the order written; an address that does
+/// not parse, which a checked policy has not, is left out), identity,
+/// cluster, failover and `max-in-flight`, each from its first statement.
+fn backend(block: &ast::Backend) -> Backend {
+    let mut b = Backend {
+        name: block.name.node.clone(),
+        endpoints: Vec::new(),
+        identity: None,
+        cluster: None,
+        failover: None,
+        max_in_flight: None,
+    };
+    let mut endpoints = false;
+    for s in &block.stmts {
+        match &s.node {
+            ast::BackendStmt::Endpoint(list) if !endpoints => {
+                endpoints = true;
+                b.endpoints = list
+                    .iter()
+                    .filter_map(|e| match &e.node {
+                        ast::Endpoint::Addr(a) => a.parse().ok().map(Endpoint::Addr),
+                        ast::Endpoint::Name(n) => Some(Endpoint::Name(n.clone())),
+                    })
+                    .collect();
+            }
+            ast::BackendStmt::Endpoint(_) => {}
+            ast::BackendStmt::Identity(id) => {
+                b.identity.get_or_insert_with(|| id.node.clone());
+            }
+            ast::BackendStmt::Cluster(c) => {
+                b.cluster.get_or_insert_with(|| c.node.clone());
+            }
+            ast::BackendStmt::Failover(f) => {
+                b.failover.get_or_insert_with(|| f.node.clone());
+            }
+            ast::BackendStmt::MaxInFlight(n) => {
+                b.max_in_flight.get_or_insert(u32::try_from(n.node).unwrap_or(u32::MAX));
+            }
+        }
+    }
+    b
 }

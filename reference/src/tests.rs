@@ -411,3 +411,79 @@ proptest::proptest! {
         }
     }
 }
+
+fn parsed(text: &str) -> Policy {
+    let (p, diagnostics) = sluice_lang::parse::parse_str("t.sluice", text);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    p
+}
+
+#[test]
+fn request_error_kinds() {
+    use crate::{evaluate_request, ErrorKind};
+    let p = parsed("server web { port 80 }");
+    let kind = |r: &Request| evaluate_request(&p, r).err().map(|e| e.kind);
+    assert_eq!(kind(&Request::inbound(80)), Some(ErrorKind::ConnectionToHttpServer));
+    assert_eq!(kind(&Request::inbound(81)), None);
+    assert_eq!(kind(&Request::outbound()), Some(ErrorKind::Incomplete));
+    assert_eq!(kind(&tunnel("a b")), Some(ErrorKind::BadAuthority));
+    let mut r = tunnel("a b");
+    r.method = Some("GET".into());
+    assert_eq!(kind(&r), Some(ErrorKind::Incomplete), "the shape is checked before the authority");
+}
+
+#[test]
+fn service_settings_fill_in_the_spec_defaults() {
+    use crate::{service_settings, Backend, Breaker, Endpoint, Retry, RetryOn};
+    let p = parsed(
+        r#"service s {
+          authority "s.svc"  timeout 2s
+          retry { }
+          circuit-breaker { jitter 10% }
+          backend a { endpoint 10.0.0.1:80, [2001:db8::1]:8080, "a.svc:9000"  failover b  max-in-flight 4 }
+          backend b { identity "spiffe://td/ns/x/sa/b"  cluster "east" }
+          route own { to a  retry { attempts 3  on 5xx, 429, unavailable, cancelled  per-try-timeout 250ms  budget 5% } }
+          route inherits { to b }
+        }"#,
+    );
+    let s = service_settings(&p, "s").expect("the service");
+    let defaults =
+        Retry { attempts: 1, on: vec![RetryOn::GatewayError, RetryOn::Reset], per_try_timeout_ms: None, budget_percent: 20 };
+    assert_eq!(s.timeout_ms, Some(2000));
+    assert_eq!(s.retry, Some(defaults.clone()));
+    assert_eq!(
+        s.breaker,
+        Some(Breaker { consecutive_failures: 7, backoff_min_ms: 1000, backoff_max_ms: 60_000, jitter_percent: 10 })
+    );
+    assert_eq!(
+        s.backends[0],
+        Backend {
+            name: "a".into(),
+            endpoints: vec![
+                Endpoint::Addr("10.0.0.1:80".parse().unwrap()),
+                Endpoint::Addr("[2001:db8::1]:8080".parse().unwrap()),
+                Endpoint::Name("a.svc:9000".into()),
+            ],
+            identity: None,
+            cluster: None,
+            failover: Some("b".into()),
+            max_in_flight: Some(4),
+        }
+    );
+    assert_eq!(s.backends[1].identity.as_deref(), Some("spiffe://td/ns/x/sa/b"));
+    assert_eq!(s.backends[1].cluster.as_deref(), Some("east"));
+    assert_eq!(
+        s.routes[0].retry,
+        Some(Retry {
+            attempts: 3,
+            on: vec![RetryOn::ServerError, RetryOn::Status(429), RetryOn::Grpc(14), RetryOn::Grpc(1)],
+            per_try_timeout_ms: Some(250),
+            budget_percent: 5,
+        })
+    );
+    assert_eq!((s.routes[1].name.as_str(), s.routes[1].retry.as_ref()), ("inherits", Some(&defaults)));
+    assert!(service_settings(&p, "t").is_none());
+    let bare = service_settings(&parsed(r#"service s { authority "s"  backend a { }  route r { to a } }"#), "s");
+    let bare = bare.expect("the service");
+    assert_eq!((bare.retry, bare.breaker, bare.routes[0].retry.clone()), (None, None, None));
+}
