@@ -73,10 +73,28 @@ impl Cidr {
     }
 }
 
+/// Section 7, "Addresses": an IPv6 address whose first 96 bits are those of
+/// `::ffff:0:0`, `64:ff9b::` or `::` (except `::` and `::1` themselves)
+/// stands for the IPv4 address in its last 32 bits.
+pub(crate) fn carried_ipv4(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    let s = v6.segments();
+    let mapped = s[..6] == [0, 0, 0, 0, 0, 0xffff];
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let compatible = s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1);
+    if mapped || nat64 || compatible {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+    } else {
+        ip
+    }
+}
+
 /// Whether `ip` lies in some listed network and in no `except` network. A
 /// peer or destination without an IP lies in no network.
 pub(crate) fn in_networks(nets: &Networks, ip: Option<IpAddr>) -> bool {
-    let Some(ip) = ip else { return false };
+    let Some(ip) = ip.map(carried_ipv4) else { return false };
     let in_any = |list: &[sluice_lang::ast::Net]| {
         list.iter().any(|n| parse_cidr(&n.node).is_some_and(|c| c.contains(ip)))
     };
@@ -118,6 +136,14 @@ mod tests {
         assert!(has("::/0", "::1"));
         assert!(!has("::/0", "1.2.3.4"));
         assert!(!has("0.0.0.0/0", "::ffff:1.2.3.4"));
+        // Whole-address matching goes through `carried_ipv4` first.
+        assert_eq!(carried_ipv4(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(carried_ipv4(ip("64:ff9b::102:304")), ip("1.2.3.4"));
+        assert_eq!(carried_ipv4(ip("::1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(carried_ipv4(ip("::2")), ip("0.0.0.2"));
+        for same in ["::", "::1", "2001:db8::102:304", "64:ff9b:1::102:304", "10.0.0.1"] {
+            assert_eq!(carried_ipv4(ip(same)), ip(same), "{same}");
+        }
         assert!(has("192.168.13.0/24", "192.168.13.7"));
         assert!(has("10.0.0.0/31", "10.0.0.1"));
         assert!(!has("10.0.0.0/32", "10.0.0.1"));

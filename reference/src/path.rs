@@ -1,5 +1,5 @@
 //! Request targets: splitting off query and fragment, and path
-//! normalization (spec section 7, steps 1 to 6), done one step at a time.
+//! normalization (spec section 7, steps 1 to 7), done one step at a time.
 
 /// The longest path (before the query) that is accepted, in bytes.
 const MAX_PATH_LEN: usize = 8192;
@@ -18,7 +18,7 @@ pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Steps 2 to 6: normalizes the path part of a target. `None` means the
+/// Steps 2 to 7: normalizes the path part of a target. `None` means the
 /// path cannot be normalized (`bad-path`). The result is ASCII.
 pub(crate) fn normalize(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
@@ -34,7 +34,14 @@ pub(crate) fn normalize(path: &str) -> Option<String> {
     let decoded = decode_escapes(bytes)?;
     // (5) merge runs of `/`.
     let merged = merge_slashes(&decoded);
-    // (6) dot segments.
+    // (6) no `.` or `..` segment followed by `;` (a path parameter).
+    if merged
+        .split('/')
+        .any(|seg| seg.starts_with(".;") || seg.starts_with("..;"))
+    {
+        return None;
+    }
+    // (7) dot segments.
     Some(remove_dot_segments(&merged))
 }
 
@@ -96,7 +103,7 @@ fn merge_slashes(path: &str) -> String {
     out
 }
 
-/// Step 6: RFC 3986 section 5.2.4, `remove_dot_segments`, transcribed
+/// Step 7: RFC 3986 section 5.2.4, `remove_dot_segments`, transcribed
 /// rule by rule (A to E). A `..` at the root stays at the root.
 fn remove_dot_segments(path: &str) -> String {
     let mut input: &str = path;
@@ -185,13 +192,18 @@ mod tests {
         assert_eq!(norm("/%25").as_deref(), Some("/%25"));
         assert_eq!(norm("/%c3%a9").as_deref(), Some("/%C3%A9"));
         assert_eq!(norm("/a/%2e"), Some("/a/".to_string()));
+        // Only a `.` or `..` segment before `;` is refused (step 6).
+        assert_eq!(norm("/a;/..").as_deref(), Some("/"));
+        assert_eq!(norm("/a/...;x/b;c").as_deref(), Some("/a/...;x/b;c"));
+        assert_eq!(norm("/a/x.;/..%3B").as_deref(), Some("/a/x.;/..%3B"));
     }
 
     #[test]
     fn rejects() {
         for bad in [
             "", "a", "public", "/a b", "/a\\b", "/a\tb", "/a\u{7f}", "/é", "/%", "/%2", "/%zz", "/%2F",
-            "/%2f", "/%5c", "/%5C", "/%00", "/%1f", "/%7F", "/%7f",
+            "/%2f", "/%5c", "/%5C", "/%00", "/%1f", "/%7F", "/%7f", "/public/..;/admin", "/.;x",
+            "/a/..;", "/a/.;/b", "/%2e%2E;/b", "/a/.%2e;x/b", "//..;/x", "/a/..;/../b",
         ] {
             assert_eq!(norm(bad), None, "{bad:?}");
         }

@@ -8,6 +8,7 @@
 //! and [`Bundle::decide_outbound`] decide requests using caller-owned
 //! [`Scratch`] space. Decisions borrow names from the bundle.
 
+pub mod addr;
 pub mod bundle;
 mod decide;
 pub mod decision;
@@ -18,6 +19,7 @@ pub mod peer;
 pub mod request;
 pub mod trace;
 
+pub use addr::canonical_ip;
 pub use bundle::{
     AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Retry,
     RetryCond, Scratch, ServiceSettings, Summary,

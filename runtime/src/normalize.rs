@@ -16,6 +16,9 @@ pub enum BadPath {
     MalformedEscape,
     /// An escape of `/`, `\` or a control byte.
     ForbiddenEscape(u8),
+    /// A `.` or `..` segment followed by `;` (`/a/..;/b`): servers that drop
+    /// path parameters before resolving dot segments would climb out.
+    DotSegmentParameter,
 }
 
 impl std::fmt::Display for BadPath {
@@ -27,6 +30,9 @@ impl std::fmt::Display for BadPath {
             BadPath::MalformedEscape => f.write_str("the path holds a malformed `%` escape"),
             BadPath::ForbiddenEscape(b) => {
                 write!(f, "the path escapes the forbidden byte 0x{b:02X}")
+            }
+            BadPath::DotSegmentParameter => {
+                f.write_str("the path has a `.` or `..` segment followed by `;`")
             }
         }
     }
@@ -51,7 +57,9 @@ pub fn split_target(target: &[u8]) -> (&[u8], Option<&[u8]>) {
 /// Normalizes the path part of a request target (no query) into `out`,
 /// which is cleared first. Never allocates once `out` holds
 /// [`MAX_PATH_LEN`] bytes of capacity. On an error, `out` holds the output
-/// made before the byte at fault.
+/// made before the byte at fault (nothing for
+/// [`BadPath::DotSegmentParameter`], which is checked last, as step 6 comes
+/// after the byte and escape checks).
 ///
 /// Copies the path into `out`, then checks it 16 bytes at a time with
 /// word-wide bit tricks that flag the bytes needing a look: a `%`, a
@@ -73,11 +81,38 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<(), BadPath> {
         out.extend_from_slice(&[0; BLOCK]);
     }
     let (len, result) = match normalize_in_place(path, out) {
+        Ok(_) if has_dot_segment_parameter(path) => (0, Err(BadPath::DotSegmentParameter)),
         Ok(len) => (len, Ok(())),
         Err((e, len)) => (len, Err(e)),
     };
     out.truncate(len);
     result
+}
+
+/// Whether a segment of `path` (whose escapes are all well-formed) decodes
+/// to `.` or `..` followed by `;` (spec section 7, step 6). Looks back from
+/// each `;` over one or two dots, written as `.` or `%2E`, for a `/`.
+fn has_dot_segment_parameter(path: &[u8]) -> bool {
+    memchr::memchr_iter(b';', path).any(|semi| {
+        let mut at = semi;
+        for dots in 0..=2 {
+            let before = |k: usize| at.checked_sub(k).and_then(|i| path.get(i)).copied();
+            if dots > 0 && before(1) == Some(b'/') {
+                return true;
+            }
+            if before(1) == Some(b'.') {
+                at -= 1;
+            } else if before(3) == Some(b'%')
+                && before(2) == Some(b'2')
+                && before(1).is_some_and(|b| b | 0x20 == b'e')
+            {
+                at -= 3;
+            } else {
+                return false;
+            }
+        }
+        false
+    })
 }
 
 /// Bytes per block of the scan.
@@ -416,6 +451,8 @@ mod tests {
         out.push(b'/');
         let mut seg_start = 1usize;
         let mut i = 1usize;
+        // Step 6, judged once every byte passed steps 3 and 4.
+        let mut dot_parameter = false;
         // Escapes decode to at most one byte, so `out` never outgrows `path`.
         while i <= path.len() {
             let b = if i == path.len() { b'/' } else { path[i] };
@@ -454,6 +491,7 @@ mod tests {
             }
             // A segment ended at a literal `/` (or at the end of the path).
             let seg = &out[seg_start..];
+            dot_parameter |= seg.starts_with(b".;") || seg.starts_with(b"..;");
             if seg == b"." {
                 out.truncate(seg_start);
             } else if seg == b".." {
@@ -488,6 +526,10 @@ mod tests {
         if ends_dir && out.last() != Some(&b'/') {
             out.push(b'/');
         }
+        if dot_parameter {
+            out.clear();
+            return Err(BadPath::DotSegmentParameter);
+        }
         Ok(())
     }
 
@@ -519,7 +561,7 @@ mod tests {
     /// The segment-wise implementation agrees with the byte-at-a-time one.
     #[test]
     fn agrees_with_the_reference() {
-        const ALPHABET: &[u8] = b"//..%%2eEFfab5c0?\\ \x7f";
+        const ALPHABET: &[u8] = b"//..%%2eEFfab5c0?\\ \x7f;";
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
             state ^= state << 13;
@@ -549,6 +591,22 @@ mod tests {
 
     #[test]
     fn rejections() {
+        for dot_parameter in [
+            "/public/..;/admin",
+            "/.;x",
+            "/a/..;",
+            "/a/.;/b",
+            "/%2e%2E;/b",
+            "/a/.%2e;x/b",
+            "//..;/x",
+            "/a/..;/../b",
+        ] {
+            assert_eq!(norm(dot_parameter), Err(BadPath::DotSegmentParameter), "{dot_parameter}");
+        }
+        assert_eq!(norm("/a;/..").unwrap(), "/");
+        assert_eq!(norm("/a/...;x/b;c").unwrap(), "/a/...;x/b;c");
+        assert_eq!(norm("/a/x.;/..%3B").unwrap(), "/a/x.;/..%3B");
+        assert_eq!(norm("/a/%252e;").unwrap(), "/a/%252e;");
         assert_eq!(norm("a"), Err(BadPath::NoLeadingSlash));
         assert_eq!(norm(""), Err(BadPath::NoLeadingSlash));
         assert_eq!(norm("/a%2Fb"), Err(BadPath::ForbiddenEscape(b'/')));
@@ -619,7 +677,7 @@ mod tests {
     /// ? # \ space` and the hex digits.
     #[test]
     fn agrees_with_the_references_on_generated_targets() {
-        const ALPHABET: &[u8] = b"/.%2eEFfab?#\\ 0123456789abcdefABCDEF";
+        const ALPHABET: &[u8] = b"/.%2eEFfab?#\\ 0123456789abcdefABCDEF;";
         let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
         let (mut target, mut out, mut expected) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..200_000 {
@@ -634,7 +692,7 @@ mod tests {
     #[test]
     fn agrees_with_the_references_on_long_odd_targets() {
         const ALPHABET: &[u8] =
-            b"////....%%%2eE5cC7fF0aAbzZ9~-_?#\\ \t\x00\x01\x1f\x7f\x80\xa0\xa1\xae\xaf\xfe\xff";
+            b"////....;%%%2eE5cC7fF0aAbzZ9~-_?#\\ \t\x00\x01\x1f\x7f\x80\xa0\xa1\xae\xaf\xfe\xff";
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let (mut target, mut out, mut expected) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..60_000 {
@@ -656,7 +714,10 @@ mod tests {
     /// block, so segments are cut across blocks in every way.
     #[test]
     fn agrees_with_the_references_at_every_alignment() {
-        const SNIPPETS: [&str; 21] = [
+        const SNIPPETS: [&str; 24] = [
+            "/..;/x",
+            "/%2e;",
+            "/x.;",
             "/%2e/x",
             "/%2E%2e/x",
             "/.%2e/x",
@@ -699,8 +760,8 @@ mod tests {
     /// several lengths and forbidden bytes.
     #[test]
     fn agrees_with_the_references_on_generated_pieces() {
-        const PIECES: [&str; 28] = [
-            "/", "/", "/", ".", "..", "%2e", "%2E", "a", "bb", "ccc", "dddddddd", "%41", "%7e",
+        const PIECES: [&str; 30] = [
+            "/", "/", "/", ".", "..", "%2e", "%2E", ";", ";x", "a", "bb", "ccc", "dddddddd", "%41", "%7e",
             "%7E", "%3a", "%2f", "%20", "%", "%4", "%zz", "\\", " ", "\u{80}", "\x7f", "\x01", "?",
             "#", "-_~",
         ];

@@ -76,10 +76,11 @@ pub(crate) fn for_each_match(
 }
 
 impl NetTable {
-    /// The atom ids whose address sets hold `ip`.
+    /// The atom ids whose address sets hold `ip` (spec section 7, "Addresses").
+    /// An address that carries IPv4 is looked up as that IPv4 address.
     #[inline]
     pub(crate) fn lookup(&self, ip: IpAddr) -> &[u32] {
-        match ip {
+        match crate::addr::canonical_ip(ip) {
             IpAddr::V4(a) => {
                 let x = u32::from(a);
                 let i = self.v4.partition_point(|e| e.0 <= x);

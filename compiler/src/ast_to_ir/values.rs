@@ -272,6 +272,16 @@ pub fn network(text: &str) -> Result<IpNet, String> {
             net.trunc()
         ));
     }
+    if let IpNet::V6(v6) = net {
+        if sluice_runtime::addr::is_ipv4_carrying_range(v6.addr(), len) {
+            let v4 = std::net::Ipv4Addr::from(u128::from(v6.addr()) as u32);
+            return Err(format!(
+                "`{text}` holds IPv6 addresses that carry IPv4, which are matched as their \
+                 IPv4 address; write `{v4}/{}` instead",
+                len - 96
+            ));
+        }
+    }
     Ok(net)
 }
 
@@ -541,6 +551,15 @@ mod tests {
             "10.0.0/8",
         ] {
             assert!(network(bad).is_err(), "{bad}");
+        }
+        // Section 7, "Addresses": ranges of IPv4-carrying IPv6 addresses.
+        let err = network("::ffff:10.0.0.0/104").unwrap_err();
+        assert!(err.contains("`10.0.0.0/8`"), "{err}");
+        for bad in ["64:ff9b::a9fe:a9fe", "::10.0.0.1", "::/96", "::ffff:0:0/96"] {
+            assert!(network(bad).is_err(), "{bad}");
+        }
+        for good in ["::/128", "::1", "::/0", "::/95", "64:ff9b::/95", "2001:db8::/32"] {
+            assert!(network(good).is_ok(), "{good}");
         }
     }
 
