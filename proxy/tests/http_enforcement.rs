@@ -110,6 +110,13 @@ async fn path_attacks_reach_the_application_only_normalized() {
         ("/api/%5C..%5Cadmin", 400, ""),
         ("//api//orders?q=%2F", 200, "/api/orders?q=%2F"),
         ("/admin/../api/x", 200, "/api/x"),
+        // Dot segments with path parameters (spec section 7, step 6): Tomcat
+        // and Spring would resolve `/api/..;/admin` to `/admin`.
+        ("/api/..;/admin/users", 400, ""),
+        ("/api/.;/x", 400, ""),
+        ("/api/%2e%2e;x/admin", 400, ""),
+        ("/api/x/..;/../orders", 400, ""),
+        ("/api/x;v=1/orders;a=b", 200, "/api/x;v=1/orders;a=b"),
     ];
     for (target, status, seen) in cases {
         let r = http1(addr, "GET", target, &[]).await;

@@ -1137,3 +1137,61 @@ egress {{
     drop(c);
     proxy.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Addresses that carry IPv4 (spec section 7, "Addresses")
+// ---------------------------------------------------------------------------
+
+/// IPv4-mapped, NAT64 and IPv4-compatible destinations are judged as the
+/// IPv4 address they carry: an egress `deny` of that network refuses them
+/// (403) before anything is dialed, in absolute form, with `Host` and with
+/// `CONNECT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_networks_hold_for_ipv4_carried_in_ipv6() {
+    let _serial = SERIAL.lock().await;
+    // Listening on 127.0.0.2: a denied network; it must never see a connection.
+    let evil = Upstream::start("127.0.0.2:0", ok_handler("evil")).await;
+    let (evil_tcp, evil_tcp_conns) = tcp_echo("127.0.0.2").await;
+    let policy = r#"
+egress {
+  default allow
+  deny metadata { network 169.254.0.0/16, 10.0.0.0/8, 127.0.0.2/32 }
+}
+"#;
+    let (_dir, proxy) = proxy_for("carried-ipv4", policy, Arc::new(StaticResolver::new())).await;
+    let out = proxy.outbound_addrs()[0];
+    let mut c = Client::new(out);
+    let p = evil.addr.port();
+    let hosts = [
+        "[64:ff9b::a9fe:a9fe]".to_string(),
+        "[64:ff9b::169.254.169.254]".to_string(),
+        "[::10.0.0.1]".to_string(),
+        "[::ffff:10.0.0.1]".to_string(),
+        "[::ffff:a9fe:a9fe]".to_string(),
+        "[::ffff:127.0.0.2]".to_string(),
+        "[64:ff9b::7f00:2]".to_string(),
+    ];
+    for host in &hosts {
+        let authority = format!("{host}:{p}");
+        let abs = Request::builder()
+            .uri(format!("http://{authority}/latest/meta-data"))
+            .header("host", &authority)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = c.send(abs).await.unwrap();
+        assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{authority}: {r:?}");
+        let r = c.get(&authority, "/latest/meta-data").await;
+        assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{authority}: {r:?}");
+        let target = format!("{host}:{}", evil_tcp.port());
+        let mut s = TcpStream::connect(out).await.unwrap();
+        let head = raw_head(&mut s, format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
+    }
+    assert_eq!(evil.conns(), 0, "a denied network was connected to");
+    assert_eq!(evil_tcp_conns.load(Ordering::SeqCst), 0, "a denied network was connected to");
+    let m = metrics(&proxy).await;
+    let denied = metric_sum(&m, "sluice_egress_decisions_total", &[("rule", "metadata"), ("decision", "deny")]);
+    assert_eq!(denied, 3.0 * hosts.len() as f64, "{m}");
+    drop(c);
+    proxy.shutdown().await;
+}
