@@ -1,6 +1,8 @@
-//! Runs every decision case of the shared conformance files
-//! (`../../shared/conformance/*.toml` from this crate, spec section 11)
-//! through the reference interpreter. Skipped when the folder is absent.
+//! Runs every decision case of the conformance files (spec section 11)
+//! through the reference interpreter: the project's own corpus
+//! (`conformance/` in the repository) and the shared one
+//! (`../shared/conformance/*.toml` next to the repository), which is
+//! skipped when absent except under CI, where that is a failure.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -8,10 +10,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use sluice_reference::{evaluate, Decision, Direction, Request};
 
-/// The conformance folder, when it exists.
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    dir.is_dir().then_some(dir)
+/// The shared conformance folder; `None` (a failure under CI) when absent.
+fn shared_dir() -> Option<PathBuf> {
+    sluice_testkit::shared_dir("conformance", "the shared conformance cases")
+}
+
+/// The project's own conformance folder.
+fn project_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance")
 }
 
 /// The decision as the JSON of spec section 10.
@@ -103,6 +109,9 @@ fn check_case(policy: &sluice_lang::Policy, case: &Value) -> Vec<String> {
     let Some(Value::Object(expect)) = case.get("expect") else {
         return vec!["no expect table".to_string()];
     };
+    if expect.is_empty() {
+        return vec!["the expect table is empty, so the case checks nothing".to_string()];
+    }
     let mut problems = Vec::new();
     for (key, want) in expect {
         let got = decision.get(key);
@@ -118,14 +127,12 @@ fn check_case(policy: &sluice_lang::Policy, case: &Value) -> Vec<String> {
     problems
 }
 
-#[test]
-fn conformance_decisions() {
-    let Some(dir) = conformance_dir() else {
-        eprintln!("no conformance folder; skipped");
-        return;
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("read conformance folder")
+/// Runs the decision cases of the `*.toml` files directly in `dir` (the
+/// `lint/` subfolder holds diagnostics only); panics on any mismatch or
+/// when there is no case at all. The number of cases run.
+fn run_decisions(dir: &Path) -> usize {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
         .collect();
@@ -137,7 +144,10 @@ fn conformance_decisions() {
         let text = std::fs::read_to_string(file).expect("read conformance file");
         let doc: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: bad TOML: {e}"));
         let doc = serde_json::to_value(doc).expect("TOML to JSON");
-        let Some(Value::Array(case_list)) = doc.get("case") else { continue };
+        let Some(Value::Array(case_list)) = doc.get("case") else {
+            assert!(doc.get("diagnostic").is_some(), "{name}: neither cases nor diagnostics");
+            continue;
+        };
         let source = doc.get("policy").and_then(Value::as_str).unwrap_or_else(|| panic!("{name}: no policy"));
         let (policy, diagnostics) = sluice_lang::parse::parse_str(&name, source);
         let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
@@ -152,7 +162,20 @@ fn conformance_decisions() {
     }
     assert!(cases > 0, "no decision cases found in {}", dir.display());
     assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{cases} conformance cases passed");
+    cases
+}
+
+#[test]
+fn shared_conformance_decisions() {
+    let Some(dir) = shared_dir() else { return };
+    let cases = run_decisions(&dir);
+    eprintln!("{cases} shared conformance cases passed");
+}
+
+#[test]
+fn project_conformance_decisions() {
+    let cases = run_decisions(&project_dir());
+    eprintln!("{cases} project conformance cases passed");
 }
 
 #[test]
@@ -169,12 +192,18 @@ fn harness_reports_mismatches() {
         "expect": { "decision": "deny", "server": "web", "route": "", "http_status": 403, "backends": "" }
     });
     assert_eq!(check_case(&policy, &case), Vec::<String>::new());
+    let case = json!({
+        "request": { "direction": "inbound", "port": 80, "method": "GET", "path": "/", "peer": {} },
+        "expect": {}
+    });
+    assert_eq!(check_case(&policy, &case).len(), 1, "an empty expect table checks nothing");
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-    /// Every conformance policy decides arbitrary requests without
-    /// panicking, and the same way twice.
+    /// Every conformance policy (the project's, and the shared ones when
+    /// present: their absence fails `shared_conformance_decisions` under CI)
+    /// decides arbitrary requests without panicking, and the same way twice.
     #[test]
     fn conformance_policies_never_panic(
         inbound in proptest::bool::ANY,
@@ -187,7 +216,6 @@ proptest::proptest! {
         authority in proptest::option::of(r"payments\.prod:8080|search|[a-z]{1,3}\.googleapis\.com(:443)?|\[::1\]|\PC{0,8}"),
         ip in proptest::option::of(proptest::sample::select(vec!["169.254.169.254", "10.96.0.1", "::1"])),
     ) {
-        let Some(dir) = conformance_dir() else { return Ok(()) };
         let req = Request {
             direction: if inbound { Direction::Inbound } else { Direction::Outbound },
             port,
@@ -199,8 +227,14 @@ proptest::proptest! {
             authority,
             ip: ip.map(|i| i.parse().unwrap()),
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let shared = sluice_testkit::repository().join("../shared/conformance");
+        let mut files: Vec<PathBuf> = [project_dir(), shared]
+            .iter()
+            .filter(|dir| dir.is_dir())
+            .flat_map(|dir| std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())))
+            .collect();
         files.sort();
+        proptest::prop_assert!(files.len() > 1);
         for file in files.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
             let doc: toml::Value = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
             if doc.get("case").is_none() {

@@ -1,0 +1,92 @@
+//! Test support shared by the workspace's test suites: what a test does
+//! when something it needs is missing here.
+//!
+//! On a developer's machine a test that cannot run (no `../shared` folder
+//! next to the repository, not root, no network namespaces) says why and
+//! passes. Under CI (`CI=true`, which `.ci/run` exports) the same test
+//! fails instead, so that a skip cannot hide a test that never ran.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+/// Whether this run is CI: the `CI` variable is set to anything but empty,
+/// `0` or `false`.
+pub fn is_ci() -> bool {
+    ci_value(std::env::var_os("CI").as_deref())
+}
+
+/// Whether a value of the `CI` variable means CI.
+fn ci_value(value: Option<&OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Called when a test cannot run here: outside CI prints
+/// `skipping WHAT: REASON` and returns (the caller then returns); under CI
+/// panics with that message.
+#[track_caller]
+pub fn skip(what: &str, reason: &str) {
+    if let Err(message) = decide(is_ci(), what, reason) {
+        panic!("{message}");
+    }
+    eprintln!("skipping {what}: {reason}");
+}
+
+/// `Err` with the failure message under CI, `Ok` where a skip is fine.
+fn decide(ci: bool, what: &str, reason: &str) -> Result<(), String> {
+    if ci {
+        Err(format!(
+            "CI is set, so {what} must run, but it cannot: {reason}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The folder `../shared/REL` next to the repository (the specification's
+/// shared corpus), when it exists; otherwise [`skip`]s `what` (a failure
+/// under CI) and gives `None`.
+#[track_caller]
+pub fn shared_dir(rel: &str, what: &str) -> Option<PathBuf> {
+    let dir = repository().join("../shared").join(rel);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    skip(what, &format!("`{}` is not a folder", dir.display()));
+    None
+}
+
+/// The repository's root folder.
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_values() {
+        assert!(ci_value(Some(OsStr::new("true"))));
+        assert!(ci_value(Some(OsStr::new("1"))));
+        assert!(!ci_value(None));
+        assert!(!ci_value(Some(OsStr::new(""))));
+        assert!(!ci_value(Some(OsStr::new("0"))));
+        assert!(!ci_value(Some(OsStr::new("FALSE"))));
+    }
+
+    #[test]
+    fn a_skip_fails_under_ci_only() {
+        let message = decide(true, "the shared corpus", "`x` is not a folder").unwrap_err();
+        assert_eq!(
+            message,
+            "CI is set, so the shared corpus must run, but it cannot: `x` is not a folder"
+        );
+        assert_eq!(decide(false, "the shared corpus", "no"), Ok(()));
+    }
+
+    #[test]
+    fn the_repository_holds_the_workspace() {
+        assert!(repository().join("Cargo.toml").is_file());
+        assert!(repository().join("conformance").is_dir());
+    }
+}
