@@ -171,6 +171,12 @@ async fn invalid_client_certificates_fail_the_handshake() {
         ("no digitalSignature", m.ours.svid_with(FRONTEND, Flaw::NoDigitalSignature)),
         ("no clientAuth", m.ours.svid_with(FRONTEND, Flaw::NoClientAuth)),
         ("unknown trust domain", Ca::new("stranger.org").svid("spiffe://stranger.org/ns/a/sa/b")),
+        // X509-SVID: a leaf's ID needs a path, a signing certificate's has none.
+        ("leaf ID without a path", m.ours.svid("spiffe://example.org")),
+        (
+            "signing certificate ID with a path",
+            m.ours.intermediate_with_id("spiffe://example.org/ca").svid(FRONTEND),
+        ),
     ];
     for (what, svid) in &cases {
         assert!(m.refused(svid).await, "{what}: the handshake should fail");

@@ -107,6 +107,25 @@ fn uri_sans(der: &CertificateDer<'_>) -> Vec<String> {
         .collect()
 }
 
+/// An explicit outbound listener with the SVID `proxy.pem`/`proxy.key`
+/// trusting `example.org.pem`, policy in `p.bundle`.
+const TOML: &str = r#"
+[policy]
+bundle = "p.bundle"
+watch = false
+[admin]
+listen = "127.0.0.1:0"
+[[outbound]]
+listen = "127.0.0.1:0"
+[identity]
+cert = "proxy.pem"
+key = "proxy.key"
+trust-bundles = { "example.org" = "example.org.pem" }
+[limits]
+connect-timeout-ms = 3000
+drain-timeout-ms = 2000
+"#;
+
 /// One HTTP/1.1 request over a new connection to the outbound listener.
 async fn get(out: SocketAddr, authority: &str, path: &str) -> Seen {
     let stream = TcpStream::connect(out).await.unwrap();
@@ -162,23 +181,7 @@ service untrusted {{
         untrusted = untrusted.addr
     );
     std::fs::write(dir.path("p.bundle"), compile(&policy)).unwrap();
-    let toml = r#"
-[policy]
-bundle = "p.bundle"
-watch = false
-[admin]
-listen = "127.0.0.1:0"
-[[outbound]]
-listen = "127.0.0.1:0"
-[identity]
-cert = "proxy.pem"
-key = "proxy.key"
-trust-bundles = { "example.org" = "example.org.pem" }
-[limits]
-connect-timeout-ms = 3000
-drain-timeout-ms = 2000
-"#;
-    let proxy = start_proxy(&dir, toml).await;
+    let proxy = start_proxy(&dir, TOML).await;
     let out = proxy.outbound_addrs()[0];
 
     // The expected server: 200, over TLS presenting the proxy's SVID.
@@ -214,6 +217,57 @@ drain-timeout-ms = 2000
     // vouch for: 502 connect, and no HTTP request ever reaches it.
     for (authority, up) in [("impostor.prod", &impostor), ("untrusted.prod", &untrusted)] {
         let r = get(out, authority, "/charge").await;
+        assert_eq!((r.status, r.header("x-sluice-error")), (502, "connect"), "{authority}: {r:?}");
+        assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
+        assert_eq!(up.handshakes.load(Ordering::SeqCst), 0, "{authority}: the proxy finished a handshake");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_svids_must_follow_the_x509_svid_path_rules() {
+    let dir = TempDir::new("outbound-svid-paths");
+    let ca = Ca::new("example.org");
+    ca.svid(CLIENT_ID).write(&dir.0, "proxy");
+    ca.write_bundle(&dir.0, "example.org");
+    const BARE: &str = "spiffe://example.org";
+    let good = tls_upstream("good", &ca.svid(SERVER_ID), &[&ca]).await;
+    // The trust domain's own ID as a server SVID: a leaf needs a path.
+    let bare = tls_upstream("bare", &ca.svid(BARE), &[&ca]).await;
+    // Issued by an intermediate whose SPIFFE ID has a path.
+    let signer = ca.intermediate_with_id("spiffe://example.org/ca/issuer");
+    let pathed = tls_upstream("pathed", &signer.svid(SERVER_ID), &[&ca]).await;
+    let policy = format!(
+        r#"
+mesh {{ trust-domain "example.org" }}
+service good {{
+  authority "good.prod"
+  backend b {{ endpoint {good}  identity "{SERVER_ID}" }}
+  route all {{ to b }}
+}}
+service bare {{
+  authority "bare.prod"
+  backend b {{ endpoint {bare}  identity "{BARE}" }}
+  route all {{ to b }}
+}}
+service pathed {{
+  authority "pathed.prod"
+  backend b {{ endpoint {pathed}  identity "{SERVER_ID}" }}
+  route all {{ to b }}
+}}
+"#,
+        good = good.addr,
+        bare = bare.addr,
+        pathed = pathed.addr
+    );
+    std::fs::write(dir.path("p.bundle"), compile(&policy)).unwrap();
+    let proxy = start_proxy(&dir, TOML).await;
+    let out = proxy.outbound_addrs()[0];
+
+    let r = get(out, "good.prod", "/x").await;
+    assert_eq!((r.status, r.header("x-backend")), (200, "good"), "{r:?}");
+    for (authority, up) in [("bare.prod", &bare), ("pathed.prod", &pathed)] {
+        let r = get(out, authority, "/x").await;
         assert_eq!((r.status, r.header("x-sluice-error")), (502, "connect"), "{authority}: {r:?}");
         assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
         assert_eq!(up.handshakes.load(Ordering::SeqCst), 0, "{authority}: the proxy finished a handshake");

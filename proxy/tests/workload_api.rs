@@ -82,6 +82,20 @@ fn ca(td: &str) -> Ca {
     }
 }
 
+/// An intermediate CA under `ca` whose URI SAN is `id`.
+fn intermediate(ca: &Ca, id: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let der = params.signed_by(&key, &ca.issuer).unwrap().der().to_vec();
+    Ca {
+        der,
+        issuer: Issuer::new(params, key),
+    }
+}
+
 /// A fresh SVID leaf for `id` signed by `ca`: (cert DER, PKCS#8 key DER).
 fn leaf(ca: &Ca, id: &str) -> (Vec<u8>, Vec<u8>) {
     let key = KeyPair::generate().unwrap();
@@ -512,6 +526,23 @@ async fn a_bad_update_keeps_the_previous_identity() {
     })
     .await;
 
+    // X509-SVID: the trust domain's own ID as the SVID (a leaf needs a path).
+    let (bare, _) = response(&pki, "spiffe://example.org");
+    agent.state.push_once(bare);
+    eventually("the path-less SVID rejected", || events.count("rejected") == 6).await;
+
+    // Issued by an intermediate whose SPIFFE ID has a path.
+    let signer = intermediate(&pki.example, "spiffe://example.org/ca");
+    let (leaf_der, key) = leaf(&signer, WEB);
+    let mut pathed = resp.clone();
+    pathed.svids[0].x509_svid = [leaf_der, signer.der.clone()].concat();
+    pathed.svids[0].x509_svid_key = key;
+    agent.state.push_once(pathed);
+    eventually("the SVID of a signing ID with a path rejected", || {
+        events.count("rejected") == 7
+    })
+    .await;
+
     assert_eq!(
         leaf_of(&store),
         Some(good.clone()),
@@ -530,6 +561,8 @@ async fn a_bad_update_keeps_the_previous_identity() {
     assert!(all[1].contains("svid"), "{all:?}");
     assert!(all[3].contains("key"), "{all:?}");
     assert!(all[4].contains("other.org"), "{all:?}");
+    assert!(all[6].contains("`spiffe://example.org` has no path"), "{all:?}");
+    assert!(all[7].contains("`spiffe://example.org/ca` has a path"), "{all:?}");
 
     // The stream is still good: the next valid update is installed.
     let (next, next_leaf) = response(&pki, WEB);

@@ -476,6 +476,9 @@ mod tests {
             assert_eq!(status, EXIT_IO, "{bad}");
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
+        // X509-SVID: a leaf SVID's ID has a path.
+        let (_, _, err) = issue("spiffe://example.org");
+        assert!(err.contains("an SVID needs a path"), "{err}");
         assert!(!dir.0.join("web.pem").exists());
         let (status, _, _) = sluice(&[
             "identity",

@@ -45,6 +45,16 @@ pub enum IdentityError {
     InvalidSpiffeId(String),
     /// The leaf is a CA certificate.
     LeafIsCa(String),
+    /// The leaf's SPIFFE ID has no path (`spiffe://td`): X509-SVID requires one.
+    LeafWithoutPath(String),
+    /// A signing (CA) certificate of the chain has a SPIFFE ID with a path,
+    /// which X509-SVID forbids.
+    SignerWithPath {
+        /// The leaf's SPIFFE ID.
+        id: String,
+        /// The signing certificate's SPIFFE ID.
+        signer: String,
+    },
     /// The leaf's key usage does not fit an SVID.
     KeyUsage {
         /// The SVID's SPIFFE ID.
@@ -120,6 +130,13 @@ impl fmt::Display for IdentityError {
             }
             IdentityError::InvalidSpiffeId(id) => write!(f, "`{id}` is not a valid SPIFFE ID"),
             IdentityError::LeafIsCa(id) => write!(f, "the SVID of `{id}` is a CA certificate"),
+            IdentityError::LeafWithoutPath(id) => {
+                write!(f, "the SVID of `{id}` has no path: a leaf SVID needs one")
+            }
+            IdentityError::SignerWithPath { id, signer } => write!(
+                f,
+                "the SVID of `{id}` is signed by a certificate whose SPIFFE ID `{signer}` has a path"
+            ),
             IdentityError::KeyUsage { id, problem } => write!(f, "the SVID of `{id}` {problem}"),
             IdentityError::ExtendedKeyUsage { id, usage } => {
                 write!(f, "the SVID of `{id}` lacks the {usage} extended key usage")
@@ -205,6 +222,7 @@ impl Credentials {
         let leaf = chain.first().ok_or(IdentityError::NoCertificate)?;
         let cert = parse(leaf)?;
         let spiffe_id = check_leaf(&cert, UnixTime::now(), Usage::Server)?;
+        check_signers(&spiffe_id, &chain[1..])?;
         let not_after = to_system_time(cert.validity().not_after.timestamp());
         let certified = CertifiedKey::from_der(chain, key, provider()).map_err(|e| match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
@@ -270,6 +288,19 @@ impl TrustBundles {
         if roots.is_empty() {
             return Err(IdentityError::EmptyBundle(trust_domain.to_owned()));
         }
+        // X509-SVID: a signing certificate's SPIFFE ID has no path.
+        let bad_root = |reason: String| IdentityError::BadRoot {
+            trust_domain: trust_domain.to_owned(),
+            reason,
+        };
+        for root in &roots {
+            let with_path = parse(root)
+                .and_then(|cert| spiffe_id_with_path(&cert))
+                .map_err(|e| bad_root(e.to_string()))?;
+            if let Some(id) = with_path {
+                return Err(bad_root(format!("its SPIFFE ID `{id}` has a path")));
+            }
+        }
         let anchors = roots
             .iter()
             .map(|root| {
@@ -311,6 +342,7 @@ pub fn verify_svid(
 ) -> Result<String, IdentityError> {
     let (leaf, intermediates) = chain.split_first().ok_or(IdentityError::NoCertificate)?;
     let id = check_leaf(&parse(leaf)?, now, usage)?;
+    check_signers(&id, intermediates)?;
     let trust_domain = trust_domain_of(&id);
     let Some(bundle) = bundles.domains.get(trust_domain) else {
         return Err(IdentityError::UnknownTrustDomain {
@@ -386,6 +418,43 @@ fn single_uri_san(cert: &X509Certificate<'_>) -> Result<String, IdentityError> {
     }
 }
 
+/// A SPIFFE ID with a path among the URI SANs of `cert`, if any.
+fn spiffe_id_with_path(cert: &X509Certificate<'_>) -> Result<Option<String>, IdentityError> {
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+    let names = san.map(|s| s.value.general_names.as_slice()).unwrap_or(&[]);
+    Ok(names.iter().find_map(|n| match n {
+        GeneralName::URI(uri) => uri
+            .strip_prefix("spiffe://")
+            .is_some_and(|rest| rest.contains('/'))
+            .then(|| (*uri).to_owned()),
+        _ => None,
+    }))
+}
+
+/// X509-SVID: the SPIFFE ID of a signing certificate, when it has one, has
+/// no path. Checks every CA certificate sent after the leaf of `id`.
+fn check_signers(id: &str, intermediates: &[CertificateDer<'_>]) -> Result<(), IdentityError> {
+    for der in intermediates {
+        let cert = parse(der)?;
+        let is_ca = cert
+            .basic_constraints()
+            .map_err(|e| IdentityError::Malformed(e.to_string()))?
+            .is_some_and(|b| b.value.ca);
+        if !is_ca {
+            continue;
+        }
+        if let Some(signer) = spiffe_id_with_path(&cert)? {
+            return Err(IdentityError::SignerWithPath {
+                id: id.to_owned(),
+                signer,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Every X509-SVID leaf rule but the chain; returns the SPIFFE ID.
 fn check_leaf(
     cert: &X509Certificate<'_>,
@@ -400,6 +469,9 @@ fn check_leaf(
         .is_some_and(|b| b.value.ca)
     {
         return Err(IdentityError::LeafIsCa(id));
+    }
+    if trust_domain_of(&id).len() + "spiffe://".len() == id.len() {
+        return Err(IdentityError::LeafWithoutPath(id));
     }
     let key_usage_problem = match cert.key_usage().map_err(malformed)? {
         None => Some("has no key usage extension"),

@@ -135,6 +135,53 @@ fn only_the_ids_trust_domain_bundle_counts() {
 }
 
 #[test]
+fn svid_ids_follow_the_path_rules() {
+    // X509-SVID: a leaf's SPIFFE ID has a path, a signing certificate's has none.
+    let a = Ca::new("a.org");
+    let b = bundles(&[&a]);
+    let bare = a.svid("spiffe://a.org");
+    for usage in [Usage::Client, Usage::Server] {
+        let e = verify(&bare, &b, usage).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the SVID of `spiffe://a.org` has no path: a leaf SVID needs one"
+        );
+    }
+    let e = Credentials::from_der(bare.chain.clone(), bare.key()).unwrap_err();
+    assert!(e.to_string().contains("has no path"), "{e}");
+
+    let signing = a.intermediate_with_id("spiffe://a.org/ca/issuer");
+    let svid = signing.svid(CLIENT);
+    let expected = format!(
+        "the SVID of `{CLIENT}` is signed by a certificate whose SPIFFE ID \
+         `spiffe://a.org/ca/issuer` has a path"
+    );
+    for usage in [Usage::Client, Usage::Server] {
+        let e = verify(&svid, &b, usage).unwrap_err();
+        assert_eq!(e.to_string(), expected);
+    }
+    let e = Credentials::from_der(svid.chain.clone(), svid.key()).unwrap_err();
+    assert_eq!(e.to_string(), expected);
+    // Below a compliant intermediate, deeper in the chain.
+    let deeper = signing.intermediate().svid(CLIENT);
+    assert_eq!(deeper.chain.len(), 3);
+    assert!(verify(&deeper, &b, Usage::Client).is_err());
+    // A signing certificate's ID may name another trust domain.
+    let unnamed = a.intermediate_with_id("spiffe://ca.a.org").svid(CLIENT);
+    assert_eq!(verify(&unnamed, &b, Usage::Client).unwrap(), CLIENT);
+
+    // A root with a path is no trust anchor.
+    let rooted = Ca::new_with_id("r.org", "spiffe://r.org/root");
+    let e = TrustBundles::new()
+        .insert("r.org", rooted.bundle())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("`spiffe://r.org/root` has a path"),
+        "{e}"
+    );
+}
+
+#[test]
 fn trust_bundles_validate_their_input() {
     let a = Ca::new("a.org");
     let mut b = TrustBundles::new();

@@ -137,8 +137,14 @@ fn ca_params(trust_domain: &str, name: &str) -> CertificateParams {
 impl Ca {
     /// A self-signed root CA for `trust_domain`, with URI SAN `spiffe://<trust_domain>`.
     pub fn new(trust_domain: &str) -> Ca {
+        Ca::new_with_id(trust_domain, &format!("spiffe://{trust_domain}"))
+    }
+
+    /// [`Ca::new`] whose URI SAN is `id`.
+    pub fn new_with_id(trust_domain: &str, id: &str) -> Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let params = ca_params(trust_domain, &format!("{trust_domain} root CA"));
+        let mut params = ca_params(trust_domain, &format!("{trust_domain} root CA"));
+        params.subject_alt_names = vec![uri(id)];
         let cert = params.self_signed(&key).unwrap();
         let key_pem = key.serialize_pem();
         Ca {
@@ -155,11 +161,18 @@ impl Ca {
 
     /// An intermediate CA signed by this one; its SVIDs carry it in their chain.
     pub fn intermediate(&self) -> Ca {
+        self.intermediate_with_id(&format!("spiffe://{}", self.trust_domain))
+    }
+
+    /// [`Ca::intermediate`] whose URI SAN is `id` (X509-SVID forbids a path
+    /// in a signing certificate's SPIFFE ID).
+    pub fn intermediate_with_id(&self, id: &str) -> Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let params = ca_params(
+        let mut params = ca_params(
             &self.trust_domain,
             &format!("{} intermediate CA", self.trust_domain),
         );
+        params.subject_alt_names = vec![uri(id)];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let mut chain = vec![(cert.der().clone(), cert.pem())];
         chain.extend(self.chain.iter().cloned());
