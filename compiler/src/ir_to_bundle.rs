@@ -12,6 +12,7 @@ use crate::ir::{
 use regex_automata::dfa::Automaton;
 use sluice_lang::ast::Span;
 use sluice_lang::{Code, Diagnostic};
+use sluice_runtime::bundle::schema::{Access, Prim};
 use sluice_runtime::bundle::{FORMAT_VERSION, HEADER_LEN, MAGIC};
 use std::collections::BTreeMap;
 
@@ -37,11 +38,23 @@ pub fn ir_to_bundle_with_stats(
     ir: &Ir,
     config: &Config,
 ) -> Result<(Vec<u8>, Stats), Vec<Diagnostic>> {
+    build(ir, config, false).map(|(bytes, stats, _)| (bytes, stats))
+}
+
+/// Builds the bundle; with `log`, also every named write of the tables.
+fn build(
+    ir: &Ir,
+    config: &Config,
+    log: bool,
+) -> Result<(Vec<u8>, Stats, Vec<Access>), Vec<Diagnostic>> {
     let mut b = Builder {
         config,
         dfas: Vec::new(),
         errors: Vec::new(),
-        w: Writer::default(),
+        w: Writer {
+            buf: Vec::new(),
+            log: log.then(Vec::new),
+        },
         clause_ids: BTreeMap::new(),
         value_ids: BTreeMap::new(),
     };
@@ -54,7 +67,8 @@ pub fn ir_to_bundle_with_stats(
         dfa_bytes: b.dfas.iter().map(Vec::len).sum(),
         largest_dfa: b.dfas.iter().map(Vec::len).max().unwrap_or(0),
     };
-    Ok((assemble(&b.w.buf, &b.dfas), stats))
+    let log = b.w.log.take().unwrap_or_default();
+    Ok((assemble(&b.w.buf, &b.dfas), stats, log))
 }
 
 /// Lays out header, tables, DFA directory and DFA blobs, and hashes them.
@@ -92,73 +106,107 @@ fn pad8(v: &mut Vec<u8>) {
     }
 }
 
-/// Little-endian table writer.
+/// Little-endian table writer. Every write names the field it writes (see
+/// `sluice_runtime::bundle::schema`); with a log, each named write is
+/// recorded so tests can compare the writer with the schema.
 #[derive(Default)]
 struct Writer {
     buf: Vec<u8>,
+    log: Option<Vec<Access>>,
 }
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+    fn note(&mut self, field: &'static str, prim: Prim) {
+        if let Some(log) = &mut self.log {
+            log.push((field, prim));
+        }
     }
-    fn u16(&mut self, v: u16) {
+    fn raw_u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u128(&mut self, v: u128) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn len(&mut self, n: usize) {
-        self.u32(n as u32);
-    }
-    fn bytes(&mut self, s: &[u8]) {
-        self.len(s.len());
+    fn raw_bytes(&mut self, s: &[u8]) {
+        self.raw_u32(s.len() as u32);
         self.buf.extend_from_slice(s);
     }
-    fn str(&mut self, s: &str) {
-        self.bytes(s.as_bytes());
+    fn raw_u32s(&mut self, v: &[u32]) {
+        self.raw_u32(v.len() as u32);
+        for &x in v {
+            self.raw_u32(x);
+        }
     }
-    fn opt_str(&mut self, s: Option<&str>) {
+    fn u8(&mut self, field: &'static str, v: u8) {
+        self.note(field, Prim::U8);
+        self.buf.push(v);
+    }
+    fn bool(&mut self, field: &'static str, v: bool) {
+        self.note(field, Prim::Bool);
+        self.buf.push(u8::from(v));
+    }
+    fn u16(&mut self, field: &'static str, v: u16) {
+        self.note(field, Prim::U16);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, field: &'static str, v: u32) {
+        self.note(field, Prim::U32);
+        self.raw_u32(v);
+    }
+    fn u64(&mut self, field: &'static str, v: u64) {
+        self.note(field, Prim::U64);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, field: &'static str, v: u128) {
+        self.note(field, Prim::U128);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, field: &'static str, n: usize) {
+        self.note(field, Prim::Len);
+        self.raw_u32(n as u32);
+    }
+    fn bytes(&mut self, field: &'static str, s: &[u8]) {
+        self.note(field, Prim::Bytes);
+        self.raw_bytes(s);
+    }
+    fn str(&mut self, field: &'static str, s: &str) {
+        self.note(field, Prim::Str);
+        self.raw_bytes(s.as_bytes());
+    }
+    fn opt_str(&mut self, field: &'static str, s: Option<&str>) {
+        self.note(field, Prim::OptStr);
         match s {
             Some(s) => {
-                self.u8(1);
-                self.str(s);
+                self.buf.push(1);
+                self.raw_bytes(s.as_bytes());
             }
-            None => self.u8(0),
+            None => self.buf.push(0),
         }
     }
-    fn opt_u64(&mut self, v: Option<u64>) {
+    fn opt_u64(&mut self, field: &'static str, v: Option<u64>) {
+        self.note(field, Prim::OptU64);
         match v {
             Some(v) => {
-                self.u8(1);
-                self.u64(v);
+                self.buf.push(1);
+                self.buf.extend_from_slice(&v.to_le_bytes());
             }
-            None => self.u8(0),
+            None => self.buf.push(0),
         }
     }
-    fn u32s(&mut self, v: &[u32]) {
-        self.len(v.len());
-        for &x in v {
-            self.u32(x);
-        }
+    fn u32s(&mut self, field: &'static str, v: &[u32]) {
+        self.note(field, Prim::Ids);
+        self.raw_u32s(v);
     }
-    fn lists(&mut self, v: &[Vec<u32>]) {
-        self.len(v.len());
+    fn lists(&mut self, field: &'static str, v: &[Vec<u32>]) {
+        self.note(field, Prim::IdLists);
+        self.raw_u32(v.len() as u32);
         for l in v {
-            self.u32s(l);
+            self.raw_u32s(l);
         }
     }
-    fn ports(&mut self, v: &[(u16, u16)]) {
-        self.len(v.len());
+    fn ports(&mut self, field: &'static str, v: &[(u16, u16)]) {
+        self.note(field, Prim::Ports);
+        self.raw_u32(v.len() as u32);
         for &(a, b) in v {
-            self.u16(a);
-            self.u16(b);
+            self.buf.extend_from_slice(&a.to_le_bytes());
+            self.buf.extend_from_slice(&b.to_le_bytes());
         }
     }
 }
@@ -364,15 +412,15 @@ impl Builder<'_> {
     }
 
     /// Writes a list of DFA chunks with the number of patterns each holds.
-    fn write_chunks(&mut self, chunks: &[u32]) {
-        self.w.len(chunks.len());
+    fn write_chunks(&mut self, field: &'static str, chunks: &[u32]) {
+        self.w.len(field, chunks.len());
         for &c in chunks {
-            self.w.u32(c);
+            self.w.u32("automaton", c);
         }
     }
 
     fn policy(&mut self, ir: &Ir) {
-        self.w.u8(default_code(ir.mesh_default));
+        self.w.u8("mesh default", default_code(ir.mesh_default));
         self.value_regexes(ir);
         self.principals(ir);
         self.rules(ir);
@@ -406,7 +454,10 @@ impl Builder<'_> {
                 }
             }
         }
-        self.w.u32s(&dfas);
+        self.w.len("value automata", dfas.len());
+        for d in dfas {
+            self.w.u32("automaton", d);
+        }
     }
 
     fn principals(&mut self, ir: &Ir) {
@@ -461,14 +512,14 @@ impl Builder<'_> {
         }
         authenticated.sort_unstable();
         authenticated.dedup();
-        self.w.len(clauses.len());
-        self.w.u32s(&authenticated);
+        self.w.u32("clause count", clauses.len() as u32);
+        self.w.u32s("authenticated clauses", &authenticated);
         // One automaton set per trust domain, over the ID after the trust
         // domain: the runtime finds the trust domain by binary search and
         // walks only the path.
-        self.w.len(identity.len());
+        self.w.len("trust domains", identity.len());
         for (td, paths) in identity {
-            self.w.str(&td);
+            self.w.str("trust domain", &td);
             let patterns: Vec<String> = paths.keys().cloned().collect();
             let chunks = self.dfa_chunks(
                 &patterns,
@@ -476,9 +527,9 @@ impl Builder<'_> {
                 Span::default(),
                 "identity patterns",
             );
-            self.write_chunks(&chunks);
+            self.write_chunks("identity automata", &chunks);
             let lists: Vec<Vec<u32>> = paths.into_values().map(dedup).collect();
-            self.w.lists(&lists);
+            self.w.lists("pattern clauses", &lists);
         }
         self.net_table(nets);
     }
@@ -493,15 +544,22 @@ impl Builder<'_> {
                 .map(|r| if v6 { r.v6.as_slice() } else { r.v4.as_slice() })
                 .collect();
             let table = elementary(&per);
-            self.w.len(table.len());
+            self.w.len(
+                if v6 {
+                    "ipv6 intervals"
+                } else {
+                    "ipv4 intervals"
+                },
+                table.len(),
+            );
             for (lo, hi, ids) in table {
-                self.w.u128(lo);
-                self.w.u128(hi);
-                self.w.u32s(&ids);
+                self.w.u128("first", lo);
+                self.w.u128("last", hi);
+                self.w.u32s("atoms", &ids);
             }
         }
         let lists: Vec<Vec<u32>> = atoms.into_values().map(dedup).collect();
-        self.w.lists(&lists);
+        self.w.lists("atom targets", &lists);
     }
 
     fn rule_clauses(&self, rule: &ir::Rule) -> Vec<u32> {
@@ -518,26 +576,29 @@ impl Builder<'_> {
     }
 
     fn rules(&mut self, ir: &Ir) {
-        self.w.len(ir.rules.len());
+        self.w.len("rules", ir.rules.len());
         for rule in &ir.rules {
-            self.w.str(&rule.name);
-            self.w.u8(u8::from(rule.effect == Effect::Deny));
+            self.w.str("name", &rule.name);
+            self.w.bool("deny", rule.effect == Effect::Deny);
             let clauses = self.rule_clauses(rule);
-            self.w.u32s(&clauses);
+            self.w.u32s("clauses", &clauses);
         }
     }
 
     fn servers(&mut self, ir: &Ir) {
-        self.w.len(ir.servers.len());
+        self.w.len("servers", ir.servers.len());
         for (si, server) in ir.servers.iter().enumerate() {
-            self.w.str(&server.name);
-            self.w.u8(match server.protocol {
-                Protocol::Http => 0,
-                Protocol::Grpc => 1,
-                Protocol::Tcp => 2,
-            });
-            self.w.u8(default_code(server.default));
-            self.w.ports(&merge_ports(&server.ports));
+            self.w.str("name", &server.name);
+            self.w.u8(
+                "protocol",
+                match server.protocol {
+                    Protocol::Http => 0,
+                    Protocol::Grpc => 1,
+                    Protocol::Tcp => 2,
+                },
+            );
+            self.w.u8("default", default_code(server.default));
+            self.w.ports("ports", &merge_ports(&server.ports));
             // Rules applying to each route (and to the implicit route).
             let rules_for = |route: Option<usize>| {
                 let mut deny = Vec::new();
@@ -604,7 +665,20 @@ impl Builder<'_> {
         // Normalized paths are ASCII, on which byte-mode regexes match
         // exactly as Unicode ones do while building far smaller automata; a
         // chunk that byte mode cannot express (`\p{..}`) stays Unicode.
-        for (group, start) in [(&literal, usize::MAX), (&regex, REGEX_CHUNK)] {
+        for (group, start, automata, lists) in [
+            (
+                &literal,
+                usize::MAX,
+                "literal path automata",
+                "literal pattern routes",
+            ),
+            (
+                &regex,
+                REGEX_CHUNK,
+                "regex path automata",
+                "regex pattern routes",
+            ),
+        ] {
             let mut chunks = Vec::new();
             for part in group
                 .patterns
@@ -618,59 +692,61 @@ impl Builder<'_> {
                 };
                 chunks.extend(self.dfa_chunks(part, flavor, span, &what));
             }
-            self.write_chunks(&chunks);
-            self.w.lists(&group.routes);
+            self.write_chunks(automata, &chunks);
+            self.w.lists(lists, &group.routes);
         }
-        self.w.u32s(&any);
-        self.w.len(order.len());
+        self.w.u32s("routes without path", &any);
+        self.w.len("routes", order.len());
         for &i in &order {
             let r = &routes[i];
-            self.w.opt_str(if implicit { None } else { Some(&r.name) });
-            self.w.len(r.methods.len());
+            self.w
+                .opt_str("name", if implicit { None } else { Some(&r.name) });
+            self.w.len("methods", r.methods.len());
             for m in &r.methods {
-                self.w.str(m);
+                self.w.str("method", m);
             }
-            self.conds(&r.headers);
-            self.conds(&r.queries);
+            self.conds("headers", &r.headers);
+            self.conds("queries", &r.queries);
             let (deny, allow) = rules.get(i).cloned().unwrap_or_default();
-            self.w.u32s(&deny);
-            self.w.u32s(&allow);
-            self.w.len(r.to.len());
+            self.w.u32s("deny rules", &deny);
+            self.w.u32s("allow rules", &allow);
+            self.w.len("backends", r.to.len());
             for &(b, weight) in &r.to {
-                self.w.u32(b as u32);
-                self.w.u32(weight);
+                self.w.u32("backend", b as u32);
+                self.w.u32("weight", weight);
             }
-            self.w.opt_u64(r.timeout_ms);
+            self.w.opt_u64("timeout ms", r.timeout_ms);
             self.retry(r.retry.as_ref());
         }
     }
 
-    fn conds(&mut self, conds: &[(String, ValueCond)]) {
-        self.w.len(conds.len());
+    fn conds(&mut self, field: &'static str, conds: &[(String, ValueCond)]) {
+        self.w.len(field, conds.len());
         for (name, cond) in conds {
-            self.w.str(name);
+            self.w.str("name", name);
             match cond {
                 ValueCond::Exact(v) => {
-                    self.w.u8(0);
-                    self.w.str(v);
+                    self.w.u8("value", 0);
+                    self.w.bytes("value", v.as_bytes());
                 }
                 ValueCond::Regex(re) => {
-                    self.w.u8(1);
-                    self.w.u32(self.value_ids.get(re).copied().unwrap_or(0));
+                    self.w.u8("value", 1);
+                    let id = self.value_ids.get(re).copied().unwrap_or(0);
+                    self.w.u32("value automaton", id);
                 }
-                ValueCond::Present => self.w.u8(2),
+                ValueCond::Present => self.w.u8("value", 2),
             }
         }
     }
 
     fn retry(&mut self, retry: Option<&ir::Retry>) {
         let Some(r) = retry else {
-            self.w.u8(0);
+            self.w.bool("retry", false);
             return;
         };
-        self.w.u8(1);
-        self.w.u32(r.attempts);
-        self.w.len(r.on.len());
+        self.w.bool("retry", true);
+        self.w.u32("attempts", r.attempts);
+        self.w.len("on", r.on.len());
         for c in &r.on {
             let (kind, v) = match *c {
                 ir::RetryCond::ServerError => (0u8, 0u16),
@@ -679,54 +755,55 @@ impl Builder<'_> {
                 ir::RetryCond::Status(s) => (3, s),
                 ir::RetryCond::Grpc(g) => (4, g as u16),
             };
-            self.w.u8(kind);
-            self.w.u16(v);
+            self.w.u8("condition", kind);
+            self.w.u16("value", v);
         }
-        self.w.opt_u64(r.per_try_timeout_ms);
-        self.w.u8(r.budget_percent);
+        self.w.opt_u64("per-try timeout ms", r.per_try_timeout_ms);
+        self.w.u8("budget percent", r.budget_percent);
     }
 
     fn services(&mut self, ir: &Ir) {
-        self.w.len(ir.services.len());
+        self.w.len("services", ir.services.len());
         for svc in &ir.services {
-            self.w.str(&svc.name);
-            self.w.len(svc.authorities.len());
+            self.w.str("name", &svc.name);
+            self.w.len("authorities", svc.authorities.len());
             for (host, port) in &svc.authorities {
-                self.w.str(host);
-                self.w.u16(*port);
+                self.w.str("host", host);
+                self.w.u16("port", *port);
             }
-            self.w.opt_u64(svc.timeout_ms);
+            self.w.opt_u64("timeout ms", svc.timeout_ms);
             self.retry(svc.retry.as_ref());
             match &svc.breaker {
                 Some(b) => {
-                    self.w.u8(1);
-                    self.w.u32(b.consecutive_failures);
-                    self.w.u64(b.backoff_min_ms);
-                    self.w.u64(b.backoff_max_ms);
-                    self.w.u8(b.jitter_percent);
+                    self.w.bool("circuit breaker", true);
+                    self.w.u32("consecutive failures", b.consecutive_failures);
+                    self.w.u64("backoff min ms", b.backoff_min_ms);
+                    self.w.u64("backoff max ms", b.backoff_max_ms);
+                    self.w.u8("jitter percent", b.jitter_percent);
                 }
-                None => self.w.u8(0),
+                None => self.w.bool("circuit breaker", false),
             }
-            self.w.len(svc.backends.len());
+            self.w.len("backends", svc.backends.len());
             for b in &svc.backends {
-                self.w.str(&b.name);
-                self.w.len(b.endpoints.len());
+                self.w.str("name", &b.name);
+                self.w.len("endpoints", b.endpoints.len());
                 for e in &b.endpoints {
                     match e {
                         ir::Endpoint::Addr(a) => {
-                            self.w.u8(0);
-                            self.w.str(&a.to_string());
+                            self.w.u8("endpoint", 0);
+                            self.w.str("text", &a.to_string());
                         }
                         ir::Endpoint::Name(h, p) => {
-                            self.w.u8(1);
-                            self.w.str(&format!("{h}:{p}"));
+                            self.w.u8("endpoint", 1);
+                            self.w.str("text", &format!("{h}:{p}"));
                         }
                     }
                 }
-                self.w.opt_str(b.identity.as_deref());
-                self.w.opt_str(b.cluster.as_deref());
-                self.w.opt_u64(b.failover.map(|f| f as u64));
-                self.w.opt_u64(b.max_in_flight.map(u64::from));
+                self.w.opt_str("identity", b.identity.as_deref());
+                self.w.opt_str("cluster", b.cluster.as_deref());
+                self.w.opt_u64("failover", b.failover.map(|f| f as u64));
+                self.w
+                    .opt_u64("max in flight", b.max_in_flight.map(u64::from));
             }
             let rules = vec![(Vec::new(), Vec::new()); svc.routes.len()];
             self.route_set(&svc.routes, &rules, false, svc.span, &svc.name);
@@ -735,22 +812,24 @@ impl Builder<'_> {
 
     fn egress(&mut self, ir: &Ir) {
         let Some(eg) = &ir.egress else {
-            self.w.u8(0);
+            self.w.bool("egress", false);
             return;
         };
-        self.w.u8(1);
-        self.w.u8(u8::from(eg.default == Effect::Deny));
-        self.w.len(eg.rules.len());
+        self.w.bool("egress", true);
+        self.w.bool("default deny", eg.default == Effect::Deny);
+        self.w.len("rules", eg.rules.len());
         let mut hosts: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut star: Vec<u32> = Vec::new();
         let mut nets: BTreeMap<Ranges, Vec<u32>> = BTreeMap::new();
         for (i, r) in eg.rules.iter().enumerate() {
             let id = i as u32;
-            self.w.str(&r.name);
-            self.w.u8(u8::from(r.effect == Effect::Deny));
-            self.w.ports(&r.ports);
-            self.w
-                .u8(u8::from(r.hosts.is_empty() && r.networks.is_none()));
+            self.w.str("name", &r.name);
+            self.w.bool("deny", r.effect == Effect::Deny);
+            self.w.ports("ports", &r.ports);
+            self.w.bool(
+                "any destination",
+                r.hosts.is_empty() && r.networks.is_none(),
+            );
             for h in &r.hosts {
                 if h == "*" {
                     star.push(id);
@@ -769,10 +848,10 @@ impl Builder<'_> {
             Span::default(),
             "egress host patterns",
         );
-        self.write_chunks(&chunks);
+        self.write_chunks("host automata", &chunks);
         let lists: Vec<Vec<u32>> = hosts.into_values().map(dedup).collect();
-        self.w.lists(&lists);
-        self.w.u32s(&dedup(star));
+        self.w.lists("host pattern rules", &lists);
+        self.w.u32s("star rules", &dedup(star));
         self.net_table(nets);
     }
 }
@@ -821,4 +900,107 @@ fn dedup(mut v: Vec<u32>) -> Vec<u32> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_runtime::bundle::schema::{self, Field, Kind};
+    use sluice_runtime::AlignedBytes;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every inline policy of `conformance/` and every policy of `policies/`.
+    fn policies() -> Vec<(String, sluice_lang::Policy)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut out = Vec::new();
+        let mut files: Vec<_> = std::fs::read_dir(root.join("conformance"))
+            .expect("conformance/")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let table: toml::Table =
+                toml::from_str(&std::fs::read_to_string(&file).expect("read")).expect("TOML");
+            if let Some(text) = table.get("policy").and_then(|p| p.as_str()) {
+                let (policy, _) = sluice_lang::parse::parse_str("inline.sluice", text);
+                out.push((file.display().to_string(), policy));
+            }
+        }
+        for entry in std::fs::read_dir(root.join("policies")).expect("policies/") {
+            let folder = entry.expect("entry").path();
+            if !folder.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&folder).expect("folder") {
+                let file = file.expect("entry").path();
+                if file.extension().is_some_and(|e| e == "toml") {
+                    let table: toml::Table =
+                        toml::from_str(&std::fs::read_to_string(&file).expect("read"))
+                            .expect("TOML");
+                    let path = table["policy-file"].as_str().expect("policy-file");
+                    let sources = sluice_lang::source::load(&folder.join(path)).expect("load");
+                    let (policy, _) = sluice_lang::parse::parse_files(sources);
+                    out.push((file.display().to_string(), policy));
+                }
+            }
+        }
+        out
+    }
+
+    fn leaf_names(fields: &[Field], out: &mut BTreeSet<&'static str>) {
+        for f in fields {
+            match f.kind {
+                Kind::List(inner) | Kind::Opt(inner) => {
+                    out.insert(f.name);
+                    leaf_names(inner, out);
+                }
+                Kind::Record(inner) => leaf_names(inner, out),
+                Kind::Tag(variants) => {
+                    out.insert(f.name);
+                    for v in variants {
+                        leaf_names(v.fields, out);
+                    }
+                }
+                _ => {
+                    out.insert(f.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn writer_loader_and_schema_agree_field_for_field() {
+        let config = Config::default();
+        let mut checked = 0;
+        let mut seen = BTreeSet::new();
+        for (name, policy) in policies() {
+            let (Some(ir), _) = crate::ast_to_ir::ast_to_ir(&policy, &config) else {
+                continue;
+            };
+            let (bytes, _, written) = build(&ir, &config, true)
+                .unwrap_or_else(|e| panic!("{name} does not build: {e:?}"));
+            let walked = schema::walk(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(m) = schema::compare("the writer", &written, &walked) {
+                panic!("{name}: {m}");
+            }
+            let aligned = AlignedBytes::new(&bytes);
+            let read = schema::loader_reads(aligned.as_bytes())
+                .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+            if let Some(m) = schema::compare("the loader", &read, &walked) {
+                panic!("{name}: {m}");
+            }
+            seen.extend(walked.iter().map(|a| a.0));
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} policies compiled");
+        let mut all = BTreeSet::new();
+        leaf_names(schema::TABLES, &mut all);
+        let missing: Vec<_> = all.difference(&seen).collect();
+        assert!(
+            missing.is_empty(),
+            "no test policy writes the fields {missing:?}"
+        );
+    }
 }

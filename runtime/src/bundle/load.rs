@@ -1,6 +1,7 @@
 //! Bundle bytes to a [`Bundle`]: every byte checked, DFAs borrowed.
 
 use super::read::Reader;
+use super::schema::Access;
 use super::*;
 use regex_automata::dfa::Automaton;
 use regex_automata::util::start;
@@ -13,8 +14,14 @@ pub enum LoadError {
     Truncated,
     /// Not a bundle: the magic bytes are wrong.
     BadMagic,
-    /// Written in a format version this runtime does not read.
-    UnsupportedVersion(u32),
+    /// Written in a format version this runtime does not read (see
+    /// `docs/bundle.md`, "Format versions").
+    UnsupportedVersion {
+        /// The version in the bundle's header.
+        found: u32,
+        /// The version this runtime reads ([`FORMAT_VERSION`]).
+        supported: u32,
+    },
     /// The content hash does not match: the bytes were changed.
     HashMismatch {
         /// The hash in the header.
@@ -35,9 +42,10 @@ impl std::fmt::Display for LoadError {
         match self {
             LoadError::Truncated => f.write_str("the bundle is truncated"),
             LoadError::BadMagic => f.write_str("not a sluice bundle (bad magic bytes)"),
-            LoadError::UnsupportedVersion(v) => {
-                write!(f, "bundle format version {v} is not supported (this runtime reads {FORMAT_VERSION})")
-            }
+            LoadError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "bundle format version `{found}` is not supported: this runtime reads version `{supported}`"
+            ),
             LoadError::HashMismatch { expected, actual } => write!(
                 f,
                 "the bundle is corrupt: content hash {actual:016x} does not match {expected:016x}"
@@ -86,12 +94,16 @@ impl<'a> Loader<'a> {
             .ok_or(LoadError::Invalid("automaton index"))
     }
 
-    fn dfa_set(&mut self, r: &mut Reader<'a>) -> Result<DfaSet<'a>, LoadError> {
-        let n = r.len(4)?;
+    fn dfa_set(
+        &mut self,
+        r: &mut Reader<'a>,
+        field: &'static str,
+    ) -> Result<DfaSet<'a>, LoadError> {
+        let n = r.len(field, 4)?;
         let mut set = DfaSet::default();
         let mut first = 0u32;
         for _ in 0..n {
-            let dfa = self.take_dfa(r.u32()?)?;
+            let dfa = self.take_dfa(r.u32("automaton")?)?;
             set.first.push(first);
             first = first
                 .checked_add(dfa.pattern_len() as u32)
@@ -105,19 +117,18 @@ impl<'a> Loader<'a> {
     fn pattern_group(
         &mut self,
         r: &mut Reader<'a>,
+        automata: &'static str,
+        routes: &'static str,
     ) -> Result<(DfaSet<'a>, Vec<Vec<u32>>), LoadError> {
-        let set = self.dfa_set(r)?;
+        let set = self.dfa_set(r, automata)?;
         check_anchored(&set)?;
         let patterns: usize = set.dfas.iter().map(|d| d.pattern_len()).sum();
-        if r.len(4)? != patterns {
+        // Route ranks are checked once the route count is known.
+        let lists = r.id_lists(routes, u32::MAX as usize)?;
+        if lists.len() != patterns {
             return Err(LoadError::Invalid(
                 "pattern lists do not match the automata",
             ));
-        }
-        let mut lists = Vec::with_capacity(patterns);
-        // Route ranks are checked once the route count is known.
-        for _ in 0..patterns {
-            lists.push(r.ids(u32::MAX as usize)?);
         }
         Ok((set, lists))
     }
@@ -129,10 +140,12 @@ impl<'a> Loader<'a> {
         backends: usize,
         value_dfas: usize,
     ) -> Result<RouteSet<'a>, LoadError> {
-        let (literal, literal_routes) = self.pattern_group(r)?;
-        let (regex, regex_routes) = self.pattern_group(r)?;
-        let any_routes = r.ids(u32::MAX as usize)?;
-        let n = r.len(8)?;
+        let (literal, literal_routes) =
+            self.pattern_group(r, "literal path automata", "literal pattern routes")?;
+        let (regex, regex_routes) =
+            self.pattern_group(r, "regex path automata", "regex pattern routes")?;
+        let any_routes = r.ids("routes without path", u32::MAX as usize)?;
+        let n = r.len("routes", 8)?;
         let mut seen = vec![false; n];
         // Every route is in exactly one list, and the groups come in
         // precedence order (literal, regex, none), which the matcher relies on.
@@ -168,28 +181,28 @@ impl<'a> Loader<'a> {
 
         let mut routes = Vec::with_capacity(n);
         for _ in 0..n {
-            let name = r.opt_str()?;
-            let m = r.len(4)?;
+            let name = r.opt_str("name")?;
+            let m = r.len("methods", 4)?;
             let mut methods = Vec::with_capacity(m);
             for _ in 0..m {
-                methods.push(r.str()?);
+                methods.push(r.str("method")?);
             }
-            let headers = self.conds(r, value_dfas)?;
-            let queries = self.conds(r, value_dfas)?;
-            let deny_rules = r.ids(rules)?;
-            let allow_rules = r.ids(rules)?;
-            let b = r.len(8)?;
+            let headers = self.conds(r, "headers", value_dfas)?;
+            let queries = self.conds(r, "queries", value_dfas)?;
+            let deny_rules = r.ids("deny rules", rules)?;
+            let allow_rules = r.ids("allow rules", rules)?;
+            let b = r.len("backends", 8)?;
             let mut backend_ids = Vec::with_capacity(b);
             let mut weights = Vec::with_capacity(b);
             for _ in 0..b {
-                let id = r.u32()?;
+                let id = r.u32("backend")?;
                 if id as usize >= backends {
                     return Err(LoadError::Invalid("backend index"));
                 }
                 backend_ids.push(id);
-                weights.push(r.u32()?);
+                weights.push(r.u32("weight")?);
             }
-            let timeout_ms = r.opt_u64()?;
+            let timeout_ms = r.opt_u64("timeout ms")?;
             let retry = read_retry(r)?;
             routes.push(Route {
                 name,
@@ -218,15 +231,20 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn conds(&mut self, r: &mut Reader<'a>, value_dfas: usize) -> Result<Vec<Cond<'a>>, LoadError> {
-        let n = r.len(5)?;
+    fn conds(
+        &mut self,
+        r: &mut Reader<'a>,
+        field: &'static str,
+        value_dfas: usize,
+    ) -> Result<Vec<Cond<'a>>, LoadError> {
+        let n = r.len(field, 5)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
-            let name = r.str()?;
-            let value = match r.u8()? {
-                0 => ValueCond::Exact(r.bytes()?),
+            let name = r.str("name")?;
+            let value = match r.u8("value")? {
+                0 => ValueCond::Exact(r.bytes("value")?),
                 1 => {
-                    let i = r.u32()?;
+                    let i = r.u32("value automaton")?;
                     if i as usize >= value_dfas {
                         return Err(LoadError::Invalid("value automaton index"));
                     }
@@ -247,16 +265,16 @@ impl<'a> Loader<'a> {
     ) -> Result<NetTable, LoadError> {
         let mut t = NetTable::default();
         let mut raw: [Vec<(u128, u128, Vec<u32>)>; 2] = [Vec::new(), Vec::new()];
-        for fam in &mut raw {
-            let n = r.len(36)?;
+        for (fam, field) in raw.iter_mut().zip(["ipv4 intervals", "ipv6 intervals"]) {
+            let n = r.len(field, 36)?;
             for _ in 0..n {
-                let lo = r.u128()?;
-                let hi = r.u128()?;
-                let ids = r.ids(u32::MAX as usize)?;
+                let lo = r.u128("first")?;
+                let hi = r.u128("last")?;
+                let ids = r.ids("atoms", u32::MAX as usize)?;
                 fam.push((lo, hi, ids));
             }
         }
-        t.targets = r.id_lists(targets_bound)?;
+        t.targets = r.id_lists("atom targets", targets_bound)?;
         let atoms = t.targets.len();
         for (fam, max) in raw.iter().zip([u32::MAX as u128, u128::MAX]) {
             let mut prev: Option<u128> = None;
@@ -281,15 +299,15 @@ impl<'a> Loader<'a> {
 }
 
 fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
-    if !r.bool()? {
+    if !r.bool("retry")? {
         return Ok(None);
     }
-    let attempts = r.u32()?;
-    let n = r.len(3)?;
+    let attempts = r.u32("attempts")?;
+    let n = r.len("on", 3)?;
     let mut on = Vec::with_capacity(n);
     for _ in 0..n {
-        let kind = r.u8()?;
-        let v = r.u16()?;
+        let kind = r.u8("condition")?;
+        let v = r.u16("value")?;
         on.push(match kind {
             0 => RetryCond::ServerError,
             1 => RetryCond::GatewayError,
@@ -299,8 +317,8 @@ fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
             _ => return Err(LoadError::Invalid("retry condition")),
         });
     }
-    let per_try_timeout_ms = r.opt_u64()?;
-    let budget_percent = r.u8()?;
+    let per_try_timeout_ms = r.opt_u64("per-try timeout ms")?;
+    let budget_percent = r.u8("budget percent")?;
     Ok(Some(Retry {
         attempts,
         on,
@@ -322,6 +340,12 @@ impl<'a> Bundle<'a> {
     /// automaton) and borrows them. `bytes` must start at an 8-byte aligned
     /// address (use [`AlignedBytes`]). Never panics.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Bundle<'a>, LoadError> {
+        Self::load(bytes, false).map(|(bundle, _)| bundle)
+    }
+
+    /// [`Bundle::from_bytes`]; with `log`, also every named read of the
+    /// tables, in order (see `schema.rs`).
+    pub(crate) fn load(bytes: &'a [u8], log: bool) -> Result<(Bundle<'a>, Vec<Access>), LoadError> {
         if bytes.len() < HEADER_LEN {
             return Err(LoadError::Truncated);
         }
@@ -330,7 +354,10 @@ impl<'a> Bundle<'a> {
         }
         let version = le_u32(bytes, 8);
         if version != FORMAT_VERSION {
-            return Err(LoadError::UnsupportedVersion(version));
+            return Err(LoadError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         if le_u64(bytes, 24) != bytes.len() as u64 {
             return Err(LoadError::Truncated);
@@ -382,11 +409,14 @@ impl<'a> Bundle<'a> {
         }
         let mut loader = Loader { dfas };
         let mut r = Reader::new(tables);
-        let mesh_default = default_policy(r.u8()?)?;
-        let n_values = r.len(4)?;
+        if log {
+            r.start_log();
+        }
+        let mesh_default = default_policy(r.u8("mesh default")?)?;
+        let n_values = r.len("value automata", 4)?;
         let mut value_dfas = Vec::with_capacity(n_values);
         for _ in 0..n_values {
-            let dfa = loader.take_dfa(r.u32()?)?;
+            let dfa = loader.take_dfa(r.u32("automaton")?)?;
             if dfa.pattern_len() != 1 {
                 return Err(LoadError::Invalid("value automaton"));
             }
@@ -394,25 +424,25 @@ impl<'a> Bundle<'a> {
                 .map_err(|e| LoadError::Dfa(e.to_string()))?;
             value_dfas.push(dfa);
         }
-        let clause_count = r.u32()?;
+        let clause_count = r.u32("clause count")?;
         if clause_count as usize > bytes.len() {
             return Err(LoadError::Invalid("clause count"));
         }
         let cc = clause_count as usize;
-        let authenticated_clauses = r.ids(cc)?;
-        let n_domains = r.len(8)?;
+        let authenticated_clauses = r.ids("authenticated clauses", cc)?;
+        let n_domains = r.len("trust domains", 8)?;
         let mut identities: Vec<TrustDomainPatterns<'a>> = Vec::with_capacity(n_domains);
         for _ in 0..n_domains {
-            let trust_domain = r.str()?;
+            let trust_domain = r.str("trust domain")?;
             if identities
                 .last()
                 .is_some_and(|last| last.trust_domain >= trust_domain)
             {
                 return Err(LoadError::Invalid("trust domains out of order"));
             }
-            let dfas = loader.dfa_set(&mut r)?;
+            let dfas = loader.dfa_set(&mut r, "identity automata")?;
             check_anchored(&dfas)?;
-            let clauses = r.id_lists(cc)?;
+            let clauses = r.id_lists("pattern clauses", cc)?;
             let patterns: usize = dfas.dfas.iter().map(|d| d.pattern_len()).sum();
             if clauses.len() != patterns {
                 return Err(LoadError::Invalid("identity pattern lists"));
@@ -425,12 +455,12 @@ impl<'a> Bundle<'a> {
         }
         let peer_nets = loader.net_table(&mut r, cc)?;
 
-        let n_rules = r.len(6)?;
+        let n_rules = r.len("rules", 6)?;
         let mut rules = Vec::with_capacity(n_rules);
         for _ in 0..n_rules {
-            let name = r.str()?;
-            let deny = r.bool()?;
-            let clauses = r.ids(cc)?;
+            let name = r.str("name")?;
+            let deny = r.bool("deny")?;
+            let clauses = r.ids("clauses", cc)?;
             rules.push(Rule {
                 name,
                 deny,
@@ -438,20 +468,20 @@ impl<'a> Bundle<'a> {
             });
         }
 
-        let n_servers = r.len(8)?;
+        let n_servers = r.len("servers", 8)?;
         let mut servers = Vec::with_capacity(n_servers);
         let mut ports = Vec::new();
         let mut max_routes = 0;
         for si in 0..n_servers {
-            let name = r.str()?;
-            let protocol = match r.u8()? {
+            let name = r.str("name")?;
+            let protocol = match r.u8("protocol")? {
                 0 => Protocol::Http,
                 1 => Protocol::Grpc,
                 2 => Protocol::Tcp,
                 _ => return Err(LoadError::Invalid("protocol")),
             };
-            let default = default_policy(r.u8()?)?;
-            let server_ports = r.ports()?;
+            let default = default_policy(r.u8("default")?)?;
+            let server_ports = r.ports("ports")?;
             for &(a, b) in &server_ports {
                 ports.push((a, b, si as u32));
             }
@@ -473,40 +503,40 @@ impl<'a> Bundle<'a> {
             return Err(LoadError::Invalid("overlapping server ports"));
         }
 
-        let n_services = r.len(8)?;
+        let n_services = r.len("services", 8)?;
         let mut services = Vec::with_capacity(n_services);
         let mut authorities = Vec::new();
         for si in 0..n_services {
-            let name = r.str()?;
-            let n_auth = r.len(6)?;
+            let name = r.str("name")?;
+            let n_auth = r.len("authorities", 6)?;
             for _ in 0..n_auth {
-                let host = r.str()?;
+                let host = r.str("host")?;
                 if host.bytes().any(|b| b.is_ascii_uppercase()) {
                     return Err(LoadError::Invalid("authority host not lowercase"));
                 }
-                authorities.push((host, r.u16()?, si as u32));
+                authorities.push((host, r.u16("port")?, si as u32));
             }
-            let timeout_ms = r.opt_u64()?;
+            let timeout_ms = r.opt_u64("timeout ms")?;
             let retry = read_retry(&mut r)?;
-            let breaker = if r.bool()? {
+            let breaker = if r.bool("circuit breaker")? {
                 Some(CircuitBreaker {
-                    consecutive_failures: r.u32()?,
-                    backoff_min_ms: r.u64()?,
-                    backoff_max_ms: r.u64()?,
-                    jitter_percent: r.u8()?,
+                    consecutive_failures: r.u32("consecutive failures")?,
+                    backoff_min_ms: r.u64("backoff min ms")?,
+                    backoff_max_ms: r.u64("backoff max ms")?,
+                    jitter_percent: r.u8("jitter percent")?,
                 })
             } else {
                 None
             };
-            let n_backends = r.len(8)?;
+            let n_backends = r.len("backends", 8)?;
             let mut backends = Vec::with_capacity(n_backends);
             for _ in 0..n_backends {
-                let bname = r.str()?;
-                let n_ep = r.len(5)?;
+                let bname = r.str("name")?;
+                let n_ep = r.len("endpoints", 5)?;
                 let mut endpoints = Vec::with_capacity(n_ep);
                 for _ in 0..n_ep {
-                    let kind = r.u8()?;
-                    let text = r.str()?;
+                    let kind = r.u8("endpoint")?;
+                    let text = r.str("text")?;
                     endpoints.push(match kind {
                         0 => Endpoint::Addr(
                             text.parse()
@@ -516,14 +546,14 @@ impl<'a> Bundle<'a> {
                         _ => return Err(LoadError::Invalid("endpoint")),
                     });
                 }
-                let identity = r.opt_str()?;
-                let cluster = r.opt_str()?;
-                let failover = match r.opt_u64()? {
+                let identity = r.opt_str("identity")?;
+                let cluster = r.opt_str("cluster")?;
+                let failover = match r.opt_u64("failover")? {
                     Some(f) if (f as usize) < n_backends => Some(f as u32),
                     Some(_) => return Err(LoadError::Invalid("failover index")),
                     None => None,
                 };
-                let max_in_flight = r.opt_u64()?.map(|m| m as u32);
+                let max_in_flight = r.opt_u64("max in flight")?.map(|m| m as u32);
                 backends.push(Backend {
                     name: bname,
                     endpoints,
@@ -557,29 +587,29 @@ impl<'a> Bundle<'a> {
             return Err(LoadError::Invalid("two services with one authority"));
         }
 
-        let egress = if r.bool()? {
-            let default_deny = r.bool()?;
-            let n = r.len(8)?;
+        let egress = if r.bool("egress")? {
+            let default_deny = r.bool("default deny")?;
+            let n = r.len("rules", 8)?;
             let mut rules = Vec::with_capacity(n);
             let mut open_rules = Vec::new();
             for i in 0..n {
-                let name = r.str()?;
-                let deny = r.bool()?;
-                let ports = r.ports()?;
-                let any_destination = r.bool()?;
+                let name = r.str("name")?;
+                let deny = r.bool("deny")?;
+                let ports = r.ports("ports")?;
+                let any_destination = r.bool("any destination")?;
                 if any_destination {
                     open_rules.push(i as u32);
                 }
                 rules.push(EgressRule { name, deny, ports });
             }
-            let hosts = loader.dfa_set(&mut r)?;
+            let hosts = loader.dfa_set(&mut r, "host automata")?;
             check_anchored(&hosts)?;
-            let host_rules = r.id_lists(n)?;
+            let host_rules = r.id_lists("host pattern rules", n)?;
             let patterns: usize = hosts.dfas.iter().map(|d| d.pattern_len()).sum();
             if host_rules.len() != patterns {
                 return Err(LoadError::Invalid("host pattern lists"));
             }
-            let star_rules = r.ids(n)?;
+            let star_rules = r.ids("star rules", n)?;
             let nets = loader.net_table(&mut r, n)?;
             Some(Egress {
                 default_deny,
@@ -599,22 +629,26 @@ impl<'a> Bundle<'a> {
         if loader.dfas.iter().any(Option::is_some) {
             return Err(LoadError::Invalid("unused automaton"));
         }
-        Ok(Bundle {
-            bytes,
-            hash: actual,
-            mesh_default,
-            clause_count,
-            authenticated_clauses,
-            identities,
-            peer_nets,
-            rules,
-            servers,
-            ports,
-            services,
-            authorities,
-            egress,
-            value_dfas,
-            max_routes,
-        })
+        let log = r.take_log();
+        Ok((
+            Bundle {
+                bytes,
+                hash: actual,
+                mesh_default,
+                clause_count,
+                authenticated_clauses,
+                identities,
+                peer_nets,
+                rules,
+                servers,
+                ports,
+                services,
+                authorities,
+                egress,
+                value_dfas,
+                max_routes,
+            },
+            log,
+        ))
     }
 }

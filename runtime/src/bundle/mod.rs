@@ -16,6 +16,7 @@
 
 mod load;
 mod read;
+pub mod schema;
 
 pub use load::LoadError;
 
@@ -24,8 +25,10 @@ use regex_automata::dfa::dense;
 
 /// Magic bytes at the start of every bundle.
 pub const MAGIC: [u8; 8] = *b"SLUICEB\0";
-/// Bundle format version this runtime reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bundle format version this runtime reads, and the only one it loads.
+/// Bump it with every change of the layout (`schema.rs` has a test for
+/// that; `docs/bundle.md`, "Format versions", has the rule).
+pub const FORMAT_VERSION: u32 = 2;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 48;
 
