@@ -26,6 +26,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -34,8 +35,8 @@ use proptest::strategy::Strategy;
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{json, Map, Value};
 use sluice_compiler::Config;
-use sluice_reference::{evaluate, Decision, Direction, Request};
-use sluice_runtime::{AlignedBytes, Bundle, Http, Inbound, Outbound, Peer, PeerClass, Scratch};
+use sluice_reference::{evaluate_request, Decision, Direction, ErrorKind, Request};
+use sluice_runtime::{AlignedBytes, Bundle, Http, Inbound, Outbound, Peer, PeerClass, RequestError, Scratch};
 
 // ---------------------------------------------------------------------------
 // A small deterministic generator (splitmix64), seeded per case by proptest.
@@ -262,6 +263,11 @@ const NETS: &[&str] = &[
     "128.0.0.0/1",
     "8000::/1",
     "2001:db8:1:4::/63",
+    // Next to the IPv4-carrying ranges of spec section 7, not inside them.
+    "::1",
+    "::/128",
+    "::/95",
+    "64:ff9b::/95",
 ];
 const EXCEPT_NETS: &[&str] = &[
     "10.1.5.0/24",
@@ -296,8 +302,16 @@ const IPS_V4: &[&str] = &[
     "255.255.255.255",
     "127.255.255.255",
 ];
-// No IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`): their handling is left to the proxy.
+// Besides these, [`carrying_v6`] writes IPv4 addresses as IPv6 ones.
 const IPS_V6: &[&str] = &[
+    "::1",
+    "::2",
+    "::ffff:10.1.5.7",
+    "64:ff9b::a01:507",
+    "::a01:507",
+    // Not IPv4-carrying: another NAT64 prefix, and just outside `::/96`.
+    "64:ff9b:1::a01:507",
+    "::1:a01:507",
     "2001:db8:1:5::7",
     "2001:db8:1:5::6",
     "2001:db8:1:5::8",
@@ -336,6 +350,8 @@ const EGRESS_HOSTS: &[&str] = &[
     "10.1.5.7",
     "10.2.3.4",
     "[2001:db8:1:5::7]",
+    "[::ffff:10.1.5.7]",
+    "[64:ff9b::a02:304]",
     "unknown.org",
 ];
 const EGRESS_PORT_SETS: &[&[(u16, u16)]] =
@@ -344,7 +360,32 @@ const OUT_PORTS: &[u16] = &[443, 80, 5432, 8443, 22, 8080];
 
 const SERVICE_HOSTS: &[&str] =
     &["pay.svc", "Search", "users.prod.svc", "api.example.com", "10.1.5.7", "[2001:db8:1:5::7]"];
-const ENDPOINTS: &[&str] = &["10.0.1.10:8080", "10.0.1.11:8080", "[2001:db8::10]:8080", "\"east.svc:8080\""];
+const ENDPOINTS: &[&str] = &[
+    "10.0.1.10:8080",
+    "10.0.1.11:8080",
+    "10.0.1.10:80",
+    "[2001:db8::10]:8080",
+    "[::ffff:10.0.1.12]:8080",
+    "\"east.svc:8080\"",
+    "\"East.Svc.:9000\"",
+];
+const BACKEND_IDENTITIES: &[&str] = &["spiffe://td.one/ns/shop/sa/api", "spiffe://td-two/x"];
+const CLUSTERS: &[&str] = &["east", "West-2", "", "eu/1"];
+const RETRY_CONDS: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "429",
+    "503",
+    "100",
+    "599",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+const BACKOFFS: &[(&str, &str)] = &[("1s", "60s"), ("100ms", "2s"), ("0s", "0s"), ("5s", "5s"), ("1m", "1h")];
 const DURATIONS: &[(&str, u64)] =
     &[("500ms", 500), ("2s", 2000), ("1m", 60_000), ("1h", 3_600_000), ("1500ms", 1500), ("0s", 0)];
 
@@ -548,7 +589,24 @@ struct Route {
     /// Service routes only.
     timeout: Option<(&'static str, u64)>,
     /// Service routes only: a `retry` block.
-    retry: bool,
+    retry: Option<RetrySpec>,
+}
+
+/// A `retry` block; `None` fields are left unwritten.
+#[derive(Clone, Debug)]
+struct RetrySpec {
+    attempts: Option<u32>,
+    on: Option<Vec<&'static str>>,
+    per_try_timeout: Option<&'static str>,
+    budget: Option<u8>,
+}
+
+/// A `circuit-breaker` block; `None` fields are left unwritten.
+#[derive(Clone, Debug)]
+struct BreakerSpec {
+    consecutive_failures: Option<u32>,
+    backoff: Option<(&'static str, &'static str)>,
+    jitter: Option<u8>,
 }
 
 impl Route {
@@ -599,8 +657,12 @@ struct EgressRule {
 #[derive(Clone, Debug)]
 struct Backend {
     name: String,
-    endpoint: Option<&'static str>,
+    /// One `endpoint` statement's list (none when empty).
+    endpoints: Vec<&'static str>,
     failover: Option<String>,
+    identity: Option<&'static str>,
+    cluster: Option<&'static str>,
+    max_in_flight: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -611,7 +673,8 @@ struct Service {
     timeout: Option<(&'static str, u64)>,
     backends: Vec<Backend>,
     routes: Vec<Route>,
-    breaker: bool,
+    retry: Option<RetrySpec>,
+    breaker: Option<BreakerSpec>,
 }
 
 /// A whole policy.
@@ -624,6 +687,12 @@ struct Model {
     services: Vec<Service>,
     /// Seeds the layout choices of rendering (item order, separators).
     style: u64,
+    /// Seeds a folder layout (spec section 1): the items cut into several
+    /// files. `None`: one file.
+    files: Option<u64>,
+    /// Items written as text and placed at random (a policy broken on
+    /// purpose, see [`gen_breakage`]).
+    extra: Vec<String>,
 }
 
 impl Model {
@@ -724,11 +793,44 @@ fn render_route(g: &mut Gen, r: &Route) -> String {
     if let Some((t, _)) = r.timeout {
         stmts.push(format!("timeout {t}"));
     }
-    if r.retry {
-        stmts.push("retry { attempts 2  on gateway-error, reset, 503  per-try-timeout 200ms }".to_string());
+    if let Some(retry) = &r.retry {
+        stmts.push(retry_text(g, retry));
     }
     g.shuffle(&mut stmts);
     block(g, &format!("route {}", r.name), &stmts)
+}
+
+fn retry_text(g: &mut Gen, r: &RetrySpec) -> String {
+    let mut stmts = Vec::new();
+    if let Some(n) = r.attempts {
+        stmts.push(format!("attempts {n}"));
+    }
+    if let Some(on) = &r.on {
+        stmts.push(format!("on {}", on.join(", ")));
+    }
+    if let Some(t) = r.per_try_timeout {
+        stmts.push(format!("per-try-timeout {t}"));
+    }
+    if let Some(b) = r.budget {
+        stmts.push(format!("budget {b}%"));
+    }
+    g.shuffle(&mut stmts);
+    block(g, "retry", &stmts)
+}
+
+fn breaker_text(g: &mut Gen, b: &BreakerSpec) -> String {
+    let mut stmts = Vec::new();
+    if let Some(n) = b.consecutive_failures {
+        stmts.push(format!("consecutive-failures {n}"));
+    }
+    if let Some((lo, hi)) = b.backoff {
+        stmts.push(format!("backoff {lo} {hi}"));
+    }
+    if let Some(j) = b.jitter {
+        stmts.push(format!("jitter {j}%"));
+    }
+    g.shuffle(&mut stmts);
+    block(g, "circuit-breaker", &stmts)
 }
 
 fn render_server(g: &mut Gen, s: &Server) -> String {
@@ -816,20 +918,31 @@ fn render_service(g: &mut Gen, s: &Service) -> String {
     if let Some((t, _)) = s.timeout {
         free.push(format!("timeout {t}"));
     }
-    if s.breaker {
-        free.push("circuit-breaker { consecutive-failures 5  backoff 1s 60s  jitter 10% }".to_string());
+    if let Some(retry) = &s.retry {
+        free.push(retry_text(g, retry));
+    }
+    if let Some(breaker) = &s.breaker {
+        free.push(breaker_text(g, breaker));
     }
     for b in &s.backends {
         let mut stmts = Vec::new();
-        if let Some(e) = b.endpoint {
-            stmts.push(format!("endpoint {e}"));
+        if !b.endpoints.is_empty() {
+            let sep = if g.chance(30) { "," } else { ", " };
+            stmts.push(format!("endpoint {}", b.endpoints.join(sep)));
         }
         if let Some(f) = &b.failover {
             stmts.push(format!("failover {f}"));
         }
-        if g.chance(20) {
-            stmts.push(format!("cluster {}", quoted(&b.name)));
+        if let Some(id) = b.identity {
+            stmts.push(format!("identity {}", quoted(id)));
         }
+        if let Some(c) = b.cluster {
+            stmts.push(format!("cluster {}", quoted(c)));
+        }
+        if let Some(n) = b.max_in_flight {
+            stmts.push(format!("max-in-flight {n}"));
+        }
+        g.shuffle(&mut stmts);
         free.push(block(g, &format!("backend {}", b.name), &stmts));
     }
     let routes: Vec<String> = s.routes.iter().map(|r| render_route(g, r)).collect();
@@ -840,6 +953,11 @@ fn render_service(g: &mut Gen, s: &Service) -> String {
 /// The policy text. Items come in a random order, except that rules keep
 /// their declaration order (it decides which rule is named).
 fn render(m: &Model) -> String {
+    render_items(m).into_iter().map(|t| t + "\n").collect()
+}
+
+/// The texts of the items in declaration order.
+fn render_items(m: &Model) -> Vec<String> {
     let mut g = Gen(m.style);
     let mut items: Vec<(u64, Option<String>)> = Vec::new();
     if let Some(mesh) = &m.mesh {
@@ -869,13 +987,100 @@ fn render(m: &Model) -> String {
     }
     items.sort_by_key(|i| i.0);
     let mut rules = rules.into_iter();
-    let mut out = String::new();
-    for (_, text) in items {
-        let text = text.or_else(|| rules.next()).unwrap_or_default();
-        out.push_str(&text);
-        out.push('\n');
+    let mut out: Vec<String> = items.into_iter().map(|(_, text)| text.or_else(|| rules.next()).unwrap_or_default()).collect();
+    for e in &m.extra {
+        let at = g.below(out.len() + 1);
+        out.insert(at, e.clone());
     }
     out
+}
+
+/// Relative paths of policy files in a folder: their byte order (`-` <
+/// `.` < `/` < digits < upper case < `_` < lower case < UTF-8) is the
+/// declaration order, which sorting path components instead would break.
+const FILE_PATHS: &[&str] = &[
+    "a.sluice",
+    "a-b.sluice",
+    "a.b.sluice",
+    "a/b.sluice",
+    "a/a/z.sluice",
+    "B.sluice",
+    "_.sluice",
+    "z.sluice",
+    "10.sluice",
+    "9.sluice",
+    "\u{e9}.sluice",
+    "b/c/d.sluice",
+];
+/// Files of a policy folder that are not policy files (never read).
+const JUNK_FILES: &[(&str, &str)] =
+    &[("README.md", "not { a policy"), ("a/x.sluice.bak", "server {"), ("b/notes.txt", "}"), ("c/sluice", "{")];
+
+/// The policy as a folder (spec section 1): its items, in declaration
+/// order, cut into runs, one run per file, the files taken in byte order
+/// of their paths; some files empty or only a comment; and some files that
+/// are not policy files. `(path, text)` pairs, policy files first, sorted.
+fn render_files(m: &Model, seed: u64) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let items = render_items(m);
+    let mut g = Gen(seed);
+    let k = g.range(2, 5);
+    let mut paths = g.distinct(FILE_PATHS, k);
+    paths.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut cuts: Vec<usize> = (0..k - 1).map(|_| g.range(0, items.len())).collect();
+    cuts.sort_unstable();
+    cuts.insert(0, 0);
+    cuts.push(items.len());
+    let files = paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let mut text = if g.chance(20) { format!("# {path}\n") } else { String::new() };
+            for item in &items[cuts[i]..cuts[i + 1]] {
+                text.push_str(item);
+                text.push('\n');
+            }
+            (path, text)
+        })
+        .collect();
+    let n_junk = g.weighted(&[60, 30, 10]);
+    let junk = g
+        .distinct(&JUNK_FILES.iter().map(|j| j.0).collect::<Vec<_>>(), n_junk)
+        .into_iter()
+        .map(|p| {
+            let text = JUNK_FILES.iter().find(|j| j.0 == p).map_or("", |j| j.1).to_string();
+            (p, text)
+        })
+        .collect();
+    (files, junk)
+}
+
+/// Distinguishes the temporary folders of concurrent cases.
+static FOLDER_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes the files of [`render_files`] to a fresh temporary folder (in a
+/// random order) and reads it back as the compiler's input does
+/// (`sluice_lang::source::load`); checks that exactly the policy files
+/// came back, in byte order of their paths.
+fn load_folder(m: &Model, seed: u64) -> Result<Vec<sluice_lang::ast::SourceFile>, String> {
+    let (files, junk) = render_files(m, seed);
+    let n = FOLDER_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sluice-differential-{}-{n}", std::process::id()));
+    let mut all: Vec<&(String, String)> = files.iter().chain(&junk).collect();
+    Gen(seed ^ 0x5eed).shuffle(&mut all);
+    let written = all.iter().try_for_each(|(path, text)| {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().unwrap_or(&dir))?;
+        std::fs::write(full, text)
+    });
+    let loaded = written.and_then(|()| sluice_lang::source::load(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    let loaded = loaded.map_err(|e| format!("the policy folder does not load: {e}"))?;
+    let got: Vec<&str> = loaded.iter().map(|f| f.path.as_str()).collect();
+    let want: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    if got != want {
+        return Err(format!("the policy folder loads the files {got:?}, not {want:?} (byte order of their paths)"));
+    }
+    Ok(loaded)
 }
 
 // ---------------------------------------------------------------------------
@@ -952,7 +1157,7 @@ fn gen_route(g: &mut Gen, name: &str, backends: Option<&[Backend]>) -> Route {
     let n_queries = g.weighted(&[60, 30, 10]);
     let queries = (0..n_queries).map(|_| (g.s(QUERY_KEYS), gen_vm(g, QUERY_EQ_VALUES, QUERY_REGEXES))).collect();
     let mut route =
-        Route { name: name.to_string(), methods, path, headers, queries, to: Vec::new(), timeout: None, retry: false };
+        Route { name: name.to_string(), methods, path, headers, queries, to: Vec::new(), timeout: None, retry: None };
     if let Some(backends) = backends {
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
         let n = g.range(1, names.len().min(3));
@@ -971,9 +1176,38 @@ fn gen_route(g: &mut Gen, name: &str, backends: Option<&[Backend]>) -> Route {
         if g.chance(35) {
             route.timeout = Some(*g.pick(DURATIONS));
         }
-        route.retry = g.chance(15);
+        route.retry = g.chance(15).then(|| gen_retry(g));
     }
     route
+}
+
+/// A `retry` block, each statement written or not.
+fn gen_retry(g: &mut Gen) -> RetrySpec {
+    RetrySpec {
+        attempts: g.chance(60).then(|| *g.pick(&[0u32, 1, 2, 5, u32::MAX])),
+        on: g.chance(60).then(|| {
+            let n = g.range(1, 4);
+            let mut on: Vec<&'static str> = Vec::new();
+            for _ in 0..n {
+                let c = *g.pick(RETRY_CONDS);
+                if !on.contains(&c) {
+                    on.push(c);
+                }
+            }
+            on
+        }),
+        per_try_timeout: g.chance(50).then(|| g.pick(DURATIONS).0),
+        budget: g.chance(40).then(|| *g.pick(&[0u8, 5, 20, 100])),
+    }
+}
+
+/// A `circuit-breaker` block, each statement written or not.
+fn gen_breaker(g: &mut Gen) -> BreakerSpec {
+    BreakerSpec {
+        consecutive_failures: g.chance(60).then(|| *g.pick(&[0u32, 1, 5, u32::MAX])),
+        backoff: g.chance(50).then(|| *g.pick(BACKOFFS)),
+        jitter: g.chance(50).then(|| *g.pick(&[0u8, 10, 100])),
+    }
 }
 
 /// An identity pattern.
@@ -1187,7 +1421,24 @@ fn gen_model(g: &mut Gen) -> Model {
         let names = g.distinct(BACKEND_NAMES, n_backends);
         let mut backends: Vec<Backend> = names
             .iter()
-            .map(|n| Backend { name: n.clone(), endpoint: g.chance(70).then(|| *g.pick(ENDPOINTS)), failover: None })
+            .map(|n| {
+                let n_endpoints = if g.chance(70) { g.range(1, 3) } else { 0 };
+                let mut endpoints: Vec<&'static str> = Vec::new();
+                for _ in 0..n_endpoints {
+                    let e = *g.pick(ENDPOINTS);
+                    if !endpoints.contains(&e) {
+                        endpoints.push(e);
+                    }
+                }
+                Backend {
+                    name: n.clone(),
+                    endpoints,
+                    failover: None,
+                    identity: g.chance(20).then(|| *g.pick(BACKEND_IDENTITIES)),
+                    cluster: g.chance(20).then(|| *g.pick(CLUSTERS)),
+                    max_in_flight: g.chance(20).then(|| *g.pick(&[0u32, 1, 100, u32::MAX])),
+                }
+            })
             .collect();
         for i in 0..backends.len().saturating_sub(1) {
             if g.chance(15) {
@@ -1203,10 +1454,287 @@ fn gen_model(g: &mut Gen) -> Model {
             timeout: g.chance(40).then(|| *g.pick(DURATIONS)),
             backends,
             routes,
-            breaker: g.chance(15),
+            retry: g.chance(20).then(|| gen_retry(g)),
+            breaker: g.chance(20).then(|| gen_breaker(g)),
         });
     }
-    Model { mesh, servers, rules, egress, services, style: g.next() }
+    let style = g.next();
+    let files = g.chance(35).then(|| g.next());
+    Model { mesh, servers, rules, egress, services, style, files, extra: Vec::new() }
+}
+
+// ---------------------------------------------------------------------------
+// Policies broken on purpose.
+// ---------------------------------------------------------------------------
+
+/// Networks inside `::ffff:0:0/96`, `64:ff9b::/96` or `::/96` (other than
+/// `::/128` and `::1/128`): `invalid-network` (spec section 7, "Addresses").
+const IPV4_CARRYING_NETS: &[&str] = &[
+    "::ffff:10.0.0.0/104",
+    "::ffff:0:0/96",
+    "::ffff:10.1.5.7",
+    "::ffff:0.0.0.0/128",
+    "64:ff9b::/96",
+    "64:ff9b::a00:0/104",
+    "64:ff9b::a01:507",
+    "::/96",
+    "::a00:0/104",
+    "::10.1.5.7",
+    "::2",
+    "::/127",
+];
+
+/// A copy of `m` with one thing broken, and the diagnostic code that the
+/// spec (sections 1, 2, 4, 5, 7 and 8) gives that break.
+fn gen_breakage(g: &mut Gen, m: &Model) -> (Model, &'static str) {
+    let mut b = m.clone();
+    let server = g.pick(&m.servers).name.clone();
+    let http_server = m.servers.iter().find(|s| s.proto() != Proto::Tcp).map(|s| s.name.clone());
+    let svc = |body: &str| format!("service zz-extra {{ authority \"zz.extra\"  {body} }}");
+    loop {
+        let code = match g.weighted(&[30, 6, 6, 5, 5, 6, 5, 6, 4, 5, 8, 4, 5, 5, 5, 5]) {
+            0 => {
+                let bad = Net::parse(&g.s(IPV4_CARRYING_NETS));
+                let with_network = b.rules.iter().position(|r| r.froms.iter().any(|p| matches!(p, Principal::Network(..))));
+                match g.below(4) {
+                    0 => b.extra.push(format!("allow zz-extra {{ to {server}  from network {} }}", bad.text)),
+                    1 => b.extra.push(format!("deny zz-extra {{ to {server}  from network ::/0 except {} }}", bad.text)),
+                    2 if b.egress.as_ref().is_some_and(|e| !e.rules.is_empty()) => {
+                        let rules = &mut b.egress.as_mut().expect("an egress block").rules;
+                        let i = g.below(rules.len());
+                        match &mut rules[i].nets {
+                            Some((include, _)) => include.push(bad),
+                            None => rules[i].nets = Some((vec![bad], Vec::new())),
+                        }
+                    }
+                    3 if with_network.is_some() => {
+                        let rule = &mut b.rules[with_network.expect("a rule with a network")];
+                        for p in &mut rule.froms {
+                            if let Principal::Network(include, _) = p {
+                                include.push(bad);
+                                break;
+                            }
+                        }
+                    }
+                    _ => continue,
+                }
+                "invalid-network"
+            }
+            1 => {
+                match g.below(3) {
+                    0 if m.mesh.is_some() => b.extra.push("mesh { default allow }".to_string()),
+                    0 => b.extra.extend(["mesh { }".to_string(), "mesh { default deny }".to_string()]),
+                    1 if m.egress.is_some() => b.extra.push("egress { default allow }".to_string()),
+                    _ => b.extra.push(svc("timeout 1s  timeout 2s  backend a { }  route r { to a }")),
+                }
+                "duplicate-statement"
+            }
+            2 => {
+                match g.below(4) {
+                    0 if !m.rules.is_empty() => {
+                        let name = &g.pick(&m.rules).name;
+                        b.extra.push(format!("allow {name} {{ to {server}  from any }}"));
+                    }
+                    1 if !m.services.is_empty() => {
+                        let name = &g.pick(&m.services).name;
+                        b.extra.push(format!("service {name} {{ authority \"zz.extra\"  backend a {{ }}  route r {{ to a }} }}"));
+                    }
+                    2 => b.extra.push(svc("backend a { }  backend a { }  route r { to a }")),
+                    _ => b.extra.push(format!("server {server} {{ }}")),
+                }
+                "duplicate-name"
+            }
+            3 => {
+                let Some(s) = m.servers.iter().find(|s| !s.ports.is_empty()) else { continue };
+                let port = port_of(g, s);
+                b.extra.push(format!("server zz-extra {{ port {port} }}"));
+                "port-conflict"
+            }
+            4 => {
+                if m.services.is_empty() {
+                    continue;
+                }
+                let service = g.pick(&m.services);
+                let entry = g.pick(&service.authorities).clone();
+                let (host, port) = authority_key(&entry);
+                let host =
+                    if host.contains(':') { format!("[{}]", host.to_ascii_uppercase()) } else { host.to_ascii_uppercase() + "." };
+                let written = if port == 80 && g.chance(50) { host } else { format!("{host}:{port}") };
+                b.extra.push(format!(
+                    "service zz-extra {{ authority {}  backend a {{ }}  route r {{ to a }} }}",
+                    quoted(&written)
+                ));
+                "authority-conflict"
+            }
+            5 => {
+                match g.below(4) {
+                    0 => b.extra.push("allow zz-extra { to nosuch  from any }".to_string()),
+                    1 if http_server.is_some() => b.extra.push(format!(
+                        "allow zz-extra {{ to {}.nosuch  from any }}",
+                        http_server.as_deref().unwrap_or_default()
+                    )),
+                    2 => b.extra.push(svc("backend a { }  route r { to nosuch }")),
+                    _ => b.extra.push(svc("backend a { failover nosuch }  route r { to a }")),
+                }
+                "unknown-reference"
+            }
+            6 => {
+                b.extra.push(if g.chance(50) {
+                    svc("backend a { failover b }  backend b { failover a }  route r { to a }")
+                } else {
+                    svc("backend a { failover a }  route r { to a }")
+                });
+                "failover-cycle"
+            }
+            7 => {
+                b.extra.push(match g.below(3) {
+                    0 => svc("backend a { }  route r { to a 0 }"),
+                    1 => svc("backend a { }"),
+                    _ => svc("backend a { }  route r { path \"/\" }"),
+                });
+                "no-backend"
+            }
+            8 => {
+                if m.trust_domain().is_some() {
+                    continue;
+                }
+                b.extra.push(format!("allow zz-extra {{ to {server}  from namespace \"shop\" }}"));
+                "missing-trust-domain"
+            }
+            9 => {
+                b.extra.push(if g.chance(50) {
+                    format!("allow zz-extra {{ to {server} }}")
+                } else {
+                    "deny zz-extra { from any }".to_string()
+                });
+                "empty-rule"
+            }
+            10 => {
+                b.extra.push(match g.below(8) {
+                    0 => "server zz-extra { port 0 }".to_string(),
+                    1 => "server zz-extra { port 65536 }".to_string(),
+                    2 => "server zz-extra { port 9-8 }".to_string(),
+                    3 => "server zz-extra { route r { path \"/a/../b\" } }".to_string(),
+                    4 => "server zz-extra { route r { grpc \"pkg.Svc\" } }".to_string(),
+                    5 => svc("retry { budget 101% }  backend a { }  route r { to a }"),
+                    6 => svc("backend a { }  route r { to a 4294967296 }"),
+                    _ => format!("server {} {{ }}", "a".repeat(64)),
+                });
+                "invalid-value"
+            }
+            11 => {
+                let re = g.s(&["(", "[a-", "a{2,1}", "(?P<x>a)(?P<x>b)"]);
+                b.extra.push(if g.chance(50) {
+                    format!("server zz-extra {{ route r {{ path regex {} }} }}", raw(&re))
+                } else {
+                    format!("server zz-extra {{ route r {{ header \"x\" ~ {} }} }}", raw(&re))
+                });
+                "invalid-regex"
+            }
+            12 => {
+                let (inc, exc) = *g.pick(&[
+                    ("10.1.0.0/16", "10.2.0.0/16"),
+                    ("2001:db8:1::/48", "2001:db8:2::/48"),
+                    ("10.0.0.0/8", "2001:db8::/32"),
+                    ("10.1.5.0/24", "10.1.0.0/16"),
+                ]);
+                b.extra.push(format!("allow zz-extra {{ to {server}  from network {inc} except {exc} }}"));
+                "except-outside-network"
+            }
+            13 => {
+                b.extra.push(match g.below(3) {
+                    0 => "server zz-extra { route r { timeout 1s } }".to_string(),
+                    1 => "server zz-extra { route r { retry { } } }".to_string(),
+                    _ => "server zz-extra { protocol tcp  route r { } }".to_string(),
+                });
+                "misplaced-statement"
+            }
+            14 => {
+                let bad = g.s(&["a.*.com", "*example.com", "api.*", "*.*.com"]);
+                let egress = b.egress.get_or_insert_with(|| Egress { default: None, rules: Vec::new() });
+                match egress.rules.iter_mut().find(|r| !r.hosts.is_empty()) {
+                    Some(r) if g.chance(50) => r.hosts.push(bad),
+                    _ => egress.rules.push(EgressRule {
+                        name: "zz-extra".to_string(),
+                        deny: false,
+                        hosts: vec![bad],
+                        nets: None,
+                        ports: Vec::new(),
+                    }),
+                }
+                "invalid-host"
+            }
+            _ => {
+                let bad = g.s(&[
+                    "spiffe://td.one/a/**/b",
+                    "spiffe://*/ns/x",
+                    "spiffe://TD.ONE/x",
+                    "spiffe://td.one/a*",
+                    "spiffe://td.one/ns//x",
+                    "td.one/ns/x",
+                    "spiffe://td.one/**/**",
+                ]);
+                b.extra.push(format!("allow zz-extra {{ to {server}  from identity {} }}", quoted(&bad)));
+                "invalid-identity"
+            }
+        };
+        return (b, code);
+    }
+}
+
+/// `None` when the compiler rejects the broken policy with errors of
+/// `code` only; else what went wrong.
+fn check_breakage(broken: &Model, code: &str) -> Option<String> {
+    let policy = match sources(broken) {
+        Ok((policy, folder)) => folder.unwrap_or(policy),
+        Err(e) => return Some(e),
+    };
+    match sluice_compiler::compile(&policy, &Config::default()) {
+        Ok(_) => Some(format!("compiled, but the spec makes it `{code}`\n")),
+        Err(diagnostics) => {
+            let errors: Vec<String> = diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| format!("{} at line {}: {}", d.code.as_str(), d.span.line, d.message))
+                .collect();
+            let all_expected = diagnostics.iter().filter(|d| d.is_error()).all(|d| d.code.as_str() == code);
+            (errors.is_empty() || !all_expected)
+                .then(|| format!("want errors `{code}` only, got:\n  {}\n", errors.join("\n  ")))
+        }
+    }
+}
+
+/// Per-policy coverage of the service settings.
+fn account_settings(m: &Model, stats: &mut Stats) {
+    for s in &m.services {
+        stats.bump_policy("settings:service");
+        if s.retry.is_some() {
+            stats.bump_policy("settings:service-retry");
+        }
+        if s.routes.iter().any(|r| r.retry.is_some()) {
+            stats.bump_policy("settings:route-retry");
+        }
+        if s.breaker.is_some() {
+            stats.bump_policy("settings:breaker");
+        }
+        for b in &s.backends {
+            if b.endpoints.len() > 1 {
+                stats.bump_policy("settings:endpoints>1");
+            }
+            if b.failover.is_some() {
+                stats.bump_policy("settings:failover");
+            }
+            if b.identity.is_some() {
+                stats.bump_policy("settings:identity");
+            }
+            if b.cluster.is_some() {
+                stats.bump_policy("settings:cluster");
+            }
+            if b.max_in_flight.is_some() {
+                stats.bump_policy("settings:max-in-flight");
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1552,6 +2080,13 @@ fn instantiate(g: &mut Gen, m: &Model) -> Option<String> {
             s => segs.push(s.to_string()),
         }
     }
+    if g.chance(20) {
+        // The same path in another trust domain: a near miss.
+        let other: Vec<&str> = TRUST_DOMAINS.iter().copied().filter(|td| *td != segs[0]).collect();
+        if !other.is_empty() {
+            segs[0] = g.s(&other);
+        }
+    }
     Some(format!("spiffe://{}", segs.join("/")))
 }
 
@@ -1587,7 +2122,47 @@ fn gen_identity(g: &mut Gen, m: &Model) -> String {
 
 fn gen_ip(g: &mut Gen) -> IpAddr {
     let s = if g.chance(60) { g.pick(IPS_V4) } else { g.pick(IPS_V6) };
-    s.parse().expect("pool address")
+    let ip = s.parse().expect("pool address");
+    maybe_carry(g, ip)
+}
+
+/// `v4` written as an IPv6 address that carries it (spec section 7,
+/// "Addresses"): IPv4-mapped, NAT64 or IPv4-compatible (which for
+/// `0.0.0.0` and `0.0.0.1` gives `::` and `::1`, which carry nothing).
+fn carrying_v6(g: &mut Gen, v4: std::net::Ipv4Addr) -> IpAddr {
+    let x = u128::from(u32::from(v4));
+    IpAddr::V6(std::net::Ipv6Addr::from(match g.below(3) {
+        0 => 0xffff_0000_0000 | x,
+        1 => (0x64_ff9b_u128 << 96) | x,
+        _ => x,
+    }))
+}
+
+/// Sometimes an IPv4 address written as an IPv6 one that carries it.
+fn maybe_carry(g: &mut Gen, ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) if g.chance(20) => carrying_v6(g, v4),
+        _ => ip,
+    }
+}
+
+/// The address that `network`s see (spec section 7, "Addresses"): an IPv6
+/// address in `::ffff:0:0/96`, `64:ff9b::/96` or `::/96` (but not `::` and
+/// `::1`) stands for the IPv4 address in its last 32 bits.
+fn carried(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    let x = u128::from(v6);
+    let high = x >> 32;
+    if high == 0xffff || high == 0x64_ff9b << 64 || (high == 0 && x > 1) {
+        IpAddr::V4(std::net::Ipv4Addr::from(x as u32))
+    } else {
+        ip
+    }
+}
+
+/// Whether an address is IPv6 as written but IPv4 to `network`s.
+fn is_carrying(ip: IpAddr) -> bool {
+    ip.is_ipv6() && carried(ip).is_ipv4()
 }
 
 /// An address inside `net`, near its start or its end.
@@ -1604,12 +2179,7 @@ fn ip_in(g: &mut Gen, net: &Net) -> IpAddr {
             let host = if net.len == 128 { 0 } else { u128::MAX >> net.len };
             let o = offset & host;
             let base = u128::from(a);
-            let ip = std::net::Ipv6Addr::from(if g.chance(50) { base | o } else { (base | host) - o });
-            // Never an IPv4-mapped address: their handling is left to the proxy.
-            if ip.to_ipv4_mapped().is_some() {
-                return "2001:db8::1".parse().expect("an address");
-            }
-            IpAddr::V6(ip)
+            IpAddr::V6(std::net::Ipv6Addr::from(if g.chance(50) { base | o } else { (base | host) - o }))
         }
     }
 }
@@ -1638,11 +2208,13 @@ fn gen_model_ip(g: &mut Gen, m: &Model, outbound: bool) -> IpAddr {
     }
     if !excepts.is_empty() && g.chance(if outbound { 40 } else { 25 }) {
         let n = (*g.pick(&excepts)).clone();
-        return ip_in(g, &n);
+        let ip = ip_in(g, &n);
+        return maybe_carry(g, ip);
     }
     if !nets.is_empty() && g.chance(30) {
         let n = (*g.pick(&nets)).clone();
-        return ip_in(g, &n);
+        let ip = ip_in(g, &n);
+        return maybe_carry(g, ip);
     }
     gen_ip(g)
 }
@@ -1835,11 +2407,13 @@ struct Flat {
     timeout_ms: Option<u64>,
 }
 
-/// A decision, an error (message not compared), or a panic.
+/// A decision, an error (its kind compared, not its message), or a panic.
 #[derive(Clone, Debug)]
 enum Outcome {
     Decision(Flat),
-    Error(String),
+    /// The kind (`connection-to-http-server`, `incomplete`,
+    /// `bad-authority`) and the message.
+    Error(&'static str, String),
     Panic(String),
 }
 
@@ -1847,7 +2421,7 @@ impl Outcome {
     fn agrees(&self, other: &Outcome) -> bool {
         match (self, other) {
             (Outcome::Decision(a), Outcome::Decision(b)) => a == b,
-            (Outcome::Error(_), Outcome::Error(_)) => true,
+            (Outcome::Error(a, _), Outcome::Error(b, _)) => a == b,
             _ => false,
         }
     }
@@ -1893,9 +2467,16 @@ fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn run_reference(policy: &sluice_lang::Policy, r: &Request) -> Outcome {
-    match catch_unwind(AssertUnwindSafe(|| evaluate(policy, r))) {
+    match catch_unwind(AssertUnwindSafe(|| evaluate_request(policy, r))) {
         Ok(Ok(d)) => Outcome::Decision(flat_reference(&d)),
-        Ok(Err(e)) => Outcome::Error(e),
+        Ok(Err(e)) => Outcome::Error(
+            match e.kind {
+                ErrorKind::ConnectionToHttpServer => "connection-to-http-server",
+                ErrorKind::Incomplete => "incomplete",
+                ErrorKind::BadAuthority => "bad-authority",
+            },
+            e.message,
+        ),
         Err(e) => Outcome::Panic(panic_message(&*e)),
     }
 }
@@ -1943,21 +2524,207 @@ impl<'a> Runtime<'a> {
         }));
         match result {
             Ok(Ok(d)) => Outcome::Decision(d),
-            Ok(Err(e)) => Outcome::Error(e.to_string()),
+            Ok(Err(e)) => Outcome::Error(
+                match e {
+                    RequestError::ConnectionToHttpServer { .. } => "connection-to-http-server",
+                    RequestError::Incomplete { .. } => "incomplete",
+                    RequestError::BadAuthority => "bad-authority",
+                },
+                e.to_string(),
+            ),
             Err(e) => Outcome::Panic(panic_message(&*e)),
         }
     }
 }
 
+/// A service's settings as the runtime's accessors give them, in the
+/// reference's types (a failover index becomes its backend's name), with
+/// the retry policy of each of `routes`.
+fn settings_of_runtime(bundle: &Bundle<'_>, name: &str, routes: &[&str]) -> Option<sluice_reference::ServiceSettings> {
+    use sluice_reference::{Backend, Breaker, Endpoint, Retry, RetryOn, RouteSettings, ServiceSettings};
+    use sluice_runtime::{Endpoint as RtEndpoint, RetryCond};
+    let s = bundle.service(name)?;
+    let retry = |r: &sluice_runtime::Retry| Retry {
+        attempts: r.attempts,
+        on: r
+            .on
+            .iter()
+            .map(|c| match *c {
+                RetryCond::ServerError => RetryOn::ServerError,
+                RetryCond::GatewayError => RetryOn::GatewayError,
+                RetryCond::Reset => RetryOn::Reset,
+                RetryCond::Status(s) => RetryOn::Status(s),
+                RetryCond::Grpc(c) => RetryOn::Grpc(c),
+            })
+            .collect(),
+        per_try_timeout_ms: r.per_try_timeout_ms,
+        budget_percent: r.budget_percent,
+    };
+    let backends = s
+        .backends
+        .iter()
+        .map(|b| Backend {
+            name: b.name.to_string(),
+            endpoints: b
+                .endpoints
+                .iter()
+                .map(|e| match *e {
+                    RtEndpoint::Addr(a) => Endpoint::Addr(a),
+                    RtEndpoint::Name(n) => Endpoint::Name(n.to_string()),
+                })
+                .collect(),
+            identity: b.identity.map(str::to_string),
+            cluster: b.cluster.map(str::to_string),
+            failover: b.failover.map(|i| {
+                s.backends.get(i as usize).map_or_else(|| format!("#{i} (out of range)"), |f| f.name.to_string())
+            }),
+            max_in_flight: b.max_in_flight,
+        })
+        .collect();
+    let routes = routes
+        .iter()
+        .map(|r| RouteSettings { name: r.to_string(), retry: bundle.route_retry(name, r).map(retry) })
+        .collect();
+    Some(ServiceSettings {
+        name: s.name.to_string(),
+        timeout_ms: s.timeout_ms,
+        retry: s.retry.map(retry),
+        breaker: s.breaker.map(|b| Breaker {
+            consecutive_failures: b.consecutive_failures,
+            backoff_min_ms: b.backoff_min_ms,
+            backoff_max_ms: b.backoff_max_ms,
+            jitter_percent: b.jitter_percent,
+        }),
+        backends,
+        routes,
+    })
+}
+
+/// Compares every service's settings (retry, budget, per-try timeout,
+/// breaker, failover, endpoints, cluster, max-in-flight, backend identity)
+/// between the bundle and the reference. Returns `(field, report)` for
+/// each difference.
+fn compare_settings(m: &Model, policy: &sluice_lang::Policy, bundle: &Bundle<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let names: Vec<&str> = bundle.service_names().collect();
+    let expected: Vec<&str> = policy
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            sluice_lang::ast::Item::Service(s) => Some(s.name.node.as_str()),
+            _ => None,
+        })
+        .collect();
+    if names != expected {
+        out.push(("service names".to_string(), format!("runtime {names:?}, declaration order {expected:?}")));
+    }
+    for svc in &m.services {
+        let reference = sluice_reference::service_settings(policy, &svc.name);
+        let routes: Vec<&str> = svc.routes.iter().map(|r| r.name.as_str()).collect();
+        let runtime = settings_of_runtime(bundle, &svc.name, &routes);
+        // DNS names compare case-insensitively: the bundle keeps endpoint
+        // names lowercased, the reference as written.
+        let lower_names = |s: Option<sluice_reference::ServiceSettings>| {
+            s.map(|mut s| {
+                for b in &mut s.backends {
+                    for e in &mut b.endpoints {
+                        if let sluice_reference::Endpoint::Name(n) = e {
+                            n.make_ascii_lowercase();
+                        }
+                    }
+                }
+                s
+            })
+        };
+        let (reference, runtime) = (lower_names(reference), lower_names(runtime));
+        let (Some(e), Some(a)) = (&reference, &runtime) else {
+            if reference.is_some() != runtime.is_some() {
+                out.push((
+                    "service missing".to_string(),
+                    format!("service `{}`: reference {reference:?}, runtime {runtime:?}", svc.name),
+                ));
+            }
+            continue;
+        };
+        let mut fields = Vec::new();
+        macro_rules! cmp {
+            ($($field:ident),*) => { $( if e.$field != a.$field { fields.push(stringify!($field).to_string()); } )* };
+        }
+        cmp!(timeout_ms, retry, breaker, routes);
+        if e.backends.len() != a.backends.len() {
+            fields.push("backends".to_string());
+        }
+        for (x, y) in e.backends.iter().zip(&a.backends) {
+            macro_rules! cmp_backend {
+                ($($field:ident),*) => { $( if x.$field != y.$field { fields.push(format!("backend.{}", stringify!($field))); } )* };
+            }
+            cmp_backend!(name, endpoints, identity, cluster, failover, max_in_flight);
+        }
+        fields.dedup();
+        for f in fields {
+            out.push((
+                format!("settings [{f}]"),
+                format!("service `{}`\n  reference: {e:?}\n  runtime:   {a:?}", svc.name),
+            ));
+        }
+    }
+    out
+}
+
 /// Parses and compiles policy text; `Err` holds a report (a generator bug).
 fn build(text: &str, config: &Config) -> Result<(sluice_lang::Policy, AlignedBytes), String> {
+    let policy = parse_text(text)?;
+    let bytes = compile_policy(&policy, config)?;
+    Ok((policy, bytes))
+}
+
+/// Parses policy text as one file; `Err` holds a report.
+fn parse_text(text: &str) -> Result<sluice_lang::Policy, String> {
     let (policy, diagnostics) = sluice_lang::parse::parse_str("diff.sluice", text);
     let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
     if !errors.is_empty() {
         return Err(format!("the generated policy does not parse: {errors:#?}"));
     }
-    match sluice_compiler::compile(&policy, config) {
-        Ok(compiled) => Ok((policy, AlignedBytes::new(&compiled.bundle))),
+    Ok(policy)
+}
+
+/// The policy the reference decides (the model rendered as one file) and,
+/// for a folder layout, the policy the compiler gets (the model rendered
+/// as a folder and read back from disk); they have the same declaration
+/// order.
+fn sources(m: &Model) -> Result<(sluice_lang::Policy, Option<sluice_lang::Policy>), String> {
+    let reference = parse_text(&render(m))?;
+    let Some(seed) = m.files else { return Ok((reference, None)) };
+    let (folder, diagnostics) = sluice_lang::parse::parse_files(load_folder(m, seed)?);
+    let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    if !errors.is_empty() {
+        return Err(format!("the generated policy folder does not parse: {errors:#?}"));
+    }
+    Ok((reference, Some(folder)))
+}
+
+/// The text of a model for a report: one file, or each file of its folder.
+fn model_text(m: &Model) -> String {
+    match m.files {
+        None => render(m),
+        Some(seed) => {
+            let (files, junk) = render_files(m, seed);
+            let mut out = String::new();
+            for (path, text) in files {
+                let _ = write!(out, "--- file {path}\n{text}");
+            }
+            for (path, _) in junk {
+                let _ = writeln!(out, "--- (not a policy file: {path})");
+            }
+            out
+        }
+    }
+}
+
+/// Compiles a parsed policy; `Err` holds a report (a generator bug).
+fn compile_policy(policy: &sluice_lang::Policy, config: &Config) -> Result<AlignedBytes, String> {
+    match sluice_compiler::compile(policy, config) {
+        Ok(compiled) => Ok(AlignedBytes::new(&compiled.bundle)),
         Err(diagnostics) => {
             let list: String = diagnostics
                 .iter()
@@ -2022,7 +2789,7 @@ fn request_json(r: &Request) -> Value {
 fn outcome_text(o: &Outcome) -> String {
     match o {
         Outcome::Decision(d) => format!("{d:?}"),
-        Outcome::Error(e) => format!("error: {e}"),
+        Outcome::Error(kind, e) => format!("error ({kind}): {e}"),
         Outcome::Panic(e) => format!("PANIC: {e}"),
     }
 }
@@ -2033,7 +2800,8 @@ fn outcome_text(o: &Outcome) -> String {
 
 /// Both outcomes when `m` compiles and the two sides disagree on `r`.
 fn mismatch(m: &Model, r: &Request, config: &Config) -> Option<(Outcome, Outcome)> {
-    let (policy, bytes) = build(&render(m), config).ok()?;
+    let (policy, folder) = sources(m).ok()?;
+    let bytes = compile_policy(folder.as_ref().unwrap_or(&policy), config).ok()?;
     let mut rt = Runtime::new(&bytes).ok()?;
     let expected = run_reference(&policy, r);
     let actual = rt.run(r);
@@ -2080,8 +2848,8 @@ fn route_reductions(r: &Route) -> Vec<Route> {
     if r.timeout.is_some() {
         push(&|c| c.timeout = None);
     }
-    if r.retry {
-        push(&|c| c.retry = false);
+    if r.retry.is_some() {
+        push(&|c| c.retry = None);
     }
     out
 }
@@ -2240,8 +3008,8 @@ fn model_reductions(m: &Model) -> Vec<Model> {
             out.push(with(&mut |c| {
                 c.services[i].backends.remove(j);
             }));
-            if s.backends[j].endpoint.is_some() {
-                out.push(with(&mut |c| c.services[i].backends[j].endpoint = None));
+            if !s.backends[j].endpoints.is_empty() {
+                out.push(with(&mut |c| c.services[i].backends[j].endpoints.clear()));
             }
             if s.backends[j].failover.is_some() {
                 out.push(with(&mut |c| c.services[i].backends[j].failover = None));
@@ -2250,8 +3018,11 @@ fn model_reductions(m: &Model) -> Vec<Model> {
         if s.timeout.is_some() {
             out.push(with(&mut |c| c.services[i].timeout = None));
         }
-        if s.breaker {
-            out.push(with(&mut |c| c.services[i].breaker = false));
+        if s.retry.is_some() {
+            out.push(with(&mut |c| c.services[i].retry = None));
+        }
+        if s.breaker.is_some() {
+            out.push(with(&mut |c| c.services[i].breaker = None));
         }
     }
     out
@@ -2306,6 +3077,8 @@ fn minimize(m: &Model, r: &Request, config: &Config) -> (Model, Request) {
 #[derive(Default)]
 struct Stats {
     counts: BTreeMap<String, u64>,
+    /// Counts of policies (not pairs) by category.
+    policy_counts: BTreeMap<String, u64>,
     pairs: u64,
     policies: u64,
     /// Mismatches: (signature, report).
@@ -2320,6 +3093,14 @@ impl Stats {
 
     fn get(&self, key: &str) -> u64 {
         self.counts.get(key).copied().unwrap_or(0)
+    }
+
+    fn bump_policy(&mut self, key: &str) {
+        *self.policy_counts.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    fn get_policy(&self, key: &str) -> u64 {
+        self.policy_counts.get(key).copied().unwrap_or(0)
     }
 }
 
@@ -2385,6 +3166,34 @@ fn authority_ip(a: &str) -> Option<IpAddr> {
 fn account(m: &Model, req: &Req, reference: &Outcome, stats: &mut Stats) {
     let r = &req.r;
     stats.bump(req.kind.label());
+    if let Some(ip) = r.peer_ip.filter(|_| r.direction == Direction::Inbound) {
+        if ip.is_ipv6() {
+            stats.bump("peer:ipv6");
+        }
+        if is_carrying(ip) {
+            stats.bump("peer:ipv4-in-ipv6");
+            let in_network = m.rules.iter().flat_map(|r| &r.froms).any(|p| match p {
+                Principal::Network(inc, _) => inc.iter().any(|n| n.contains(carried(ip))),
+                _ => false,
+            });
+            if in_network {
+                stats.bump("peer:ipv4-in-ipv6-in-a-network");
+            }
+        }
+    }
+    if r.direction == Direction::Outbound {
+        let ip = r.ip.or_else(|| r.authority.as_deref().and_then(authority_ip));
+        if let Some(ip) = ip.filter(|ip| is_carrying(*ip)) {
+            stats.bump("destination:ipv4-in-ipv6");
+            let in_network = m.egress.iter().flat_map(|e| &e.rules).any(|r| match &r.nets {
+                Some((inc, _)) => inc.iter().any(|n| n.contains(carried(ip))),
+                None => false,
+            });
+            if in_network {
+                stats.bump("destination:ipv4-in-ipv6-in-a-network");
+            }
+        }
+    }
     if let Some(p) = &r.path {
         let kinds = attack_kinds(p);
         if !kinds.is_empty() {
@@ -2396,8 +3205,9 @@ fn account(m: &Model, req: &Req, reference: &Outcome, stats: &mut Stats) {
     }
     let d = match reference {
         Outcome::Decision(d) => d,
-        Outcome::Error(_) => {
+        Outcome::Error(kind, _) => {
             stats.bump("outcome:error");
+            stats.bump(&format!("error:{kind}"));
             if req.kind == Kind::InConnection {
                 stats.bump("in:connection-to-http-server (error)");
             }
@@ -2435,6 +3245,9 @@ fn account(m: &Model, req: &Req, reference: &Outcome, stats: &mut Stats) {
             if server.proto() == Proto::Tcp {
                 stats.bump(if is_http { "in:http-to-tcp-server" } else { "in:connection-to-tcp-server" });
             }
+            if r.peer_identity.as_deref().is_some_and(|id| trust_domain_mismatch(m, &server.name, id)) {
+                stats.bump("id:trust-domain-mismatch");
+            }
             if !matches!(d.reason.as_str(), "rule" | "default") {
                 return;
             }
@@ -2469,7 +3282,7 @@ fn account(m: &Model, req: &Req, reference: &Outcome, stats: &mut Stats) {
             }
             // An `except` that excluded the peer from an applicable rule
             // that would have matched without it.
-            if let Some(ip) = r.peer_ip {
+            if let Some(ip) = r.peer_ip.map(carried) {
                 let excluded =
                     m.rules.iter().filter(|rule| rule.applies(&server.name, d.route.as_deref())).any(|rule| {
                         let excluded_here = rule.froms.iter().any(|p| match p {
@@ -2501,7 +3314,7 @@ fn account(m: &Model, req: &Req, reference: &Outcome, stats: &mut Stats) {
                 return;
             };
             stats.bump(if d.reason == "rule" { "egress:rule" } else { "egress:default" });
-            let ip = r.ip.or_else(|| r.authority.as_deref().and_then(authority_ip));
+            let ip = r.ip.or_else(|| r.authority.as_deref().and_then(authority_ip)).map(carried);
             if let Some(ip) = ip {
                 // A destination rule that would have matched by its network,
                 // but for an `except` (and its host patterns do not match).
@@ -2535,7 +3348,7 @@ fn principal_matches_ignoring_except(m: &Model, p: &Principal, r: &Request) -> b
             (Some(id), Some(td)) => ns.iter().any(|n| pattern_matches(&format!("spiffe://{td}/ns/{n}/sa/*"), id)),
             _ => false,
         },
-        Principal::Network(inc, _) => r.peer_ip.is_some_and(|ip| inc.iter().any(|n| n.contains(ip))),
+        Principal::Network(inc, _) => r.peer_ip.map(carried).is_some_and(|ip| inc.iter().any(|n| n.contains(ip))),
     }
 }
 
@@ -2551,8 +3364,36 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// Whether `id` is a SPIFFE ID that some identity pattern or namespace
+/// of a rule on `server` would match but for its trust domain.
+fn trust_domain_mismatch(m: &Model, server: &str, id: &str) -> bool {
+    let Some((id_td, id_path)) = id.strip_prefix("spiffe://").map(|rest| rest.split_once('/').unwrap_or((rest, ""))) else {
+        return false;
+    };
+    let near_miss = |pattern: &str| {
+        let Some((td, _)) = pattern.strip_prefix("spiffe://").map(|rest| rest.split_once('/').unwrap_or((rest, ""))) else {
+            return false;
+        };
+        let moved = if id_path.is_empty() { format!("spiffe://{td}") } else { format!("spiffe://{td}/{id_path}") };
+        td != id_td && is_spiffe_id(id) && pattern_matches(pattern, &moved)
+    };
+    m.rules.iter().filter(|rule| rule.targets.iter().any(|t| t.0 == server)).any(|rule| {
+        rule.froms.iter().any(|p| match p {
+            Principal::Identity(ps) => ps.iter().any(|p| near_miss(p)),
+            Principal::Namespace(ns) => {
+                let td = m.trust_domain().unwrap_or("");
+                ns.iter().any(|n| near_miss(&format!("spiffe://{td}/ns/{n}/sa/*")))
+            }
+            _ => false,
+        })
+    })
+}
+
 fn account_route(route: &Route, stats: &mut Stats) {
     stats.bump(&format!("route:{}", route.path_kind()));
+    if matches!(route.path, Some(PathCond::Grpc(_))) {
+        stats.bump("route:grpc");
+    }
     if !route.methods.is_empty() {
         stats.bump("route:with-method");
     }
@@ -2582,8 +3423,9 @@ fn signature(req: &Req, expected: &Outcome, actual: &Outcome) -> String {
             cmp!(allow, reason, server, route, rule, audit, http_status, grpc_status, service, backends, timeout_ms);
             f.join(",")
         }
-        (Outcome::Decision(_), Outcome::Error(_)) => "reference decides, runtime errs".to_string(),
-        (Outcome::Error(_), Outcome::Decision(_)) => "reference errs, runtime decides".to_string(),
+        (Outcome::Decision(_), Outcome::Error(..)) => "reference decides, runtime errs".to_string(),
+        (Outcome::Error(..), Outcome::Decision(_)) => "reference errs, runtime decides".to_string(),
+        (Outcome::Error(a, _), Outcome::Error(b, _)) => format!("error kinds: reference {a}, runtime {b}"),
         _ => "panic".to_string(),
     };
     format!("{} [{fields}]", req.kind.label())
@@ -2593,10 +3435,13 @@ fn signature(req: &Req, expected: &Outcome, actual: &Outcome) -> String {
 fn run_case(seed: u64, stats: &mut Stats, verbose: bool) -> Result<(), String> {
     let mut g = Gen(seed);
     let model = gen_model(&mut g);
-    let text = render(&model);
+    let text = model_text(&model);
     let default_config = Config::default();
-    let (policy, default_bytes) =
-        build(&text, &default_config).map_err(|e| format!("generator bug (case seed {seed}):\n{text}\n{e}"))?;
+    let (policy, folder) = sources(&model).map_err(|e| format!("case seed {seed}:\n{text}\n{e}"))?;
+    // The compiler's input: the folder when there is one.
+    let input = folder.as_ref().unwrap_or(&policy);
+    let default_bytes = compile_policy(input, &default_config)
+        .map_err(|e| format!("generator bug (case seed {seed}):\n{text}\n{e}"))?;
     // Some policies are compiled with a small DFA size limit, so that the
     // compiler splits pattern sets into several DFAs (chunks). A single
     // regex over the limit is `invalid-regex`; then the default is used.
@@ -2605,8 +3450,8 @@ fn run_case(seed: u64, stats: &mut Stats, verbose: bool) -> Result<(), String> {
     let mut bytes = default_bytes;
     if g.chance(35) {
         let small = Config { dfa_size_limit: *g.pick(&[1usize << 12, 1 << 14, 1 << 16]), ..Config::default() };
-        match build(&text, &small) {
-            Ok((_, small_bytes)) => {
+        match compile_policy(input, &small) {
+            Ok(small_bytes) => {
                 let dfas = |b: &AlignedBytes| -> Result<usize, String> {
                     let summary = Runtime::new(b)?.bundle.summary();
                     Ok(summary
@@ -2631,6 +3476,35 @@ fn run_case(seed: u64, stats: &mut Stats, verbose: bool) -> Result<(), String> {
     stats.policies += 1;
     if verbose {
         println!("case seed {seed}:\n{text}");
+    }
+    if model.files.is_some() {
+        stats.bump_policy("layout:folder");
+    }
+    account_settings(&model, stats);
+    for (field, detail) in compare_settings(&model, &policy, &rt.bundle) {
+        stats.mismatch_count += 1;
+        let sig = format!("service settings: {field}");
+        if stats.mismatches.iter().all(|(s, _)| *s != sig) && stats.mismatches.len() < REPORTED_MISMATCHES {
+            let report = format!("MISMATCH {sig} (case seed {seed}; rerun with SLUICE_DIFF_CASE={seed})\npolicy:\n{text}{detail}");
+            stats.mismatches.push((sig, report));
+        }
+    }
+    // Some policies are broken on purpose: the compiler must reject them
+    // with the diagnostic code the spec gives the break, and no other error.
+    if g.chance(12) {
+        let (broken, code) = gen_breakage(&mut g, &model);
+        stats.bump_policy(&format!("diagnostic:{code}"));
+        if let Some(problem) = check_breakage(&broken, code) {
+            stats.mismatch_count += 1;
+            let sig = format!("diagnostic {code}");
+            if stats.mismatches.iter().all(|(s, _)| *s != sig) && stats.mismatches.len() < REPORTED_MISMATCHES {
+                let report = format!(
+                    "MISMATCH {sig} (case seed {seed}; rerun with SLUICE_DIFF_CASE={seed})\nbroken policy:\n{}{problem}",
+                    model_text(&broken)
+                );
+                stats.mismatches.push((sig, report));
+            }
+        }
     }
     for req in &requests {
         let expected = run_reference(&policy, &req.r);
@@ -2660,7 +3534,7 @@ fn run_case(seed: u64, stats: &mut Stats, verbose: bool) -> Result<(), String> {
         if config_label != "config:default" {
             let _ = writeln!(report, "compiled with dfa_size_limit {} (SLUICE_DIFF_DFA_LIMIT)", config.dfa_size_limit);
         }
-        let _ = writeln!(report, "minimal policy:\n{}", render(&small_model));
+        let _ = writeln!(report, "minimal policy:\n{}", model_text(&small_model));
         let _ = writeln!(report, "request: {}", request_json(&small_req));
         let _ = writeln!(report, "reference: {}", outcome_text(&e2));
         let _ = writeln!(report, "runtime:   {}", outcome_text(&a2));
@@ -2785,72 +3659,161 @@ const MIN_SHARES: &[(&str, u64)] = &[
     ("timeout_ms:set", 5),
     ("backends:weight-0-listed", 3),
     ("config:small-dfa-limit-chunked", 10),
+    ("error:connection-to-http-server", 10),
+    ("error:incomplete", 10),
+    ("error:bad-authority", 5),
+    ("peer:ipv6", 100),
+    ("peer:ipv4-in-ipv6", 30),
+    ("peer:ipv4-in-ipv6-in-a-network", 10),
+    ("destination:ipv4-in-ipv6", 20),
+    ("destination:ipv4-in-ipv6-in-a-network", 3),
+    ("id:trust-domain-mismatch", 20),
+    ("route:grpc", 10),
 ];
 
-#[test]
-fn runtime_agrees_with_reference() {
+/// Minimum number of policies per category, in thousandths of all policies.
+const MIN_POLICY_SHARES: &[(&str, u64)] = &[
+    ("layout:folder", 200),
+    ("diagnostic:any", 60),
+    ("diagnostic:invalid-network", 15),
+    ("settings:service-retry", 50),
+    ("settings:route-retry", 50),
+    ("settings:breaker", 50),
+    ("settings:endpoints>1", 50),
+    ("settings:failover", 30),
+    ("settings:identity", 50),
+    ("settings:cluster", 50),
+    ("settings:max-in-flight", 50),
+];
+
+/// Policies of the run with a fresh seed (the fixed run has 800).
+const FRESH_CASES: u64 = 300;
+
+/// Runs `cases` policies with case seeds drawn from `rng`, prints the
+/// coverage tables, and checks that there is no mismatch and that the
+/// generator covered what it should. `label` names the run in messages.
+fn run_many(cases: u64, rng: TestRng, label: &str) {
     let start = Instant::now();
     let stats = RefCell::new(Stats::default());
-
-    if let (Ok(p), Ok(r)) = (std::env::var("SLUICE_DIFF_POLICY"), std::env::var("SLUICE_DIFF_REQUESTS")) {
-        run_files(&p, &r);
-        return;
-    }
-    if let Some(seed) = env_u64("SLUICE_DIFF_CASE") {
-        run_case(seed, &mut stats.borrow_mut(), true).unwrap_or_else(|e| panic!("{e}"));
-        let stats = stats.into_inner();
-        for (_, report) in &stats.mismatches {
-            println!("{report}");
-        }
-        assert_eq!(stats.mismatch_count, 0, "{} mismatches", stats.mismatch_count);
-        return;
-    }
-
-    let cases = env_u64("SLUICE_DIFF_CASES").unwrap_or(800);
     let config = ProptestConfig {
         cases: u32::try_from(cases).unwrap_or(u32::MAX),
         failure_persistence: None,
         max_shrink_iters: 0,
         ..ProptestConfig::default()
     };
-    let rng = match env_u64("SLUICE_DIFF_SEED") {
-        Some(seed) => {
-            let mut bytes = [0u8; 32];
-            bytes[..8].copy_from_slice(&seed.to_le_bytes());
-            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
-        }
-        None => TestRng::deterministic_rng(RngAlgorithm::ChaCha),
-    };
     let mut runner = TestRunner::new_with_rng(config, rng);
     let result = runner.run(&proptest::num::u64::ANY.no_shrink(), |seed| {
         run_case(seed, &mut stats.borrow_mut(), false).map_err(proptest::test_runner::TestCaseError::fail)
     });
-    let stats = stats.into_inner();
+    let mut stats = stats.into_inner();
     let elapsed = start.elapsed();
+    let diagnostics: u64 =
+        stats.policy_counts.iter().filter(|(k, _)| k.starts_with("diagnostic:")).map(|(_, v)| *v).sum();
+    stats.policy_counts.insert("diagnostic:any".to_string(), diagnostics);
 
-    println!("differential test: {} policies, {} pairs, {:.1} s", stats.policies, stats.pairs, elapsed.as_secs_f64());
+    println!(
+        "differential test ({label}): {} policies, {} pairs, {:.1} s",
+        stats.policies,
+        stats.pairs,
+        elapsed.as_secs_f64()
+    );
     println!("{:<42} {:>7} {:>7}", "category", "pairs", "share");
     for (k, v) in &stats.counts {
         println!("{k:<42} {v:>7} {:>6.2}%", *v as f64 * 100.0 / stats.pairs.max(1) as f64);
+    }
+    println!("{:<42} {:>7} {:>7}", "category", "policies", "share");
+    for (k, v) in &stats.policy_counts {
+        println!("{k:<42} {v:>7} {:>6.2}%", *v as f64 * 100.0 / stats.policies.max(1) as f64);
     }
     for (_, report) in &stats.mismatches {
         println!("\n{report}");
     }
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("{label}: {e}");
     }
     assert_eq!(
         stats.mismatch_count, 0,
-        "{} mismatches in {} pairs; the first of each shape is printed above",
-        stats.mismatch_count, stats.pairs
+        "{label}: {} mismatches in {} pairs and {} policies; the first of each shape is printed above",
+        stats.mismatch_count, stats.pairs, stats.policies
     );
-    assert!(stats.pairs >= cases * 20, "too few pairs: {}", stats.pairs);
+    assert!(stats.pairs >= cases * 20, "{label}: too few pairs: {}", stats.pairs);
     if cases >= 200 {
-        let short: Vec<String> = MIN_SHARES
+        let mut short: Vec<String> = MIN_SHARES
             .iter()
             .filter(|(k, min)| stats.get(k) * 1000 < min * stats.pairs)
             .map(|(k, min)| format!("{k}: {} pairs, want at least {}.{}%", stats.get(k), min / 10, min % 10))
             .collect();
-        assert!(short.is_empty(), "the generator drifted into trivial cases:\n{}", short.join("\n"));
+        short.extend(
+            MIN_POLICY_SHARES
+                .iter()
+                .filter(|(k, min)| stats.get_policy(k) * 1000 < min * stats.policies)
+                .map(|(k, min)| {
+                    format!("{k}: {} policies, want at least {}.{}%", stats.get_policy(k), min / 10, min % 10)
+                }),
+        );
+        assert!(short.is_empty(), "{label}: the generator drifted into trivial cases:\n{}", short.join("\n"));
     }
+}
+
+/// A seed that differs from run to run (the clock and the process id).
+fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Gen(nanos ^ (u64::from(std::process::id()) << 32)).next()
+}
+
+/// The runner's RNG for a seed.
+fn seeded_rng(seed: u64) -> TestRng {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
+
+/// Whether a single case or hand-written files were asked for: the fixed
+/// run handles those, the fresh-seed run stands aside.
+fn one_off() -> bool {
+    std::env::var_os("SLUICE_DIFF_CASE").is_some()
+        || (std::env::var_os("SLUICE_DIFF_POLICY").is_some() && std::env::var_os("SLUICE_DIFF_REQUESTS").is_some())
+}
+
+#[test]
+fn runtime_agrees_with_reference() {
+    if let (Ok(p), Ok(r)) = (std::env::var("SLUICE_DIFF_POLICY"), std::env::var("SLUICE_DIFF_REQUESTS")) {
+        run_files(&p, &r);
+        return;
+    }
+    if let Some(seed) = env_u64("SLUICE_DIFF_CASE") {
+        let mut stats = Stats::default();
+        run_case(seed, &mut stats, true).unwrap_or_else(|e| panic!("{e}"));
+        for (_, report) in &stats.mismatches {
+            println!("{report}");
+        }
+        assert_eq!(stats.mismatch_count, 0, "{} mismatches", stats.mismatch_count);
+        return;
+    }
+    let cases = env_u64("SLUICE_DIFF_CASES").unwrap_or(800);
+    run_many(cases, TestRng::deterministic_rng(RngAlgorithm::ChaCha), "fixed seed");
+}
+
+/// The same check on other policies each run: a fresh seed, printed, that
+/// `SLUICE_DIFF_SEED` replays.
+#[test]
+fn runtime_agrees_with_reference_fresh_seed() {
+    if one_off() {
+        return;
+    }
+    let (seed, replay) = match env_u64("SLUICE_DIFF_SEED") {
+        Some(seed) => (seed, true),
+        None => (fresh_seed(), false),
+    };
+    let cases = env_u64("SLUICE_DIFF_FRESH_CASES").unwrap_or(FRESH_CASES);
+    println!(
+        "differential test: {} seed {seed} (replay: SLUICE_DIFF_SEED={seed} cargo test -p sluice-reference --test differential fresh_seed -- --nocapture)",
+        if replay { "replaying" } else { "fresh" }
+    );
+    // Also written to stderr directly, past the test harness's capture, so
+    // that the CI log shows the seed of a run that passed too.
+    let _ = writeln!(std::io::stderr(), "differential test: seed {seed} (SLUICE_DIFF_SEED={seed} replays it)");
+    run_many(cases, seeded_rng(seed), &format!("seed {seed}; replay with SLUICE_DIFF_SEED={seed}"));
 }
