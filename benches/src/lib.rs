@@ -214,7 +214,7 @@ impl Kind {
         bundle: &'b Bundle<'_>,
         class: &PeerClass,
         scratch: &mut Scratch,
-    ) -> Result<Decision<'b>, RequestError> {
+    ) -> Result<Decision<'b>, RequestError<'b>> {
         match self {
             Kind::InboundHttp => bundle.decide_inbound(&realistic_inbound(), class, scratch),
             Kind::InboundTcp => bundle.decide_inbound(&realistic_inbound_tcp(), class, scratch),
@@ -253,7 +253,7 @@ impl Kind {
     }
 
     /// Checks that `got` is [`Kind::expected`], field for field.
-    pub fn check(self, got: &Result<Decision<'_>, RequestError>) -> Result<(), String> {
+    pub fn check(self, got: &Result<Decision<'_>, RequestError<'_>>) -> Result<(), String> {
         let want = self.expected();
         match got {
             Ok(d) if *d == want => Ok(()),

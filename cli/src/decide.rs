@@ -26,7 +26,7 @@ impl<'b, 'a> Decider<'b, 'a> {
         &mut self,
         request: &Request,
         trace: &mut dyn Trace,
-    ) -> Result<DecisionJson, RequestError> {
+    ) -> Result<DecisionJson, RequestError<'b>> {
         let decision = match request {
             Request::Inbound(r) => {
                 self.bundle.classify(&r.peer.as_peer(), &mut self.class);

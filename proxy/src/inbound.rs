@@ -268,7 +268,7 @@ impl Conn {
         &self,
         loaded: &LoadedBundle,
         request: &Inbound<'_>,
-        f: impl FnOnce(&Result<Decision<'_>, RequestError>, &mut Vec<u8>) -> R,
+        f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &mut Vec<u8>) -> R,
     ) -> R {
         let bundle = loaded.bundle();
         let mut class = self.class.lock().unwrap_or_else(|e| e.into_inner());

@@ -43,7 +43,7 @@ pub(crate) struct Authority<'r> {
 }
 
 /// Parses `host[:port]` or `[v6][:port]`; the port defaults to 80.
-pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError> {
+pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError<'static>> {
     let (host, port) = if let Some(rest) = a.strip_prefix('[') {
         let end = rest.find(']').ok_or(RequestError::BadAuthority)?;
         let host = &rest[..end];
@@ -106,7 +106,7 @@ fn is_reg_name_byte(b: u8) -> bool {
 }
 
 /// A port: decimal digits (leading zeros allowed) from 1 to 65535; 80 when absent.
-fn parse_port(p: Option<&str>) -> Result<u16, RequestError> {
+fn parse_port(p: Option<&str>) -> Result<u16, RequestError<'static>> {
     let Some(p) = p else { return Ok(80) };
     if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RequestError::BadAuthority);
@@ -206,7 +206,7 @@ impl<'a> Bundle<'a> {
         request: &Inbound<'_>,
         peer: &Peer<'_>,
         scratch: &mut Scratch,
-    ) -> Result<Decision<'_>, RequestError> {
+    ) -> Result<Decision<'_>, RequestError<'_>> {
         let mut class = std::mem::replace(
             &mut scratch.class,
             crate::bundle::PeerClass {
@@ -228,7 +228,7 @@ impl<'a> Bundle<'a> {
         request: &Inbound<'_>,
         class: &PeerClass,
         scratch: &mut Scratch,
-    ) -> Result<Decision<'_>, RequestError> {
+    ) -> Result<Decision<'_>, RequestError<'_>> {
         self.decide_inbound_traced(request, class, scratch, &mut NoTrace)
     }
 
@@ -239,7 +239,7 @@ impl<'a> Bundle<'a> {
         class: &PeerClass,
         scratch: &mut Scratch,
         trace: &mut T,
-    ) -> Result<Decision<'_>, RequestError> {
+    ) -> Result<Decision<'_>, RequestError<'_>> {
         let server = self
             .server_for(request.port)
             .and_then(|s| self.servers.get(s as usize));
@@ -266,7 +266,7 @@ impl<'a> Bundle<'a> {
             (Protocol::Tcp, _) => None,
             (_, None) => {
                 return Err(RequestError::ConnectionToHttpServer {
-                    server: server.name.to_string(),
+                    server: server.name,
                 })
             }
             (_, Some(http)) => Some(http),
@@ -319,7 +319,7 @@ impl<'a> Bundle<'a> {
         &self,
         request: &Outbound<'_>,
         scratch: &mut Scratch,
-    ) -> Result<Decision<'_>, RequestError> {
+    ) -> Result<Decision<'_>, RequestError<'_>> {
         self.decide_outbound_traced(request, scratch, &mut NoTrace)
     }
 
@@ -329,7 +329,7 @@ impl<'a> Bundle<'a> {
         request: &Outbound<'_>,
         scratch: &mut Scratch,
         trace: &mut T,
-    ) -> Result<Decision<'_>, RequestError> {
+    ) -> Result<Decision<'_>, RequestError<'_>> {
         match (&request.http, request.authority) {
             (Some(http), Some(authority)) => {
                 let a = parse_authority(authority)?;

@@ -83,13 +83,14 @@ impl<'a> Decision<'a> {
     }
 }
 
-/// A request the runtime cannot decide, e.g. a connection to an HTTP server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RequestError {
+/// A request the runtime cannot decide, e.g. a connection to an HTTP
+/// server. Names borrow from the bundle, so an error never allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError<'a> {
     /// A request without method and path sent to an `http` or `grpc` server.
     ConnectionToHttpServer {
         /// The server's name.
-        server: String,
+        server: &'a str,
     },
     /// An outbound request with neither authority nor IP and port, or HTTP without authority.
     Incomplete {
@@ -100,7 +101,7 @@ pub enum RequestError {
     BadAuthority,
 }
 
-impl std::fmt::Display for RequestError {
+impl std::fmt::Display for RequestError<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RequestError::ConnectionToHttpServer { server } => write!(
@@ -113,4 +114,4 @@ impl std::fmt::Display for RequestError {
     }
 }
 
-impl std::error::Error for RequestError {}
+impl std::error::Error for RequestError<'_> {}

@@ -1,14 +1,26 @@
-//! Zero heap allocations per decision (issue 2, "Performance").
+//! Zero heap allocations per decision (issue 2, "Performance"; issue 9,
+//! point 13).
 //!
 //! A counting global allocator wraps `System`; after 1,000 warm-up
 //! decisions, 100,000 decisions of each kind (inbound HTTP, inbound TCP,
 //! outbound service, egress HTTP, tunnel, egress TCP) and 100,000 peer
 //! classifications with the realistic requests on the 1,000-route policy
-//! must not allocate. This binary holds one test function, so no other test
-//! thread allocates while it counts.
+//! must not allocate; and so must every denial and error path: a bad path,
+//! no route, a deny rule, a default deny, gRPC denials, a port without a
+//! server, a connection to an HTTP server (an error), egress denials,
+//! an outbound request without a route, paths at and past the length limit
+//! (8192 bytes), and IPv4 and IPv4-mapped IPv6 peers. Each case's decision
+//! is checked first, so every case reaches the path it names. This binary
+//! holds one test function, so no other test thread allocates while it
+//! counts.
 
-use sluice_benches::{compile_generated, realistic_peer, Kind};
-use sluice_runtime::{AlignedBytes, Bundle};
+use sluice_benches::{
+    compile_generated, realistic_egress_tcp, realistic_inbound, realistic_outbound_service,
+    realistic_peer, realistic_tunnel, Kind, DB_PORT, PEER_IDENTITY, REQUEST_HEADERS,
+    SERVICE_AUTHORITY, WEB_PORT,
+};
+use sluice_runtime::normalize::MAX_PATH_LEN;
+use sluice_runtime::{AlignedBytes, Bundle, Decision, Http, Inbound, Outbound, Peer, Reason};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +111,7 @@ fn decisions_do_not_allocate() {
         });
         counts.push((kind.name(), n));
     }
+    denials_and_errors(&bundle, &mut counts);
     for (name, n) in &counts {
         println!("{name}: {n} allocations over {MEASURED} calls");
     }
@@ -106,4 +119,371 @@ fn decisions_do_not_allocate() {
         counts.iter().all(|&(_, n)| n == 0),
         "allocations per kind: {counts:?}"
     );
+}
+
+/// Counts the allocations of `decide` after checking its first result with
+/// `check`, which says what the case must reach.
+fn case<T: std::fmt::Debug>(
+    counts: &mut Vec<(&'static str, u64)>,
+    name: &'static str,
+    mut decide: impl FnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) {
+    let first = decide();
+    assert!(check(&first), "{name}: unexpected {first:?}");
+    let n = count(|| {
+        black_box(decide());
+    });
+    counts.push((name, n));
+}
+
+/// A denial: not allowed, for `reason`, with `status` and `grpc`.
+fn denied(d: &Decision<'_>, reason: Reason, status: u16, grpc: Option<u8>) -> bool {
+    !d.allow && d.reason == reason && d.http_status == Some(status) && d.grpc_status == grpc
+}
+
+fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>) {
+    let mut scratch = bundle.create_scratch();
+    let mut class = bundle.create_peer_class();
+    bundle.classify(&realistic_peer(), &mut class);
+    let http = |method: &'static str, path: &'static [u8], headers| Http {
+        method,
+        path,
+        headers,
+    };
+    let grpc_headers: &'static [(&str, &str); 1] = &[("content-type", "application/grpc")];
+    let inbound = |http| Inbound {
+        port: WEB_PORT,
+        http: Some(http),
+    };
+
+    // Peers: IPv4, IPv4-mapped IPv6, and quarantined ones (deny rule
+    // `quarantine` covers 10.66.0.0/16) in both forms; an anonymous one.
+    let v4 = |a, b, c, d| std::net::IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d));
+    let mapped =
+        |a, b, c, d| std::net::IpAddr::V6(std::net::Ipv4Addr::new(a, b, c, d).to_ipv6_mapped());
+    let peers = [
+        (
+            "classify_ipv4",
+            Peer {
+                ip: Some(v4(10, 1, 2, 3)),
+                identity: Some(PEER_IDENTITY),
+            },
+        ),
+        (
+            "classify_ipv4_mapped",
+            Peer {
+                ip: Some(mapped(10, 1, 2, 3)),
+                identity: Some(PEER_IDENTITY),
+            },
+        ),
+        (
+            "classify_quarantined_ipv4",
+            Peer {
+                ip: Some(v4(10, 66, 0, 5)),
+                identity: Some(PEER_IDENTITY),
+            },
+        ),
+        (
+            "classify_quarantined_ipv4_mapped",
+            Peer {
+                ip: Some(mapped(10, 66, 0, 5)),
+                identity: Some(PEER_IDENTITY),
+            },
+        ),
+        (
+            "classify_anonymous_ipv4",
+            Peer {
+                ip: Some(v4(192, 0, 2, 1)),
+                identity: None,
+            },
+        ),
+    ];
+    let mut classes = Vec::new();
+    for (name, peer) in peers {
+        let mut c = bundle.create_peer_class();
+        bundle.classify(&peer, &mut c);
+        counts.push((name, count(|| bundle.classify(black_box(&peer), &mut c))));
+        classes.push(c);
+    }
+    let [ipv4, ipv4_mapped, quarantined, quarantined_mapped, anonymous] = &classes[..] else {
+        unreachable!("five peers")
+    };
+
+    let headers: &'static [(&str, &str); 2] = &REQUEST_HEADERS;
+    case(
+        counts,
+        "bad_path",
+        || {
+            bundle.decide_inbound(
+                &inbound(http("GET", b"/api/a%2Fb", headers)),
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, None)),
+    );
+    case(
+        counts,
+        "no_route",
+        || {
+            bundle.decide_inbound(
+                &inbound(http("GET", b"/nothing/here", headers)),
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::NoRoute, 404, None)),
+    );
+    case(
+        counts,
+        "deny_rule_ipv4",
+        || bundle.decide_inbound(&realistic_inbound(), quarantined, &mut scratch),
+        |r| matches!(r, Ok(d) if denied(d, Reason::Rule, 403, None) && d.rule == Some("quarantine")),
+    );
+    case(
+        counts,
+        "deny_rule_ipv4_mapped",
+        || bundle.decide_inbound(&realistic_inbound(), quarantined_mapped, &mut scratch),
+        |r| matches!(r, Ok(d) if denied(d, Reason::Rule, 403, None) && d.rule == Some("quarantine")),
+    );
+    case(
+        counts,
+        "default_deny",
+        || bundle.decide_inbound(&realistic_inbound(), anonymous, &mut scratch),
+        |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, None) && d.route == Some("svc7-items")),
+    );
+    case(
+        counts,
+        "decide_ipv4_peer",
+        || bundle.decide_inbound(&realistic_inbound(), ipv4, &mut scratch),
+        |r| matches!(r, Ok(d) if d.route == Some("svc7-items")),
+    );
+    case(
+        counts,
+        "decide_ipv4_mapped_peer",
+        || bundle.decide_inbound(&realistic_inbound(), ipv4_mapped, &mut scratch),
+        |r| matches!(r, Ok(d) if d.route == Some("svc7-items")),
+    );
+    case(
+        counts,
+        "grpc_no_route",
+        || {
+            bundle.decide_inbound(
+                &inbound(http("POST", b"/pkg.Svc/Method", grpc_headers)),
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::NoRoute, 404, Some(12))),
+    );
+    case(
+        counts,
+        "grpc_default_deny",
+        || {
+            bundle.decide_inbound(
+                &inbound(http("GET", b"/api/v1/svc7/x", grpc_headers)),
+                anonymous,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, Some(7)) && d.route == Some("svc7")),
+    );
+    case(
+        counts,
+        "grpc_bad_path",
+        || {
+            bundle.decide_inbound(
+                &inbound(http("POST", b"/a%00", grpc_headers)),
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, Some(13))),
+    );
+    case(
+        counts,
+        "no_server",
+        || {
+            bundle.decide_inbound(
+                &Inbound {
+                    port: 9,
+                    http: Some(http("GET", b"/", headers)),
+                },
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, None) && d.server.is_none()),
+    );
+    case(
+        counts,
+        "tcp_deny_rule",
+        || {
+            bundle.decide_inbound(
+                &Inbound {
+                    port: DB_PORT,
+                    http: None,
+                },
+                quarantined,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if !d.allow && d.rule == Some("db-quarantine")),
+    );
+    case(
+        counts,
+        "connection_to_http_server",
+        || {
+            bundle.decide_inbound(
+                &Inbound {
+                    port: WEB_PORT,
+                    http: None,
+                },
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Err(e) if e.to_string().contains("`web`")),
+    );
+
+    // A path of exactly the limit is decided; one byte more is a bad path.
+    let mut long = b"/api/v1/svc7/items/".to_vec();
+    long.resize(MAX_PATH_LEN, b'a');
+    let long: &'static [u8] = long.leak();
+    let too_long: &'static [u8] = {
+        let mut v = long.to_vec();
+        v.push(b'a');
+        v.leak()
+    };
+    case(
+        counts,
+        "path_at_length_limit",
+        || bundle.decide_inbound(&inbound(http("GET", long, headers)), &class, &mut scratch),
+        |r| matches!(r, Ok(d) if d.allow && d.route == Some("svc7-items")),
+    );
+    case(
+        counts,
+        "path_past_length_limit",
+        || {
+            bundle.decide_inbound(
+                &inbound(http("GET", too_long, headers)),
+                &class,
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, None)),
+    );
+
+    // Outbound.
+    let service = |path| Outbound {
+        http: Some(http("GET", path, headers)),
+        ..realistic_outbound_service()
+    };
+    case(
+        counts,
+        "outbound_no_route",
+        || bundle.decide_outbound(&service(b"/nothing/here"), &mut scratch),
+        |r| matches!(r, Ok(d) if denied(d, Reason::NoRoute, 404, None) && d.service == Some("checkout-api")),
+    );
+    case(
+        counts,
+        "outbound_path_at_length_limit",
+        || bundle.decide_outbound(&service(long), &mut scratch),
+        |r| matches!(r, Ok(d) if d.allow && d.route == Some("svc7-items")),
+    );
+    case(
+        counts,
+        "outbound_bad_path",
+        || bundle.decide_outbound(&service(b"/a%2Fb"), &mut scratch),
+        |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, None)),
+    );
+    case(
+        counts,
+        "egress_deny_rule",
+        || {
+            bundle.decide_outbound(
+                &Outbound {
+                    authority: Some("evil.googleapis.com:443"),
+                    ..realistic_tunnel()
+                },
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::Rule, 403, None) && d.rule == Some("evil-googleapis")),
+    );
+    case(
+        counts,
+        "egress_default_deny_http",
+        || {
+            bundle.decide_outbound(
+                &Outbound {
+                    authority: Some("unknown.example.org"),
+                    http: Some(http("POST", b"/x", grpc_headers)),
+                    ..Outbound::default()
+                },
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, Some(7))),
+    );
+    case(
+        counts,
+        "egress_tcp_deny_rule",
+        || {
+            bundle.decide_outbound(
+                &Outbound {
+                    ip: Some(v4(169, 254, 169, 254)),
+                    port: Some(80),
+                    ..realistic_egress_tcp()
+                },
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if !d.allow && d.rule == Some("imds")),
+    );
+    case(
+        counts,
+        "egress_tcp_ipv4_mapped",
+        || {
+            bundle.decide_outbound(
+                &Outbound {
+                    ip: Some(mapped(169, 254, 169, 254)),
+                    port: Some(80),
+                    ..realistic_egress_tcp()
+                },
+                &mut scratch,
+            )
+        },
+        |r| matches!(r, Ok(d) if !d.allow && d.rule == Some("imds")),
+    );
+    case(
+        counts,
+        "outbound_bad_authority",
+        || {
+            bundle.decide_outbound(
+                &Outbound {
+                    authority: Some("a b:1"),
+                    ..Outbound::default()
+                },
+                &mut scratch,
+            )
+        },
+        |r| r.is_err(),
+    );
+    case(
+        counts,
+        "outbound_incomplete",
+        || {
+            bundle.decide_outbound(
+                &Outbound {
+                    http: Some(http("GET", b"/", headers)),
+                    ..Outbound::default()
+                },
+                &mut scratch,
+            )
+        },
+        |r| r.is_err(),
+    );
+    let _ = SERVICE_AUTHORITY;
 }

@@ -410,7 +410,7 @@ thread_local! {
 pub fn decide<R>(
     loaded: &LoadedBundle,
     request: &OutboundRequest<'_>,
-    f: impl FnOnce(&Result<Decision<'_>, RequestError>, &mut Vec<u8>) -> R,
+    f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &mut Vec<u8>) -> R,
 ) -> R {
     let bundle = loaded.bundle();
     SCRATCH.with_borrow_mut(|slot| {
