@@ -666,7 +666,9 @@ mod roles {
                     Ok(a) => a.to_string(),
                     Err(e) => format!("error: {e}"),
                 };
-                let sniffed = match sniff(&stream, Duration::from_millis(500)).await {
+                // Long enough for a slow client's first bytes on a loaded
+                // machine; the silent client's read waits 5 s for the reply.
+                let sniffed = match sniff(&stream, Duration::from_secs(2)).await {
                     Ok(s) => format!("{s:?}"),
                     Err(e) => format!("error: {e}"),
                 };

@@ -88,6 +88,19 @@ pub fn text_response(status: StatusCode, body: &'static str, why: &'static str) 
     r
 }
 
+/// The answer to a request whose body the client sent malformed (bad
+/// chunked encoding) or cut short: 400, and the connection is closed.
+pub fn bad_body_response() -> Response<Full<Bytes>> {
+    let mut r = text_response(
+        StatusCode::BAD_REQUEST,
+        "malformed or incomplete request body\n",
+        "bad-request",
+    );
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// Why a request's framing or target is ambiguous (request smuggling), if
 /// it is: both `Content-Length` and `Transfer-Encoding`, several
 /// `Content-Length`, or several `Host` (RFC 9112 section 3.2).
@@ -171,9 +184,35 @@ pub fn prepare_headers(headers: &mut HeaderMap, identity: Option<&str>) {
     if !keep_te {
         headers.remove(http::header::TE);
     }
-    headers.remove(PEER_IDENTITY);
+    remove_peer_identity(headers);
     if let Some(id) = identity.and_then(|id| HeaderValue::from_str(id).ok()) {
         headers.insert(PEER_IDENTITY, id);
+    }
+}
+
+/// Whether a header named `name` passes for the peer identity header once
+/// `_` is read as `-` (as CGI and WSGI frameworks do), in any case. Compares
+/// bytes; allocates nothing.
+pub fn is_peer_identity_name(name: &[u8]) -> bool {
+    let id = PEER_IDENTITY;
+    let id = id.as_str().as_bytes();
+    name.len() == id.len()
+        && name.iter().zip(id).all(|(&n, &i)| {
+            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            n == i
+        })
+}
+
+/// Removes every header passing for the peer identity header
+/// ([`is_peer_identity_name`]), from a head or trailers. Allocates nothing
+/// when there is none.
+pub fn remove_peer_identity(headers: &mut HeaderMap) {
+    while let Some(name) = headers
+        .keys()
+        .find(|n| is_peer_identity_name(n.as_str().as_bytes()))
+        .cloned()
+    {
+        headers.remove(&name);
     }
 }
 
@@ -248,5 +287,31 @@ mod tests {
         assert_eq!(h["te"], "trailers");
         prepare_headers(&mut h, Some("spiffe://example.org/a"));
         assert_eq!(h.get_all(PEER_IDENTITY).iter().count(), 1);
+    }
+
+    #[test]
+    fn underscore_spellings_of_the_identity_are_removed() {
+        for name in [
+            "x-sluice-peer-identity",
+            "X-Sluice-Peer-Identity",
+            "x_sluice_peer_identity",
+            "X_Sluice_Peer_Identity",
+            "x-sluice-peer_identity",
+            "x_SLUICE-peer_IDENTITY",
+        ] {
+            assert!(is_peer_identity_name(name.as_bytes()), "{name}");
+        }
+        for name in ["x-sluice-peer-identit", "x-sluice-peer-identityy", "x-sluice-peer.identity", "x-sluice-peer identity", ""] {
+            assert!(!is_peer_identity_name(name.as_bytes()), "{name}");
+        }
+        let mut h = HeaderMap::new();
+        for name in ["x_sluice_peer_identity", "x-sluice-peer_identity", "x_sluice-peer-identity"] {
+            h.append(HeaderName::from_static(name), HeaderValue::from_static("spiffe://evil/x"));
+        }
+        h.append("x-sluice-peer", HeaderValue::from_static("kept"));
+        prepare_headers(&mut h, Some("spiffe://example.org/a"));
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-sluice-peer", "x-sluice-peer-identity"]);
+        assert_eq!(h[PEER_IDENTITY], "spiffe://example.org/a");
     }
 }

@@ -12,6 +12,7 @@ use crate::enforce;
 use crate::framing::FramingWatch;
 use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
+use crate::request_body::{self, ClientBody};
 use crate::store::{LoadedBundle, PolicyStore};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -70,7 +71,7 @@ impl Shared {
 pub struct Listener {
     listener: TcpListener,
     config: InboundConfig,
-    h2: Client<AppConnector, Incoming>,
+    h2: Client<AppConnector, ClientBody>,
     app_authority: String,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -139,15 +140,17 @@ impl Listener {
 
     async fn handle(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
+        // One deadline from accept for every step before the first request
+        // head: sniffing, the TLS handshake, protocol detection, the head.
+        let deadline = tokio::time::Instant::now() + shared.limits.header_read_timeout();
+        let activity = Arc::new(Activity::new(deadline));
         let ip = addr.ip().to_canonical();
-        let timeout = shared.limits.header_read_timeout();
         let use_tls = match self.config.tls {
             TlsMode::Plaintext => false,
             TlsMode::Mtls => true,
             TlsMode::Permissive => {
                 let mut first = [0u8; 1];
-                match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
                     Ok(Ok(1)) => first[0] == 0x16,
                     Ok(_) => return,
                     Err(_) => {
@@ -157,14 +160,14 @@ impl Listener {
                 }
             }
         };
-        let max_head = shared.limits.max_header_bytes;
+        let max_head = h1_buffer_size(&shared.limits);
         if use_tls {
             let stream = Tracked::new(stream, activity.clone(), None);
             let Some(acceptor) = &self.tls else {
                 shared.metrics.connections_refused.inc(["handshake"]);
                 return;
             };
-            let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     shared.metrics.connections_refused.inc(["handshake"]);
@@ -246,7 +249,7 @@ struct Conn {
     activity: Arc<Activity>,
     /// This connection's own HTTP/1.1 connection to the application: an
     /// HTTP/1.1 client sends one request at a time, so it needs no pool.
-    upstream_h1: Mutex<Option<http1::SendRequest<Incoming>>>,
+    upstream_h1: Mutex<Option<http1::SendRequest<ClientBody>>>,
 }
 
 thread_local! {
@@ -347,6 +350,7 @@ async fn handle_request(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     let start = Instant::now();
+    conn.activity.requested.store(true, Ordering::Relaxed);
     let response = match conn.shared.store.current() {
         None => Either::Right(enforce::text_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -371,6 +375,7 @@ async fn handle_request(
 fn decide_http(conn: &Conn, loaded: &LoadedBundle, req: &Request<Incoming>) -> Verdict {
     let smuggling = conn.activity.ambiguous.load(Ordering::Relaxed).then_some("ambiguous request framing\n");
     if let Some(why) = smuggling.or_else(|| enforce::ambiguous_framing(req.headers())) {
+        conn.shared.metrics.bad_requests.inc(["framing"]);
         let mut r = enforce::text_response(StatusCode::BAD_REQUEST, why, "bad-request");
         r.headers_mut()
             .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -441,9 +446,9 @@ async fn forward(
     let is_h2 = parts.version == http::Version::HTTP_2;
     parts.uri = uri;
     enforce::prepare_headers(&mut parts.headers, conn.identity.as_deref());
-    let upstream = Request::from_parts(parts, body);
+    let upstream = Request::from_parts(parts, ClientBody::new(body));
     let result = if is_h2 {
-        listener.h2.request(upstream).await.map_err(|e| e.to_string())
+        listener.h2.request(upstream).await.map_err(Failed::from_error)
     } else {
         forward_h1(conn, upstream).await
     };
@@ -452,7 +457,14 @@ async fn forward(
             enforce::prepare_response_headers(response.headers_mut());
             Either::Left(response)
         }
-        Err(e) => {
+        Err(Failed { client_body: true, message }) => {
+            // The client's body was malformed (bad chunked encoding) or
+            // ended early: the client's fault, not the application's.
+            conn.shared.metrics.bad_requests.inc(["body"]);
+            tracing::debug!(ip = %conn.ip, error = %message, "malformed request body");
+            Either::Right(enforce::bad_body_response())
+        }
+        Err(Failed { message: e, .. }) => {
             conn.shared.metrics.upstream_errors.inc(["connect"]);
             tracing::warn!(app = %listener.config.app, error = %e, "the application could not be reached");
             Either::Right(if grpc {
@@ -468,10 +480,33 @@ async fn forward(
     }
 }
 
+/// Why a forwarded request got no response from the application.
+struct Failed {
+    /// The client's request body failed (malformed or incomplete).
+    client_body: bool,
+    message: String,
+}
+
+impl Failed {
+    fn from_error(e: impl std::error::Error + 'static) -> Failed {
+        Failed {
+            client_body: request_body::caused_by_client_body(&e),
+            message: e.to_string(),
+        }
+    }
+
+    fn connect(message: String) -> Failed {
+        Failed {
+            client_body: false,
+            message,
+        }
+    }
+}
+
 /// Sends an HTTP/1.1 request over the connection's own upstream connection,
 /// opening it (again) when needed. A request that a reused connection
 /// closed before sending is sent once more on a new connection.
-async fn forward_h1(conn: &Conn, mut req: Request<Incoming>) -> Result<Response<Incoming>, String> {
+async fn forward_h1(conn: &Conn, mut req: Request<ClientBody>) -> Result<Response<Incoming>, Failed> {
     // The application sees an origin-form target, as from a client.
     let pq = req.uri().path_and_query().cloned();
     if let Some(pq) = pq {
@@ -486,25 +521,25 @@ async fn forward_h1(conn: &Conn, mut req: Request<Incoming>) -> Result<Response<
     let mut sender = match reused {
         Some(mut s) => match s.ready().await {
             Ok(()) => s,
-            Err(_) => connect_h1(conn.listener.config.app).await?,
+            Err(_) => connect_h1(conn.listener.config.app).await.map_err(Failed::connect)?,
         },
-        None => connect_h1(conn.listener.config.app).await?,
+        None => connect_h1(conn.listener.config.app).await.map_err(Failed::connect)?,
     };
     let response = match sender.try_send_request(req).await {
         Ok(r) => Ok(r),
         Err(mut e) => match e.take_message() {
             Some(req) => {
-                sender = connect_h1(conn.listener.config.app).await?;
-                sender.send_request(req).await.map_err(|e| e.to_string())
+                sender = connect_h1(conn.listener.config.app).await.map_err(Failed::connect)?;
+                sender.send_request(req).await.map_err(Failed::from_error)
             }
-            None => Err(e.into_error().to_string()),
+            None => Err(Failed::from_error(e.into_error())),
         },
     };
     *conn.upstream_h1.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
     response
 }
 
-async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<Incoming>, String> {
+async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<ClientBody>, String> {
     let stream = TcpStream::connect(app).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
@@ -516,7 +551,18 @@ async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<Incoming>, Str
     Ok(sender)
 }
 
+/// The size of hyper's HTTP/1.1 read buffer, which bounds a request head
+/// (hyper needs at least 8 KiB); the framing watch uses the same bound.
+fn h1_buffer_size(limits: &Limits) -> usize {
+    limits.max_header_bytes.max(8192)
+}
+
 /// Serves HTTP/1.1 and HTTP/2 on one connection: the stack, in one place.
+///
+/// A connection whose first request head has not been read by the
+/// activity's deadline (protocol detection included: a partial HTTP/2
+/// preface, an HTTP/2 connection without a complete HEADERS frame) is
+/// closed; later HTTP/1.1 heads are bounded by hyper's header read timeout.
 async fn serve_http<IO>(io: IO, conn: Arc<Conn>, alpn_h2: bool, activity: Arc<Activity>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -530,12 +576,15 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout())
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(h1_buffer_size(limits));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
     let idle = limits.idle_timeout();
+    let first_head = tokio::time::sleep_until(activity.first_head_by);
+    tokio::pin!(first_head);
+    let mut awaiting_first = true;
     let mut shutdown = conn.shared.shutdown.clone();
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req| handle_request(service_conn.clone(), req));
@@ -553,6 +602,14 @@ where
             _ = crate::inbound::shutting_down(&mut shutdown), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
+            }
+            _ = &mut first_head, if awaiting_first => {
+                awaiting_first = false;
+                if !activity.requested.load(Ordering::Relaxed) {
+                    conn.shared.metrics.connections_refused.inc(["timeout"]);
+                    tracing::debug!(ip = %conn.ip, "no request head before the header read timeout; closing");
+                    return;
+                }
             }
             _ = tokio::time::sleep(activity.until_idle(idle)), if !closing => {
                 if activity.idle_for() >= idle {
@@ -665,20 +722,25 @@ impl tower_service::Service<http::Uri> for AppConnector {
     }
 }
 
-/// When a connection last moved a byte, and whether a request on it had
-/// ambiguous framing.
+/// When a connection last moved a byte, whether a request on it had
+/// ambiguous framing, and whether a request head was read (by when one
+/// must have been).
 pub struct Activity {
     base: Instant,
     last_ms: AtomicU64,
     ambiguous: AtomicBool,
+    requested: AtomicBool,
+    first_head_by: tokio::time::Instant,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(first_head_by: tokio::time::Instant) -> Activity {
         Activity {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
             ambiguous: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
+            first_head_by,
         }
     }
 

@@ -10,6 +10,8 @@
 //!   API), X.509-SVID verification, the rustls server configuration.
 //! - [`inbound`]: listeners, TLS sniffing, the hyper service stack, TCP relay.
 //! - [`enforce`]: decisions turned into HTTP and gRPC answers.
+//! - [`request_body`]: client request bodies as forwarded (trailers
+//!   cleaned, errors marked as the client's).
 //! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
 //! - [`metrics`], [`decision_log`]: what the proxy reports.
 //! - [`proxy`]: starts everything and owns the shutdown.
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod proxy;
 pub mod reload;
+pub mod request_body;
 pub mod store;
 
 pub use config::Config;

@@ -142,6 +142,9 @@ pub struct Metrics {
     pub connections_refused: LabelledCounters<1>,
     /// Requests that failed on the way to the application, by reason.
     pub upstream_errors: LabelledCounters<1>,
+    /// Inbound requests refused as malformed, by reason (`framing`:
+    /// ambiguous framing; `body`: a malformed or incomplete body).
+    pub bad_requests: LabelledCounters<1>,
     /// Policy reloads by result (`ok`, `error`).
     pub bundle_reloads: LabelledCounters<1>,
     /// Identity (SVID or trust bundle) reloads by result.
@@ -175,6 +178,7 @@ impl Default for Metrics {
             connections_revoked: LabelledCounters::new(["server"]),
             connections_refused: LabelledCounters::new(["reason"]),
             upstream_errors: LabelledCounters::new(["reason"]),
+            bad_requests: LabelledCounters::new(["reason"]),
             bundle_reloads: LabelledCounters::new(["result"]),
             identity_reloads: LabelledCounters::new(["result"]),
             request_latency: Histogram::default(),
@@ -234,6 +238,11 @@ impl Metrics {
             &mut out,
             "sluice_upstream_errors_total",
             "Allowed requests that the application could not be reached for.",
+        );
+        self.bad_requests.render(
+            &mut out,
+            "sluice_inbound_bad_requests_total",
+            "Inbound requests refused as malformed (ambiguous framing, malformed body).",
         );
         self.bundle_reloads.render(
             &mut out,

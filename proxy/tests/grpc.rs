@@ -1,12 +1,16 @@
 //! gRPC through the proxy with tonic's client and server: an allowed
 //! method, a denied method (PERMISSION_DENIED) and an unknown method
-//! (UNIMPLEMENTED).
+//! (UNIMPLEMENTED). The application answers UNIMPLEMENTED for unknown
+//! methods too, so the test counts the calls that reach it and checks that
+//! the proxy's answers carry `x-sluice-error`.
 
 mod support;
 
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use support::*;
 use http::uri::PathAndQuery;
 
@@ -30,15 +34,21 @@ struct Charge {
 }
 
 /// The application: tonic's server-side gRPC handling for each method of
-/// `billing.v1.Billing`, served by hyper (HTTP/2 only, as gRPC servers are).
-async fn grpc_app() -> SocketAddr {
+/// `billing.v1.Billing`, served by hyper (HTTP/2 only, as gRPC servers are);
+/// counts the calls that reach it.
+async fn grpc_app() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
+            let counted = counted.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async move {
                     let req = req.map(|b| tonic::body::Body::new(b.map_err(|e| tonic::Status::internal(e.to_string()))));
                     let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Charge, Charge>::default());
                     let response = match req.uri().path() {
@@ -48,6 +58,7 @@ async fn grpc_app() -> SocketAddr {
                         _ => tonic::Status::unimplemented("no such method").into_http(),
                     };
                     Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -55,7 +66,7 @@ async fn grpc_app() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, calls)
 }
 
 #[derive(Clone)]
@@ -90,7 +101,7 @@ async fn call(
 #[tokio::test]
 async fn grpc_methods_are_allowed_denied_and_unimplemented() {
     let dir = TempDir::new("grpc");
-    let app = grpc_app().await;
+    let (app, app_calls) = grpc_app().await;
     std::fs::write(dir.path("policy.bundle"), compile(POLICY)).unwrap();
     let toml = format!(
         "[policy]\nbundle = \"policy.bundle\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 50051\napp = \"{app}\"\ntls = \"plaintext\"\n"
@@ -106,15 +117,28 @@ async fn grpc_methods_are_allowed_denied_and_unimplemented() {
     let reply = call(&mut client, "/billing.v1.Billing/Charge").await.unwrap();
     assert_eq!(reply.account, "acme via /billing.v1.Billing/Charge");
     assert_eq!(reply.cents, 42);
+    assert_eq!(app_calls.load(Ordering::SeqCst), 1);
 
+    // The proxy's own answers: they name why, and the application never
+    // sees the call.
+    let proxy_error = |status: &tonic::Status| {
+        status
+            .metadata()
+            .get("x-sluice-error")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
     let denied = call(&mut client, "/billing.v1.Billing/Refund").await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert_eq!(proxy_error(&denied).as_deref(), Some("forbidden"), "{denied:?}");
 
     let unknown = call(&mut client, "/billing.v1.Billing/Explode").await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::Unimplemented, "{unknown:?}");
+    assert_eq!(proxy_error(&unknown).as_deref(), Some("no-route"), "{unknown:?}");
 
     // A path attack in a method name never reaches the application.
     let attack = call(&mut client, "/billing.v1.Billing/Charge/../Refund").await.unwrap_err();
     assert_eq!(attack.code(), tonic::Code::PermissionDenied, "{attack:?}");
+    assert_eq!(proxy_error(&attack).as_deref(), Some("forbidden"), "{attack:?}");
+    assert_eq!(app_calls.load(Ordering::SeqCst), 1, "only the allowed call reached the application");
     proxy.shutdown().await;
 }

@@ -58,15 +58,24 @@ async fn shutdown_drains_requests_in_flight() {
     let app = slow_server(Duration::from_millis(400)).await;
     let proxy = proxy_with(&dir, app, "drain-timeout-ms = 5000").await;
     let addr = proxy.inbound_addrs()[0];
+    // The application cannot answer before 400 ms from now.
+    let sent = Instant::now();
     let in_flight = tokio::spawn(async move { http1(addr, "GET", "/slow", &[]).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let start = Instant::now();
+    // Shut down once the request is decided (and so forwarded or about to be).
+    let admin = proxy.admin_addr();
+    loop {
+        let (_, metrics) = admin_get(admin, "/metrics").await;
+        if metric_sum(&metrics, "sluice_inbound_requests_total", &[]) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     proxy.shutdown().await;
-    let drained = start.elapsed();
+    let drained = sent.elapsed();
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "the request in flight finished");
     assert_eq!(&r.body[..], b"slow");
-    assert!(drained >= Duration::from_millis(200), "shutdown waited for it: {drained:?}");
+    assert!(drained >= Duration::from_millis(400), "shutdown waited for it: {drained:?}");
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -1,6 +1,12 @@
 //! Bodies that can be replayed: a buffered prefix (all of a small body, so
 //! a request can be retried) followed by the rest of a streaming one.
+//!
+//! A client's request body ([`ReplayBody::client`], [`ReplayBody::buffer_ready`])
+//! is forwarded as [`crate::request_body`] forwards inbound ones: its
+//! trailers lose any peer identity header and its errors are marked as the
+//! client's ([`crate::request_body::ClientBodyError`]).
 
+use crate::request_body::{client_frame, ClientBodyError};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -24,7 +30,13 @@ pub const FIRST_FRAME_WAIT: std::time::Duration = std::time::Duration::from_mill
 pub struct ReplayBody {
     frames: VecDeque<Frame<Bytes>>,
     rest: Option<Incoming>,
+    /// The body is a client's request body.
+    client: bool,
 }
+
+/// The error of a [`ReplayBody`]: hyper's, or a [`ClientBodyError`] for a
+/// client's request body.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ReplayBody {
     /// An empty body.
@@ -38,7 +50,11 @@ impl ReplayBody {
         if !data.is_empty() {
             frames.push_back(Frame::data(data));
         }
-        ReplayBody { frames, rest: None }
+        ReplayBody {
+            frames,
+            rest: None,
+            client: false,
+        }
     }
 
     /// Reads `body` until it ends or more than `limit` bytes came. The
@@ -48,10 +64,10 @@ impl ReplayBody {
         let mut size = 0usize;
         loop {
             if body.is_end_stream() {
-                return Ok(ReplayBody { frames, rest: None });
+                return Ok(ReplayBody::held(frames, false));
             }
             match body.frame().await {
-                None => return Ok(ReplayBody { frames, rest: None }),
+                None => return Ok(ReplayBody::held(frames, false)),
                 Some(frame) => {
                     let frame = frame?;
                     if let Some(d) = frame.data_ref() {
@@ -59,10 +75,7 @@ impl ReplayBody {
                     }
                     frames.push_back(frame);
                     if size > limit {
-                        return Ok(ReplayBody {
-                            frames,
-                            rest: Some(body),
-                        });
+                        return Ok(ReplayBody::partial(frames, body, false));
                     }
                 }
             }
@@ -79,7 +92,7 @@ impl ReplayBody {
         let mut first = true;
         loop {
             if body.is_end_stream() {
-                return Ok(ReplayBody { frames, rest: None });
+                return Ok(ReplayBody::held(frames, true));
             }
             let wait = if first { FIRST_FRAME_WAIT } else { std::time::Duration::ZERO };
             first = false;
@@ -87,37 +100,49 @@ impl ReplayBody {
                 match tokio::time::timeout(wait, body.frame()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        return Ok(ReplayBody {
-                            frames,
-                            rest: Some(body),
-                        })
+                        return Ok(ReplayBody::partial(frames, body, true))
                     }
                 }
             };
             match next {
-                None => return Ok(ReplayBody { frames, rest: None }),
+                None => return Ok(ReplayBody::held(frames, true)),
                 Some(frame) => {
-                    let frame = frame?;
+                    let frame = client_frame(frame?);
                     if let Some(d) = frame.data_ref() {
                         size += d.len();
                     }
                     frames.push_back(frame);
                     if size > limit {
-                        return Ok(ReplayBody {
-                            frames,
-                            rest: Some(body),
-                        });
+                        return Ok(ReplayBody::partial(frames, body, true));
                     }
                 }
             }
         }
     }
 
-    /// A body that streams `body` without buffering.
+    /// A body that streams `body` (an upstream's response) without buffering.
     pub fn streaming(body: Incoming) -> Self {
+        ReplayBody::partial(VecDeque::new(), body, false)
+    }
+
+    /// A body that streams a client's request body without buffering.
+    pub fn client(body: Incoming) -> Self {
+        ReplayBody::partial(VecDeque::new(), body, true)
+    }
+
+    fn held(frames: VecDeque<Frame<Bytes>>, client: bool) -> Self {
         ReplayBody {
-            frames: VecDeque::new(),
-            rest: Some(body),
+            frames,
+            rest: None,
+            client,
+        }
+    }
+
+    fn partial(frames: VecDeque<Frame<Bytes>>, rest: Incoming, client: bool) -> Self {
+        ReplayBody {
+            frames,
+            rest: Some(rest),
+            client,
         }
     }
 
@@ -139,7 +164,7 @@ impl ReplayBody {
                 None => Frame::trailers(f.trailers_ref().cloned().unwrap_or_default()),
             })
             .collect();
-        Some(ReplayBody { frames, rest: None })
+        Some(ReplayBody::held(frames, self.client))
     }
 
     /// The trailers of a complete body.
@@ -150,19 +175,27 @@ impl ReplayBody {
 
 impl Body for ReplayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if let Some(f) = self.frames.pop_front() {
             return Poll::Ready(Some(Ok(f)));
         }
-        match &mut self.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
+        let client = self.client;
+        let Some(rest) = &mut self.rest else {
+            return Poll::Ready(None);
+        };
+        Pin::new(rest).poll_frame(cx).map(|frame| {
+            frame.map(|r| match (r, client) {
+                (Ok(f), true) => Ok(client_frame(f)),
+                (Ok(f), false) => Ok(f),
+                (Err(e), true) => Err(ClientBodyError(e).into()),
+                (Err(e), false) => Err(e.into()),
+            })
+        })
     }
 
     fn is_end_stream(&self) -> bool {

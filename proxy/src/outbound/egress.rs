@@ -125,7 +125,7 @@ pub async fn http(
     };
     let h2 = req.version() == http::Version::HTTP_2;
     let (parts, body) = req.into_parts();
-    let Some(upstream) = upstream_request(parts, &authority, target, ReplayBody::streaming(body), h2, false)
+    let Some(upstream) = upstream_request(parts, &authority, target, ReplayBody::client(body), h2, false)
     else {
         return own(enforce::text_response(StatusCode::BAD_REQUEST, "bad request target\n", "bad-request"));
     };
@@ -133,6 +133,11 @@ pub async fn http(
         Ok(mut r) => {
             enforce::prepare_response_headers(r.headers_mut());
             r.map(|b| Either::Left(ReplayBody::streaming(b)))
+        }
+        Err(e) if crate::request_body::caused_by_client_body(&e) => {
+            tracing::debug!(authority, error = %e, "malformed request body");
+            ctx.shared.metrics.outbound_errors.inc(["bad-request"]);
+            own(enforce::bad_body_response())
         }
         Err(e) => {
             tracing::info!(authority, addr = %addrs[0], error = %e, "egress upstream failed");

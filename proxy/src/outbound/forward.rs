@@ -114,7 +114,7 @@ impl Attempts<'_> {
                 }
             }
         } else {
-            ReplayBody::streaming(body)
+            ReplayBody::client(body)
         };
         let Some(primary) = pick_weighted(&self.routed.backends, &mut rng)
             .and_then(|name| self.service.backend_index(name))
@@ -174,6 +174,14 @@ impl Attempts<'_> {
                 Some(t) => tokio::time::timeout(t, send).await.map_err(|_| ()),
                 None => Ok(send.await),
             };
+            if let Ok(Err(e)) = &result {
+                if crate::request_body::caused_by_client_body(e) {
+                    // The client's body was malformed: not the backend's fault.
+                    tracing::debug!(%endpoint, error = %e, "malformed request body");
+                    metrics.outbound_errors.inc(["bad-request"]);
+                    return (Some(backend.name.to_string()), own(enforce::bad_body_response()));
+                }
+            }
             let (outcome, response) = match result {
                 Err(()) => (Outcome::Timeout, None),
                 Ok(Err(SendError::Connect(e))) => {
