@@ -6,7 +6,7 @@
 //! or `[[diagnostic]]` tables.
 //!
 //! - `[[case]]`: `name`, `request` (spec section 10), `expect` (decision
-//!   fields; `""` expects null or absent, numbers compare numerically,
+//!   fields, at least one; `""` expects null or absent, numbers compare numerically,
 //!   `backends` compares as the list of `{name, weight}`). Extension: an
 //!   `expect` of only `error = "TEXT"` expects the request to be rejected
 //!   with a message containing TEXT. The policy must compile without errors;
@@ -75,14 +75,20 @@ impl fmt::Display for Outcome {
 
 /// Runs every conformance file under `paths` (files, or directories searched
 /// recursively for `*.toml`), calling `report` with each failure message as
-/// soon as its file is done.
+/// soon as its file is done. A directory without any conformance file is
+/// one failure.
 pub fn run_paths(paths: &[PathBuf], report: &mut dyn FnMut(&str)) -> Outcome {
     let mut total = Outcome::default();
     for path in paths {
         let mut files = Vec::new();
         let mut outcome = Outcome::default();
-        if let Err(e) = find_files(path, true, &mut files) {
-            outcome.fail(format!("{}: cannot read: {e}", path.display()));
+        match find_files(path, true, &mut files) {
+            Err(e) => outcome.fail(format!("{}: cannot read: {e}", path.display())),
+            Ok(()) if files.is_empty() => outcome.fail(format!(
+                "{}: no conformance files (`*.toml`) in this folder",
+                path.display()
+            )),
+            Ok(()) => {}
         }
         for message in &outcome.messages {
             report(message);
@@ -340,6 +346,9 @@ fn run_case(decider: &mut Decider<'_, '_>, case: &toml::Table) -> Vec<String> {
 /// Compares a decision (or the error the request got) with an `expect`
 /// table; returns one message per mismatch.
 pub fn check_expect(expect: &toml::Table, result: &Result<DecisionJson, String>) -> Vec<String> {
+    if expect.is_empty() {
+        return vec!["the `expect` table is empty, so the case checks nothing".into()];
+    }
     if let Some(wanted) = expect.get("error") {
         let Some(wanted) = wanted.as_str() else {
             return vec!["`error` must be a string".into()];
@@ -647,6 +656,10 @@ mod tests {
         assert_eq!(
             check_expect(&expect(r#"{ rout = "main" }"#), &ok),
             ["`rout` is not a decision field"]
+        );
+        assert_eq!(
+            check_expect(&expect("{}"), &ok),
+            ["the `expect` table is empty, so the case checks nothing"]
         );
     }
 

@@ -396,3 +396,67 @@ fn test_diagnostic_expectations() {
     assert!(run.out.contains("unexpected diagnostic"), "{}", run.out);
     assert_eq!(run.out.lines().last(), Some("0 passed, 2 failed"));
 }
+
+#[test]
+fn test_without_conformance_files_fails() {
+    let dir = tmp("test-empty");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    write(&dir, "notes.md", "not a conformance file\n");
+    let run = sluice(&["test", empty.to_str().unwrap()], "");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.out.contains("no conformance files") && run.out.contains("empty"),
+        "{}",
+        run.out
+    );
+    assert_eq!(run.out.lines().last(), Some("0 passed, 1 failed"));
+
+    // A folder of other files (`notes.md`, `empty/`) is no better, even
+    // next to a file that passes.
+    let good = tmp("test-empty-good");
+    let pass = write(
+        &good,
+        "pass.toml",
+        &conformance_file(POLICY, r#"{ decision = "allow" }"#),
+    );
+    let run = sluice(&["test", &pass, dir.to_str().unwrap()], "");
+    assert_eq!(run.code, 1);
+    assert!(run.out.contains("no conformance files"), "{}", run.out);
+    assert_eq!(run.out.lines().last(), Some("1 passed, 1 failed"));
+}
+
+#[test]
+fn test_with_an_empty_expect_table_fails() {
+    let dir = tmp("test-empty-expect");
+    let file = write(&dir, "empty.toml", &conformance_file(POLICY, "{}"));
+    let run = sluice(&["test", &file], "");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.out.contains("scrape") && run.out.contains("`expect` table is empty"),
+        "{}",
+        run.out
+    );
+    assert_eq!(run.out.lines().last(), Some("0 passed, 1 failed"));
+}
+
+#[test]
+fn test_a_file_without_cases_or_diagnostics_fails() {
+    let dir = tmp("test-no-cases");
+    for (name, text) in [
+        ("policy-only.toml", format!("policy = '''{POLICY}'''\n")),
+        ("empty-case-list.toml", format!("policy = '''{POLICY}'''\ncase = []\n")),
+        ("empty.toml", String::new()),
+    ] {
+        let file = write(&dir, name, &text);
+        let run = sluice(&["test", &file], "");
+        assert_eq!(run.code, 1, "{name}");
+        assert!(
+            run.out.contains("no `[[case]]` or `[[diagnostic]]` tables")
+                || run.out.contains("no `policy`"),
+            "{name}: {}",
+            run.out
+        );
+        assert_eq!(run.out.lines().last(), Some("0 passed, 1 failed"), "{name}");
+    }
+}

@@ -187,6 +187,17 @@ pub fn evaluate_request(policy: &Policy, request: &Request) -> Result<Decision, 
     }
 }
 
+/// Spec section 7, steps 1 to 6, on a raw request target: its normalized
+/// path (`None` when the path is a `bad-path`) and its query, as the
+/// interpreter sees them. Bytes that are not UTF-8 are replaced first (the
+/// path rejects any such byte anyway). For comparing implementations, as
+/// the `normalize` fuzz target does.
+pub fn normalize_target(target: &[u8]) -> (Option<String>, Option<String>) {
+    let target = String::from_utf8_lossy(target);
+    let (path_part, query) = path::split_target(&target);
+    (path::normalize(path_part), query.map(str::to_owned))
+}
+
 /// A service's client-side settings (spec section 5, "Backends, retries,
 /// circuit breaking, failover"), with the spec's defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]

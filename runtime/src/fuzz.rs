@@ -64,3 +64,28 @@ pub fn normalize(data: &[u8]) {
         assert_eq!(again, out, "normalization is idempotent");
     }
 }
+
+/// [`normalize`], and a comparison with another implementation of spec
+/// section 7: `reference` gives the normalized path of a raw target
+/// (`None` for a bad path) and its query (the fuzz target and its corpus
+/// replay pass the reference interpreter's `normalize_target`). Both
+/// accept or reject the same targets, and give the same path and query.
+pub fn normalize_against(
+    data: &[u8],
+    reference: impl Fn(&[u8]) -> (Option<String>, Option<String>),
+) {
+    normalize(data);
+    let (path, query) = split_target(data);
+    let mut out = Vec::new();
+    let ours = normalize_path(path, &mut out).ok().map(|()| out);
+    let (theirs, their_query) = reference(data);
+    assert_eq!(
+        ours.as_deref(),
+        theirs.as_ref().map(String::as_bytes),
+        "the normalized path of {:?}",
+        String::from_utf8_lossy(data)
+    );
+    if std::str::from_utf8(data).is_ok() {
+        assert_eq!(query, their_query.as_ref().map(String::as_bytes), "the query");
+    }
+}

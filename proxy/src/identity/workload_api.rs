@@ -278,6 +278,14 @@ impl Update {
         Ok(())
     }
 
+    /// Decodes one gRPC message of the stream (an `X509SVIDResponse`) into
+    /// an update, as [`WorkloadApiClient`] does with each message.
+    pub(crate) fn decode(message: Bytes) -> Result<Update, WorkloadApiError> {
+        <proto::X509SvidResponse as prost::Message>::decode(message)
+            .map_err(WorkloadApiError::Decode)
+            .and_then(Update::from_response)
+    }
+
     fn from_response(resp: proto::X509SvidResponse) -> Result<Update, WorkloadApiError> {
         let svid_count = resp.svids.len();
         let crl_count = resp.crl.len();
@@ -807,7 +815,7 @@ fn grpc_frame(message: &impl prost::Message) -> Bytes {
 }
 
 /// Takes one complete gRPC frame's message off the front of `buf`.
-fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, WorkloadApiError> {
+pub(crate) fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, WorkloadApiError> {
     let Some(header) = buf.get(..5) else {
         return Ok(None);
     };

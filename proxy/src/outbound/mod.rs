@@ -383,6 +383,13 @@ fn request_authority(req: &Request<Incoming>, original: Option<SocketAddr>) -> O
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
     });
+    authority_with_port(named, original)
+}
+
+/// The authority from the one a request names and the original
+/// destination: a named authority without a port takes the original port;
+/// no name at all is the original destination.
+pub(crate) fn authority_with_port(named: Option<String>, original: Option<SocketAddr>) -> Option<String> {
     match (named, original) {
         (Some(a), Some(orig)) if resolve::split_host_port(&a).is_some() && !has_port(&a) => {
             Some(format!("{a}:{}", orig.port()))
@@ -393,7 +400,8 @@ fn request_authority(req: &Request<Incoming>, original: Option<SocketAddr>) -> O
     }
 }
 
-fn has_port(authority: &str) -> bool {
+/// Whether an authority names a port (`host:port`, `[v6]:port`).
+pub(crate) fn has_port(authority: &str) -> bool {
     match authority.strip_prefix('[') {
         Some(rest) => rest.contains("]:"),
         None => authority.contains(':'),

@@ -149,7 +149,7 @@ fn decide(data: &[u8]) -> Sniffed {
 
 /// The verdict on `data`, or `None` when more bytes are needed to decide.
 /// With `complete` (no more bytes will come) it always decides.
-fn classify(data: &[u8], complete: bool) -> Option<Sniffed> {
+pub(crate) fn classify(data: &[u8], complete: bool) -> Option<Sniffed> {
     let more = |fallback: Sniffed| if complete { Some(fallback) } else { None };
     let Some(&first) = data.first() else {
         return more(Sniffed::Opaque);
@@ -239,7 +239,7 @@ pub fn parse_sni(client_hello: &[u8]) -> Option<String> {
 
 /// Why a ClientHello gave no answer.
 #[derive(Debug, PartialEq, Eq)]
-enum HelloError {
+pub(crate) enum HelloError {
     /// The bytes end before the handshake message does.
     Incomplete,
     /// Not a ClientHello, or a malformed one.
@@ -253,7 +253,7 @@ const NAME_TYPE_HOST_NAME: u8 = 0;
 
 /// The server name of the ClientHello `data` starts with (records
 /// included); `Ok(None)` for a well-formed ClientHello without one.
-fn client_hello(data: &[u8]) -> Result<Option<String>, HelloError> {
+pub(crate) fn client_hello(data: &[u8]) -> Result<Option<String>, HelloError> {
     let message = handshake_message(data)?;
     let mut r = Reader(&message);
     if r.u8() != Some(HANDSHAKE_CLIENT_HELLO) {
@@ -305,7 +305,7 @@ fn server_name(body: &[u8]) -> Option<String> {
 
 /// The first handshake message, from one record or put together from
 /// several consecutive handshake records.
-fn handshake_message(data: &[u8]) -> Result<Cow<'_, [u8]>, HelloError> {
+pub(crate) fn handshake_message(data: &[u8]) -> Result<Cow<'_, [u8]>, HelloError> {
     let mut records = Reader(data);
     let mut joined: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     loop {
