@@ -15,12 +15,14 @@
 //! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
 //! - [`metrics`], [`decision_log`]: what the proxy reports.
 //! - [`proxy`]: starts everything and owns the shutdown.
+//! - [`fuzz`]: entry points for the fuzz targets over the proxy's parsers.
 
 pub mod admin;
 pub mod config;
 pub mod decision_log;
 pub mod enforce;
 pub mod framing;
+pub mod fuzz;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
