@@ -12,7 +12,8 @@
 //!
 //! - `server`: the upstream, listening on 10.99.0.2:8080 and 10.99.0.1:80;
 //!   it answers HTTP with 200, `ping` with `pong`, a TLS record with
-//!   `tls-seen`, and logs every connection it accepts;
+//!   `tls-seen`, and logs every connection it accepts; and a WebSocket
+//!   server (tungstenite) on 10.99.0.2:8081 and 10.99.0.1:8081;
 //! - `probe`: a stand-in for the proxy on 127.0.0.1:4140 that answers each
 //!   redirected connection with its original destination and what
 //!   `sniff` made of it (checks `sluice init`, `original_dst` and `sniff`
@@ -35,6 +36,9 @@ const TEST_NAME: &str = "transparent_outbound";
 /// The allowed upstream and the one in a denied network.
 const ALLOWED: &str = "10.99.0.2:8080";
 const DENIED: &str = "10.99.0.1:80";
+/// The WebSocket server, allowed and in the denied network.
+const WS_ALLOWED: &str = "10.99.0.2:8081";
+const WS_DENIED: &str = "10.99.0.1:8081";
 const OUTBOUND_PORT: u16 = 4140;
 const NOBODY: &str = "65534";
 
@@ -48,6 +52,8 @@ egress {
   default deny
   allow upstream      { network 10.99.0.2  port 8080 }
   allow upstream-name { host "svc.test"  port 8080 }
+  allow websocket     { network 10.99.0.2  port 8081 }
+  allow websocket-name { host "svc.test"  port 8081 }
   deny  blocked-host { host "blocked.example" }
   deny  blocked-net  { network 10.99.0.1/32 }
 }
@@ -119,7 +125,10 @@ fn transparent_outbound() {
     let upstream_log = dir.0.join("upstream.log");
     procs.0.push(ns.spawn_role(
         "server",
-        &format!("{}|{ALLOWED},{DENIED}", upstream_log.display()),
+        &format!(
+            "{}|{ALLOWED},{DENIED}|{WS_ALLOWED},{WS_DENIED}",
+            upstream_log.display()
+        ),
         None,
     ));
     wait_for("the upstream to listen", || {
@@ -127,7 +136,7 @@ fn transparent_outbound() {
             .iter()
             .filter(|l| l.starts_with("ready"))
             .count()
-            == 2
+            == 4
     });
 
     // Before any rule, and for root (the proxy's uid) after: direct.
@@ -266,6 +275,19 @@ fn transparent_outbound() {
     assert_eq!(seen, r#"recv "pong\n""#, "{}", report(&seen));
     let seen = ns.client(&client_bin, nobody, &format!("tls|{ALLOWED}|svc.test"));
     assert_eq!(seen, r#"recv "tls-seen\n""#, "{}", report(&seen));
+    // A WebSocket: upgraded, relayed both ways, closed; the client's
+    // forged identity header never reaches the upstream.
+    let seen = ns.client(
+        &client_bin,
+        nobody,
+        &format!("ws|{WS_ALLOWED}|svc.test:8081"),
+    );
+    assert_eq!(seen, "ws hello identity= | echo ping", "{}", report(&seen));
+    wait_for("the upstream to see the WebSocket close", || {
+        log_lines(&upstream_log)
+            .iter()
+            .any(|l| l == &format!("ws-closed {WS_ALLOWED}"))
+    });
 
     // Denied: nothing reaches the upstream.
     let accepted = upstream_accepts(&upstream_log);
@@ -279,6 +301,12 @@ fn transparent_outbound() {
     assert!(seen.starts_with("403 "), "{}", report(&seen));
     let seen = ns.client(&client_bin, nobody, &format!("raw|{DENIED}|ping"));
     assert!(!seen.contains("pong"), "{}", report(&seen));
+    let seen = ns.client(
+        &client_bin,
+        nobody,
+        &format!("ws|{WS_DENIED}|{WS_DENIED}"),
+    );
+    assert_eq!(seen, "ws-error 403", "{}", report(&seen));
     let seen = ns.client(
         &client_bin,
         nobody,
@@ -577,7 +605,7 @@ mod roles {
         let _ = read_some(&mut stream, |_| false, Duration::from_secs(1));
     }
 
-    /// The upstream: `LOG|ADDR,ADDR`.
+    /// The upstream: `LOG|ADDR,ADDR|WSADDR,WSADDR`.
     pub fn server() {
         let args = args();
         let log = Arc::new(Mutex::new(
@@ -634,9 +662,64 @@ mod roles {
                 }
             }));
         }
+        for addr in args[2].split(',') {
+            let listener = TcpListener::bind(addr).unwrap();
+            note(format!("ready {addr}"));
+            let note = note.clone();
+            threads.push(std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    let local = stream.local_addr().unwrap();
+                    note(format!("accept {local} from {}", stream.peer_addr().unwrap()));
+                    let note = note.clone();
+                    std::thread::spawn(move || websocket(stream, local, note));
+                }
+            }));
+        }
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// One WebSocket connection of the upstream: sends `hello identity=IDS`
+    /// (the `x-sluice-peer-identity` values received), then answers each
+    /// text message with `echo TEXT` until the client closes.
+    fn websocket(stream: TcpStream, local: SocketAddr, note: impl Fn(String)) {
+        use tungstenite::handshake::server::{Request, Response};
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut seen = (String::new(), String::new());
+        // The callback's error type is tungstenite's.
+        #[allow(clippy::result_large_err)]
+        let callback = |req: &Request, resp: Response| {
+            seen.0 = req
+                .headers()
+                .get("host")
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                .unwrap_or_default();
+            seen.1 = req
+                .headers()
+                .get_all("x-sluice-peer-identity")
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join("|");
+            Ok(resp)
+        };
+        let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else {
+            note(format!("ws-failed {local}"));
+            return;
+        };
+        note(format!("ws {local} host={}", seen.0));
+        let _ = ws.send(tungstenite::Message::text(format!("hello identity={}", seen.1)));
+        while let Ok(msg) = ws.read() {
+            if let tungstenite::Message::Text(text) = msg {
+                let reply = format!("echo {}", text.as_str());
+                if ws.send(tungstenite::Message::text(reply)).is_err() {
+                    break;
+                }
+            }
+        }
+        note(format!("ws-closed {local}"));
     }
 
     /// Stands in for the proxy on the outbound port: `READY_FILE`.
@@ -677,8 +760,8 @@ mod roles {
         });
     }
 
-    /// One connection: `http|ADDR|HOST`, `raw|ADDR|ping`, `tls|ADDR|SNI`
-    /// or `silent|ADDR`; prints `@@RESULT ...`.
+    /// One connection: `http|ADDR|HOST`, `raw|ADDR|ping`, `tls|ADDR|SNI`,
+    /// `ws|ADDR|HOST` or `silent|ADDR`; prints `@@RESULT ...`.
     pub fn client() {
         let args = args();
         let addr: SocketAddr = args[1].parse().unwrap();
@@ -697,10 +780,51 @@ mod roles {
                     recv(&mut stream)
                 }
                 "silent" => recv(&mut stream),
+                "ws" => ws(stream, &args[2]),
                 other => panic!("unknown client mode `{other}`"),
             },
         };
         println!("\n@@RESULT {result}");
+    }
+
+    /// A WebSocket to `ws://HOST/chat` with a forged identity header:
+    /// `ws GREETING | ECHO` of a `ping`, then a clean close; or
+    /// `ws-error STATUS` when the handshake gets another answer.
+    fn ws(stream: TcpStream, host: &str) -> String {
+        use tungstenite::client::IntoClientRequest;
+        use tungstenite::{Error, HandshakeError, Message};
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!("ws://{host}/chat").into_client_request().unwrap();
+        req.headers_mut().insert(
+            "x-sluice-peer-identity",
+            "spiffe://example.org/forged".parse().unwrap(),
+        );
+        let mut ws = match tungstenite::client(req, stream) {
+            Ok((ws, _)) => ws,
+            Err(HandshakeError::Failure(Error::Http(resp))) => {
+                return format!("ws-error {}", resp.status().as_u16())
+            }
+            Err(e) => return format!("error: handshake: {e}"),
+        };
+        let text = |ws: &mut tungstenite::WebSocket<TcpStream>| match ws.read() {
+            Ok(Message::Text(t)) => t.as_str().to_owned(),
+            other => format!("unexpected {other:?}"),
+        };
+        let greeting = text(&mut ws);
+        if let Err(e) = ws.send(Message::text("ping")) {
+            return format!("error: send: {e}");
+        }
+        let echo = text(&mut ws);
+        let _ = ws.close(None);
+        // Until the server's close reply and the end of the connection.
+        loop {
+            match ws.read() {
+                Ok(_) => continue,
+                Err(Error::ConnectionClosed) => break,
+                Err(e) => return format!("error: closing: {e}"),
+            }
+        }
+        format!("ws {greeting} | {echo}")
     }
 
     fn recv(stream: &mut TcpStream) -> String {

@@ -112,6 +112,21 @@ pub enum Protocol {
     Tcp,
 }
 
+/// The protocol an inbound listener speaks to its application.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppProtocol {
+    /// The client's own: HTTP/1.1 for HTTP/1.1 clients, h2c for HTTP/2 clients.
+    #[default]
+    Auto,
+    /// HTTP/1.1 for every client. gRPC needs HTTP/2: a gRPC request is
+    /// answered with gRPC status 13 instead of being forwarded.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c) for every client. HTTP/1.1
+    /// `Upgrade` requests cannot be carried and are answered 501.
+    H2c,
+}
+
 /// An inbound listener.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -128,6 +143,9 @@ pub struct InboundConfig {
     /// Protocol; `auto` when not written.
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
+    /// What HTTP is forwarded to the application as; `auto` when not written.
+    #[serde(default)]
+    pub app_protocol: AppProtocol,
 }
 
 /// How an outbound listener receives the application's traffic.
@@ -431,6 +449,16 @@ tls = "plaintext"
         let c = Config::parse(MINIMAL, Path::new("/etc/sluice")).unwrap();
         assert_eq!(c.policy_path(), Path::new("/etc/sluice/p.bundle"));
         assert_eq!(c.inbound[0].port, 8080);
+        assert_eq!(c.inbound[0].app_protocol, AppProtocol::Auto);
+        for (value, expected) in [
+            ("auto", AppProtocol::Auto),
+            ("http1", AppProtocol::Http1),
+            ("h2c", AppProtocol::H2c),
+        ] {
+            let text = format!("{MINIMAL}app-protocol = \"{value}\"\n");
+            let c = Config::parse(&text, Path::new(".")).unwrap();
+            assert_eq!(c.inbound[0].app_protocol, expected);
+        }
         assert_eq!(c.admin.listen.port(), 9990);
         assert_eq!(c.limits.max_connections, 10_000);
     }
@@ -453,6 +481,11 @@ tls = "plaintext"
                 "trust-bundles",
             ),
         ];
+        let bad_app_protocol = format!("{MINIMAL}app-protocol = \"http2\"\n");
+        let cases = cases.into_iter().chain([(
+            bad_app_protocol.as_str(),
+            "unknown variant `http2`, expected one of `auto`, `http1`, `h2c`",
+        )]);
         for (text, expected) in cases {
             let e = Config::parse(text, Path::new(".")).unwrap_err().to_string();
             assert!(e.contains(expected), "{text}: {e}");

@@ -6,7 +6,7 @@
 //! request the current bundle is read once and kept until the response
 //! head is sent, so a reload never changes a request's decision halfway.
 
-use crate::config::{InboundConfig, Limits, Protocol, TlsMode};
+use crate::config::{AppProtocol, InboundConfig, Limits, Protocol, TlsMode};
 use crate::decision_log::{DecisionLog, LoggedRequest};
 use crate::enforce;
 use crate::framing::FramingWatch;
@@ -443,11 +443,41 @@ async fn forward(
     let Some(uri) = uri else {
         return Either::Right(bad_path(&parts.headers));
     };
-    let is_h2 = parts.version == http::Version::HTTP_2;
+    let app_protocol = listener.config.app_protocol;
+    let to_h2 = match app_protocol {
+        AppProtocol::Auto => parts.version == http::Version::HTTP_2,
+        AppProtocol::Http1 => false,
+        AppProtocol::H2c => true,
+    };
+    if grpc && app_protocol == AppProtocol::Http1 {
+        tracing::warn!(app = %listener.config.app, "a gRPC request on a listener whose app-protocol is http1; gRPC needs HTTP/2");
+        return Either::Right(enforce::grpc_response(
+            13,
+            "grpc needs http/2 but the listener's app-protocol is http1",
+            "app-protocol",
+        ));
+    }
+    let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
+    if upgrade.is_some() && to_h2 {
+        return Either::Right(crate::upgrade::not_possible(
+            "the application speaks h2c: an HTTP/1.1 upgrade cannot be forwarded\n",
+        ));
+    }
     parts.uri = uri;
     enforce::prepare_headers(&mut parts.headers, conn.identity.as_deref());
+    let client_upgrade = upgrade.and_then(|protocol| {
+        crate::upgrade::restore_request_headers(&mut parts.headers, protocol);
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    });
+    if to_h2 {
+        // The authority travels as `:authority`.
+        parts.headers.remove(http::header::HOST);
+        parts.version = http::Version::HTTP_2;
+    }
     let upstream = Request::from_parts(parts, ClientBody::new(body));
-    let result = if is_h2 {
+    let result = if let Some(client) = client_upgrade {
+        forward_upgrade(conn, upstream, client).await
+    } else if to_h2 {
         listener.h2.request(upstream).await.map_err(Failed::from_error)
     } else {
         forward_h1(conn, upstream).await
@@ -455,6 +485,7 @@ async fn forward(
     match result {
         Ok(mut response) => {
             enforce::prepare_response_headers(response.headers_mut());
+            crate::upgrade::restore_switch_headers(&mut response);
             Either::Left(response)
         }
         Err(Failed { client_body: true, message }) => {
@@ -507,16 +538,7 @@ impl Failed {
 /// opening it (again) when needed. A request that a reused connection
 /// closed before sending is sent once more on a new connection.
 async fn forward_h1(conn: &Conn, mut req: Request<ClientBody>) -> Result<Response<Incoming>, Failed> {
-    // The application sees an origin-form target, as from a client.
-    let pq = req.uri().path_and_query().cloned();
-    if let Some(pq) = pq {
-        *req.uri_mut() = http::Uri::from(pq);
-    }
-    if !req.headers().contains_key(http::header::HOST) {
-        if let Ok(host) = http::HeaderValue::from_str(&conn.listener.app_authority) {
-            req.headers_mut().insert(http::header::HOST, host);
-        }
-    }
+    to_origin_form(conn, &mut req);
     let reused = conn.upstream_h1.lock().unwrap_or_else(|e| e.into_inner()).take();
     let mut sender = match reused {
         Some(mut s) => match s.ready().await {
@@ -537,6 +559,57 @@ async fn forward_h1(conn: &Conn, mut req: Request<ClientBody>) -> Result<Respons
     };
     *conn.upstream_h1.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
     response
+}
+
+/// Makes `req` an HTTP/1.1 request as the application expects it from a
+/// client: origin-form target, and a `Host` (from the authority of an
+/// HTTP/2 client's request, else the application's address) when missing.
+fn to_origin_form(conn: &Conn, req: &mut Request<ClientBody>) {
+    if !req.headers().contains_key(http::header::HOST) {
+        let authority = req.uri().authority().map_or(conn.listener.app_authority.as_str(), |a| a.as_str());
+        if let Ok(host) = http::HeaderValue::from_str(authority) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    let pq = req.uri().path_and_query().cloned();
+    if let Some(pq) = pq {
+        *req.uri_mut() = http::Uri::from(pq);
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+}
+
+/// Sends an allowed upgrade request on a new HTTP/1.1 connection of its
+/// own; on `101` the client's and the application's upgraded connections
+/// are relayed (see [`crate::upgrade`]).
+async fn forward_upgrade(
+    conn: &Conn,
+    mut req: Request<ClientBody>,
+    client: hyper::upgrade::OnUpgrade,
+) -> Result<Response<Incoming>, Failed> {
+    to_origin_form(conn, &mut req);
+    // The relay outlives this connection's task: it holds a permit of its own.
+    let Ok(permit) = conn.shared.connections.clone().try_acquire_owned() else {
+        conn.shared.metrics.connections_refused.inc(["limit"]);
+        return Err(Failed::connect("connection limit reached".into()));
+    };
+    let app = conn.listener.config.app;
+    let connect = tokio::time::timeout(conn.shared.limits.connect_timeout(), TcpStream::connect(app));
+    let stream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Failed::connect(e.to_string())),
+        Err(_) => return Err(Failed::connect("connect timed out".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut response = crate::upgrade::send(TokioIo::new(stream), req)
+        .await
+        .map_err(Failed::from_error)?;
+    let relay = crate::upgrade::Relay {
+        permit,
+        shutdown: conn.shared.shutdown.clone(),
+        idle: conn.shared.limits.idle_timeout(),
+    };
+    crate::upgrade::relay_if_switched(&mut response, client, relay);
+    Ok(response)
 }
 
 async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<ClientBody>, String> {
@@ -588,7 +661,7 @@ where
     let mut shutdown = conn.shared.shutdown.clone();
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req| handle_request(service_conn.clone(), req));
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut closing = false;
     loop {

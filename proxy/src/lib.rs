@@ -14,6 +14,7 @@
 //!   cleaned, errors marked as the client's).
 //! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
 //! - [`metrics`], [`decision_log`]: what the proxy reports.
+//! - [`upgrade`]: HTTP/1.1 `Upgrade` (WebSocket) relayed both ways.
 //! - [`proxy`]: starts everything and owns the shutdown.
 //! - [`fuzz`]: entry points for the fuzz targets over the proxy's parsers.
 
@@ -31,6 +32,7 @@ pub mod proxy;
 pub mod reload;
 pub mod request_body;
 pub mod store;
+pub mod upgrade;
 
 pub use config::Config;
 pub use proxy::{Proxy, StartError};

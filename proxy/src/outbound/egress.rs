@@ -148,7 +148,8 @@ pub async fn http(
 }
 
 /// The request sent upstream: origin form for HTTP/1.1, absolute for
-/// HTTP/2 (`https` when `tls`), hop-by-hop headers removed, `Host` kept.
+/// HTTP/2 (`https` when `tls`), hop-by-hop headers removed (but those of
+/// an HTTP/1.1 upgrade put back), `Host` kept.
 pub fn upstream_request(
     mut parts: http::request::Parts,
     authority: &str,
@@ -171,7 +172,11 @@ pub fn upstream_request(
     } else {
         http::Uri::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())).ok()?
     };
+    let upgrade = if h2 { None } else { crate::upgrade::requested(parts.version, &parts.headers) };
     enforce::prepare_headers(&mut parts.headers, None);
+    if let Some(protocol) = upgrade {
+        crate::upgrade::restore_request_headers(&mut parts.headers, protocol);
+    }
     if h2 {
         parts.headers.remove(http::header::HOST);
         parts.version = http::Version::HTTP_2;

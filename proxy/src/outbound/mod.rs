@@ -280,7 +280,7 @@ async fn handle_request(ctx: Arc<Context>, origin: Origin, req: Request<Incoming
     response
 }
 
-async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, req: Request<Incoming>) -> Response<OutBody> {
+async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, mut req: Request<Incoming>) -> Response<OutBody> {
     let Some(loaded) = ctx.shared.store.current() else {
         return own(enforce::text_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -364,13 +364,39 @@ async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, req: Request<I
             }
         })
     };
-    match verdict {
+    // An allowed HTTP/1.1 upgrade: the client's side of it, and a permit
+    // for the relay, which outlives this connection's task.
+    let client_upgrade = match (&verdict, crate::upgrade::requested(req.version(), req.headers())) {
+        (Verdict::Answer(_), _) | (_, None) => None,
+        (_, Some(_)) => match ctx.shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => Some((hyper::upgrade::on(&mut req), permit)),
+            Err(_) => {
+                ctx.shared.metrics.connections_refused.inc(["limit"]);
+                return own(enforce::text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections\n",
+                    "limit",
+                ));
+            }
+        },
+    };
+    let mut response = match verdict {
         Verdict::Answer(r) => own(r),
         Verdict::Service(routed, target) => {
             forward::forward(ctx, &loaded, routed, authority, target, req).await
         }
         Verdict::Egress(target) => egress::http(ctx, &loaded, authority, target, req).await,
+    };
+    if let Some((client, permit)) = client_upgrade {
+        crate::upgrade::restore_switch_headers(&mut response);
+        let relay = crate::upgrade::Relay {
+            permit,
+            shutdown: ctx.shared.shutdown.clone(),
+            idle: ctx.shared.limits.idle_timeout(),
+        };
+        crate::upgrade::relay_if_switched(&mut response, client, relay);
     }
+    response
 }
 
 /// The authority a request is for: the absolute-form URI's, else `Host`

@@ -1,0 +1,301 @@
+//! HTTP/1.1 `Upgrade` (WebSocket and other protocols) through the proxy,
+//! inbound and outbound.
+//!
+//! An upgrade request is decided like any request; when allowed it is sent
+//! on a new upstream HTTP/1.1 connection of its own (never a pooled one),
+//! with `Connection: upgrade` and its `Upgrade` header put back after the
+//! hop-by-hop headers were removed. When the upstream answers `101`, the
+//! client gets the `101` and the bytes of both upgraded connections are
+//! relayed until they close, the relay is idle for the idle timeout, or the
+//! proxy shuts down. Any other answer is an ordinary response.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+
+/// The `Upgrade` value of an HTTP/1.1 request that asks to upgrade
+/// (`Connection` lists `upgrade`), else `None`. Reads headers only: no
+/// allocation for an ordinary request.
+pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let protocol = headers.get(UPGRADE)?;
+    let listed = headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    });
+    listed.then(|| protocol.clone())
+}
+
+/// Puts back the headers that carry an upgrade request, after the
+/// hop-by-hop headers were removed: `Connection: upgrade` and `protocol`.
+pub fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol);
+}
+
+/// The `Upgrade` an upstream chose in its `101`, kept in the response's
+/// extensions by [`send`] while hop-by-hop headers are removed.
+#[derive(Clone, Debug)]
+pub struct Chosen(pub HeaderValue);
+
+/// Puts back the headers of a `101` answer that [`send`] received, after
+/// the hop-by-hop headers were removed: `Connection: upgrade` and the
+/// `Upgrade` the upstream chose. Other responses are left alone.
+pub fn restore_switch_headers<B>(response: &mut Response<B>) {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    let chosen = response.extensions().get::<Chosen>().map(|c| c.0.clone());
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(chosen) = chosen {
+        headers.insert(UPGRADE, chosen);
+    }
+}
+
+/// Sends `req` on a new HTTP/1.1 connection over `io` that can be
+/// upgraded: a `101` answer carries the upstream side of the upgrade and
+/// the [`Chosen`] protocol.
+pub async fn send<IO, B>(io: IO, req: Request<B>) -> Result<Response<Incoming>, hyper::Error>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "upgrade connection to the upstream failed");
+        }
+    });
+    let mut response = sender.send_request(req).await?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(chosen) = response.headers().get(UPGRADE).cloned() {
+            response.extensions_mut().insert(Chosen(chosen));
+        }
+    }
+    Ok(response)
+}
+
+/// What a relay of upgraded connections needs from the proxy.
+pub struct Relay {
+    /// A connection permit held for the relay's lifetime.
+    pub permit: OwnedSemaphorePermit,
+    /// Becomes `true` when the proxy shuts down; the relay then ends.
+    pub shutdown: watch::Receiver<bool>,
+    /// The relay ends after this long without a byte either way.
+    pub idle: Duration,
+}
+
+/// When `response` is a `101` to an upgrade: takes its upstream side and
+/// relays it with `client` in a task of its own. Returns whether it did.
+pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay: Relay) -> bool {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return false;
+    }
+    let upstream = hyper::upgrade::on(response);
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(error = %e, "the upgrade did not complete");
+                return;
+            }
+        };
+        let clock = Arc::new(Clock::new());
+        let mut client = Touching::new(TokioIo::new(client), clock.clone());
+        let mut upstream = TokioIo::new(upstream);
+        let Relay {
+            permit,
+            mut shutdown,
+            idle,
+        } = relay;
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                r = &mut copy => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                    break;
+                }
+                _ = crate::inbound::shutting_down(&mut shutdown) => break,
+                _ = tokio::time::sleep(idle.saturating_sub(clock.idle_for()).max(Duration::from_millis(10))) => {
+                    if clock.idle_for() >= idle {
+                        tracing::debug!("upgraded connection idle; closing");
+                        break;
+                    }
+                }
+            }
+        }
+        drop(permit);
+    });
+    true
+}
+
+/// The proxy's own answer to an upgrade it cannot carry.
+pub fn not_possible(message: &'static str) -> Response<http_body_util::Full<Bytes>> {
+    crate::enforce::text_response(StatusCode::NOT_IMPLEMENTED, message, "upgrade")
+}
+
+/// When a relay last moved a byte.
+struct Clock {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream that touches a [`Clock`] whenever bytes move either way.
+struct Touching<S> {
+    inner: S,
+    clock: Arc<Clock>,
+}
+
+impl<S> Touching<S> {
+    fn new(inner: S, clock: Arc<Clock>) -> Self {
+        clock.touch();
+        Touching { inner, clock }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Touching<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.clock.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                http::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn upgrade_requests_are_recognized() {
+        let ws = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(requested(Version::HTTP_11, &ws).unwrap(), "websocket");
+        // Several Connection headers.
+        let split = headers(&[("connection", "keep-alive"), ("connection", "upgrade"), ("upgrade", "h2c")]);
+        assert_eq!(requested(Version::HTTP_11, &split).unwrap(), "h2c");
+        // `Upgrade` not listed in `Connection`, no `Upgrade`, or not HTTP/1.1.
+        let unlisted = headers(&[("connection", "keep-alive"), ("upgrade", "websocket")]);
+        assert_eq!(requested(Version::HTTP_11, &unlisted), None);
+        let lone = headers(&[("connection", "upgrade")]);
+        assert_eq!(requested(Version::HTTP_11, &lone), None);
+        assert_eq!(requested(Version::HTTP_10, &ws), None);
+        assert_eq!(requested(Version::HTTP_2, &ws), None);
+        // A token that merely contains the word.
+        let lookalike = headers(&[("connection", "upgraded, x-upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(requested(Version::HTTP_11, &lookalike), None);
+    }
+
+    #[test]
+    fn headers_are_put_back() {
+        let mut h = headers(&[("sec-websocket-key", "k")]);
+        restore_request_headers(&mut h, HeaderValue::from_static("websocket"));
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        let mut r = Response::new(());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.extensions_mut().insert(Chosen(HeaderValue::from_static("websocket")));
+        restore_switch_headers(&mut r);
+        assert_eq!(r.headers()["connection"], "upgrade");
+        assert_eq!(r.headers()["upgrade"], "websocket");
+        // Not a 101: untouched.
+        let mut ok = Response::new(());
+        ok.extensions_mut().insert(Chosen(HeaderValue::from_static("websocket")));
+        restore_switch_headers(&mut ok);
+        assert!(ok.headers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_clock_tracks_bytes_both_ways() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let clock = Arc::new(Clock::new());
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut a = Touching::new(a, clock.clone());
+        let pause = Duration::from_millis(200);
+        tokio::time::sleep(pause).await;
+        assert!(clock.idle_for() >= pause);
+        a.write_all(b"x").await.unwrap();
+        assert!(clock.idle_for() < pause);
+        tokio::time::sleep(pause).await;
+        b.write_all(b"y").await.unwrap();
+        let mut one = [0u8; 1];
+        a.read_exact(&mut one).await.unwrap();
+        assert!(clock.idle_for() < pause);
+    }
+}
