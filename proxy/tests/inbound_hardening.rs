@@ -484,3 +484,30 @@ async fn malformed_chunked_bodies_are_bad_requests_not_upstream_errors() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     proxy.shutdown().await;
 }
+
+/// The explicit outbound listener shares the connection limit, so it closes
+/// connections without a first request head at the same deadline.
+#[tokio::test]
+async fn outbound_connections_without_a_first_request_head_are_closed() {
+    let dir = TempDir::new("stalled-outbound");
+    std::fs::write(dir.path("policy.bundle"), compile(POLICY)).unwrap();
+    let toml = "[policy]\nbundle = \"policy.bundle\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[limits]\nheader-read-timeout-ms = 300\nmax-connections = 20\n[[outbound]]\nlisten = \"127.0.0.1:0\"\nmode = \"explicit\"\n";
+    let proxy = start_proxy(&dir, toml).await;
+    let addr = proxy.outbound_addrs()[0];
+    let mut waits = Vec::new();
+    for (what, bytes) in stalled_openings() {
+        let connecting = Instant::now();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        waits.push(tokio::spawn(async move {
+            let closed = closed_within(&mut s).await.map(|_| connecting.elapsed());
+            (what, closed)
+        }));
+    }
+    for wait in waits {
+        let (what, took) = wait.await.unwrap();
+        let took = took.unwrap_or_else(|| panic!("{what}: still open after {CUT_OFF:?}"));
+        assert!(took >= Duration::from_millis(250), "{what}: closed after {took:?}, before the timeout");
+    }
+    proxy.shutdown().await;
+}

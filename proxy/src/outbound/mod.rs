@@ -30,6 +30,7 @@ use services::Services;
 use sluice_runtime::{Decision, Http, Outbound as OutboundRequest, RequestError, Scratch};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -164,13 +165,15 @@ impl Listener {
 
     async fn handle(&self, stream: TcpStream, client: SocketAddr, ctx: Arc<Context>) {
         let _ = stream.set_nodelay(true);
+        // One deadline from accept for protocol detection and the first request head.
+        let first_head_by = tokio::time::Instant::now() + ctx.shared.limits.header_read_timeout();
         match self.config.mode {
             OutboundMode::Explicit => {
                 let origin = Origin {
                     client,
                     original: None,
                 };
-                serve_http(stream, origin, ctx, false).await;
+                serve_http(stream, origin, ctx, false, first_head_by).await;
             }
             OutboundMode::Transparent => {
                 let original = match transparent::original_dst(&stream) {
@@ -194,8 +197,12 @@ impl Listener {
                 };
                 let timeout = ctx.shared.limits.header_read_timeout();
                 match transparent::sniff(&stream, timeout).await {
-                    Ok(transparent::Sniffed::Http1) => serve_http(stream, origin, ctx, false).await,
-                    Ok(transparent::Sniffed::Http2) => serve_http(stream, origin, ctx, true).await,
+                    Ok(transparent::Sniffed::Http1) => {
+                        serve_http(stream, origin, ctx, false, first_head_by).await
+                    }
+                    Ok(transparent::Sniffed::Http2) => {
+                        serve_http(stream, origin, ctx, true, first_head_by).await
+                    }
                     Ok(transparent::Sniffed::Tls { sni }) => {
                         egress::transparent_tls(stream, original, sni, &ctx).await
                     }
@@ -210,8 +217,17 @@ impl Listener {
 }
 
 /// Serves the application's HTTP/1.1 and h2c requests: the outbound stack, in one place.
-async fn serve_http<IO>(io: IO, origin: Origin, ctx: Arc<Context>, h2_only: bool)
-where
+///
+/// A connection whose first request head has not arrived by `first_head_by`
+/// (an HTTP/2 preface without a complete HEADERS frame included) is closed;
+/// later HTTP/1.1 heads are bounded by hyper's header read timeout.
+async fn serve_http<IO>(
+    io: IO,
+    origin: Origin,
+    ctx: Arc<Context>,
+    h2_only: bool,
+    first_head_by: tokio::time::Instant,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &ctx.shared.limits;
@@ -230,12 +246,18 @@ where
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
     let mut shutdown = ctx.shared.shutdown.clone();
     let service_ctx = ctx.clone();
+    let requested = Arc::new(AtomicBool::new(false));
+    let seen = requested.clone();
     let service = hyper::service::service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
         let ctx = service_ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(handle_request(ctx, origin, req).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
+    let first_head = tokio::time::sleep_until(first_head_by);
+    tokio::pin!(first_head);
+    let mut awaiting_first = true;
     let mut closing = false;
     loop {
         tokio::select! {
@@ -248,6 +270,14 @@ where
             _ = crate::inbound::shutting_down(&mut shutdown), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
+            }
+            _ = &mut first_head, if awaiting_first => {
+                awaiting_first = false;
+                if !requested.load(Ordering::Relaxed) {
+                    ctx.shared.metrics.connections_refused.inc(["timeout"]);
+                    tracing::debug!(client = %origin.client, "no request head before the header read timeout; closing");
+                    return;
+                }
             }
         }
     }
