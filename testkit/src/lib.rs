@@ -47,7 +47,12 @@ fn decide(ci: bool, what: &str, reason: &str) -> Result<(), String> {
 /// under CI) and gives `None`.
 #[track_caller]
 pub fn shared_dir(rel: &str, what: &str) -> Option<PathBuf> {
-    let dir = repository().join("../shared").join(rel);
+    let repository = repository();
+    let dir = repository
+        .parent()
+        .unwrap_or(&repository)
+        .join("shared")
+        .join(rel);
     if dir.is_dir() {
         return Some(dir);
     }
@@ -57,7 +62,8 @@ pub fn shared_dir(rel: &str, what: &str) -> Option<PathBuf> {
 
 /// The repository's root folder.
 pub fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    testkit.parent().unwrap_or(testkit).to_path_buf()
 }
 
 #[cfg(test)]
