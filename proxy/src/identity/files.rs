@@ -1,6 +1,7 @@
 //! Credentials and trust bundles read from PEM files.
 
 use super::svid::{Credentials, IdentityError, TrustBundles};
+use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,9 +45,9 @@ impl FileIdentity {
 /// The `CERTIFICATE` blocks of a PEM file, in order; at least one.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
     let bytes = read(path)?;
-    let certs = rustls_pemfile::certs(&mut bytes.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, format!("is not valid PEM: {e}")))?;
+        .map_err(|e| invalid_pem(path, e))?;
     if certs.is_empty() {
         return Err(pem_error(path, "holds no PEM certificate".into()));
     }
@@ -56,13 +57,13 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, IdentityE
 /// The first private key of a PEM file (PKCS#8, SEC1 or PKCS#1).
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, IdentityError> {
     let bytes = read(path)?;
-    match rustls_pemfile::private_key(&mut bytes.as_slice()) {
-        Ok(Some(key)) => Ok(key),
-        Ok(None) => Err(pem_error(
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(key) => Ok(key),
+        Err(pem::Error::NoItemsFound) => Err(pem_error(
             path,
             "holds no PEM private key (PKCS#8, SEC1 or PKCS#1)".into(),
         )),
-        Err(e) => Err(pem_error(path, format!("is not valid PEM: {e}"))),
+        Err(e) => Err(invalid_pem(path, e)),
     }
 }
 
@@ -71,6 +72,24 @@ fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
         path: path.to_owned(),
         error,
     })
+}
+
+/// `is not valid PEM: ...`, with the markers and lines of the file as text
+/// (`pem::Error` shows them as byte arrays).
+fn invalid_pem(path: &Path, error: pem::Error) -> IdentityError {
+    let problem = match error {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "section end {:?} missing",
+            String::from_utf8_lossy(&end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => format!(
+            "illegal section start: {:?}",
+            String::from_utf8_lossy(&line)
+        ),
+        pem::Error::Base64Decode(e) => format!("base64 decode error: {e}"),
+        other => other.to_string(),
+    };
+    pem_error(path, format!("is not valid PEM: {problem}"))
 }
 
 fn pem_error(path: &Path, problem: String) -> IdentityError {

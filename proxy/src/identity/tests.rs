@@ -300,6 +300,12 @@ fn files_load_pem() {
     std::fs::write(&cert, &svid.key_pem).unwrap();
     let e = files.load_credentials().unwrap_err().to_string();
     assert!(e.ends_with("holds no PEM certificate"), "{e}");
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+    let e = files.load_credentials().unwrap_err().to_string();
+    assert!(
+        e.ends_with("is not valid PEM: section end \"CERTIFICATE\" missing"),
+        "{e}"
+    );
     std::fs::remove_file(&cert).unwrap();
     let e = files.load_credentials().unwrap_err().to_string();
     assert!(
