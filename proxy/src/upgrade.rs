@@ -26,17 +26,34 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 /// The `Upgrade` value of an HTTP/1.1 request that asks to upgrade
 /// (`Connection` lists `upgrade`), else `None`. Reads headers only: no
 /// allocation for an ordinary request.
+///
+/// An upgrade to HTTP itself (`h2c`, `HTTP/2.0`, any `HTTP/…`) is not one
+/// the proxy carries: the application would then serve HTTP requests on
+/// the relayed connection that the proxy never decides ("h2c smuggling").
+/// Such a request is `None`, forwarded as an ordinary request without its
+/// `Upgrade` (RFC 9110 lets a server ignore an upgrade).
 pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
     }
     let protocol = headers.get(UPGRADE)?;
+    if headers.get_all(UPGRADE).iter().any(names_http) {
+        return None;
+    }
     let listed = headers.get_all(CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|&b| b == b',')
             .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
     });
     listed.then(|| protocol.clone())
+}
+
+/// Whether an `Upgrade` value lists `h2c` or an `HTTP/…` protocol.
+fn names_http(value: &HeaderValue) -> bool {
+    value.as_bytes().split(|&b| b == b',').any(|token| {
+        let token = token.trim_ascii();
+        token.eq_ignore_ascii_case(b"h2c") || token.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"http/"))
+    })
 }
 
 /// Puts back the headers that carry an upgrade request, after the
@@ -248,8 +265,8 @@ mod tests {
         let ws = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
         assert_eq!(requested(Version::HTTP_11, &ws).unwrap(), "websocket");
         // Several Connection headers.
-        let split = headers(&[("connection", "keep-alive"), ("connection", "upgrade"), ("upgrade", "h2c")]);
-        assert_eq!(requested(Version::HTTP_11, &split).unwrap(), "h2c");
+        let split = headers(&[("connection", "keep-alive"), ("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(requested(Version::HTTP_11, &split).unwrap(), "websocket");
         // `Upgrade` not listed in `Connection`, no `Upgrade`, or not HTTP/1.1.
         let unlisted = headers(&[("connection", "keep-alive"), ("upgrade", "websocket")]);
         assert_eq!(requested(Version::HTTP_11, &unlisted), None);
@@ -260,6 +277,15 @@ mod tests {
         // A token that merely contains the word.
         let lookalike = headers(&[("connection", "upgraded, x-upgrade"), ("upgrade", "websocket")]);
         assert_eq!(requested(Version::HTTP_11, &lookalike), None);
+        // Upgrades to HTTP itself are not carried.
+        for protocol in ["h2c", "H2C", "websocket, h2c", "HTTP/2.0", "http/1.1"] {
+            let h = headers(&[("connection", "upgrade"), ("upgrade", protocol)]);
+            assert_eq!(requested(Version::HTTP_11, &h), None, "{protocol}");
+        }
+        let two = headers(&[("connection", "upgrade"), ("upgrade", "websocket"), ("upgrade", "h2c")]);
+        assert_eq!(requested(Version::HTTP_11, &two), None);
+        let h2c_like = headers(&[("connection", "upgrade"), ("upgrade", "h2cx, httpx")]);
+        assert_eq!(requested(Version::HTTP_11, &h2c_like).unwrap(), "h2cx, httpx");
     }
 
     #[test]

@@ -161,8 +161,13 @@ struct Inbound {
 
 /// A permissive (TLS or plaintext) inbound listener in front of [`ws_app`].
 async fn inbound(extra: &str) -> Inbound {
-    let dir = TempDir::new("upgrade-inbound");
     let (app, events) = ws_app().await;
+    inbound_to(app, events, extra).await
+}
+
+/// A permissive inbound listener in front of the application at `app`.
+async fn inbound_to(app: SocketAddr, events: mpsc::UnboundedReceiver<String>, extra: &str) -> Inbound {
+    let dir = TempDir::new("upgrade-inbound");
     let ca = Ca::new("example.org");
     ca.svid("spiffe://example.org/ns/default/sa/web").write(&dir.0, "web");
     ca.write_bundle(&dir.0, "example.org");
@@ -292,6 +297,84 @@ async fn h2c_applications_cannot_take_upgrades() {
         }
         other => panic!("expected 501, got {other:?}"),
     }
+    m.proxy.shutdown().await;
+}
+
+/// An application that switches to whatever protocol a request names in
+/// `Upgrade` (as an h2c-capable server such as Go's `h2c` handler does for
+/// `h2c`): `101`, then it reports what comes on the upgraded connection
+/// (`tunnel TEXT`). Other requests get `200 plain` and `plain LINE` (their
+/// request line) in `events`.
+async fn upgrading_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte).await {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let upgrade = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("upgrade:").map(|v| v.trim().to_owned()));
+                    let Some(protocol) = upgrade else {
+                        let _ = tx.send(format!("plain {}", head.lines().next().unwrap_or_default()));
+                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain";
+                        if stream.write_all(ok.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    };
+                    let switch = format!("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: {protocol}\r\n\r\n");
+                    let _ = stream.write_all(switch.as_bytes()).await;
+                    let mut buf = [0u8; 1024];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let _ = tx.send(format!("tunnel {}", String::from_utf8_lossy(&buf[..n])));
+                    return;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// `Upgrade: h2c` (and any `HTTP/...` protocol) turns an allowed request
+/// into an HTTP connection to the application on which the client's later
+/// requests are never decided ("h2c smuggling"): such an upgrade is not
+/// relayed; the request goes on as an ordinary one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrades_are_not_relayed() {
+    let (app, events) = upgrading_app().await;
+    let mut m = inbound_to(app, events, "").await;
+    for protocol in ["h2c", "H2C", "websocket, h2c", "HTTP/2.0"] {
+        let mut raw = m.plain().await;
+        let upgrade = format!(
+            "GET /open/x HTTP/1.1\r\nhost: web\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: {protocol}\r\n\
+             http2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+        raw.write_all(upgrade.as_bytes()).await.unwrap();
+        let head = read_head(&mut raw).await;
+        assert!(head.starts_with("HTTP/1.1 200 "), "{protocol}: {head}");
+        assert_eq!(event(&mut m.events).await, "plain GET /open/x HTTP/1.1", "{protocol}");
+    }
+    // A WebSocket upgrade still is one.
+    let mut raw = m.plain().await;
+    let upgrade = "GET /open/x HTTP/1.1\r\nhost: web\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+    raw.write_all(upgrade.as_bytes()).await.unwrap();
+    let head = read_head(&mut raw).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    raw.write_all(b"frames").await.unwrap();
+    assert_eq!(event(&mut m.events).await, "tunnel frames");
     m.proxy.shutdown().await;
 }
 
