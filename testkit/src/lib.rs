@@ -5,6 +5,13 @@
 //! next to the repository, not root, no network namespaces) says why and
 //! passes. Under CI (`CI=true`, which `.ci/run` exports) the same test
 //! fails instead, so that a skip cannot hide a test that never ran.
+//!
+//! It also holds [`Rng`], the one deterministic generator the test suites
+//! draw random inputs from.
+
+mod rng;
+
+pub use rng::Rng;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use crate::generate::authority_key;
 use crate::model::{Egress, EgressRule, Model, Net, Principal, Proto};
 use crate::render::{quoted, raw};
 use crate::requests::port_of;
-use crate::rng::Gen;
+use crate::rng::{Draw, Gen};
 use crate::shares::Stats;
 
 /// Networks inside `::ffff:0:0/96`, `64:ff9b::/96` or `::/96` (other than

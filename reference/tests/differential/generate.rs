@@ -11,7 +11,7 @@ use crate::pools::{
     PORT_SLOTS, QUERY_EQ_VALUES, QUERY_KEYS, QUERY_REGEXES, RETRY_CONDS, ROUTE_NAMES, RULE_NAMES,
     SEGMENTS, SERVER_NAMES, SERVICE_HOSTS, SERVICE_NAMES, TRUST_DOMAINS,
 };
-use crate::rng::Gen;
+use crate::rng::{Draw, Gen};
 
 /// A normalized policy path of `lo..=hi` segments.
 pub(crate) fn policy_path(g: &mut Gen, lo: usize, hi: usize) -> String {
@@ -440,8 +440,8 @@ pub(crate) fn gen_model(g: &mut Gen) -> Model {
             breaker: g.chance(20).then(|| gen_breaker(g)),
         });
     }
-    let style = g.next();
-    let files = g.chance(30).then(|| g.next());
+    let style = g.next_u64();
+    let files = g.chance(30).then(|| g.next_u64());
     Model {
         mesh,
         servers,

@@ -138,7 +138,7 @@ fn signature(req: &Req, expected: &Outcome, actual: &Outcome) -> String {
 
 /// Runs one case: one policy and its requests.
 fn run_case(seed: u64, stats: &mut Stats, verbose: bool) -> Result<(), String> {
-    let mut g = Gen(seed);
+    let mut g = Gen::new(seed);
     let model = gen_model(&mut g);
     let text = model_text(&model);
     let default_config = Config::default();
@@ -549,7 +549,7 @@ fn fresh_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    Gen(nanos ^ (u64::from(std::process::id()) << 32)).next()
+    Gen::new(nanos ^ (u64::from(std::process::id()) << 32)).next_u64()
 }
 
 /// The runner's RNG for a seed.

@@ -4,7 +4,7 @@ use crate::model::{
     BreakerSpec, Egress, Model, Net, PathCond, Principal, Proto, RetrySpec, Route, Rule, Server,
     Service, Vm,
 };
-use crate::rng::Gen;
+use crate::rng::{Draw, Gen};
 
 pub(crate) fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -291,7 +291,7 @@ pub(crate) fn render(m: &Model) -> String {
 
 /// The texts of the items in declaration order.
 pub(crate) fn render_items(m: &Model) -> Vec<String> {
-    let mut g = Gen(m.style);
+    let mut g = Gen::new(m.style);
     let mut items: Vec<(u64, Option<String>)> = Vec::new();
     if let Some(mesh) = &m.mesh {
         let mut stmts = Vec::new();
@@ -302,21 +302,21 @@ pub(crate) fn render_items(m: &Model) -> Vec<String> {
             stmts.push(format!("default {}", d.text()));
         }
         g.shuffle(&mut stmts);
-        items.push((g.next(), Some(block(&mut g, "mesh", &stmts))));
+        items.push((g.next_u64(), Some(block(&mut g, "mesh", &stmts))));
     }
     for s in &m.servers {
-        items.push((g.next(), Some(render_server(&mut g, s))));
+        items.push((g.next_u64(), Some(render_server(&mut g, s))));
     }
     let mut rules = Vec::new();
     for r in &m.rules {
-        items.push((g.next(), None));
+        items.push((g.next_u64(), None));
         rules.push(render_rule(&mut g, r));
     }
     if let Some(e) = &m.egress {
-        items.push((g.next(), Some(render_egress(&mut g, e))));
+        items.push((g.next_u64(), Some(render_egress(&mut g, e))));
     }
     for s in &m.services {
-        items.push((g.next(), Some(render_service(&mut g, s))));
+        items.push((g.next_u64(), Some(render_service(&mut g, s))));
     }
     items.sort_by_key(|i| i.0);
     let mut rules = rules.into_iter();
@@ -365,7 +365,7 @@ pub(crate) const JUNK_FILES: &[(&str, &str)] = &[
 /// are not policy files. `(path, text)` pairs, policy files first, sorted.
 pub(crate) fn render_files(m: &Model, seed: u64) -> (Vec<FileText>, Vec<FileText>) {
     let items = render_items(m);
-    let mut g = Gen(seed);
+    let mut g = Gen::new(seed);
     let k = g.range(2, 5);
     let mut paths = g.distinct(FILE_PATHS, k);
     paths.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -421,7 +421,7 @@ pub(crate) fn load_folder(
     let n = FOLDER_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("sluice-differential-{}-{n}", std::process::id()));
     let mut all: Vec<&FileText> = files.iter().chain(&junk).collect();
-    Gen(seed ^ 0x5eed).shuffle(&mut all);
+    Gen::new(seed ^ 0x5eed).shuffle(&mut all);
     let written = all.iter().try_for_each(|(path, text)| {
         let full = dir.join(path);
         std::fs::create_dir_all(full.parent().unwrap_or(&dir))?;

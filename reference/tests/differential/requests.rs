@@ -14,7 +14,7 @@ use crate::pools::{
     REGEX_SAMPLE_PATHS, REQUEST_METHODS, REQUEST_QUERY_KEYS, SEGMENTS, TRUST_DOMAINS,
     UNCOVERED_PORTS,
 };
-use crate::rng::Gen;
+use crate::rng::{Draw, Gen};
 
 thread_local! {
     /// Compiled whole-match regexes of the pools, for picking values that match.
