@@ -1192,3 +1192,47 @@ egress {
     drop(c);
     proxy.shutdown().await;
 }
+
+/// A malformed chunked body (here data longer than its chunk size) is the
+/// client's fault on both outbound paths: the body streamed to the backend,
+/// and the body read first for retries. Each is answered 400 with
+/// `x-sluice-error: bad-request` and `Connection: close`, and counted as
+/// `sluice_outbound_errors_total{reason="bad-request"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_request_bodies_are_bad_requests_outbound() {
+    let _serial = SERIAL.lock().await;
+    let up = Upstream::start("127.0.0.1:0", ok_handler("up")).await;
+    let policy = format!(
+        r#"
+service once {{
+  authority "once.prod"
+  retry {{ attempts 0 }}
+  backend b {{ endpoint {up} }}
+  route all {{ to b }}
+}}
+service again {{
+  authority "again.prod"
+  retry {{ attempts 2  on gateway-error }}
+  backend b {{ endpoint {up} }}
+  route all {{ to b }}
+}}
+"#,
+        up = up.addr
+    );
+    let (_dir, proxy) = proxy_for("bad-body", &policy, Arc::new(StaticResolver::new())).await;
+    let out = proxy.outbound_addrs()[0];
+    for authority in ["once.prod", "again.prod"] {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: {authority}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdefgh\r\n0\r\n\r\n"
+        );
+        let mut s = TcpStream::connect(out).await.unwrap();
+        let head = raw_head(&mut s, request.as_bytes()).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 400"), "{authority}: {head}");
+        assert!(head.contains("x-sluice-error: bad-request"), "{authority}: {head}");
+        assert!(head.contains("connection: close"), "{authority}: {head}");
+    }
+    let m = metrics(&proxy).await;
+    let bad = metric_sum(&m, "sluice_outbound_errors_total", &[("reason", "bad-request")]);
+    assert_eq!(bad, 2.0, "{m}");
+    proxy.shutdown().await;
+}

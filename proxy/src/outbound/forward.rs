@@ -102,15 +102,11 @@ impl Attempts<'_> {
         let mut body = if self.policy.attempts > 0 {
             match ReplayBody::buffer_ready(body, REPLAY_LIMIT).await {
                 Ok(b) => b,
-                Err(_) => {
-                    return (
-                        None,
-                        own(enforce::text_response(
-                            StatusCode::BAD_REQUEST,
-                            "the request body could not be read\n",
-                            "bad-request",
-                        )),
-                    )
+                Err(e) => {
+                    // The client's body was malformed: as when it fails while streaming.
+                    tracing::debug!(error = %e, "malformed request body");
+                    metrics.outbound_errors.inc(["bad-request"]);
+                    return (None, own(enforce::bad_body_response()));
                 }
             }
         } else {
