@@ -231,6 +231,20 @@ impl FramingWatch {
         // Never buffer more than one byte past the limit.
         let take = data.len().min(self.max_head.saturating_sub(before) + 1);
         let (taken, after) = data.split_at(take);
+        let may_be_preface = self.first && (taken.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(taken));
+        if before == 0 && !may_be_preface {
+            // A head that arrives whole in one read (the usual case) is
+            // read where it lies, without a copy; the bytes are those the
+            // buffer would hold, so the verdict is the same.
+            match parse_head(taken) {
+                Ok(Some((end, framing))) => return self.head_read(framing, &data[end..]),
+                Ok(None) => {}
+                Err(_) => {
+                    self.lost();
+                    return &[];
+                }
+            }
+        }
         self.head.extend_from_slice(taken);
         if self.first {
             if self.head.starts_with(H2_PREFACE) {
@@ -250,29 +264,9 @@ impl FramingWatch {
             }
             return after;
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let parsed = request.parse(&self.head).map(|status| match status {
-            httparse::Status::Complete(end) => Some((end, framing(request.headers))),
-            httparse::Status::Partial => None,
-        });
-        match parsed {
-            Ok(Some((end, framing))) => {
-                self.first = false;
-                self.head.clear();
-                self.ambiguous |= framing.ambiguous;
-                self.state = match framing.body {
-                    Body::Empty => self.next_head(),
-                    Body::Fixed(n) => State::Fixed(n),
-                    Body::Chunked => State::ChunkStart,
-                    Body::Invalid => {
-                        self.lost();
-                        return &[];
-                    }
-                };
-                // The bytes of this read past the head belong to the body.
-                &data[end - before..]
-            }
+        match parse_head(&self.head) {
+            // The bytes of this read past the head belong to the body.
+            Ok(Some((end, framing))) => self.head_read(framing, &data[end - before..]),
             Ok(None) if self.head.len() <= self.max_head => after,
             // Too large, too many headers, or not a request head: hyper
             // refuses it too; nothing after it can be followed.
@@ -282,6 +276,37 @@ impl FramingWatch {
             }
         }
     }
+}
+
+impl FramingWatch {
+    /// A head was read, framed as `framing`; `rest` (the bytes after it)
+    /// is returned to be fed as its body.
+    fn head_read<'d>(&mut self, framing: Framing, rest: &'d [u8]) -> &'d [u8] {
+        self.first = false;
+        self.head.clear();
+        self.ambiguous |= framing.ambiguous;
+        self.state = match framing.body {
+            Body::Empty => self.next_head(),
+            Body::Fixed(n) => State::Fixed(n),
+            Body::Chunked => State::ChunkStart,
+            Body::Invalid => {
+                self.lost();
+                return &[];
+            }
+        };
+        rest
+    }
+}
+
+/// Reads a request head with hyper's tokenizer: its length and framing
+/// when complete, `None` when more bytes are needed.
+fn parse_head(bytes: &[u8]) -> Result<Option<(usize, Framing)>, httparse::Error> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    Ok(match request.parse(bytes)? {
+        httparse::Status::Complete(end) => Some((end, framing(request.headers))),
+        httparse::Status::Partial => None,
+    })
 }
 
 /// How the headers of a complete head frame its body, and whether that is
@@ -452,6 +477,19 @@ mod tests {
         assert!(watch(&[b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd"]));
         let many: String = (0..101).map(|i| format!("h{i}: 1\r\n")).collect();
         assert!(watch(&[format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()]));
+    }
+
+    #[test]
+    fn heads_that_arrive_whole_are_not_copied() {
+        let mut w = FramingWatch::new(64 * 1024);
+        w.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab");
+        w.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(!w.ambiguous());
+        assert_eq!(w.head.capacity(), 0, "a whole head was buffered");
+        // A head split across reads still is.
+        w.feed(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n");
+        w.feed(b"Content-Length: 1\r\n\r\nx");
+        assert!(w.ambiguous());
     }
 
     #[test]
