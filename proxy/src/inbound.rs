@@ -476,7 +476,16 @@ async fn forward(
     }
     let upstream = Request::from_parts(parts, ClientBody::new(body));
     let result = if let Some(client) = client_upgrade {
-        forward_upgrade(conn, upstream, client).await
+        // The relay outlives this connection's task: it holds a permit of its own.
+        let Ok(permit) = conn.shared.connections.clone().try_acquire_owned() else {
+            conn.shared.metrics.connections_refused.inc(["limit"]);
+            return Either::Right(enforce::text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections\n",
+                "limit",
+            ));
+        };
+        forward_upgrade(conn, upstream, client, permit).await
     } else if to_h2 {
         listener.h2.request(upstream).await.map_err(Failed::from_error)
     } else {
@@ -580,18 +589,14 @@ fn to_origin_form(conn: &Conn, req: &mut Request<ClientBody>) {
 
 /// Sends an allowed upgrade request on a new HTTP/1.1 connection of its
 /// own; on `101` the client's and the application's upgraded connections
-/// are relayed (see [`crate::upgrade`]).
+/// are relayed (see [`crate::upgrade`]), the relay holding `permit`.
 async fn forward_upgrade(
     conn: &Conn,
     mut req: Request<ClientBody>,
     client: hyper::upgrade::OnUpgrade,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Response<Incoming>, Failed> {
     to_origin_form(conn, &mut req);
-    // The relay outlives this connection's task: it holds a permit of its own.
-    let Ok(permit) = conn.shared.connections.clone().try_acquire_owned() else {
-        conn.shared.metrics.connections_refused.inc(["limit"]);
-        return Err(Failed::connect("connection limit reached".into()));
-    };
     let app = conn.listener.config.app;
     let connect = tokio::time::timeout(conn.shared.limits.connect_timeout(), TcpStream::connect(app));
     let stream = match connect.await {

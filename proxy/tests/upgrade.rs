@@ -300,6 +300,24 @@ async fn h2c_applications_cannot_take_upgrades() {
     m.proxy.shutdown().await;
 }
 
+/// A relay needs a connection permit of its own: when none is left, the
+/// upgrade is answered 503 `limit` (as on the outbound listeners), not
+/// taken for an unreachable application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_beyond_the_connection_limit_get_503() {
+    let m = inbound("[limits]\nmax-connections = 1").await;
+    match ws_connect(m.plain().await, "ws://web.example.org/open/x", &[]).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+            assert_eq!(resp.headers()["x-sluice-error"], "limit");
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let (_, metrics) = admin_get(m.proxy.admin_addr(), "/metrics").await;
+    assert_eq!(metric_sum(&metrics, "sluice_upstream_errors_total", &[]), 0.0, "{metrics}");
+    m.proxy.shutdown().await;
+}
+
 /// An application that switches to whatever protocol a request names in
 /// `Upgrade` (as an h2c-capable server such as Go's `h2c` handler does for
 /// `h2c`): `101`, then it reports what comes on the upgraded connection
