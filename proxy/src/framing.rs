@@ -235,14 +235,11 @@ impl FramingWatch {
         if before == 0 && !may_be_preface {
             // A head that arrives whole in one read (the usual case) is
             // read where it lies, without a copy; the bytes are those the
-            // buffer would hold, so the verdict is the same.
-            match parse_head(taken) {
-                Ok(Some((end, framing))) => return self.head_read(framing, &data[end..]),
-                Ok(None) => {}
-                Err(_) => {
-                    self.lost();
-                    return &[];
-                }
+            // buffer would hold, so the verdict is the same. Anything else
+            // (a partial head, bytes that are no head) goes the way below,
+            // unchanged: bytes without a line end are not judged yet.
+            if let Ok(Some((end, framing))) = parse_head(taken) {
+                return self.head_read(framing, &data[end..]);
             }
         }
         self.head.extend_from_slice(taken);
@@ -486,6 +483,11 @@ mod tests {
         w.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(!w.ambiguous());
         assert_eq!(w.head.capacity(), 0, "a whole head was buffered");
+        // Bytes without a line end after a whole head (a client's early
+        // upgraded data) are not judged yet, as when fed apart.
+        let mut early = FramingWatch::new(64 * 1024);
+        early.feed(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n\x81\x85mask!");
+        assert!(!early.ambiguous());
         // A head split across reads still is.
         w.feed(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n");
         w.feed(b"Content-Length: 1\r\n\r\nx");
