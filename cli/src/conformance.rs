@@ -21,7 +21,7 @@
 //! shown as `<policy>`.
 
 use crate::decide::Decider;
-use crate::json::{self, DecisionJson, DECISION_FIELDS};
+use crate::json::{self, DecisionJson, DecisionJsonExt, DECISION_FIELDS};
 use crate::policy::{self, Parsed};
 use serde_json::Value;
 use sluice_compiler::Config;

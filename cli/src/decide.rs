@@ -29,7 +29,7 @@ impl<'b, 'a> Decider<'b, 'a> {
     ) -> Result<DecisionJson, RequestError<'b>> {
         let decision = match request {
             Request::Inbound(r) => {
-                self.bundle.classify(&r.peer.as_peer(), &mut self.class);
+                self.bundle.classify(&r.as_peer(), &mut self.class);
                 self.bundle.decide_inbound_traced(
                     &r.as_inbound(),
                     &self.class,
@@ -42,6 +42,6 @@ impl<'b, 'a> Decider<'b, 'a> {
                     .decide_outbound_traced(&r.as_outbound(), &mut self.scratch, trace)?
             }
         };
-        Ok(DecisionJson::from_decision(&decision))
+        Ok(DecisionJson::from_runtime(&decision))
     }
 }

@@ -227,7 +227,7 @@ mod tests {
         d.http_status = Some(403);
         d.grpc_status = Some(7);
         assert_eq!(
-            describe_decision(&DecisionJson::from_decision(&d)),
+            describe_decision(&DecisionJson::from_runtime(&d)),
             "decision: deny (reason rule), server `web`, rule `q`, http 403, grpc 7"
         );
     }

@@ -20,7 +20,7 @@
 //!   both versions.
 
 use sluice_cli::decide::Decider;
-use sluice_cli::json;
+use sluice_cli::json::{self, DecisionJsonExt as _};
 use sluice_cli::policy;
 use sluice_compiler::Config;
 use sluice_runtime::bundle::FORMAT_VERSION;

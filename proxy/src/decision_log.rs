@@ -6,8 +6,10 @@
 //! section 10). Values of `authorization`, `proxy-authorization` and
 //! `cookie` headers are replaced by `<redacted>`.
 
-use serde_json::{json, Map, Value};
-use sluice_runtime::Decision;
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+use sluice_runtime::{wire, Decision};
+use std::borrow::Cow;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
@@ -47,7 +49,7 @@ impl DecisionLog {
 
     /// Appends one decision.
     pub fn write(&self, bundle_hash: &str, request: &LoggedRequest<'_>, decision: &Decision<'_>) {
-        let line = record(bundle_hash, request, decision).to_string();
+        let line = line(bundle_hash, request, decision);
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = writeln!(file, "{line}") {
             tracing::warn!(error = %e, "cannot write the decision log");
@@ -55,74 +57,68 @@ impl DecisionLog {
     }
 }
 
-/// The JSON record of one decision.
-pub fn record(bundle_hash: &str, request: &LoggedRequest<'_>, decision: &Decision<'_>) -> Value {
+/// One line of the log: the record of one decision, without a newline.
+pub fn line(bundle_hash: &str, request: &LoggedRequest<'_>, decision: &Decision<'_>) -> String {
     let time_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    json!({
-        "time_ms": time_ms,
-        "bundle": bundle_hash,
-        "request": request_json(request),
-        "decision": decision_json(decision),
+    let record = Record {
+        time_ms,
+        bundle: bundle_hash,
+        request: request_json(request),
+        decision: wire::Decision::from_runtime(decision),
+    };
+    // serializing borrowed fields into a `String` cannot fail
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// `{"time_ms":…,"bundle":…,"request":…,"decision":…}`.
+#[derive(Serialize)]
+struct Record<'r> {
+    time_ms: u64,
+    bundle: &'r str,
+    request: wire::Request<Cow<'r, str>, LoggedHeaders<'r>>,
+    decision: wire::Decision<&'r str>,
+}
+
+/// An inbound request in `sluice eval`'s request format, borrowing.
+fn request_json<'r>(r: &LoggedRequest<'r>) -> wire::Request<Cow<'r, str>, LoggedHeaders<'r>> {
+    let (method, path, headers) = match r.http {
+        Some((method, target, headers)) => (
+            Some(Cow::Borrowed(method)),
+            Some(String::from_utf8_lossy(target)),
+            Some(LoggedHeaders(headers)),
+        ),
+        None => (None, None, None),
+    };
+    wire::Request::Inbound(wire::InboundRequest {
+        port: r.port,
+        method,
+        path,
+        headers,
+        peer: Some(wire::Peer {
+            ip: r.ip,
+            identity: r.identity.map(Cow::Borrowed),
+        }),
     })
 }
 
-/// An inbound request in `sluice eval`'s request format.
-pub fn request_json(r: &LoggedRequest<'_>) -> Value {
-    let mut o = Map::new();
-    o.insert("direction".into(), "inbound".into());
-    o.insert("port".into(), r.port.into());
-    if let Some((method, target, headers)) = r.http {
-        o.insert("method".into(), method.into());
-        o.insert(
-            "path".into(),
-            String::from_utf8_lossy(target).into_owned().into(),
-        );
-        let pairs: Vec<Value> = headers
-            .iter()
-            .map(|(name, value)| {
-                let value = if REDACTED.contains(&name.as_str()) {
-                    "<redacted>".into()
-                } else {
-                    String::from_utf8_lossy(value.as_bytes()).into_owned()
-                };
-                json!([name.as_str(), value])
-            })
-            .collect();
-        o.insert("headers".into(), pairs.into());
-    }
-    let mut peer = Map::new();
-    if let Some(ip) = r.ip {
-        peer.insert("ip".into(), ip.to_string().into());
-    }
-    if let Some(id) = r.identity {
-        peer.insert("identity".into(), id.into());
-    }
-    o.insert("peer".into(), peer.into());
-    o.into()
-}
+/// Headers written as `[name, value]` pairs, secrets redacted.
+struct LoggedHeaders<'r>(&'r http::HeaderMap);
 
-/// A decision in `sluice eval`'s decision format.
-pub fn decision_json(d: &Decision<'_>) -> Value {
-    let backends: Vec<Value> = d
-        .backends
-        .iter()
-        .map(|b| json!({"name": b.name, "weight": b.weight}))
-        .collect();
-    json!({
-        "decision": if d.allow { "allow" } else { "deny" },
-        "reason": d.reason.as_str(),
-        "server": d.server,
-        "route": d.route,
-        "rule": d.rule,
-        "audit": d.audit,
-        "http_status": d.http_status,
-        "grpc_status": d.grpc_status,
-        "service": d.service,
-        "backends": backends,
-        "timeout_ms": d.timeout_ms,
-    })
+impl Serialize for LoggedHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            let value = if REDACTED.contains(&name.as_str()) {
+                Cow::Borrowed("<redacted>")
+            } else {
+                String::from_utf8_lossy(value.as_bytes())
+            };
+            seq.serialize_element(&(name.as_str(), value))?;
+        }
+        seq.end()
+    }
 }
 
 #[cfg(test)]
@@ -143,7 +139,7 @@ mod tests {
         };
         let mut d = Decision::new(false, Reason::Default);
         d.http_status = Some(403);
-        let v = record("00112233aabbccdd", &r, &d);
+        let v: serde_json::Value = serde_json::from_str(&line("00112233aabbccdd", &r, &d)).unwrap();
         assert_eq!(v["bundle"], "00112233aabbccdd");
         assert_eq!(v["request"]["path"], "/a?b=1");
         assert_eq!(v["request"]["peer"]["ip"], "10.1.2.3");
@@ -152,5 +148,19 @@ mod tests {
         let text = v.to_string();
         assert!(!text.contains("secret"), "{text}");
         assert!(text.contains("[\"x-tenant\",\"acme\"]"), "{text}");
+        // the one decision form: `backends` is null unless the reason is `service`
+        assert!(v["decision"]["backends"].is_null(), "{text}");
+        // the request reads back as `sluice eval` reads it
+        let back: wire::Request = serde::Deserialize::deserialize(&v["request"]).unwrap();
+        let wire::Request::Inbound(back) = back else {
+            panic!("not inbound: {back:?}")
+        };
+        assert_eq!(back.port, 8080);
+        assert_eq!(
+            back.as_peer().identity,
+            Some("spiffe://example.org/ns/a/sa/b")
+        );
+        let headers = back.headers.unwrap().0;
+        assert!(headers.contains(&("authorization".into(), "<redacted>".into())));
     }
 }

@@ -4,11 +4,11 @@
 //! (`../shared/conformance/*.toml` next to the repository), which is
 //! skipped when absent except under CI, where that is a failure.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sluice_reference::{evaluate, Decision, Direction, Request};
+use sluice_runtime::wire;
 
 /// The shared conformance folder; `None` (a failure under CI) when absent.
 fn shared_dir() -> Option<PathBuf> {
@@ -20,79 +20,65 @@ fn project_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance")
 }
 
-/// The decision as the JSON of spec section 10.
+/// The decision as the JSON of spec section 10, with the runtime's wire
+/// types: `backends` is a list only for reason `service`.
 fn decision_json(d: &Decision) -> Value {
-    let backends = if d.backends.is_empty() {
-        Value::Null
-    } else {
-        Value::Array(d.backends.iter().map(|(name, weight)| json!({ "name": name, "weight": weight })).collect())
+    let wire = wire::Decision::<&str> {
+        decision: if d.allow { "allow" } else { "deny" },
+        reason: d.reason,
+        server: d.server.as_deref(),
+        route: d.route.as_deref(),
+        rule: d.rule.as_deref(),
+        audit: d.audit,
+        http_status: d.http_status,
+        grpc_status: d.grpc_status,
+        service: d.service.as_deref(),
+        backends: (d.reason == "service").then(|| {
+            d.backends
+                .iter()
+                .map(|(name, weight)| wire::Backend { name: name.as_str(), weight: *weight })
+                .collect()
+        }),
+        timeout_ms: d.timeout_ms,
     };
-    json!({
-        "decision": if d.allow { "allow" } else { "deny" },
-        "reason": d.reason,
-        "server": d.server,
-        "route": d.route,
-        "rule": d.rule,
-        "audit": d.audit,
-        "http_status": d.http_status,
-        "grpc_status": d.grpc_status,
-        "service": d.service,
-        "backends": backends,
-        "timeout_ms": d.timeout_ms,
-    })
+    serde_json::to_value(wire).expect("a decision as JSON")
 }
 
-fn string(v: &Value, key: &str) -> Result<Option<String>, String> {
-    match v.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("`{key}` must be a string, not {other}")),
-    }
-}
-
-fn ip(v: &Value, key: &str) -> Result<Option<IpAddr>, String> {
-    string(v, key)?
-        .map(|s| s.parse::<IpAddr>().map_err(|e| format!("bad `{key}` {s:?}: {e}")))
-        .transpose()
-}
-
-/// A request table shaped as in spec section 10.
+/// A request table shaped as in spec section 10, read with the runtime's
+/// wire types.
 fn request(v: &Value) -> Result<Request, String> {
-    let direction = match string(v, "direction")?.as_deref() {
-        Some("inbound") => Direction::Inbound,
-        Some("outbound") => Direction::Outbound,
-        other => return Err(format!("bad direction {other:?}")),
-    };
-    let port = match v.get("port") {
-        None => None,
-        Some(p) => Some(p.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or(format!("bad port {p}"))?),
-    };
-    let headers = match v.get("headers") {
-        None => Vec::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), v.as_str().ok_or(format!("bad header {k}"))?.to_string())))
-            .collect::<Result<_, String>>()?,
-        Some(Value::Array(pairs)) => pairs
-            .iter()
-            .map(|pair| match pair.as_array().map(Vec::as_slice) {
-                Some([Value::String(n), Value::String(v)]) => Ok((n.clone(), v.clone())),
-                _ => Err(format!("bad header pair {pair}")),
-            })
-            .collect::<Result<_, String>>()?,
-        Some(other) => return Err(format!("bad headers {other}")),
-    };
-    let peer = v.get("peer").cloned().unwrap_or(Value::Null);
-    Ok(Request {
-        direction,
-        port,
-        method: string(v, "method")?,
-        path: string(v, "path")?,
-        headers,
-        peer_ip: ip(&peer, "ip")?,
-        peer_identity: string(&peer, "identity")?,
-        authority: string(v, "authority")?,
-        ip: ip(v, "ip")?,
+    if !v.is_object() {
+        return Err("a request must be an object".to_string());
+    }
+    let wire: wire::Request = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    wire.check().map_err(|e| e.to_string())?;
+    let headers = |h: Option<wire::HeaderList>| h.map(|h| h.0).unwrap_or_default();
+    Ok(match wire {
+        wire::Request::Inbound(r) => {
+            let peer = r.peer.unwrap_or_default();
+            Request {
+                direction: Direction::Inbound,
+                port: Some(r.port),
+                method: r.method,
+                path: r.path,
+                headers: headers(r.headers),
+                peer_ip: peer.ip,
+                peer_identity: peer.identity,
+                authority: None,
+                ip: None,
+            }
+        }
+        wire::Request::Outbound(r) => Request {
+            direction: Direction::Outbound,
+            port: r.port,
+            method: r.method,
+            path: r.path,
+            headers: headers(r.headers),
+            peer_ip: None,
+            peer_identity: None,
+            authority: r.authority,
+            ip: r.ip,
+        },
     })
 }
 

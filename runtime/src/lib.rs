@@ -18,6 +18,8 @@ pub mod normalize;
 pub mod peer;
 pub mod request;
 pub mod trace;
+#[cfg(feature = "serde")]
+pub mod wire;
 
 pub use addr::canonical_ip;
 pub use bundle::{

@@ -13,7 +13,7 @@
 use crate::args::EvalArgs;
 use crate::decide::Decider;
 use crate::explain::{describe_decision, Explainer};
-use crate::json::{self, error_line};
+use crate::json::{self, error_line, DecisionJsonExt};
 use crate::policy;
 use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
 use sluice_lang::render;
