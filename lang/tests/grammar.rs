@@ -4,6 +4,7 @@
 use sluice_lang::ast::*;
 use sluice_lang::parse::{parse_files, parse_str};
 use sluice_lang::{render, Code, Diagnostic};
+use sluice_testkit::Rng;
 
 /// Parses `text`, asserting it has no syntax error.
 fn ok(text: &str) -> Policy {
@@ -838,30 +839,15 @@ fn multiple_files() {
     assert_eq!(json[1]["line"], 1);
 }
 
-/// A tiny deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn garbage_never_panics() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let alphabet: &[u8] = b" \n\t{}[]();,.:-%#\"\\rxu0123456789abcdefAZ_=~/*\xc3\xa9\xff";
     for _ in 0..3000 {
         let len = rng.below(80);
         let bytes: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
         sluice_lang::fuzz_parse(&bytes);
-        let raw: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let raw: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         sluice_lang::fuzz_parse(&raw);
     }
     // Every prefix of a valid policy.

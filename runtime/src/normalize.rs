@@ -396,6 +396,7 @@ fn normalize_in_place(path: &[u8], buf: &mut [u8]) -> Result<usize, (BadPath, us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_testkit::Rng;
 
     fn norm(p: &str) -> Result<String, BadPath> {
         let mut out = Vec::new();
@@ -562,21 +563,15 @@ mod tests {
     #[test]
     fn agrees_with_the_reference() {
         const ALPHABET: &[u8] = b"//..%%2eEFfab5c0?\\ \x7f;";
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..200_000 {
-            let len = (next() % 24) as usize;
+            let len = rng.below(24);
             let mut p = vec![b'/'];
             for _ in 0..len {
-                p.push(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+                p.push(*rng.pick(ALPHABET));
             }
-            if next() % 8 == 0 {
+            if rng.below(8) == 0 {
                 p[0] = b'a';
             }
             assert_eq!(
@@ -633,24 +628,12 @@ mod tests {
         }
     }
 
-    /// A deterministic xorshift generator.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-
-        /// A target of `len` bytes from `alphabet`, most starting with `/`.
-        fn target(&mut self, len: usize, alphabet: &[u8], into: &mut Vec<u8>) {
-            into.clear();
-            into.extend((0..len).map(|_| alphabet[self.below(alphabet.len())]));
-            if len > 0 && self.below(8) != 0 {
-                into[0] = b'/';
-            }
+    /// A target of `len` bytes from `alphabet`, most starting with `/`.
+    fn random_target(rng: &mut Rng, len: usize, alphabet: &[u8], into: &mut Vec<u8>) {
+        into.clear();
+        into.extend((0..len).map(|_| alphabet[rng.below(alphabet.len())]));
+        if len > 0 && rng.below(8) != 0 {
+            into[0] = b'/';
         }
     }
 
@@ -678,11 +661,11 @@ mod tests {
     #[test]
     fn agrees_with_the_references_on_generated_targets() {
         const ALPHABET: &[u8] = b"/.%2eEFfab?#\\ 0123456789abcdefABCDEF;";
-        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
         let (mut target, mut out, mut expected) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..200_000 {
             let len = rng.below(41);
-            rng.target(len, ALPHABET, &mut target);
+            random_target(&mut rng, len, ALPHABET, &mut target);
             check_against_references(&target, &mut out, &mut expected);
         }
     }
@@ -693,18 +676,18 @@ mod tests {
     fn agrees_with_the_references_on_long_odd_targets() {
         const ALPHABET: &[u8] =
             b"////....;%%%2eE5cC7fF0aAbzZ9~-_?#\\ \t\x00\x01\x1f\x7f\x80\xa0\xa1\xae\xaf\xfe\xff";
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         let (mut target, mut out, mut expected) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..60_000 {
             let len = rng.below(100);
-            rng.target(len, ALPHABET, &mut target);
+            random_target(&mut rng, len, ALPHABET, &mut target);
             check_against_references(&target, &mut out, &mut expected);
         }
         // Mostly plain bytes, so that long runs of blocks need no look.
         const PLAIN: &[u8] = b"abcdefghij/////././%41%2e%2f\x80";
         for _ in 0..20_000 {
             let len = rng.below(200);
-            rng.target(len, PLAIN, &mut target);
+            random_target(&mut rng, len, PLAIN, &mut target);
             check_against_references(&target, &mut out, &mut expected);
         }
     }
@@ -765,7 +748,7 @@ mod tests {
             "%7E", "%3a", "%2f", "%20", "%", "%4", "%zz", "\\", " ", "\u{80}", "\x7f", "\x01", "?",
             "#", "-_~",
         ];
-        let mut rng = XorShift(0xDEAD_BEEF_1234_5678);
+        let mut rng = Rng::new(0xDEAD_BEEF_1234_5678);
         let (mut target, mut out, mut expected) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..200_000 {
             target.clear();
