@@ -28,6 +28,7 @@ pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
+mod poll;
 pub mod proxy;
 pub mod reload;
 pub mod request_body;

@@ -11,10 +11,11 @@ use crate::inbound::{Listener, Shared};
 use crate::metrics::Metrics;
 use crate::outbound;
 use crate::outbound::resolve::{Resolve, SystemResolver};
-use crate::reload::{stamp, PolicyLoader, Reloader};
+use crate::poll::{FilePoller, Missing};
+use crate::reload::{PolicyLoader, Reloader};
 use crate::store::PolicyStore;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -324,14 +325,10 @@ async fn watch_identity_files(
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
-    let stamps = |f: &FileIdentity| f.paths().iter().map(|p| stamp(p)).collect::<Vec<_>>();
-    let mut last = stamps(&files);
+    let paths = files.paths().into_iter().map(Path::to_owned).collect();
+    let mut poller = FilePoller::new(paths, interval, Missing::Report);
     loop {
-        tokio::time::sleep(interval).await;
-        let now = stamps(&files);
-        if now != last {
-            last = now;
-            load_identity_files(&files, &store, &metrics);
-        }
+        poller.changed().await;
+        load_identity_files(&files, &store, &metrics);
     }
 }

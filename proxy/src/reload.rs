@@ -4,10 +4,11 @@
 //! in, and a bad one leaves the old one serving.
 
 use crate::metrics::Metrics;
+use crate::poll::{FilePoller, Missing};
 use crate::store::{LoadedBundle, PolicyStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Turns the configured policy file into bundle bytes. The proxy reads a
 /// bundle as is; the `sluice` binary passes one that compiles source.
@@ -81,22 +82,13 @@ impl Reloader {
         result
     }
 
-    /// Reloads whenever the policy file's size or modification time changes.
+    /// Reloads whenever the policy file's size or modification time changes
+    /// (a missing file is waited for, not reloaded).
     pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut last = stamp(&self.path);
+        let mut poller = FilePoller::new(vec![self.path.clone()], interval, Missing::Wait);
         loop {
-            tokio::time::sleep(interval).await;
-            let now = stamp(&self.path);
-            if now != last && now.is_some() {
-                last = now;
-                let _ = self.reload("file changed").await;
-            }
+            poller.changed().await;
+            let _ = self.reload("file changed").await;
         }
     }
-}
-
-/// A file's modification time and size, to notice changes.
-pub fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
