@@ -276,7 +276,11 @@ fn eval_replays_decision_log_lines() {
     );
     let run = sluice(&["eval", "--policy", &policy], &log);
     assert_eq!(run.code, 0);
-    let lines: Vec<serde_json::Value> = run.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = run
+        .out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{}", run.out);
     assert_eq!(lines[0]["decision"], "deny");
     assert_eq!(lines[0]["changed"], true);
@@ -445,7 +449,10 @@ fn test_a_file_without_cases_or_diagnostics_fails() {
     let dir = tmp("test-no-cases");
     for (name, text) in [
         ("policy-only.toml", format!("policy = '''{POLICY}'''\n")),
-        ("empty-case-list.toml", format!("policy = '''{POLICY}'''\ncase = []\n")),
+        (
+            "empty-case-list.toml",
+            format!("policy = '''{POLICY}'''\ncase = []\n"),
+        ),
         ("empty.toml", String::new()),
     ] {
         let file = write(&dir, name, &text);

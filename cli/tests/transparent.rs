@@ -301,11 +301,7 @@ fn transparent_outbound() {
     assert!(seen.starts_with("403 "), "{}", report(&seen));
     let seen = ns.client(&client_bin, nobody, &format!("raw|{DENIED}|ping"));
     assert!(!seen.contains("pong"), "{}", report(&seen));
-    let seen = ns.client(
-        &client_bin,
-        nobody,
-        &format!("ws|{WS_DENIED}|{WS_DENIED}"),
-    );
+    let seen = ns.client(&client_bin, nobody, &format!("ws|{WS_DENIED}|{WS_DENIED}"));
     assert_eq!(seen, "ws-error 403", "{}", report(&seen));
     let seen = ns.client(
         &client_bin,
@@ -670,7 +666,10 @@ mod roles {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
                     let local = stream.local_addr().unwrap();
-                    note(format!("accept {local} from {}", stream.peer_addr().unwrap()));
+                    note(format!(
+                        "accept {local} from {}",
+                        stream.peer_addr().unwrap()
+                    ));
                     let note = note.clone();
                     std::thread::spawn(move || websocket(stream, local, note));
                 }
@@ -686,7 +685,9 @@ mod roles {
     /// text message with `echo TEXT` until the client closes.
     fn websocket(stream: TcpStream, local: SocketAddr, note: impl Fn(String)) {
         use tungstenite::handshake::server::{Request, Response};
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut seen = (String::new(), String::new());
         // The callback's error type is tungstenite's.
         #[allow(clippy::result_large_err)]
@@ -710,7 +711,10 @@ mod roles {
             return;
         };
         note(format!("ws {local} host={}", seen.0));
-        let _ = ws.send(tungstenite::Message::text(format!("hello identity={}", seen.1)));
+        let _ = ws.send(tungstenite::Message::text(format!(
+            "hello identity={}",
+            seen.1
+        )));
         while let Ok(msg) = ws.read() {
             if let tungstenite::Message::Text(text) = msg {
                 let reply = format!("echo {}", text.as_str());
@@ -793,7 +797,9 @@ mod roles {
     fn ws(stream: TcpStream, host: &str) -> String {
         use tungstenite::client::IntoClientRequest;
         use tungstenite::{Error, HandshakeError, Message};
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut req = format!("ws://{host}/chat").into_client_request().unwrap();
         req.headers_mut().insert(
             "x-sluice-peer-identity",

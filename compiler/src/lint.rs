@@ -522,7 +522,11 @@ mod conformance {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
-        assert!(!paths.is_empty(), "no conformance files in {}", dir.display());
+        assert!(
+            !paths.is_empty(),
+            "no conformance files in {}",
+            dir.display()
+        );
         paths
             .into_iter()
             .map(|p| {

@@ -44,7 +44,11 @@ impl Ctx<'_> {
 
     /// A syntax error for a CST shape the conversion did not expect.
     fn unexpected(&self, span: Span, what: &str) -> Diagnostic {
-        Diagnostic::new(Code::Syntax, span, format!("internal parser error: unexpected {what}"))
+        Diagnostic::new(
+            Code::Syntax,
+            span,
+            format!("internal parser error: unexpected {what}"),
+        )
     }
 
     /// `pair`'s text as a name.
@@ -64,7 +68,11 @@ impl Ctx<'_> {
             Ok((value, _)) => Ok(Spanned::new(value, span)),
             Err((offset, message)) => {
                 let start = pair.as_span().start() + offset;
-                Err(Diagnostic::new(Code::Syntax, self.span_at(start, start + 1), message))
+                Err(Diagnostic::new(
+                    Code::Syntax,
+                    self.span_at(start, start + 1),
+                    message,
+                ))
             }
         }
     }
@@ -72,7 +80,10 @@ impl Ctx<'_> {
     /// A duration literal in milliseconds (saturating).
     fn duration(&self, pair: &Pair<'_, Rule>) -> Duration {
         let text = pair.as_str();
-        let digits_end = text.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(text.len());
+        let digits_end = text
+            .bytes()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(text.len());
         let n = saturating_u64(&text[..digits_end]);
         let factor: u64 = match &text[digits_end..] {
             "ms" => 1,
@@ -92,9 +103,12 @@ impl Ctx<'_> {
 
 /// Decimal digits to `u64`, saturating at `u64::MAX`.
 pub(crate) fn saturating_u64(digits: &str) -> u64 {
-    digits.bytes().filter(u8::is_ascii_digit).fold(0u64, |n, d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    })
+    digits
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
 }
 
 /// Lexes a string literal at the start of `src` (`"..."` or `r"..."`).
@@ -159,7 +173,11 @@ fn lex_unicode_escape(
 ) -> Result<char, (usize, String)> {
     let at = backslash + 1;
     let bad = || {
-        (at, "malformed unicode escape in a string (write `\\u{HEX}` with 1 to 6 hex digits)".to_string())
+        (
+            at,
+            "malformed unicode escape in a string (write `\\u{HEX}` with 1 to 6 hex digits)"
+                .to_string(),
+        )
     };
     if !matches!(chars.next(), Some((_, '{'))) {
         return Err(bad());
@@ -191,26 +209,37 @@ impl<'i> Kids<'i> {
     /// The children of `pair`.
     fn of(pair: Pair<'i, Rule>) -> Self {
         let s = pair.as_span();
-        Kids { range: (s.start(), s.end()), it: pair.into_inner() }
+        Kids {
+            range: (s.start(), s.end()),
+            it: pair.into_inner(),
+        }
     }
 
     /// The next child that is not punctuation.
     fn next(&mut self) -> Option<Pair<'i, Rule>> {
-        self.it.by_ref().find(|p| !matches!(p.as_rule(), Rule::lbrace | Rule::rbrace | Rule::comma))
+        self.it
+            .by_ref()
+            .find(|p| !matches!(p.as_rule(), Rule::lbrace | Rule::rbrace | Rule::comma))
     }
 
     /// The next child, which must be `rule`.
     fn expect(&mut self, cx: &Ctx<'_>, rule: Rule) -> Res<Pair<'i, Rule>> {
         match self.next() {
             Some(p) if p.as_rule() == rule => Ok(p),
-            Some(p) => Err(cx.unexpected(cx.span(&p), &format!("{:?} (wanted {rule:?})", p.as_rule()))),
-            None => Err(cx.unexpected(cx.span_at(self.range.0, self.range.1), &format!("end of node (wanted {rule:?})"))),
+            Some(p) => {
+                Err(cx.unexpected(cx.span(&p), &format!("{:?} (wanted {rule:?})", p.as_rule())))
+            }
+            None => Err(cx.unexpected(
+                cx.span_at(self.range.0, self.range.1),
+                &format!("end of node (wanted {rule:?})"),
+            )),
         }
     }
 
     /// The next child, whatever it is.
     fn any(&mut self, cx: &Ctx<'_>) -> Res<Pair<'i, Rule>> {
-        self.next().ok_or_else(|| cx.unexpected(cx.span_at(self.range.0, self.range.1), "end of node"))
+        self.next()
+            .ok_or_else(|| cx.unexpected(cx.span_at(self.range.0, self.range.1), "end of node"))
     }
 }
 
@@ -297,7 +326,10 @@ fn ports(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Vec<PortRange>> {
                 let b_start = start + a.len() + 1;
                 (
                     Spanned::new(saturating_u64(a), cx.span_at(start, start + a.len())),
-                    Some(Spanned::new(saturating_u64(b), cx.span_at(b_start, b_start + b.len()))),
+                    Some(Spanned::new(
+                        saturating_u64(b),
+                        cx.span_at(b_start, b_start + b.len()),
+                    )),
                 )
             }
             None => (cx.int(&range), None),
@@ -324,7 +356,11 @@ fn server(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Server> {
                     Rule::kw_http => Protocol::Http,
                     Rule::kw_grpc => Protocol::Grpc,
                     Rule::kw_tcp => Protocol::Tcp,
-                    other => return Err(cx.unexpected(cx.span(&value), &format!("{other:?} as a protocol"))),
+                    other => {
+                        return Err(
+                            cx.unexpected(cx.span(&value), &format!("{other:?} as a protocol"))
+                        )
+                    }
                 };
                 ServerStmt::Protocol(Spanned::new(protocol, cx.span(&value)))
             }
@@ -376,10 +412,16 @@ fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
                         let first = k.any(cx)?;
                         RouteStmt::Path(match first.as_rule() {
                             Rule::string => PathMatch::Exact(cx.string(&first)?),
-                            Rule::kw_prefix => PathMatch::Prefix(cx.string(&k.expect(cx, Rule::string)?)?),
-                            Rule::kw_regex => PathMatch::Regex(cx.string(&k.expect(cx, Rule::string)?)?),
+                            Rule::kw_prefix => {
+                                PathMatch::Prefix(cx.string(&k.expect(cx, Rule::string)?)?)
+                            }
+                            Rule::kw_regex => {
+                                PathMatch::Regex(cx.string(&k.expect(cx, Rule::string)?)?)
+                            }
                             other => {
-                                return Err(cx.unexpected(cx.span(&first), &format!("{other:?} in a path")))
+                                return Err(
+                                    cx.unexpected(cx.span(&first), &format!("{other:?} in a path"))
+                                )
                             }
                         })
                     }
@@ -436,7 +478,9 @@ fn retry(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Retry> {
                 }
                 RetryStmt::On(conds)
             }
-            Rule::per_try_timeout_stmt => RetryStmt::PerTryTimeout(cx.duration(&k.expect(cx, Rule::duration)?)),
+            Rule::per_try_timeout_stmt => {
+                RetryStmt::PerTryTimeout(cx.duration(&k.expect(cx, Rule::duration)?))
+            }
             Rule::budget_stmt => RetryStmt::Budget(cx.percent(&k.expect(cx, Rule::percent)?)),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a retry"))),
         };
@@ -489,7 +533,12 @@ fn auth_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<crate::ast::Rule> {
         };
         stmts.push(Spanned::new(node, stmt_span));
     }
-    Ok(crate::ast::Rule { span, effect, name, stmts })
+    Ok(crate::ast::Rule {
+        span,
+        effect,
+        name,
+        stmts,
+    })
 }
 
 /// A `target` pair: `server` or `server.route`.
@@ -502,11 +551,18 @@ fn target(cx: &Ctx<'_>, pair: &Pair<'_, Rule>) -> Target {
             let route_start = start + server.len() + 1;
             Target {
                 server: Spanned::new(server.to_string(), cx.span_at(start, start + server.len())),
-                route: Some(Spanned::new(route.to_string(), cx.span_at(route_start, route_start + route.len()))),
+                route: Some(Spanned::new(
+                    route.to_string(),
+                    cx.span_at(route_start, route_start + route.len()),
+                )),
                 span,
             }
         }
-        None => Target { server: Spanned::new(text.to_string(), span), route: None, span },
+        None => Target {
+            server: Spanned::new(text.to_string(), span),
+            route: None,
+            span,
+        },
     }
 }
 
@@ -539,7 +595,10 @@ fn strings(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<Vec<Str>> {
 
 /// The remaining children: `NET, ... (except NET, ...)?`.
 fn networks(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<Networks> {
-    let mut nets = Networks { include: Vec::new(), except: Vec::new() };
+    let mut nets = Networks {
+        include: Vec::new(),
+        except: Vec::new(),
+    };
     let mut in_except = false;
     while let Some(p) = kids.next() {
         match p.as_rule() {
@@ -552,7 +611,9 @@ fn networks(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<Networks> {
                     nets.include.push(net);
                 }
             }
-            other => return Err(cx.unexpected(cx.span(&p), &format!("{other:?} in a network list"))),
+            other => {
+                return Err(cx.unexpected(cx.span(&p), &format!("{other:?} in a network list")))
+            }
         }
     }
     Ok(nets)
@@ -604,7 +665,12 @@ fn egress_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<EgressRule> {
         };
         stmts.push(Spanned::new(node, stmt_span));
     }
-    Ok(EgressRule { span, effect, name, stmts })
+    Ok(EgressRule {
+        span,
+        effect,
+        name,
+        stmts,
+    })
 }
 
 fn service(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Service> {
@@ -651,7 +717,9 @@ fn backend(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Backend> {
                     let value = match inner.as_rule() {
                         Rule::endpoint_addr => Endpoint::Addr(inner.as_str().to_string()),
                         Rule::string => Endpoint::Name(cx.string(&inner)?.node),
-                        other => return Err(cx.unexpected(ep_span, &format!("{other:?} as an endpoint"))),
+                        other => {
+                            return Err(cx.unexpected(ep_span, &format!("{other:?} as an endpoint")))
+                        }
                     };
                     eps.push(Spanned::new(value, ep_span));
                 }
@@ -678,14 +746,18 @@ fn circuit_breaker(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<CircuitBreaker> {
         let mut k = Kids::of(stmt);
         k.any(cx)?; // the keyword
         let node = match rule {
-            Rule::consecutive_failures_stmt => BreakerStmt::ConsecutiveFailures(cx.int(&k.expect(cx, Rule::int)?)),
+            Rule::consecutive_failures_stmt => {
+                BreakerStmt::ConsecutiveFailures(cx.int(&k.expect(cx, Rule::int)?))
+            }
             Rule::backoff_stmt => {
                 let a = cx.duration(&k.expect(cx, Rule::duration)?);
                 let b = cx.duration(&k.expect(cx, Rule::duration)?);
                 BreakerStmt::Backoff(a, b)
             }
             Rule::jitter_stmt => BreakerStmt::Jitter(cx.percent(&k.expect(cx, Rule::percent)?)),
-            other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a circuit-breaker"))),
+            other => {
+                return Err(cx.unexpected(stmt_span, &format!("{other:?} in a circuit-breaker")))
+            }
         };
         stmts.push(Spanned::new(node, stmt_span));
     }
@@ -706,9 +778,18 @@ mod tests {
 
     #[test]
     fn lexes_strings() {
-        assert_eq!(lex_string(r#""a\"b\\c\n\r\t" tail"#), Ok(("a\"b\\c\n\r\t".to_string(), 15)));
-        assert_eq!(lex_string(r#""\u{41}\u{1F600}\u{0}""#).map(|v| v.0), Ok("A\u{1F600}\0".to_string()));
-        assert_eq!(lex_string(r#"r"[a-z]+\d""#), Ok(("[a-z]+\\d".to_string(), 11)));
+        assert_eq!(
+            lex_string(r#""a\"b\\c\n\r\t" tail"#),
+            Ok(("a\"b\\c\n\r\t".to_string(), 15))
+        );
+        assert_eq!(
+            lex_string(r#""\u{41}\u{1F600}\u{0}""#).map(|v| v.0),
+            Ok("A\u{1F600}\0".to_string())
+        );
+        assert_eq!(
+            lex_string(r#"r"[a-z]+\d""#),
+            Ok(("[a-z]+\\d".to_string(), 11))
+        );
         assert_eq!(lex_string(r#""""#), Ok((String::new(), 2)));
         assert_eq!(lex_string("\"é\""), Ok(("é".to_string(), 4)));
     }
@@ -723,9 +804,15 @@ mod tests {
         let (at, msg) = lex_string(r#""a\u{D800}""#).unwrap_err();
         assert_eq!(at, 2);
         assert!(msg.contains("not a Unicode scalar value"), "{msg}");
-        assert!(lex_string(r#""\u{110000}""#).unwrap_err().1.contains("scalar"));
+        assert!(lex_string(r#""\u{110000}""#)
+            .unwrap_err()
+            .1
+            .contains("scalar"));
         assert!(lex_string(r#""\u{}""#).unwrap_err().1.contains("malformed"));
-        assert!(lex_string(r#""\u{1234567}""#).unwrap_err().1.contains("malformed"));
+        assert!(lex_string(r#""\u{1234567}""#)
+            .unwrap_err()
+            .1
+            .contains("malformed"));
         assert!(lex_string(r#""\u41""#).unwrap_err().1.contains("malformed"));
         assert!(lex_string("\"\\").is_err());
     }

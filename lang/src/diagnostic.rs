@@ -121,7 +121,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with the code's own severity.
     pub fn new(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: code.severity(), code, message: message.into(), span }
+        Diagnostic {
+            severity: code.severity(),
+            code,
+            message: message.into(),
+            span,
+        }
     }
 
     /// Whether this diagnostic stops compilation.

@@ -21,8 +21,14 @@ pub use diagnostic::{Code, Diagnostic, Severity};
 pub fn fuzz_parse(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (policy, diagnostics) = parse::parse_str("fuzz.sluice", &text);
-    assert!(diagnostics.len() <= 1, "one file gives at most one diagnostic");
-    assert!(diagnostics.is_empty() || policy.items.is_empty(), "a file with a syntax error gives no items");
+    assert!(
+        diagnostics.len() <= 1,
+        "one file gives at most one diagnostic"
+    );
+    assert!(
+        diagnostics.is_empty() || policy.items.is_empty(),
+        "a file with a syntax error gives no items"
+    );
     for d in &diagnostics {
         assert_eq!(d.code, Code::Syntax);
         assert!(d.span.line >= 1 && d.span.column >= 1, "spans are 1-based");

@@ -30,13 +30,20 @@ pub fn parse_files(files: Vec<SourceFile>) -> (Policy, Vec<Diagnostic>) {
 
 /// Parses one in-memory source (shown as `path`) into a policy.
 pub fn parse_str(path: &str, text: &str) -> (Policy, Vec<Diagnostic>) {
-    parse_files(vec![SourceFile { path: path.to_string(), text: text.to_string() }])
+    parse_files(vec![SourceFile {
+        path: path.to_string(),
+        text: text.to_string(),
+    }])
 }
 
 /// The items of one file, or its syntax error.
 fn parse_one(file: FileId, text: &str) -> Result<Vec<Item>, Diagnostic> {
     let index = LineIndex::new(text);
-    let cx = Ctx { text, file, index: &index };
+    let cx = Ctx {
+        text,
+        file,
+        index: &index,
+    };
     match SluiceParser::parse(Rule::policy, text) {
         Ok(mut pairs) => match pairs.next() {
             Some(policy) => convert_policy(&cx, policy),
@@ -86,11 +93,43 @@ enum Want {
 /// where `}` or the end of the file may stand, they are grouped as "a
 /// statement (...)" or "an item (...)".
 const STATEMENT_KEYWORDS: &[&str] = &[
-    "mesh", "server", "allow", "deny", "egress", "service", "trust-domain", "default", "port",
-    "protocol", "route", "method", "path", "grpc", "header", "query", "to", "timeout", "retry",
-    "from", "host", "network", "authority", "circuit-breaker", "backend", "endpoint", "identity",
-    "cluster", "failover", "max-in-flight", "attempts", "on", "per-try-timeout", "budget",
-    "consecutive-failures", "backoff", "jitter",
+    "mesh",
+    "server",
+    "allow",
+    "deny",
+    "egress",
+    "service",
+    "trust-domain",
+    "default",
+    "port",
+    "protocol",
+    "route",
+    "method",
+    "path",
+    "grpc",
+    "header",
+    "query",
+    "to",
+    "timeout",
+    "retry",
+    "from",
+    "host",
+    "network",
+    "authority",
+    "circuit-breaker",
+    "backend",
+    "endpoint",
+    "identity",
+    "cluster",
+    "failover",
+    "max-in-flight",
+    "attempts",
+    "on",
+    "per-try-timeout",
+    "budget",
+    "consecutive-failures",
+    "backoff",
+    "jitter",
 ];
 
 /// The statements of each kind of block (and the items), then value
@@ -100,12 +139,27 @@ const BLOCK_ORDERS: &[&[&str]] = &[
     &["mesh", "server", "allow", "deny", "egress", "service"],
     &["trust-domain", "default"],
     &["port", "protocol", "default", "route"],
-    &["method", "path", "grpc", "header", "query", "to", "timeout", "retry"],
+    &[
+        "method", "path", "grpc", "header", "query", "to", "timeout", "retry",
+    ],
     &["to", "from"],
     &["default", "allow", "deny"],
     &["host", "network", "port"],
-    &["authority", "timeout", "retry", "circuit-breaker", "backend", "route"],
-    &["endpoint", "identity", "cluster", "failover", "max-in-flight"],
+    &[
+        "authority",
+        "timeout",
+        "retry",
+        "circuit-breaker",
+        "backend",
+        "route",
+    ],
+    &[
+        "endpoint",
+        "identity",
+        "cluster",
+        "failover",
+        "max-in-flight",
+    ],
     &["attempts", "on", "per-try-timeout", "budget"],
     &["consecutive-failures", "backoff", "jitter"],
     // Value keywords.
@@ -227,7 +281,9 @@ fn syntax_error(cx: &Ctx<'_>, pos: usize, positives: &[Rule]) -> Diagnostic {
     let text = cx.text;
     let rest = text.get(pos..).unwrap_or("");
     // A malformed string where a string may stand: say what is wrong with it.
-    let wants_string = positives.iter().any(|r| matches!(r, Rule::string | Rule::endpoint | Rule::endpoint_addr));
+    let wants_string = positives
+        .iter()
+        .any(|r| matches!(r, Rule::string | Rule::endpoint | Rule::endpoint_addr));
     if wants_string && (rest.starts_with('"') || rest.starts_with("r\"")) {
         if let Err((offset, message)) = lex_string(rest) {
             let at = clamp_to_char_boundary(text, pos + offset);
@@ -242,7 +298,11 @@ fn syntax_error(cx: &Ctx<'_>, pos: usize, positives: &[Rule]) -> Diagnostic {
             }
         }
     }
-    let message = format!("expected {}, found {}", expected_words(&wants), found_words(rest));
+    let message = format!(
+        "expected {}, found {}",
+        expected_words(&wants),
+        found_words(rest)
+    );
     let end = pos + rest.chars().next().map_or(0, char::len_utf8);
     Diagnostic::new(Code::Syntax, cx.span_at(pos, end), message)
 }
@@ -271,8 +331,16 @@ fn expected_words(wants: &[Want]) -> String {
     }
     if !group.is_empty() {
         sort_keywords(&mut group);
-        let listed = group.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-        let what = if end && !close { "an item" } else { "a statement" };
+        let listed = group
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = if end && !close {
+            "an item"
+        } else {
+            "a statement"
+        };
         parts.push(format!("{what} ({listed})"));
     }
     if end {
@@ -290,7 +358,10 @@ fn expected_words(wants: &[Want]) -> String {
 
 /// Sorts keywords as the first of [`BLOCK_ORDERS`] that holds them all.
 fn sort_keywords(keywords: &mut [&str]) {
-    if let Some(order) = BLOCK_ORDERS.iter().find(|o| keywords.iter().all(|k| o.contains(k))) {
+    if let Some(order) = BLOCK_ORDERS
+        .iter()
+        .find(|o| keywords.iter().all(|k| o.contains(k)))
+    {
         keywords.sort_by_key(|k| order.iter().position(|o| o == k));
     }
 }
@@ -303,7 +374,8 @@ fn found_words(rest: &str) -> String {
     if rest.starts_with('"') || rest.starts_with("r\"") {
         return "a string".to_string();
     }
-    let is_token = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '%');
+    let is_token =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '%');
     if is_token(first) {
         let token: String = rest.chars().take_while(|&c| is_token(c)).take(40).collect();
         return format!("`{token}`");
@@ -340,7 +412,10 @@ mod tests {
             "expected `}` or a statement (`port`, `protocol`, `default`, `route`), found `bogus`"
         );
         let (_, _, msg) = at("server a { port 80 x }");
-        assert_eq!(msg, "expected `,`, `}` or a statement (`port`, `protocol`, `default`, `route`), found `x`");
+        assert_eq!(
+            msg,
+            "expected `,`, `}` or a statement (`port`, `protocol`, `default`, `route`), found `x`"
+        );
     }
 
     #[test]
@@ -357,8 +432,14 @@ mod tests {
 
     #[test]
     fn values_are_worded() {
-        assert_eq!(at("server a { route r { path prefix } }").2, "expected a string, found `}`");
-        assert_eq!(at("server a { protocol udp }").2, "expected `http`, `grpc` or `tcp`, found `udp`");
+        assert_eq!(
+            at("server a { route r { path prefix } }").2,
+            "expected a string, found `}`"
+        );
+        assert_eq!(
+            at("server a { protocol udp }").2,
+            "expected `http`, `grpc` or `tcp`, found `udp`"
+        );
         assert_eq!(
             at("allow a { from everyone }").2,
             "expected `any`, `authenticated`, `identity`, `namespace` or `network`, found `everyone`"
@@ -369,11 +450,21 @@ mod tests {
         );
         assert_eq!(at("server {").2, "expected a name, found `{`");
         assert_eq!(at("server a").2, "expected `{`, found the end of the file");
-        assert!(at("service s { timeout 5 }").2.starts_with("expected a duration"));
-        assert!(at("service s { timeout 5sec }").2.starts_with("expected a duration"));
-        assert!(at("service s { retry { on bogus } }").2.starts_with("expected a retry condition"));
-        assert!(at("service s { backend b { endpoint 10.0.0.1 } }").2.starts_with("expected an endpoint"));
-        assert!(at("server a { route r { header \"x\" } }").2.starts_with("expected `=`, `~` or `present`"));
+        assert!(at("service s { timeout 5 }")
+            .2
+            .starts_with("expected a duration"));
+        assert!(at("service s { timeout 5sec }")
+            .2
+            .starts_with("expected a duration"));
+        assert!(at("service s { retry { on bogus } }")
+            .2
+            .starts_with("expected a retry condition"));
+        assert!(at("service s { backend b { endpoint 10.0.0.1 } }")
+            .2
+            .starts_with("expected an endpoint"));
+        assert!(at("server a { route r { header \"x\" } }")
+            .2
+            .starts_with("expected `=`, `~` or `present`"));
     }
 
     #[test]

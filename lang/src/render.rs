@@ -62,8 +62,19 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 /// One diagnostic, ending with a newline.
-fn render_one(out: &mut String, files: &[SourceFile], lines: &mut [Option<Vec<usize>>], d: &Diagnostic) {
-    let _ = writeln!(out, "{}[{}]: {}", d.severity.as_str(), d.code.as_str(), d.message);
+fn render_one(
+    out: &mut String,
+    files: &[SourceFile],
+    lines: &mut [Option<Vec<usize>>],
+    d: &Diagnostic,
+) {
+    let _ = writeln!(
+        out,
+        "{}[{}]: {}",
+        d.severity.as_str(),
+        d.code.as_str(),
+        d.message
+    );
     let index = d.span.file as usize;
     let (Some(file), Some(starts)) = (files.get(index), lines.get_mut(index)) else {
         return;
@@ -79,16 +90,27 @@ fn render_one(out: &mut String, files: &[SourceFile], lines: &mut [Option<Vec<us
     };
     let number = d.span.line.to_string();
     let pad = " ".repeat(number.len());
-    let _ = writeln!(out, "{pad}--> {}:{}:{}", file.path, d.span.line, d.span.column);
+    let _ = writeln!(
+        out,
+        "{pad}--> {}:{}:{}",
+        file.path, d.span.line, d.span.column
+    );
     let _ = writeln!(out, "{pad} |");
     let _ = writeln!(out, "{number} | {}", display_line(line_text));
     let (before, width) = caret_columns(d.span, line_start, line_text);
-    let _ = writeln!(out, "{pad} | {}{}", " ".repeat(before), "^".repeat(width.max(1)));
+    let _ = writeln!(
+        out,
+        "{pad} | {}{}",
+        " ".repeat(before),
+        "^".repeat(width.max(1))
+    );
 }
 
 /// Byte offsets of the starts of the lines of `text`.
 fn line_starts(text: &str) -> Vec<usize> {
-    std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
 }
 
 /// The byte offset and text (without its line break) of 1-based `line`.
@@ -188,7 +210,9 @@ pub fn json(files: &[SourceFile], diagnostics: &[Diagnostic]) -> String {
             },
             code: d.code.as_str(),
             message: &d.message,
-            file: files.get(d.span.file as usize).map_or("", |f| f.path.as_str()),
+            file: files
+                .get(d.span.file as usize)
+                .map_or("", |f| f.path.as_str()),
             line: d.span.line,
             column: d.span.column,
         })
@@ -202,11 +226,20 @@ mod tests {
     use crate::diagnostic::Code;
 
     fn file(text: &str) -> Vec<SourceFile> {
-        vec![SourceFile { path: "policy.sluice".to_string(), text: text.to_string() }]
+        vec![SourceFile {
+            path: "policy.sluice".to_string(),
+            text: text.to_string(),
+        }]
     }
 
     fn span(start: u32, end: u32, line: u32, column: u32) -> Span {
-        Span { file: 0, start, end, line, column }
+        Span {
+            file: 0,
+            start,
+            end,
+            line,
+            column,
+        }
     }
 
     #[test]
@@ -232,7 +265,8 @@ mod tests {
         let e = Diagnostic::new(Code::Syntax, span(0, 1, 1, 1), "bad");
         let w = Diagnostic::new(Code::UnusedRoute, span(0, 1, 1, 1), "meh");
         assert_eq!(human(&f, &[]), "");
-        assert!(human(&f, &[e.clone(), e.clone(), w.clone()]).ends_with("\nerror: 2 errors, 1 warning\n"));
+        assert!(human(&f, &[e.clone(), e.clone(), w.clone()])
+            .ends_with("\nerror: 2 errors, 1 warning\n"));
         assert!(human(&f, std::slice::from_ref(&w)).ends_with("\nwarning: 1 warning\n"));
         assert!(human(&f, &[w]).starts_with("warning[unused-route]: meh\n"));
     }
@@ -244,11 +278,18 @@ mod tests {
         let start = text.find("web").unwrap() as u32;
         let d = Diagnostic::new(Code::DuplicateName, span(start, start + 3, 12, 10), "dup");
         let out = human(&file(&text), &[d]);
-        let want = format!("\n  --> policy.sluice:12:10\n   |\n12 |     server  web {{\n   | {}^^^\n", " ".repeat(12));
+        let want = format!(
+            "\n  --> policy.sluice:12:10\n   |\n12 |     server  web {{\n   | {}^^^\n",
+            " ".repeat(12)
+        );
         assert!(out.contains(&want), "{out}");
         // A multi-line span is underlined to the end of its first line.
         let start = text.find("server").unwrap() as u32;
-        let d = Diagnostic::new(Code::DuplicateName, span(start, text.len() as u32, 12, 2), "dup");
+        let d = Diagnostic::new(
+            Code::DuplicateName,
+            span(start, text.len() as u32, 12, 2),
+            "dup",
+        );
         let out = human(&file(&text), &[d]);
         let want = format!("\n   | {}{}\n", " ".repeat(4), "^".repeat(13));
         assert!(out.contains(&want), "{out}");
@@ -263,7 +304,10 @@ mod tests {
             span(100, 200, 9, 9),
             span(4, 2, 2, 1),
             span(0, 0, 0, 0),
-            Span { file: 7, ..span(0, 1, 1, 1) },
+            Span {
+                file: 7,
+                ..span(0, 1, 1, 1)
+            },
         ];
         for s in spans {
             let d = Diagnostic::new(Code::Io, s, "x");
@@ -280,7 +324,11 @@ mod tests {
     #[test]
     fn json_rows() {
         let f = file("server a { port 0 }");
-        let d = Diagnostic::new(Code::InvalidValue, span(16, 17, 1, 17), "port `0` is \"bad\"");
+        let d = Diagnostic::new(
+            Code::InvalidValue,
+            span(16, 17, 1, 17),
+            "port `0` is \"bad\"",
+        );
         let out = json(&f, &[d]);
         assert_eq!(
             out,

@@ -32,7 +32,10 @@ pub fn load(path: &Path) -> io::Result<Vec<SourceFile>> {
     let mut visited = HashSet::new();
     walk(path, "", &mut found, &mut visited)?;
     found.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    found.into_iter().map(|(display, full)| read_file(&full, display)).collect()
+    found
+        .into_iter()
+        .map(|(display, full)| read_file(&full, display))
+        .collect()
 }
 
 /// Collects `.sluice` files under `dir`, with `prefix` (`""` or `a/b/`) as
@@ -57,7 +60,10 @@ fn walk(
         let meta = std::fs::metadata(&full).map_err(|e| with_path(e, &full))?;
         if meta.is_dir() {
             walk(&full, &format!("{prefix}{name}/"), found, visited)?;
-        } else if Path::new(&name).extension().is_some_and(|ext| ext == EXTENSION) {
+        } else if Path::new(&name)
+            .extension()
+            .is_some_and(|ext| ext == EXTENSION)
+        {
             found.push((format!("{prefix}{name}"), full));
         }
     }
@@ -73,14 +79,20 @@ fn read_file(full: &Path, display: String) -> io::Result<SourceFile> {
             let at = e.utf8_error().valid_up_to();
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("`{}` is not valid UTF-8 (invalid byte at offset {at})", full.display()),
+                format!(
+                    "`{}` is not valid UTF-8 (invalid byte at offset {at})",
+                    full.display()
+                ),
             ));
         }
     };
     if text.starts_with('\u{FEFF}') {
         text.drain(..'\u{FEFF}'.len_utf8());
     }
-    Ok(SourceFile { path: display, text })
+    Ok(SourceFile {
+        path: display,
+        text,
+    })
 }
 
 /// The same error, with a message naming `path`.
@@ -131,7 +143,12 @@ impl LineIndex {
         }
         chars_before_block.push(chars);
         line_ascii.push(ascii);
-        LineIndex { line_starts, line_ascii, chars_before_block, len: to_u32(bytes.len()) }
+        LineIndex {
+            line_starts,
+            line_ascii,
+            chars_before_block,
+            len: to_u32(bytes.len()),
+        }
     }
 
     /// The 1-based line and character column of byte `offset` of `text`
@@ -144,7 +161,8 @@ impl LineIndex {
         let column = if self.line_ascii.get(line - 1).copied().unwrap_or(false) {
             offset - line_start
         } else {
-            self.chars_before(text, offset).saturating_sub(self.chars_before(text, line_start))
+            self.chars_before(text, offset)
+                .saturating_sub(self.chars_before(text, line_start))
         };
         (to_u32(line), column.saturating_add(1))
     }
@@ -152,7 +170,13 @@ impl LineIndex {
     /// A span of bytes `start..end` in file `file` of `text`.
     pub fn span(&self, text: &str, file: FileId, start: usize, end: usize) -> Span {
         let (line, column) = self.line_col(text, start);
-        Span { file, start: to_u32(start), end: to_u32(end.max(start)), line, column }
+        Span {
+            file,
+            start: to_u32(start),
+            end: to_u32(end.max(start)),
+            line,
+            column,
+        }
     }
 
     /// Number of characters in `text[..offset]`.
@@ -242,7 +266,10 @@ mod tests {
         let files = load(&dir).unwrap();
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         // `-` (0x2D) sorts before `/` (0x2F); upper case before lower case.
-        assert_eq!(paths, ["B/x.sluice", "a-b.sluice", "a/z.sluice", "top.sluice"]);
+        assert_eq!(
+            paths,
+            ["B/x.sluice", "a-b.sluice", "a/z.sluice", "top.sluice"]
+        );
         assert_eq!(files[3].text, "# top", "byte order mark dropped");
         let _ = std::fs::remove_dir_all(&dir);
     }

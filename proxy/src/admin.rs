@@ -112,9 +112,10 @@ impl Admin {
                     }),
                 ),
             },
-            (_, "/metrics" | "/live" | "/ready" | "/policy" | "/reload") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into())
-            }
+            (_, "/metrics" | "/live" | "/ready" | "/policy" | "/reload") => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n".into(),
+            ),
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found; try /metrics, /ready, /live, /policy or POST /reload\n".into(),

@@ -343,9 +343,7 @@ impl Config {
         let needs_tls = self.inbound.iter().any(|l| l.tls != TlsMode::Plaintext);
         match &self.identity {
             None if needs_tls => {
-                return invalid(
-                    "a listener uses TLS but there is no `[identity]` section".into(),
-                )
+                return invalid("a listener uses TLS but there is no `[identity]` section".into())
             }
             Some(id) => {
                 let files = id.cert.is_some() || id.key.is_some() || !id.trust_bundles.is_empty();
@@ -373,7 +371,10 @@ impl Config {
                 return invalid(format!("two listeners on `{}`", l.listen));
             }
             if l.port == 0 {
-                return invalid(format!("listener `{}`: `port` must be 1 to 65535", l.listen));
+                return invalid(format!(
+                    "listener `{}`: `port` must be 1 to 65535",
+                    l.listen
+                ));
             }
         }
         for l in &self.outbound {
@@ -382,7 +383,9 @@ impl Config {
             }
         }
         if self.limits.connect_timeout_ms == 0 || self.resolver.refresh_ms == 0 {
-            return invalid("`limits.connect-timeout-ms` and `resolver.refresh-ms` must be at least 1".into());
+            return invalid(
+                "`limits.connect-timeout-ms` and `resolver.refresh-ms` must be at least 1".into(),
+            );
         }
         if self.limits.max_connections == 0 {
             return invalid("`limits.max-connections` must be at least 1".into());
@@ -436,7 +439,10 @@ tls = "plaintext"
     #[test]
     fn readme_example_parses() {
         let readme = include_str!("../../README.md");
-        let start = readme.find("```toml\n").expect("a toml block in the README") + 8;
+        let start = readme
+            .find("```toml\n")
+            .expect("a toml block in the README")
+            + 8;
         let len = readme[start..].find("```").unwrap();
         let c = Config::parse(&readme[start..start + len], Path::new("/etc/sluice")).unwrap();
         assert_eq!(c.inbound.len(), 1);

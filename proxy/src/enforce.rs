@@ -69,7 +69,10 @@ pub fn deny_response(d: &Decision<'_>) -> Response<Full<Bytes>> {
 pub fn grpc_response(grpc_status: u8, message: &str, why: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     h.insert("grpc-status", HeaderValue::from(u16::from(grpc_status)));
     if let Ok(v) = HeaderValue::from_str(message) {
         h.insert("grpc-message", v);
@@ -79,11 +82,18 @@ pub fn grpc_response(grpc_status: u8, message: &str, why: &'static str) -> Respo
 }
 
 /// A plain-text answer from the proxy itself.
-pub fn text_response(status: StatusCode, body: &'static str, why: &'static str) -> Response<Full<Bytes>> {
+pub fn text_response(
+    status: StatusCode,
+    body: &'static str,
+    why: &'static str,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert(PROXY_ERROR, HeaderValue::from_static(why));
     r
 }
@@ -120,11 +130,9 @@ pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
 
 /// Whether the request asks for a gRPC answer (`content-type: application/grpc…`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            v.as_bytes().len() >= 16 && v.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc")
-        })
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().len() >= 16 && v.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc")
+    })
 }
 
 /// The request target forwarded to the application: the normalized path
@@ -198,7 +206,11 @@ pub fn is_peer_identity_name(name: &[u8]) -> bool {
     let id = id.as_str().as_bytes();
     name.len() == id.len()
         && name.iter().zip(id).all(|(&n, &i)| {
-            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
             n == i
         })
 }
@@ -269,7 +281,10 @@ mod tests {
         assert_eq!(ambiguous_framing(&h), Some("several host headers\n"));
         let mut h = HeaderMap::new();
         h.append(http::header::CONTENT_LENGTH, HeaderValue::from_static("1"));
-        h.append(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.append(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         assert!(ambiguous_framing(&h).is_some());
     }
 
@@ -301,12 +316,25 @@ mod tests {
         ] {
             assert!(is_peer_identity_name(name.as_bytes()), "{name}");
         }
-        for name in ["x-sluice-peer-identit", "x-sluice-peer-identityy", "x-sluice-peer.identity", "x-sluice-peer identity", ""] {
+        for name in [
+            "x-sluice-peer-identit",
+            "x-sluice-peer-identityy",
+            "x-sluice-peer.identity",
+            "x-sluice-peer identity",
+            "",
+        ] {
             assert!(!is_peer_identity_name(name.as_bytes()), "{name}");
         }
         let mut h = HeaderMap::new();
-        for name in ["x_sluice_peer_identity", "x-sluice-peer_identity", "x_sluice-peer-identity"] {
-            h.append(HeaderName::from_static(name), HeaderValue::from_static("spiffe://evil/x"));
+        for name in [
+            "x_sluice_peer_identity",
+            "x-sluice-peer_identity",
+            "x_sluice-peer-identity",
+        ] {
+            h.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("spiffe://evil/x"),
+            );
         }
         h.append("x-sluice-peer", HeaderValue::from_static("kept"));
         prepare_headers(&mut h, Some("spiffe://example.org/a"));

@@ -133,13 +133,21 @@ impl FramingWatch {
                 State::Fixed(n) => {
                     let take = n.min(data.len() as u64);
                     data = &data[take as usize..];
-                    self.state = if n == take { self.next_head() } else { State::Fixed(n - take) };
+                    self.state = if n == take {
+                        self.next_head()
+                    } else {
+                        State::Fixed(n - take)
+                    };
                     continue;
                 }
                 State::ChunkData(n) => {
                     let take = n.min(data.len() as u64);
                     data = &data[take as usize..];
-                    self.state = if n == take { State::ChunkDataCr } else { State::ChunkData(n - take) };
+                    self.state = if n == take {
+                        State::ChunkDataCr
+                    } else {
+                        State::ChunkData(n - take)
+                    };
                     continue;
                 }
                 State::ChunkStart => match hex(byte) {
@@ -150,7 +158,9 @@ impl FramingWatch {
                     b'\t' | b' ' => self.state = State::ChunkBlanks(size),
                     b';' => self.state = State::ChunkExtension(size),
                     b'\r' => self.state = State::ChunkSizeLf(size),
-                    _ => match hex(byte).and_then(|d| size.checked_mul(16)?.checked_add(u64::from(d))) {
+                    _ => match hex(byte)
+                        .and_then(|d| size.checked_mul(16)?.checked_add(u64::from(d)))
+                    {
                         Some(size) => self.state = State::ChunkSize(size),
                         None => self.lost(),
                     },
@@ -231,7 +241,8 @@ impl FramingWatch {
         // Never buffer more than one byte past the limit.
         let take = data.len().min(self.max_head.saturating_sub(before) + 1);
         let (taken, after) = data.split_at(take);
-        let may_be_preface = self.first && (taken.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(taken));
+        let may_be_preface =
+            self.first && (taken.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(taken));
         if before == 0 && !may_be_preface {
             // A head that arrives whole in one read (the usual case) is
             // read where it lies, without a copy; the bytes are those the
@@ -354,8 +365,14 @@ fn digits(s: &[u8]) -> Option<u64> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -381,15 +398,25 @@ mod tests {
 
     /// `stream` with every CRLF in its heads turned into a bare LF.
     fn bare_lf(stream: &[u8]) -> Vec<u8> {
-        String::from_utf8_lossy(stream).replace("\r\n", "\n").into_bytes()
+        String::from_utf8_lossy(stream)
+            .replace("\r\n", "\n")
+            .into_bytes()
     }
 
     #[test]
     fn ambiguous_heads_are_flagged() {
-        assert!(watch(&[b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"]));
-        assert!(watch(&[b"POST / HTTP/1.1\r\ncontent-length: 4\r\nCONTENT-LENGTH: 4\r\n\r\nabcd"]));
-        assert!(watch(&[b"POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\nabcd"]));
-        assert!(!watch(&[b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"]));
+        assert!(watch(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ]));
+        assert!(watch(&[
+            b"POST / HTTP/1.1\r\ncontent-length: 4\r\nCONTENT-LENGTH: 4\r\n\r\nabcd"
+        ]));
+        assert!(watch(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\nabcd"
+        ]));
+        assert!(!watch(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"
+        ]));
         assert!(!watch(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]));
     }
 
@@ -403,12 +430,26 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false),
         ];
         for (crlf, ambiguous) in cases {
-            assert_eq!(both_ways(crlf), ambiguous, "{}", String::from_utf8_lossy(crlf));
-            assert_eq!(both_ways(&bare_lf(crlf)), ambiguous, "bare LF: {}", String::from_utf8_lossy(crlf));
+            assert_eq!(
+                both_ways(crlf),
+                ambiguous,
+                "{}",
+                String::from_utf8_lossy(crlf)
+            );
+            assert_eq!(
+                both_ways(&bare_lf(crlf)),
+                ambiguous,
+                "bare LF: {}",
+                String::from_utf8_lossy(crlf)
+            );
         }
         // Mixed line ends in one head.
-        assert!(both_ways(b"POST / HTTP/1.1\nHost: a\r\nContent-Length: 1\nContent-Length: 1\r\n\r\nx"));
-        assert!(both_ways(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\n\nx"));
+        assert!(both_ways(
+            b"POST / HTTP/1.1\nHost: a\r\nContent-Length: 1\nContent-Length: 1\r\n\r\nx"
+        ));
+        assert!(both_ways(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\n\nx"
+        ));
     }
 
     #[test]
@@ -416,11 +457,19 @@ mod tests {
         // A clean bare-LF request with a body, then an ambiguous one: the
         // body is skipped by its length, so the second head is read.
         let body = b"a\nContent-Length: 1\nTransfer-Encoding: chunked\n\n";
-        let first = format!("POST / HTTP/1.1\nHost: a\nContent-Length: {}\n\n", body.len());
+        let first = format!(
+            "POST / HTTP/1.1\nHost: a\nContent-Length: {}\n\n",
+            body.len()
+        );
         let mut stream = first.into_bytes();
         stream.extend_from_slice(body);
-        assert!(!both_ways(&stream), "a body that looks like a head is not one");
-        stream.extend_from_slice(b"\nPOST / HTTP/1.1\nHost: a\nContent-Length: 1\nContent-Length: 1\n\nx");
+        assert!(
+            !both_ways(&stream),
+            "a body that looks like a head is not one"
+        );
+        stream.extend_from_slice(
+            b"\nPOST / HTTP/1.1\nHost: a\nContent-Length: 1\nContent-Length: 1\n\nx",
+        );
         assert!(both_ways(&stream));
     }
 
@@ -471,7 +520,9 @@ mod tests {
         w.feed(&[b'a'; 2048]);
         assert!(w.ambiguous(), "a head past the limit");
         assert!(watch(&[b"GET / HTTP/1.1\r\nBad Name: 1\r\n\r\n"]));
-        assert!(watch(&[b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd"]));
+        assert!(watch(&[
+            b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd"
+        ]));
         let many: String = (0..101).map(|i| format!("h{i}: 1\r\n")).collect();
         assert!(watch(&[format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()]));
     }
@@ -496,10 +547,15 @@ mod tests {
 
     #[test]
     fn http2_prior_knowledge_turns_the_watch_off() {
-        assert!(!watch(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n"]));
+        assert!(!watch(&[
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n"
+        ]));
         let bytes: Vec<&[u8]> = H2_PREFACE.chunks(1).collect();
         assert!(!watch(&bytes));
         // Only the first head may be the preface.
-        assert!(watch(&[b"GET / HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]));
+        assert!(watch(&[
+            b"GET / HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        ]));
     }
 }

@@ -77,7 +77,10 @@ pub fn client_hello(data: &[u8]) {
         return;
     };
     let answer = transparent::client_hello(data);
-    let version = [data.get(1).copied().unwrap_or(3), data.get(2).copied().unwrap_or(1)];
+    let version = [
+        data.get(1).copied().unwrap_or(3),
+        data.get(2).copied().unwrap_or(1),
+    ];
     for size in [1, 3, 64, 1 << 14] {
         let mut records = Vec::with_capacity(message.len() + 5 * message.len().div_ceil(size));
         for fragment in message.chunks(size) {
@@ -113,14 +116,24 @@ pub fn authority(data: &[u8]) {
         return;
     };
     let original = SocketAddr::from((Ipv4Addr::LOCALHOST, u16::from_be_bytes(*port)));
-    assert_eq!(authority_with_port(None, Some(original)), Some(original.to_string()));
+    assert_eq!(
+        authority_with_port(None, Some(original)),
+        Some(original.to_string())
+    );
     let Ok(named) = std::str::from_utf8(named) else {
         return;
     };
-    assert_eq!(authority_with_port(Some(named.to_owned()), None).as_deref(), Some(named));
+    assert_eq!(
+        authority_with_port(Some(named.to_owned()), None).as_deref(),
+        Some(named)
+    );
     let with_port = authority_with_port(Some(named.to_owned()), Some(original));
     let Some((host, port)) = split_host_port(named) else {
-        assert_eq!(with_port.as_deref(), Some(named), "an unsplittable authority is kept");
+        assert_eq!(
+            with_port.as_deref(),
+            Some(named),
+            "an unsplittable authority is kept"
+        );
         return;
     };
     // A bracketed host that holds brackets itself (`[[x]`) does not write
@@ -134,9 +147,17 @@ pub fn authority(data: &[u8]) {
         };
         assert_eq!(split_host_port(&written), Some((host, port)), "{written:?}");
     }
-    let want = if has_port(named) { port } else { original.port() };
+    let want = if has_port(named) {
+        port
+    } else {
+        original.port()
+    };
     let with_port = with_port.unwrap_or_default();
-    assert_eq!(split_host_port(&with_port), Some((host, want)), "{with_port:?}");
+    assert_eq!(
+        split_host_port(&with_port),
+        Some((host, want)),
+        "{with_port:?}"
+    );
 }
 
 /// The Workload API's gRPC frame reader and message decoding: the first
@@ -157,7 +178,10 @@ pub fn workload_api(data: &[u8]) {
         assert!(update.svid_count >= 1);
         assert!(update.bundles.contains_key(&update.trust_domain));
         assert!(update.bundles.values().all(|roots| !roots.is_empty()));
-        let td = update.spiffe_id.strip_prefix("spiffe://").unwrap_or_default();
+        let td = update
+            .spiffe_id
+            .strip_prefix("spiffe://")
+            .unwrap_or_default();
         assert!(td.starts_with(update.trust_domain.as_str()), "{update:?}");
     }
 }
@@ -210,13 +234,24 @@ mod tests {
 
     #[test]
     fn authority_round_trips() {
-        for named in ["a.example:8080", "a.example", "[::1]", "[::1]:9", "a:b", "", "a]:1"] {
+        for named in [
+            "a.example:8080",
+            "a.example",
+            "[::1]",
+            "[::1]:9",
+            "a:b",
+            "",
+            "a]:1",
+        ] {
             let mut data = 443u16.to_be_bytes().to_vec();
             data.extend_from_slice(named.as_bytes());
             authority(&data);
         }
         assert_eq!(
-            authority_with_port(Some("a.example".into()), Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 443)))),
+            authority_with_port(
+                Some("a.example".into()),
+                Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 443)))
+            ),
             Some("a.example:443".into())
         );
     }
@@ -231,6 +266,9 @@ mod tests {
         }
         workload_api(&body);
         assert_eq!(frames(&body[1..], 2).0.len(), 3);
-        assert!(frames(&[1, 0, 0, 0, 0], 1).1, "a compressed frame is an error");
+        assert!(
+            frames(&[1, 0, 0, 0, 0], 1).1,
+            "a compressed frame is an error"
+        );
     }
 }

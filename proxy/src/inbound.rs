@@ -183,7 +183,8 @@ impl Listener {
             let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let watch = (!alpn_h2).then(|| FramingWatch::new(max_head));
             let tls = Tracked::new(tls, activity.clone(), watch);
-            self.serve(tls, ip, identity, alpn_h2, activity, shared).await;
+            self.serve(tls, ip, identity, alpn_h2, activity, shared)
+                .await;
         } else {
             let stream = Tracked::new(stream, activity.clone(), Some(FramingWatch::new(max_head)));
             self.serve(stream, ip, None, false, activity, shared).await;
@@ -233,7 +234,10 @@ fn is_tcp_port(loaded: &LoadedBundle, port: u16) -> bool {
     let request = Inbound { port, http: None };
     matches!(
         bundle.decide_inbound_peer(&request, &Peer::default(), &mut scratch),
-        Ok(Decision { server: Some(_), .. })
+        Ok(Decision {
+            server: Some(_),
+            ..
+        })
     )
 }
 
@@ -275,7 +279,10 @@ impl Conn {
     ) -> R {
         let bundle = loaded.bundle();
         let mut class = self.class.lock().unwrap_or_else(|e| e.into_inner());
-        if class.as_ref().is_none_or(|(g, _)| *g != loaded.generation()) {
+        if class
+            .as_ref()
+            .is_none_or(|(g, _)| *g != loaded.generation())
+        {
             let mut c = bundle.create_peer_class();
             bundle.classify(&self.peer(), &mut c);
             *class = Some((loaded.generation(), c));
@@ -284,8 +291,15 @@ impl Conn {
             unreachable!("classified above")
         };
         SCRATCH.with_borrow_mut(|slot| {
-            if slot.as_ref().is_none_or(|(g, _, _)| *g != loaded.generation()) {
-                *slot = Some((loaded.generation(), bundle.create_scratch(), Vec::with_capacity(256)));
+            if slot
+                .as_ref()
+                .is_none_or(|(g, _, _)| *g != loaded.generation())
+            {
+                *slot = Some((
+                    loaded.generation(),
+                    bundle.create_scratch(),
+                    Vec::with_capacity(256),
+                ));
             }
             let Some((_, scratch, buf)) = slot.as_mut() else {
                 unreachable!("filled above")
@@ -314,10 +328,16 @@ impl Conn {
                 .inc([labels[0], labels[2], outcome]);
         }
         if outcome != "allow" {
-            let what = if logged.http.is_some() { "request" } else { "connection" };
-            let (method, path) = logged.http.map_or(("", std::borrow::Cow::Borrowed("")), |(m, p, _)| {
-                (m, String::from_utf8_lossy(p))
-            });
+            let what = if logged.http.is_some() {
+                "request"
+            } else {
+                "connection"
+            };
+            let (method, path) = logged
+                .http
+                .map_or(("", std::borrow::Cow::Borrowed("")), |(m, p, _)| {
+                    (m, String::from_utf8_lossy(p))
+                });
             tracing::info!(
                 outcome,
                 what,
@@ -373,12 +393,18 @@ async fn handle_request(
 }
 
 fn decide_http(conn: &Conn, loaded: &LoadedBundle, req: &Request<Incoming>) -> Verdict {
-    let smuggling = conn.activity.ambiguous.load(Ordering::Relaxed).then_some("ambiguous request framing\n");
+    let smuggling = conn
+        .activity
+        .ambiguous
+        .load(Ordering::Relaxed)
+        .then_some("ambiguous request framing\n");
     if let Some(why) = smuggling.or_else(|| enforce::ambiguous_framing(req.headers())) {
         conn.shared.metrics.bad_requests.inc(["framing"]);
         let mut r = enforce::text_response(StatusCode::BAD_REQUEST, why, "bad-request");
-        r.headers_mut()
-            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
         return Verdict::Answer(r);
     }
     let target = req
@@ -487,7 +513,11 @@ async fn forward(
         };
         forward_upgrade(conn, upstream, client, permit).await
     } else if to_h2 {
-        listener.h2.request(upstream).await.map_err(Failed::from_error)
+        listener
+            .h2
+            .request(upstream)
+            .await
+            .map_err(Failed::from_error)
     } else {
         forward_h1(conn, upstream).await
     };
@@ -497,7 +527,10 @@ async fn forward(
             crate::upgrade::restore_switch_headers(&mut response);
             Either::Left(response)
         }
-        Err(Failed { client_body: true, message }) => {
+        Err(Failed {
+            client_body: true,
+            message,
+        }) => {
             // The client's body was malformed (bad chunked encoding) or
             // ended early: the client's fault, not the application's.
             conn.shared.metrics.bad_requests.inc(["body"]);
@@ -546,21 +579,34 @@ impl Failed {
 /// Sends an HTTP/1.1 request over the connection's own upstream connection,
 /// opening it (again) when needed. A request that a reused connection
 /// closed before sending is sent once more on a new connection.
-async fn forward_h1(conn: &Conn, mut req: Request<ClientBody>) -> Result<Response<Incoming>, Failed> {
+async fn forward_h1(
+    conn: &Conn,
+    mut req: Request<ClientBody>,
+) -> Result<Response<Incoming>, Failed> {
     to_origin_form(conn, &mut req);
-    let reused = conn.upstream_h1.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let reused = conn
+        .upstream_h1
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let mut sender = match reused {
         Some(mut s) => match s.ready().await {
             Ok(()) => s,
-            Err(_) => connect_h1(conn.listener.config.app).await.map_err(Failed::connect)?,
+            Err(_) => connect_h1(conn.listener.config.app)
+                .await
+                .map_err(Failed::connect)?,
         },
-        None => connect_h1(conn.listener.config.app).await.map_err(Failed::connect)?,
+        None => connect_h1(conn.listener.config.app)
+            .await
+            .map_err(Failed::connect)?,
     };
     let response = match sender.try_send_request(req).await {
         Ok(r) => Ok(r),
         Err(mut e) => match e.take_message() {
             Some(req) => {
-                sender = connect_h1(conn.listener.config.app).await.map_err(Failed::connect)?;
+                sender = connect_h1(conn.listener.config.app)
+                    .await
+                    .map_err(Failed::connect)?;
                 sender.send_request(req).await.map_err(Failed::from_error)
             }
             None => Err(Failed::from_error(e.into_error())),
@@ -575,7 +621,10 @@ async fn forward_h1(conn: &Conn, mut req: Request<ClientBody>) -> Result<Respons
 /// HTTP/2 client's request, else the application's address) when missing.
 fn to_origin_form(conn: &Conn, req: &mut Request<ClientBody>) {
     if !req.headers().contains_key(http::header::HOST) {
-        let authority = req.uri().authority().map_or(conn.listener.app_authority.as_str(), |a| a.as_str());
+        let authority = req
+            .uri()
+            .authority()
+            .map_or(conn.listener.app_authority.as_str(), |a| a.as_str());
         if let Ok(host) = http::HeaderValue::from_str(authority) {
             req.headers_mut().insert(http::header::HOST, host);
         }
@@ -598,7 +647,10 @@ async fn forward_upgrade(
 ) -> Result<Response<Incoming>, Failed> {
     to_origin_form(conn, &mut req);
     let app = conn.listener.config.app;
-    let connect = tokio::time::timeout(conn.shared.limits.connect_timeout(), TcpStream::connect(app));
+    let connect = tokio::time::timeout(
+        conn.shared.limits.connect_timeout(),
+        TcpStream::connect(app),
+    );
     let stream = match connect.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(Failed::connect(e.to_string())),
@@ -700,8 +752,12 @@ where
 }
 
 /// Relays an allowed TCP connection; closes it when a new bundle denies it.
-async fn relay_tcp<IO>(mut io: IO, conn: Arc<Conn>, loaded: Arc<LoadedBundle>, activity: Arc<Activity>)
-where
+async fn relay_tcp<IO>(
+    mut io: IO,
+    conn: Arc<Conn>,
+    loaded: Arc<LoadedBundle>,
+    activity: Arc<Activity>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let port = conn.listener.config.port;
@@ -731,14 +787,15 @@ where
         return;
     }
     let app = conn.listener.config.app;
-    let mut upstream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(app)).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            conn.shared.metrics.upstream_errors.inc(["connect"]);
-            tracing::warn!(app = %app, "the application could not be reached");
-            return;
-        }
-    };
+    let mut upstream =
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(app)).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                conn.shared.metrics.upstream_errors.inc(["connect"]);
+                tracing::warn!(app = %app, "the application could not be reached");
+                return;
+            }
+        };
     let _ = upstream.set_nodelay(true);
     let idle = conn.shared.limits.idle_timeout();
     let mut shutdown = conn.shared.shutdown.clone();
@@ -833,7 +890,8 @@ impl Activity {
     }
 
     fn until_idle(&self, idle: Duration) -> Duration {
-        idle.saturating_sub(self.idle_for()).max(Duration::from_millis(10))
+        idle.saturating_sub(self.idle_for())
+            .max(Duration::from_millis(10))
     }
 }
 

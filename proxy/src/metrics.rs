@@ -110,7 +110,10 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i].fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
     }
@@ -204,9 +207,11 @@ impl Metrics {
 
     /// Records the current SVID's expiry.
     pub fn set_svid_not_after(&self, not_after: Option<SystemTime>) {
-        let secs = not_after.map_or(i64::MIN, |t| match t.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
+        let secs = not_after.map_or(i64::MIN, |t| {
+            match t.duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64),
+            }
         });
         self.svid_not_after.store(secs, Relaxed);
     }

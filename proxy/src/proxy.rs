@@ -57,7 +57,11 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Bind { addr, error } => write!(f, "cannot listen on `{addr}`: {error}"),
             StartError::DecisionLog { path, error } => {
-                write!(f, "cannot open the decision log `{}`: {error}", path.display())
+                write!(
+                    f,
+                    "cannot open the decision log `{}`: {error}",
+                    path.display()
+                )
             }
         }
     }
@@ -124,7 +128,12 @@ impl Proxy {
                     };
                     load_identity_files(&files, &store, &metrics);
                     let interval = Duration::from_millis(id.watch_interval_ms.max(10));
-                    tasks.spawn(watch_identity_files(files, store.clone(), metrics.clone(), interval));
+                    tasks.spawn(watch_identity_files(
+                        files,
+                        store.clone(),
+                        metrics.clone(),
+                        interval,
+                    ));
                 }
                 Some(store)
             }
@@ -159,12 +168,13 @@ impl Proxy {
         let mut inbound_addrs = Vec::new();
         let mut listeners = Vec::new();
         for l in &config.inbound {
-            let listener = Listener::bind(l.clone(), &shared)
-                .await
-                .map_err(|error| StartError::Bind {
-                    addr: l.listen,
-                    error,
-                })?;
+            let listener =
+                Listener::bind(l.clone(), &shared)
+                    .await
+                    .map_err(|error| StartError::Bind {
+                        addr: l.listen,
+                        error,
+                    })?;
             inbound_addrs.push(listener.local_addr().unwrap_or(l.listen));
             listeners.push(listener);
         }
@@ -174,12 +184,13 @@ impl Proxy {
         let mut outbound_addrs = Vec::new();
         let mut outbound_listeners = Vec::new();
         for l in &config.outbound {
-            let listener = outbound::Listener::bind(l.clone())
-                .await
-                .map_err(|error| StartError::Bind {
-                    addr: l.listen,
-                    error,
-                })?;
+            let listener =
+                outbound::Listener::bind(l.clone())
+                    .await
+                    .map_err(|error| StartError::Bind {
+                        addr: l.listen,
+                        error,
+                    })?;
             outbound_addrs.push(listener.local_addr());
             outbound_listeners.push(listener);
         }
@@ -245,7 +256,10 @@ impl Proxy {
 
     /// Reloads the policy now, as SIGHUP does.
     pub async fn reload(&self) -> Result<String, String> {
-        self.reloader.reload("reload").await.map(|b| b.hash().to_owned())
+        self.reloader
+            .reload("reload")
+            .await
+            .map(|b| b.hash().to_owned())
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain

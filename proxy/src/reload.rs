@@ -32,7 +32,12 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader of `path` through `loader`.
-    pub fn new(path: PathBuf, loader: PolicyLoader, store: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        loader: PolicyLoader,
+        store: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Reloader {
             path,
             loader,
@@ -66,7 +71,12 @@ impl Reloader {
             Ok(loaded) => {
                 self.metrics.bundle_reloads.inc(["ok"]);
                 self.metrics.set_bundle(loaded.hash(), loaded.loaded_at());
-                tracing::info!(cause, bundle = loaded.hash(), bytes = loaded.len(), "policy bundle loaded");
+                tracing::info!(
+                    cause,
+                    bundle = loaded.hash(),
+                    bytes = loaded.len(),
+                    "policy bundle loaded"
+                );
             }
             Err(e) => {
                 self.metrics.bundle_reloads.inc(["error"]);

@@ -64,7 +64,11 @@ pub struct ClientBodyError(pub hyper::Error);
 
 impl fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the client's request body is malformed or incomplete: {}", self.0)
+        write!(
+            f,
+            "the client's request body is malformed or incomplete: {}",
+            self.0
+        )
     }
 }
 
@@ -95,25 +99,40 @@ mod tests {
     #[test]
     fn trailers_lose_every_identity_spelling() {
         let mut t = HeaderMap::new();
-        t.append("x-sluice-peer-identity", HeaderValue::from_static("spiffe://evil/a"));
-        t.append("x_sluice_peer_identity", HeaderValue::from_static("spiffe://evil/b"));
-        t.append("x-sluice-peer_identity", HeaderValue::from_static("spiffe://evil/c"));
+        t.append(
+            "x-sluice-peer-identity",
+            HeaderValue::from_static("spiffe://evil/a"),
+        );
+        t.append(
+            "x_sluice_peer_identity",
+            HeaderValue::from_static("spiffe://evil/b"),
+        );
+        t.append(
+            "x-sluice-peer_identity",
+            HeaderValue::from_static("spiffe://evil/c"),
+        );
         t.append("grpc-status", HeaderValue::from_static("0"));
         let f = client_frame(Frame::trailers(t));
         let t = f.trailers_ref().unwrap();
         assert_eq!(t.len(), 1, "{t:?}");
         assert_eq!(t["grpc-status"], "0");
-        let data = client_frame(Frame::data(Bytes::from_static(b"x-sluice-peer-identity: a")));
-        assert_eq!(data.data_ref().unwrap(), &Bytes::from_static(b"x-sluice-peer-identity: a"));
+        let data = client_frame(Frame::data(Bytes::from_static(
+            b"x-sluice-peer-identity: a",
+        )));
+        assert_eq!(
+            data.data_ref().unwrap(),
+            &Bytes::from_static(b"x-sluice-peer-identity: a")
+        );
     }
 
     /// A real hyper error: an HTTP/1.1 response that is not one.
     async fn hyper_error() -> hyper::Error {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (client, mut server) = tokio::io::duplex(1024);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(
-            hyper_util::rt::TokioIo::new(client),
-        )
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+            _,
+            http_body_util::Empty<Bytes>,
+        >(hyper_util::rt::TokioIo::new(client))
         .await
         .unwrap();
         tokio::spawn(conn);
@@ -122,7 +141,10 @@ mod tests {
             let _ = server.read(&mut buf).await;
             let _ = server.write_all(b"not http\r\n\r\n").await;
         });
-        sender.send_request(http::Request::new(http_body_util::Empty::new())).await.unwrap_err()
+        sender
+            .send_request(http::Request::new(http_body_util::Empty::new()))
+            .await
+            .unwrap_err()
     }
 
     #[tokio::test]

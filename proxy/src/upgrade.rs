@@ -52,7 +52,10 @@ pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
 fn names_http(value: &HeaderValue) -> bool {
     value.as_bytes().split(|&b| b == b',').any(|token| {
         let token = token.trim_ascii();
-        token.eq_ignore_ascii_case(b"h2c") || token.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"http/"))
+        token.eq_ignore_ascii_case(b"h2c")
+            || token
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"http/"))
     })
 }
 
@@ -262,10 +265,17 @@ mod tests {
 
     #[test]
     fn upgrade_requests_are_recognized() {
-        let ws = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let ws = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(requested(Version::HTTP_11, &ws).unwrap(), "websocket");
         // Several Connection headers.
-        let split = headers(&[("connection", "keep-alive"), ("connection", "upgrade"), ("upgrade", "websocket")]);
+        let split = headers(&[
+            ("connection", "keep-alive"),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(requested(Version::HTTP_11, &split).unwrap(), "websocket");
         // `Upgrade` not listed in `Connection`, no `Upgrade`, or not HTTP/1.1.
         let unlisted = headers(&[("connection", "keep-alive"), ("upgrade", "websocket")]);
@@ -275,17 +285,27 @@ mod tests {
         assert_eq!(requested(Version::HTTP_10, &ws), None);
         assert_eq!(requested(Version::HTTP_2, &ws), None);
         // A token that merely contains the word.
-        let lookalike = headers(&[("connection", "upgraded, x-upgrade"), ("upgrade", "websocket")]);
+        let lookalike = headers(&[
+            ("connection", "upgraded, x-upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         assert_eq!(requested(Version::HTTP_11, &lookalike), None);
         // Upgrades to HTTP itself are not carried.
         for protocol in ["h2c", "H2C", "websocket, h2c", "HTTP/2.0", "http/1.1"] {
             let h = headers(&[("connection", "upgrade"), ("upgrade", protocol)]);
             assert_eq!(requested(Version::HTTP_11, &h), None, "{protocol}");
         }
-        let two = headers(&[("connection", "upgrade"), ("upgrade", "websocket"), ("upgrade", "h2c")]);
+        let two = headers(&[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("upgrade", "h2c"),
+        ]);
         assert_eq!(requested(Version::HTTP_11, &two), None);
         let h2c_like = headers(&[("connection", "upgrade"), ("upgrade", "h2cx, httpx")]);
-        assert_eq!(requested(Version::HTTP_11, &h2c_like).unwrap(), "h2cx, httpx");
+        assert_eq!(
+            requested(Version::HTTP_11, &h2c_like).unwrap(),
+            "h2cx, httpx"
+        );
     }
 
     #[test]
@@ -296,13 +316,15 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         let mut r = Response::new(());
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        r.extensions_mut().insert(Chosen(HeaderValue::from_static("websocket")));
+        r.extensions_mut()
+            .insert(Chosen(HeaderValue::from_static("websocket")));
         restore_switch_headers(&mut r);
         assert_eq!(r.headers()["connection"], "upgrade");
         assert_eq!(r.headers()["upgrade"], "websocket");
         // Not a 101: untouched.
         let mut ok = Response::new(());
-        ok.extensions_mut().insert(Chosen(HeaderValue::from_static("websocket")));
+        ok.extensions_mut()
+            .insert(Chosen(HeaderValue::from_static("websocket")));
         restore_switch_headers(&mut ok);
         assert!(ok.headers().is_empty());
     }

@@ -36,7 +36,9 @@ async fn app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let seen = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -47,7 +49,10 @@ async fn app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
                             .authority()
                             .map(|a| a.to_string())
                             .or_else(|| {
-                                req.headers().get("host").and_then(|h| h.to_str().ok()).map(str::to_owned)
+                                req.headers()
+                                    .get("host")
+                                    .and_then(|h| h.to_str().ok())
+                                    .map(str::to_owned)
                             })
                             .unwrap_or_default();
                         let ids: Vec<String> = req
@@ -58,7 +63,12 @@ async fn app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
                             .collect();
                         let version = format!("{:?}", req.version());
                         let path = req.uri().path().to_owned();
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let mut r = Response::new(Full::new(body));
                         let h = r.headers_mut();
                         h.insert("x-seen-version", version.parse().unwrap());
@@ -108,7 +118,14 @@ tls = "plaintext"
 
 /// One request over a new connection: HTTP/2 with prior knowledge when
 /// `h2`, else HTTP/1.1 (`Host: app.local`). `headers` are added.
-async fn send(addr: SocketAddr, h2: bool, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Seen {
+async fn send(
+    addr: SocketAddr,
+    h2: bool,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Seen {
     let stream = TcpStream::connect(addr).await.unwrap();
     let mut req = Request::builder().method(method);
     req = if h2 {
@@ -122,13 +139,16 @@ async fn send(addr: SocketAddr, h2: bool, method: &str, path: &str, headers: &[(
     let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
     let exchange = async {
         let resp = if h2 {
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             sender.send_request(req).await.unwrap()
         } else {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
             tokio::spawn(conn);
             sender.send_request(req).await.unwrap()
         };
@@ -150,13 +170,25 @@ async fn auto_forwards_in_the_clients_protocol() {
     let h2_proxy = to_h2.inbound_addrs()[0];
 
     let r = send(h1_proxy, false, "GET", "/a", &[], "").await;
-    assert_eq!((r.status, r.header("x-seen-version")), (200, "HTTP/1.1"), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-seen-version")),
+        (200, "HTTP/1.1"),
+        "{r:?}"
+    );
     let r = send(h2_proxy, true, "GET", "/a", &[], "").await;
-    assert_eq!((r.status, r.header("x-seen-version")), (200, "HTTP/2.0"), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-seen-version")),
+        (200, "HTTP/2.0"),
+        "{r:?}"
+    );
     // An HTTP/2 client of an HTTP/1.1-only application: what `http1` is for.
     let before = h1_count.load(Ordering::SeqCst);
     let r = send(h1_proxy, true, "GET", "/a", &[], "").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (502, "upstream"), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (502, "upstream"),
+        "{r:?}"
+    );
     assert_eq!(h1_count.load(Ordering::SeqCst), before);
     to_h1.shutdown().await;
     to_h2.shutdown().await;
@@ -176,14 +208,19 @@ async fn http1_forwards_http2_clients_over_http1() {
         assert_eq!(r.header("x-seen-version"), "HTTP/1.1", "h2 {h2}");
         assert_eq!(r.header("x-seen-authority"), "app.local", "h2 {h2}");
         assert_eq!(r.header("x-seen-path"), "/orders/1", "h2 {h2}");
-        assert_eq!(r.header("x-seen-identity"), "", "h2 {h2}: the forged identity is removed");
+        assert_eq!(
+            r.header("x-seen-identity"),
+            "",
+            "h2 {h2}: the forged identity is removed"
+        );
         assert_eq!(&r.body[..], b"a body", "h2 {h2}");
     }
     // Several requests on one HTTP/2 connection, in parallel.
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let tasks: Vec<_> = (0..8)
         .map(|i| {
@@ -203,7 +240,10 @@ async fn http1_forwards_http2_clients_over_http1() {
         all.push(r.expect("an answer within 20 s").unwrap());
     }
     for (i, r) in all.iter().enumerate() {
-        assert_eq!((r.status, r.header("x-seen-path")), (200, format!("/n/{i}").as_str()));
+        assert_eq!(
+            (r.status, r.header("x-seen-path")),
+            (200, format!("/n/{i}").as_str())
+        );
         assert_eq!(r.header("x-seen-version"), "HTTP/1.1");
     }
 
@@ -236,7 +276,9 @@ async fn h2c_forwards_http1_clients_over_h2c() {
     }
     // Keep-alive: several HTTP/1.1 requests on one client connection.
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     for i in 0..3 {
         let req = Request::builder()

@@ -6,13 +6,13 @@
 
 mod support;
 
+use http::uri::PathAndQuery;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use support::*;
-use http::uri::PathAndQuery;
 
 const POLICY: &str = r#"
 server billing {
@@ -43,23 +43,33 @@ async fn grpc_app() -> (SocketAddr, Arc<AtomicUsize>) {
     let counted = calls.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let counted = counted.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                    let req = req.map(|b| tonic::body::Body::new(b.map_err(|e| tonic::Status::internal(e.to_string()))));
-                    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Charge, Charge>::default());
-                    let response = match req.uri().path() {
-                        "/billing.v1.Billing/Charge" | "/billing.v1.Billing/Refund" => {
-                            grpc.unary(Echo(req.uri().path().to_owned()), req).await
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            let req = req.map(|b| {
+                                tonic::body::Body::new(
+                                    b.map_err(|e| tonic::Status::internal(e.to_string())),
+                                )
+                            });
+                            let mut grpc =
+                                tonic::server::Grpc::new(
+                                    tonic_prost::ProstCodec::<Charge, Charge>::default(),
+                                );
+                            let response = match req.uri().path() {
+                                "/billing.v1.Billing/Charge" | "/billing.v1.Billing/Refund" => {
+                                    grpc.unary(Echo(req.uri().path().to_owned()), req).await
+                                }
+                                _ => tonic::Status::unimplemented("no such method").into_http(),
+                            };
+                            Ok::<_, std::convert::Infallible>(response)
                         }
-                        _ => tonic::Status::unimplemented("no such method").into_http(),
-                    };
-                    Ok::<_, std::convert::Infallible>(response)
-                    }
-                });
+                    });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -107,14 +117,17 @@ async fn grpc_methods_are_allowed_denied_and_unimplemented() {
         "[policy]\nbundle = \"policy.bundle\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 50051\napp = \"{app}\"\ntls = \"plaintext\"\n"
     );
     let proxy = start_proxy(&dir, &toml).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.inbound_addrs()[0]))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.inbound_addrs()[0]))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
     let mut client = tonic::client::Grpc::new(channel);
 
-    let reply = call(&mut client, "/billing.v1.Billing/Charge").await.unwrap();
+    let reply = call(&mut client, "/billing.v1.Billing/Charge")
+        .await
+        .unwrap();
     assert_eq!(reply.account, "acme via /billing.v1.Billing/Charge");
     assert_eq!(reply.cents, 42);
     assert_eq!(app_calls.load(Ordering::SeqCst), 1);
@@ -127,18 +140,40 @@ async fn grpc_methods_are_allowed_denied_and_unimplemented() {
             .get("x-sluice-error")
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    let denied = call(&mut client, "/billing.v1.Billing/Refund").await.unwrap_err();
+    let denied = call(&mut client, "/billing.v1.Billing/Refund")
+        .await
+        .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
-    assert_eq!(proxy_error(&denied).as_deref(), Some("forbidden"), "{denied:?}");
+    assert_eq!(
+        proxy_error(&denied).as_deref(),
+        Some("forbidden"),
+        "{denied:?}"
+    );
 
-    let unknown = call(&mut client, "/billing.v1.Billing/Explode").await.unwrap_err();
+    let unknown = call(&mut client, "/billing.v1.Billing/Explode")
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::Unimplemented, "{unknown:?}");
-    assert_eq!(proxy_error(&unknown).as_deref(), Some("no-route"), "{unknown:?}");
+    assert_eq!(
+        proxy_error(&unknown).as_deref(),
+        Some("no-route"),
+        "{unknown:?}"
+    );
 
     // A path attack in a method name never reaches the application.
-    let attack = call(&mut client, "/billing.v1.Billing/Charge/../Refund").await.unwrap_err();
+    let attack = call(&mut client, "/billing.v1.Billing/Charge/../Refund")
+        .await
+        .unwrap_err();
     assert_eq!(attack.code(), tonic::Code::PermissionDenied, "{attack:?}");
-    assert_eq!(proxy_error(&attack).as_deref(), Some("forbidden"), "{attack:?}");
-    assert_eq!(app_calls.load(Ordering::SeqCst), 1, "only the allowed call reached the application");
+    assert_eq!(
+        proxy_error(&attack).as_deref(),
+        Some("forbidden"),
+        "{attack:?}"
+    );
+    assert_eq!(
+        app_calls.load(Ordering::SeqCst),
+        1,
+        "only the allowed call reached the application"
+    );
     proxy.shutdown().await;
 }

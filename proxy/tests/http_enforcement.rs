@@ -51,7 +51,11 @@ async fn statuses_follow_the_decision() {
     let ok = http1(addr, "GET", "/api/orders?id=1", &[]).await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.header("x-seen-path"), "/api/orders?id=1");
-    assert_eq!(ok.header("x-seen-identity"), "", "plaintext peers have no identity");
+    assert_eq!(
+        ok.header("x-seen-identity"),
+        "",
+        "plaintext peers have no identity"
+    );
 
     let denied = http1(addr, "GET", "/admin/users", &[]).await;
     assert_eq!(denied.status, 403);
@@ -65,7 +69,13 @@ async fn statuses_follow_the_decision() {
     let bad = http1(addr, "GET", "/api/a%2Fb", &[]).await;
     assert_eq!(bad.status, 400);
 
-    let grpc = http1(addr, "POST", "/admin.Users/List", &[("content-type", "application/grpc")]).await;
+    let grpc = http1(
+        addr,
+        "POST",
+        "/admin.Users/List",
+        &[("content-type", "application/grpc")],
+    )
+    .await;
     assert_eq!(grpc.status, 200);
     assert_eq!(grpc.header("grpc-status"), "12");
 
@@ -82,7 +92,10 @@ async fn statuses_follow_the_decision() {
     }
 
     let log = std::fs::read_to_string(dir.path("decisions.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["request"]["path"], "/api/orders?id=1");
     assert_eq!(lines[0]["request"]["peer"]["ip"], "127.0.0.1");
@@ -135,7 +148,10 @@ async fn forged_identity_never_reaches_the_application() {
         "GET",
         "/api/x",
         &[
-            ("x-sluice-peer-identity", "spiffe://example.org/ns/admin/sa/root"),
+            (
+                "x-sluice-peer-identity",
+                "spiffe://example.org/ns/admin/sa/root",
+            ),
             ("X-Sluice-Peer-Identity", "spiffe://example.org/ns/x/sa/y"),
         ],
     )
@@ -147,7 +163,10 @@ async fn forged_identity_never_reaches_the_application() {
         addr,
         "GET",
         "/api/x",
-        &[("connection", "x-sluice-peer-identity"), ("x-sluice-peer-identity", "spiffe://example.org/a")],
+        &[
+            ("connection", "x-sluice-peer-identity"),
+            ("x-sluice-peer-identity", "spiffe://example.org/a"),
+        ],
     )
     .await;
     assert_eq!(r.header("x-seen-identity"), "");
@@ -163,12 +182,14 @@ async fn header_smuggling_is_refused() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(!out.contains("x-seen-path"), "{out}");
 
-    let dup = b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd";
+    let dup =
+        b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd";
     let out = raw_exchange(addr, dup, Duration::from_secs(2)).await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(!out.contains("x-seen-path"), "{out}");
 
-    let differing = b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
+    let differing =
+        b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
     let out = raw_exchange(addr, differing, Duration::from_secs(2)).await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(!out.contains("x-seen-path"), "{out}");
@@ -212,10 +233,19 @@ async fn slow_headers_are_cut_off() {
     );
     let proxy = start_proxy(&dir, &toml).await;
     let start = std::time::Instant::now();
-    let out = raw_exchange(proxy.inbound_addrs()[0], b"GET /api/x HTTP/1.1\r\nHost: a\r\n", Duration::from_secs(20)).await;
+    let out = raw_exchange(
+        proxy.inbound_addrs()[0],
+        b"GET /api/x HTTP/1.1\r\nHost: a\r\n",
+        Duration::from_secs(20),
+    )
+    .await;
     // Far above the 300 ms timeout (a loaded machine is slow), far below
     // the 300 s idle timeout.
-    assert!(start.elapsed() < Duration::from_secs(10), "connection held for {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "connection held for {:?}",
+        start.elapsed()
+    );
     assert!(!out.contains("200"), "{out}");
     proxy.shutdown().await;
 }
@@ -231,7 +261,12 @@ async fn nothing_is_forwarded_without_a_valid_bundle() {
     let proxy = start_proxy(&dir, &toml).await;
     let (status, body) = admin_get(proxy.admin_addr(), "/ready").await;
     assert_eq!(status, 503, "{body}");
-    let out = raw_exchange(proxy.inbound_addrs()[0], b"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n", Duration::from_secs(2)).await;
+    let out = raw_exchange(
+        proxy.inbound_addrs()[0],
+        b"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
     assert_eq!(out, "");
     assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 0);
     // A valid bundle written later is picked up by the watcher.
@@ -245,6 +280,11 @@ async fn nothing_is_forwarded_without_a_valid_bundle() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ready);
-    assert_eq!(http1(proxy.inbound_addrs()[0], "GET", "/api/x", &[]).await.status, 200);
+    assert_eq!(
+        http1(proxy.inbound_addrs()[0], "GET", "/api/x", &[])
+            .await
+            .status,
+        200
+    );
     proxy.shutdown().await;
 }

@@ -58,7 +58,8 @@ impl Record {
 }
 
 fn passes_for_identity(name: &str) -> bool {
-    name.replace('_', "-").eq_ignore_ascii_case("x-sluice-peer-identity")
+    name.replace('_', "-")
+        .eq_ignore_ascii_case("x-sluice-peer-identity")
 }
 
 fn identities(prefix: &str, headers: &HeaderMap) -> Vec<String> {
@@ -78,7 +79,9 @@ async fn recording_app() -> (SocketAddr, Record) {
     let rec = record.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let rec = rec.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -99,7 +102,9 @@ async fn recording_app() -> (SocketAddr, Record) {
                             Err(_) => seen.body_failed = true,
                         }
                         rec.0.lock().unwrap().push(seen);
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"app"),
+                        )))
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -166,8 +171,14 @@ fn stalled_openings() -> Vec<(&'static str, Vec<u8>)> {
         ("the HTTP/2 preface only", H2_PREFACE.to_vec()),
         ("the HTTP/2 preface and SETTINGS", preface_settings),
         ("HTTP/2 HEADERS without END_HEADERS", partial_headers),
-        ("part of an HTTP/1.1 head", b"GET /api/x HTTP/1.1\r\nHost: a\r\n".to_vec()),
-        ("part of a bare-LF HTTP/1.1 head", b"GET /api/x HTTP/1.1\nHost: a\n".to_vec()),
+        (
+            "part of an HTTP/1.1 head",
+            b"GET /api/x HTTP/1.1\r\nHost: a\r\n".to_vec(),
+        ),
+        (
+            "part of a bare-LF HTTP/1.1 head",
+            b"GET /api/x HTTP/1.1\nHost: a\n".to_vec(),
+        ),
     ]
 }
 
@@ -189,13 +200,20 @@ async fn plaintext_connections_without_a_first_request_head_are_closed() {
         let (what, took) = wait.await.unwrap();
         let took = took.unwrap_or_else(|| panic!("{what}: still open after {CUT_OFF:?}"));
         // The timeout runs from accept, after `connecting`: never earlier.
-        assert!(took >= Duration::from_millis(250), "{what}: closed after {took:?}, before the timeout");
+        assert!(
+            took >= Duration::from_millis(250),
+            "{what}: closed after {took:?}, before the timeout"
+        );
     }
     assert!(record.all().is_empty());
     let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
     // Partial HTTP/1.1 heads may be closed by hyper's own header timer.
     assert!(
-        metric_sum(&metrics, "sluice_connections_refused_total", &[("reason", "timeout")]) >= 6.0,
+        metric_sum(
+            &metrics,
+            "sluice_connections_refused_total",
+            &[("reason", "timeout")]
+        ) >= 6.0,
         "{metrics}"
     );
     proxy.shutdown().await;
@@ -205,7 +223,9 @@ async fn plaintext_connections_without_a_first_request_head_are_closed() {
 /// connection being closed at once) end the exchange with what was read.
 async fn try_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let Ok(mut s) = TcpStream::connect(addr).await else { return out };
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return out;
+    };
     if s.write_all(bytes).await.is_err() {
         return out;
     }
@@ -226,7 +246,11 @@ async fn silent_connections_cannot_lock_out_the_listener() {
     // real client gets through.
     let start = Instant::now();
     let ok = loop {
-        let out = try_exchange(addr, b"GET /api/in HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+        let out = try_exchange(
+            addr,
+            b"GET /api/in HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         if out.starts_with(b"HTTP/1.1 200") {
             break true;
         }
@@ -235,7 +259,11 @@ async fn silent_connections_cannot_lock_out_the_listener() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(ok, "the listener stayed locked out for {:?}", start.elapsed());
+    assert!(
+        ok,
+        "the listener stayed locked out for {:?}",
+        start.elapsed()
+    );
     assert_eq!(record.paths(), ["/api/in"]);
     drop(silent);
     proxy.shutdown().await;
@@ -246,10 +274,14 @@ async fn tls_connections_without_a_first_request_head_are_closed() {
     let dir = TempDir::new("stalled-tls");
     let (app, record) = recording_app().await;
     let ca = Ca::new("example.org");
-    let server = ca.intermediate().svid("spiffe://example.org/ns/default/sa/web");
+    let server = ca
+        .intermediate()
+        .svid("spiffe://example.org/ns/default/sa/web");
     server.write(&dir.0, "web");
     ca.write_bundle(&dir.0, "example.org");
-    let client = ca.intermediate().svid("spiffe://example.org/ns/shop/sa/frontend");
+    let client = ca
+        .intermediate()
+        .svid("spiffe://example.org/ns/shop/sa/frontend");
     std::fs::write(dir.path("policy.bundle"), compile(POLICY)).unwrap();
     let listener = |ip: &str, tls: &str| {
         format!("[[inbound]]\nlisten = \"{ip}:0\"\nport = 8080\napp = \"{app}\"\ntls = \"{tls}\"\n")
@@ -276,7 +308,10 @@ async fn tls_connections_without_a_first_request_head_are_closed() {
             tls.write_all(bytes).await.unwrap();
             tls.flush().await.unwrap();
             let took = closed_within(&mut tls).await;
-            assert!(took.is_some(), "{addr} {alpn} {bytes:?}: still open after {CUT_OFF:?}");
+            assert!(
+                took.is_some(),
+                "{addr} {alpn} {bytes:?}: still open after {CUT_OFF:?}"
+            );
         }
     }
     // A handshake that never ends, and (permissive) plaintext that stalls.
@@ -288,15 +323,24 @@ async fn tls_connections_without_a_first_request_head_are_closed() {
     ] {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(bytes).await.unwrap();
-        assert!(closed_within(&mut s).await.is_some(), "{addr} {bytes:?}: still open after {CUT_OFF:?}");
+        assert!(
+            closed_within(&mut s).await.is_some(),
+            "{addr} {bytes:?}: still open after {CUT_OFF:?}"
+        );
     }
     // A real client still gets through.
     let config = certs::client_config(&ca, Some(&client), &["http/1.1"]);
     let mut tls = certs::connect(mtls, config).await.unwrap();
-    tls.write_all(b"GET /api/ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
+    tls.write_all(b"GET /api/ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(CUT_OFF, tls.read_to_end(&mut out)).await;
-    assert!(out.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(record.paths(), ["/api/ok"]);
     proxy.shutdown().await;
 }
@@ -354,12 +398,18 @@ async fn identity_in_http2_trailers_and_underscore_spellings_never_reaches_the_a
     let dir = TempDir::new("trailers-h2");
     let (proxy, addr, record) = plaintext(&dir, "").await;
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let forged = |headers: &mut HeaderMap| {
-        for name in ["x-sluice-peer-identity", "x_sluice_peer_identity", "x-sluice-peer_identity", "x_sluice-peer-identity"] {
+        for name in [
+            "x-sluice-peer-identity",
+            "x_sluice_peer_identity",
+            "x-sluice-peer_identity",
+            "x_sluice-peer-identity",
+        ] {
             headers.append(
                 http::HeaderName::from_static(name),
                 http::HeaderValue::from_static("spiffe://example.org/forged"),
@@ -369,8 +419,10 @@ async fn identity_in_http2_trailers_and_underscore_spellings_never_reaches_the_a
     let mut trailers = HeaderMap::new();
     forged(&mut trailers);
     trailers.insert("x-kept", http::HeaderValue::from_static("1"));
-    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-        vec![Ok(Frame::data(Bytes::from_static(b"abcd"))), Ok(Frame::trailers(trailers))];
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"abcd"))),
+        Ok(Frame::trailers(trailers)),
+    ];
     let mut req = Request::builder()
         .method("POST")
         .uri("http://app.local/api/h2")
@@ -402,9 +454,17 @@ async fn bare_lf_heads_get_every_framing_check() {
     ];
     for stream in refused {
         let out = raw(addr, stream).await;
-        assert!(out.contains("HTTP/1.1 400"), "{}\n{out}", String::from_utf8_lossy(stream));
+        assert!(
+            out.contains("HTTP/1.1 400"),
+            "{}\n{out}",
+            String::from_utf8_lossy(stream)
+        );
         assert!(out.contains("x-sluice-error: bad-request"), "{out}");
-        assert!(!record.paths().contains(&"/api/upload".to_owned()), "{:?}", record.paths());
+        assert!(
+            !record.paths().contains(&"/api/upload".to_owned()),
+            "{:?}",
+            record.paths()
+        );
     }
     // Split across reads, one byte at a time.
     let stream = refused[0];
@@ -418,15 +478,31 @@ async fn bare_lf_heads_get_every_framing_check() {
     }
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
-    assert!(!record.paths().contains(&"/api/upload".to_owned()), "{:?}", record.paths());
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(
+        !record.paths().contains(&"/api/upload".to_owned()),
+        "{:?}",
+        record.paths()
+    );
     // The clean bare-LF twin is forwarded.
-    let out = raw(addr, b"POST /api/clean HTTP/1.1\nHost: a\nContent-Length: 4\nConnection: close\n\nabcd").await;
+    let out = raw(
+        addr,
+        b"POST /api/clean HTTP/1.1\nHost: a\nContent-Length: 4\nConnection: close\n\nabcd",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(record.paths().contains(&"/api/clean".to_owned()));
     let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
     assert!(
-        metric_sum(&metrics, "sluice_inbound_bad_requests_total", &[("reason", "framing")]) >= 6.0,
+        metric_sum(
+            &metrics,
+            "sluice_inbound_bad_requests_total",
+            &[("reason", "framing")]
+        ) >= 6.0,
         "{metrics}"
     );
     proxy.shutdown().await;
@@ -438,12 +514,21 @@ async fn malformed_chunked_bodies_are_bad_requests_not_upstream_errors() {
     let (proxy, addr, _record) = plaintext(&dir, "").await;
     let head = "POST /api/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     let bodies: [(&str, &[u8]); 6] = [
-        ("a chunk size past 64 bits", b"10000000000000000\r\nabcd\r\n0\r\n\r\n"),
+        (
+            "a chunk size past 64 bits",
+            b"10000000000000000\r\nabcd\r\n0\r\n\r\n",
+        ),
         ("data longer than its size", b"4\r\nabcdefgh\r\n0\r\n\r\n"),
         ("a bare-LF chunk-size line", b"4\nabcd\r\n0\r\n\r\n"),
         ("a bare LF after chunk data", b"4\r\nabcd\n0\r\n\r\n"),
-        ("a CR in a chunk extension", b"4;a=b\rc\r\nabcd\r\n0\r\n\r\n"),
-        ("an LF in a chunk extension", b"4;a=b\nc\r\nabcd\r\n0\r\n\r\n"),
+        (
+            "a CR in a chunk extension",
+            b"4;a=b\rc\r\nabcd\r\n0\r\n\r\n",
+        ),
+        (
+            "an LF in a chunk extension",
+            b"4;a=b\nc\r\nabcd\r\n0\r\n\r\n",
+        ),
     ];
     for (what, body) in bodies {
         // The head first, so that the request is forwarded before the
@@ -463,16 +548,27 @@ async fn malformed_chunked_bodies_are_bad_requests_not_upstream_errors() {
         whole.extend_from_slice(body);
         let out = raw(addr, &whole).await;
         assert!(out.starts_with("HTTP/1.1 400"), "{what} (at once): {out}");
-        assert!(out.contains("x-sluice-error: bad-request"), "{what} (at once): {out}");
+        assert!(
+            out.contains("x-sluice-error: bad-request"),
+            "{what} (at once): {out}"
+        );
     }
     let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
-    assert_eq!(metric_sum(&metrics, "sluice_upstream_errors_total", &[]), 0.0, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "sluice_upstream_errors_total", &[]),
+        0.0,
+        "{metrics}"
+    );
     assert!(
         metric_sum(&metrics, "sluice_inbound_bad_requests_total", &[]) >= 12.0,
         "{metrics}"
     );
     assert!(
-        metric_sum(&metrics, "sluice_inbound_bad_requests_total", &[("reason", "body")]) >= 1.0,
+        metric_sum(
+            &metrics,
+            "sluice_inbound_bad_requests_total",
+            &[("reason", "body")]
+        ) >= 1.0,
         "{metrics}"
     );
     // A well-formed chunked body still goes through.
@@ -507,7 +603,10 @@ async fn outbound_connections_without_a_first_request_head_are_closed() {
     for wait in waits {
         let (what, took) = wait.await.unwrap();
         let took = took.unwrap_or_else(|| panic!("{what}: still open after {CUT_OFF:?}"));
-        assert!(took >= Duration::from_millis(250), "{what}: closed after {took:?}, before the timeout");
+        assert!(
+            took >= Duration::from_millis(250),
+            "{what}: closed after {took:?}, before the timeout"
+        );
     }
     proxy.shutdown().await;
 }

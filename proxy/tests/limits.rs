@@ -33,7 +33,10 @@ async fn connections_beyond_the_limit_are_closed() {
     let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
     let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
-    assert!(metrics.contains("sluice_connections_refused_total{reason=\"limit\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_connections_refused_total{reason=\"limit\"} 1"),
+        "{metrics}"
+    );
     drop((_a, _b));
     proxy.shutdown().await;
 }
@@ -43,12 +46,18 @@ async fn idle_connections_are_closed() {
     let dir = TempDir::new("idle");
     let (app, _) = echo_server().await;
     let proxy = proxy_with(&dir, app, "idle-timeout-ms = 200").await;
-    let mut idle = tokio::net::TcpStream::connect(proxy.inbound_addrs()[0]).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(proxy.inbound_addrs()[0])
+        .await
+        .unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 16];
     let n = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
-    assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
     proxy.shutdown().await;
 }
 
@@ -75,7 +84,10 @@ async fn shutdown_drains_requests_in_flight() {
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "the request in flight finished");
     assert_eq!(&r.body[..], b"slow");
-    assert!(drained >= Duration::from_millis(400), "shutdown waited for it: {drained:?}");
+    assert!(
+        drained >= Duration::from_millis(400),
+        "shutdown waited for it: {drained:?}"
+    );
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

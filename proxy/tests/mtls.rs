@@ -42,7 +42,9 @@ async fn mesh(tls: &str) -> Mesh {
     let (app, _) = echo_server().await;
     let ours = Ca::new("example.org");
     let partner = Ca::new("partner.org");
-    let server = ours.intermediate().svid("spiffe://example.org/ns/default/sa/web");
+    let server = ours
+        .intermediate()
+        .svid("spiffe://example.org/ns/default/sa/web");
     let server_cert = server.write(&dir.0, "web");
     ours.write_bundle(&dir.0, "example.org");
     partner.write_bundle(&dir.0, "partner.org");
@@ -84,17 +86,21 @@ impl Mesh {
     async fn get(&self, client: Option<&Svid>, path: &str, h2: bool) -> Result<Seen, String> {
         let alpn: &[&str] = if h2 { &["h2"] } else { &["http/1.1"] };
         let config = certs::client_config(&self.ours, client, alpn);
-        let tls = certs::connect(self.addr(), config).await.map_err(|e| e.to_string())?;
+        let tls = certs::connect(self.addr(), config)
+            .await
+            .map_err(|e| e.to_string())?;
         let req = http::Request::builder()
             .uri(format!("https://web.example.org{path}"))
             .header("host", "web.example.org")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap();
         let resp = if h2 {
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             tokio::spawn(conn);
             sender.send_request(req).await.map_err(|e| e.to_string())?
         } else {
@@ -115,7 +121,11 @@ impl Mesh {
         let Ok(mut tls) = certs::connect(self.addr(), config).await else {
             return true;
         };
-        if tls.write_all(b"GET /open HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await.is_err() {
+        if tls
+            .write_all(b"GET /open HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            .await
+            .is_err()
+        {
             return true;
         }
         let mut out = Vec::new();
@@ -140,13 +150,25 @@ async fn identities_are_verified_and_passed_to_the_application() {
     assert_eq!(r.header("x-seen-version"), "HTTP/2.0");
     assert_eq!(r.header("x-seen-identity"), FRONTEND);
 
-    assert_eq!(m.get(Some(&other), "/api/orders", false).await.unwrap().status, 403);
+    assert_eq!(
+        m.get(Some(&other), "/api/orders", false)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
     let r = m.get(Some(&other), "/authn/x", false).await.unwrap();
-    assert_eq!((r.status, r.header("x-seen-identity")), (200, "spiffe://example.org/ns/shop/sa/other"));
+    assert_eq!(
+        (r.status, r.header("x-seen-identity")),
+        (200, "spiffe://example.org/ns/shop/sa/other")
+    );
 
     // A federated trust domain's SVID, verified against its own bundle.
     let r = m.get(Some(&partner), "/authn/x", false).await.unwrap();
-    assert_eq!((r.status, r.header("x-seen-identity")), (200, "spiffe://partner.org/ns/billing/sa/api"));
+    assert_eq!(
+        (r.status, r.header("x-seen-identity")),
+        (200, "spiffe://partner.org/ns/billing/sa/api")
+    );
 
     // No client certificate: unauthenticated, not refused.
     let r = m.get(None, "/open/x", false).await.unwrap();
@@ -163,19 +185,39 @@ async fn identities_are_verified_and_passed_to_the_application() {
 async fn invalid_client_certificates_fail_the_handshake() {
     let m = mesh("mtls").await;
     let cases: Vec<(&str, Svid)> = vec![
-        ("partner CA minting our trust domain", m.partner.svid(FRONTEND)),
+        (
+            "partner CA minting our trust domain",
+            m.partner.svid(FRONTEND),
+        ),
         ("expired", m.ours.svid_with(FRONTEND, Flaw::Expired)),
         ("two URI SANs", m.ours.svid_with(FRONTEND, Flaw::TwoUriSans)),
-        ("non-SPIFFE URI SAN", m.ours.svid_with(FRONTEND, Flaw::NonSpiffeUri)),
+        (
+            "non-SPIFFE URI SAN",
+            m.ours.svid_with(FRONTEND, Flaw::NonSpiffeUri),
+        ),
         ("CA certificate as a leaf", m.ours.intermediate().as_svid()),
-        ("no digitalSignature", m.ours.svid_with(FRONTEND, Flaw::NoDigitalSignature)),
-        ("no clientAuth", m.ours.svid_with(FRONTEND, Flaw::NoClientAuth)),
-        ("unknown trust domain", Ca::new("stranger.org").svid("spiffe://stranger.org/ns/a/sa/b")),
+        (
+            "no digitalSignature",
+            m.ours.svid_with(FRONTEND, Flaw::NoDigitalSignature),
+        ),
+        (
+            "no clientAuth",
+            m.ours.svid_with(FRONTEND, Flaw::NoClientAuth),
+        ),
+        (
+            "unknown trust domain",
+            Ca::new("stranger.org").svid("spiffe://stranger.org/ns/a/sa/b"),
+        ),
         // X509-SVID: a leaf's ID needs a path, a signing certificate's has none.
-        ("leaf ID without a path", m.ours.svid("spiffe://example.org")),
+        (
+            "leaf ID without a path",
+            m.ours.svid("spiffe://example.org"),
+        ),
         (
             "signing certificate ID with a path",
-            m.ours.intermediate_with_id("spiffe://example.org/ca").svid(FRONTEND),
+            m.ours
+                .intermediate_with_id("spiffe://example.org/ca")
+                .svid(FRONTEND),
         ),
     ];
     for (what, svid) in &cases {
@@ -185,7 +227,10 @@ async fn invalid_client_certificates_fail_the_handshake() {
     let ok = m.ours.svid(FRONTEND);
     assert!(!m.refused(&ok).await);
     let (_, metrics) = admin_get(m.proxy.admin_addr(), "/metrics").await;
-    let refused = format!("sluice_connections_refused_total{{reason=\"handshake\"}} {}", cases.len());
+    let refused = format!(
+        "sluice_connections_refused_total{{reason=\"handshake\"}} {}",
+        cases.len()
+    );
     assert!(metrics.contains(&refused), "{metrics}");
     m.proxy.shutdown().await;
 }
@@ -205,7 +250,12 @@ async fn permissive_listeners_take_tls_and_plaintext() {
 #[tokio::test]
 async fn mtls_listeners_refuse_plaintext() {
     let m = mesh("mtls").await;
-    let out = raw_exchange(m.addr(), b"GET /open/x HTTP/1.1\r\nhost: a\r\n\r\n", Duration::from_secs(2)).await;
+    let out = raw_exchange(
+        m.addr(),
+        b"GET /open/x HTTP/1.1\r\nhost: a\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
     assert!(!out.contains("200"), "{out}");
     m.proxy.shutdown().await;
 }
@@ -214,7 +264,8 @@ async fn mtls_listeners_refuse_plaintext() {
 async fn rotated_server_certificates_are_served_without_restart() {
     let m = mesh("mtls").await;
     let config: Arc<rustls::ClientConfig> = certs::client_config(&m.ours, None, &["http/1.1"]);
-    let before = certs::server_leaf(&certs::connect(m.addr(), config.clone()).await.unwrap()).unwrap();
+    let before =
+        certs::server_leaf(&certs::connect(m.addr(), config.clone()).await.unwrap()).unwrap();
     let rotated = m.ours.svid("spiffe://example.org/ns/default/sa/web");
     // Key first, then certificate, each replaced atomically, as cert-manager does.
     write_atomic(&m.server_cert.1, rotated.key_pem.as_bytes());
@@ -222,13 +273,20 @@ async fn rotated_server_certificates_are_served_without_restart() {
     let mut after = before.clone();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        after = certs::server_leaf(&certs::connect(m.addr(), config.clone()).await.unwrap()).unwrap();
+        after =
+            certs::server_leaf(&certs::connect(m.addr(), config.clone()).await.unwrap()).unwrap();
         if after != before {
             break;
         }
     }
-    assert_eq!(after, rotated.chain[0], "the rotated certificate is presented");
-    let r = m.get(Some(&m.ours.svid(FRONTEND)), "/api/x", false).await.unwrap();
+    assert_eq!(
+        after, rotated.chain[0],
+        "the rotated certificate is presented"
+    );
+    let r = m
+        .get(Some(&m.ours.svid(FRONTEND)), "/api/x", false)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     m.proxy.shutdown().await;
 }

@@ -50,7 +50,8 @@ type Handler = Arc<dyn Fn(usize, http::request::Parts, Bytes) -> Reply + Send + 
 fn respond(status: u16, backend: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert("x-backend", backend.parse().unwrap());
+    r.headers_mut()
+        .insert("x-backend", backend.parse().unwrap());
     r
 }
 
@@ -73,9 +74,16 @@ fn ok_handler(name: &'static str) -> Handler {
             if let Some(host) = host {
                 h.insert("x-seen-host", host);
             }
-            let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
             h.insert("x-seen-path", path.parse().unwrap());
-            h.insert("x-seen-version", format!("{:?}", parts.version).parse().unwrap());
+            h.insert(
+                "x-seen-version",
+                format!("{:?}", parts.version).parse().unwrap(),
+            );
             r
         })
     })
@@ -99,9 +107,16 @@ struct Upstream {
 /// Binds `addr` with `SO_REUSEADDR`, so that a killed upstream can come back
 /// on its port while its old connections sit in TIME_WAIT.
 fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .unwrap();
     socket.set_reuseaddr(true).unwrap();
-    socket.bind(addr).unwrap_or_else(|e| panic!("cannot bind {addr}: {e}"));
+    socket
+        .bind(addr)
+        .unwrap_or_else(|e| panic!("cannot bind {addr}: {e}"));
     socket.listen(1024).unwrap()
 }
 
@@ -127,8 +142,12 @@ impl Upstream {
         self.addr = listener.local_addr().unwrap();
         let (stop, stop_rx) = watch::channel(false);
         self.stop = stop;
-        let (handler, hits, conns, open) =
-            (self.handler.clone(), self.hits.clone(), self.conns.clone(), self.open.clone());
+        let (handler, hits, conns, open) = (
+            self.handler.clone(),
+            self.hits.clone(),
+            self.conns.clone(),
+            self.open.clone(),
+        );
         self.accept = Some(tokio::spawn(async move {
             let mut stopped = stop_rx.clone();
             loop {
@@ -149,11 +168,16 @@ impl Upstream {
                         let handler = handler.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             Ok::<_, std::convert::Infallible>(handler(n, parts, body).await)
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
                         _ = conn => {}
@@ -173,7 +197,11 @@ impl Upstream {
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.open.load(Ordering::SeqCst) > 0 {
-            assert!(Instant::now() < deadline, "connections of {} do not close", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "connections of {} do not close",
+                self.addr
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -207,7 +235,9 @@ async fn tcp_echo(ip: &str) -> (SocketAddr, Arc<AtomicUsize>) {
     let seen = conns.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             seen.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
@@ -276,7 +306,9 @@ impl Client {
 
     async fn connect(&mut self) -> Result<(), String> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = TcpStream::connect(self.addr).await.map_err(|e| e.to_string())?;
+            let stream = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| e.to_string())?;
             stream.set_nodelay(true).unwrap();
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
@@ -314,15 +346,21 @@ impl Client {
         headers: &[(&str, &str)],
         body: &'static [u8],
     ) -> Result<Seen, String> {
-        let mut req = Request::builder().method(method).uri(path).header("host", authority);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", authority);
         for (n, v) in headers {
             req = req.header(*n, *v);
         }
-        self.send(req.body(Full::new(Bytes::from_static(body))).unwrap()).await
+        self.send(req.body(Full::new(Bytes::from_static(body))).unwrap())
+            .await
     }
 
     async fn get(&mut self, authority: &str, path: &str) -> Seen {
-        self.request("GET", authority, path, &[], b"").await.unwrap()
+        self.request("GET", authority, path, &[], b"")
+            .await
+            .unwrap()
     }
 }
 
@@ -376,7 +414,13 @@ service payments {{
     let mut c = Client::new(out);
     for _ in 0..50 {
         let r = c
-            .request("GET", "payments.prod:8080", "/pay/a//b?x=1", &[("x-canary", "1")], b"")
+            .request(
+                "GET",
+                "payments.prod:8080",
+                "/pay/a//b?x=1",
+                &[("x-canary", "1")],
+                b"",
+            )
             .await
             .unwrap();
         assert_eq!((r.status, r.header("x-backend")), (200, "canary"), "{r:?}");
@@ -396,9 +440,10 @@ service payments {{
     // h2c with prior knowledge, forwarded in HTTP/2.
     {
         let stream = TcpStream::connect(out).await.unwrap();
-        let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (mut h2, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         let req = Request::builder()
             .uri("http://payments.prod:8080/h2")
@@ -423,8 +468,15 @@ service payments {{
                 let mut to_canary = 0usize;
                 for i in 0..N / TASKS {
                     // A header that does not match the beta route changes nothing.
-                    let headers: &[(&str, &str)] = if i % 2 == 0 { &[("x-canary", "0")] } else { &[] };
-                    let r = c.request("GET", "payments.prod:8080", "/pay", headers, b"").await.unwrap();
+                    let headers: &[(&str, &str)] = if i % 2 == 0 {
+                        &[("x-canary", "0")]
+                    } else {
+                        &[]
+                    };
+                    let r = c
+                        .request("GET", "payments.prod:8080", "/pay", headers, b"")
+                        .await
+                        .unwrap();
                     assert_eq!(r.status, 200, "task {t}: {r:?}");
                     match r.header("x-backend") {
                         "canary" => to_canary += 1,
@@ -441,9 +493,20 @@ service payments {{
         to_canary += t.await.unwrap();
     }
     let share = to_canary as f64 / N as f64;
-    eprintln!("split: {to_canary} of {N} to the canary ({:.2} %) in {:?}", share * 100.0, started.elapsed());
-    assert!((share - 0.10).abs() <= 0.02, "canary share {share} is not 10 % ± 2 points");
-    assert_eq!(east.hits() + canary.hits(), N + 52, "each request reached exactly one upstream");
+    eprintln!(
+        "split: {to_canary} of {N} to the canary ({:.2} %) in {:?}",
+        share * 100.0,
+        started.elapsed()
+    );
+    assert!(
+        (share - 0.10).abs() <= 0.02,
+        "canary share {share} is not 10 % ± 2 points"
+    );
+    assert_eq!(
+        east.hits() + canary.hits(),
+        N + 52,
+        "each request reached exactly one upstream"
+    );
     assert_eq!(canary.hits(), to_canary + 52);
 
     let m = metrics(&proxy).await;
@@ -451,12 +514,21 @@ service payments {{
         metric_sum(
             &m,
             "sluice_outbound_requests_total",
-            &[("service", "payments"), ("route", "main"), ("backend", backend), ("status", "2xx")],
+            &[
+                ("service", "payments"),
+                ("route", "main"),
+                ("backend", backend),
+                ("status", "2xx"),
+            ],
         )
     };
     assert_eq!(main("east") as usize, N - to_canary, "{m}");
     assert_eq!(main("canary") as usize, to_canary, "{m}");
-    let beta = metric_sum(&m, "sluice_outbound_requests_total", &[("route", "beta"), ("backend", "canary")]);
+    let beta = metric_sum(
+        &m,
+        "sluice_outbound_requests_total",
+        &[("route", "beta"), ("backend", "canary")],
+    );
     assert_eq!(beta as usize, 52, "{m}");
     drop(c);
     proxy.shutdown().await;
@@ -512,7 +584,10 @@ service storm {{
     let out = proxy.outbound_addrs()[0];
     let mut c = Client::new(out);
 
-    let r = c.request("POST", "flaky.prod", "/charge", &[], b"payload").await.unwrap();
+    let r = c
+        .request("POST", "flaky.prod", "/charge", &[], b"payload")
+        .await
+        .unwrap();
     assert_eq!((r.status, r.header("x-backend")), (200, "flaky"), "{r:?}");
     assert_eq!(r.body, "payload");
     assert_eq!(flaky.hits(), 3, "two 503s retried, then the 200");
@@ -547,16 +622,38 @@ service storm {{
     // + 10/s × 10 s. A slow machine may need more than one window.
     let windows = elapsed.as_secs() as usize / 10 + 1;
     let bound = N + N / 5 + 100 * windows + 5;
-    assert!(seen <= bound, "upstream saw {seen} requests for {N} sent; at most {bound} expected");
-    assert!(retries >= 100, "the minimum of 10 retries a second is always allowed: {retries}");
+    assert!(
+        seen <= bound,
+        "upstream saw {seen} requests for {N} sent; at most {bound} expected"
+    );
+    assert!(
+        retries >= 100,
+        "the minimum of 10 retries a second is always allowed: {retries}"
+    );
 
     let m = metrics(&proxy).await;
-    let exhausted = metric_sum(&m, "sluice_outbound_retry_budget_exhausted_total", &[("service", "storm")]);
+    let exhausted = metric_sum(
+        &m,
+        "sluice_outbound_retry_budget_exhausted_total",
+        &[("service", "storm")],
+    );
     assert!(exhausted > 0.0, "{m}");
     let counted = metric_sum(&m, "sluice_outbound_retries_total", &[("service", "storm")]);
     assert_eq!(counted as usize, retries, "{m}");
-    assert_eq!(metric_sum(&m, "sluice_outbound_retries_total", &[("service", "flaky")]), 2.0, "{m}");
-    assert_eq!(metric_sum(&m, "sluice_outbound_retries_total", &[("service", "strict")]), 0.0, "{m}");
+    assert_eq!(
+        metric_sum(&m, "sluice_outbound_retries_total", &[("service", "flaky")]),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "sluice_outbound_retries_total",
+            &[("service", "strict")]
+        ),
+        0.0,
+        "{m}"
+    );
     drop(c);
     proxy.shutdown().await;
 }
@@ -623,7 +720,11 @@ service cb {{
     while before_third.elapsed() < Duration::from_millis(2500) {
         let r = c.get("cb.prod", "/x").await;
         if before_third.elapsed() < Duration::from_secs(3) {
-            assert_eq!((r.status, r.header("x-sluice-error")), (503, "no-endpoint"), "{r:?}");
+            assert_eq!(
+                (r.status, r.header("x-sluice-error")),
+                (503, "no-endpoint"),
+                "{r:?}"
+            );
             refused += 1;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -640,7 +741,10 @@ service cb {{
         c.connect().await.unwrap();
         clients.push(c);
     }
-    tokio::time::sleep((after_third + Duration::from_millis(3100)).saturating_duration_since(Instant::now())).await;
+    tokio::time::sleep(
+        (after_third + Duration::from_millis(3100)).saturating_duration_since(Instant::now()),
+    )
+    .await;
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|mut c| tokio::spawn(async move { c.get("cb.prod", "/probe").await }))
@@ -653,7 +757,11 @@ service cb {{
     assert_eq!(probes.len(), 1, "exactly one probe: {answers:?}");
     assert_eq!(probes[0].body, "probe");
     for r in answers.iter().filter(|r| r.status != 200) {
-        assert_eq!((r.status, r.header("x-sluice-error")), (503, "no-endpoint"), "{r:?}");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (503, "no-endpoint"),
+            "{r:?}"
+        );
     }
     assert_eq!(up.hits(), 4, "one probe reached the endpoint");
 
@@ -671,7 +779,12 @@ service cb {{
         let n = metric_sum(
             &m,
             "sluice_outbound_breaker_transitions_total",
-            &[("service", "cb"), ("backend", "only"), ("endpoint", &endpoint), ("state", state)],
+            &[
+                ("service", "cb"),
+                ("backend", "only"),
+                ("endpoint", &endpoint),
+                ("state", state),
+            ],
         );
         assert_eq!(n, 1.0, "{state}: {m}");
     }
@@ -726,10 +839,13 @@ service pay {{
                 let mut c = Client::new(out);
                 while !stop.load(Ordering::SeqCst) {
                     let sent = Instant::now();
-                    let result = c
-                        .request("GET", "pay.prod", "/x", &[], b"")
-                        .await
-                        .map(|r| (r.status, r.header("x-backend").to_owned(), r.header("x-sluice-error").to_owned()));
+                    let result = c.request("GET", "pay.prod", "/x", &[], b"").await.map(|r| {
+                        (
+                            r.status,
+                            r.header("x-backend").to_owned(),
+                            r.header("x-sluice-error").to_owned(),
+                        )
+                    });
                     let done = Instant::now();
                     records.lock().unwrap().push(Record { sent, done, result });
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -739,7 +855,10 @@ service pay {{
         .collect();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(p1.hits() + p2.hits() > 0 && secondary.hits() == 0, "traffic starts on the primary");
+    assert!(
+        p1.hits() + p2.hits() > 0 && secondary.hits() == 0,
+        "traffic starts on the primary"
+    );
     let killing = Instant::now();
     p1.kill().await;
     p2.kill().await;
@@ -755,11 +874,17 @@ service pay {{
     p2.restart();
     let deadline = Instant::now() + Duration::from_secs(8);
     while p1.hits() + p2.hits() == primary_before {
-        assert!(Instant::now() < deadline, "traffic never came back to the restarted primary");
+        assert!(
+            Instant::now() < deadline,
+            "traffic never came back to the restarted primary"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let back = Instant::now();
-    eprintln!("traffic back on the primary {:?} after the restart", back - restarted);
+    eprintln!(
+        "traffic back on the primary {:?} after the restart",
+        back - restarted
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
@@ -785,9 +910,16 @@ service pay {{
             _ => failures.push(r),
         }
     }
-    eprintln!("{} requests, {} failed: {failures:?}", records.len(), failures.len());
+    eprintln!(
+        "{} requests, {} failed: {failures:?}",
+        records.len(),
+        failures.len()
+    );
     assert!(records.len() > 100, "{}", records.len());
-    assert!(failures.len() <= CLIENTS, "too many client-visible failures: {failures:?}");
+    assert!(
+        failures.len() <= CLIENTS,
+        "too many client-visible failures: {failures:?}"
+    );
     for f in &failures {
         let Ok((status, _, _)) = &f.result else {
             panic!("a request failed without an answer (hang or broken connection): {f:?}");
@@ -803,11 +935,19 @@ service pay {{
     let failovers = metric_sum(
         &m,
         "sluice_outbound_failovers_total",
-        &[("service", "pay"), ("primary", "primary"), ("backend", "secondary")],
+        &[
+            ("service", "pay"),
+            ("primary", "primary"),
+            ("backend", "secondary"),
+        ],
     );
     assert!(failovers > 0.0, "{m}");
     assert!(
-        metric_sum(&m, "sluice_outbound_breaker_transitions_total", &[("service", "pay"), ("state", "closed")]) >= 1.0,
+        metric_sum(
+            &m,
+            "sluice_outbound_breaker_transitions_total",
+            &[("service", "pay"), ("state", "closed")]
+        ) >= 1.0,
         "{m}"
     );
     proxy.shutdown().await;
@@ -868,15 +1008,20 @@ service slow {{
         let sent = Instant::now();
         let r = c.get("slow.prod", "/quick/x").await;
         let t = sent.elapsed();
-        assert_eq!((r.status, r.header("x-sluice-error")), (504, "timeout"), "{r:?}");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (504, "timeout"),
+            "{r:?}"
+        );
         assert!(t >= Duration::from_millis(300) && t < HANG, "{t:?}");
     }
 
     // A gRPC request (h2c): HTTP 200, trailers-only, grpc-status 4.
     let stream = TcpStream::connect(out).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let req = Request::builder()
         .method("POST")
@@ -897,11 +1042,18 @@ service slow {{
     let r = c.get("slow.prod", "/pertry/x").await;
     let t = sent.elapsed();
     assert_eq!((r.status, r.header("x-backend")), (200, "pertry"), "{r:?}");
-    assert_eq!(r.body, "fast", "the retry answered, not the hanging first try");
+    assert_eq!(
+        r.body, "fast",
+        "the retry answered, not the hanging first try"
+    );
     assert!(t >= Duration::from_millis(200) && t < HANG, "{t:?}");
     assert_eq!(pertry.hits(), 2);
     let m = metrics(&proxy).await;
-    assert_eq!(metric_sum(&m, "sluice_outbound_retries_total", &[("service", "slow")]), 1.0, "{m}");
+    assert_eq!(
+        metric_sum(&m, "sluice_outbound_retries_total", &[("service", "slow")]),
+        1.0,
+        "{m}"
+    );
     drop(c);
     drop(h2);
     proxy.shutdown().await;
@@ -937,19 +1089,31 @@ service limited {{
     for _ in 0..2 {
         let mut c = Client::new(out);
         c.connect().await.unwrap();
-        holders.push(tokio::spawn(async move { c.get("limited.prod", "/hold").await }));
+        holders.push(tokio::spawn(
+            async move { c.get("limited.prod", "/hold").await },
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while up.hits() < 2 {
-        assert!(Instant::now() < deadline, "the first two requests never arrived");
+        assert!(
+            Instant::now() < deadline,
+            "the first two requests never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Refused at once: while both held requests are still in flight.
     let mut c = Client::new(out);
     for _ in 0..3 {
         let r = c.get("limited.prod", "/over").await;
-        assert_eq!((r.status, r.header("x-sluice-error")), (503, "max-in-flight"), "{r:?}");
-        assert!(holders.iter().all(|h| !h.is_finished()), "the refusal waited for a held request");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (503, "max-in-flight"),
+            "{r:?}"
+        );
+        assert!(
+            holders.iter().all(|h| !h.is_finished()),
+            "the refusal waited for a held request"
+        );
     }
     for h in holders {
         assert_eq!(h.await.unwrap().status, 200);
@@ -999,7 +1163,11 @@ service api {{
     for _ in 0..10 {
         assert_eq!(c.get("api.prod", "/x").await.header("x-backend"), "second");
     }
-    assert_eq!(first.hits(), before, "the old address gets nothing once the name moved");
+    assert_eq!(
+        first.hits(),
+        before,
+        "the old address gets nothing once the name moved"
+    );
     assert!(second.hits() >= 11, "{}", second.hits());
     drop(c);
     proxy.shutdown().await;
@@ -1021,7 +1189,14 @@ async fn egress_rules_checked_on_resolved_addresses() {
     let (blocked, blocked_conns) = tcp_echo("127.0.0.1").await;
     let p = web.addr.port();
     let resolver = Arc::new(StaticResolver::new());
-    for name in ["api.allowed.test", "denied.test", "a.b.example.com", "example.com", "tunnel.example.com", "blocked.test"] {
+    for name in [
+        "api.allowed.test",
+        "denied.test",
+        "a.b.example.com",
+        "example.com",
+        "tunnel.example.com",
+        "blocked.test",
+    ] {
         resolver.set(name, &[ip("127.0.0.1")]);
     }
     resolver.set("evil.example.com", &[ip("127.0.0.2")]);
@@ -1052,64 +1227,124 @@ egress {{
     let r = c.get(&format!("api.allowed.test:{p}"), "/o").await;
     assert_eq!((r.status, r.header("x-backend")), (200, "web"), "{r:?}");
     // The same host on a port its rule does not list.
-    let r = c.get(&format!("api.allowed.test:{}", other_port.addr.port()), "/o").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{r:?}");
+    let r = c
+        .get(
+            &format!("api.allowed.test:{}", other_port.addr.port()),
+            "/o",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (403, "forbidden"),
+        "{r:?}"
+    );
     // A host no rule allows.
     let r = c.get(&format!("denied.test:{p}"), "/o").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (403, "forbidden"),
+        "{r:?}"
+    );
     // The wildcard: subdomains (any depth) yes, the bare domain no.
     let r = c.get(&format!("a.b.example.com:{p}"), "/w").await;
     assert_eq!((r.status, r.header("x-backend")), (200, "web"), "{r:?}");
     assert_eq!(r.header("x-seen-host"), format!("a.b.example.com:{p}"));
     let r = c.get(&format!("example.com:{p}"), "/w").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (403, "forbidden"),
+        "{r:?}"
+    );
     assert_eq!(web.hits(), 3);
     assert_eq!(other_port.conns(), 0);
     // An allowed-looking name resolving into a denied network.
-    let r = c.get(&format!("evil.example.com:{}", evil.addr.port()), "/steal").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{r:?}");
+    let r = c
+        .get(&format!("evil.example.com:{}", evil.addr.port()), "/steal")
+        .await;
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (403, "forbidden"),
+        "{r:?}"
+    );
     // A name that does not resolve.
     let r = c.get(&format!("unknown.example.com:{p}"), "/x").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (502, "dns"), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (502, "dns"),
+        "{r:?}"
+    );
 
     // CONNECT allowed: a working tunnel.
     let mut s = TcpStream::connect(out).await.unwrap();
     let target = format!("tunnel.example.com:{}", tunnel.port());
-    let head = raw_head(&mut s, format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await;
+    let head = raw_head(
+        &mut s,
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     for line in ["ping\n", "second line\n"] {
         s.write_all(line.as_bytes()).await.unwrap();
         let want = format!("echo: {line}");
         let mut got = vec![0u8; want.len()];
-        tokio::time::timeout(HANG, s.read_exact(&mut got)).await.unwrap().unwrap();
+        tokio::time::timeout(HANG, s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&got), want);
     }
     drop(s);
     assert_eq!(tunnel_conns.load(Ordering::SeqCst), 1);
 
     // CONNECT denied by host, and by the resolved address: 403, no tunnel.
-    for target in [format!("blocked.test:{}", blocked.port()), format!("evil.example.com:{}", evil_tcp.port())] {
+    for target in [
+        format!("blocked.test:{}", blocked.port()),
+        format!("evil.example.com:{}", evil_tcp.port()),
+    ] {
         let mut s = TcpStream::connect(out).await.unwrap();
-        let head = raw_head(&mut s, format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await;
+        let head = raw_head(
+            &mut s,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
         assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
-        assert!(head.to_ascii_lowercase().contains("x-sluice-error: forbidden"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-sluice-error: forbidden"),
+            "{head}"
+        );
         // Whatever comes next is not relayed anywhere.
         let _ = s.write_all(b"hello?\n").await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(blocked_conns.load(Ordering::SeqCst), 0, "a denied CONNECT reached its destination");
-    assert_eq!(evil_tcp_conns.load(Ordering::SeqCst), 0, "a denied network was connected to");
+    assert_eq!(
+        blocked_conns.load(Ordering::SeqCst),
+        0,
+        "a denied CONNECT reached its destination"
+    );
+    assert_eq!(
+        evil_tcp_conns.load(Ordering::SeqCst),
+        0,
+        "a denied network was connected to"
+    );
     assert_eq!(evil.conns(), 0, "a denied network was connected to");
 
     // A request to the proxy's own listener would loop: refused, 508.
-    let r = c.get(&format!("tunnel.example.com:{}", out.port()), "/loop").await;
-    assert_eq!((r.status, r.header("x-sluice-error")), (508, "loop"), "{r:?}");
+    let r = c
+        .get(&format!("tunnel.example.com:{}", out.port()), "/loop")
+        .await;
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (508, "loop"),
+        "{r:?}"
+    );
     // Two `Host` headers are ambiguous: 400, nothing forwarded.
     let hits = web.hits();
     let mut s = TcpStream::connect(out).await.unwrap();
     let head = raw_head(
         &mut s,
-        format!("GET /two HTTP/1.1\r\nHost: api.allowed.test:{p}\r\nHost: denied.test:{p}\r\n\r\n").as_bytes(),
+        format!("GET /two HTTP/1.1\r\nHost: api.allowed.test:{p}\r\nHost: denied.test:{p}\r\n\r\n")
+            .as_bytes(),
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
@@ -1121,15 +1356,31 @@ egress {{
         .body(Full::new(Bytes::new()))
         .unwrap();
     let r = c.send(abs).await.unwrap();
-    assert_eq!((r.status, r.header("x-seen-host")), (200, format!("a.b.example.com:{p}").as_str()), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("x-seen-host")),
+        (200, format!("a.b.example.com:{p}").as_str()),
+        "{r:?}"
+    );
     assert_eq!(web.hits(), hits + 1);
 
     let m = metrics(&proxy).await;
-    let lo = metric_sum(&m, "sluice_egress_decisions_total", &[("rule", "lo"), ("decision", "deny")]);
+    let lo = metric_sum(
+        &m,
+        "sluice_egress_decisions_total",
+        &[("rule", "lo"), ("decision", "deny")],
+    );
     assert!(lo >= 2.0, "{m}");
-    let allowed = metric_sum(&m, "sluice_egress_decisions_total", &[("kind", "http"), ("decision", "allow")]);
+    let allowed = metric_sum(
+        &m,
+        "sluice_egress_decisions_total",
+        &[("kind", "http"), ("decision", "allow")],
+    );
     assert!(allowed >= 3.0, "{m}");
-    let denied_connect = metric_sum(&m, "sluice_egress_decisions_total", &[("kind", "connect"), ("decision", "deny")]);
+    let denied_connect = metric_sum(
+        &m,
+        "sluice_egress_decisions_total",
+        &[("kind", "connect"), ("decision", "deny")],
+    );
     assert_eq!(denied_connect, 2.0, "{m}");
     drop(c);
     proxy.shutdown().await;
@@ -1176,18 +1427,38 @@ egress {
             .body(Full::new(Bytes::new()))
             .unwrap();
         let r = c.send(abs).await.unwrap();
-        assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{authority}: {r:?}");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (403, "forbidden"),
+            "{authority}: {r:?}"
+        );
         let r = c.get(&authority, "/latest/meta-data").await;
-        assert_eq!((r.status, r.header("x-sluice-error")), (403, "forbidden"), "{authority}: {r:?}");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (403, "forbidden"),
+            "{authority}: {r:?}"
+        );
         let target = format!("{host}:{}", evil_tcp.port());
         let mut s = TcpStream::connect(out).await.unwrap();
-        let head = raw_head(&mut s, format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await;
+        let head = raw_head(
+            &mut s,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
         assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
     }
     assert_eq!(evil.conns(), 0, "a denied network was connected to");
-    assert_eq!(evil_tcp_conns.load(Ordering::SeqCst), 0, "a denied network was connected to");
+    assert_eq!(
+        evil_tcp_conns.load(Ordering::SeqCst),
+        0,
+        "a denied network was connected to"
+    );
     let m = metrics(&proxy).await;
-    let denied = metric_sum(&m, "sluice_egress_decisions_total", &[("rule", "metadata"), ("decision", "deny")]);
+    let denied = metric_sum(
+        &m,
+        "sluice_egress_decisions_total",
+        &[("rule", "metadata"), ("decision", "deny")],
+    );
     assert_eq!(denied, 3.0 * hosts.len() as f64, "{m}");
     drop(c);
     proxy.shutdown().await;
@@ -1226,13 +1497,22 @@ service again {{
             "POST /upload HTTP/1.1\r\nHost: {authority}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdefgh\r\n0\r\n\r\n"
         );
         let mut s = TcpStream::connect(out).await.unwrap();
-        let head = raw_head(&mut s, request.as_bytes()).await.to_ascii_lowercase();
+        let head = raw_head(&mut s, request.as_bytes())
+            .await
+            .to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 400"), "{authority}: {head}");
-        assert!(head.contains("x-sluice-error: bad-request"), "{authority}: {head}");
+        assert!(
+            head.contains("x-sluice-error: bad-request"),
+            "{authority}: {head}"
+        );
         assert!(head.contains("connection: close"), "{authority}: {head}");
     }
     let m = metrics(&proxy).await;
-    let bad = metric_sum(&m, "sluice_outbound_errors_total", &[("reason", "bad-request")]);
+    let bad = metric_sum(
+        &m,
+        "sluice_outbound_errors_total",
+        &[("reason", "bad-request")],
+    );
     assert_eq!(bad, 2.0, "{m}");
     proxy.shutdown().await;
 }

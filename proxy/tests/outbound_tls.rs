@@ -40,9 +40,12 @@ async fn tls_upstream(name: &'static str, svid: &Svid, client_roots: &[&Ca]) -> 
     for ca in client_roots {
         roots.add(ca.root.clone()).unwrap();
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -59,16 +62,32 @@ async fn tls_upstream(name: &'static str, svid: &Svid, client_roots: &[&Ca]) -> 
         requests: Arc::new(AtomicUsize::new(0)),
         clients: Arc::new(Mutex::new(Vec::new())),
     };
-    let (handshakes, requests, clients) = (up.handshakes.clone(), up.requests.clone(), up.clients.clone());
+    let (handshakes, requests, clients) = (
+        up.handshakes.clone(),
+        up.requests.clone(),
+        up.clients.clone(),
+    );
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let (acceptor, handshakes, requests, clients) =
-                (acceptor.clone(), handshakes.clone(), requests.clone(), clients.clone());
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, handshakes, requests, clients) = (
+                acceptor.clone(),
+                handshakes.clone(),
+                requests.clone(),
+                clients.clone(),
+            );
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 handshakes.fetch_add(1, Ordering::SeqCst);
-                let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
+                let leaf = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first().cloned());
                 if let Some(leaf) = leaf {
                     clients.lock().unwrap().push(leaf.into_owned());
                 }
@@ -77,8 +96,10 @@ async fn tls_upstream(name: &'static str, svid: &Svid, client_roots: &[&Ca]) -> 
                     async move {
                         let mut r = Response::new(Full::new(Bytes::from_static(b"secure\n")));
                         r.headers_mut().insert("x-backend", name.parse().unwrap());
-                        r.headers_mut()
-                            .insert("x-seen-version", format!("{:?}", req.version()).parse().unwrap());
+                        r.headers_mut().insert(
+                            "x-seen-version",
+                            format!("{:?}", req.version()).parse().unwrap(),
+                        );
                         Ok::<_, std::convert::Infallible>(r)
                     }
                 });
@@ -129,7 +150,9 @@ drain-timeout-ms = 2000
 /// One HTTP/1.1 request over a new connection to the outbound listener.
 async fn get(out: SocketAddr, authority: &str, path: &str) -> Seen {
     let stream = TcpStream::connect(out).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = Request::builder()
         .uri(path)
@@ -153,7 +176,12 @@ async fn mtls_origination_checks_the_server_identity() {
     ca.write_bundle(&dir.0, "example.org");
 
     let good = tls_upstream("good", &ca.svid(SERVER_ID), &[&ca]).await;
-    let impostor = tls_upstream("impostor", &ca.svid("spiffe://example.org/ns/pay/sa/other"), &[&ca]).await;
+    let impostor = tls_upstream(
+        "impostor",
+        &ca.svid("spiffe://example.org/ns/pay/sa/other"),
+        &[&ca],
+    )
+    .await;
     // The right ID, from a CA the proxy does not trust.
     let untrusted = tls_upstream("untrusted", &stranger.svid(SERVER_ID), &[&ca]).await;
 
@@ -193,9 +221,10 @@ service untrusted {{
     // HTTP/2 from the application: HTTP/2 inside the TLS connection too.
     {
         let stream = TcpStream::connect(out).await.unwrap();
-        let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (mut h2, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         let req = Request::builder()
             .uri("http://pay.prod/h2")
@@ -217,9 +246,17 @@ service untrusted {{
     // vouch for: 502 connect, and no HTTP request ever reaches it.
     for (authority, up) in [("impostor.prod", &impostor), ("untrusted.prod", &untrusted)] {
         let r = get(out, authority, "/charge").await;
-        assert_eq!((r.status, r.header("x-sluice-error")), (502, "connect"), "{authority}: {r:?}");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (502, "connect"),
+            "{authority}: {r:?}"
+        );
         assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
-        assert_eq!(up.handshakes.load(Ordering::SeqCst), 0, "{authority}: the proxy finished a handshake");
+        assert_eq!(
+            up.handshakes.load(Ordering::SeqCst),
+            0,
+            "{authority}: the proxy finished a handshake"
+        );
     }
     proxy.shutdown().await;
 }
@@ -268,9 +305,17 @@ service pathed {{
     assert_eq!((r.status, r.header("x-backend")), (200, "good"), "{r:?}");
     for (authority, up) in [("bare.prod", &bare), ("pathed.prod", &pathed)] {
         let r = get(out, authority, "/x").await;
-        assert_eq!((r.status, r.header("x-sluice-error")), (502, "connect"), "{authority}: {r:?}");
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (502, "connect"),
+            "{authority}: {r:?}"
+        );
         assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
-        assert_eq!(up.handshakes.load(Ordering::SeqCst), 0, "{authority}: the proxy finished a handshake");
+        assert_eq!(
+            up.handshakes.load(Ordering::SeqCst),
+            0,
+            "{authority}: the proxy finished a handshake"
+        );
     }
     proxy.shutdown().await;
 }

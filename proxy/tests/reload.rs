@@ -20,7 +20,10 @@ deny closed-api { to web.api  from network 127.0.0.0/8 }
 "#;
 
 fn hash_of(bytes: &[u8]) -> String {
-    sluice_proxy::store::LoadedBundle::load(bytes, 0).unwrap().hash().to_owned()
+    sluice_proxy::store::LoadedBundle::load(bytes, 0)
+        .unwrap()
+        .hash()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +50,9 @@ async fn fifty_reloads_under_load_drop_nothing() {
         clients.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             let mut statuses = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -56,7 +61,10 @@ async fn fifty_reloads_under_load_drop_nothing() {
                     .header("host", "web")
                     .body(http_body_util::Full::new(bytes::Bytes::new()))
                     .unwrap();
-                let r = sender.send_request(req).await.expect("a request failed outside the policy");
+                let r = sender
+                    .send_request(req)
+                    .await
+                    .expect("a request failed outside the policy");
                 let r = collect(r).await;
                 sent.fetch_add(1, Ordering::Relaxed);
                 statuses.push(r.status);
@@ -69,7 +77,9 @@ async fn fifty_reloads_under_load_drop_nothing() {
     // request on it follows the newest bundle.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut probe, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
 
     let mut serving = allow_hash.clone();
@@ -77,7 +87,11 @@ async fn fifty_reloads_under_load_drop_nothing() {
     for i in 0..50 {
         let (bytes, expect_ok) = match i % 5 {
             4 => {
-                let mut bad = if i % 2 == 0 { allow.clone() } else { deny.clone() };
+                let mut bad = if i % 2 == 0 {
+                    allow.clone()
+                } else {
+                    deny.clone()
+                };
                 let at = bad.len() / 2;
                 bad[at] ^= 0x40;
                 (bad, false)
@@ -95,7 +109,10 @@ async fn fifty_reloads_under_load_drop_nothing() {
         } else {
             corrupt += 1;
             assert_eq!(status, 422, "{body}");
-            assert!(body.contains(&serving), "the old bundle keeps serving: {body}");
+            assert!(
+                body.contains(&serving),
+                "the old bundle keeps serving: {body}"
+            );
         }
         let req = http::Request::builder()
             .uri("/api/probe")
@@ -104,14 +121,20 @@ async fn fifty_reloads_under_load_drop_nothing() {
             .unwrap();
         let r = collect(probe.send_request(req).await.unwrap()).await;
         let expected = if serving == allow_hash { 200 } else { 403 };
-        assert_eq!(r.status, expected, "reload {i}: the next request uses the bundle now serving");
+        assert_eq!(
+            r.status, expected,
+            "reload {i}: the next request uses the bundle now serving"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     for c in clients {
         let statuses = c.await.unwrap();
-        assert!(statuses.iter().all(|s| *s == 200 || *s == 403), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 403),
+            "{statuses:?}"
+        );
         total += statuses.len();
     }
     assert!(total > 100, "only {total} requests were sent");
@@ -135,8 +158,14 @@ async fn fifty_reloads_under_load_drop_nothing() {
     }
     assert_eq!(lines, total + 50, "one log line per decision");
     let (_, metrics) = admin_get(admin, "/metrics").await;
-    assert!(metrics.contains("sluice_bundle_reloads_total{result=\"error\"} 20"), "{metrics}");
-    assert!(metrics.contains("sluice_bundle_reloads_total{result=\"ok\"} 31"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_bundle_reloads_total{result=\"error\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_bundle_reloads_total{result=\"ok\"} 31"),
+        "{metrics}"
+    );
     proxy.shutdown().await;
 }
 
@@ -176,9 +205,14 @@ async fn revoked_tcp_connections_are_closed() {
     let out = raw_exchange(addr, b"hello", Duration::from_secs(2)).await;
     assert_eq!(out, "");
     let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
-    assert!(metrics.contains("sluice_inbound_connections_revoked_total{server=\"db\"} 1"), "{metrics}");
     assert!(
-        metrics.contains("sluice_inbound_connections_total{server=\"db\",rule=\"\",decision=\"deny\"} 1"),
+        metrics.contains("sluice_inbound_connections_revoked_total{server=\"db\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "sluice_inbound_connections_total{server=\"db\",rule=\"\",decision=\"deny\"} 1"
+        ),
         "{metrics}"
     );
     proxy.shutdown().await;

@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::server::{Request as WsRequest, Response as WsResponse};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Request as WsRequest, Response as WsResponse,
+};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -33,7 +35,9 @@ async fn ws_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut seen = (String::new(), String::new());
@@ -55,7 +59,9 @@ async fn ws_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
                 };
                 let (path, ids) = seen;
                 let _ = tx.send(format!("open {path}"));
-                let _ = ws.send(Message::text(format!("hello {path} identity={ids}"))).await;
+                let _ = ws
+                    .send(Message::text(format!("hello {path} identity={ids}")))
+                    .await;
                 while let Some(Ok(msg)) = ws.next().await {
                     match msg {
                         Message::Text(t) if t.as_str() == "bye" => {
@@ -86,7 +92,11 @@ async fn event(events: &mut mpsc::UnboundedReceiver<String>) -> String {
 }
 
 /// A WebSocket handshake for `url` over `io`, with `headers` added.
-async fn ws_connect<S>(io: S, url: &str, headers: &[(&str, &str)]) -> Result<WebSocketStream<S>, WsError>
+async fn ws_connect<S>(
+    io: S,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<WebSocketStream<S>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -96,7 +106,9 @@ where
         req.headers_mut().insert(name, v.parse().unwrap());
     }
     let handshake = tokio_tungstenite::client_async(req, io);
-    let (ws, resp) = tokio::time::timeout(WAIT, handshake).await.expect("a handshake in time")?;
+    let (ws, resp) = tokio::time::timeout(WAIT, handshake)
+        .await
+        .expect("a handshake in time")?;
     assert_eq!(resp.status(), 101);
     Ok(ws)
 }
@@ -115,8 +127,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>,
     assert_eq!(next(&mut ws).await, Some(Message::text(greeting)));
     ws.send(Message::text("ping")).await.unwrap();
     assert_eq!(next(&mut ws).await, Some(Message::text("ping")));
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
-    assert_eq!(next(&mut ws).await, Some(Message::binary(vec![0u8, 1, 2, 255])));
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::binary(vec![0u8, 1, 2, 255]))
+    );
     let large: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
     ws.send(Message::binary(large.clone())).await.unwrap();
     assert_eq!(next(&mut ws).await, Some(Message::binary(large)));
@@ -135,8 +152,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>,
 async fn closed_by_the_app<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) {
     assert!(matches!(next(&mut ws).await, Some(Message::Text(_))));
     ws.send(Message::text("bye")).await.unwrap();
-    assert!(matches!(next(&mut ws).await, Some(Message::Close(_))), "the close frame");
-    let end = tokio::time::timeout(WAIT, ws.next()).await.expect("the end in time");
+    assert!(
+        matches!(next(&mut ws).await, Some(Message::Close(_))),
+        "the close frame"
+    );
+    let end = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("the end in time");
     assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
 }
 
@@ -166,10 +188,15 @@ async fn inbound(extra: &str) -> Inbound {
 }
 
 /// A permissive inbound listener in front of the application at `app`.
-async fn inbound_to(app: SocketAddr, events: mpsc::UnboundedReceiver<String>, extra: &str) -> Inbound {
+async fn inbound_to(
+    app: SocketAddr,
+    events: mpsc::UnboundedReceiver<String>,
+    extra: &str,
+) -> Inbound {
     let dir = TempDir::new("upgrade-inbound");
     let ca = Ca::new("example.org");
-    ca.svid("spiffe://example.org/ns/default/sa/web").write(&dir.0, "web");
+    ca.svid("spiffe://example.org/ns/default/sa/web")
+        .write(&dir.0, "web");
     ca.write_bundle(&dir.0, "example.org");
     std::fs::write(dir.path("policy.bundle"), compile(INBOUND_POLICY)).unwrap();
     let toml = format!(
@@ -203,11 +230,15 @@ tls = "permissive"
 impl Inbound {
     async fn tls(&self, client: &Svid) -> tokio_rustls::client::TlsStream<TcpStream> {
         let config = certs::client_config(&self.ca, Some(client), &["http/1.1"]);
-        certs::connect(self.proxy.inbound_addrs()[0], config).await.unwrap()
+        certs::connect(self.proxy.inbound_addrs()[0], config)
+            .await
+            .unwrap()
     }
 
     async fn plain(&self) -> TcpStream {
-        TcpStream::connect(self.proxy.inbound_addrs()[0]).await.unwrap()
+        TcpStream::connect(self.proxy.inbound_addrs()[0])
+            .await
+            .unwrap()
     }
 }
 
@@ -216,20 +247,33 @@ async fn allowed_websockets_are_relayed_inbound() {
     let mut m = inbound("").await;
     let frontend = m.ca.svid(FRONTEND);
     // The verified identity replaces the one the client wrote.
-    let forged = [("x-sluice-peer-identity", "spiffe://example.org/ns/shop/sa/admin")];
-    let ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/chat", &forged).await.unwrap();
+    let forged = [(
+        "x-sluice-peer-identity",
+        "spiffe://example.org/ns/shop/sa/admin",
+    )];
+    let ws = ws_connect(
+        m.tls(&frontend).await,
+        "ws://web.example.org/ws/chat",
+        &forged,
+    )
+    .await
+    .unwrap();
     assert_eq!(event(&mut m.events).await, "open /ws/chat");
     exchange(ws, &format!("hello /ws/chat identity={FRONTEND}")).await;
     assert_eq!(event(&mut m.events).await, "closed /ws/chat");
 
     // The application closes first.
-    let ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/bye", &[]).await.unwrap();
+    let ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/bye", &[])
+        .await
+        .unwrap();
     assert_eq!(event(&mut m.events).await, "open /ws/bye");
     closed_by_the_app(ws).await;
     assert_eq!(event(&mut m.events).await, "closed /ws/bye");
 
     // Plaintext, allowed route: no identity header reaches the application.
-    let ws = ws_connect(m.plain().await, "ws://web.example.org/open/x", &forged).await.unwrap();
+    let ws = ws_connect(m.plain().await, "ws://web.example.org/open/x", &forged)
+        .await
+        .unwrap();
     assert_eq!(event(&mut m.events).await, "open /open/x");
     exchange(ws, "hello /open/x identity=").await;
     assert_eq!(event(&mut m.events).await, "closed /open/x");
@@ -256,11 +300,20 @@ async fn denied_upgrades_get_403_before_anything_is_upgraded() {
     raw.write_all(upgrade.as_bytes()).await.unwrap();
     let head = read_head(&mut raw).await;
     assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
     // Nothing reached the application.
     assert!(m.events.try_recv().is_err());
     // The one allowed client still gets through.
-    let ws = ws_connect(m.tls(&m.ca.svid(FRONTEND)).await, "ws://web.example.org/ws/ok", &[]).await.unwrap();
+    let ws = ws_connect(
+        m.tls(&m.ca.svid(FRONTEND)).await,
+        "ws://web.example.org/ws/ok",
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(event(&mut m.events).await, "open /ws/ok");
     exchange(ws, &format!("hello /ws/ok identity={FRONTEND}")).await;
     m.proxy.shutdown().await;
@@ -271,19 +324,29 @@ async fn upgraded_connections_end_at_shutdown_and_when_idle() {
     let mut m = inbound("[limits]\nidle-timeout-ms = 1500\ndrain-timeout-ms = 2000").await;
     let frontend = m.ca.svid(FRONTEND);
     // Idle: no byte either way for the idle timeout closes both sides.
-    let mut ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/idle", &[]).await.unwrap();
+    let mut ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/idle", &[])
+        .await
+        .unwrap();
     assert_eq!(event(&mut m.events).await, "open /ws/idle");
     assert!(matches!(next(&mut ws).await, Some(Message::Text(_))));
-    let end = tokio::time::timeout(WAIT, ws.next()).await.expect("closed when idle");
+    let end = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("closed when idle");
     assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
     assert_eq!(event(&mut m.events).await, "closed /ws/idle");
 
     // Shutdown ends an open relay.
-    let mut ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/open", &[]).await.unwrap();
+    let mut ws = ws_connect(m.tls(&frontend).await, "ws://web.example.org/ws/open", &[])
+        .await
+        .unwrap();
     assert_eq!(event(&mut m.events).await, "open /ws/open");
     assert!(matches!(next(&mut ws).await, Some(Message::Text(_))));
-    tokio::time::timeout(WAIT, m.proxy.shutdown()).await.expect("shutdown in time");
-    let end = tokio::time::timeout(WAIT, ws.next()).await.expect("closed at shutdown");
+    tokio::time::timeout(WAIT, m.proxy.shutdown())
+        .await
+        .expect("shutdown in time");
+    let end = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("closed at shutdown");
     assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
 }
 
@@ -314,7 +377,11 @@ async fn upgrades_beyond_the_connection_limit_get_503() {
         other => panic!("expected 503, got {other:?}"),
     }
     let (_, metrics) = admin_get(m.proxy.admin_addr(), "/metrics").await;
-    assert_eq!(metric_sum(&metrics, "sluice_upstream_errors_total", &[]), 0.0, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "sluice_upstream_errors_total", &[]),
+        0.0,
+        "{metrics}"
+    );
     m.proxy.shutdown().await;
 }
 
@@ -329,7 +396,9 @@ async fn upgrading_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 loop {
@@ -342,11 +411,14 @@ async fn upgrading_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
                         }
                     }
                     let head = String::from_utf8_lossy(&head).into_owned();
-                    let upgrade = head
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("upgrade:").map(|v| v.trim().to_owned()));
+                    let upgrade = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("upgrade:")
+                            .map(|v| v.trim().to_owned())
+                    });
                     let Some(protocol) = upgrade else {
-                        let _ = tx.send(format!("plain {}", head.lines().next().unwrap_or_default()));
+                        let _ =
+                            tx.send(format!("plain {}", head.lines().next().unwrap_or_default()));
                         let ok = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain";
                         if stream.write_all(ok.as_bytes()).await.is_err() {
                             return;
@@ -383,11 +455,16 @@ async fn h2c_upgrades_are_not_relayed() {
         raw.write_all(upgrade.as_bytes()).await.unwrap();
         let head = read_head(&mut raw).await;
         assert!(head.starts_with("HTTP/1.1 200 "), "{protocol}: {head}");
-        assert_eq!(event(&mut m.events).await, "plain GET /open/x HTTP/1.1", "{protocol}");
+        assert_eq!(
+            event(&mut m.events).await,
+            "plain GET /open/x HTTP/1.1",
+            "{protocol}"
+        );
     }
     // A WebSocket upgrade still is one.
     let mut raw = m.plain().await;
-    let upgrade = "GET /open/x HTTP/1.1\r\nhost: web\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+    let upgrade =
+        "GET /open/x HTTP/1.1\r\nhost: web\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
     raw.write_all(upgrade.as_bytes()).await.unwrap();
     let head = read_head(&mut raw).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
@@ -401,7 +478,10 @@ async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(WAIT, stream.read(&mut byte)).await.expect("a head in time").unwrap();
+        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("a head in time")
+            .unwrap();
         if n == 0 {
             break;
         }
@@ -446,14 +526,18 @@ drain-timeout-ms = 2000
 
     // A declared service, named by Host.
     let tcp = TcpStream::connect(out).await.unwrap();
-    let ws = ws_connect(tcp, "ws://chat.prod/ws/svc", &forged).await.unwrap();
+    let ws = ws_connect(tcp, "ws://chat.prod/ws/svc", &forged)
+        .await
+        .unwrap();
     assert_eq!(event(&mut events).await, "open /ws/svc");
     exchange(ws, "hello /ws/svc identity=").await;
     assert_eq!(event(&mut events).await, "closed /ws/svc");
 
     // An allowed egress destination; the application closes first.
     let tcp = TcpStream::connect(out).await.unwrap();
-    let ws = ws_connect(tcp, &format!("ws://{app}/ws/egress"), &forged).await.unwrap();
+    let ws = ws_connect(tcp, &format!("ws://{app}/ws/egress"), &forged)
+        .await
+        .unwrap();
     assert_eq!(event(&mut events).await, "open /ws/egress");
     closed_by_the_app(ws).await;
     assert_eq!(event(&mut events).await, "closed /ws/egress");

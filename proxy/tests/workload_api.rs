@@ -529,7 +529,10 @@ async fn a_bad_update_keeps_the_previous_identity() {
     // X509-SVID: the trust domain's own ID as the SVID (a leaf needs a path).
     let (bare, _) = response(&pki, "spiffe://example.org");
     agent.state.push_once(bare);
-    eventually("the path-less SVID rejected", || events.count("rejected") == 6).await;
+    eventually("the path-less SVID rejected", || {
+        events.count("rejected") == 6
+    })
+    .await;
 
     // Issued by an intermediate whose SPIFFE ID has a path.
     let signer = intermediate(&pki.example, "spiffe://example.org/ca");
@@ -561,8 +564,14 @@ async fn a_bad_update_keeps_the_previous_identity() {
     assert!(all[1].contains("svid"), "{all:?}");
     assert!(all[3].contains("key"), "{all:?}");
     assert!(all[4].contains("other.org"), "{all:?}");
-    assert!(all[6].contains("`spiffe://example.org` has no path"), "{all:?}");
-    assert!(all[7].contains("`spiffe://example.org/ca` has a path"), "{all:?}");
+    assert!(
+        all[6].contains("`spiffe://example.org` has no path"),
+        "{all:?}"
+    );
+    assert!(
+        all[7].contains("`spiffe://example.org/ca` has a path"),
+        "{all:?}"
+    );
 
     // The stream is still good: the next valid update is installed.
     let (next, next_leaf) = response(&pki, WEB);
@@ -828,10 +837,16 @@ allow everyone { to web.all  from any }
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("an SVID"), "{body}");
 
-    let roots = vec![rustls_pki_types::CertificateDer::from(pki.example.der.clone())];
+    let roots = vec![rustls_pki_types::CertificateDer::from(
+        pki.example.der.clone(),
+    )];
     let config = support::certs::client_config_roots(&roots, None, &["http/1.1"]);
     // Not ready: the connection is closed before any handshake.
-    assert!(support::certs::connect(proxy.inbound_addrs()[0], config.clone()).await.is_err());
+    assert!(
+        support::certs::connect(proxy.inbound_addrs()[0], config.clone())
+            .await
+            .is_err()
+    );
 
     let (resp, leaf) = response(&pki, WEB);
     agent.state.push(resp);
@@ -844,9 +859,16 @@ allow everyone { to web.all  from any }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ready, "ready once the agent sent an identity");
-    let tls = support::certs::connect(proxy.inbound_addrs()[0], config).await.unwrap();
-    assert_eq!(support::certs::server_leaf(&tls).unwrap().as_ref(), leaf.as_slice());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let tls = support::certs::connect(proxy.inbound_addrs()[0], config)
+        .await
+        .unwrap();
+    assert_eq!(
+        support::certs::server_leaf(&tls).unwrap().as_ref(),
+        leaf.as_slice()
+    );
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = http::Request::builder()
         .uri("/hello")
@@ -856,6 +878,9 @@ allow everyone { to web.all  from any }
     let r = sender.send_request(req).await.unwrap();
     assert_eq!(r.status(), 200);
     let (_, metrics) = support::admin_get(proxy.admin_addr(), "/metrics").await;
-    assert!(metrics.contains("sluice_identity_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_identity_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
     proxy.shutdown().await;
 }

@@ -30,7 +30,24 @@ fn parse_port(s: &str) -> Option<u16> {
 /// A byte of an RFC 3986 `reg-name`: unreserved, `%` or a sub-delimiter.
 fn is_reg_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`. The host is lowercased
@@ -42,8 +59,16 @@ pub(crate) fn parse(s: &str) -> Option<Authority> {
         let inner = &rest[..close];
         let v6: Ipv6Addr = inner.parse().ok()?;
         let after = &rest[close + 1..];
-        let port = if after.is_empty() { DEFAULT_PORT } else { parse_port(after.strip_prefix(':')?)? };
-        return Some(Authority { host: inner.to_ascii_lowercase(), port, ip: Some(IpAddr::V6(v6)) });
+        let port = if after.is_empty() {
+            DEFAULT_PORT
+        } else {
+            parse_port(after.strip_prefix(':')?)?
+        };
+        return Some(Authority {
+            host: inner.to_ascii_lowercase(),
+            port,
+            ip: Some(IpAddr::V6(v6)),
+        });
     }
     let (host, port) = match s.split_once(':') {
         Some((h, p)) => (h, parse_port(p)?),
@@ -82,19 +107,32 @@ mod tests {
     use super::*;
 
     fn a(host: &str, port: u16, ip: Option<&str>) -> Option<Authority> {
-        Some(Authority { host: host.to_string(), port, ip: ip.map(|i| i.parse().unwrap()) })
+        Some(Authority {
+            host: host.to_string(),
+            port,
+            ip: ip.map(|i| i.parse().unwrap()),
+        })
     }
 
     #[test]
     fn parses() {
         assert_eq!(parse("payments.prod:8080"), a("payments.prod", 8080, None));
-        assert_eq!(parse("Payments.Prod.Svc:8080"), a("payments.prod.svc", 8080, None));
+        assert_eq!(
+            parse("Payments.Prod.Svc:8080"),
+            a("payments.prod.svc", 8080, None)
+        );
         assert_eq!(parse("search"), a("search", 80, None));
         assert_eq!(parse("GitHub.com.:8443"), a("github.com", 8443, None));
-        assert_eq!(parse("10.0.0.1:5432"), a("10.0.0.1", 5432, Some("10.0.0.1")));
+        assert_eq!(
+            parse("10.0.0.1:5432"),
+            a("10.0.0.1", 5432, Some("10.0.0.1"))
+        );
         assert_eq!(parse("10.0.0.1."), a("10.0.0.1", 80, Some("10.0.0.1")));
         assert_eq!(parse("[::1]:80"), a("::1", 80, Some("::1")));
-        assert_eq!(parse("[2001:DB8::1]"), a("2001:db8::1", 80, Some("2001:db8::1")));
+        assert_eq!(
+            parse("[2001:DB8::1]"),
+            a("2001:db8::1", 80, Some("2001:db8::1"))
+        );
         assert_eq!(parse("h:080"), a("h", 80, None));
         assert_eq!(parse("h:65535"), a("h", 65535, None));
         assert_eq!(parse("my_host"), a("my_host", 80, None));
@@ -103,8 +141,25 @@ mod tests {
     #[test]
     fn rejects() {
         for bad in [
-            "", ":80", ".", "h:", "h:0", "h:65536", "h:+80", "h:8a", "::1", "[::1", "[::1]x", "[::1]:",
-            "[1.2.3.4]:80", "[fe80::1%eth0]", "h o", "a/b", "u@h", "é.com", "h:80:80",
+            "",
+            ":80",
+            ".",
+            "h:",
+            "h:0",
+            "h:65536",
+            "h:+80",
+            "h:8a",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[1.2.3.4]:80",
+            "[fe80::1%eth0]",
+            "h o",
+            "a/b",
+            "u@h",
+            "é.com",
+            "h:80:80",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }

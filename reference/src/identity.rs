@@ -13,7 +13,10 @@ struct Parsed<'a> {
 
 /// A trust domain: one or more of `[a-z0-9._-]`.
 fn is_trust_domain(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 /// A path segment: one or more of `[A-Za-z0-9._-]`, not `.` or `..`.
@@ -21,7 +24,8 @@ pub(crate) fn is_segment(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Splits `spiffe://TD/seg/...` into its parts, checking the length, the
@@ -29,7 +33,10 @@ pub(crate) fn is_segment(s: &str) -> bool {
 /// segment. A trailing `/` makes an empty last segment and so fails. Query,
 /// fragment, port and user info need `?`, `#`, `:` or `@`, which neither
 /// the trust domain nor a segment may hold.
-fn split<'a>(s: &'a str, is_valid_segment: impl Fn(usize, usize, &str) -> bool) -> Option<Parsed<'a>> {
+fn split<'a>(
+    s: &'a str,
+    is_valid_segment: impl Fn(usize, usize, &str) -> bool,
+) -> Option<Parsed<'a>> {
     if s.len() > MAX_ID_LEN {
         return None;
     }
@@ -46,10 +53,17 @@ fn split<'a>(s: &'a str, is_valid_segment: impl Fn(usize, usize, &str) -> bool) 
         None => Vec::new(),
     };
     let count = segments.len();
-    if !segments.iter().enumerate().all(|(i, seg)| is_valid_segment(i, count, seg)) {
+    if !segments
+        .iter()
+        .enumerate()
+        .all(|(i, seg)| is_valid_segment(i, count, seg))
+    {
         return None;
     }
-    Some(Parsed { trust_domain, segments })
+    Some(Parsed {
+        trust_domain,
+        segments,
+    })
 }
 
 /// Whether `id` is a valid SPIFFE ID.
@@ -66,7 +80,9 @@ fn parse_id(id: &str) -> Option<Parsed<'_>> {
 /// Parses a pattern: a SPIFFE ID whose segments may be `*`, and whose last
 /// segment may be `**`.
 fn parse_pattern(pattern: &str) -> Option<Parsed<'_>> {
-    split(pattern, |i, count, seg| seg == "*" || (seg == "**" && i + 1 == count) || is_segment(seg))
+    split(pattern, |i, count, seg| {
+        seg == "*" || (seg == "**" && i + 1 == count) || is_segment(seg)
+    })
 }
 
 /// Whether the verified peer identity `identity` matches `pattern`.
@@ -152,7 +168,10 @@ mod tests {
         assert!(m("*", ""));
         assert!(m("spiffe://td/ns/*/sa/r", "spiffe://td/ns/billing/sa/r"));
         assert!(!m("spiffe://td/ns/*/sa/r", "spiffe://td/ns/a/b/sa/r"));
-        assert!(m("spiffe://td/ns/batch/**", "spiffe://td/ns/batch/sa/cron/x"));
+        assert!(m(
+            "spiffe://td/ns/batch/**",
+            "spiffe://td/ns/batch/sa/cron/x"
+        ));
         assert!(m("spiffe://td/ns/batch/**", "spiffe://td/ns/batch/x"));
         assert!(!m("spiffe://td/ns/batch/**", "spiffe://td/ns/batch"));
         assert!(!m("spiffe://td/ns/batch/**", "spiffe://td/ns/other/x"));
@@ -176,8 +195,17 @@ mod tests {
     #[test]
     fn namespaces() {
         let p = namespace_pattern("prod.example.com", "monitoring");
-        assert!(matches(&p, "spiffe://prod.example.com/ns/monitoring/sa/prometheus"));
-        assert!(!matches(&p, "spiffe://prod.example.com/ns/monitoring/sa/prometheus/extra"));
-        assert!(!matches(&p, "spiffe://other.example.com/ns/monitoring/sa/prometheus"));
+        assert!(matches(
+            &p,
+            "spiffe://prod.example.com/ns/monitoring/sa/prometheus"
+        ));
+        assert!(!matches(
+            &p,
+            "spiffe://prod.example.com/ns/monitoring/sa/prometheus/extra"
+        ));
+        assert!(!matches(
+            &p,
+            "spiffe://other.example.com/ns/monitoring/sa/prometheus"
+        ));
     }
 }

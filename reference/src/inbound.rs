@@ -18,12 +18,17 @@ struct Verdict {
 pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, RequestError> {
     // A request without method and path is a connection.
     let is_connection = req.method.is_none() && req.path.is_none();
-    let grpc_content_type = status::is_grpc_content_type(value::header_value(&req.headers, "content-type").as_deref());
+    let grpc_content_type =
+        status::is_grpc_content_type(value::header_value(&req.headers, "content-type").as_deref());
 
     // 1. Server: none covers the port -> the mesh default decides.
     let Some(server) = req.port.and_then(|p| view.server_for_port(p)) else {
         let default = view.mesh_default();
-        let verdict = Verdict { allow: default_allows(default, req), reason: "default", rule: None };
+        let verdict = Verdict {
+            allow: default_allows(default, req),
+            reason: "default",
+            rule: None,
+        };
         let mut d = authorized(verdict, default == ast::Default::Audit);
         if !is_connection {
             deny_status(&mut d, FORBIDDEN, grpc_content_type);
@@ -41,7 +46,11 @@ pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, Reque
         return Ok(d);
     }
     if is_connection {
-        let kind = if protocol == Protocol::Grpc { "grpc" } else { "http" };
+        let kind = if protocol == Protocol::Grpc {
+            "grpc"
+        } else {
+            "http"
+        };
         return Err(RequestError {
             kind: ErrorKind::ConnectionToHttpServer,
             message: format!(
@@ -83,7 +92,10 @@ pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, Reque
     };
 
     // 4. Rules, 5. answers.
-    let mut d = authorized(authorize(view, server, route_name.as_deref(), req), is_audit(server));
+    let mut d = authorized(
+        authorize(view, server, route_name.as_deref(), req),
+        is_audit(server),
+    );
     d.server = Some(server_name);
     d.route = route_name;
     deny_status(&mut d, FORBIDDEN, grpc);
@@ -137,15 +149,29 @@ fn authorize(view: &View<'_>, server: &ast::Server, route: Option<&str>, req: &R
             continue;
         }
         match rule.effect {
-            Effect::Deny => return Verdict { allow: false, reason: "rule", rule: Some(rule.name.node.clone()) },
+            Effect::Deny => {
+                return Verdict {
+                    allow: false,
+                    reason: "rule",
+                    rule: Some(rule.name.node.clone()),
+                }
+            }
             Effect::Allow => {
                 first_allow.get_or_insert(rule);
             }
         }
     }
     match first_allow {
-        Some(rule) => Verdict { allow: true, reason: "rule", rule: Some(rule.name.node.clone()) },
-        None => Verdict { allow: default_allows(model::server_default(server), req), reason: "default", rule: None },
+        Some(rule) => Verdict {
+            allow: true,
+            reason: "rule",
+            rule: Some(rule.name.node.clone()),
+        },
+        None => Verdict {
+            allow: default_allows(model::server_default(server), req),
+            reason: "default",
+            rule: None,
+        },
     }
 }
 
@@ -179,7 +205,8 @@ fn principal_matches(view: &View<'_>, principal: &Principal, req: &Request) -> b
             (Some(id), Some(td)) => namespaces.iter().any(|n| {
                 // A namespace that is no valid segment would make a pattern
                 // with different shape; a checked policy has none.
-                identity::is_segment(&n.node) && identity::matches(&identity::namespace_pattern(td, &n.node), id)
+                identity::is_segment(&n.node)
+                    && identity::matches(&identity::namespace_pattern(td, &n.node), id)
             }),
             _ => false,
         },

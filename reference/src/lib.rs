@@ -86,7 +86,11 @@ impl Request {
 
     /// An outbound request with nothing set yet.
     pub fn outbound() -> Self {
-        Request { direction: Direction::Outbound, port: None, ..Request::inbound(0) }
+        Request {
+            direction: Direction::Outbound,
+            port: None,
+            ..Request::inbound(0)
+        }
     }
 }
 
@@ -298,7 +302,11 @@ pub enum Endpoint {
 /// passed the compiler's checks), or `None` when there is no such service.
 pub fn service_settings(policy: &Policy, name: &str) -> Option<ServiceSettings> {
     let view = model::View::new(policy);
-    let service = view.services.iter().copied().find(|s| s.name.node == name)?;
+    let service = view
+        .services
+        .iter()
+        .copied()
+        .find(|s| s.name.node == name)?;
     Some(outbound::settings(service))
 }
 

@@ -23,8 +23,13 @@ pub(crate) struct View<'p> {
 impl<'p> View<'p> {
     /// Sorts the items of `policy` by kind.
     pub fn new(policy: &'p ast::Policy) -> Self {
-        let mut view =
-            View { mesh: None, servers: Vec::new(), rules: Vec::new(), egress: None, services: Vec::new() };
+        let mut view = View {
+            mesh: None,
+            servers: Vec::new(),
+            rules: Vec::new(),
+            egress: None,
+            services: Vec::new(),
+        };
         for item in &policy.items {
             match item {
                 Item::Mesh(m) => {
@@ -205,7 +210,10 @@ pub(crate) fn route_backends(route: &ast::Route) -> Vec<(String, u32)> {
     to.map(|list| {
         list.iter()
             .map(|w| {
-                let weight = w.weight.as_ref().map_or(1, |i| u32::try_from(i.node).unwrap_or(u32::MAX));
+                let weight = w
+                    .weight
+                    .as_ref()
+                    .map_or(1, |i| u32::try_from(i.node).unwrap_or(u32::MAX));
                 (w.name.node.clone(), weight)
             })
             .collect()
@@ -266,7 +274,11 @@ pub(crate) struct Dest<'a> {
 
 /// Picks apart the statements of an egress rule.
 pub(crate) fn dest(rule: &ast::EgressRule) -> Dest<'_> {
-    let mut d = Dest { hosts: None, networks: None, ports: None };
+    let mut d = Dest {
+        hosts: None,
+        networks: None,
+        ports: None,
+    };
     for s in &rule.stmts {
         match &s.node {
             DestStmt::Host(h) => {

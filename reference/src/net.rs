@@ -94,9 +94,12 @@ pub(crate) fn carried_ipv4(ip: IpAddr) -> IpAddr {
 /// Whether `ip` lies in some listed network and in no `except` network. A
 /// peer or destination without an IP lies in no network.
 pub(crate) fn in_networks(nets: &Networks, ip: Option<IpAddr>) -> bool {
-    let Some(ip) = ip.map(carried_ipv4) else { return false };
+    let Some(ip) = ip.map(carried_ipv4) else {
+        return false;
+    };
     let in_any = |list: &[sluice_lang::ast::Net]| {
-        list.iter().any(|n| parse_cidr(&n.node).is_some_and(|c| c.contains(ip)))
+        list.iter()
+            .any(|n| parse_cidr(&n.node).is_some_and(|c| c.contains(ip)))
     };
     in_any(&nets.include) && !in_any(&nets.except)
 }
@@ -116,10 +119,37 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!(parse_cidr("10.0.0.0/8"), Some(Cidr { addr: ip("10.0.0.0"), len: 8 }));
-        assert_eq!(parse_cidr("::1"), Some(Cidr { addr: ip("::1"), len: 128 }));
-        assert_eq!(parse_cidr("1.2.3.4"), Some(Cidr { addr: ip("1.2.3.4"), len: 32 }));
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "10.0.0/8", "x", "10.0.0.0/8/8"] {
+        assert_eq!(
+            parse_cidr("10.0.0.0/8"),
+            Some(Cidr {
+                addr: ip("10.0.0.0"),
+                len: 8
+            })
+        );
+        assert_eq!(
+            parse_cidr("::1"),
+            Some(Cidr {
+                addr: ip("::1"),
+                len: 128
+            })
+        );
+        assert_eq!(
+            parse_cidr("1.2.3.4"),
+            Some(Cidr {
+                addr: ip("1.2.3.4"),
+                len: 32
+            })
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/8/8",
+        ] {
             assert_eq!(parse_cidr(bad), None, "{bad}");
         }
     }
@@ -141,7 +171,13 @@ mod tests {
         assert_eq!(carried_ipv4(ip("64:ff9b::102:304")), ip("1.2.3.4"));
         assert_eq!(carried_ipv4(ip("::1.2.3.4")), ip("1.2.3.4"));
         assert_eq!(carried_ipv4(ip("::2")), ip("0.0.0.2"));
-        for same in ["::", "::1", "2001:db8::102:304", "64:ff9b:1::102:304", "10.0.0.1"] {
+        for same in [
+            "::",
+            "::1",
+            "2001:db8::102:304",
+            "64:ff9b:1::102:304",
+            "10.0.0.1",
+        ] {
             assert_eq!(carried_ipv4(ip(same)), ip(same), "{same}");
         }
         assert!(has("192.168.13.0/24", "192.168.13.7"));
@@ -152,7 +188,10 @@ mod tests {
     #[test]
     fn sets() {
         let n = |s: &str| Spanned::new(s.to_string(), Span::default());
-        let nets = Networks { include: vec![n("192.168.0.0/16"), n("2001:db8::/32")], except: vec![n("192.168.13.0/24")] };
+        let nets = Networks {
+            include: vec![n("192.168.0.0/16"), n("2001:db8::/32")],
+            except: vec![n("192.168.13.0/24")],
+        };
         assert!(in_networks(&nets, Some(ip("192.168.1.20"))));
         assert!(!in_networks(&nets, Some(ip("192.168.13.7"))));
         assert!(in_networks(&nets, Some(ip("2001:db8::1"))));

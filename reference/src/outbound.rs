@@ -10,8 +10,8 @@ use crate::model::{self, View};
 use crate::route::{self, HttpRequest};
 use crate::status::{self, BAD_REQUEST, FORBIDDEN, NOT_FOUND};
 use crate::{
-    net, path, value, Backend, Breaker, Decision, Endpoint, ErrorKind, Request, RequestError, Retry, RetryOn,
-    RouteSettings, ServiceSettings,
+    net, path, value, Backend, Breaker, Decision, Endpoint, ErrorKind, Request, RequestError,
+    Retry, RetryOn, RouteSettings, ServiceSettings,
 };
 
 /// The three shapes of an outbound request.
@@ -31,14 +31,13 @@ pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, Reque
         (Some(_), Some(_), Some(_)) => Kind::Http,
         (Some(_), None, None) => Kind::Tunnel,
         (None, None, None) if req.ip.is_some() && req.port.is_some() => Kind::Tcp,
-        _ => {
-            return Err(RequestError {
-                kind: ErrorKind::Incomplete,
-                message: "an outbound request needs an authority, a method and a path (HTTP), an authority \
+        _ => return Err(RequestError {
+            kind: ErrorKind::Incomplete,
+            message:
+                "an outbound request needs an authority, a method and a path (HTTP), an authority \
                           alone (tunnel), or an ip and a port (TCP)"
                     .to_string(),
-            })
-        }
+        }),
     };
     let authority: Option<Authority> = match &req.authority {
         Some(a) => Some(authority::parse(a).ok_or_else(|| RequestError {
@@ -50,7 +49,9 @@ pub(crate) fn evaluate(view: &View<'_>, req: &Request) -> Result<Decision, Reque
     // An IP-literal authority gives the IP when the request gives none.
     let ip = req.ip.or(authority.as_ref().and_then(|a| a.ip));
     let grpc = kind == Kind::Http
-        && status::is_grpc_content_type(value::header_value(&req.headers, "content-type").as_deref());
+        && status::is_grpc_content_type(
+            value::header_value(&req.headers, "content-type").as_deref(),
+        );
 
     if kind == Kind::Http {
         let (raw_path, query) = path::split_target(req.path.as_deref().unwrap_or(""));
@@ -130,7 +131,11 @@ fn egress(view: &View<'_>, host: Option<&str>, ip: Option<IpAddr>, port: u16) ->
         return Decision::new(true, "default");
     };
     let rules = model::egress_rules(block);
-    let matching = |effect: Effect| rules.iter().find(|r| r.effect == effect && dest_matches(r, host, ip, port));
+    let matching = |effect: Effect| {
+        rules
+            .iter()
+            .find(|r| r.effect == effect && dest_matches(r, host, ip, port))
+    };
     if let Some(r) = matching(Effect::Deny) {
         let mut d = Decision::new(false, "rule");
         d.rule = Some(r.name.node.clone());
@@ -174,7 +179,9 @@ pub(crate) fn settings(service: &ast::Service) -> ServiceSettings {
         .into_iter()
         .map(|r| RouteSettings {
             name: r.name.node.clone(),
-            retry: model::route_retry(r).map(self::retry).or_else(|| retry.clone()),
+            retry: model::route_retry(r)
+                .map(self::retry)
+                .or_else(|| retry.clone()),
         })
         .collect();
     ServiceSettings {
@@ -182,7 +189,10 @@ pub(crate) fn settings(service: &ast::Service) -> ServiceSettings {
         timeout_ms: model::service_timeout(service),
         retry,
         breaker: model::service_breaker(service).map(breaker),
-        backends: model::service_backends(service).into_iter().map(backend).collect(),
+        backends: model::service_backends(service)
+            .into_iter()
+            .map(backend)
+            .collect(),
         routes,
     }
 }
@@ -239,7 +249,12 @@ fn retry_on(cond: &ast::Cond) -> RetryOn {
 /// A `circuit-breaker` block: `consecutive-failures 7`, `backoff 1s 60s`
 /// and `jitter 50%` unless written.
 fn breaker(block: &ast::CircuitBreaker) -> Breaker {
-    let mut b = Breaker { consecutive_failures: 7, backoff_min_ms: 1_000, backoff_max_ms: 60_000, jitter_percent: 50 };
+    let mut b = Breaker {
+        consecutive_failures: 7,
+        backoff_min_ms: 1_000,
+        backoff_max_ms: 60_000,
+        jitter_percent: 50,
+    };
     let (mut failures, mut backoff, mut jitter) = (false, false, false);
     for s in &block.stmts {
         match &s.node {
@@ -298,7 +313,8 @@ fn backend(block: &ast::Backend) -> Backend {
                 b.failover.get_or_insert_with(|| f.node.clone());
             }
             ast::BackendStmt::MaxInFlight(n) => {
-                b.max_in_flight.get_or_insert(u32::try_from(n.node).unwrap_or(u32::MAX));
+                b.max_in_flight
+                    .get_or_insert(u32::try_from(n.node).unwrap_or(u32::MAX));
             }
         }
     }

@@ -43,7 +43,12 @@ struct Conditions<'r> {
 /// Picks apart a route's statements (first `path`/`grpc` and first
 /// `method` only; all `header` and `query` statements).
 fn conditions(route: &Route) -> Conditions<'_> {
-    let mut c = Conditions { path: PathCond::None, methods: None, headers: Vec::new(), queries: Vec::new() };
+    let mut c = Conditions {
+        path: PathCond::None,
+        methods: None,
+        headers: Vec::new(),
+        queries: Vec::new(),
+    };
     let mut have_path = false;
     for stmt in &route.stmts {
         match &stmt.node {
@@ -108,18 +113,26 @@ fn route_matches(c: &Conditions<'_>, req: &HttpRequest<'_>) -> bool {
             return false;
         }
     }
-    let headers_hold = c
-        .headers
+    let headers_hold = c.headers.iter().all(|(name, cond)| {
+        value::value_matches(cond, value::header_value(req.headers, name).as_deref())
+    });
+    let queries_hold = c
+        .queries
         .iter()
-        .all(|(name, cond)| value::value_matches(cond, value::header_value(req.headers, name).as_deref()));
-    let queries_hold =
-        c.queries.iter().all(|(key, cond)| value::value_matches(cond, query::lookup(req.query, key).as_deref()));
+        .all(|(key, cond)| value::value_matches(cond, query::lookup(req.query, key).as_deref()));
     headers_hold && queries_hold
 }
 
 /// The precedence key of a route (smaller wins): path kind, longer prefix,
 /// with a method, more headers, more queries, declaration order.
-type Key = (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>, usize);
+type Key = (
+    u8,
+    Reverse<usize>,
+    bool,
+    Reverse<usize>,
+    Reverse<usize>,
+    usize,
+);
 
 /// The precedence key of the route at `index`.
 fn precedence(c: &Conditions<'_>, index: usize) -> Key {
@@ -129,7 +142,14 @@ fn precedence(c: &Conditions<'_>, index: usize) -> Key {
         PathCond::Regex(_) => (2, 0),
         PathCond::None => (3, 0),
     };
-    (rank, Reverse(prefix_len), c.methods.is_none(), Reverse(c.headers.len()), Reverse(c.queries.len()), index)
+    (
+        rank,
+        Reverse(prefix_len),
+        c.methods.is_none(),
+        Reverse(c.headers.len()),
+        Reverse(c.queries.len()),
+        index,
+    )
 }
 
 /// The matching route of highest precedence among `routes`, if any.
@@ -155,7 +175,11 @@ mod tests {
     }
 
     fn route(name: &str, stmts: Vec<RouteStmt>) -> Route {
-        Route { span: Span::default(), name: sp(name.to_string()), stmts: stmts.into_iter().map(sp).collect() }
+        Route {
+            span: Span::default(),
+            name: sp(name.to_string()),
+            stmts: stmts.into_iter().map(sp).collect(),
+        }
     }
 
     fn prefix(p: &str) -> RouteStmt {
@@ -178,12 +202,24 @@ mod tests {
         RouteStmt::Header(sp(n.to_string()), ValueMatch::Present)
     }
 
-    fn pick(routes: &[Route], method: &str, target: &str, headers: &[(&str, &str)]) -> Option<String> {
+    fn pick(
+        routes: &[Route],
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<String> {
         let (path, query) = crate::path::split_target(target);
         let path = crate::path::normalize(path).unwrap();
-        let headers: Vec<(String, String)> =
-            headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        let req = HttpRequest { method, path: &path, query, headers: &headers };
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let req = HttpRequest {
+            method,
+            path: &path,
+            query,
+            headers: &headers,
+        };
         let refs: Vec<&Route> = routes.iter().collect();
         select(&refs, &req).map(|r| r.name.node.clone())
     }
@@ -206,36 +242,84 @@ mod tests {
             route("by-regex", vec![regex("/api/v[0-9]+/.*")]),
             route("api", vec![prefix("/api")]),
             route("api-v1", vec![prefix("/api/v1/")]),
-            route("api-v1-get", vec![prefix("/api/v1"), method(&["GET", "HEAD"])]),
+            route(
+                "api-v1-get",
+                vec![prefix("/api/v1"), method(&["GET", "HEAD"])],
+            ),
             route("health", vec![exact("/api/v1/health")]),
             route("t1", vec![prefix("/t"), header("x-a")]),
             route("t2", vec![prefix("/t"), header("x-a"), header("x-b")]),
         ];
-        assert_eq!(pick(&routes, "GET", "/api/v1/health", &[]).as_deref(), Some("health"));
-        assert_eq!(pick(&routes, "POST", "/api/v1/users", &[]).as_deref(), Some("api-v1"));
-        assert_eq!(pick(&routes, "HEAD", "/api/v1/users", &[]).as_deref(), Some("api-v1-get"));
-        assert_eq!(pick(&routes, "GET", "/api/v2/users", &[]).as_deref(), Some("api"));
-        assert_eq!(pick(&routes, "GET", "/v9/x", &[]).as_deref(), Some("anything"));
-        assert_eq!(pick(&routes, "GET", "/t", &[("x-a", ""), ("X-B", "1")]).as_deref(), Some("t2"));
-        assert_eq!(pick(&routes, "GET", "/t", &[("x-a", "")]).as_deref(), Some("t1"));
+        assert_eq!(
+            pick(&routes, "GET", "/api/v1/health", &[]).as_deref(),
+            Some("health")
+        );
+        assert_eq!(
+            pick(&routes, "POST", "/api/v1/users", &[]).as_deref(),
+            Some("api-v1")
+        );
+        assert_eq!(
+            pick(&routes, "HEAD", "/api/v1/users", &[]).as_deref(),
+            Some("api-v1-get")
+        );
+        assert_eq!(
+            pick(&routes, "GET", "/api/v2/users", &[]).as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            pick(&routes, "GET", "/v9/x", &[]).as_deref(),
+            Some("anything")
+        );
+        assert_eq!(
+            pick(&routes, "GET", "/t", &[("x-a", ""), ("X-B", "1")]).as_deref(),
+            Some("t2")
+        );
+        assert_eq!(
+            pick(&routes, "GET", "/t", &[("x-a", "")]).as_deref(),
+            Some("t1")
+        );
         // A regex beats a catch-all prefix "/".
-        let r2 = vec![route("catch-all", vec![prefix("/")]), route("re", vec![regex("/x.*")])];
+        let r2 = vec![
+            route("catch-all", vec![prefix("/")]),
+            route("re", vec![regex("/x.*")]),
+        ];
         assert_eq!(pick(&r2, "GET", "/xyz", &[]).as_deref(), Some("re"));
         assert_eq!(pick(&r2, "GET", "/y", &[]).as_deref(), Some("catch-all"));
-        assert_eq!(pick(&[route("only", vec![method(&["GET"])])], "POST", "/", &[]), None);
+        assert_eq!(
+            pick(&[route("only", vec![method(&["GET"])])], "POST", "/", &[]),
+            None
+        );
     }
 
     #[test]
     fn grpc_paths() {
         let routes = vec![
-            route("charge", vec![RouteStmt::Grpc(sp("billing.v1.Billing/Charge".to_string()))]),
-            route("ledger", vec![RouteStmt::Grpc(sp("billing.v1.Ledger/*".to_string()))]),
+            route(
+                "charge",
+                vec![RouteStmt::Grpc(sp("billing.v1.Billing/Charge".to_string()))],
+            ),
+            route(
+                "ledger",
+                vec![RouteStmt::Grpc(sp("billing.v1.Ledger/*".to_string()))],
+            ),
         ];
-        assert_eq!(pick(&routes, "POST", "/billing.v1.Billing/Charge", &[]).as_deref(), Some("charge"));
-        assert_eq!(pick(&routes, "POST", "/billing.v1.Ledger/List", &[]).as_deref(), Some("ledger"));
-        assert_eq!(pick(&routes, "POST", "/billing.v1.Ledger", &[]).as_deref(), Some("ledger"));
+        assert_eq!(
+            pick(&routes, "POST", "/billing.v1.Billing/Charge", &[]).as_deref(),
+            Some("charge")
+        );
+        assert_eq!(
+            pick(&routes, "POST", "/billing.v1.Ledger/List", &[]).as_deref(),
+            Some("ledger")
+        );
+        assert_eq!(
+            pick(&routes, "POST", "/billing.v1.Ledger", &[]).as_deref(),
+            Some("ledger")
+        );
         assert_eq!(pick(&routes, "POST", "/billing.v1.LedgerX/List", &[]), None);
-        assert_eq!(pick(&routes, "POST", "/billing.v1.Billing/Refund", &[]), None);
+        assert_eq!(
+            pick(&routes, "POST", "/billing.v1.Billing/Refund", &[]),
+            None
+        );
     }
 
     #[test]
@@ -243,9 +327,19 @@ mod tests {
         let q = |k: &str, v: ValueMatch| RouteStmt::Query(sp(k.to_string()), v);
         let routes = vec![
             route("q1", vec![prefix("/q"), q("a", ValueMatch::Present)]),
-            route("q2", vec![prefix("/q"), q("a", ValueMatch::Present), q("b", ValueMatch::Exact(sp("1".into())))]),
+            route(
+                "q2",
+                vec![
+                    prefix("/q"),
+                    q("a", ValueMatch::Present),
+                    q("b", ValueMatch::Exact(sp("1".into()))),
+                ],
+            ),
         ];
-        assert_eq!(pick(&routes, "GET", "/q?b=1&a=", &[]).as_deref(), Some("q2"));
+        assert_eq!(
+            pick(&routes, "GET", "/q?b=1&a=", &[]).as_deref(),
+            Some("q2")
+        );
         assert_eq!(pick(&routes, "GET", "/q?b=2&a", &[]).as_deref(), Some("q1"));
         assert_eq!(pick(&routes, "GET", "/q", &[]), None);
     }

@@ -15,11 +15,19 @@ fn s(v: &str) -> Spanned<String> {
 }
 
 fn ports(p: &[(u64, u64)]) -> Vec<PortRange> {
-    p.iter().map(|&(a, b)| PortRange { first: sp(a), last: (a != b).then(|| sp(b)) }).collect()
+    p.iter()
+        .map(|&(a, b)| PortRange {
+            first: sp(a),
+            last: (a != b).then(|| sp(b)),
+        })
+        .collect()
 }
 
 fn policy(items: Vec<Item>) -> Policy {
-    Policy { files: Vec::new(), items }
+    Policy {
+        files: Vec::new(),
+        items,
+    }
 }
 
 fn mesh(td: Option<&str>, default: Option<Default>) -> Item {
@@ -30,17 +38,28 @@ fn mesh(td: Option<&str>, default: Option<Default>) -> Item {
     if let Some(d) = default {
         stmts.push(sp(MeshStmt::Default(sp(d))));
     }
-    Item::Mesh(Mesh { span: Span::default(), stmts })
+    Item::Mesh(Mesh {
+        span: Span::default(),
+        stmts,
+    })
 }
 
 fn server(name: &str, port: u64, stmts: Vec<ServerStmt>) -> Item {
     let mut all = vec![sp(ServerStmt::Port(ports(&[(port, port)])))];
     all.extend(stmts.into_iter().map(sp));
-    Item::Server(Server { span: Span::default(), name: s(name), stmts: all })
+    Item::Server(Server {
+        span: Span::default(),
+        name: s(name),
+        stmts: all,
+    })
 }
 
 fn route(name: &str, stmts: Vec<RouteStmt>) -> Route {
-    Route { span: Span::default(), name: s(name), stmts: stmts.into_iter().map(sp).collect() }
+    Route {
+        span: Span::default(),
+        name: s(name),
+        stmts: stmts.into_iter().map(sp).collect(),
+    }
 }
 
 fn rule(effect: Effect, name: &str, targets: &[&str], from: Vec<Principal>) -> Item {
@@ -51,20 +70,36 @@ fn rule(effect: Effect, name: &str, targets: &[&str], from: Vec<Principal>) -> I
                 Some((a, b)) => (s(a), Some(s(b))),
                 None => (s(t), None),
             };
-            Target { server, route, span: Span::default() }
+            Target {
+                server,
+                route,
+                span: Span::default(),
+            }
         })
         .collect();
     let mut stmts = vec![sp(RuleStmt::To(targets))];
     stmts.extend(from.into_iter().map(|p| sp(RuleStmt::From(p))));
-    Item::Rule(Rule { span: Span::default(), effect, name: s(name), stmts })
+    Item::Rule(Rule {
+        span: Span::default(),
+        effect,
+        name: s(name),
+        stmts,
+    })
 }
 
 fn nets(include: &[&str], except: &[&str]) -> Networks {
-    Networks { include: include.iter().map(|n| s(n)).collect(), except: except.iter().map(|n| s(n)).collect() }
+    Networks {
+        include: include.iter().map(|n| s(n)).collect(),
+        except: except.iter().map(|n| s(n)).collect(),
+    }
 }
 
 fn http(port: u16, method: &str, path: &str) -> Request {
-    Request { method: Some(method.to_string()), path: Some(path.to_string()), ..Request::inbound(port) }
+    Request {
+        method: Some(method.to_string()),
+        path: Some(path.to_string()),
+        ..Request::inbound(port)
+    }
 }
 
 fn with_header(mut r: Request, name: &str, value: &str) -> Request {
@@ -87,8 +122,24 @@ fn eval(p: &Policy, r: &Request) -> Decision {
 }
 
 /// (allow, reason, rule, audit, http, grpc)
-fn summary(d: &Decision) -> (bool, &'static str, Option<&str>, bool, Option<u16>, Option<u8>) {
-    (d.allow, d.reason, d.rule.as_deref(), d.audit, d.http_status, d.grpc_status)
+fn summary(
+    d: &Decision,
+) -> (
+    bool,
+    &'static str,
+    Option<&str>,
+    bool,
+    Option<u16>,
+    Option<u8>,
+) {
+    (
+        d.allow,
+        d.reason,
+        d.rule.as_deref(),
+        d.audit,
+        d.http_status,
+        d.grpc_status,
+    )
 }
 
 #[test]
@@ -100,21 +151,40 @@ fn mesh_default_without_server() {
     assert_eq!(d.route, None);
 
     let deny = policy(vec![mesh(None, Some(Default::Deny))]);
-    assert_eq!(summary(&eval(&deny, &http(1, "GET", "/"))), (false, "default", None, false, Some(403), None));
+    assert_eq!(
+        summary(&eval(&deny, &http(1, "GET", "/"))),
+        (false, "default", None, false, Some(403), None)
+    );
     // gRPC only by content-type when there is no server.
-    let grpc_req = with_header(http(1, "POST", "/a.B/C"), "Content-Type", "Application/GRPC+proto");
-    assert_eq!(summary(&eval(&deny, &grpc_req)), (false, "default", None, false, Some(403), Some(7)));
+    let grpc_req = with_header(
+        http(1, "POST", "/a.B/C"),
+        "Content-Type",
+        "Application/GRPC+proto",
+    );
+    assert_eq!(
+        summary(&eval(&deny, &grpc_req)),
+        (false, "default", None, false, Some(403), Some(7))
+    );
     // A connection gets no statuses.
-    assert_eq!(summary(&eval(&deny, &Request::inbound(1))), (false, "default", None, false, None, None));
+    assert_eq!(
+        summary(&eval(&deny, &Request::inbound(1))),
+        (false, "default", None, false, None, None)
+    );
     // No path normalization without a server.
-    assert_eq!(summary(&eval(&empty, &http(1, "GET", "bad"))), (true, "default", None, false, None, None));
+    assert_eq!(
+        summary(&eval(&empty, &http(1, "GET", "bad"))),
+        (true, "default", None, false, None, None)
+    );
     // No port at all: no server.
     let mut no_port = http(1, "GET", "/");
     no_port.port = None;
     assert_eq!(eval(&deny, &no_port).reason, "default");
 
     let audit = policy(vec![mesh(None, Some(Default::Audit))]);
-    assert_eq!(summary(&eval(&audit, &http(1, "GET", "/"))), (true, "default", None, true, None, None));
+    assert_eq!(
+        summary(&eval(&audit, &http(1, "GET", "/"))),
+        (true, "default", None, true, None, None)
+    );
 
     let authn = policy(vec![mesh(None, Some(Default::Authenticated))]);
     assert!(!eval(&authn, &http(1, "GET", "/")).allow);
@@ -127,7 +197,12 @@ fn connections_and_tcp_servers() {
         server("web", 80, vec![]),
         server("rpc", 81, vec![ServerStmt::Protocol(sp(Protocol::Grpc))]),
         server("db", 5432, vec![ServerStmt::Protocol(sp(Protocol::Tcp))]),
-        rule(Effect::Allow, "ops", &["db"], vec![Principal::Network(nets(&["10.0.0.0/8"], &[]))]),
+        rule(
+            Effect::Allow,
+            "ops",
+            &["db"],
+            vec![Principal::Network(nets(&["10.0.0.0/8"], &[]))],
+        ),
     ]);
     assert!(evaluate(&p, &Request::inbound(80)).is_err());
     assert!(evaluate(&p, &Request::inbound(81)).is_err());
@@ -135,7 +210,14 @@ fn connections_and_tcp_servers() {
     assert_eq!(summary(&d), (false, "default", None, false, None, None));
     assert_eq!(d.server.as_deref(), Some("db"));
     // Method, path and headers are ignored on a tcp server, even a bad path.
-    let d = eval(&p, &with_header(http(5432, "GET", "bad path"), "content-type", "application/grpc"));
+    let d = eval(
+        &p,
+        &with_header(
+            http(5432, "GET", "bad path"),
+            "content-type",
+            "application/grpc",
+        ),
+    );
     assert_eq!(summary(&d), (false, "default", None, false, None, None));
     assert_eq!(d.route, None);
     let d = eval(&p, &with_ip(Request::inbound(5432), "10.1.2.3"));
@@ -157,14 +239,26 @@ fn bad_path_and_no_route_statuses() {
     ]);
     // Audit does not touch bad-path.
     let d = eval(&p, &http(80, "GET", "/a%2fb"));
-    assert_eq!(summary(&d), (false, "bad-path", None, false, Some(400), None));
+    assert_eq!(
+        summary(&d),
+        (false, "bad-path", None, false, Some(400), None)
+    );
     assert_eq!(d.server.as_deref(), Some("web"));
     let d = eval(&p, &http(81, "POST", "/a%2fb"));
-    assert_eq!(summary(&d), (false, "bad-path", None, false, Some(400), Some(13)));
+    assert_eq!(
+        summary(&d),
+        (false, "bad-path", None, false, Some(400), Some(13))
+    );
     let d = eval(&p, &http(81, "POST", "/echo.Echo/Other"));
-    assert_eq!(summary(&d), (false, "no-route", None, false, Some(404), Some(12)));
+    assert_eq!(
+        summary(&d),
+        (false, "no-route", None, false, Some(404), Some(12))
+    );
     let d = eval(&p, &http(81, "POST", "/echo.Echo/Say"));
-    assert_eq!(summary(&d), (false, "default", None, false, Some(403), Some(7)));
+    assert_eq!(
+        summary(&d),
+        (false, "default", None, false, Some(403), Some(7))
+    );
     assert_eq!(d.route.as_deref(), Some("say"));
     // A missing path on an HTTP request is a bad path.
     let mut r = http(80, "GET", "/");
@@ -184,36 +278,80 @@ fn rules_targets_and_audit() {
             "web",
             80,
             vec![
-                ServerStmt::Route(route("a", vec![RouteStmt::Path(PathMatch::Prefix(s("/a")))])),
+                ServerStmt::Route(route(
+                    "a",
+                    vec![RouteStmt::Path(PathMatch::Prefix(s("/a")))],
+                )),
                 ServerStmt::Route(route("b", vec![])),
             ],
         ),
         server("trial", 81, vec![ServerStmt::Default(sp(Default::Audit))]),
         rule(Effect::Allow, "to-a", &["web.a"], vec![Principal::Any]),
-        rule(Effect::Allow, "ns", &["web.b"], vec![Principal::Namespace(vec![s("shop")])]),
-        rule(Effect::Deny, "deny-bad", &["web", "trial"], vec![Principal::Identity(vec![s("spiffe://td/bad")])]),
-        rule(Effect::Deny, "deny-bad-2", &["web"], vec![Principal::Identity(vec![s("*")])]),
+        rule(
+            Effect::Allow,
+            "ns",
+            &["web.b"],
+            vec![Principal::Namespace(vec![s("shop")])],
+        ),
+        rule(
+            Effect::Deny,
+            "deny-bad",
+            &["web", "trial"],
+            vec![Principal::Identity(vec![s("spiffe://td/bad")])],
+        ),
+        rule(
+            Effect::Deny,
+            "deny-bad-2",
+            &["web"],
+            vec![Principal::Identity(vec![s("*")])],
+        ),
     ]);
     let d = eval(&p, &http(80, "GET", "/a/x"));
-    assert_eq!((d.allow, d.rule.as_deref(), d.route.as_deref()), (true, Some("to-a"), Some("a")));
+    assert_eq!(
+        (d.allow, d.rule.as_deref(), d.route.as_deref()),
+        (true, Some("to-a"), Some("a"))
+    );
     let d = eval(&p, &http(80, "GET", "/b"));
-    assert_eq!((d.allow, d.reason, d.route.as_deref()), (false, "default", Some("b")));
-    let d = eval(&p, &with_identity(http(80, "GET", "/b"), "spiffe://td/ns/shop/sa/x"));
-    assert_eq!(summary(&d), (false, "rule", Some("deny-bad-2"), false, Some(403), None));
+    assert_eq!(
+        (d.allow, d.reason, d.route.as_deref()),
+        (false, "default", Some("b"))
+    );
+    let d = eval(
+        &p,
+        &with_identity(http(80, "GET", "/b"), "spiffe://td/ns/shop/sa/x"),
+    );
+    assert_eq!(
+        summary(&d),
+        (false, "rule", Some("deny-bad-2"), false, Some(403), None)
+    );
     let d = eval(&p, &with_identity(http(80, "GET", "/a"), "spiffe://td/bad"));
     assert_eq!(d.rule.as_deref(), Some("deny-bad"));
     let d = eval(&p, &with_identity(http(81, "GET", "/"), "spiffe://td/bad"));
-    assert_eq!(summary(&d), (true, "rule", Some("deny-bad"), true, None, None));
+    assert_eq!(
+        summary(&d),
+        (true, "rule", Some("deny-bad"), true, None, None)
+    );
     let d = eval(&p, &with_identity(http(81, "GET", "/"), "spiffe://td/good"));
     assert_eq!(summary(&d), (true, "default", None, true, None, None));
 }
 
 fn service(name: &str, stmts: Vec<ServiceStmt>) -> Item {
-    Item::Service(Service { span: Span::default(), name: s(name), stmts: stmts.into_iter().map(sp).collect() })
+    Item::Service(Service {
+        span: Span::default(),
+        name: s(name),
+        stmts: stmts.into_iter().map(sp).collect(),
+    })
 }
 
 fn to(list: &[(&str, Option<u64>)]) -> RouteStmt {
-    RouteStmt::To(list.iter().map(|(n, w)| WeightedName { name: s(n), weight: w.map(sp) }).collect())
+    RouteStmt::To(
+        list.iter()
+            .map(|(n, w)| WeightedName {
+                name: s(n),
+                weight: w.map(sp),
+            })
+            .collect(),
+    )
 }
 
 fn out_http(authority: &str, method: &str, path: &str) -> Request {
@@ -226,11 +364,18 @@ fn out_http(authority: &str, method: &str, path: &str) -> Request {
 }
 
 fn tunnel(authority: &str) -> Request {
-    Request { authority: Some(authority.to_string()), ..Request::outbound() }
+    Request {
+        authority: Some(authority.to_string()),
+        ..Request::outbound()
+    }
 }
 
 fn tcp(ip: &str, port: u16) -> Request {
-    Request { ip: Some(ip.parse::<IpAddr>().unwrap()), port: Some(port), ..Request::outbound() }
+    Request {
+        ip: Some(ip.parse::<IpAddr>().unwrap()),
+        port: Some(port),
+        ..Request::outbound()
+    }
 }
 
 fn egress_rule(effect: Effect, name: &str, stmts: Vec<DestStmt>) -> Spanned<EgressStmt> {
@@ -255,10 +400,26 @@ fn outbound_shapes() {
     assert!(evaluate(&p, &tunnel("::1")).is_err());
     assert!(evaluate(&p, &tunnel("a:0")).is_err());
     assert!(evaluate(&p, &out_http("", "GET", "/")).is_err());
-    assert_eq!(summary(&eval(&p, &tcp("10.0.0.1", 80))), (true, "default", None, false, None, None));
-    assert_eq!(summary(&eval(&p, &tunnel("x:443"))), (true, "default", None, false, None, None));
-    let d = eval(&p, &with_header(out_http("x", "GET", "/%zz"), "content-type", "application/grpc"));
-    assert_eq!(summary(&d), (false, "bad-path", None, false, Some(400), Some(13)));
+    assert_eq!(
+        summary(&eval(&p, &tcp("10.0.0.1", 80))),
+        (true, "default", None, false, None, None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tunnel("x:443"))),
+        (true, "default", None, false, None, None)
+    );
+    let d = eval(
+        &p,
+        &with_header(
+            out_http("x", "GET", "/%zz"),
+            "content-type",
+            "application/grpc",
+        ),
+    );
+    assert_eq!(
+        summary(&d),
+        (false, "bad-path", None, false, Some(400), Some(13))
+    );
 }
 
 #[test]
@@ -271,30 +432,74 @@ fn services() {
                 ServiceStmt::Timeout(sp(2000)),
                 ServiceStmt::Route(route(
                     "get",
-                    vec![RouteStmt::Method(vec![s("GET")]), to(&[("a", Some(0)), ("b", None)]), RouteStmt::Timeout(sp(5))],
+                    vec![
+                        RouteStmt::Method(vec![s("GET")]),
+                        to(&[("a", Some(0)), ("b", None)]),
+                        RouteStmt::Timeout(sp(5)),
+                    ],
                 )),
-                ServiceStmt::Route(route("post", vec![RouteStmt::Method(vec![s("POST")]), to(&[("a", Some(3))])])),
+                ServiceStmt::Route(route(
+                    "post",
+                    vec![RouteStmt::Method(vec![s("POST")]), to(&[("a", Some(3))])],
+                )),
             ],
         ),
-        Item::Egress(Egress { span: Span::default(), stmts: vec![] }),
+        Item::Egress(Egress {
+            span: Span::default(),
+            stmts: vec![],
+        }),
     ]);
     let d = eval(&p, &out_http("pay.prod.:8080", "GET", "/x"));
-    assert_eq!((d.allow, d.reason, d.service.as_deref(), d.route.as_deref()), (true, "service", Some("pay"), Some("get")));
+    assert_eq!(
+        (d.allow, d.reason, d.service.as_deref(), d.route.as_deref()),
+        (true, "service", Some("pay"), Some("get"))
+    );
     assert_eq!(d.backends, vec![("a".to_string(), 0), ("b".to_string(), 1)]);
     assert_eq!(d.timeout_ms, Some(5));
     let d = eval(&p, &out_http("pay.prod:8080", "POST", "/x"));
-    assert_eq!((d.backends.clone(), d.timeout_ms), (vec![("a".to_string(), 3)], Some(2000)));
-    let d = eval(&p, &with_header(out_http("[::1]:80", "PUT", "/"), "content-type", "application/grpc"));
-    assert_eq!(summary(&d), (false, "no-route", None, false, Some(404), Some(12)));
+    assert_eq!(
+        (d.backends.clone(), d.timeout_ms),
+        (vec![("a".to_string(), 3)], Some(2000))
+    );
+    let d = eval(
+        &p,
+        &with_header(
+            out_http("[::1]:80", "PUT", "/"),
+            "content-type",
+            "application/grpc",
+        ),
+    );
+    assert_eq!(
+        summary(&d),
+        (false, "no-route", None, false, Some(404), Some(12))
+    );
     assert_eq!(d.service.as_deref(), Some("pay"));
-    assert_eq!(eval(&p, &out_http("10.0.0.9", "GET", "/")).service.as_deref(), Some("pay"));
+    assert_eq!(
+        eval(&p, &out_http("10.0.0.9", "GET", "/"))
+            .service
+            .as_deref(),
+        Some("pay")
+    );
     // Tunnels never match services; the empty egress block denies.
     let d = eval(&p, &tunnel("pay.prod:8080"));
-    assert_eq!(summary(&d), (false, "default", None, false, Some(403), None));
+    assert_eq!(
+        summary(&d),
+        (false, "default", None, false, Some(403), None)
+    );
     assert_eq!(d.service, None);
     // Another port is not the service.
-    let d = eval(&p, &with_header(out_http("pay.prod:8081", "GET", "/"), "content-type", "application/grpc"));
-    assert_eq!(summary(&d), (false, "default", None, false, Some(403), Some(7)));
+    let d = eval(
+        &p,
+        &with_header(
+            out_http("pay.prod:8081", "GET", "/"),
+            "content-type",
+            "application/grpc",
+        ),
+    );
+    assert_eq!(
+        summary(&d),
+        (false, "default", None, false, Some(403), Some(7))
+    );
 }
 
 #[test]
@@ -302,27 +507,68 @@ fn egress_rules() {
     let p = policy(vec![Item::Egress(Egress {
         span: Span::default(),
         stmts: vec![
-            egress_rule(Effect::Allow, "web", vec![DestStmt::Port(ports(&[(80, 80), (443, 443)]))]),
-            egress_rule(Effect::Allow, "star", vec![DestStmt::Host(vec![s("*")]), DestStmt::Port(ports(&[(22, 22)]))]),
+            egress_rule(
+                Effect::Allow,
+                "web",
+                vec![DestStmt::Port(ports(&[(80, 80), (443, 443)]))],
+            ),
+            egress_rule(
+                Effect::Allow,
+                "star",
+                vec![
+                    DestStmt::Host(vec![s("*")]),
+                    DestStmt::Port(ports(&[(22, 22)])),
+                ],
+            ),
             egress_rule(
                 Effect::Deny,
                 "lan",
-                vec![DestStmt::Network(nets(&["10.0.0.0/8"], &["10.1.0.0/16"])), DestStmt::Host(vec![s("*.LAN.")])],
+                vec![
+                    DestStmt::Network(nets(&["10.0.0.0/8"], &["10.1.0.0/16"])),
+                    DestStmt::Host(vec![s("*.LAN.")]),
+                ],
             ),
             sp(EgressStmt::Default(sp(Effect::Deny))),
         ],
     })]);
-    assert_eq!(summary(&eval(&p, &tcp("8.8.8.8", 443))), (true, "rule", Some("web"), false, None, None));
-    assert_eq!(summary(&eval(&p, &tcp("8.8.8.8", 444))), (false, "default", None, false, None, None));
-    assert_eq!(summary(&eval(&p, &tcp("10.2.0.1", 443))), (false, "rule", Some("lan"), false, None, None));
-    assert_eq!(summary(&eval(&p, &tcp("10.1.0.1", 443))), (true, "rule", Some("web"), false, None, None));
+    assert_eq!(
+        summary(&eval(&p, &tcp("8.8.8.8", 443))),
+        (true, "rule", Some("web"), false, None, None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tcp("8.8.8.8", 444))),
+        (false, "default", None, false, None, None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tcp("10.2.0.1", 443))),
+        (false, "rule", Some("lan"), false, None, None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tcp("10.1.0.1", 443))),
+        (true, "rule", Some("web"), false, None, None)
+    );
     // Without a host, `*` matches nothing.
-    assert_eq!(summary(&eval(&p, &tcp("8.8.8.8", 22))), (false, "default", None, false, None, None));
-    assert_eq!(summary(&eval(&p, &tunnel("x:22"))), (true, "rule", Some("star"), false, None, None));
-    assert_eq!(summary(&eval(&p, &tunnel("a.b.lan"))), (false, "rule", Some("lan"), false, Some(403), None));
-    assert_eq!(summary(&eval(&p, &tunnel("lan"))), (true, "rule", Some("web"), false, None, None));
+    assert_eq!(
+        summary(&eval(&p, &tcp("8.8.8.8", 22))),
+        (false, "default", None, false, None, None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tunnel("x:22"))),
+        (true, "rule", Some("star"), false, None, None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tunnel("a.b.lan"))),
+        (false, "rule", Some("lan"), false, Some(403), None)
+    );
+    assert_eq!(
+        summary(&eval(&p, &tunnel("lan"))),
+        (true, "rule", Some("web"), false, None, None)
+    );
     // An IP-literal authority gives the IP; an explicit ip wins.
-    assert_eq!(summary(&eval(&p, &tunnel("10.2.3.4:443"))), (false, "rule", Some("lan"), false, Some(403), None));
+    assert_eq!(
+        summary(&eval(&p, &tunnel("10.2.3.4:443"))),
+        (false, "rule", Some("lan"), false, Some(403), None)
+    );
     let mut r = tunnel("10.2.3.4:443");
     r.ip = Some("8.8.8.8".parse().unwrap());
     assert_eq!(eval(&p, &r).rule.as_deref(), Some("web"));
@@ -348,7 +594,13 @@ fn busy_policy() -> Policy {
                         RouteStmt::Query(s("q"), ValueMatch::Exact(s("1"))),
                     ],
                 )),
-                ServerStmt::Route(route("g", vec![RouteStmt::Grpc(s("a.B/*")), RouteStmt::Method(vec![s("POST")])])),
+                ServerStmt::Route(route(
+                    "g",
+                    vec![
+                        RouteStmt::Grpc(s("a.B/*")),
+                        RouteStmt::Method(vec![s("POST")]),
+                    ],
+                )),
             ],
         ),
         server("db", 81, vec![ServerStmt::Protocol(sp(Protocol::Tcp))]),
@@ -356,21 +608,43 @@ fn busy_policy() -> Policy {
             Effect::Deny,
             "d",
             &["web.r", "db"],
-            vec![Principal::Network(nets(&["10.0.0.0/8", "::/0"], &["10.1.0.0/16"])), Principal::Authenticated],
+            vec![
+                Principal::Network(nets(&["10.0.0.0/8", "::/0"], &["10.1.0.0/16"])),
+                Principal::Authenticated,
+            ],
         ),
-        rule(Effect::Allow, "a", &["web"], vec![Principal::Identity(vec![s("spiffe://td/**"), s("*")])]),
+        rule(
+            Effect::Allow,
+            "a",
+            &["web"],
+            vec![Principal::Identity(vec![s("spiffe://td/**"), s("*")])],
+        ),
         service(
             "svc",
             vec![
                 ServiceStmt::Authority(vec![s("svc"), s("[::1]:8080")]),
-                ServiceStmt::Route(route("m", vec![RouteStmt::Method(vec![s("GET")]), to(&[("b", Some(5))])])),
+                ServiceStmt::Route(route(
+                    "m",
+                    vec![RouteStmt::Method(vec![s("GET")]), to(&[("b", Some(5))])],
+                )),
             ],
         ),
         Item::Egress(Egress {
             span: Span::default(),
             stmts: vec![
-                egress_rule(Effect::Allow, "h", vec![DestStmt::Host(vec![s("*.x.y"), s("*")])]),
-                egress_rule(Effect::Deny, "n", vec![DestStmt::Network(nets(&["10.0.0.0/8"], &[])), DestStmt::Port(ports(&[(1, 100)]))]),
+                egress_rule(
+                    Effect::Allow,
+                    "h",
+                    vec![DestStmt::Host(vec![s("*.x.y"), s("*")])],
+                ),
+                egress_rule(
+                    Effect::Deny,
+                    "n",
+                    vec![
+                        DestStmt::Network(nets(&["10.0.0.0/8"], &[])),
+                        DestStmt::Port(ports(&[(1, 100)])),
+                    ],
+                ),
             ],
         }),
     ])
@@ -423,13 +697,20 @@ fn request_error_kinds() {
     use crate::{evaluate_request, ErrorKind};
     let p = parsed("server web { port 80 }");
     let kind = |r: &Request| evaluate_request(&p, r).err().map(|e| e.kind);
-    assert_eq!(kind(&Request::inbound(80)), Some(ErrorKind::ConnectionToHttpServer));
+    assert_eq!(
+        kind(&Request::inbound(80)),
+        Some(ErrorKind::ConnectionToHttpServer)
+    );
     assert_eq!(kind(&Request::inbound(81)), None);
     assert_eq!(kind(&Request::outbound()), Some(ErrorKind::Incomplete));
     assert_eq!(kind(&tunnel("a b")), Some(ErrorKind::BadAuthority));
     let mut r = tunnel("a b");
     r.method = Some("GET".into());
-    assert_eq!(kind(&r), Some(ErrorKind::Incomplete), "the shape is checked before the authority");
+    assert_eq!(
+        kind(&r),
+        Some(ErrorKind::Incomplete),
+        "the shape is checked before the authority"
+    );
 }
 
 #[test]
@@ -447,13 +728,22 @@ fn service_settings_fill_in_the_spec_defaults() {
         }"#,
     );
     let s = service_settings(&p, "s").expect("the service");
-    let defaults =
-        Retry { attempts: 1, on: vec![RetryOn::GatewayError, RetryOn::Reset], per_try_timeout_ms: None, budget_percent: 20 };
+    let defaults = Retry {
+        attempts: 1,
+        on: vec![RetryOn::GatewayError, RetryOn::Reset],
+        per_try_timeout_ms: None,
+        budget_percent: 20,
+    };
     assert_eq!(s.timeout_ms, Some(2000));
     assert_eq!(s.retry, Some(defaults.clone()));
     assert_eq!(
         s.breaker,
-        Some(Breaker { consecutive_failures: 7, backoff_min_ms: 1000, backoff_max_ms: 60_000, jitter_percent: 10 })
+        Some(Breaker {
+            consecutive_failures: 7,
+            backoff_min_ms: 1000,
+            backoff_max_ms: 60_000,
+            jitter_percent: 10
+        })
     );
     assert_eq!(
         s.backends[0],
@@ -470,20 +760,37 @@ fn service_settings_fill_in_the_spec_defaults() {
             max_in_flight: Some(4),
         }
     );
-    assert_eq!(s.backends[1].identity.as_deref(), Some("spiffe://td/ns/x/sa/b"));
+    assert_eq!(
+        s.backends[1].identity.as_deref(),
+        Some("spiffe://td/ns/x/sa/b")
+    );
     assert_eq!(s.backends[1].cluster.as_deref(), Some("east"));
     assert_eq!(
         s.routes[0].retry,
         Some(Retry {
             attempts: 3,
-            on: vec![RetryOn::ServerError, RetryOn::Status(429), RetryOn::Grpc(14), RetryOn::Grpc(1)],
+            on: vec![
+                RetryOn::ServerError,
+                RetryOn::Status(429),
+                RetryOn::Grpc(14),
+                RetryOn::Grpc(1)
+            ],
             per_try_timeout_ms: Some(250),
             budget_percent: 5,
         })
     );
-    assert_eq!((s.routes[1].name.as_str(), s.routes[1].retry.as_ref()), ("inherits", Some(&defaults)));
+    assert_eq!(
+        (s.routes[1].name.as_str(), s.routes[1].retry.as_ref()),
+        ("inherits", Some(&defaults))
+    );
     assert!(service_settings(&p, "t").is_none());
-    let bare = service_settings(&parsed(r#"service s { authority "s"  backend a { }  route r { to a } }"#), "s");
+    let bare = service_settings(
+        &parsed(r#"service s { authority "s"  backend a { }  route r { to a } }"#),
+        "s",
+    );
     let bare = bare.expect("the service");
-    assert_eq!((bare.retry, bare.breaker, bare.routes[0].retry.clone()), (None, None, None));
+    assert_eq!(
+        (bare.retry, bare.breaker, bare.routes[0].retry.clone()),
+        (None, None, None)
+    );
 }

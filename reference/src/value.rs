@@ -86,8 +86,14 @@ mod tests {
         assert!(!value_matches(&ValueMatch::Exact(s("")), None));
         assert!(value_matches(&ValueMatch::Present, Some(b"")));
         assert!(!value_matches(&ValueMatch::Present, None));
-        assert!(value_matches(&ValueMatch::Regex(s("v[0-9]+")), Some(b"v12")));
-        assert!(!value_matches(&ValueMatch::Regex(s("v[0-9]+")), Some(b"v12-beta")));
+        assert!(value_matches(
+            &ValueMatch::Regex(s("v[0-9]+")),
+            Some(b"v12")
+        ));
+        assert!(!value_matches(
+            &ValueMatch::Regex(s("v[0-9]+")),
+            Some(b"v12-beta")
+        ));
         assert!(!value_matches(&ValueMatch::Regex(s("a|b")), Some(b"ab")));
         assert!(!value_matches(&ValueMatch::Regex(s(".*")), None));
     }

@@ -36,7 +36,10 @@ fn decision_json(d: &Decision) -> Value {
         backends: (d.reason == "service").then(|| {
             d.backends
                 .iter()
-                .map(|(name, weight)| wire::Backend { name: name.as_str(), weight: *weight })
+                .map(|(name, weight)| wire::Backend {
+                    name: name.as_str(),
+                    weight: *weight,
+                })
                 .collect()
         }),
         timeout_ms: d.timeout_ms,
@@ -84,7 +87,11 @@ fn request(v: &Value) -> Result<Request, String> {
 
 /// Checks one case; the list of mismatches.
 fn check_case(policy: &sluice_lang::Policy, case: &Value) -> Vec<String> {
-    let req = match case.get("request").ok_or("no request".to_string()).and_then(request) {
+    let req = match case
+        .get("request")
+        .ok_or("no request".to_string())
+        .and_then(request)
+    {
         Ok(r) => r,
         Err(e) => return vec![e],
     };
@@ -107,7 +114,10 @@ fn check_case(policy: &sluice_lang::Policy, case: &Value) -> Vec<String> {
             (want, Some(got)) => want == got,
         };
         if !ok {
-            problems.push(format!("`{key}`: expected {want}, got {}", got.unwrap_or(&Value::Null)));
+            problems.push(format!(
+                "`{key}`: expected {want}, got {}",
+                got.unwrap_or(&Value::Null)
+            ));
         }
     }
     problems
@@ -126,18 +136,31 @@ fn run_decisions(dir: &Path) -> usize {
     let mut failures = Vec::new();
     let mut cases = 0;
     for file in &files {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = std::fs::read_to_string(file).expect("read conformance file");
-        let doc: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: bad TOML: {e}"));
+        let doc: toml::Value =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: bad TOML: {e}"));
         let doc = serde_json::to_value(doc).expect("TOML to JSON");
         let Some(Value::Array(case_list)) = doc.get("case") else {
-            assert!(doc.get("diagnostic").is_some(), "{name}: neither cases nor diagnostics");
+            assert!(
+                doc.get("diagnostic").is_some(),
+                "{name}: neither cases nor diagnostics"
+            );
             continue;
         };
-        let source = doc.get("policy").and_then(Value::as_str).unwrap_or_else(|| panic!("{name}: no policy"));
+        let source = doc
+            .get("policy")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{name}: no policy"));
         let (policy, diagnostics) = sluice_lang::parse::parse_str(&name, source);
         let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
-        assert!(errors.is_empty(), "{name}: the policy does not parse: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{name}: the policy does not parse: {errors:?}"
+        );
         for case in case_list {
             cases += 1;
             let case_name = case.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -147,7 +170,12 @@ fn run_decisions(dir: &Path) -> usize {
         }
     }
     assert!(cases > 0, "no decision cases found in {}", dir.display());
-    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     cases
 }
 
@@ -182,7 +210,11 @@ fn harness_reports_mismatches() {
         "request": { "direction": "inbound", "port": 80, "method": "GET", "path": "/", "peer": {} },
         "expect": {}
     });
-    assert_eq!(check_case(&policy, &case).len(), 1, "an empty expect table checks nothing");
+    assert_eq!(
+        check_case(&policy, &case).len(),
+        1,
+        "an empty expect table checks nothing"
+    );
 }
 
 proptest::proptest! {

@@ -10,7 +10,11 @@ fn policy(text: &str) -> sluice_lang::Policy {
 }
 
 fn http(port: u16, method: &str, path: &str) -> Request {
-    Request { method: Some(method.into()), path: Some(path.into()), ..Request::inbound(port) }
+    Request {
+        method: Some(method.into()),
+        path: Some(path.into()),
+        ..Request::inbound(port)
+    }
 }
 
 fn out(authority: &str, method: &str, path: &str) -> Request {
@@ -37,7 +41,14 @@ fn route(p: &sluice_lang::Policy, r: &Request) -> Option<String> {
 }
 
 fn short(d: &Decision) -> (bool, &str, Option<&str>, bool, Option<u16>, Option<u8>) {
-    (d.allow, d.reason, d.rule.as_deref(), d.audit, d.http_status, d.grpc_status)
+    (
+        d.allow,
+        d.reason,
+        d.rule.as_deref(),
+        d.audit,
+        d.http_status,
+        d.grpc_status,
+    )
 }
 
 #[test]
@@ -54,7 +65,10 @@ fn catch_all_prefix_ranks_as_none() {
     // Among routes without a path condition, method/header/query count.
     let r = header(http(80, "GET", "/zzz?q"), "x", "1");
     assert_eq!(route(&p, &r).as_deref(), Some("all"));
-    assert_eq!(route(&p, &http(80, "GET", "/zzz")).as_deref(), Some("plain"));
+    assert_eq!(
+        route(&p, &http(80, "GET", "/zzz")).as_deref(),
+        Some("plain")
+    );
 }
 
 #[test]
@@ -67,11 +81,26 @@ fn queries_keep_plus_and_malformed_escapes() {
              route none  { }
            }"#,
     );
-    assert_eq!(route(&p, &http(80, "GET", "/?a=1+2")).as_deref(), Some("plus"));
-    assert_eq!(route(&p, &http(80, "GET", "/?a=1%202")).as_deref(), Some("none"));
-    assert_eq!(route(&p, &http(80, "GET", "/?b=%zz")).as_deref(), Some("bad"));
-    assert_eq!(route(&p, &http(80, "GET", "/?k%20y")).as_deref(), Some("key"));
-    assert_eq!(route(&p, &http(80, "GET", "/?x=1#&a=1+2")).as_deref(), Some("none"));
+    assert_eq!(
+        route(&p, &http(80, "GET", "/?a=1+2")).as_deref(),
+        Some("plus")
+    );
+    assert_eq!(
+        route(&p, &http(80, "GET", "/?a=1%202")).as_deref(),
+        Some("none")
+    );
+    assert_eq!(
+        route(&p, &http(80, "GET", "/?b=%zz")).as_deref(),
+        Some("bad")
+    );
+    assert_eq!(
+        route(&p, &http(80, "GET", "/?k%20y")).as_deref(),
+        Some("key")
+    );
+    assert_eq!(
+        route(&p, &http(80, "GET", "/?x=1#&a=1+2")).as_deref(),
+        Some("none")
+    );
 }
 
 #[test]
@@ -87,24 +116,56 @@ fn identities() {
     );
     // An identity that is no SPIFFE ID matches only "*" and `authenticated`.
     for port in [80, 81] {
-        assert!(evaluate(&p, &identity(http(port, "GET", "/"), "not a spiffe id")).unwrap().allow);
+        assert!(
+            evaluate(&p, &identity(http(port, "GET", "/"), "not a spiffe id"))
+                .unwrap()
+                .allow
+        );
     }
-    for bad in ["spiffe://td/a/", "spiffe://TD/a", "spiffe://td/b/.", "spiffe://td:1/a"] {
-        assert!(!evaluate(&p, &identity(http(82, "GET", "/"), bad)).unwrap().allow, "{bad}");
+    for bad in [
+        "spiffe://td/a/",
+        "spiffe://TD/a",
+        "spiffe://td/b/.",
+        "spiffe://td:1/a",
+    ] {
+        assert!(
+            !evaluate(&p, &identity(http(82, "GET", "/"), bad))
+                .unwrap()
+                .allow,
+            "{bad}"
+        );
     }
-    assert!(evaluate(&p, &identity(http(82, "GET", "/"), "spiffe://td/b/x")).unwrap().allow);
+    assert!(
+        evaluate(&p, &identity(http(82, "GET", "/"), "spiffe://td/b/x"))
+            .unwrap()
+            .allow
+    );
 }
 
 #[test]
 fn audit_mesh_default_and_grpc_answers() {
-    let p = policy(r#"mesh { default audit } server g { port 50051 protocol grpc route m { grpc "a.B/M" } }"#);
-    assert_eq!(short(&evaluate(&p, &http(1, "GET", "/")).unwrap()), (true, "default", None, true, None, None));
+    let p = policy(
+        r#"mesh { default audit } server g { port 50051 protocol grpc route m { grpc "a.B/M" } }"#,
+    );
+    assert_eq!(
+        short(&evaluate(&p, &http(1, "GET", "/")).unwrap()),
+        (true, "default", None, true, None, None)
+    );
     let d = evaluate(&p, &http(50051, "POST", "/a.B/M")).unwrap();
-    assert_eq!(short(&d), (false, "default", None, false, Some(403), Some(7)));
+    assert_eq!(
+        short(&d),
+        (false, "default", None, false, Some(403), Some(7))
+    );
     let d = evaluate(&p, &http(50051, "POST", "/a.B/N")).unwrap();
-    assert_eq!(short(&d), (false, "no-route", None, false, Some(404), Some(12)));
+    assert_eq!(
+        short(&d),
+        (false, "no-route", None, false, Some(404), Some(12))
+    );
     let d = evaluate(&p, &http(50051, "POST", "/a.B/%2F")).unwrap();
-    assert_eq!(short(&d), (false, "bad-path", None, false, Some(400), Some(13)));
+    assert_eq!(
+        short(&d),
+        (false, "bad-path", None, false, Some(400), Some(13))
+    );
     assert!(evaluate(&p, &Request::inbound(50051)).is_err());
 }
 
@@ -121,19 +182,55 @@ fn outbound_corners() {
     let d = evaluate(&p, &out("S.NS.:8080", "GET", "/x/../y")).unwrap();
     assert_eq!(d.backends, vec![("a".to_string(), 0), ("a".to_string(), 1)]);
     assert_eq!(d.timeout_ms, None);
-    let d = evaluate(&p, &header(out("[::1]:9000", "POST", "/"), "content-type", "APPLICATION/GRPC")).unwrap();
-    assert_eq!(short(&d), (false, "no-route", None, false, Some(404), Some(12)));
+    let d = evaluate(
+        &p,
+        &header(
+            out("[::1]:9000", "POST", "/"),
+            "content-type",
+            "APPLICATION/GRPC",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        short(&d),
+        (false, "no-route", None, false, Some(404), Some(12))
+    );
     // Bad paths come before services.
     let d = evaluate(&p, &out("s.ns:8080", "GET", "x")).unwrap();
-    assert_eq!((d.reason, d.service.clone(), d.http_status), ("bad-path", None, Some(400)));
+    assert_eq!(
+        (d.reason, d.service.clone(), d.http_status),
+        ("bad-path", None, Some(400))
+    );
     // Host or network, on the rule's ports.
-    let tunnel = |a: &str| Request { authority: Some(a.into()), ..Request::outbound() };
-    assert_eq!(evaluate(&p, &tunnel("x.y:443")).unwrap().rule.as_deref(), Some("both"));
-    assert_eq!(evaluate(&p, &tunnel("10.1.1.1:443")).unwrap().rule.as_deref(), Some("both"));
+    let tunnel = |a: &str| Request {
+        authority: Some(a.into()),
+        ..Request::outbound()
+    };
+    assert_eq!(
+        evaluate(&p, &tunnel("x.y:443")).unwrap().rule.as_deref(),
+        Some("both")
+    );
+    assert_eq!(
+        evaluate(&p, &tunnel("10.1.1.1:443"))
+            .unwrap()
+            .rule
+            .as_deref(),
+        Some("both")
+    );
     assert_eq!(evaluate(&p, &tunnel("x.y:80")).unwrap().rule, None);
     let d = evaluate(&p, &tunnel("anything:22")).unwrap();
-    assert_eq!(short(&d), (false, "rule", Some("any"), false, Some(403), None));
-    let tcp = Request { ip: Some("1.2.3.4".parse().unwrap()), port: Some(22), ..Request::outbound() };
-    assert_eq!(short(&evaluate(&p, &tcp).unwrap()), (false, "rule", Some("any"), false, None, None));
+    assert_eq!(
+        short(&d),
+        (false, "rule", Some("any"), false, Some(403), None)
+    );
+    let tcp = Request {
+        ip: Some("1.2.3.4".parse().unwrap()),
+        port: Some(22),
+        ..Request::outbound()
+    };
+    assert_eq!(
+        short(&evaluate(&p, &tcp).unwrap()),
+        (false, "rule", Some("any"), false, None, None)
+    );
     assert!(evaluate(&p, &tunnel("bad host")).is_err());
 }

@@ -51,7 +51,10 @@ mod tests {
     fn carried_ipv4() {
         let v4 = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
         assert_eq!(embedded_ipv4(v6("::ffff:10.1.2.3")), v4("10.1.2.3"));
-        assert_eq!(embedded_ipv4(v6("64:ff9b::a9fe:a9fe")), v4("169.254.169.254"));
+        assert_eq!(
+            embedded_ipv4(v6("64:ff9b::a9fe:a9fe")),
+            v4("169.254.169.254")
+        );
         assert_eq!(embedded_ipv4(v6("::10.0.0.1")), v4("10.0.0.1"));
         assert_eq!(embedded_ipv4(v6("::2")), v4("0.0.0.2"));
         assert_eq!(embedded_ipv4(v6("::")), None);

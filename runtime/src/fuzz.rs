@@ -86,6 +86,10 @@ pub fn normalize_against(
         String::from_utf8_lossy(data)
     );
     if std::str::from_utf8(data).is_ok() {
-        assert_eq!(query, their_query.as_ref().map(String::as_bytes), "the query");
+        assert_eq!(
+            query,
+            their_query.as_ref().map(String::as_bytes),
+            "the query"
+        );
     }
 }

@@ -596,7 +596,11 @@ mod tests {
             "//..;/x",
             "/a/..;/../b",
         ] {
-            assert_eq!(norm(dot_parameter), Err(BadPath::DotSegmentParameter), "{dot_parameter}");
+            assert_eq!(
+                norm(dot_parameter),
+                Err(BadPath::DotSegmentParameter),
+                "{dot_parameter}"
+            );
         }
         assert_eq!(norm("/a;/..").unwrap(), "/");
         assert_eq!(norm("/a/...;x/b;c").unwrap(), "/a/...;x/b;c");
@@ -744,9 +748,9 @@ mod tests {
     #[test]
     fn agrees_with_the_references_on_generated_pieces() {
         const PIECES: [&str; 30] = [
-            "/", "/", "/", ".", "..", "%2e", "%2E", ";", ";x", "a", "bb", "ccc", "dddddddd", "%41", "%7e",
-            "%7E", "%3a", "%2f", "%20", "%", "%4", "%zz", "\\", " ", "\u{80}", "\x7f", "\x01", "?",
-            "#", "-_~",
+            "/", "/", "/", ".", "..", "%2e", "%2E", ";", ";x", "a", "bb", "ccc", "dddddddd", "%41",
+            "%7e", "%7E", "%3a", "%2f", "%20", "%", "%4", "%zz", "\\", " ", "\u{80}", "\x7f",
+            "\x01", "?", "#", "-_~",
         ];
         let mut rng = Rng::new(0xDEAD_BEEF_1234_5678);
         let (mut target, mut out, mut expected) = (Vec::new(), Vec::new(), Vec::new());

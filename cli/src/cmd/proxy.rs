@@ -31,7 +31,10 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
                 builder.worker_threads(n);
             }
             _ => {
-                writeln!(io.err, "error: `SLUICE_WORKERS` must be a positive number, not `{value}`")?;
+                writeln!(
+                    io.err,
+                    "error: `SLUICE_WORKERS` must be a positive number, not `{value}`"
+                )?;
                 return Ok(EXIT_IO);
             }
         }
@@ -44,8 +47,13 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
         }
     };
     let result = runtime.block_on(async move {
-        let proxy = Proxy::start(config, loader).await.map_err(|e| e.to_string())?;
-        proxy.run_until_signal().await.map_err(|e| format!("cannot handle signals: {e}"))
+        let proxy = Proxy::start(config, loader)
+            .await
+            .map_err(|e| e.to_string())?;
+        proxy
+            .run_until_signal()
+            .await
+            .map_err(|e| format!("cannot handle signals: {e}"))
     });
     match result {
         Ok(()) => Ok(EXIT_OK),

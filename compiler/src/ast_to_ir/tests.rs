@@ -952,8 +952,7 @@ fn every_error_is_reported_across_files() {
 /// has.
 #[test]
 fn lint_conformance_errors() {
-    let Some(dir) = sluice_testkit::shared_dir("conformance/lint", "the shared lint cases")
-    else {
+    let Some(dir) = sluice_testkit::shared_dir("conformance/lint", "the shared lint cases") else {
         return;
     };
     let entries = std::fs::read_dir(&dir).unwrap();

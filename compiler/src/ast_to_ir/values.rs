@@ -558,7 +558,14 @@ mod tests {
         for bad in ["64:ff9b::a9fe:a9fe", "::10.0.0.1", "::/96", "::ffff:0:0/96"] {
             assert!(network(bad).is_err(), "{bad}");
         }
-        for good in ["::/128", "::1", "::/0", "::/95", "64:ff9b::/95", "2001:db8::/32"] {
+        for good in [
+            "::/128",
+            "::1",
+            "::/0",
+            "::/95",
+            "64:ff9b::/95",
+            "2001:db8::/32",
+        ] {
             assert!(network(good).is_ok(), "{good}");
         }
     }

@@ -13,9 +13,9 @@ pub mod workload_api;
 mod tests;
 
 pub use client::{client_config, server_name};
-pub use svid::{verify_svid, Credentials, IdentityError, TrustBundles, Usage};
 /// The certificate, key and time types of this module's signatures.
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+pub use svid::{verify_svid, Credentials, IdentityError, TrustBundles, Usage};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;

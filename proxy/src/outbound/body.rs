@@ -86,7 +86,10 @@ impl ReplayBody {
     /// bytes) without waiting for more: a complete small body becomes
     /// replayable, and a body still streaming (a gRPC stream, a slow upload)
     /// is not held back. Waits at most `FIRST_FRAME_WAIT` for the first frame.
-    pub async fn buffer_ready(mut body: Incoming, limit: usize) -> Result<ReplayBody, hyper::Error> {
+    pub async fn buffer_ready(
+        mut body: Incoming,
+        limit: usize,
+    ) -> Result<ReplayBody, hyper::Error> {
         let mut frames = VecDeque::new();
         let mut size = 0usize;
         let mut first = true;
@@ -94,14 +97,16 @@ impl ReplayBody {
             if body.is_end_stream() {
                 return Ok(ReplayBody::held(frames, true));
             }
-            let wait = if first { FIRST_FRAME_WAIT } else { std::time::Duration::ZERO };
+            let wait = if first {
+                FIRST_FRAME_WAIT
+            } else {
+                std::time::Duration::ZERO
+            };
             first = false;
             let next = {
                 match tokio::time::timeout(wait, body.frame()).await {
                     Ok(next) => next,
-                    Err(_) => {
-                        return Ok(ReplayBody::partial(frames, body, true))
-                    }
+                    Err(_) => return Ok(ReplayBody::partial(frames, body, true)),
                 }
             };
             match next {

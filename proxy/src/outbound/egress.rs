@@ -125,9 +125,19 @@ pub async fn http(
     };
     let h2 = req.version() == http::Version::HTTP_2;
     let (parts, body) = req.into_parts();
-    let Some(upstream) = upstream_request(parts, &authority, target, ReplayBody::client(body), h2, false)
-    else {
-        return own(enforce::text_response(StatusCode::BAD_REQUEST, "bad request target\n", "bad-request"));
+    let Some(upstream) = upstream_request(
+        parts,
+        &authority,
+        target,
+        ReplayBody::client(body),
+        h2,
+        false,
+    ) else {
+        return own(enforce::text_response(
+            StatusCode::BAD_REQUEST,
+            "bad request target\n",
+            "bad-request",
+        ));
     };
     match ctx.pool.send(addrs[0], None, h2, upstream).await {
         Ok(mut r) => {
@@ -142,7 +152,13 @@ pub async fn http(
         Err(e) => {
             tracing::info!(authority, addr = %addrs[0], error = %e, "egress upstream failed");
             ctx.shared.metrics.outbound_errors.inc(["connect"]);
-            failure(grpc, StatusCode::BAD_GATEWAY, 14, "the destination could not be reached\n", "connect")
+            failure(
+                grpc,
+                StatusCode::BAD_GATEWAY,
+                14,
+                "the destination could not be reached\n",
+                "connect",
+            )
         }
     }
 }
@@ -172,7 +188,11 @@ pub fn upstream_request(
     } else {
         http::Uri::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes())).ok()?
     };
-    let upgrade = if h2 { None } else { crate::upgrade::requested(parts.version, &parts.headers) };
+    let upgrade = if h2 {
+        None
+    } else {
+        crate::upgrade::requested(parts.version, &parts.headers)
+    };
     enforce::prepare_headers(&mut parts.headers, None);
     if let Some(protocol) = upgrade {
         crate::upgrade::restore_request_headers(&mut parts.headers, protocol);
@@ -183,9 +203,10 @@ pub fn upstream_request(
     } else {
         parts.version = http::Version::HTTP_11;
         if absolute || !parts.headers.contains_key(http::header::HOST) {
-            parts
-                .headers
-                .insert(http::header::HOST, http::HeaderValue::from_str(authority).ok()?);
+            parts.headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_str(authority).ok()?,
+            );
         }
     }
     Some(Request::from_parts(parts, body))
@@ -202,18 +223,40 @@ fn refused_answer(
         Refused::Dns(e) => {
             tracing::info!(authority, error = %e, "egress name does not resolve");
             ctx.shared.metrics.outbound_errors.inc(["dns"]);
-            failure(grpc, StatusCode::BAD_GATEWAY, 14, "the destination's name does not resolve\n", "dns")
+            failure(
+                grpc,
+                StatusCode::BAD_GATEWAY,
+                14,
+                "the destination's name does not resolve\n",
+                "dns",
+            )
         }
         Refused::Denied { rule } => {
             let rule = rule.as_deref().unwrap_or("");
             ctx.shared.metrics.egress.inc([kind, rule, "deny"]);
-            tracing::info!(authority, rule, "egress denied: no resolved address is allowed");
-            failure(grpc, StatusCode::FORBIDDEN, 7, "forbidden by policy\n", "forbidden")
+            tracing::info!(
+                authority,
+                rule,
+                "egress denied: no resolved address is allowed"
+            );
+            failure(
+                grpc,
+                StatusCode::FORBIDDEN,
+                7,
+                "forbidden by policy\n",
+                "forbidden",
+            )
         }
         Refused::Loop => {
             tracing::warn!(authority, "refused: the destination is the proxy itself");
             ctx.shared.metrics.outbound_errors.inc(["loop"]);
-            failure(grpc, StatusCode::LOOP_DETECTED, 14, "the destination is the proxy itself\n", "loop")
+            failure(
+                grpc,
+                StatusCode::LOOP_DETECTED,
+                14,
+                "the destination is the proxy itself\n",
+                "loop",
+            )
         }
         Refused::BadAuthority => own(enforce::text_response(
             StatusCode::BAD_REQUEST,
@@ -225,7 +268,11 @@ fn refused_answer(
 
 /// Answers `CONNECT host:port`: 403 and no tunnel when denied, else 200
 /// and bytes relayed to a checked address.
-pub async fn connect(ctx: &Context, loaded: &LoadedBundle, req: Request<Incoming>) -> Response<OutBody> {
+pub async fn connect(
+    ctx: &Context,
+    loaded: &LoadedBundle,
+    req: Request<Incoming>,
+) -> Response<OutBody> {
     let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) else {
         return own(enforce::text_response(
             StatusCode::BAD_REQUEST,
@@ -257,7 +304,11 @@ pub async fn connect(ctx: &Context, loaded: &LoadedBundle, req: Request<Incoming
             let rule = rule.as_deref().unwrap_or("");
             ctx.shared.metrics.egress.inc(["connect", rule, "deny"]);
             tracing::info!(authority, rule, "CONNECT denied");
-            return own(enforce::text_response(StatusCode::FORBIDDEN, "forbidden by policy\n", "forbidden"));
+            return own(enforce::text_response(
+                StatusCode::FORBIDDEN,
+                "forbidden by policy\n",
+                "forbidden",
+            ));
         }
         Some((true, _)) => {}
     }
@@ -265,7 +316,10 @@ pub async fn connect(ctx: &Context, loaded: &LoadedBundle, req: Request<Incoming
         Ok(a) => a,
         Err(refused) => return refused_answer(ctx, &authority, refused, false, "connect"),
     };
-    let connect = tokio::time::timeout(ctx.shared.limits.connect_timeout(), TcpStream::connect(addrs[0]));
+    let connect = tokio::time::timeout(
+        ctx.shared.limits.connect_timeout(),
+        TcpStream::connect(addrs[0]),
+    );
     let upstream = match connect.await {
         Ok(Ok(s)) => s,
         _ => {
@@ -309,7 +363,12 @@ pub async fn connect(ctx: &Context, loaded: &LoadedBundle, req: Request<Incoming
 
 /// A transparent TLS connection: decided as a tunnel to its SNI (resolved
 /// and checked), or as TCP to the original destination when it has none.
-pub async fn transparent_tls(stream: TcpStream, original: SocketAddr, sni: Option<String>, ctx: &Context) {
+pub async fn transparent_tls(
+    stream: TcpStream,
+    original: SocketAddr,
+    sni: Option<String>,
+    ctx: &Context,
+) {
     let Some(sni) = sni else {
         return transparent_tcp(stream, original, ctx).await;
     };

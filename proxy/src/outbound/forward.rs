@@ -31,7 +31,13 @@ pub async fn forward(
     let deadline = routed.timeout.map(|t| tokio::time::Instant::now() + t);
     let timed_out = || {
         ctx.shared.metrics.outbound_errors.inc(["timeout"]);
-        failure(grpc, StatusCode::GATEWAY_TIMEOUT, 4, "the request timed out\n", "timeout")
+        failure(
+            grpc,
+            StatusCode::GATEWAY_TIMEOUT,
+            4,
+            "the request timed out\n",
+            "timeout",
+        )
     };
     let table = match deadline {
         Some(d) => match tokio::time::timeout_at(d, ctx.services.table(loaded)).await {
@@ -41,9 +47,16 @@ pub async fn forward(
         None => ctx.services.table(loaded).await,
     };
     let Some(service) = table.get(&routed.service).cloned() else {
-        return failure(grpc, StatusCode::SERVICE_UNAVAILABLE, 14, "unknown service\n", "no-endpoint");
+        return failure(
+            grpc,
+            StatusCode::SERVICE_UNAVAILABLE,
+            14,
+            "unknown service\n",
+            "no-endpoint",
+        );
     };
-    let policy = RetryPolicy::from_bundle(loaded.bundle().route_retry(&routed.service, &routed.route));
+    let policy =
+        RetryPolicy::from_bundle(loaded.bundle().route_retry(&routed.service, &routed.route));
     let attempt = Attempts {
         ctx,
         service: &service,
@@ -92,7 +105,11 @@ struct Attempts<'a> {
 impl Attempts<'_> {
     /// Sends the request, retrying as the policy allows; returns the
     /// backend that answered last and the response.
-    async fn run(&self, target: Bytes, req: Request<Incoming>) -> (Option<String>, Response<OutBody>) {
+    async fn run(
+        &self,
+        target: Bytes,
+        req: Request<Incoming>,
+    ) -> (Option<String>, Response<OutBody>) {
         let metrics = &self.ctx.shared.metrics;
         let service_name = self.routed.service.as_str();
         let mut rng = fastrand::Rng::new();
@@ -117,39 +134,53 @@ impl Attempts<'_> {
         else {
             return (
                 None,
-                failure(self.grpc, StatusCode::SERVICE_UNAVAILABLE, 14, "no backend\n", "no-endpoint"),
+                failure(
+                    self.grpc,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    14,
+                    "no backend\n",
+                    "no-endpoint",
+                ),
             );
         };
         let entries = self.service.entries();
         let mut tries = 0u32;
         loop {
-            let (used, lease) = match balance::pick_with_failover(&entries, primary, Instant::now(), &mut rng) {
-                Ok(picked) => picked,
-                Err(e) => {
-                    let (message, why) = match e {
-                        PickError::NoEndpoint => ("no endpoint is available\n", "no-endpoint"),
-                        PickError::MaxInFlight => ("too many requests in flight\n", "max-in-flight"),
-                    };
-                    metrics.outbound_errors.inc([why]);
-                    let name = self.service.backends[primary].name.to_string();
-                    return (
-                        Some(name),
-                        failure(self.grpc, StatusCode::SERVICE_UNAVAILABLE, 14, message, why),
-                    );
-                }
-            };
+            let (used, lease) =
+                match balance::pick_with_failover(&entries, primary, Instant::now(), &mut rng) {
+                    Ok(picked) => picked,
+                    Err(e) => {
+                        let (message, why) = match e {
+                            PickError::NoEndpoint => ("no endpoint is available\n", "no-endpoint"),
+                            PickError::MaxInFlight => {
+                                ("too many requests in flight\n", "max-in-flight")
+                            }
+                        };
+                        metrics.outbound_errors.inc([why]);
+                        let name = self.service.backends[primary].name.to_string();
+                        return (
+                            Some(name),
+                            failure(self.grpc, StatusCode::SERVICE_UNAVAILABLE, 14, message, why),
+                        );
+                    }
+                };
             let backend = &self.service.backends[used];
             if used != primary {
-                metrics
-                    .failovers
-                    .inc([service_name, &self.service.backends[primary].name, &backend.name]);
+                metrics.failovers.inc([
+                    service_name,
+                    &self.service.backends[primary].name,
+                    &backend.name,
+                ]);
             }
             let endpoint = lease.addr();
             let endpoint_label = endpoint.to_string();
             if let Some(t) = lease.transition() {
-                metrics
-                    .breaker_transitions
-                    .inc([service_name, &backend.name, &endpoint_label, t.as_str()]);
+                metrics.breaker_transitions.inc([
+                    service_name,
+                    &backend.name,
+                    &endpoint_label,
+                    t.as_str(),
+                ]);
             }
             let can_retry = tries < self.policy.attempts && body.is_complete();
             let this_body = match body.try_clone() {
@@ -157,15 +188,27 @@ impl Attempts<'_> {
                 _ => std::mem::take(&mut body),
             };
             let tls = backend.identity.is_some();
-            let Some(upstream) =
-                upstream_request(clone_parts(&parts), self.authority, target.clone(), this_body, h2, tls)
-            else {
+            let Some(upstream) = upstream_request(
+                clone_parts(&parts),
+                self.authority,
+                target.clone(),
+                this_body,
+                h2,
+                tls,
+            ) else {
                 return (
                     None,
-                    own(enforce::text_response(StatusCode::BAD_REQUEST, "bad request target\n", "bad-request")),
+                    own(enforce::text_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad request target\n",
+                        "bad-request",
+                    )),
                 );
             };
-            let send = self.ctx.pool.send(endpoint, backend.identity.as_ref(), h2, upstream);
+            let send = self
+                .ctx
+                .pool
+                .send(endpoint, backend.identity.as_ref(), h2, upstream);
             let result = match self.policy.per_try_timeout {
                 Some(t) => tokio::time::timeout(t, send).await.map_err(|_| ()),
                 None => Ok(send.await),
@@ -175,7 +218,10 @@ impl Attempts<'_> {
                     // The client's body was malformed: not the backend's fault.
                     tracing::debug!(%endpoint, error = %e, "malformed request body");
                     metrics.outbound_errors.inc(["bad-request"]);
-                    return (Some(backend.name.to_string()), own(enforce::bad_body_response()));
+                    return (
+                        Some(backend.name.to_string()),
+                        own(enforce::bad_body_response()),
+                    );
                 }
             }
             let (outcome, response) = match result {
@@ -200,9 +246,12 @@ impl Attempts<'_> {
                 lease.success(now)
             };
             if let Some(t) = transition {
-                metrics
-                    .breaker_transitions
-                    .inc([service_name, &backend.name, &endpoint_label, t.as_str()]);
+                metrics.breaker_transitions.inc([
+                    service_name,
+                    &backend.name,
+                    &endpoint_label,
+                    t.as_str(),
+                ]);
                 tracing::info!(service = service_name, backend = %backend.name, %endpoint, state = t.as_str(), "circuit breaker");
             }
             if can_retry && retry::is_retryable(&self.policy.on, &outcome) {
@@ -220,7 +269,13 @@ impl Attempts<'_> {
                     metrics.outbound_errors.inc(["timeout"]);
                     (
                         answered_by,
-                        failure(self.grpc, StatusCode::GATEWAY_TIMEOUT, 4, "the request timed out\n", "timeout"),
+                        failure(
+                            self.grpc,
+                            StatusCode::GATEWAY_TIMEOUT,
+                            4,
+                            "the request timed out\n",
+                            "timeout",
+                        ),
                     )
                 }
                 (Outcome::Reset, None) => {
@@ -256,7 +311,11 @@ impl Attempts<'_> {
     /// The outcome of a response, reading a gRPC status from the headers
     /// (trailers-only) or, when retries need it, from the trailers of a
     /// response that fits in the replay buffer.
-    async fn inspect(&self, response: Response<Incoming>, can_retry: bool) -> (Outcome, Response<OutBody>) {
+    async fn inspect(
+        &self,
+        response: Response<Incoming>,
+        can_retry: bool,
+    ) -> (Outcome, Response<OutBody>) {
         let status = response.status().as_u16();
         let grpc_header = grpc_status(response.headers());
         let is_grpc = enforce::is_grpc(response.headers());
@@ -267,7 +326,10 @@ impl Attempts<'_> {
                 status,
                 grpc: grpc_header,
             };
-            return (outcome, Response::from_parts(parts, Either::Left(ReplayBody::streaming(body))));
+            return (
+                outcome,
+                Response::from_parts(parts, Either::Left(ReplayBody::streaming(body))),
+            );
         }
         match ReplayBody::buffer(body, REPLAY_LIMIT).await {
             Ok(buffered) => {
@@ -280,7 +342,16 @@ impl Attempts<'_> {
                     Response::from_parts(parts, Either::Left(buffered)),
                 )
             }
-            Err(_) => (Outcome::Reset, failure(true, StatusCode::BAD_GATEWAY, 14, "the backend's response failed\n", "reset")),
+            Err(_) => (
+                Outcome::Reset,
+                failure(
+                    true,
+                    StatusCode::BAD_GATEWAY,
+                    14,
+                    "the backend's response failed\n",
+                    "reset",
+                ),
+            ),
         }
     }
 }
@@ -325,7 +396,11 @@ mod tests {
 
     #[test]
     fn weights_split_traffic() {
-        let backends = vec![("a".to_owned(), 90), ("b".to_owned(), 10), ("z".to_owned(), 0)];
+        let backends = vec![
+            ("a".to_owned(), 90),
+            ("b".to_owned(), 10),
+            ("z".to_owned(), 0),
+        ];
         let mut rng = fastrand::Rng::with_seed(7);
         let mut a = 0;
         for _ in 0..10_000 {

@@ -60,7 +60,9 @@ impl OwnAddrs {
         let local = ip.is_loopback() || ip.is_unspecified();
         self.0.iter().any(|own| {
             own.port() == addr.port()
-                && (own.ip().to_canonical() == ip || (own.ip().is_unspecified() && local) || (own.ip().is_loopback() && ip.is_unspecified()))
+                && (own.ip().to_canonical() == ip
+                    || (own.ip().is_unspecified() && local)
+                    || (own.ip().is_loopback() && ip.is_unspecified()))
         })
     }
 }
@@ -81,7 +83,11 @@ impl Context {
     /// A context resolving names with `resolver`; `own` are the proxy's
     /// listening addresses.
     pub fn new(shared: Arc<Shared>, resolver: Arc<dyn Resolve>, own: OwnAddrs) -> Context {
-        let pool = Pool::new(shared.limits.connect_timeout(), shared.identity.clone(), own.clone());
+        let pool = Pool::new(
+            shared.limits.connect_timeout(),
+            shared.identity.clone(),
+            own.clone(),
+        );
         Context {
             services: Arc::new(Services::new(resolver)),
             pool,
@@ -209,7 +215,9 @@ impl Listener {
                     Ok(transparent::Sniffed::Opaque) => {
                         egress::transparent_tcp(stream, original, &ctx).await
                     }
-                    Err(e) => tracing::debug!(%client, error = %e, "connection ended before a byte"),
+                    Err(e) => {
+                        tracing::debug!(%client, error = %e, "connection ended before a byte")
+                    }
                 }
             }
         }
@@ -303,14 +311,22 @@ enum Verdict {
     Egress(Bytes),
 }
 
-async fn handle_request(ctx: Arc<Context>, origin: Origin, req: Request<Incoming>) -> Response<OutBody> {
+async fn handle_request(
+    ctx: Arc<Context>,
+    origin: Origin,
+    req: Request<Incoming>,
+) -> Response<OutBody> {
     let start = std::time::Instant::now();
     let response = handle_request_inner(&ctx, origin, req).await;
     ctx.shared.metrics.request_latency.observe(start.elapsed());
     response
 }
 
-async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, mut req: Request<Incoming>) -> Response<OutBody> {
+async fn handle_request_inner(
+    ctx: &Arc<Context>,
+    origin: Origin,
+    mut req: Request<Incoming>,
+) -> Response<OutBody> {
     let Some(loaded) = ctx.shared.store.current() else {
         return own(enforce::text_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -322,7 +338,11 @@ async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, mut req: Reque
         return egress::connect(ctx, &loaded, req).await;
     }
     if let Some(why) = enforce::ambiguous_framing(req.headers()) {
-        return own(enforce::text_response(StatusCode::BAD_REQUEST, why, "bad-request"));
+        return own(enforce::text_response(
+            StatusCode::BAD_REQUEST,
+            why,
+            "bad-request",
+        ));
     }
     let Some(authority) = request_authority(&req, origin.original) else {
         return own(enforce::text_response(
@@ -363,7 +383,11 @@ async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, mut req: Reque
                     let routed = Routed {
                         service: service.to_owned(),
                         route: d.route.unwrap_or("").to_owned(),
-                        backends: d.backends.iter().map(|b| (b.name.to_owned(), b.weight)).collect(),
+                        backends: d
+                            .backends
+                            .iter()
+                            .map(|b| (b.name.to_owned(), b.weight))
+                            .collect(),
                         timeout: d.timeout_ms.map(Duration::from_millis),
                     };
                     match forwarded() {
@@ -396,7 +420,10 @@ async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, mut req: Reque
     };
     // An allowed HTTP/1.1 upgrade: the client's side of it, and a permit
     // for the relay, which outlives this connection's task.
-    let client_upgrade = match (&verdict, crate::upgrade::requested(req.version(), req.headers())) {
+    let client_upgrade = match (
+        &verdict,
+        crate::upgrade::requested(req.version(), req.headers()),
+    ) {
         (Verdict::Answer(_), _) | (_, None) => None,
         (_, Some(_)) => match ctx.shared.connections.clone().try_acquire_owned() {
             Ok(permit) => Some((hyper::upgrade::on(&mut req), permit)),
@@ -433,19 +460,26 @@ async fn handle_request_inner(ctx: &Arc<Context>, origin: Origin, mut req: Reque
 /// (HTTP/1.1) or `:authority` (HTTP/2), else the original destination. In
 /// transparent mode a `Host` without a port takes the original port.
 fn request_authority(req: &Request<Incoming>, original: Option<SocketAddr>) -> Option<String> {
-    let named = req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-    });
+    let named = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
     authority_with_port(named, original)
 }
 
 /// The authority from the one a request names and the original
 /// destination: a named authority without a port takes the original port;
 /// no name at all is the original destination.
-pub(crate) fn authority_with_port(named: Option<String>, original: Option<SocketAddr>) -> Option<String> {
+pub(crate) fn authority_with_port(
+    named: Option<String>,
+    original: Option<SocketAddr>,
+) -> Option<String> {
     match (named, original) {
         (Some(a), Some(orig)) if resolve::split_host_port(&a).is_some() && !has_port(&a) => {
             Some(format!("{a}:{}", orig.port()))
@@ -478,8 +512,15 @@ pub fn decide<R>(
 ) -> R {
     let bundle = loaded.bundle();
     SCRATCH.with_borrow_mut(|slot| {
-        if slot.as_ref().is_none_or(|(g, _, _)| *g != loaded.generation()) {
-            *slot = Some((loaded.generation(), bundle.create_scratch(), Vec::with_capacity(256)));
+        if slot
+            .as_ref()
+            .is_none_or(|(g, _, _)| *g != loaded.generation())
+        {
+            *slot = Some((
+                loaded.generation(),
+                bundle.create_scratch(),
+                Vec::with_capacity(256),
+            ));
         }
         let Some((_, scratch, buf)) = slot.as_mut() else {
             unreachable!("filled above")
@@ -516,7 +557,10 @@ mod tests {
 
     #[test]
     fn own_addresses_are_recognized() {
-        let own = OwnAddrs::new(vec!["127.0.0.1:4140".parse().unwrap(), "0.0.0.0:4143".parse().unwrap()]);
+        let own = OwnAddrs::new(vec![
+            "127.0.0.1:4140".parse().unwrap(),
+            "0.0.0.0:4143".parse().unwrap(),
+        ]);
         assert!(own.contains("127.0.0.1:4140".parse().unwrap()));
         assert!(!own.contains("127.0.0.2:4140".parse().unwrap()));
         assert!(own.contains("127.0.0.9:4143".parse().unwrap()));

@@ -119,11 +119,17 @@ impl Pool {
         if crate::upgrade::requested(req.version(), req.headers()).is_some() {
             // An upgrade takes its connection: a new one, never pooled.
             let io = self.connect(&key, b"http/1.1").await?;
-            return crate::upgrade::send(io, req).await.map_err(SendError::Reset);
+            return crate::upgrade::send(io, req)
+                .await
+                .map_err(SendError::Reset);
         }
         let mut reused = true;
         let mut sender = loop {
-            let popped = upstream.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let popped = upstream
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
             match popped {
                 Some((s, at)) if s.is_ready() && at.elapsed() < IDLE_FOR => break s,
                 Some(_) => continue,

@@ -62,7 +62,10 @@ impl Resolve for StaticResolver {
             .cloned();
         Box::pin(async move {
             found.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("`{host}` does not resolve"))
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("`{host}` does not resolve"),
+                )
             })
         })
     }
@@ -92,12 +95,19 @@ pub fn split_host_port(authority: &str) -> Option<(&str, u16)> {
 }
 
 /// The addresses of `host`: an IP literal as is, a name through `resolver`.
-pub async fn addresses(resolver: &dyn Resolve, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+pub async fn addresses(
+    resolver: &dyn Resolve,
+    host: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip.to_canonical(), port)]);
     }
     let ips = resolver.resolve(host).await?;
-    Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
 }
 
 #[cfg(test)]

@@ -119,7 +119,10 @@ impl Services {
             return t.clone();
         }
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = current.as_ref().filter(|t| t.generation == loaded.generation()) {
+        if let Some(t) = current
+            .as_ref()
+            .filter(|t| t.generation == loaded.generation())
+        {
             return t.clone();
         }
         let table = Arc::new(self.build(loaded));
@@ -238,7 +241,11 @@ impl Services {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let table = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let table = self
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             if let Some(table) = table.filter(|t| t.has_names()) {
                 self.refresh(&table).await;
             }

@@ -46,7 +46,9 @@ impl Drop for TempDir {
 pub fn compile(policy: &str) -> Vec<u8> {
     let (ast, diags) = sluice_lang::parse::parse_str("test.sluice", policy);
     assert!(
-        diags.iter().all(|d| d.severity != sluice_lang::Severity::Error),
+        diags
+            .iter()
+            .all(|d| d.severity != sluice_lang::Severity::Error),
         "{diags:?}"
     );
     match sluice_compiler::compile(&ast, &sluice_compiler::Config::default()) {
@@ -65,7 +67,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) {
 /// Starts a proxy from a TOML configuration whose relative paths are in `dir`.
 pub async fn start_proxy(dir: &TempDir, toml: &str) -> Proxy {
     let config = Config::parse(toml, &dir.0).unwrap();
-    Proxy::start(config, reload::bundle_file_loader()).await.unwrap()
+    Proxy::start(config, reload::bundle_file_loader())
+        .await
+        .unwrap()
 }
 
 /// An HTTP/1.1 and HTTP/2 (prior knowledge) upstream that echoes what it
@@ -78,13 +82,19 @@ pub async fn echo_server() -> (SocketAddr, std::sync::Arc<AtomicUsize>) {
     let seen = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     seen.fetch_add(1, Ordering::Relaxed);
                     async move {
-                        let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
                         let ids: Vec<String> = req
                             .headers()
                             .get_all("x-sluice-peer-identity")
@@ -92,11 +102,18 @@ pub async fn echo_server() -> (SocketAddr, std::sync::Arc<AtomicUsize>) {
                             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                             .collect();
                         let version = format!("{:?}", req.version());
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let mut r = Response::new(Full::new(body));
                         r.headers_mut().insert("x-seen-path", path.parse().unwrap());
-                        r.headers_mut().insert("x-seen-identity", ids.join("|").parse().unwrap());
-                        r.headers_mut().insert("x-seen-version", version.parse().unwrap());
+                        r.headers_mut()
+                            .insert("x-seen-identity", ids.join("|").parse().unwrap());
+                        r.headers_mut()
+                            .insert("x-seen-version", version.parse().unwrap());
                         Ok::<_, std::convert::Infallible>(r)
                     }
                 });
@@ -115,7 +132,9 @@ pub async fn tcp_echo_server() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 loop {
@@ -146,27 +165,42 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
 /// Sends one HTTP/1.1 request over a new plaintext connection.
 pub async fn http1(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Seen {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(target).header("host", "app.local");
+    let mut req = Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", "app.local");
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
-    let resp = sender.send_request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     collect(resp).await
 }
 
 /// Collects a response.
 pub async fn collect(resp: Response<Incoming>) -> Seen {
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Seen {
         status: parts.status.as_u16(),
         headers: parts.headers,
@@ -187,13 +221,19 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: std::time::Du
 /// GETs an admin path; returns status and body.
 pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     let seen = http1(admin, "GET", path, &[]).await;
-    (seen.status, String::from_utf8_lossy(&seen.body).into_owned())
+    (
+        seen.status,
+        String::from_utf8_lossy(&seen.body).into_owned(),
+    )
 }
 
 /// POSTs `/reload`; returns status and body.
 pub async fn admin_reload(admin: SocketAddr) -> (u16, String) {
     let seen = http1(admin, "POST", "/reload", &[]).await;
-    (seen.status, String::from_utf8_lossy(&seen.body).into_owned())
+    (
+        seen.status,
+        String::from_utf8_lossy(&seen.body).into_owned(),
+    )
 }
 
 /// An HTTP/1.1 upstream that answers 200 after `delay`.
@@ -202,12 +242,17 @@ pub async fn slow_server(delay: std::time::Duration) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"slow"))))
-                });
+                let service =
+                    hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"slow"),
+                        )))
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
