@@ -81,7 +81,7 @@ pub fn error_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_runtime::{Decision, Reason, WeightedBackend};
+    use sluice_runtime::{BackendId, Decision, Reason, WeightedBackend};
 
     fn inbound(text: &str) -> InboundRequest {
         match parse_request(text) {
@@ -238,10 +238,12 @@ mod tests {
         let backends = [
             WeightedBackend {
                 name: "stable",
+                id: BackendId::new(0),
                 weight: 90,
             },
             WeightedBackend {
                 name: "canary",
+                id: BackendId::new(1),
                 weight: 0,
             },
         ];

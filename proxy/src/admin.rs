@@ -1,8 +1,8 @@
 //! The admin listener: `/metrics`, `/ready`, `/live`, `/policy` and
 //! `POST /reload`.
 
-use crate::inbound::Shared;
 use crate::reload::Reloader;
+use crate::state::Shared;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -33,7 +33,7 @@ impl Admin {
                         continue;
                     }
                 },
-                _ = crate::inbound::shutting_down(&mut shutdown) => return,
+                _ = crate::state::shutting_down(&mut shutdown) => return,
             };
             let admin = self.clone();
             tokio::spawn(async move {

@@ -7,13 +7,12 @@
 //! head is sent, so a reload never changes a request's decision halfway.
 
 use crate::config::{AppProtocol, InboundConfig, Limits, Protocol, TlsMode};
-use crate::decision_log::{DecisionLog, LoggedRequest};
+use crate::decision_log::LoggedRequest;
 use crate::enforce;
 use crate::framing::FramingWatch;
-use crate::identity::IdentityStore;
-use crate::metrics::Metrics;
 use crate::request_body::{self, ClientBody};
-use crate::store::{LoadedBundle, PolicyStore};
+use crate::state::{shutting_down, Shared};
+use crate::store::LoadedBundle;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -32,40 +31,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
 
 /// The body of every response the proxy sends: the application's, or its own.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
-
-/// What every listener shares.
-pub struct Shared {
-    /// The policy.
-    pub store: Arc<PolicyStore>,
-    /// The proxy's identity, when TLS is configured.
-    pub identity: Option<Arc<IdentityStore>>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// The decision log, when configured.
-    pub decision_log: Option<Arc<DecisionLog>>,
-    /// Limits and timeouts.
-    pub limits: Limits,
-    /// One permit per open connection.
-    pub connections: Arc<Semaphore>,
-    /// Becomes `true` when the proxy shuts down.
-    pub shutdown: watch::Receiver<bool>,
-}
-
-impl Shared {
-    /// Whether the proxy may forward: a bundle is loaded and, when TLS is
-    /// configured, credentials and trust bundles are held.
-    pub fn is_ready(&self) -> bool {
-        self.store.current().is_some()
-            && self
-                .identity
-                .as_ref()
-                .is_none_or(|id| id.has_credentials() && id.has_trust_bundles())
-    }
-}
 
 /// One inbound listener, bound.
 pub struct Listener {
@@ -118,7 +86,7 @@ impl Listener {
                         continue;
                     }
                 },
-                _ = crate::inbound::shutting_down(&mut shutdown) => return,
+                _ = shutting_down(&mut shutdown) => return,
             };
             let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                 shared.metrics.connections_refused.inc(["limit"]);
@@ -729,7 +697,7 @@ where
                 }
                 return;
             }
-            _ = crate::inbound::shutting_down(&mut shutdown), if !closing => {
+            _ = shutting_down(&mut shutdown), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -827,7 +795,7 @@ async fn relay_tcp<IO>(
                     return;
                 }
             }
-            _ = crate::inbound::shutting_down(&mut shutdown) => return,
+            _ = shutting_down(&mut shutdown) => return,
         }
     }
 }
@@ -972,9 +940,4 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
-}
-
-/// Completes when the proxy starts shutting down.
-pub async fn shutting_down(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }

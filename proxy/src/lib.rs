@@ -31,6 +31,7 @@ pub mod outbound;
 mod poll;
 pub mod proxy;
 pub mod reload;
+pub mod state;
 pub mod request_body;
 pub mod store;
 pub mod upgrade;

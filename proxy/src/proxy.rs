@@ -7,12 +7,13 @@ use crate::decision_log::DecisionLog;
 use crate::identity::files::FileIdentity;
 use crate::identity::workload_api::{Event, WorkloadApiClient};
 use crate::identity::IdentityStore;
-use crate::inbound::{Listener, Shared};
+use crate::inbound::Listener;
 use crate::metrics::Metrics;
 use crate::outbound;
 use crate::outbound::resolve::{Resolve, SystemResolver};
 use crate::poll::{FilePoller, Missing};
 use crate::reload::{PolicyLoader, Reloader};
+use crate::state::Shared;
 use crate::store::PolicyStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,12 +89,15 @@ impl Proxy {
         let store = PolicyStore::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let decision_log = match &config.log.decision_log {
-            Some(path) => Some(Arc::new(DecisionLog::open(path).map_err(|error| {
-                StartError::DecisionLog {
-                    path: path.clone(),
-                    error,
-                }
-            })?)),
+            Some(path) => {
+                let dropped = metrics.decision_log_dropped.clone();
+                Some(Arc::new(DecisionLog::open(path, dropped).map_err(
+                    |error| StartError::DecisionLog {
+                        path: path.clone(),
+                        error,
+                    },
+                )?))
+            }
             None => None,
         };
         let mut tasks = tokio::task::JoinSet::new();
@@ -282,6 +286,9 @@ impl Proxy {
             );
         }
         self.tasks.shutdown().await;
+        if let Some(log) = &self.shared.decision_log {
+            log.flush().await;
+        }
         tracing::info!("proxy stopped");
     }
 

@@ -154,7 +154,7 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
                     }
                     break;
                 }
-                _ = crate::inbound::shutting_down(&mut shutdown) => break,
+                _ = crate::state::shutting_down(&mut shutdown) => break,
                 _ = tokio::time::sleep(idle.saturating_sub(clock.idle_for()).max(Duration::from_millis(10))) => {
                     if clock.idle_for() >= idle {
                         tracing::debug!("upgraded connection idle; closing");

@@ -1,7 +1,7 @@
 //! Inbound and outbound decisions (spec sections 4 and 5).
 
 use crate::bundle::{Bundle, DefaultPolicy, PeerClass, Protocol, Route, Rule, Scratch};
-use crate::decision::{Decision, Reason, RequestError};
+use crate::decision::{Decision, Reason, RequestError, RouteId, ServiceId};
 use crate::matching::{is_grpc_content_type, RouteRequest};
 use crate::normalize::{normalize_path, split_target};
 use crate::request::{Inbound, Outbound, Peer};
@@ -34,16 +34,28 @@ fn apply_default(default: DefaultPolicy, class: &PeerClass) -> (bool, bool) {
     }
 }
 
-/// An authority split into host (without one trailing dot) and port.
+/// An authority split into host (without one trailing dot) and port, as
+/// outbound decisions compare it (spec section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Authority<'r> {
-    pub(crate) host: &'r str,
-    pub(crate) port: u16,
-    pub(crate) ip: Option<IpAddr>,
+pub struct Authority<'r> {
+    /// The host as written, without one trailing dot; an IPv6 literal
+    /// without its brackets.
+    pub host: &'r str,
+    /// The port; 80 when unwritten.
+    pub port: u16,
+    /// The host as an address, when it is an IP literal.
+    pub ip: Option<IpAddr>,
+}
+
+impl<'r> Authority<'r> {
+    /// Parses `host[:port]` or `[v6][:port]`; the port defaults to 80.
+    pub fn parse(authority: &'r str) -> Result<Authority<'r>, RequestError<'static>> {
+        parse_authority(authority)
+    }
 }
 
 /// Parses `host[:port]` or `[v6][:port]`; the port defaults to 80.
-pub(crate) fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError<'static>> {
+fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError<'static>> {
     let (host, port) = if let Some(rest) = a.strip_prefix('[') {
         let end = rest.find(']').ok_or(RequestError::BadAuthority)?;
         let host = &rest[..end];
@@ -134,7 +146,7 @@ fn cmp_host(request: &str, stored: &str) -> std::cmp::Ordering {
 }
 
 impl<'a> Bundle<'a> {
-    fn server_for(&self, port: u16) -> Option<u32> {
+    pub(crate) fn server_for(&self, port: u16) -> Option<u32> {
         let i = self.ports.partition_point(|p| p.0 <= port);
         let (lo, hi, s) = *self.ports.get(i.checked_sub(1)?)?;
         (lo <= port && port <= hi).then_some(s)
@@ -240,6 +252,7 @@ impl<'a> Bundle<'a> {
         scratch: &mut Scratch,
         trace: &mut T,
     ) -> Result<Decision<'_>, RequestError<'_>> {
+        scratch.path_normalized = false;
         let server = self
             .server_for(request.port)
             .and_then(|s| self.servers.get(s as usize));
@@ -290,6 +303,7 @@ impl<'a> Bundle<'a> {
             d.reason = Reason::BadPath;
             return Ok(deny_http(d, 400, grpc()));
         }
+        scratch.path_normalized = true;
         trace.event(Event::Path {
             normalized: &scratch.path,
             error: None,
@@ -306,6 +320,7 @@ impl<'a> Bundle<'a> {
             return Ok(deny_http(d, 404, grpc()));
         };
         d.route = route.name;
+        d.route_id = rank.map(RouteId);
         let d = self.authorize(d, route, server.default, class, trace);
         Ok(if d.allow {
             d
@@ -330,6 +345,7 @@ impl<'a> Bundle<'a> {
         scratch: &mut Scratch,
         trace: &mut T,
     ) -> Result<Decision<'_>, RequestError<'_>> {
+        scratch.path_normalized = false;
         match (&request.http, request.authority) {
             (Some(http), Some(authority)) => {
                 let a = parse_authority(authority)?;
@@ -352,11 +368,12 @@ impl<'a> Bundle<'a> {
                         grpc(),
                     ));
                 }
+                scratch.path_normalized = true;
                 trace.event(Event::Path {
                     normalized: &scratch.path,
                     error: None,
                 });
-                if let Some(svc) = self.service_for(a.host, a.port) {
+                if let Some((service_id, svc)) = self.service_for(a.host, a.port) {
                     trace.event(Event::Service { name: svc.name });
                     let request = RouteRequest {
                         path: &scratch.path,
@@ -368,11 +385,13 @@ impl<'a> Bundle<'a> {
                         self.match_route(&svc.routes, &request, &mut scratch.candidates, trace);
                     let mut d = Decision::new(true, Reason::Service);
                     d.service = Some(svc.name);
+                    d.service_id = Some(service_id);
                     let Some(route) = rank.and_then(|r| svc.routes.routes.get(r as usize)) else {
                         d.reason = Reason::NoRoute;
                         return Ok(deny_http(d, 404, grpc()));
                     };
                     d.route = route.name;
+                    d.route_id = rank.map(RouteId);
                     d.backends = &route.backends;
                     d.timeout_ms = route.timeout_ms.or(svc.timeout_ms);
                     return Ok(d);
@@ -407,12 +426,17 @@ impl<'a> Bundle<'a> {
         }
     }
 
-    fn service_for(&self, host: &str, port: u16) -> Option<&crate::bundle::Service<'a>> {
+    fn service_for(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Option<(ServiceId, &crate::bundle::Service<'a>)> {
         let i = self
             .authorities
             .binary_search_by(|(h, p, _)| cmp_host(host, h).reverse().then(p.cmp(&port)))
             .ok()?;
-        self.services.get(self.authorities[i].2 as usize)
+        let id = self.authorities[i].2;
+        Some((ServiceId(id), self.services.get(id as usize)?))
     }
 
     /// The egress decision for a destination (spec section 5, step 2).

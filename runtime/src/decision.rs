@@ -28,11 +28,55 @@ impl Reason {
     }
 }
 
+/// A declared service, by its position in the bundle: look it up with
+/// [`Bundle::service_by_id`](crate::Bundle::service_by_id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub(crate) u32);
+
+/// A route of a server or service, by its precedence rank there: look up a
+/// service route with [`Bundle::service_route`](crate::Bundle::service_route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId(pub(crate) u32);
+
+/// A backend of a service, by its position in the service's backends (the
+/// index `failover` uses): look it up with
+/// [`ServiceSettings::backend`](crate::ServiceSettings::backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub(crate) u32);
+
+impl ServiceId {
+    /// The service's position in declaration order, from 0.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl RouteId {
+    /// The route's precedence rank, from 0.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl BackendId {
+    /// The backend's position in its service's backends, from 0.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The backend at position `index` of its service's backends.
+    pub const fn new(index: u32) -> BackendId {
+        BackendId(index)
+    }
+}
+
 /// A backend of a taken service route, with its weight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightedBackend<'a> {
     /// The backend's name.
     pub name: &'a str,
+    /// The backend, for lookups without its name.
+    pub id: BackendId,
     /// Its weight (0 sends nothing).
     pub weight: u32,
 }
@@ -48,6 +92,8 @@ pub struct Decision<'a> {
     pub server: Option<&'a str>,
     /// The route taken (server or service route).
     pub route: Option<&'a str>,
+    /// The route taken, by rank in its server or service.
+    pub route_id: Option<RouteId>,
     /// The rule that decided (or would have, under audit).
     pub rule: Option<&'a str>,
     /// Allowed only because the server is in audit mode.
@@ -58,6 +104,8 @@ pub struct Decision<'a> {
     pub grpc_status: Option<u8>,
     /// The outbound service that routed the request.
     pub service: Option<&'a str>,
+    /// The outbound service that routed the request, by id.
+    pub service_id: Option<ServiceId>,
     /// The taken service route's backends in `to` order.
     pub backends: &'a [WeightedBackend<'a>],
     /// Whole-request timeout in milliseconds.
@@ -72,11 +120,13 @@ impl<'a> Decision<'a> {
             reason,
             server: None,
             route: None,
+            route_id: None,
             rule: None,
             audit: false,
             http_status: None,
             grpc_status: None,
             service: None,
+            service_id: None,
             backends: &[],
             timeout_ms: None,
         }

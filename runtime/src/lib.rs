@@ -12,6 +12,8 @@ pub mod addr;
 pub mod bundle;
 mod decide;
 pub mod decision;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod fuzz;
 mod matching;
 pub mod normalize;
@@ -23,9 +25,13 @@ pub mod wire;
 
 pub use addr::canonical_ip;
 pub use bundle::{
-    AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Retry,
-    RetryCond, Scratch, ServiceSettings, Summary,
+    AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Protocol, Retry,
+    RetryCond, RouteSettings, Scratch, ServiceSettings, Summary,
 };
-pub use decision::{Decision, Reason, RequestError, WeightedBackend};
+pub use decide::Authority;
+pub use decision::{
+    BackendId, Decision, Reason, RequestError, RouteId, ServiceId, WeightedBackend,
+};
+pub use peer::{SpiffeId, SpiffeIdError};
 pub use request::{Headers, Http, Inbound, NoHeaders, Outbound, Peer};
 pub use trace::{Event, NoTrace, Trace};

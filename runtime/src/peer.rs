@@ -14,34 +14,107 @@ pub const MAX_SPIFFE_ID_LEN: usize = 2048;
 /// `[a-z0-9._-]`, then path segments of `[A-Za-z0-9._-]`, none empty, `.`
 /// or `..`, at most 2048 bytes in all.
 pub fn is_valid_spiffe_id(id: &str) -> bool {
-    let Some(rest) = id.strip_prefix("spiffe://") else {
-        return false;
-    };
-    if id.len() > MAX_SPIFFE_ID_LEN {
-        return false;
-    }
-    let (td, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if td.is_empty()
-        || !td.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+    SpiffeId::parse(id).is_ok()
+}
+
+/// A valid SPIFFE ID, borrowed: `spiffe://`, a trust domain, then a path
+/// that may be empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpiffeId<'a> {
+    id: &'a str,
+    trust_domain_end: usize,
+}
+
+/// Why a string is not a SPIFFE ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpiffeIdError {
+    /// It does not start with `spiffe://`.
+    NoScheme,
+    /// It is longer than 2048 bytes.
+    TooLong,
+    /// The trust domain is empty or has a byte outside `[a-z0-9._-]`.
+    BadTrustDomain,
+    /// A path segment is empty, `.`, `..` or has a byte outside `[A-Za-z0-9._-]`.
+    BadPath,
+}
+
+impl std::fmt::Display for SpiffeIdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpiffeIdError::NoScheme => "a SPIFFE ID starts with `spiffe://`",
+            SpiffeIdError::TooLong => "a SPIFFE ID has at most 2048 bytes",
+            SpiffeIdError::BadTrustDomain => {
+                "a trust domain is not empty and has only lowercase letters, digits, `.`, `_` and `-`"
+            }
+            SpiffeIdError::BadPath => {
+                "path segments of a SPIFFE ID are not empty, `.` or `..`, and have only letters, digits, `.`, `_` and `-`"
+            }
         })
-    {
-        return false;
     }
-    if path.is_empty() {
-        return true;
+}
+
+impl std::error::Error for SpiffeIdError {}
+
+const SPIFFE_SCHEME: &str = "spiffe://";
+
+impl<'a> SpiffeId<'a> {
+    /// Parses and validates `id` (see [`is_valid_spiffe_id`]).
+    pub fn parse(id: &'a str) -> Result<SpiffeId<'a>, SpiffeIdError> {
+        let rest = id
+            .strip_prefix(SPIFFE_SCHEME)
+            .ok_or(SpiffeIdError::NoScheme)?;
+        if id.len() > MAX_SPIFFE_ID_LEN {
+            return Err(SpiffeIdError::TooLong);
+        }
+        let (td, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if td.is_empty()
+            || !td.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+        {
+            return Err(SpiffeIdError::BadTrustDomain);
+        }
+        let path_ok = path.is_empty()
+            || path[1..].split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            });
+        if !path_ok {
+            return Err(SpiffeIdError::BadPath);
+        }
+        Ok(SpiffeId {
+            id,
+            trust_domain_end: SPIFFE_SCHEME.len() + td.len(),
+        })
     }
-    path[1..].split('/').all(|seg| {
-        !seg.is_empty()
-            && seg != "."
-            && seg != ".."
-            && seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    })
+
+    /// The trust domain, e.g. `prod.example.com`.
+    pub fn trust_domain(&self) -> &'a str {
+        &self.id[SPIFFE_SCHEME.len()..self.trust_domain_end]
+    }
+
+    /// The path: empty, or `/` and segments, e.g. `/ns/a/sa/b`.
+    pub fn path(&self) -> &'a str {
+        &self.id[self.trust_domain_end..]
+    }
+
+    /// The whole ID.
+    pub fn as_str(&self) -> &'a str {
+        self.id
+    }
+}
+
+impl std::fmt::Display for SpiffeId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id)
+    }
 }
 
 /// Calls `f` with the global id of every pattern of `set` that matches all of `hay`.
@@ -175,5 +248,30 @@ mod tests {
             "spiffe://td/{}",
             "a".repeat(2048)
         )));
+    }
+
+    #[test]
+    fn spiffe_id_parts_and_errors() {
+        let id = SpiffeId::parse("spiffe://prod.example.com/ns/a/sa/b").unwrap();
+        assert_eq!(id.trust_domain(), "prod.example.com");
+        assert_eq!(id.path(), "/ns/a/sa/b");
+        assert_eq!(id.as_str(), "spiffe://prod.example.com/ns/a/sa/b");
+        let td = SpiffeId::parse("spiffe://td").unwrap();
+        assert_eq!((td.trust_domain(), td.path()), ("td", ""));
+        assert_eq!(SpiffeId::parse("http://td/a"), Err(SpiffeIdError::NoScheme));
+        assert_eq!(
+            SpiffeId::parse("spiffe:///a"),
+            Err(SpiffeIdError::BadTrustDomain)
+        );
+        assert_eq!(
+            SpiffeId::parse("spiffe://TD"),
+            Err(SpiffeIdError::BadTrustDomain)
+        );
+        assert_eq!(
+            SpiffeId::parse("spiffe://td/a//b"),
+            Err(SpiffeIdError::BadPath)
+        );
+        let long = format!("spiffe://td/{}", "a".repeat(2048));
+        assert_eq!(SpiffeId::parse(&long), Err(SpiffeIdError::TooLong));
     }
 }

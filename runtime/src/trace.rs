@@ -86,10 +86,3 @@ impl Trace for NoTrace {
     #[inline(always)]
     fn event(&mut self, _event: Event<'_>) {}
 }
-
-/// Collects events as text lines.
-impl Trace for Vec<String> {
-    fn event(&mut self, event: Event<'_>) {
-        self.push(format!("{event:?}"));
-    }
-}

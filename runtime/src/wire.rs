@@ -456,6 +456,7 @@ mod tests {
     fn backends_are_a_list_only_for_service() {
         let backends = [crate::WeightedBackend {
             name: "stable",
+            id: crate::BackendId::new(0),
             weight: 100,
         }];
         let mut d = crate::Decision::new(true, crate::Reason::Service);

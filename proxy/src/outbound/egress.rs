@@ -351,7 +351,7 @@ pub async fn connect(
                 let mut upstream = upstream;
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                    _ = crate::inbound::shutting_down(&mut shutdown) => {}
+                    _ = crate::state::shutting_down(&mut shutdown) => {}
                 }
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

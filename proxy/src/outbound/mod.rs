@@ -16,7 +16,7 @@ pub mod transparent;
 
 use crate::config::{OutboundConfig, OutboundMode};
 use crate::enforce;
-use crate::inbound::Shared;
+use crate::state::Shared;
 use crate::store::LoadedBundle;
 use body::ReplayBody;
 use bytes::Bytes;
@@ -150,7 +150,7 @@ impl Listener {
                         continue;
                     }
                 },
-                _ = crate::inbound::shutting_down(&mut shutdown) => return,
+                _ = crate::state::shutting_down(&mut shutdown) => return,
             };
             let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                 shared.metrics.connections_refused.inc(["limit"]);
@@ -275,7 +275,7 @@ async fn serve_http<IO>(
                 }
                 return;
             }
-            _ = crate::inbound::shutting_down(&mut shutdown), if !closing => {
+            _ = crate::state::shutting_down(&mut shutdown), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }

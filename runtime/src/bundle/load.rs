@@ -214,7 +214,12 @@ impl<'a> Loader<'a> {
                 // Names are filled in once the service's backends are known.
                 backends: weights
                     .into_iter()
-                    .map(|weight| WeightedBackend { name: "", weight })
+                    .zip(&backend_ids)
+                    .map(|(weight, &id)| WeightedBackend {
+                        name: "",
+                        id: BackendId(id),
+                        weight,
+                    })
                     .collect(),
                 backend_ids,
                 timeout_ms,

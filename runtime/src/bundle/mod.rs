@@ -20,7 +20,7 @@ pub mod schema;
 
 pub use load::LoadError;
 
-use crate::decision::WeightedBackend;
+use crate::decision::{BackendId, RouteId, ServiceId, WeightedBackend};
 use regex_automata::dfa::dense;
 
 /// Magic bytes at the start of every bundle.
@@ -84,11 +84,14 @@ impl DefaultPolicy {
     }
 }
 
-/// Server protocol.
+/// The protocol of an inbound server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Protocol {
+pub enum Protocol {
+    /// HTTP requests.
     Http,
+    /// gRPC requests (HTTP/2).
     Grpc,
+    /// Connections, decided once each.
     Tcp,
 }
 
@@ -251,6 +254,18 @@ pub(crate) struct Service<'a> {
     pub(crate) routes: RouteSet<'a>,
 }
 
+impl<'a> Service<'a> {
+    fn settings(&self) -> ServiceSettings<'_, 'a> {
+        ServiceSettings {
+            name: self.name,
+            timeout_ms: self.timeout_ms,
+            retry: self.retry.as_ref(),
+            breaker: self.breaker.as_ref(),
+            backends: &self.backends,
+        }
+    }
+}
+
 /// An egress destination rule.
 #[derive(Debug)]
 pub(crate) struct EgressRule<'a> {
@@ -319,6 +334,24 @@ pub struct ServiceSettings<'b, 'a> {
     pub backends: &'b [Backend<'a>],
 }
 
+impl<'b, 'a> ServiceSettings<'b, 'a> {
+    /// The backend `id` (from a [`WeightedBackend`] of this service).
+    pub fn backend(&self, id: BackendId) -> Option<&'b Backend<'a>> {
+        self.backends.get(id.index())
+    }
+}
+
+/// A service route's settings, for the outbound proxy.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSettings<'b, 'a> {
+    /// The route's name.
+    pub name: Option<&'a str>,
+    /// Its retry policy: the route's own, else the service's.
+    pub retry: Option<&'b Retry>,
+    /// Its backends with their weights, in `to` order.
+    pub backends: &'b [WeightedBackend<'a>],
+}
+
 /// What a bundle holds, for `sluice inspect`.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -347,13 +380,42 @@ impl<'a> Bundle<'a> {
         self.services
             .iter()
             .find(|s| s.name == name)
-            .map(|s| ServiceSettings {
-                name: s.name,
-                timeout_ms: s.timeout_ms,
-                retry: s.retry.as_ref(),
-                breaker: s.breaker.as_ref(),
-                backends: &s.backends,
-            })
+            .map(Service::settings)
+    }
+
+    /// The declared services with their ids, in declaration order.
+    pub fn services(&self) -> impl Iterator<Item = (ServiceId, ServiceSettings<'_, 'a>)> + '_ {
+        (0u32..)
+            .zip(&self.services)
+            .map(|(i, s)| (ServiceId(i), s.settings()))
+    }
+
+    /// The settings of the service `id` (from a [`Decision`](crate::Decision)
+    /// of this bundle).
+    pub fn service_by_id(&self, id: ServiceId) -> Option<ServiceSettings<'_, 'a>> {
+        self.services.get(id.index()).map(Service::settings)
+    }
+
+    /// Route `route` of service `service` (both from a
+    /// [`Decision`](crate::Decision) of this bundle).
+    pub fn service_route(
+        &self,
+        service: ServiceId,
+        route: RouteId,
+    ) -> Option<RouteSettings<'_, 'a>> {
+        let svc = self.services.get(service.index())?;
+        let r = svc.routes.routes.get(route.index())?;
+        Some(RouteSettings {
+            name: r.name,
+            retry: r.retry.as_ref().or(svc.retry.as_ref()),
+            backends: &r.backends,
+        })
+    }
+
+    /// The protocol of the inbound server covering `port`, if one does.
+    pub fn server_protocol(&self, port: u16) -> Option<Protocol> {
+        let server = self.servers.get(self.server_for(port)? as usize)?;
+        Some(server.protocol)
     }
 
     /// The retry policy of route `route` of service `service`: the route's
@@ -463,6 +525,7 @@ impl<'a> Bundle<'a> {
     pub fn create_scratch(&self) -> Scratch {
         Scratch {
             path: Vec::with_capacity(crate::normalize::MAX_PATH_LEN + 8),
+            path_normalized: false,
             candidates: Vec::with_capacity(self.max_routes + 1),
             class: self.create_peer_class(),
         }
@@ -483,8 +546,20 @@ impl<'a> Bundle<'a> {
 #[derive(Clone, Debug)]
 pub struct Scratch {
     pub(crate) path: Vec<u8>,
+    /// Whether `path` holds the last decided request's normalized path.
+    pub(crate) path_normalized: bool,
     pub(crate) candidates: Vec<u32>,
     pub(crate) class: PeerClass,
+}
+
+impl Scratch {
+    /// The normalized path (spec section 7) of the request decided last
+    /// with this scratch space, when that decision normalized it: an HTTP
+    /// request to an HTTP or gRPC server, or an outbound HTTP request,
+    /// whose path is not bad. `None` otherwise.
+    pub fn normalized_path(&self) -> Option<&[u8]> {
+        self.path_normalized.then_some(self.path.as_slice())
+    }
 }
 
 /// What a peer satisfies, computed once per connection by [`Bundle::classify`].
