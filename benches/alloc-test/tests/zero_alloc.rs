@@ -1,7 +1,8 @@
 //! Zero heap allocations per decision (issue 2, "Performance"; issue 9,
 //! point 13).
 //!
-//! A counting global allocator wraps `System`; after 1,000 warm-up
+//! The counting global allocator of `sluice-alloc-count` counts the
+//! allocations of this thread, where every decision runs; after 1,000 warm-up
 //! decisions, 100,000 decisions of each kind (inbound HTTP, inbound TCP,
 //! outbound service, egress HTTP, tunnel, egress TCP) and 100,000 peer
 //! classifications with the realistic requests on the 1,000-route policy
@@ -10,10 +11,9 @@
 //! server, a connection to an HTTP server (an error), egress denials,
 //! an outbound request without a route, paths at and past the length limit
 //! (8192 bytes), and IPv4 and IPv4-mapped IPv6 peers. Each case's decision
-//! is checked first, so every case reaches the path it names. This binary
-//! holds one test function, so no other test thread allocates while it
-//! counts.
+//! is checked first, so every case reaches the path it names.
 
+use sluice_alloc_count::{allocations, Counting};
 use sluice_benches::{
     compile_generated, realistic_egress_tcp, realistic_inbound, realistic_outbound_service,
     realistic_peer, realistic_tunnel, Kind, DB_PORT, PEER_IDENTITY, REQUEST_HEADERS,
@@ -21,42 +21,7 @@ use sluice_benches::{
 };
 use sluice_runtime::normalize::MAX_PATH_LEN;
 use sluice_runtime::{AlignedBytes, Bundle, Decision, Http, Inbound, Outbound, Peer, Reason};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Allocations (including zeroed allocations and reallocations) so far.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-/// `System`, counting every allocation.
-struct Counting;
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which
-// upholds the `GlobalAlloc` contract; counting touches only an atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded from our caller, who upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `ptr` was allocated by `System` through this wrapper with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` through this wrapper with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -69,20 +34,20 @@ fn count(mut f: impl FnMut()) -> u64 {
     for _ in 0..WARM_UP {
         f();
     }
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     for _ in 0..MEASURED {
         f();
     }
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    allocations() - before
 }
 
 #[test]
 fn decisions_do_not_allocate() {
     // The counter works: one allocation is seen.
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     drop(black_box(vec![0u8; 64]));
     assert!(
-        ALLOCATIONS.load(Ordering::SeqCst) > before,
+        allocations() > before,
         "the counting allocator is not installed"
     );
 

@@ -28,17 +28,19 @@
 //! engines and with a plain Rust [`Workload::reference`], and fails on the
 //! first disagreement.
 //!
-//! The library also installs a counting global allocator ([`allocations`]),
-//! so that the benchmark and the tests can report allocations per decision.
+//! The library also installs the counting global allocator of
+//! `sluice-alloc-count` (every binary that links it counts; see
+//! [`allocations`], the calling thread's count), so that the benchmark and
+//! the tests can report allocations per decision.
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
     Request as CedarRequest, RestrictedExpression,
 };
 use regorus::Value;
+pub use sluice_alloc_count::allocations;
+use sluice_alloc_count::Counting;
 use sluice_runtime::{AlignedBytes, Bundle, Http, Inbound, NoHeaders, Peer, PeerClass, Scratch};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -47,57 +49,8 @@ use std::str::FromStr;
 // ---------------------------------------------------------------------------
 // Allocation counting.
 
-thread_local! {
-    /// Allocations made by this thread so far.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// `System`, counting every allocation (including zeroed allocations and
-/// reallocations) of the calling thread.
-struct Counting;
-
-fn count_one() {
-    // A const-initialized thread local without a destructor: no allocation,
-    // and never "destroyed"; `try_with` only to be safe.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which
-// upholds the `GlobalAlloc` contract; counting touches only a thread-local
-// `Cell` that needs no allocation.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded from our caller, who upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` was allocated by `System` through this wrapper with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` through this wrapper with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Heap allocations made so far by the calling thread (every binary that
-/// links this library uses its counting allocator).
-pub fn allocations() -> u64 {
-    ALLOCATIONS.with(|c| c.get())
-}
 
 /// Allocations per call of `f`, averaged over `calls` calls made after
 /// `warm_up` calls.
