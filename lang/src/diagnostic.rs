@@ -116,6 +116,18 @@ pub struct Diagnostic {
     pub message: String,
     /// Where the problem starts.
     pub span: Span,
+    /// Other places the problem involves (`first defined here`), in the
+    /// order they are shown; usually none.
+    pub labels: Vec<Label>,
+}
+
+/// A secondary place of a diagnostic, shown with its own short message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    /// The place.
+    pub span: Span,
+    /// What is there, lowercase (`first defined here`).
+    pub message: String,
 }
 
 impl Diagnostic {
@@ -126,7 +138,17 @@ impl Diagnostic {
             code,
             message: message.into(),
             span,
+            labels: Vec::new(),
         }
+    }
+
+    /// The same diagnostic, also pointing at `span` with `message`.
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
+        self
     }
 
     /// Whether this diagnostic stops compilation.

@@ -12,7 +12,7 @@ pub mod render;
 pub mod source;
 
 pub use ast::{Policy, Span};
-pub use diagnostic::{Code, Diagnostic, Severity};
+pub use diagnostic::{Code, Diagnostic, Label, Severity};
 
 /// Parses arbitrary bytes as a one-file policy and renders its diagnostics
 /// both ways, for fuzzing: bytes that are not UTF-8 are decoded lossily.
