@@ -48,14 +48,16 @@
 # upstream (one process) and the proxy under test (WORKERS threads or
 # processes each, 2 by default).
 #
-# Environment knobs: QUICK, ROUNDS, DURATION, RATE, ROUTES (route counts,
-# "10 1000"), WORKERS, WRK_CONNS, MTLS (1: also measure Sluice's mTLS
+# Environment knobs (lib.sh holds what the three proxy scripts share):
+# QUICK, BUILD (debug: the binaries in target/debug, if there), ROUNDS,
+# DURATION, RATE, ROUTES (route counts, "10 1000"), WORKERS, WRK_CONNS, MTLS (1: also measure Sluice's mTLS
 # listener; 0 in QUICK mode), PORT_BASE (16000: the upstream; each route
 # count k uses PORT_BASE+10k+11..16), SLUICE_LOG.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 here=$root/benches/proxy/compare
+. "$root/benches/proxy/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
   rounds=${ROUNDS:-1}
@@ -74,102 +76,26 @@ wrk_conns=${WRK_CONNS:-32}
 port_base=${PORT_BASE:-16000}
 app_port=$port_base
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- tools
-sudo=""
-[[ $(id -u) == 0 ]] || sudo=sudo
-export PATH=$PATH:/usr/sbin
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v h2load >/dev/null || missing+=(nghttp2-client)
-command -v curl >/dev/null || missing+=(curl)
-command -v nginx >/dev/null || missing+=(nginx)
-command -v haproxy >/dev/null || missing+=(haproxy)
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-nginx_bin=$(command -v nginx)
+ensure_tools haproxy
 haproxy_bin=$(command -v haproxy)
-
-# BUILD=debug uses the binaries `cargo test --workspace` leaves in
-# target/debug (CI's smoke run: no second, release build of everything).
-if [[ "${BUILD:-release}" == debug && -x $root/target/debug/sluice && -x $root/target/debug/examples/peer_configs ]]; then
-  log "using the binaries in target/debug (BUILD=debug; figures are not comparable)"
-  sluice=$root/target/debug/sluice
-  peer_configs=$root/target/debug/examples/peer_configs
-else
-  log "cargo build --release -p sluice; the peer_configs example"
-  cargo build --release -q -p sluice
-  cargo build --release -q -p sluice-benches --example peer_configs
-  sluice=$root/target/release/sluice
-  peer_configs=$root/target/release/examples/peer_configs
-fi
+build_binaries peer_configs
+peer_configs=$example_bin
 
 ports=("$app_port")
 for ((k = 0; k < ${#route_counts[@]}; k++)); do
   for p in 1 2 3 4 5 6; do ports+=($((port_base + 10 * k + 10 + p))); done
 done
-for port in "${ports[@]}"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port on 127.0.0.1 is in use (set PORT_BASE)"
-  fi
-done
+ports_free "set PORT_BASE" "${ports[@]}"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-proxy-compare.XXXXXX")
-mkdir -p "$work/raw" "$work/upstream" "$work/certs"
-log "raw outputs: $work"
-
-# ---------------------------------------------------------------- cleanup
-pids=()
-cleanup() {
-  local pid i
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  printf 'raw outputs: %s\n' "$work" >&2
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() { # URL SECONDS: until it answers at all (any status)
-  local url=$1 secs=$2 i
-  for ((i = 0; i < secs * 10; i++)); do
-    curl -sS --max-time 2 -o /dev/null "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# nginx's temp folders, inside its run folder so that it needs no root.
-temp_paths_for() { # DIR
-  local dir=$1 m out=""
-  for m in proxy fastcgi uwsgi scgi; do
-    "$nginx_bin" -V 2>&1 | grep -q -- "--without-http_${m}_module" || out+="    ${m}_temp_path $dir/${m}_temp;"$'\n'
-  done
-  printf '%s    client_body_temp_path %s/body_temp;' "$out" "$dir"
-}
+make_work sluice-proxy-compare
+mkdir -p "$work/upstream" "$work/certs"
 
 # ---------------------------------------------------------------- upstream and identities
-conf=$(<"$here/upstream.conf.in")
-conf=${conf//@TEMP_PATHS@/$(temp_paths_for "$work/upstream")}
-conf=${conf//@DIR@/$work/upstream}
-conf=${conf//@APP_PORT@/$app_port}
-printf '%s\n' "$conf" >"$work/upstream/nginx.conf"
-"$nginx_bin" -p "$work/upstream" -c "$work/upstream/nginx.conf" -e "$work/upstream/error.log" \
-  >"$work/upstream/stdout.txt" 2>&1 &
-upstream_pid=$!
-pids+=("$upstream_pid")
-wait_for "http://127.0.0.1:$app_port/" 10 || die "the upstream did not start; see $work/upstream/error.log"
+fill "$here/upstream.conf.in" TEMP_PATHS="$(nginx_temp_paths "$work/upstream")" DIR="$work/upstream" \
+  APP_PORT="$app_port" >"$work/upstream/nginx.conf"
+start_nginx "$work/upstream"
+wait_for_answer "http://127.0.0.1:$app_port/" 10 || die "the upstream did not start; see $work/upstream/error.log"
 
 log "identities: dev CA for bench.local, the proxy's SVID, two client SVIDs"
 {
@@ -199,49 +125,31 @@ for ((k = 0; k < ${#route_counts[@]}; k++)); do
     { cat "$d/peer_configs.txt" >&2; die "peer_configs failed"; }
 
   # Sluice
-  conf=$(<"$here/proxy.toml.in")
-  conf=${conf//@BUNDLE@/$d/compare.bundle}
-  conf=${conf//@CERTS@/$work/certs}
-  conf=${conf//@ADMIN_PORT@/$((base + 5))}
-  conf=${conf//@PLAIN_PORT@/$((base + 1))}
-  conf=${conf//@MTLS_PORT@/$((base + 2))}
-  conf=${conf//@APP_PORT@/$app_port}
-  printf '%s\n' "$conf" >"$d/proxy.toml"
+  fill "$here/proxy.toml.in" BUNDLE="$d/compare.bundle" CERTS="$work/certs" ADMIN_PORT=$((base + 5)) \
+    PLAIN_PORT=$((base + 1)) MTLS_PORT=$((base + 2)) APP_PORT="$app_port" >"$d/proxy.toml"
   SLUICE_WORKERS=$workers SLUICE_LOG=${SLUICE_LOG:-info} "$sluice" proxy --config "$d/proxy.toml" 2>"$d/sluice.log" &
   pids+=($!)
   pids_of[sluice-$n]=$!
   pids_of[mtls-$n]=$!
   # nginx
-  conf=$(<"$d/generated/nginx.conf")
-  conf=${conf//@TEMP_PATHS@/$(temp_paths_for "$d/nginx")}
-  conf=${conf//@DIR@/$d/nginx}
-  conf=${conf//@WORKERS@/$workers}
   # As root, nginx's workers would run as nobody, who cannot enter the run folder.
-  if [[ $(id -u) == 0 ]]; then conf=${conf//@USER@/user root;}; else conf=${conf//@USER@/}; fi
-  conf=${conf//@LISTEN@/127.0.0.1:$((base + 3))}
-  conf=${conf//@UPSTREAM@/127.0.0.1:$app_port}
-  printf '%s\n' "$conf" >"$d/nginx/nginx.conf"
-  "$nginx_bin" -p "$d/nginx" -c "$d/nginx/nginx.conf" -e "$d/nginx/error.log" >"$d/nginx/stdout.txt" 2>&1 &
-  pids+=($!)
-  pids_of[nginx-$n]=$!
+  user=""
+  [[ $(id -u) != 0 ]] || user="user root;"
+  fill "$d/generated/nginx.conf" TEMP_PATHS="$(nginx_temp_paths "$d/nginx")" DIR="$d/nginx" WORKERS="$workers" \
+    USER="$user" LISTEN="127.0.0.1:$((base + 3))" UPSTREAM="127.0.0.1:$app_port" >"$d/nginx/nginx.conf"
+  start_nginx "$d/nginx"
+  pids_of[nginx-$n]=$nginx_started
   # HAProxy: one process, -db keeps it in the foreground.
-  conf=$(<"$d/generated/haproxy.cfg")
-  conf=${conf//@THREADS@/$workers}
-  conf=${conf//@LISTEN@/127.0.0.1:$((base + 4))}
-  conf=${conf//@UPSTREAM@/127.0.0.1:$app_port}
-  printf '%s\n' "$conf" >"$d/haproxy/haproxy.cfg"
+  fill "$d/generated/haproxy.cfg" THREADS="$workers" LISTEN="127.0.0.1:$((base + 4))" \
+    UPSTREAM="127.0.0.1:$app_port" >"$d/haproxy/haproxy.cfg"
   "$haproxy_bin" -db -f "$d/haproxy/haproxy.cfg" >"$d/haproxy/log.txt" 2>&1 &
   pids+=($!)
   pids_of[haproxy-$n]=$!
   # HAProxy again, routing through maps (a tree lookup instead of one rule per route).
   [[ -f $d/generated/haproxy-map.cfg ]] || die "peer_configs wrote no haproxy-map.cfg"
   cp "$d/generated/routes-exact.map" "$d/generated/routes-prefix.map" "$d/hamap/"
-  conf=$(<"$d/generated/haproxy-map.cfg")
-  conf=${conf//@THREADS@/$workers}
-  conf=${conf//@LISTEN@/127.0.0.1:$((base + 6))}
-  conf=${conf//@UPSTREAM@/127.0.0.1:$app_port}
-  conf=${conf//@MAPS@/$d/hamap}
-  printf '%s\n' "$conf" >"$d/hamap/haproxy.cfg"
+  fill "$d/generated/haproxy-map.cfg" THREADS="$workers" LISTEN="127.0.0.1:$((base + 6))" \
+    UPSTREAM="127.0.0.1:$app_port" MAPS="$d/hamap" >"$d/hamap/haproxy.cfg"
   "$haproxy_bin" -db -f "$d/hamap/haproxy.cfg" >"$d/hamap/log.txt" 2>&1 &
   pids+=($!)
   pids_of[hamap-$n]=$!
@@ -260,15 +168,11 @@ for ((k = 0; k < ${#route_counts[@]}; k++)); do
   [[ $mtls == 1 ]] && targets+=("mtls-$n")
   targets+=("nginx-$n" "haproxy-$n" "hamap-$n")
 
-  for _ in $(seq 300); do
-    curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$((base + 5))/ready" 2>/dev/null && break
-    sleep 0.1
-  done
-  curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$((base + 5))/ready" ||
+  wait_for "http://127.0.0.1:$((base + 5))/ready" 30 ||
     { tail -20 "$d/sluice.log" >&2; die "sluice ($n routes) did not become ready"; }
-  wait_for "http://127.0.0.1:$((base + 3))/" 10 || { cat "$d/nginx/error.log" >&2; die "nginx ($n routes) did not start"; }
-  wait_for "http://127.0.0.1:$((base + 4))/" 10 || { cat "$d/haproxy/log.txt" >&2; die "haproxy ($n routes) did not start"; }
-  wait_for "http://127.0.0.1:$((base + 6))/" 10 || { cat "$d/hamap/log.txt" >&2; die "haproxy with maps ($n routes) did not start"; }
+  wait_for_answer "http://127.0.0.1:$((base + 3))/" 10 || { cat "$d/nginx/error.log" >&2; die "nginx ($n routes) did not start"; }
+  wait_for_answer "http://127.0.0.1:$((base + 4))/" 10 || { cat "$d/haproxy/log.txt" >&2; die "haproxy ($n routes) did not start"; }
+  wait_for_answer "http://127.0.0.1:$((base + 6))/" 10 || { cat "$d/hamap/log.txt" >&2; die "haproxy with maps ($n routes) did not start"; }
 done
 
 scheme_of() { [[ $1 == mtls-* ]] && echo https || echo http; }
@@ -376,12 +280,9 @@ flock 9
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring: ${#targets[@]} targets, $rounds round(s) of $dur s runs"
 
-clk_tck=$(getconf CLK_TCK)
-results=$work/results.tsv
-printf 'round\ttarget\tmetric\tvalue\n' >"$results"
-record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
+init_results
 
-ticks_of() { # TARGET: CPU ticks (user + system) of its processes
+target_ticks() { # TARGET: CPU ticks (user + system) of its processes
   local p sum=0 t
   for p in $(procs_of "$1"); do
     t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
@@ -402,13 +303,6 @@ mem_of() { # TARGET: VmRSS and Pss in kB, summed over its processes
 per100k() { # TICKS REQUESTS
   awk -v t="$1" -v n="$2" -v hz="$clk_tck" 'BEGIN{ if (n > 0) printf "%.2f", t / hz / n * 100000; else print "NA" }'
 }
-percentiles() { # H2LOAD_LOG: nearest-rank p50 p99 of the 200 answers (µs), and their count
-  awk -F'\t' '$2 == 200 {print $3}' "$1" | sort -n | awk '
-    { a[NR] = $1 }
-    function q(p,  i) { i = int(p * NR); if (i < p * NR) i++; if (i < 1) i = 1; return a[i] }
-    END { if (NR == 0) print "NA NA 0"; else print q(0.5), q(0.99), NR }'
-}
-
 for t in "${targets[@]}"; do
   [[ $t == direct || $t == mtls-* ]] && continue
   read -r rss pss < <(mem_of "$t")
@@ -418,28 +312,27 @@ done
 
 fixed_run() { # ROUND TARGET
   local r=$1 t=$2 out=$work/raw/fixed-$2-r$1.txt lat=$work/raw/fixed-$2-r$1.log p50 p99 n c0 c1
-  c0=$(ticks_of "$t")
-  timeout $((dur + 60)) h2load --h1 -t1 -c1 --rps "$rate" -D "$dur" --warm-up-time=1 --log-file="$lat" \
-    "$(url_of "$t")" >"$out" 2>&1 || true
-  c1=$(ticks_of "$t")
-  read -r p50 p99 n < <(percentiles "$lat")
+  c0=$(target_ticks "$t")
+  h2load_fixed "$out" "$lat" "$(url_of "$t")"
+  c1=$(target_ticks "$t")
+  read -r p50 p99 _ n < <(percentiles "$lat")
   record "$r" "$t" fixed_p50 "$p50"
   record "$r" "$t" fixed_p99 "$p99"
   # The CPU span includes the warm-up second: count its requests too.
   [[ $t == direct ]] || record "$r" "$t" cpu_fixed "$(per100k $((c1 - c0)) $((n * (dur + 1) / dur)))"
-  record "$r" "$t" bad "$(awk '/^requests:/{t = $2} /^status codes:/{ok = $3} END{print t - ok}' "$out")"
+  record "$r" "$t" bad "$(h2load_bad "$out")"
   log "round $r, $rate req/s, $t: p50 $p50 µs, p99 $p99 µs ($n answers)"
 }
 sat_run() { # ROUND TARGET
   local r=$1 t=$2 out=$work/raw/wrk-$2-r$1.txt rps n c0 c1
-  c0=$(ticks_of "$t")
-  timeout $((dur + 60)) wrk -t1 -c"$wrk_conns" -d"${dur}s" "$(url_of "$t")" >"$out" 2>&1 || true
-  c1=$(ticks_of "$t")
-  n=$(awk '/ requests in /{print $1}' "$out")
-  rps=$(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$out")
+  c0=$(target_ticks "$t")
+  wrk_saturate "$out" "$(url_of "$t")"
+  c1=$(target_ticks "$t")
+  n=$(wrk_requests "$out")
+  rps=$(wrk_rps "$out")
   record "$r" "$t" sat_rps "${rps:-NA}"
   [[ $t == direct ]] || record "$r" "$t" cpu_sat "$(per100k $((c1 - c0)) "${n:-0}")"
-  record "$r" "$t" bad "$(awk '/Non-2xx or 3xx responses:/{n = $5} /Socket errors:/{gsub(",", ""); e = $4 + $6 + $8 + $10} END{print n + e}' "$out")"
+  record "$r" "$t" bad "$(wrk_bad "$out")"
   log "round $r, wrk -c$wrk_conns, $t: ${rps:-NA} req/s"
 }
 
@@ -461,14 +354,6 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 flock -u 9
 
 # ---------------------------------------------------------------- tables
-median() { # TARGET METRIC
-  awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m && $4 != "NA" && $4 != "" {print $4}' "$results" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-total() { awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m {s += $4} END {print s + 0}' "$results"; }
-calc() { awk "BEGIN { $1 }"; }
-mib() { calc "k = \"$1\"; if (k == \"NA\" || k == \"\") print \"\"; else printf \"%.1f\", k / 1024"; }
-ratio() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\" || b == 0) print \"NA\"; else printf \"%.2f\", a / b"; }
 thousands() { calc "v = \"$1\"; if (v == \"NA\") print v; else printf \"%d\", v" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 
 mem_cell() { # TARGET KIND(rss|pss)
@@ -546,7 +431,7 @@ table=$work/table.md
 } >"$table"
 
 echo
-echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo); load generator, upstream and proxies share them."
+echo "Machine: $ncpu cores, $(cpu_model); load generator, upstream and proxies share them."
 echo "Load average (1, 5, 15 min) when measuring started: $load_before; when it ended: $load_after."
 echo "Tools: $("$nginx_bin" -v 2>&1 | awk '{print $3}'), HAProxy $("$haproxy_bin" -v | awk 'NR == 1 {print $3}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(h2load --version 2>&1 | head -1), $(rustc --version 2>/dev/null || echo rustc ?)."
 echo

@@ -52,14 +52,16 @@
 #      (results.tsv, h2load logs, wrk outputs, the proxy's log and metrics)
 #      to a temp folder whose path it prints.
 #
-# Every process it starts is stopped on exit. Environment knobs: QUICK,
-# ROUNDS, DURATION, RATE, WRK_CONNS, CONTROL, APP_PORT, OUT_PORT, INBOUND_PORT, ADMIN_PORT,
+# Every process it starts is stopped on exit (lib.sh holds what the three
+# proxy scripts share). Environment knobs: QUICK, BUILD (debug: the
+# binaries in target/debug, if there), ROUNDS, DURATION, RATE, WRK_CONNS, CONTROL, APP_PORT, OUT_PORT, INBOUND_PORT, ADMIN_PORT,
 # SLUICE_LOG (the proxy's log filter, `info` unless set; the proxy logs
 # nothing per allowed request).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 here=$root/benches/proxy/outbound
+. "$root/benches/proxy/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
   rounds=${ROUNDS:-1}
@@ -80,101 +82,32 @@ egress_host=127.0.0.1:$app_port
 targets=(direct service egress)
 [[ ${CONTROL:-1} == 0 ]] || targets+=(inbound)
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- tools
-sudo=""
-[[ $(id -u) == 0 ]] || sudo=sudo
-nginx_bin=$(command -v nginx || true)
-[[ -n $nginx_bin ]] || [[ ! -x /usr/sbin/nginx ]] || nginx_bin=/usr/sbin/nginx
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v h2load >/dev/null || missing+=(nghttp2-client)
-command -v curl >/dev/null || missing+=(curl)
-[[ -n $nginx_bin ]] || missing+=(nginx)
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-
-log "cargo build --release -p sluice"
-cargo build --release -q -p sluice
-sluice=$root/target/release/sluice
+ensure_tools
+build_binaries
 "$sluice" proxy --help >/dev/null 2>&1 || die "this sluice has no \`proxy\` command"
 
-for port in "$app_port" "$out_port" "$inbound_port" "$admin_port"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port on 127.0.0.1 is in use (set APP_PORT, OUT_PORT, INBOUND_PORT or ADMIN_PORT)"
-  fi
-done
+ports_free "set APP_PORT, OUT_PORT, INBOUND_PORT or ADMIN_PORT" "$app_port" "$out_port" "$inbound_port" "$admin_port"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-outbound-bench.XXXXXX")
-mkdir -p "$work/raw" "$work/nginx"
-log "raw outputs: $work"
-
-# ---------------------------------------------------------------- cleanup
-pids=()
-cleanup() {
-  local pid i
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  printf 'raw outputs: %s\n' "$work" >&2
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() { # URL SECONDS [curl args...]: until it answers 200
-  local url=$1 secs=$2 i
-  shift 2
-  for ((i = 0; i < secs * 10; i++)); do
-    curl -fsS --max-time 2 -o /dev/null "$@" "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+make_work sluice-outbound-bench
+mkdir -p "$work/nginx"
 
 # ---------------------------------------------------------------- policy
 log "policy: service checkout ($service_host -> 127.0.0.1:$app_port), egress allow 127.0.0.1:$app_port"
-policy=$(<"$here/policy.sluice.in")
-printf '%s\n' "${policy//@APP_PORT@/$app_port}" >"$work/outbound.sluice"
+fill "$here/policy.sluice.in" APP_PORT="$app_port" >"$work/outbound.sluice"
 "$sluice" lint "$work/outbound.sluice" >"$work/lint.txt" 2>&1 || { cat "$work/lint.txt" >&2; die "lint failed"; }
 "$sluice" compile "$work/outbound.sluice" -o "$work/outbound.bundle" | tee "$work/compile.txt" >&2
 
 # ---------------------------------------------------------------- upstream
-temp_paths=""
-for m in proxy fastcgi uwsgi scgi; do
-  "$nginx_bin" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
-    temp_paths+="    ${m}_temp_path $work/nginx/${m}_temp;"$'\n'
-done
-temp_paths+="    client_body_temp_path $work/nginx/body_temp;"
-conf=$(<"$here/nginx.conf.in")
-conf=${conf//@TEMP_PATHS@/$temp_paths}
-conf=${conf//@DIR@/$work/nginx}
-conf=${conf//@APP_PORT@/$app_port}
-printf '%s\n' "$conf" >"$work/nginx/nginx.conf"
-"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" >"$work/nginx/stdout.txt" 2>&1 &
-nginx_pid=$!
-pids+=("$nginx_pid")
+fill "$here/nginx.conf.in" TEMP_PATHS="$(nginx_temp_paths "$work/nginx")" DIR="$work/nginx" APP_PORT="$app_port" \
+  >"$work/nginx/nginx.conf"
+start_nginx "$work/nginx"
+nginx_pid=$nginx_started
 wait_for "http://127.0.0.1:$app_port/" 10 || die "nginx did not start; see $work/nginx/error.log"
 
 # ---------------------------------------------------------------- proxy
-conf=$(<"$here/proxy.toml.in")
-conf=${conf//@BUNDLE@/$work/outbound.bundle}
-conf=${conf//@ADMIN_PORT@/$admin_port}
-conf=${conf//@OUT_PORT@/$out_port}
-conf=${conf//@INBOUND_PORT@/$inbound_port}
-conf=${conf//@APP_PORT@/$app_port}
-printf '%s\n' "$conf" >"$work/proxy.toml"
+fill "$here/proxy.toml.in" BUNDLE="$work/outbound.bundle" ADMIN_PORT="$admin_port" OUT_PORT="$out_port" \
+  INBOUND_PORT="$inbound_port" APP_PORT="$app_port" >"$work/proxy.toml"
 log "sluice proxy --config $work/proxy.toml"
 SLUICE_LOG=${SLUICE_LOG:-info} "$sluice" proxy --config "$work/proxy.toml" 2>"$work/proxy.log" &
 proxy_pid=$!
@@ -246,21 +179,8 @@ curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$admin_port/ready" ||
   die "the proxy stopped answering after the checks (see $work/proxy.log)"
 
 # ---------------------------------------------------------------- measurements
-clk_tck=$(getconf CLK_TCK)
-ncpu=$(nproc)
-results=$work/results.tsv
-printf 'round\ttarget\tmetric\tvalue\n' >"$results"
-record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
-
-ticks_of() { # PID: CPU ticks (user + system) and system ticks; 0 0 without a PID
-  if [[ -n $1 ]]; then awk '{print $14 + $15, $15}' "/proc/$1/stat"; else echo 0 0; fi
-}
-machine_ticks() { # busy and total ticks over all cores
-  awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat
-}
-proxy_mem() { # VmRSS VmHWM in kB
-  awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$proxy_pid/status"
-}
+init_results
+proxy_mem() { mem_of_pid "$proxy_pid"; }
 proxy_counts() { # requests answered (its latency histogram), as service, as allowed egress
   metrics_to "$work/raw/metrics-span.txt"
   echo "$(metric_sum "$work/raw/metrics-span.txt" '^sluice_request_duration_seconds_count$')" \
@@ -304,21 +224,12 @@ span_end() { # ROUND TARGET KIND REQUESTS_IF_DIRECT
   record "$round" "$target" "cores_upstream_$kind" "$(cores $((u_ticks1 - u_ticks0)))"
 }
 
-# Nearest-rank percentiles of the 200 answers' latencies (µs) in an h2load log.
-percentiles() {
-  awk -F'\t' '$2 == 200 {print $3}' "$1" | sort -n | awk '
-    { a[NR] = $1 }
-    function q(p,  i) { i = int(p * NR); if (i < p * NR) i++; if (i < 1) i = 1; return a[i] }
-    END { if (NR == 0) print "NA NA NA 0"; else print q(0.5), q(0.99), q(0.999), NR }'
-}
-
 fixed_run() { # ROUND TARGET
   local round=$1 target=$2 out=$work/raw/fixed-$2-r$1.txt lat=$work/raw/fixed-$2-r$1.log
   local p50 p99 p999 n hargs
   mapfile -t hargs < <(h2load_host_args "$target")
   span_start "$target"
-  timeout $((dur + 60)) h2load --h1 -t1 -c1 --rps "$rate" -D "$dur" --warm-up-time=1 --log-file="$lat" \
-    "${hargs[@]}" "$(url_of "$target")" >"$out" 2>&1 || true
+  h2load_fixed "$out" "$lat" "$(url_of "$target")" "${hargs[@]}"
   read -r p50 p99 p999 n < <(percentiles "$lat")
   # The CPU span includes the warm-up second: count its requests too.
   span_end "$round" "$target" fixed $((n * (dur + 1) / dur))
@@ -326,8 +237,7 @@ fixed_run() { # ROUND TARGET
   record "$round" "$target" fixed_p99 "$p99"
   record "$round" "$target" fixed_p999 "$p999"
   record "$round" "$target" fixed_rps "$(awk -v n="$n" -v d="$dur" 'BEGIN{printf "%.0f", n / d}')"
-  # Requests not answered 2xx (failed, errored, timed out, or another status).
-  record "$round" "$target" fixed_bad "$(awk '/^requests:/{t = $2} /^status codes:/{ok = $3} END{print t - ok}' "$out")"
+  record "$round" "$target" fixed_bad "$(h2load_bad "$out")"
   log "round $round, $rate req/s, $target: p50 $p50 µs, p99 $p99 µs, p99.9 $p999 µs ($n answers)"
 }
 
@@ -335,12 +245,12 @@ sat_run() { # ROUND TARGET
   local round=$1 target=$2 out=$work/raw/wrk-$2-r$1.txt rps n wargs
   mapfile -t wargs < <(wrk_host_args "$target")
   span_start "$target"
-  timeout $((dur + 60)) wrk -t1 -c"$wrk_conns" -d"${dur}s" --latency "${wargs[@]}" "$(url_of "$target")" >"$out" 2>&1 || true
-  n=$(awk '/ requests in /{print $1}' "$out")
+  wrk_saturate "$out" "$(url_of "$target")" --latency "${wargs[@]}"
+  n=$(wrk_requests "$out")
   span_end "$round" "$target" sat "${n:-0}"
-  rps=$(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$out")
+  rps=$(wrk_rps "$out")
   record "$round" "$target" sat_rps "${rps:-NA}"
-  record "$round" "$target" sat_bad "$(awk '/Non-2xx or 3xx responses:/{n = $5} /Socket errors:/{gsub(",", ""); e = $4 + $6 + $8 + $10} END{print n + e}' "$out")"
+  record "$round" "$target" sat_bad "$(wrk_bad "$out")"
   log "round $round, wrk -c$wrk_conns, $target: ${rps:-NA} req/s"
 }
 
@@ -359,16 +269,9 @@ retries=$(metric_sum "$work/raw/metrics-after.txt" '^sluice_outbound_retries_tot
 proxy_errors=$(metric_sum "$work/raw/metrics-after.txt" '^sluice_outbound_errors_total')
 
 # ---------------------------------------------------------------- table
-median() { # TARGET METRIC
-  awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m && $4 != "NA" && $4 != "" {print $4}' "$results" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 spread() { # TARGET METRIC: min–max over the rounds
   awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m && $4 != "NA" && $4 != "" {print $4}' "$results" | sort -g |
     awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR == 1) print a[1]; else print a[1] "–" a[NR] }'
-}
-total() { # TARGET METRIC: sum over the rounds
-  awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m && $4 ~ /^-?[0-9]+$/ {s += $4} END {print s + 0}' "$results"
 }
 declare -A med
 for target in "${targets[@]}"; do
@@ -377,9 +280,6 @@ for target in "${targets[@]}"; do
     med[$target.$metric]=$(median "$target" "$metric")
   done
 done
-calc() { awk "BEGIN { $1 }"; }
-diff_us() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\") print \"NA\"; else printf \"%+d\", a - b"; }
-ratio() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\" || b == 0) print \"NA\"; else printf \"%.2f\", a / b"; }
 row() { # LABEL CELL_COMMAND: one cell per target
   local label=$1 cell=$2 target line
   line="| $label |"
@@ -412,7 +312,6 @@ label_of() {
     inbound) echo "inbound plaintext (control)" ;;
   esac
 }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 table=$work/table.md
 {
@@ -456,7 +355,7 @@ table=$work/table.md
 } >"$table"
 
 echo
-echo "Machine: $ncpu cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo); load generator, upstream and proxy share them."
+echo "Machine: $ncpu cores, $(cpu_model); load generator, upstream and proxy share them."
 echo "Tools: $(h2load --version 2>&1 | head -1), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$nginx_bin" -v 2>&1 | awk '{print $3}')."
 echo
 cat "$table"

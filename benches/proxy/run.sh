@@ -47,14 +47,16 @@
 #      with every raw output (results.tsv, h2load logs, wrk outputs, the
 #      proxy's log and metrics), to a temp folder whose path it prints.
 #
-# Every process it starts is stopped on exit. Environment knobs: QUICK,
-# ROUNDS, DURATION, RATE, ROUTES, WRK_CONNS, PERF, REFERENCE, MEMORY_BUNDLES,
+# Every process it starts is stopped on exit (lib.sh holds what the three
+# proxy scripts share). Environment knobs: QUICK, BUILD (debug: the
+# binaries in target/debug, if there), ROUNDS, DURATION, RATE, ROUTES, WRK_CONNS, PERF, REFERENCE, MEMORY_BUNDLES,
 # APP_PORT, PLAIN_PORT, MTLS_PORT, REF_PORT, ADMIN_PORT, SLUICE_LOG (the proxy's log
 # filter, `info` unless set; the proxy logs nothing per allowed request).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 here=$root/benches/proxy
+. "$here/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
   rounds=${ROUNDS:-1}
@@ -78,69 +80,17 @@ targets=(direct plaintext mtls)
 ((routes > 500)) || { echo "error: ROUTES must be over 500 (the request takes route 500)" >&2; exit 1; }
 [[ ${REFERENCE:-1} == 0 ]] || targets+=(nginx-ref)
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- tools
-sudo=""
-[[ $(id -u) == 0 ]] || sudo=sudo
-nginx_bin=$(command -v nginx || true)
-[[ -n $nginx_bin ]] || [[ ! -x /usr/sbin/nginx ]] || nginx_bin=/usr/sbin/nginx
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v h2load >/dev/null || missing+=(nghttp2-client)
-command -v curl >/dev/null || missing+=(curl)
-[[ -n $nginx_bin ]] || missing+=(nginx)
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-
-log "cargo build --release -p sluice"
-cargo build --release -q -p sluice
-sluice=$root/target/release/sluice
+ensure_tools
+build_binaries
 "$sluice" proxy --help >/dev/null 2>&1 || die "this sluice has no \`proxy\` command"
 "$sluice" identity --help >/dev/null 2>&1 || die "this sluice has no \`identity\` command"
 
-for port in "$app_port" "$plain_port" "$mtls_port" "$ref_port" "$admin_port"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port on 127.0.0.1 is in use (set APP_PORT, PLAIN_PORT, MTLS_PORT, REF_PORT or ADMIN_PORT)"
-  fi
-done
+ports_free "set APP_PORT, PLAIN_PORT, MTLS_PORT, REF_PORT or ADMIN_PORT" \
+  "$app_port" "$plain_port" "$mtls_port" "$ref_port" "$admin_port"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-proxy-bench.XXXXXX")
-mkdir -p "$work/raw" "$work/nginx" "$work/nginx-ref" "$work/certs" "$work/policy"
-log "raw outputs: $work"
-
-# ---------------------------------------------------------------- cleanup
-pids=()
-cleanup() {
-  local pid i
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  printf 'raw outputs: %s\n' "$work" >&2
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() { # URL SECONDS [curl args...]: until it answers 200
-  local url=$1 secs=$2 i
-  shift 2
-  for ((i = 0; i < secs * 10; i++)); do
-    curl -fsS --max-time 2 -o /dev/null "$@" "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+make_work sluice-proxy-bench
+mkdir -p "$work/nginx" "$work/nginx-ref" "$work/certs" "$work/policy"
 
 # ---------------------------------------------------------------- policy and identity
 log "policy: $routes routes, one allow-from-any rule each"
@@ -155,44 +105,25 @@ log "identities: dev CA for $trust_domain, SVID for the proxy"
   --out "$work/certs/proxy" >>"$work/identity.txt" 2>&1
 
 # ---------------------------------------------------------------- upstream (and reference proxy)
-start_nginx() { # TEMPLATE DIR: prints the PID
-  local template=$1 dir=$2 conf temp_paths="" m
-  for m in proxy fastcgi uwsgi scgi; do
-    "$nginx_bin" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
-      temp_paths+="    ${m}_temp_path $dir/${m}_temp;"$'\n'
-  done
-  temp_paths+="    client_body_temp_path $dir/body_temp;"
-  conf=$(<"$template")
-  conf=${conf//@TEMP_PATHS@/$temp_paths}
-  conf=${conf//@DIR@/$dir}
-  conf=${conf//@APP_PORT@/$app_port}
-  conf=${conf//@REF_PORT@/$ref_port}
-  printf '%s\n' "$conf" >"$dir/nginx.conf"
-  "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.txt" 2>&1 &
-  echo $!
+nginx_from() { # TEMPLATE DIR: writes DIR/nginx.conf and starts it (nginx_started)
+  fill "$1" TEMP_PATHS="$(nginx_temp_paths "$2")" DIR="$2" APP_PORT="$app_port" REF_PORT="$ref_port" >"$2/nginx.conf"
+  start_nginx "$2"
 }
-nginx_pid=$(start_nginx "$here/nginx.conf.in" "$work/nginx")
-pids+=("$nginx_pid")
+nginx_from "$here/nginx.conf.in" "$work/nginx"
+nginx_pid=$nginx_started
 wait_for "http://127.0.0.1:$app_port/" 10 || die "nginx did not start; see $work/nginx/error.log"
 ref_pid=""
 if [[ " ${targets[*]} " == *" nginx-ref "* ]]; then
-  ref_pid=$(start_nginx "$here/nginx-proxy.conf.in" "$work/nginx-ref")
-  pids+=("$ref_pid")
+  nginx_from "$here/nginx-proxy.conf.in" "$work/nginx-ref"
+  ref_pid=$nginx_started
   wait_for "http://127.0.0.1:$ref_port/" 10 || die "the reference nginx did not start; see $work/nginx-ref/error.log"
 fi
 
 # ---------------------------------------------------------------- proxy
 start_proxy() { # BUNDLE NAME: sets proxy_pid once /ready answers
-  local bundle=$1 name=$2 conf
-  conf=$(<"$here/proxy.toml.in")
-  conf=${conf//@BUNDLE@/$bundle}
-  conf=${conf//@CERTS@/$work/certs}
-  conf=${conf//@TRUST_DOMAIN@/$trust_domain}
-  conf=${conf//@ADMIN_PORT@/$admin_port}
-  conf=${conf//@PLAIN_PORT@/$plain_port}
-  conf=${conf//@MTLS_PORT@/$mtls_port}
-  conf=${conf//@APP_PORT@/$app_port}
-  printf '%s\n' "$conf" >"$work/$name.toml"
+  local bundle=$1 name=$2
+  fill "$here/proxy.toml.in" BUNDLE="$bundle" CERTS="$work/certs" TRUST_DOMAIN="$trust_domain" \
+    ADMIN_PORT="$admin_port" PLAIN_PORT="$plain_port" MTLS_PORT="$mtls_port" APP_PORT="$app_port" >"$work/$name.toml"
   log "sluice proxy --config $work/$name.toml"
   SLUICE_LOG=${SLUICE_LOG:-info} "$sluice" proxy --config "$work/$name.toml" 2>"$work/$name.log" &
   proxy_pid=$!
@@ -201,14 +132,7 @@ start_proxy() { # BUNDLE NAME: sets proxy_pid once /ready answers
     { tail -20 "$work/$name.log" >&2; die "the proxy did not become ready; see $work/$name.log"; }
 }
 stop_proxy() {
-  local i
-  kill -TERM "$proxy_pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$proxy_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$proxy_pid" 2>/dev/null || true
-  wait "$proxy_pid" 2>/dev/null || true
+  stop_pid "$proxy_pid"
   local kept=() pid
   for pid in "${pids[@]}"; do [[ $pid == "$proxy_pid" ]] || kept+=("$pid"); done
   pids=("${kept[@]}")
@@ -253,25 +177,12 @@ curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$admin_port/ready" ||
   die "the proxy stopped answering after the checks (see $work/proxy.log)"
 
 # ---------------------------------------------------------------- measurements
-clk_tck=$(getconf CLK_TCK)
-ncpu=$(nproc)
-results=$work/results.tsv
-printf 'round\ttarget\tmetric\tvalue\n' >"$results"
-record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
-
-ticks_of() { # PID: CPU ticks (user + system) and system ticks; 0 0 without a PID
-  if [[ -n $1 ]]; then awk '{print $14 + $15, $15}' "/proc/$1/stat"; else echo 0 0; fi
-}
-machine_ticks() { # busy and total ticks over all cores
-  awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat
-}
+init_results
 proxy_handled() { # requests the Sluice proxy has answered, from its own histogram
   curl -fsS --max-time 5 "http://127.0.0.1:$admin_port/metrics" |
     awk '/^sluice_request_duration_seconds_count /{print $2}'
 }
-proxy_mem() { # VmRSS VmHWM in kB
-  awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$proxy_pid/status"
-}
+proxy_mem() { mem_of_pid "$proxy_pid"; }
 
 # Around a run: CPU ticks of the target's proxy, the upstream and the
 # machine, and the Sluice proxy's request count.
@@ -301,20 +212,11 @@ span_end() { # ROUND TARGET KIND REQUESTS_IF_NOT_SLUICE
   record "$round" "$target" "cores_upstream_$kind" "$(cores $((u_ticks1 - u_ticks0)))"
 }
 
-# Nearest-rank percentiles of the 200 answers' latencies (µs) in an h2load log.
-percentiles() {
-  awk -F'\t' '$2 == 200 {print $3}' "$1" | sort -n | awk '
-    { a[NR] = $1 }
-    function q(p,  i) { i = int(p * NR); if (i < p * NR) i++; if (i < 1) i = 1; return a[i] }
-    END { if (NR == 0) print "NA NA NA 0"; else print q(0.5), q(0.99), q(0.999), NR }'
-}
-
 fixed_run() { # ROUND TARGET
   local round=$1 target=$2 out=$work/raw/fixed-$2-r$1.txt lat=$work/raw/fixed-$2-r$1.log
   local p50 p99 p999 n
   span_start "$target"
-  timeout $((dur + 60)) h2load --h1 -t1 -c1 --rps "$rate" -D "$dur" --warm-up-time=1 --log-file="$lat" \
-    "$(url_of "$target")" >"$out" 2>&1 || true
+  h2load_fixed "$out" "$lat" "$(url_of "$target")"
   read -r p50 p99 p999 n < <(percentiles "$lat")
   # The CPU span includes the warm-up second: count its requests too.
   span_end "$round" "$target" fixed $((n * (dur + 1) / dur))
@@ -322,20 +224,19 @@ fixed_run() { # ROUND TARGET
   record "$round" "$target" fixed_p99 "$p99"
   record "$round" "$target" fixed_p999 "$p999"
   record "$round" "$target" fixed_rps "$(awk -v n="$n" -v d="$dur" 'BEGIN{printf "%.0f", n / d}')"
-  # Requests not answered 2xx (failed, errored, timed out, or another status).
-  record "$round" "$target" fixed_bad "$(awk '/^requests:/{t = $2} /^status codes:/{ok = $3} END{print t - ok}' "$out")"
+  record "$round" "$target" fixed_bad "$(h2load_bad "$out")"
   log "round $round, $rate req/s, $target: p50 $p50 µs, p99 $p99 µs, p99.9 $p999 µs ($n answers)"
 }
 
 sat_run() { # ROUND TARGET
   local round=$1 target=$2 out=$work/raw/wrk-$2-r$1.txt rps n
   span_start "$target"
-  timeout $((dur + 60)) wrk -t1 -c"$wrk_conns" -d"${dur}s" --latency "$(url_of "$target")" >"$out" 2>&1 || true
-  n=$(awk '/ requests in /{print $1}' "$out")
+  wrk_saturate "$out" "$(url_of "$target")" --latency
+  n=$(wrk_requests "$out")
   span_end "$round" "$target" sat "${n:-0}"
-  rps=$(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$out")
+  rps=$(wrk_rps "$out")
   record "$round" "$target" sat_rps "${rps:-NA}"
-  record "$round" "$target" sat_bad "$(awk '/Non-2xx or 3xx responses:/{n = $5} /Socket errors:/{gsub(",", ""); e = $4 + $6 + $8 + $10} END{print n + e}' "$out")"
+  record "$round" "$target" sat_bad "$(wrk_bad "$out")"
   log "round $round, wrk -c$wrk_conns, $target: ${rps:-NA} req/s"
 }
 
@@ -401,7 +302,6 @@ memory_run() { # NAME BUNDLE DESCRIPTION
   mem_goals+=("- resident memory, $what bundle: VmHWM $(mib "$hwm1") MiB: $(verdict "$(awk -v k="$hwm1" 'BEGIN { print (k * 1024 < 20000000) }')")")
   stop_proxy
 }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 mem_rows+=("| gen-policy.sh $routes prefix (the runs above) | $bundle_bytes | $(mib "$rss_idle") / $(mib "$hwm_idle") | $(mib "$rss_after") / $(mib "$hwm_after") | all 2xx |")
 if [[ ${MEMORY_BUNDLES:-1} == 1 ]]; then
   stop_proxy
@@ -430,10 +330,6 @@ TOML
 fi
 
 # ---------------------------------------------------------------- table
-median() { # TARGET METRIC
-  awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m && $4 != "NA" && $4 != "" {print $4}' "$results" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 declare -A med
 for target in "${targets[@]}"; do
   for metric in fixed_p50 fixed_p99 fixed_p999 fixed_rps fixed_bad sat_rps sat_bad \
@@ -441,9 +337,6 @@ for target in "${targets[@]}"; do
     med[$target.$metric]=$(median "$target" "$metric")
   done
 done
-calc() { awk "BEGIN { $1 }"; }
-diff_us() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\") print \"NA\"; else printf \"%+d\", a - b"; }
-ratio() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\" || b == 0) print \"NA\"; else printf \"%.2f\", a / b"; }
 row() { # LABEL CELL_COMMAND: one cell per target
   local label=$1 cell=$2 target line
   line="| $label |"
@@ -511,7 +404,7 @@ table=$work/table.md
 } >"$table"
 
 echo
-echo "Machine: $ncpu cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo); load generator, upstream and proxy share them."
+echo "Machine: $ncpu cores, $(cpu_model); load generator, upstream and proxy share them."
 echo "Tools: $(h2load --version 2>&1 | head -1), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$nginx_bin" -v 2>&1 | awk '{print $3}'), mTLS listener: $tls_version."
 echo
 cat "$table"
