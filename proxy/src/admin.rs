@@ -23,7 +23,6 @@ pub struct Admin {
 impl Admin {
     /// Serves the admin endpoints on `listener` until shutdown.
     pub async fn run(self: Arc<Self>, listener: TcpListener) {
-        let mut shutdown = self.shared.shutdown.clone();
         loop {
             let (stream, _) = tokio::select! {
                 r = listener.accept() => match r {
@@ -33,7 +32,7 @@ impl Admin {
                         continue;
                     }
                 },
-                _ = crate::state::shutting_down(&mut shutdown) => return,
+                _ = self.shared.shutdown.cancelled() => return,
             };
             let admin = self.clone();
             tokio::spawn(async move {

@@ -11,7 +11,7 @@ use crate::decision_log::LoggedRequest;
 use crate::enforce;
 use crate::framing::FramingWatch;
 use crate::request_body::{self, ClientBody};
-use crate::state::{shutting_down, Shared};
+use crate::state::Shared;
 use crate::store::LoadedBundle;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -75,7 +75,6 @@ impl Listener {
     /// Accepts connections until shutdown.
     pub async fn run(self, shared: Arc<Shared>) {
         let listener = Arc::new(self);
-        let mut shutdown = shared.shutdown.clone();
         loop {
             let (stream, addr) = tokio::select! {
                 r = listener.listener.accept() => match r {
@@ -86,7 +85,7 @@ impl Listener {
                         continue;
                     }
                 },
-                _ = shutting_down(&mut shutdown) => return,
+                _ = shared.shutdown.cancelled() => return,
             };
             let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                 shared.metrics.connections_refused.inc(["limit"]);
@@ -99,7 +98,7 @@ impl Listener {
             }
             let listener = listener.clone();
             let shared = shared.clone();
-            tokio::spawn(async move {
+            shared.tasks.clone().spawn(async move {
                 listener.handle(stream, addr, &shared).await;
                 drop(permit);
             });
@@ -628,11 +627,7 @@ async fn forward_upgrade(
     let mut response = crate::upgrade::send(TokioIo::new(stream), req)
         .await
         .map_err(Failed::from_error)?;
-    let relay = crate::upgrade::Relay {
-        permit,
-        shutdown: conn.shared.shutdown.clone(),
-        idle: conn.shared.limits.idle_timeout(),
-    };
+    let relay = crate::upgrade::Relay::new(&conn.shared, permit);
     crate::upgrade::relay_if_switched(&mut response, client, relay);
     Ok(response)
 }
@@ -683,7 +678,6 @@ where
     let first_head = tokio::time::sleep_until(activity.first_head_by);
     tokio::pin!(first_head);
     let mut awaiting_first = true;
-    let mut shutdown = conn.shared.shutdown.clone();
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req| handle_request(service_conn.clone(), req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -697,7 +691,7 @@ where
                 }
                 return;
             }
-            _ = shutting_down(&mut shutdown), if !closing => {
+            _ = conn.shared.shutdown.cancelled(), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -766,7 +760,6 @@ async fn relay_tcp<IO>(
         };
     let _ = upstream.set_nodelay(true);
     let idle = conn.shared.limits.idle_timeout();
-    let mut shutdown = conn.shared.shutdown.clone();
     let copy = tokio::io::copy_bidirectional(&mut io, &mut upstream);
     tokio::pin!(copy);
     loop {
@@ -795,7 +788,7 @@ async fn relay_tcp<IO>(
                     return;
                 }
             }
-            _ = shutting_down(&mut shutdown) => return,
+            _ = conn.shared.shutdown.cancelled() => return,
         }
     }
 }

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A running proxy.
 pub struct Proxy {
@@ -29,8 +31,6 @@ pub struct Proxy {
     outbound_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     reloader: Arc<Reloader>,
-    shutdown: watch::Sender<bool>,
-    max_connections: usize,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -87,7 +87,6 @@ impl Proxy {
     ) -> Result<Proxy, StartError> {
         let metrics = Arc::new(Metrics::default());
         let store = PolicyStore::new();
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let decision_log = match &config.log.decision_log {
             Some(path) => {
                 let dropped = metrics.decision_log_dropped.clone();
@@ -149,7 +148,8 @@ impl Proxy {
             decision_log,
             limits: config.limits.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-            shutdown: shutdown_rx,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         });
         let reloader = Arc::new(Reloader::new(
             config.policy_path().to_owned(),
@@ -227,8 +227,6 @@ impl Proxy {
             outbound_addrs,
             shared,
             reloader,
-            shutdown,
-            max_connections: config.limits.max_connections,
             tasks,
         })
     }
@@ -269,19 +267,13 @@ impl Proxy {
     /// Stops accepting, lets requests in flight finish (up to the drain
     /// timeout), then stops every task.
     pub async fn shutdown(mut self) {
-        self.shutdown.send_replace(true);
+        self.shared.shutdown.cancel();
+        let draining = &self.shared.tasks;
+        draining.close();
         let drain = self.shared.limits.drain_timeout();
-        let connections = self.shared.connections.clone();
-        let all = self.max_connections;
-        let drained = tokio::time::timeout(drain, async {
-            while connections.available_permits() < all {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if drained.is_err() {
+        if tokio::time::timeout(drain, draining.wait()).await.is_err() {
             tracing::warn!(
-                open = all - connections.available_permits(),
+                open = draining.len(),
                 "drain timeout: closing the remaining connections"
             );
         }

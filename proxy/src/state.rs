@@ -7,7 +7,9 @@ use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
 use crate::store::PolicyStore;
 use std::sync::Arc;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What every listener shares.
 pub struct Shared {
@@ -21,10 +23,13 @@ pub struct Shared {
     pub decision_log: Option<Arc<DecisionLog>>,
     /// Limits and timeouts.
     pub limits: Limits,
-    /// One permit per open connection.
+    /// One permit per open connection: the connection limit.
     pub connections: Arc<Semaphore>,
-    /// Becomes `true` when the proxy shuts down.
-    pub shutdown: watch::Receiver<bool>,
+    /// Cancelled when the proxy shuts down.
+    pub shutdown: CancellationToken,
+    /// Every connection's task, and the relays and tunnels that outlive
+    /// one: shutdown waits for them to finish, up to the drain timeout.
+    pub tasks: TaskTracker,
 }
 
 impl Shared {
@@ -37,9 +42,4 @@ impl Shared {
                 .as_ref()
                 .is_none_or(|id| id.has_credentials() && id.has_trust_bundles())
     }
-}
-
-/// Completes when the proxy starts shutting down.
-pub async fn shutting_down(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }

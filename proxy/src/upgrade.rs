@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The `Upgrade` value of an HTTP/1.1 request that asks to upgrade
 /// (`Connection` lists `upgrade`), else `None`. Reads headers only: no
@@ -114,11 +116,26 @@ where
 /// What a relay of upgraded connections needs from the proxy.
 pub struct Relay {
     /// A connection permit held for the relay's lifetime.
-    pub permit: OwnedSemaphorePermit,
-    /// Becomes `true` when the proxy shuts down; the relay then ends.
-    pub shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+    /// Cancelled when the proxy shuts down; the relay then ends.
+    shutdown: CancellationToken,
+    /// Where the relay's task is tracked, so that shutdown drains it.
+    tasks: TaskTracker,
     /// The relay ends after this long without a byte either way.
-    pub idle: Duration,
+    idle: Duration,
+}
+
+impl Relay {
+    /// A relay under the proxy's shutdown, drain and idle timeout, holding
+    /// `permit` while it runs.
+    pub fn new(shared: &crate::state::Shared, permit: OwnedSemaphorePermit) -> Relay {
+        Relay {
+            permit,
+            shutdown: shared.shutdown.clone(),
+            tasks: shared.tasks.clone(),
+            idle: shared.limits.idle_timeout(),
+        }
+    }
 }
 
 /// When `response` is a `101` to an upgrade: takes its upstream side and
@@ -128,7 +145,8 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
         return false;
     }
     let upstream = hyper::upgrade::on(response);
-    tokio::spawn(async move {
+    let tasks = relay.tasks.clone();
+    tasks.spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
             Err(e) => {
@@ -141,8 +159,9 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
         let mut upstream = TokioIo::new(upstream);
         let Relay {
             permit,
-            mut shutdown,
+            shutdown,
             idle,
+            ..
         } = relay;
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         tokio::pin!(copy);
@@ -154,7 +173,7 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
                     }
                     break;
                 }
-                _ = crate::state::shutting_down(&mut shutdown) => break,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(idle.saturating_sub(clock.idle_for()).max(Duration::from_millis(10))) => {
                     if clock.idle_for() >= idle {
                         tracing::debug!("upgraded connection idle; closing");

@@ -343,15 +343,15 @@ pub async fn connect(
     };
     ctx.shared.metrics.egress.inc(["connect", "", "allow"]);
     let _ = upstream.set_nodelay(true);
-    let mut shutdown = ctx.shared.shutdown.clone();
-    tokio::spawn(async move {
+    let shutdown = ctx.shared.shutdown.clone();
+    ctx.shared.tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let mut client = TokioIo::new(upgraded);
                 let mut upstream = upstream;
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                    _ = crate::state::shutting_down(&mut shutdown) => {}
+                    _ = shutdown.cancelled() => {}
                 }
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

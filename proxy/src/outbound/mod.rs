@@ -27,7 +27,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pool::Pool;
 use resolve::Resolve;
 use services::Services;
-use sluice_runtime::{Decision, Http, Outbound as OutboundRequest, RequestError, Scratch};
+use sluice_runtime::{
+    Decision, Http, Outbound as OutboundRequest, RequestError, RouteId, Scratch, ServiceId,
+};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +140,6 @@ impl Listener {
     /// Accepts connections until shutdown.
     pub async fn run(self, ctx: Arc<Context>) {
         let shared = ctx.shared.clone();
-        let mut shutdown = shared.shutdown.clone();
         let listener = Arc::new(self);
         loop {
             let (stream, client) = tokio::select! {
@@ -150,7 +151,7 @@ impl Listener {
                         continue;
                     }
                 },
-                _ = crate::state::shutting_down(&mut shutdown) => return,
+                _ = shared.shutdown.cancelled() => return,
             };
             let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                 shared.metrics.connections_refused.inc(["limit"]);
@@ -162,7 +163,7 @@ impl Listener {
             }
             let ctx = ctx.clone();
             let listener = listener.clone();
-            tokio::spawn(async move {
+            shared.tasks.spawn(async move {
                 listener.handle(stream, client, ctx).await;
                 drop(permit);
             });
@@ -252,7 +253,6 @@ async fn serve_http<IO>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
-    let mut shutdown = ctx.shared.shutdown.clone();
     let service_ctx = ctx.clone();
     let requested = Arc::new(AtomicBool::new(false));
     let seen = requested.clone();
@@ -275,7 +275,7 @@ async fn serve_http<IO>(
                 }
                 return;
             }
-            _ = crate::state::shutting_down(&mut shutdown), if !closing => {
+            _ = ctx.shared.shutdown.cancelled(), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -291,16 +291,15 @@ async fn serve_http<IO>(
     }
 }
 
-/// What a decision said, owned, so the bundle need not be borrowed while
-/// the request is forwarded.
-#[derive(Clone, Debug)]
+/// Where a decision sent a request: ids into the bundle it was decided
+/// under, so that the decision need not be borrowed while the request is
+/// forwarded.
+#[derive(Clone, Copy, Debug)]
 pub struct Routed {
     /// The service.
-    pub service: String,
+    pub service: ServiceId,
     /// The route taken.
-    pub route: String,
-    /// Backends with their weights.
-    pub backends: Vec<(String, u32)>,
+    pub route: RouteId,
     /// The whole-request timeout.
     pub timeout: Option<Duration>,
 }
@@ -376,18 +375,14 @@ async fn handle_request_inner(
             )),
             Ok(d) => {
                 let mut forwarded = || enforce::forwarded_target(&target, buf);
-                if let Some(service) = d.service {
-                    if !d.allow {
+                if let Some(service) = d.service_id {
+                    // An allowed service decision always took a route.
+                    let (true, Some(route)) = (d.allow, d.route_id) else {
                         return Verdict::Answer(enforce::deny_response(d));
-                    }
+                    };
                     let routed = Routed {
-                        service: service.to_owned(),
-                        route: d.route.unwrap_or("").to_owned(),
-                        backends: d
-                            .backends
-                            .iter()
-                            .map(|b| (b.name.to_owned(), b.weight))
-                            .collect(),
+                        service,
+                        route,
                         timeout: d.timeout_ms.map(Duration::from_millis),
                     };
                     match forwarded() {
@@ -446,11 +441,7 @@ async fn handle_request_inner(
     };
     if let Some((client, permit)) = client_upgrade {
         crate::upgrade::restore_switch_headers(&mut response);
-        let relay = crate::upgrade::Relay {
-            permit,
-            shutdown: ctx.shared.shutdown.clone(),
-            idle: ctx.shared.limits.idle_timeout(),
-        };
+        let relay = crate::upgrade::Relay::new(&ctx.shared, permit);
         crate::upgrade::relay_if_switched(&mut response, client, relay);
     }
     response
