@@ -5,7 +5,12 @@
 //! where REQUEST and DECISION have the shapes of `sluice eval` (spec
 //! section 10). Values of `authorization`, `proxy-authorization` and
 //! `cookie` headers are replaced by `<redacted>`.
+//!
+//! Requests hand their line to a bounded channel and never wait: one
+//! writer thread appends the lines to the file, and a line that finds the
+//! channel full is dropped and counted.
 
+use prometheus_client::metrics::counter::Counter;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use sluice_runtime::{wire, Decision};
@@ -13,14 +18,26 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot};
 
 const REDACTED: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
-/// An append-only JSON lines file.
+/// Lines that may wait for the writer before new ones are dropped.
+const QUEUED_LINES: usize = 16 * 1024;
+
+/// An append-only JSON lines file, written by its own thread.
 pub struct DecisionLog {
-    file: Mutex<std::io::LineWriter<std::fs::File>>,
+    queue: mpsc::Sender<Queued>,
+    dropped: Counter,
+}
+
+/// What the writer thread is handed.
+enum Queued {
+    /// One line, without its newline.
+    Line(String),
+    /// Write out everything queued before, then answer.
+    Flush(oneshot::Sender<()>),
 }
 
 /// What the log needs of an inbound request.
@@ -36,25 +53,61 @@ pub struct LoggedRequest<'r> {
 }
 
 impl DecisionLog {
-    /// Opens `path` for appending, creating it.
-    pub fn open(path: &Path) -> std::io::Result<DecisionLog> {
+    /// Opens `path` for appending, creating it, and starts its writer
+    /// thread; lines dropped because the writer is behind count in `dropped`.
+    pub fn open(path: &Path, dropped: Counter) -> std::io::Result<DecisionLog> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(DecisionLog {
-            file: Mutex::new(std::io::LineWriter::new(file)),
-        })
+        let (queue, lines) = mpsc::channel(QUEUED_LINES);
+        std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_lines(lines, std::io::BufWriter::new(file)))?;
+        Ok(DecisionLog { queue, dropped })
     }
 
-    /// Appends one decision.
+    /// Queues one decision for the writer, or counts it as dropped when the
+    /// queue is full.
     pub fn write(&self, bundle_hash: &str, request: &LoggedRequest<'_>, decision: &Decision<'_>) {
         let line = line(bundle_hash, request, decision);
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = writeln!(file, "{line}") {
-            tracing::warn!(error = %e, "cannot write the decision log");
+        if self.queue.try_send(Queued::Line(line)).is_err() {
+            self.dropped.inc();
         }
     }
+
+    /// Waits until every line queued before this call is in the file.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send(Queued::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// The writer thread: appends queued lines, flushing whenever the queue is
+/// empty, until every sender is gone.
+fn write_lines(mut lines: mpsc::Receiver<Queued>, mut file: impl Write) {
+    let report = |result: std::io::Result<()>| {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot write the decision log");
+        }
+    };
+    while let Some(queued) = lines.blocking_recv() {
+        match queued {
+            Queued::Line(line) => {
+                report(writeln!(file, "{line}"));
+                if lines.is_empty() {
+                    report(file.flush());
+                }
+            }
+            Queued::Flush(done) => {
+                report(file.flush());
+                let _ = done.send(());
+            }
+        }
+    }
+    report(file.flush());
 }
 
 /// One line of the log: the record of one decision, without a newline.
@@ -162,5 +215,53 @@ mod tests {
         );
         let headers = back.headers.unwrap().0;
         assert!(headers.contains(&("authorization".into(), "<redacted>".into())));
+    }
+
+    fn tcp_request() -> LoggedRequest<'static> {
+        LoggedRequest {
+            port: 5432,
+            http: None,
+            ip: Some("10.1.2.3".parse().unwrap()),
+            identity: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_appends_every_line_before_flush_returns() {
+        let path = std::env::temp_dir().join(format!(
+            "sluice-decision-log-{}-{:?}.jsonl",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let log = DecisionLog::open(&path, Counter::default()).unwrap();
+        let d = Decision::new(true, Reason::Default);
+        for _ in 0..100 {
+            log.write("00112233aabbccdd", &tcp_request(), &d);
+        }
+        log.flush().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text.lines().count(), 100, "{text}");
+        assert!(text.ends_with("}\n"), "{text}");
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["request"]["port"], 5432);
+        }
+    }
+
+    #[test]
+    fn lines_that_find_the_queue_full_are_counted_as_dropped() {
+        // a queue nobody reads: the first two lines wait, the rest are dropped
+        let (queue, _lines) = mpsc::channel(2);
+        let log = DecisionLog {
+            queue,
+            dropped: Counter::default(),
+        };
+        let d = Decision::new(false, Reason::Default);
+        for _ in 0..5 {
+            log.write("00112233aabbccdd", &tcp_request(), &d);
+        }
+        assert_eq!(log.dropped.get(), 3);
     }
 }

@@ -1,89 +1,101 @@
-//! Counters and a latency histogram, rendered in the Prometheus text format.
+//! Counters, a latency histogram and gauges, kept in a `prometheus-client`
+//! registry and rendered in the Prometheus text format (version 0.0.4).
 //!
-//! Labelled counters are found by a hash of their label values, so counting
-//! an already seen combination allocates nothing.
+//! Counting takes no lock shared between threads: each thread keeps the
+//! handles (`Counter`s, atomics behind an `Arc`) of the label sets it has
+//! counted, so only the first count of a label set on a thread reaches the
+//! family's lock, and only that one allocates.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Counters whose label values share one hash.
-type Bucket<const N: usize> = Vec<([Box<str>; N], u64)>;
+/// The label set of an `N`-label family: names and values.
+type LabelSet<const N: usize> = [(&'static str, String); N];
 
-/// Counters keyed by `N` label values.
+/// Counters keyed by `N` label values: a `prometheus-client` family.
 pub struct LabelledCounters<const N: usize> {
+    /// Tells this family's handles apart in the per-thread cache.
+    id: usize,
     names: [&'static str; N],
-    entries: Mutex<HashMap<u64, Bucket<N>>>,
+    family: Family<LabelSet<N>, Counter>,
 }
 
 impl<const N: usize> LabelledCounters<N> {
     /// Counters with these label names.
     pub fn new(names: [&'static str; N]) -> Self {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         LabelledCounters {
+            id: NEXT_ID.fetch_add(1, Relaxed),
             names,
-            entries: Mutex::new(HashMap::new()),
+            family: Family::default(),
         }
     }
 
     /// Adds one to the counter of `values`.
     pub fn inc(&self, values: [&str; N]) {
-        let mut h = std::hash::DefaultHasher::new();
-        values.hash(&mut h);
-        let key = h.finish();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = entries.entry(key).or_default();
-        match bucket
-            .iter_mut()
-            .find(|(v, _)| v.iter().zip(values).all(|(a, b)| &**a == b))
-        {
-            Some((_, n)) => *n += 1,
-            None => bucket.push((values.map(Box::from), 1)),
-        }
+        HANDLES.with_borrow_mut(|handles| handles.counter(self, &values).inc());
     }
 
-    /// The count of `values` (0 when never counted).
-    pub fn get(&self, values: [&str; N]) -> u64 {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .values()
-            .flatten()
-            .find(|(v, _)| v.iter().zip(values).all(|(a, b)| &**a == b))
-            .map_or(0, |(_, n)| *n)
-    }
-
-    /// The sum over all label values.
-    pub fn total(&self) -> u64 {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.values().flatten().map(|(_, n)| n).sum()
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = entries.values().flatten().collect();
-        rows.sort();
-        for (values, n) in rows {
-            out.push_str(name);
-            out.push('{');
-            for (i, (label, value)) in self.names.iter().zip(values.iter()).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{label}=\"{}\"", escape(value));
-            }
-            let _ = writeln!(out, "}} {n}");
-        }
+    /// The counter of `values`, from the family (taking its lock).
+    fn resolve(&self, values: &[&str; N]) -> Counter {
+        let labels: LabelSet<N> = std::array::from_fn(|i| (self.names[i], values[i].to_owned()));
+        self.family.get_or_create_owned(&labels)
     }
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+thread_local! {
+    /// This thread's counter handles, by family and label values.
+    static HANDLES: RefCell<HandleCache> = RefCell::new(HandleCache::default());
+}
+
+/// Counter handles already resolved on one thread.
+#[derive(Default)]
+struct HandleCache {
+    hasher: DefaultHashBuilder,
+    handles: HashTable<Handle>,
+}
+
+/// One family's counter for one set of label values.
+struct Handle {
+    family: usize,
+    values: Box<[Box<str>]>,
+    hash: u64,
+    counter: Counter,
+}
+
+impl HandleCache {
+    /// The counter of `values` in `counters`, resolved once per thread.
+    fn counter<const N: usize>(
+        &mut self,
+        counters: &LabelledCounters<N>,
+        values: &[&str; N],
+    ) -> &Counter {
+        let hash = self.hasher.hash_one((counters.id, values));
+        let found = self.handles.entry(
+            hash,
+            |h| h.family == counters.id && h.values.iter().map(|v| &**v).eq(values.iter().copied()),
+            |h| h.hash,
+        );
+        &found
+            .or_insert_with(|| Handle {
+                family: counters.id,
+                values: values.iter().map(|v| Box::from(*v)).collect(),
+                hash,
+                counter: counters.resolve(values),
+            })
+            .into_mut()
+            .counter
+    }
 }
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
@@ -91,22 +103,30 @@ const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// A latency histogram with fixed buckets.
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len() + 1],
+/// A latency histogram with fixed buckets, counted with atomics
+/// (`prometheus-client`'s histogram takes a lock for each observation).
+#[derive(Clone, Debug, Default)]
+pub struct LatencyHistogram {
+    counts: Arc<HistogramCounts>,
+}
+
+/// Observations per bucket (the last one is past every bound) and their sum.
+#[derive(Debug)]
+struct HistogramCounts {
+    buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
-impl Default for Histogram {
+impl Default for HistogramCounts {
     fn default() -> Self {
-        Histogram {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        HistogramCounts {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
         }
     }
 }
 
-impl Histogram {
+impl LatencyHistogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -114,21 +134,82 @@ impl Histogram {
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(BUCKETS.len());
-        self.counts[i].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
+        self.counts.buckets[i].fetch_add(1, Relaxed);
+        self.counts
+            .sum_nanos
+            .fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.counts.buckets)
+            .map(|(bound, n)| (*bound, n.load(Relaxed)))
+            .collect();
+        let count = self.counts.buckets.iter().map(|n| n.load(Relaxed)).sum();
+        let sum = self.counts.sum_nanos.load(Relaxed) as f64 / 1e9;
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.counts[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// What the proxy serves now: gauges computed when scraped.
+#[derive(Debug)]
+struct Serving {
+    bundle: Mutex<Option<(String, SystemTime)>>,
+    svid_not_after: AtomicI64,
+}
+
+impl Collector for Serving {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let bundle = self
+            .bundle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((hash, at)) = bundle {
+            let at = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            encoder
+                .encode_descriptor(
+                    "sluice_bundle_info",
+                    "The bundle serving now.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_family(&[("hash", hash.as_str())])?
+                .encode_gauge(&1i64)?;
+            encoder
+                .encode_descriptor(
+                    "sluice_bundle_loaded_timestamp_seconds",
+                    "When it was loaded.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&at)?;
         }
-        cumulative += self.counts[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        let not_after = self.svid_not_after.load(Relaxed);
+        if not_after != i64::MIN {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            encoder
+                .encode_descriptor(
+                    "sluice_svid_expiry_seconds",
+                    "Seconds until the proxy's SVID expires.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&(not_after - now))?;
+        }
+        Ok(())
     }
 }
 
@@ -153,7 +234,7 @@ pub struct Metrics {
     /// Identity (SVID or trust bundle) reloads by result.
     pub identity_reloads: LabelledCounters<1>,
     /// Time from a request's arrival to its response head.
-    pub request_latency: Histogram,
+    pub request_latency: LatencyHistogram,
     /// Outbound requests to declared services by service, route, backend
     /// and status class (`2xx` … `5xx`, or `error` when the proxy answered).
     pub outbound_requests: LabelledCounters<4>,
@@ -169,31 +250,144 @@ pub struct Metrics {
     pub egress: LabelledCounters<3>,
     /// Outbound requests the proxy answered itself, by reason.
     pub outbound_errors: LabelledCounters<1>,
-    bundle_hash: Mutex<Option<(String, SystemTime)>>,
-    svid_not_after: AtomicI64,
+    /// Decision log lines dropped because the log's writer was behind.
+    pub decision_log_dropped: Counter,
+    serving: Arc<Serving>,
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            requests: LabelledCounters::new(["server", "route", "rule", "decision"]),
-            connections: LabelledCounters::new(["server", "rule", "decision"]),
-            connections_revoked: LabelledCounters::new(["server"]),
-            connections_refused: LabelledCounters::new(["reason"]),
-            upstream_errors: LabelledCounters::new(["reason"]),
-            bad_requests: LabelledCounters::new(["reason"]),
-            bundle_reloads: LabelledCounters::new(["result"]),
-            identity_reloads: LabelledCounters::new(["result"]),
-            request_latency: Histogram::default(),
-            outbound_requests: LabelledCounters::new(["service", "route", "backend", "status"]),
-            outbound_retries: LabelledCounters::new(["service"]),
-            outbound_budget_exhausted: LabelledCounters::new(["service"]),
-            breaker_transitions: LabelledCounters::new(["service", "backend", "endpoint", "state"]),
-            failovers: LabelledCounters::new(["service", "primary", "backend"]),
-            egress: LabelledCounters::new(["kind", "rule", "decision"]),
-            outbound_errors: LabelledCounters::new(["reason"]),
-            bundle_hash: Mutex::new(None),
+        let mut registry = Registry::default();
+        let requests = LabelledCounters::new(["server", "route", "rule", "decision"]);
+        let connections = LabelledCounters::new(["server", "rule", "decision"]);
+        let connections_revoked = LabelledCounters::new(["server"]);
+        let connections_refused = LabelledCounters::new(["reason"]);
+        let upstream_errors = LabelledCounters::new(["reason"]);
+        let bad_requests = LabelledCounters::new(["reason"]);
+        let bundle_reloads = LabelledCounters::new(["result"]);
+        let identity_reloads = LabelledCounters::new(["result"]);
+        let request_latency = LatencyHistogram::default();
+        let outbound_requests = LabelledCounters::new(["service", "route", "backend", "status"]);
+        let outbound_retries = LabelledCounters::new(["service"]);
+        let outbound_budget_exhausted = LabelledCounters::new(["service"]);
+        let breaker_transitions =
+            LabelledCounters::new(["service", "backend", "endpoint", "state"]);
+        let failovers = LabelledCounters::new(["service", "primary", "backend"]);
+        let egress = LabelledCounters::new(["kind", "rule", "decision"]);
+        let outbound_errors = LabelledCounters::new(["reason"]);
+        let decision_log_dropped = Counter::default();
+        let serving = Arc::new(Serving {
+            bundle: Mutex::new(None),
             svid_not_after: AtomicI64::new(i64::MIN),
+        });
+        // Counter names are registered without `_total`: the encoder adds it.
+        registry.register(
+            "sluice_inbound_requests",
+            "Inbound HTTP decisions by server, route, rule and outcome.",
+            requests.family.clone(),
+        );
+        registry.register(
+            "sluice_inbound_connections",
+            "Inbound TCP connection decisions by server, rule and outcome.",
+            connections.family.clone(),
+        );
+        registry.register(
+            "sluice_inbound_connections_revoked",
+            "Open TCP connections closed because a new bundle denies them.",
+            connections_revoked.family.clone(),
+        );
+        registry.register(
+            "sluice_connections_refused",
+            "Connections closed before a decision (not ready, limit, handshake, timeout).",
+            connections_refused.family.clone(),
+        );
+        registry.register(
+            "sluice_upstream_errors",
+            "Allowed requests that the application could not be reached for.",
+            upstream_errors.family.clone(),
+        );
+        registry.register(
+            "sluice_inbound_bad_requests",
+            "Inbound requests refused as malformed (ambiguous framing, malformed body).",
+            bad_requests.family.clone(),
+        );
+        registry.register(
+            "sluice_bundle_reloads",
+            "Policy bundle reloads by result.",
+            bundle_reloads.family.clone(),
+        );
+        registry.register(
+            "sluice_identity_reloads",
+            "SVID and trust bundle reloads by result.",
+            identity_reloads.family.clone(),
+        );
+        registry.register(
+            "sluice_request_duration_seconds",
+            "Time from a request's arrival to its response head.",
+            request_latency.clone(),
+        );
+        registry.register(
+            "sluice_outbound_requests",
+            "Outbound requests to declared services by service, route, backend and status class.",
+            outbound_requests.family.clone(),
+        );
+        registry.register(
+            "sluice_outbound_retries",
+            "Outbound retries by service.",
+            outbound_retries.family.clone(),
+        );
+        registry.register(
+            "sluice_outbound_retry_budget_exhausted",
+            "Retries not sent because the service's retry budget was spent.",
+            outbound_budget_exhausted.family.clone(),
+        );
+        registry.register(
+            "sluice_outbound_breaker_transitions",
+            "Circuit breaker transitions by service, backend, endpoint and new state.",
+            breaker_transitions.family.clone(),
+        );
+        registry.register(
+            "sluice_outbound_failovers",
+            "Requests sent to a failover backend, by service, primary backend and backend used.",
+            failovers.family.clone(),
+        );
+        registry.register(
+            "sluice_egress_decisions",
+            "Egress decisions by kind (http, connect, tcp), rule and decision.",
+            egress.family.clone(),
+        );
+        registry.register(
+            "sluice_outbound_errors",
+            "Outbound requests the proxy answered itself, by reason.",
+            outbound_errors.family.clone(),
+        );
+        registry.register(
+            "sluice_decision_log_dropped",
+            "Decision log lines dropped because the log's writer was behind.",
+            decision_log_dropped.clone(),
+        );
+        registry.register_collector(Box::new(serving.clone()));
+        Metrics {
+            requests,
+            connections,
+            connections_revoked,
+            connections_refused,
+            upstream_errors,
+            bad_requests,
+            bundle_reloads,
+            identity_reloads,
+            request_latency,
+            outbound_requests,
+            outbound_retries,
+            outbound_budget_exhausted,
+            breaker_transitions,
+            failovers,
+            egress,
+            outbound_errors,
+            decision_log_dropped,
+            serving,
+            registry,
         }
     }
 }
@@ -201,8 +395,11 @@ impl Default for Metrics {
 impl Metrics {
     /// Records the bundle now serving.
     pub fn set_bundle(&self, hash: &str, loaded_at: SystemTime) {
-        *self.bundle_hash.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((hash.to_owned(), loaded_at));
+        *self
+            .serving
+            .bundle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((hash.to_owned(), loaded_at));
     }
 
     /// Records the current SVID's expiry.
@@ -213,112 +410,14 @@ impl Metrics {
                 Err(e) => -(e.duration().as_secs() as i64),
             }
         });
-        self.svid_not_after.store(secs, Relaxed);
+        self.serving.svid_not_after.store(secs, Relaxed);
     }
 
-    /// All metrics in the Prometheus text format.
+    /// All metrics in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        self.requests.render(
-            &mut out,
-            "sluice_inbound_requests_total",
-            "Inbound HTTP decisions by server, route, rule and outcome.",
-        );
-        self.connections.render(
-            &mut out,
-            "sluice_inbound_connections_total",
-            "Inbound TCP connection decisions by server, rule and outcome.",
-        );
-        self.connections_revoked.render(
-            &mut out,
-            "sluice_inbound_connections_revoked_total",
-            "Open TCP connections closed because a new bundle denies them.",
-        );
-        self.connections_refused.render(
-            &mut out,
-            "sluice_connections_refused_total",
-            "Connections closed before a decision (not ready, limit, handshake, timeout).",
-        );
-        self.upstream_errors.render(
-            &mut out,
-            "sluice_upstream_errors_total",
-            "Allowed requests that the application could not be reached for.",
-        );
-        self.bad_requests.render(
-            &mut out,
-            "sluice_inbound_bad_requests_total",
-            "Inbound requests refused as malformed (ambiguous framing, malformed body).",
-        );
-        self.bundle_reloads.render(
-            &mut out,
-            "sluice_bundle_reloads_total",
-            "Policy bundle reloads by result.",
-        );
-        self.identity_reloads.render(
-            &mut out,
-            "sluice_identity_reloads_total",
-            "SVID and trust bundle reloads by result.",
-        );
-        self.request_latency.render(
-            &mut out,
-            "sluice_request_duration_seconds",
-            "Time from a request's arrival to its response head.",
-        );
-        self.outbound_requests.render(
-            &mut out,
-            "sluice_outbound_requests_total",
-            "Outbound requests to declared services by service, route, backend and status class.",
-        );
-        self.outbound_retries.render(
-            &mut out,
-            "sluice_outbound_retries_total",
-            "Outbound retries by service.",
-        );
-        self.outbound_budget_exhausted.render(
-            &mut out,
-            "sluice_outbound_retry_budget_exhausted_total",
-            "Retries not sent because the service's retry budget was spent.",
-        );
-        self.breaker_transitions.render(
-            &mut out,
-            "sluice_outbound_breaker_transitions_total",
-            "Circuit breaker transitions by service, backend, endpoint and new state.",
-        );
-        self.failovers.render(
-            &mut out,
-            "sluice_outbound_failovers_total",
-            "Requests sent to a failover backend, by service, primary backend and backend used.",
-        );
-        self.egress.render(
-            &mut out,
-            "sluice_egress_decisions_total",
-            "Egress decisions by kind (http, connect, tcp), rule and decision.",
-        );
-        self.outbound_errors.render(
-            &mut out,
-            "sluice_outbound_errors_total",
-            "Outbound requests the proxy answered itself, by reason.",
-        );
-        if let Some((hash, at)) = &*self.bundle_hash.lock().unwrap_or_else(|e| e.into_inner()) {
-            let at = at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let _ = writeln!(
-                out,
-                "# HELP sluice_bundle_info The bundle serving now.\n# TYPE sluice_bundle_info gauge\nsluice_bundle_info{{hash=\"{hash}\"}} 1\n# HELP sluice_bundle_loaded_timestamp_seconds When it was loaded.\n# TYPE sluice_bundle_loaded_timestamp_seconds gauge\nsluice_bundle_loaded_timestamp_seconds {at}"
-            );
-        }
-        let not_after = self.svid_not_after.load(Relaxed);
-        if not_after != i64::MIN {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let _ = writeln!(
-                out,
-                "# HELP sluice_svid_expiry_seconds Seconds until the proxy's SVID expires.\n# TYPE sluice_svid_expiry_seconds gauge\nsluice_svid_expiry_seconds {}",
-                not_after - now
-            );
-        }
+        // writing into a `String` cannot fail
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -328,7 +427,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_render_sorted_and_escaped() {
+    fn counters_render_in_the_text_format_escaped() {
         let m = Metrics::default();
         m.requests.inc(["web", "r\"1", "", "allow"]);
         m.requests.inc(["web", "r\"1", "", "allow"]);
@@ -337,15 +436,49 @@ mod tests {
         m.set_bundle("00ff", SystemTime::now());
         let text = m.render();
         assert!(text.contains(
-            "sluice_inbound_requests_total{server=\"web\",route=\"r\\\"1\",rule=\"\",decision=\"allow\"} 2"
-        ));
-        let api = text.find("server=\"api\"").unwrap();
-        let web = text.find("server=\"web\"").unwrap();
-        assert!(api < web);
-        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
-        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"0.00025\"} 0"));
-        assert!(text.contains("sluice_bundle_info{hash=\"00ff\"} 1"));
-        assert_eq!(m.requests.get(["web", "r\"1", "", "allow"]), 2);
-        assert_eq!(m.requests.total(), 3);
+            "sluice_inbound_requests_total{server=\"web\",route=\"r\\\"1\",rule=\"\",decision=\"allow\"} 2\n"
+        ), "{text}");
+        assert!(text.contains(
+            "sluice_inbound_requests_total{server=\"api\",route=\"x\",rule=\"y\",decision=\"deny\"} 1\n"
+        ), "{text}");
+        assert!(text.contains("# TYPE sluice_inbound_requests_total counter\n"));
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"0.00025\"} 0\n"));
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("sluice_request_duration_seconds_count 1\n"));
+        assert!(text.contains("sluice_bundle_info{hash=\"00ff\"} 1\n"));
+        assert!(text.contains("sluice_decision_log_dropped_total 0\n"));
+        assert!(
+            !text.contains("_total_total") && !text.contains("# EOF"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let m = Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        m.egress
+                            .inc(["http", if i % 2 == 0 { "a" } else { "b" }, "allow"]);
+                        m.outbound_errors.inc(["connect"]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        for line in [
+            "sluice_egress_decisions_total{kind=\"http\",rule=\"a\",decision=\"allow\"} 2000\n",
+            "sluice_egress_decisions_total{kind=\"http\",rule=\"b\",decision=\"allow\"} 2000\n",
+            "sluice_outbound_errors_total{reason=\"connect\"} 4000\n",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }
