@@ -205,6 +205,8 @@ pub struct Limits {
     pub drain_timeout_ms: u64,
     /// Time allowed to connect to an upstream (outbound).
     pub connect_timeout_ms: u64,
+    /// Time allowed to connect to the application for an inbound TCP relay.
+    pub tcp_connect_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -216,6 +218,7 @@ impl Default for Limits {
             idle_timeout_ms: 300_000,
             drain_timeout_ms: 30_000,
             connect_timeout_ms: 5_000,
+            tcp_connect_timeout_ms: 10_000,
         }
     }
 }
@@ -232,6 +235,10 @@ impl Limits {
     /// The upstream connect timeout.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// The inbound TCP relay's connect timeout to the application.
+    pub fn tcp_connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.tcp_connect_timeout_ms)
     }
     /// The drain timeout.
     pub fn drain_timeout(&self) -> Duration {
@@ -387,6 +394,9 @@ impl Config {
                 "`limits.connect-timeout-ms` and `resolver.refresh-ms` must be at least 1".into(),
             );
         }
+        if self.limits.tcp_connect_timeout_ms == 0 {
+            return invalid("`limits.tcp-connect-timeout-ms` must be at least 1".into());
+        }
         if self.limits.max_connections == 0 {
             return invalid("`limits.max-connections` must be at least 1".into());
         }
@@ -467,6 +477,10 @@ tls = "plaintext"
         }
         assert_eq!(c.admin.listen.port(), 9990);
         assert_eq!(c.limits.max_connections, 10_000);
+        assert_eq!(c.limits.tcp_connect_timeout(), Duration::from_secs(10));
+        let text = format!("{MINIMAL}[limits]\ntcp-connect-timeout-ms = 250\n");
+        let c = Config::parse(&text, Path::new(".")).unwrap();
+        assert_eq!(c.limits.tcp_connect_timeout(), Duration::from_millis(250));
     }
 
     #[test]

@@ -196,16 +196,7 @@ impl Listener {
 }
 
 fn is_tcp_port(loaded: &LoadedBundle, port: u16) -> bool {
-    let bundle = loaded.bundle();
-    let mut scratch = bundle.create_scratch();
-    let request = Inbound { port, http: None };
-    matches!(
-        bundle.decide_inbound_peer(&request, &Peer::default(), &mut scratch),
-        Ok(Decision {
-            server: Some(_),
-            ..
-        })
-    )
+    loaded.bundle().server_protocol(port) == Some(sluice_runtime::Protocol::Tcp)
 }
 
 /// One accepted connection: who the peer is, and its classification.
@@ -749,15 +740,19 @@ async fn relay_tcp<IO>(
         return;
     }
     let app = conn.listener.config.app;
-    let mut upstream =
-        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(app)).await {
-            Ok(Ok(s)) => s,
-            _ => {
-                conn.shared.metrics.upstream_errors.inc(["connect"]);
-                tracing::warn!(app = %app, "the application could not be reached");
-                return;
-            }
-        };
+    let mut upstream = match tokio::time::timeout(
+        conn.shared.limits.tcp_connect_timeout(),
+        TcpStream::connect(app),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            conn.shared.metrics.upstream_errors.inc(["connect"]);
+            tracing::warn!(app = %app, "the application could not be reached");
+            return;
+        }
+    };
     let _ = upstream.set_nodelay(true);
     let idle = conn.shared.limits.idle_timeout();
     let copy = tokio::io::copy_bidirectional(&mut io, &mut upstream);

@@ -91,3 +91,48 @@ async fn shutdown_drains_requests_in_flight() {
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn tcp_relays_give_up_connecting_after_the_tcp_connect_timeout() {
+    // An application whose accept queue is full: connecting to it hangs.
+    let app = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    app.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    app.listen(0).unwrap();
+    let app_addr = app.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&app_addr.into());
+        queued.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let dir = TempDir::new("tcp-connect-timeout");
+    std::fs::write(
+        dir.path("policy.bundle"),
+        compile("server db { port 5432  protocol tcp }\nallow everyone { to db  from any }\n"),
+    )
+    .unwrap();
+    let toml = format!(
+        "[policy]\nbundle = \"policy.bundle\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[limits]\ntcp-connect-timeout-ms = 300\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 5432\napp = \"{app_addr}\"\ntls = \"plaintext\"\n"
+    );
+    let proxy = start_proxy(&dir, &toml).await;
+    let started = Instant::now();
+    let mut client = tokio::net::TcpStream::connect(proxy.inbound_addrs()[0])
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (_, metrics) = admin_get(proxy.admin_addr(), "/metrics").await;
+    assert!(
+        metrics.contains("sluice_upstream_errors_total{reason=\"connect\"} 1"),
+        "{metrics}"
+    );
+    drop(queued);
+    proxy.shutdown().await;
+}
