@@ -451,6 +451,68 @@ mod tests {
     }
 
     #[test]
+    fn random_texts_and_spans_do_not_panic() {
+        const PIECES: [&str; 16] = [
+            "server",
+            " ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\r",
+            "é",
+            "漢",
+            "\u{200d}",
+            "👩‍👩‍👧",
+            "\u{301}",
+            "\0",
+            "\x1b",
+            "{",
+            "\u{feff}",
+            "\u{202e}",
+        ];
+        let mut rng = sluice_testkit::Rng::new(10);
+        let text = |rng: &mut sluice_testkit::Rng| {
+            let n = rng.below(40);
+            (0..n).map(|_| *rng.pick(&PIECES)).collect::<String>()
+        };
+        for _ in 0..2000 {
+            let files: Vec<SourceFile> = ["a.sluice", "b.sluice"]
+                .iter()
+                .map(|path| SourceFile {
+                    path: path.to_string(),
+                    text: text(&mut rng),
+                })
+                .collect();
+            let random_span = |rng: &mut sluice_testkit::Rng| {
+                let file = rng.below(3) as u32;
+                let len = files.get(file as usize).map_or(0, |f| f.text.len());
+                if rng.chance(50) && (file as usize) < files.len() {
+                    // A span as the parser makes them.
+                    let text = &files[file as usize].text;
+                    let start = rng.range(0, len);
+                    let end = rng.range(start, len);
+                    crate::source::LineIndex::new(text).span(text, file, start, end)
+                } else {
+                    Span {
+                        file,
+                        start: rng.range(0, len + 3) as u32,
+                        end: rng.range(0, len + 3) as u32,
+                        line: rng.below(6) as u32,
+                        column: rng.below(50) as u32,
+                    }
+                }
+            };
+            let mut d = Diagnostic::new(Code::DuplicateName, random_span(&mut rng), "x");
+            for _ in 0..rng.below(3) {
+                d = d.with_label(random_span(&mut rng), "y");
+            }
+            let out = human(&files, std::slice::from_ref(&d));
+            assert!(out.starts_with("error[duplicate-name]: x\n"), "{out}");
+            assert!(json(&files, &[d]).starts_with('['));
+        }
+    }
+
+    #[test]
     fn json_rows() {
         let f = file("server a { port 0 }");
         let d = Diagnostic::new(
