@@ -5,29 +5,11 @@
 use ipnet::IpNet;
 use sluice_lang::ast::Span;
 
-/// A server, mesh or egress default, as decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DefaultPolicy {
-    /// Allow.
-    Allow,
-    /// Deny.
-    Deny,
-    /// Deny, but allow with `audit: true`.
-    Audit,
-    /// Allow a peer with an identity, deny one without.
-    Authenticated,
-}
-
-/// Application protocol of a server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// HTTP/1.1, HTTP/2, gRPC.
-    Http,
-    /// gRPC (denials answered in gRPC).
-    Grpc,
-    /// Opaque TCP, decided per connection.
-    Tcp,
-}
+// Plain types shared with the runtime's bundle, which reads and writes
+// them as they are: defaults, protocols, retry policies (defaults applied:
+// 1 attempt on gateway-error and reset, budget 20%) and circuit breakers
+// (defaults applied: 7 failures, backoff 1000 to 60000 ms, jitter 50%).
+pub use sluice_runtime::bundle::{CircuitBreaker, DefaultPolicy, Protocol, Retry, RetryCond};
 
 /// The whole lowered policy.
 #[derive(Clone, Debug)]
@@ -261,47 +243,6 @@ pub struct Service {
     pub backends: Vec<Backend>,
     /// Routes in declaration order.
     pub routes: Vec<Route>,
-}
-
-/// A retry condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RetryCond {
-    /// 500-599.
-    ServerError,
-    /// 502, 503, 504.
-    GatewayError,
-    /// Connection refused or reset before a response.
-    Reset,
-    /// This HTTP status.
-    Status(u16),
-    /// A gRPC status code (1 cancelled, 4 deadline-exceeded, 8 resource-exhausted, 13 internal, 14 unavailable).
-    Grpc(u8),
-}
-
-/// A retry policy with defaults applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Retry {
-    /// Extra attempts (default 1).
-    pub attempts: u32,
-    /// Conditions (default gateway-error, reset).
-    pub on: Vec<RetryCond>,
-    /// Per-try timeout in milliseconds.
-    pub per_try_timeout_ms: Option<u64>,
-    /// Budget in percent (default 20).
-    pub budget_percent: u8,
-}
-
-/// Circuit breaker settings with defaults applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CircuitBreaker {
-    /// Failures in a row that open the breaker (default 7).
-    pub consecutive_failures: u32,
-    /// Initial backoff in milliseconds (default 1000).
-    pub backoff_min_ms: u64,
-    /// Maximum backoff in milliseconds (default 60000).
-    pub backoff_max_ms: u64,
-    /// Jitter in percent (default 50).
-    pub jitter_percent: u8,
 }
 
 /// An endpoint of a backend.

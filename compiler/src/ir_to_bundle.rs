@@ -1,19 +1,20 @@
-//! Lowered policy to bundle bytes: automata and tables.
+//! Lowered policy to bundle contents: automata and tables.
 //!
-//! The layout is described in `docs/bundle.md`; `sluice_runtime::bundle`
-//! reads it back. Every map here is ordered, so the same IR gives the same
-//! bytes.
+//! This is compiler work: deduplicating clauses, patterns and networks,
+//! numbering them, ordering routes by precedence and building the
+//! automata. The result is plain data
+//! ([`sluice_runtime::bundle::encode::Contents`]), which the runtime's
+//! encoder turns into bytes beside the loader that reads them back (see
+//! `docs/bundle.md`). Every map here is ordered, so the same IR gives the
+//! same bytes.
 
 use crate::automata::{self, Flavor};
 use crate::config::Config;
-use crate::ir::{
-    self, DefaultPolicy, Effect, Ir, NetSet, PathCond, PrincipalItem, Protocol, Route, ValueCond,
-};
+use crate::ir::{self, Effect, Ir, NetSet, PathCond, PrincipalItem, Route, ValueCond};
 use regex_automata::dfa::Automaton;
 use sluice_lang::ast::Span;
 use sluice_lang::{Code, Diagnostic};
-use sluice_runtime::bundle::schema::{Access, Prim};
-use sluice_runtime::bundle::{FORMAT_VERSION, HEADER_LEN, MAGIC};
+use sluice_runtime::bundle::encode::{self as tables, Contents, Networks, RouteSet, Tables};
 use std::collections::BTreeMap;
 
 /// Sizes of what was built, for `sluice compile` and the benchmarks.
@@ -38,27 +39,19 @@ pub fn ir_to_bundle_with_stats(
     ir: &Ir,
     config: &Config,
 ) -> Result<(Vec<u8>, Stats), Vec<Diagnostic>> {
-    build(ir, config, false).map(|(bytes, stats, _)| (bytes, stats))
+    ir_to_contents(ir, config).map(|(contents, stats)| (contents.encode(), stats))
 }
 
-/// Builds the bundle; with `log`, also every named write of the tables.
-fn build(
-    ir: &Ir,
-    config: &Config,
-    log: bool,
-) -> Result<(Vec<u8>, Stats, Vec<Access>), Vec<Diagnostic>> {
+/// The bundle's contents as plain data, before encoding, with automaton sizes.
+pub fn ir_to_contents(ir: &Ir, config: &Config) -> Result<(Contents, Stats), Vec<Diagnostic>> {
     let mut b = Builder {
         config,
         dfas: Vec::new(),
         errors: Vec::new(),
-        w: Writer {
-            buf: Vec::new(),
-            log: log.then(Vec::new),
-        },
         clause_ids: BTreeMap::new(),
         value_ids: BTreeMap::new(),
     };
-    b.policy(ir);
+    let tables = b.tables(ir);
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -67,157 +60,13 @@ fn build(
         dfa_bytes: b.dfas.iter().map(Vec::len).sum(),
         largest_dfa: b.dfas.iter().map(Vec::len).max().unwrap_or(0),
     };
-    let log = b.w.log.take().unwrap_or_default();
-    Ok((assemble(&b.w.buf, &b.dfas), stats, log))
-}
-
-/// Lays out header, tables, DFA directory and DFA blobs, and hashes them.
-fn assemble(tables: &[u8], dfas: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = vec![0u8; HEADER_LEN];
-    out.extend_from_slice(tables);
-    pad8(&mut out);
-    let dir_offset = out.len();
-    let mut offset = dir_offset + dfas.len() * 16;
-    for d in dfas {
-        out.extend_from_slice(&(offset as u64).to_le_bytes());
-        out.extend_from_slice(&(d.len() as u64).to_le_bytes());
-        offset += d.len().div_ceil(8) * 8;
-    }
-    for d in dfas {
-        out.extend_from_slice(d);
-        pad8(&mut out);
-    }
-    out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    // 12..16: flags, zero.
-    let total = out.len() as u64;
-    out[24..32].copy_from_slice(&total.to_le_bytes());
-    out[32..36].copy_from_slice(&(tables.len() as u32).to_le_bytes());
-    out[36..40].copy_from_slice(&(dfas.len() as u32).to_le_bytes());
-    out[40..48].copy_from_slice(&(dir_offset as u64).to_le_bytes());
-    let hash = xxhash_rust::xxh3::xxh3_64(&out[24..]);
-    out[16..24].copy_from_slice(&hash.to_le_bytes());
-    out
-}
-
-fn pad8(v: &mut Vec<u8>) {
-    while !v.len().is_multiple_of(8) {
-        v.push(0);
-    }
-}
-
-/// Little-endian table writer. Every write names the field it writes (see
-/// `sluice_runtime::bundle::schema`); with a log, each named write is
-/// recorded so tests can compare the writer with the schema.
-#[derive(Default)]
-struct Writer {
-    buf: Vec<u8>,
-    log: Option<Vec<Access>>,
-}
-
-impl Writer {
-    fn note(&mut self, field: &'static str, prim: Prim) {
-        if let Some(log) = &mut self.log {
-            log.push((field, prim));
-        }
-    }
-    fn raw_u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn raw_bytes(&mut self, s: &[u8]) {
-        self.raw_u32(s.len() as u32);
-        self.buf.extend_from_slice(s);
-    }
-    fn raw_u32s(&mut self, v: &[u32]) {
-        self.raw_u32(v.len() as u32);
-        for &x in v {
-            self.raw_u32(x);
-        }
-    }
-    fn u8(&mut self, field: &'static str, v: u8) {
-        self.note(field, Prim::U8);
-        self.buf.push(v);
-    }
-    fn bool(&mut self, field: &'static str, v: bool) {
-        self.note(field, Prim::Bool);
-        self.buf.push(u8::from(v));
-    }
-    fn u16(&mut self, field: &'static str, v: u16) {
-        self.note(field, Prim::U16);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u32(&mut self, field: &'static str, v: u32) {
-        self.note(field, Prim::U32);
-        self.raw_u32(v);
-    }
-    fn u64(&mut self, field: &'static str, v: u64) {
-        self.note(field, Prim::U64);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u128(&mut self, field: &'static str, v: u128) {
-        self.note(field, Prim::U128);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn len(&mut self, field: &'static str, n: usize) {
-        self.note(field, Prim::Len);
-        self.raw_u32(n as u32);
-    }
-    fn bytes(&mut self, field: &'static str, s: &[u8]) {
-        self.note(field, Prim::Bytes);
-        self.raw_bytes(s);
-    }
-    fn str(&mut self, field: &'static str, s: &str) {
-        self.note(field, Prim::Str);
-        self.raw_bytes(s.as_bytes());
-    }
-    fn opt_str(&mut self, field: &'static str, s: Option<&str>) {
-        self.note(field, Prim::OptStr);
-        match s {
-            Some(s) => {
-                self.buf.push(1);
-                self.raw_bytes(s.as_bytes());
-            }
-            None => self.buf.push(0),
-        }
-    }
-    fn opt_u64(&mut self, field: &'static str, v: Option<u64>) {
-        self.note(field, Prim::OptU64);
-        match v {
-            Some(v) => {
-                self.buf.push(1);
-                self.buf.extend_from_slice(&v.to_le_bytes());
-            }
-            None => self.buf.push(0),
-        }
-    }
-    fn u32s(&mut self, field: &'static str, v: &[u32]) {
-        self.note(field, Prim::Ids);
-        self.raw_u32s(v);
-    }
-    fn lists(&mut self, field: &'static str, v: &[Vec<u32>]) {
-        self.note(field, Prim::IdLists);
-        self.raw_u32(v.len() as u32);
-        for l in v {
-            self.raw_u32s(l);
-        }
-    }
-    fn ports(&mut self, field: &'static str, v: &[(u16, u16)]) {
-        self.note(field, Prim::Ports);
-        self.raw_u32(v.len() as u32);
-        for &(a, b) in v {
-            self.buf.extend_from_slice(&a.to_le_bytes());
-            self.buf.extend_from_slice(&b.to_le_bytes());
-        }
-    }
-}
-
-fn default_code(d: DefaultPolicy) -> u8 {
-    match d {
-        DefaultPolicy::Allow => 0,
-        DefaultPolicy::Deny => 1,
-        DefaultPolicy::Audit => 2,
-        DefaultPolicy::Authenticated => 3,
-    }
+    Ok((
+        Contents {
+            tables,
+            automata: b.dfas,
+        },
+        stats,
+    ))
 }
 
 /// Address ranges of a network set, per family, as sorted disjoint
@@ -299,6 +148,25 @@ impl Ranges {
     }
 }
 
+/// A network table: elementary intervals per family, each with atom ids,
+/// and each atom's target ids.
+fn net_table(atoms: BTreeMap<Ranges, Vec<u32>>) -> Networks {
+    let keys: Vec<&Ranges> = atoms.keys().collect();
+    let family = |v6: bool| {
+        let per: Vec<&[(u128, u128)]> = keys
+            .iter()
+            .map(|r| if v6 { r.v6.as_slice() } else { r.v4.as_slice() })
+            .collect();
+        elementary(&per)
+    };
+    let (v4, v6) = (family(false), family(true));
+    Networks {
+        v4,
+        v6,
+        atom_targets: atoms.into_values().map(dedup).collect(),
+    }
+}
+
 /// Elementary intervals of a family: sorted disjoint ranges, each with the
 /// ids of the atoms covering it.
 fn elementary(atoms: &[&[(u128, u128)]]) -> Vec<(u128, u128, Vec<u32>)> {
@@ -351,7 +219,6 @@ struct Builder<'c> {
     config: &'c Config,
     dfas: Vec<Vec<u8>>,
     errors: Vec<Diagnostic>,
-    w: Writer,
     clause_ids: BTreeMap<Vec<PrincipalItem>, u32>,
     value_ids: BTreeMap<String, u32>,
 }
@@ -411,27 +278,28 @@ impl Builder<'_> {
         out
     }
 
-    /// Writes a list of DFA chunks with the number of patterns each holds.
-    fn write_chunks(&mut self, field: &'static str, chunks: &[u32]) {
-        self.w.len(field, chunks.len());
-        for &c in chunks {
-            self.w.u32("automaton", c);
+    /// The tables, building automata in the order the tables name them.
+    fn tables(&mut self, ir: &Ir) -> Tables {
+        let value_automata = self.value_regexes(ir);
+        let (clause_count, authenticated_clauses, trust_domains, peer_networks) =
+            self.principals(ir);
+        Tables {
+            mesh_default: ir.mesh_default,
+            value_automata,
+            clause_count,
+            authenticated_clauses,
+            trust_domains,
+            peer_networks,
+            rules: self.rules(ir),
+            servers: self.servers(ir),
+            services: self.services(ir),
+            egress: self.egress(ir),
         }
-    }
-
-    fn policy(&mut self, ir: &Ir) {
-        self.w.u8("mesh default", default_code(ir.mesh_default));
-        self.value_regexes(ir);
-        self.principals(ir);
-        self.rules(ir);
-        self.servers(ir);
-        self.services(ir);
-        self.egress(ir);
     }
 
     /// One automaton per distinct header or query regex, shared by every
     /// condition that uses it.
-    fn value_regexes(&mut self, ir: &Ir) {
+    fn value_regexes(&mut self, ir: &Ir) -> Vec<u32> {
         let routes = ir
             .servers
             .iter()
@@ -454,13 +322,12 @@ impl Builder<'_> {
                 }
             }
         }
-        self.w.len("value automata", dfas.len());
-        for d in dfas {
-            self.w.u32("automaton", d);
-        }
+        dfas
     }
 
-    fn principals(&mut self, ir: &Ir) {
+    /// The clause count, the clauses any identity satisfies, the identity
+    /// patterns per trust domain and the peer network table.
+    fn principals(&mut self, ir: &Ir) -> (u32, Vec<u32>, Vec<tables::TrustDomain>, Networks) {
         // Clauses: distinct `from` clauses that are not always true.
         let mut clause_ids: BTreeMap<Vec<PrincipalItem>, u32> = BTreeMap::new();
         let mut clauses: Vec<Vec<PrincipalItem>> = Vec::new();
@@ -512,54 +379,30 @@ impl Builder<'_> {
         }
         authenticated.sort_unstable();
         authenticated.dedup();
-        self.w.u32("clause count", clauses.len() as u32);
-        self.w.u32s("authenticated clauses", &authenticated);
         // One automaton set per trust domain, over the ID after the trust
         // domain: the runtime finds the trust domain by binary search and
         // walks only the path.
-        self.w.len("trust domains", identity.len());
+        let mut trust_domains = Vec::with_capacity(identity.len());
         for (td, paths) in identity {
-            self.w.str("trust domain", &td);
             let patterns: Vec<String> = paths.keys().cloned().collect();
-            let chunks = self.dfa_chunks(
+            let automata = self.dfa_chunks(
                 &patterns,
                 Flavor::Bytes,
                 Span::default(),
                 "identity patterns",
             );
-            self.write_chunks("identity automata", &chunks);
-            let lists: Vec<Vec<u32>> = paths.into_values().map(dedup).collect();
-            self.w.lists("pattern clauses", &lists);
+            trust_domains.push(tables::TrustDomain {
+                name: td,
+                automata,
+                pattern_clauses: paths.into_values().map(dedup).collect(),
+            });
         }
-        self.net_table(nets);
-    }
-
-    /// Writes a network table: elementary intervals per family, each with
-    /// atom ids, and each atom's target ids.
-    fn net_table(&mut self, atoms: BTreeMap<Ranges, Vec<u32>>) {
-        let keys: Vec<&Ranges> = atoms.keys().collect();
-        for v6 in [false, true] {
-            let per: Vec<&[(u128, u128)]> = keys
-                .iter()
-                .map(|r| if v6 { r.v6.as_slice() } else { r.v4.as_slice() })
-                .collect();
-            let table = elementary(&per);
-            self.w.len(
-                if v6 {
-                    "ipv6 intervals"
-                } else {
-                    "ipv4 intervals"
-                },
-                table.len(),
-            );
-            for (lo, hi, ids) in table {
-                self.w.u128("first", lo);
-                self.w.u128("last", hi);
-                self.w.u32s("atoms", &ids);
-            }
-        }
-        let lists: Vec<Vec<u32>> = atoms.into_values().map(dedup).collect();
-        self.w.lists("atom targets", &lists);
+        (
+            clauses.len() as u32,
+            authenticated,
+            trust_domains,
+            net_table(nets),
+        )
     }
 
     fn rule_clauses(&self, rule: &ir::Rule) -> Vec<u32> {
@@ -575,30 +418,20 @@ impl Builder<'_> {
         dedup(out)
     }
 
-    fn rules(&mut self, ir: &Ir) {
-        self.w.len("rules", ir.rules.len());
-        for rule in &ir.rules {
-            self.w.str("name", &rule.name);
-            self.w.bool("deny", rule.effect == Effect::Deny);
-            let clauses = self.rule_clauses(rule);
-            self.w.u32s("clauses", &clauses);
-        }
+    fn rules(&mut self, ir: &Ir) -> Vec<tables::Rule> {
+        ir.rules
+            .iter()
+            .map(|rule| tables::Rule {
+                name: rule.name.clone(),
+                deny: rule.effect == Effect::Deny,
+                clauses: self.rule_clauses(rule),
+            })
+            .collect()
     }
 
-    fn servers(&mut self, ir: &Ir) {
-        self.w.len("servers", ir.servers.len());
+    fn servers(&mut self, ir: &Ir) -> Vec<tables::Server> {
+        let mut servers = Vec::with_capacity(ir.servers.len());
         for (si, server) in ir.servers.iter().enumerate() {
-            self.w.str("name", &server.name);
-            self.w.u8(
-                "protocol",
-                match server.protocol {
-                    Protocol::Http => 0,
-                    Protocol::Grpc => 1,
-                    Protocol::Tcp => 2,
-                },
-            );
-            self.w.u8("default", default_code(server.default));
-            self.w.ports("ports", &merge_ports(&server.ports));
             // Rules applying to each route (and to the implicit route).
             let rules_for = |route: Option<usize>| {
                 let mut deny = Vec::new();
@@ -618,21 +451,29 @@ impl Builder<'_> {
                 }
                 (deny, allow)
             };
-            if server.routes.is_empty() {
+            let routes = if server.routes.is_empty() {
                 let implicit = Route::catch_all("", server.span);
                 let r = rules_for(None);
-                self.route_set(&[implicit], &[r], true, server.span, &server.name);
+                self.route_set(&[implicit], &[r], true, server.span, &server.name)
             } else {
                 let rs: Vec<_> = (0..server.routes.len())
                     .map(|i| rules_for(Some(i)))
                     .collect();
-                self.route_set(&server.routes, &rs, false, server.span, &server.name);
-            }
+                self.route_set(&server.routes, &rs, false, server.span, &server.name)
+            };
+            servers.push(tables::Server {
+                name: server.name.clone(),
+                protocol: server.protocol,
+                default: server.default,
+                ports: merge_ports(&server.ports),
+                routes,
+            });
         }
+        servers
     }
 
-    /// Writes a route set: path automata, pattern-to-routes lists and the
-    /// routes themselves in precedence order.
+    /// A route set: path automata, pattern-to-routes lists and the routes
+    /// themselves in precedence order.
     fn route_set(
         &mut self,
         routes: &[Route],
@@ -640,7 +481,7 @@ impl Builder<'_> {
         implicit: bool,
         span: Span,
         owner: &str,
-    ) {
+    ) -> RouteSet {
         let mut order: Vec<usize> = (0..routes.len()).collect();
         order.sort_by_key(|&i| routes[i].precedence_key(i));
         // Three groups, in precedence order: literal paths (exact and
@@ -665,21 +506,12 @@ impl Builder<'_> {
         // Normalized paths are ASCII, on which byte-mode regexes match
         // exactly as Unicode ones do while building far smaller automata; a
         // chunk that byte mode cannot express (`\p{..}`) stays Unicode.
-        for (group, start, automata, lists) in [
-            (
-                &literal,
-                usize::MAX,
-                "literal path automata",
-                "literal pattern routes",
-            ),
-            (
-                &regex,
-                REGEX_CHUNK,
-                "regex path automata",
-                "regex pattern routes",
-            ),
+        let mut literal_automata = Vec::new();
+        let mut regex_automata = Vec::new();
+        for (group, start, chunks) in [
+            (&literal, usize::MAX, &mut literal_automata),
+            (&regex, REGEX_CHUNK, &mut regex_automata),
         ] {
-            let mut chunks = Vec::new();
             for part in group
                 .patterns
                 .chunks(start.min(group.patterns.len().max(1)))
@@ -692,144 +524,102 @@ impl Builder<'_> {
                 };
                 chunks.extend(self.dfa_chunks(part, flavor, span, &what));
             }
-            self.write_chunks(automata, &chunks);
-            self.w.lists(lists, &group.routes);
         }
-        self.w.u32s("routes without path", &any);
-        self.w.len("routes", order.len());
-        for &i in &order {
-            let r = &routes[i];
-            self.w
-                .opt_str("name", if implicit { None } else { Some(&r.name) });
-            self.w.len("methods", r.methods.len());
-            for m in &r.methods {
-                self.w.str("method", m);
-            }
-            self.conds("headers", &r.headers);
-            self.conds("queries", &r.queries);
-            let (deny, allow) = rules.get(i).cloned().unwrap_or_default();
-            self.w.u32s("deny rules", &deny);
-            self.w.u32s("allow rules", &allow);
-            self.w.len("backends", r.to.len());
-            for &(b, weight) in &r.to {
-                self.w.u32("backend", b as u32);
-                self.w.u32("weight", weight);
-            }
-            self.w.opt_u64("timeout ms", r.timeout_ms);
-            self.retry(r.retry.as_ref());
+        let routes = order
+            .iter()
+            .map(|&i| {
+                let r = &routes[i];
+                let (deny_rules, allow_rules) = rules.get(i).cloned().unwrap_or_default();
+                tables::Route {
+                    name: (!implicit).then(|| r.name.clone()),
+                    methods: r.methods.clone(),
+                    headers: self.conds(&r.headers),
+                    queries: self.conds(&r.queries),
+                    deny_rules,
+                    allow_rules,
+                    backends: r.to.iter().map(|&(b, w)| (b as u32, w)).collect(),
+                    timeout_ms: r.timeout_ms,
+                    retry: r.retry.clone(),
+                }
+            })
+            .collect();
+        RouteSet {
+            literal_automata,
+            literal_routes: literal.routes,
+            regex_automata,
+            regex_routes: regex.routes,
+            routes_without_path: any,
+            routes,
         }
     }
 
-    fn conds(&mut self, field: &'static str, conds: &[(String, ValueCond)]) {
-        self.w.len(field, conds.len());
-        for (name, cond) in conds {
-            self.w.str("name", name);
-            match cond {
-                ValueCond::Exact(v) => {
-                    self.w.u8("value", 0);
-                    self.w.bytes("value", v.as_bytes());
-                }
-                ValueCond::Regex(re) => {
-                    self.w.u8("value", 1);
-                    let id = self.value_ids.get(re).copied().unwrap_or(0);
-                    self.w.u32("value automaton", id);
-                }
-                ValueCond::Present => self.w.u8("value", 2),
-            }
-        }
-    }
-
-    fn retry(&mut self, retry: Option<&ir::Retry>) {
-        let Some(r) = retry else {
-            self.w.bool("retry", false);
-            return;
-        };
-        self.w.bool("retry", true);
-        self.w.u32("attempts", r.attempts);
-        self.w.len("on", r.on.len());
-        for c in &r.on {
-            let (kind, v) = match *c {
-                ir::RetryCond::ServerError => (0u8, 0u16),
-                ir::RetryCond::GatewayError => (1, 0),
-                ir::RetryCond::Reset => (2, 0),
-                ir::RetryCond::Status(s) => (3, s),
-                ir::RetryCond::Grpc(g) => (4, g as u16),
-            };
-            self.w.u8("condition", kind);
-            self.w.u16("value", v);
-        }
-        self.w.opt_u64("per-try timeout ms", r.per_try_timeout_ms);
-        self.w.u8("budget percent", r.budget_percent);
-    }
-
-    fn services(&mut self, ir: &Ir) {
-        self.w.len("services", ir.services.len());
-        for svc in &ir.services {
-            self.w.str("name", &svc.name);
-            self.w.len("authorities", svc.authorities.len());
-            for (host, port) in &svc.authorities {
-                self.w.str("host", host);
-                self.w.u16("port", *port);
-            }
-            self.w.opt_u64("timeout ms", svc.timeout_ms);
-            self.retry(svc.retry.as_ref());
-            match &svc.breaker {
-                Some(b) => {
-                    self.w.bool("circuit breaker", true);
-                    self.w.u32("consecutive failures", b.consecutive_failures);
-                    self.w.u64("backoff min ms", b.backoff_min_ms);
-                    self.w.u64("backoff max ms", b.backoff_max_ms);
-                    self.w.u8("jitter percent", b.jitter_percent);
-                }
-                None => self.w.bool("circuit breaker", false),
-            }
-            self.w.len("backends", svc.backends.len());
-            for b in &svc.backends {
-                self.w.str("name", &b.name);
-                self.w.len("endpoints", b.endpoints.len());
-                for e in &b.endpoints {
-                    match e {
-                        ir::Endpoint::Addr(a) => {
-                            self.w.u8("endpoint", 0);
-                            self.w.str("text", &a.to_string());
-                        }
-                        ir::Endpoint::Name(h, p) => {
-                            self.w.u8("endpoint", 1);
-                            self.w.str("text", &format!("{h}:{p}"));
-                        }
+    fn conds(&self, conds: &[(String, ValueCond)]) -> Vec<tables::Cond> {
+        conds
+            .iter()
+            .map(|(name, cond)| tables::Cond {
+                name: name.clone(),
+                value: match cond {
+                    ValueCond::Exact(v) => tables::ValueCond::Exact(v.as_bytes().to_vec()),
+                    ValueCond::Regex(re) => {
+                        tables::ValueCond::Regex(self.value_ids.get(re).copied().unwrap_or(0))
                     }
-                }
-                self.w.opt_str("identity", b.identity.as_deref());
-                self.w.opt_str("cluster", b.cluster.as_deref());
-                self.w.opt_u64("failover", b.failover.map(|f| f as u64));
-                self.w
-                    .opt_u64("max in flight", b.max_in_flight.map(u64::from));
-            }
-            let rules = vec![(Vec::new(), Vec::new()); svc.routes.len()];
-            self.route_set(&svc.routes, &rules, false, svc.span, &svc.name);
-        }
+                    ValueCond::Present => tables::ValueCond::Present,
+                },
+            })
+            .collect()
     }
 
-    fn egress(&mut self, ir: &Ir) {
-        let Some(eg) = &ir.egress else {
-            self.w.bool("egress", false);
-            return;
-        };
-        self.w.bool("egress", true);
-        self.w.bool("default deny", eg.default == Effect::Deny);
-        self.w.len("rules", eg.rules.len());
+    fn services(&mut self, ir: &Ir) -> Vec<tables::Service> {
+        let mut services = Vec::with_capacity(ir.services.len());
+        for svc in &ir.services {
+            let backends = svc
+                .backends
+                .iter()
+                .map(|b| tables::Backend {
+                    name: b.name.clone(),
+                    endpoints: b
+                        .endpoints
+                        .iter()
+                        .map(|e| match e {
+                            ir::Endpoint::Addr(a) => tables::Endpoint::Address(a.to_string()),
+                            ir::Endpoint::Name(h, p) => tables::Endpoint::Name(format!("{h}:{p}")),
+                        })
+                        .collect(),
+                    identity: b.identity.clone(),
+                    cluster: b.cluster.clone(),
+                    failover: b.failover.map(|f| f as u32),
+                    max_in_flight: b.max_in_flight,
+                })
+                .collect();
+            let rules = vec![(Vec::new(), Vec::new()); svc.routes.len()];
+            let routes = self.route_set(&svc.routes, &rules, false, svc.span, &svc.name);
+            services.push(tables::Service {
+                name: svc.name.clone(),
+                authorities: svc.authorities.clone(),
+                timeout_ms: svc.timeout_ms,
+                retry: svc.retry.clone(),
+                breaker: svc.breaker.clone(),
+                backends,
+                routes,
+            });
+        }
+        services
+    }
+
+    fn egress(&mut self, ir: &Ir) -> Option<tables::Egress> {
+        let eg = ir.egress.as_ref()?;
+        let mut rules = Vec::with_capacity(eg.rules.len());
         let mut hosts: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut star: Vec<u32> = Vec::new();
         let mut nets: BTreeMap<Ranges, Vec<u32>> = BTreeMap::new();
         for (i, r) in eg.rules.iter().enumerate() {
             let id = i as u32;
-            self.w.str("name", &r.name);
-            self.w.bool("deny", r.effect == Effect::Deny);
-            self.w.ports("ports", &r.ports);
-            self.w.bool(
-                "any destination",
-                r.hosts.is_empty() && r.networks.is_none(),
-            );
+            rules.push(tables::EgressRule {
+                name: r.name.clone(),
+                deny: r.effect == Effect::Deny,
+                ports: r.ports.clone(),
+                any_destination: r.hosts.is_empty() && r.networks.is_none(),
+            });
             for h in &r.hosts {
                 if h == "*" {
                     star.push(id);
@@ -842,17 +632,20 @@ impl Builder<'_> {
             }
         }
         let patterns: Vec<String> = hosts.keys().cloned().collect();
-        let chunks = self.dfa_chunks(
+        let host_automata = self.dfa_chunks(
             &patterns,
             Flavor::Bytes,
             Span::default(),
             "egress host patterns",
         );
-        self.write_chunks("host automata", &chunks);
-        let lists: Vec<Vec<u32>> = hosts.into_values().map(dedup).collect();
-        self.w.lists("host pattern rules", &lists);
-        self.w.u32s("star rules", &dedup(star));
-        self.net_table(nets);
+        Some(tables::Egress {
+            default_deny: eg.default == Effect::Deny,
+            rules,
+            host_automata,
+            host_pattern_rules: hosts.into_values().map(dedup).collect(),
+            star_rules: dedup(star),
+            networks: net_table(nets),
+        })
     }
 }
 
@@ -979,8 +772,9 @@ mod tests {
             let (Some(ir), _) = crate::ast_to_ir::ast_to_ir(&policy, &config) else {
                 continue;
             };
-            let (bytes, _, written) = build(&ir, &config, true)
+            let (contents, _) = ir_to_contents(&ir, &config)
                 .unwrap_or_else(|e| panic!("{name} does not build: {e:?}"));
+            let (bytes, written) = contents.encode_logged();
             let walked = schema::walk(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             if let Some(m) = schema::compare("the writer", &written, &walked) {
                 panic!("{name}: {m}");
@@ -1002,5 +796,29 @@ mod tests {
             missing.is_empty(),
             "no test policy writes the fields {missing:?}"
         );
+    }
+
+    #[test]
+    fn decoding_a_compiled_bundle_gives_back_its_contents_and_bytes() {
+        let config = Config::default();
+        let mut checked = 0;
+        for (name, policy) in policies() {
+            let (Some(ir), _) = crate::ast_to_ir::ast_to_ir(&policy, &config) else {
+                continue;
+            };
+            let (contents, _) = ir_to_contents(&ir, &config)
+                .unwrap_or_else(|e| panic!("{name} does not build: {e:?}"));
+            let bytes = contents.encode();
+            let aligned = AlignedBytes::new(&bytes);
+            let decoded = Contents::decode(aligned.as_bytes())
+                .unwrap_or_else(|e| panic!("{name} does not decode: {e}"));
+            assert!(decoded == contents, "{name}: decoding changed the contents");
+            assert!(
+                decoded.encode() == bytes,
+                "{name}: re-encoding changed the bytes"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} policies compiled");
     }
 }

@@ -71,7 +71,7 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn default_policy(code: u8) -> Result<DefaultPolicy, LoadError> {
+pub(super) fn default_policy(code: u8) -> Result<DefaultPolicy, LoadError> {
     Ok(match code {
         0 => DefaultPolicy::Allow,
         1 => DefaultPolicy::Deny,
@@ -303,7 +303,7 @@ impl<'a> Loader<'a> {
     }
 }
 
-fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
+pub(super) fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
     if !r.bool("retry")? {
         return Ok(None);
     }
@@ -329,6 +329,18 @@ fn read_retry(r: &mut Reader<'_>) -> Result<Option<Retry>, LoadError> {
         on,
         per_try_timeout_ms,
         budget_percent,
+    }))
+}
+
+pub(super) fn read_breaker(r: &mut Reader<'_>) -> Result<Option<CircuitBreaker>, LoadError> {
+    if !r.bool("circuit breaker")? {
+        return Ok(None);
+    }
+    Ok(Some(CircuitBreaker {
+        consecutive_failures: r.u32("consecutive failures")?,
+        backoff_min_ms: r.u64("backoff min ms")?,
+        backoff_max_ms: r.u64("backoff max ms")?,
+        jitter_percent: r.u8("jitter percent")?,
     }))
 }
 
@@ -523,16 +535,7 @@ impl<'a> Bundle<'a> {
             }
             let timeout_ms = r.opt_u64("timeout ms")?;
             let retry = read_retry(&mut r)?;
-            let breaker = if r.bool("circuit breaker")? {
-                Some(CircuitBreaker {
-                    consecutive_failures: r.u32("consecutive failures")?,
-                    backoff_min_ms: r.u64("backoff min ms")?,
-                    backoff_max_ms: r.u64("backoff max ms")?,
-                    jitter_percent: r.u8("jitter percent")?,
-                })
-            } else {
-                None
-            };
+            let breaker = read_breaker(&mut r)?;
             let n_backends = r.len("backends", 8)?;
             let mut backends = Vec::with_capacity(n_backends);
             for _ in 0..n_backends {

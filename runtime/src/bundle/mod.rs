@@ -14,9 +14,13 @@
 //! | 40..48 | offset of the DFA directory |
 //! | 48.. | tables, then the DFA directory, then DFAs, each 8-byte aligned |
 
+#[cfg(feature = "encode")]
+pub mod encode;
 mod load;
 mod read;
 pub mod schema;
+#[cfg(feature = "encode")]
+mod write;
 
 pub use load::LoadError;
 
@@ -65,11 +69,15 @@ impl AlignedBytes {
 }
 
 /// A server, mesh or egress default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DefaultPolicy {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DefaultPolicy {
+    /// Allow.
     Allow,
+    /// Deny.
     Deny,
+    /// Deny, but allow with `audit: true`.
     Audit,
+    /// Allow a peer with an identity, deny one without.
     Authenticated,
 }
 
