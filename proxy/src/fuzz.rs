@@ -4,12 +4,20 @@
 //! asserts what must hold of the parser it drives.
 
 use crate::framing::FramingWatch;
-use crate::identity::workload_api::{take_frame, Update, WorkloadApiError};
+use crate::identity::workload_api::proto::X509SvidResponse;
+use crate::identity::workload_api::{Codec, Update, WorkloadApiError, MAX_MESSAGE_BYTES};
 use crate::outbound::resolve::split_host_port;
 use crate::outbound::transparent::{self, classify, handshake_message, parse_sni, Sniffed};
 use crate::outbound::{authority_with_port, has_port};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use http_body::Frame;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
+use tonic::codec::{Codec as _, Streaming};
 
 /// Request framing ([`FramingWatch`]): the first byte picks a read size,
 /// the rest is what a client sends. Fed whole, in pieces of that size and
@@ -160,18 +168,20 @@ pub fn authority(data: &[u8]) {
     );
 }
 
-/// The Workload API's gRPC frame reader and message decoding: the first
-/// byte picks a read size, the rest is the response body. Read whole or in
-/// pieces, the same messages come out (and the same error, if any); each
-/// message that decodes into an [`Update`] is a consistent one.
+/// The Workload API client's reading of a response body (tonic's gRPC
+/// framing with the client's codec and message limit) and the checking of
+/// its messages: the first byte picks a read size, the rest is the response
+/// body. Read whole or in pieces, the same messages come out (and the same
+/// error, if any); each message that makes an [`Update`] is a consistent
+/// one.
 pub fn workload_api(data: &[u8]) {
     let Some((&first, body)) = data.split_first() else {
         return;
     };
-    let whole = frames(body, body.len().max(1));
-    assert_eq!(frames(body, usize::from(first) + 1), whole);
+    let whole = messages(body, body.len().max(1));
+    assert_eq!(messages(body, usize::from(first) + 1), whole);
     for message in whole.0 {
-        let Ok(update) = Update::decode(message) else {
+        let Ok(update) = Update::from_response(message) else {
             continue;
         };
         assert!(!update.chain.is_empty());
@@ -192,22 +202,57 @@ pub fn decode_workload_update(message: &[u8]) -> Result<Update, WorkloadApiError
     Update::decode(Bytes::copy_from_slice(message))
 }
 
-/// The messages of a body read in pieces of `step` bytes, and whether the
-/// reader stopped on an error.
-fn frames(body: &[u8], step: usize) -> (Vec<Bytes>, bool) {
-    let mut buf = BytesMut::new();
+/// The messages of a response body read in pieces of `step` bytes, as
+/// the client reads them, and whether the reading stopped on an error.
+fn messages(body: &[u8], step: usize) -> (Vec<X509SvidResponse>, bool) {
+    let pieces = Pieces {
+        data: body.chunks(step).map(Bytes::copy_from_slice).collect(),
+        trailers: Some(http::HeaderMap::from_iter([(
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderValue::from_static("0"),
+        )])),
+    };
+    let mut stream = Streaming::new_response(
+        Codec::default().decoder(),
+        pieces,
+        http::StatusCode::OK,
+        None,
+        Some(MAX_MESSAGE_BYTES),
+    );
+    let mut context = Context::from_waker(Waker::noop());
     let mut messages = Vec::new();
-    for piece in body.chunks(step) {
-        buf.extend_from_slice(piece);
-        loop {
-            match take_frame(&mut buf) {
-                Ok(Some(message)) => messages.push(message),
-                Ok(None) => break,
-                Err(_) => return (messages, true),
-            }
+    loop {
+        let Poll::Ready(next) = pin!(stream.message()).poll(&mut context) else {
+            panic!("reading a body held in memory never waits");
+        };
+        match next {
+            Ok(Some(message)) => messages.push(message),
+            Ok(None) => return (messages, false),
+            Err(_) => return (messages, true),
         }
     }
-    (messages, false)
+}
+
+/// A response body held in memory: its data pieces, then its trailers.
+struct Pieces {
+    data: VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let frame = match self.data.pop_front() {
+            Some(piece) => Some(Frame::data(piece)),
+            None => self.trailers.take().map(Frame::trailers),
+        };
+        Poll::Ready(frame.map(Ok))
+    }
 }
 
 #[cfg(test)]
@@ -265,9 +310,11 @@ mod tests {
             body.extend_from_slice(message);
         }
         workload_api(&body);
-        assert_eq!(frames(&body[1..], 2).0.len(), 3);
+        // Two messages, then `junk`, which is no `X509SVIDResponse`.
+        let (read, failed) = messages(&body[1..], 2);
+        assert_eq!((read.len(), failed), (2, true));
         assert!(
-            frames(&[1, 0, 0, 0, 0], 1).1,
+            messages(&[1, 0, 0, 0, 0], 1).1,
             "a compressed frame is an error"
         );
     }

@@ -1,12 +1,12 @@
 //! The SPIFFE Workload API client: the proxy's SVID and trust bundles from
 //! the agent's Unix socket (as SPIRE's agent serves it).
 //!
-//! The client speaks gRPC by hand, without tonic, to keep the proxy small:
-//! one HTTP/2 connection (hyper) over a [`UnixStream`], one
-//! `POST /SpiffeWorkloadAPI/FetchX509SVID` carrying the security header
-//! `workload.spiffe.io: true` and one gRPC frame of the empty request, then
-//! the server-streamed `X509SVIDResponse` frames, decoded with hand-written
-//! `prost` messages of the published `workload.proto` (no `protoc`).
+//! The client is a tonic client (framing, status and `grpc-message`
+//! decoding are tonic's): one tonic channel over a [`UnixStream`] per call,
+//! one server-streaming `FetchX509SVID` call carrying the security header
+//! `workload.spiffe.io: true`, its `X509SVIDResponse` messages decoded with
+//! hand-written `prost` messages of the published `workload.proto` (no
+//! `protoc`, no generated code).
 //!
 //! [`WorkloadApiClient::run`] installs the first SVID and the trust bundles
 //! (the SVID's own trust domain plus every federated one) into an
@@ -16,18 +16,21 @@
 //! SPIFFE ID) is logged and ignored: the previous identity keeps serving.
 
 use super::{Credentials, IdentityError, IdentityStore, TrustBundles};
-use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Uri};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::UnixStream;
+use tonic::codec::Streaming;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic_prost::ProstCodec;
 
 /// The gRPC path of the X.509-SVID stream (`workload.proto` has no package).
 pub const FETCH_X509_SVID_PATH: &str = "/SpiffeWorkloadAPI/FetchX509SVID";
@@ -39,34 +42,34 @@ pub const SECURITY_HEADER: &str = "workload.spiffe.io";
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The messages of the published `workload.proto`, written by hand.
-mod proto {
+pub(crate) mod proto {
     use std::collections::HashMap;
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct X509SvidRequest {}
+    pub(crate) struct X509SvidRequest {}
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct X509SvidResponse {
+    pub(crate) struct X509SvidResponse {
         #[prost(message, repeated, tag = "1")]
-        pub(super) svids: Vec<X509Svid>,
+        pub(crate) svids: Vec<X509Svid>,
         #[prost(bytes = "vec", repeated, tag = "2")]
-        pub(super) crl: Vec<Vec<u8>>,
+        pub(crate) crl: Vec<Vec<u8>>,
         #[prost(map = "string, bytes", tag = "3")]
-        pub(super) federated_bundles: HashMap<String, Vec<u8>>,
+        pub(crate) federated_bundles: HashMap<String, Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct X509Svid {
+    pub(crate) struct X509Svid {
         #[prost(string, tag = "1")]
-        pub(super) spiffe_id: String,
+        pub(crate) spiffe_id: String,
         #[prost(bytes = "vec", tag = "2")]
-        pub(super) x509_svid: Vec<u8>,
+        pub(crate) x509_svid: Vec<u8>,
         #[prost(bytes = "vec", tag = "3")]
-        pub(super) x509_svid_key: Vec<u8>,
+        pub(crate) x509_svid_key: Vec<u8>,
         #[prost(bytes = "vec", tag = "4")]
-        pub(super) bundle: Vec<u8>,
+        pub(crate) bundle: Vec<u8>,
         #[prost(string, tag = "5")]
-        pub(super) hint: String,
+        pub(crate) hint: String,
     }
 }
 
@@ -82,21 +85,19 @@ pub enum WorkloadApiError {
         /// Why.
         error: std::io::Error,
     },
-    /// The HTTP/2 connection or stream failed.
-    Http(hyper::Error),
+    /// The HTTP/2 connection could not be set up.
+    Transport(tonic::transport::Error),
     /// The agent did not answer in time.
     Timeout(Duration),
-    /// The agent answered with an HTTP status other than 200.
-    HttpStatus(u16),
-    /// The agent ended the call with a non-zero gRPC status.
+    /// The call failed: the agent ended it with a non-zero gRPC status, or
+    /// tonic gave one for a broken stream (a malformed frame, an HTTP
+    /// status other than 200, a reset).
     Status {
         /// The gRPC status code (7 is `PermissionDenied`, 3 `InvalidArgument`).
         code: u32,
         /// The (percent-decoded) `grpc-message`.
         message: String,
     },
-    /// The answer is not a well-formed gRPC stream.
-    Protocol(String),
     /// A message is not an `X509SVIDResponse`.
     Decode(prost::DecodeError),
     /// The stream ended before an update arrived.
@@ -139,7 +140,10 @@ impl fmt::Display for WorkloadApiError {
                 "cannot connect to the workload api at `{}`: {error}",
                 path.display()
             ),
-            WorkloadApiError::Http(e) => write!(f, "workload api http/2 error: {e}"),
+            WorkloadApiError::Transport(e) => match std::error::Error::source(e) {
+                Some(source) => write!(f, "workload api http/2 error: {e}: {source}"),
+                None => write!(f, "workload api http/2 error: {e}"),
+            },
             WorkloadApiError::Timeout(d) => {
                 write!(
                     f,
@@ -147,15 +151,11 @@ impl fmt::Display for WorkloadApiError {
                     d.as_millis()
                 )
             }
-            WorkloadApiError::HttpStatus(s) => {
-                write!(f, "the workload api answered http status {s}")
-            }
             WorkloadApiError::Status { code, message } => write!(
                 f,
                 "the workload api returned grpc status {code} ({}): {message}",
                 grpc_code_name(*code)
             ),
-            WorkloadApiError::Protocol(m) => write!(f, "malformed workload api stream: {m}"),
             WorkloadApiError::Decode(e) => write!(f, "cannot decode an x509 svid response: {e}"),
             WorkloadApiError::StreamEnded => write!(f, "the workload api stream ended"),
             WorkloadApiError::NoSvid => write!(f, "the workload api update carries no svid"),
@@ -182,7 +182,7 @@ impl std::error::Error for WorkloadApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             WorkloadApiError::Connect { error, .. } => Some(error),
-            WorkloadApiError::Http(e) => Some(e),
+            WorkloadApiError::Transport(e) => Some(e),
             WorkloadApiError::Decode(e) => Some(e),
             WorkloadApiError::Identity(e) => Some(e),
             _ => None,
@@ -204,6 +204,15 @@ impl WorkloadApiError {
                 | WorkloadApiError::SpiffeIdMismatch { .. }
                 | WorkloadApiError::Identity(_)
         )
+    }
+}
+
+impl From<tonic::Status> for WorkloadApiError {
+    fn from(status: tonic::Status) -> WorkloadApiError {
+        WorkloadApiError::Status {
+            code: u32::try_from(i32::from(status.code())).unwrap_or(2),
+            message: status.message().to_owned(),
+        }
     }
 }
 
@@ -286,7 +295,8 @@ impl Update {
             .and_then(Update::from_response)
     }
 
-    fn from_response(resp: proto::X509SvidResponse) -> Result<Update, WorkloadApiError> {
+    /// Checks one decoded `X509SVIDResponse` and makes it an update.
+    pub(crate) fn from_response(resp: proto::X509SvidResponse) -> Result<Update, WorkloadApiError> {
         let svid_count = resp.svids.len();
         let crl_count = resp.crl.len();
         let svid = resp
@@ -681,23 +691,37 @@ pub async fn fetch_once(socket: impl AsRef<Path>) -> Result<Update, WorkloadApiE
     WorkloadApiClient::new(socket)?.fetch_once().await
 }
 
-/// Aborts the HTTP/2 connection task when the stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Hands tonic the Unix stream [`SvidStream::open`] connected, once: a
+/// channel carries one call, and the client reconnects with a new one.
+struct ConnectedSocket(Option<UnixStream>);
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl tower_service::Service<Uri> for ConnectedSocket {
+    type Response = TokioIo<UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        std::future::ready(self.0.take().map(TokioIo::new).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the workload api connection was closed",
+            )
+        }))
     }
 }
 
-/// One `FetchX509SVID` call: the response body, read frame by frame.
+/// The `X509SVIDResponse` messages of the Workload API, as tonic decodes
+/// them with hand-written prost messages.
+pub(crate) type Codec = ProstCodec<proto::X509SvidRequest, proto::X509SvidResponse>;
+
+/// One `FetchX509SVID` call: its messages, and the channel that carries it.
 struct SvidStream {
-    body: Incoming,
-    buf: BytesMut,
-    /// The body ended (after its trailers, or without them).
-    ended: bool,
-    _sender: http2::SendRequest<Full<Bytes>>,
-    _conn: AbortOnDrop,
+    messages: Streaming<proto::X509SvidResponse>,
+    _channel: Channel,
 }
 
 impl SvidStream {
@@ -713,178 +737,40 @@ impl SvidStream {
                         path: socket.to_owned(),
                         error,
                     })?;
-            http2::Builder::new(TokioExecutor::new())
-                .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(ConnectedSocket(Some(io)))
                 .await
-                .map_err(WorkloadApiError::Http)
+                .map_err(WorkloadApiError::Transport)
         };
-        let (mut sender, conn) = tokio::time::timeout(connect_timeout, connect)
+        let channel = tokio::time::timeout(connect_timeout, connect)
             .await
             .unwrap_or(Err(WorkloadApiError::Timeout(connect_timeout)))?;
-        let conn = AbortOnDrop(tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "workload api connection closed");
-            }
-        }));
-        let request = http::Request::post(format!("http://localhost{FETCH_X509_SVID_PATH}"))
-            .header(http::header::CONTENT_TYPE, "application/grpc")
-            .header(http::header::TE, "trailers")
-            .header(SECURITY_HEADER, "true")
-            .body(Full::new(grpc_frame(&proto::X509SvidRequest {})))
-            .map_err(|e| WorkloadApiError::Protocol(format!("cannot build the request: {e}")))?;
-        let response = sender
-            .send_request(request)
+        let mut grpc =
+            tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        grpc.ready().await.map_err(WorkloadApiError::Transport)?;
+        let mut request = tonic::Request::new(proto::X509SvidRequest {});
+        request
+            .metadata_mut()
+            .insert(SECURITY_HEADER, MetadataValue::from_static("true"));
+        let response = grpc
+            .server_streaming(
+                request,
+                PathAndQuery::from_static(FETCH_X509_SVID_PATH),
+                Codec::default(),
+            )
             .await
-            .map_err(WorkloadApiError::Http)?;
-        let (parts, body) = response.into_parts();
-        if parts.status != http::StatusCode::OK {
-            return Err(WorkloadApiError::HttpStatus(parts.status.as_u16()));
-        }
-        let mut stream = SvidStream {
-            body,
-            buf: BytesMut::new(),
-            ended: false,
-            _sender: sender,
-            _conn: conn,
-        };
-        // A trailers-only answer carries the status in the headers.
-        if check_status(&parts.headers)? {
-            stream.ended = true;
-            return Ok(stream);
-        }
-        let content_type = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !content_type.starts_with("application/grpc") {
-            return Err(WorkloadApiError::Protocol(format!(
-                "unexpected content-type `{content_type}`"
-            )));
-        }
-        Ok(stream)
+            .map_err(WorkloadApiError::from)?;
+        Ok(SvidStream {
+            messages: response.into_inner(),
+            _channel: channel,
+        })
     }
 
     /// The next message, or `None` when the call ended with status 0.
     async fn next(&mut self) -> Result<Option<proto::X509SvidResponse>, WorkloadApiError> {
-        loop {
-            if let Some(message) = take_frame(&mut self.buf)? {
-                return <proto::X509SvidResponse as prost::Message>::decode(message)
-                    .map(Some)
-                    .map_err(WorkloadApiError::Decode);
-            }
-            if self.ended {
-                if !self.buf.is_empty() {
-                    return Err(WorkloadApiError::Protocol("truncated message".into()));
-                }
-                return Ok(None);
-            }
-            match self.body.frame().await {
-                None => {
-                    return Err(WorkloadApiError::Protocol(
-                        "the stream ended without a grpc status".into(),
-                    ))
-                }
-                Some(Err(e)) => return Err(WorkloadApiError::Http(e)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => self.buf.extend_from_slice(&data),
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            if !check_status(&trailers)? {
-                                return Err(WorkloadApiError::Protocol(
-                                    "the trailers carry no grpc status".into(),
-                                ));
-                            }
-                            self.ended = true;
-                        }
-                    }
-                },
-            }
-        }
+        self.messages
+            .message()
+            .await
+            .map_err(WorkloadApiError::from)
     }
-}
-
-/// One gRPC frame: flag 0 (uncompressed), u32 big-endian length, message.
-fn grpc_frame(message: &impl prost::Message) -> Bytes {
-    let len = message.encoded_len();
-    let mut out = Vec::with_capacity(5 + len);
-    out.push(0);
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    message.encode_raw(&mut out);
-    Bytes::from(out)
-}
-
-/// Takes one complete gRPC frame's message off the front of `buf`.
-pub(crate) fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, WorkloadApiError> {
-    let Some(header) = buf.get(..5) else {
-        return Ok(None);
-    };
-    match header[0] {
-        0 => {}
-        1 => {
-            return Err(WorkloadApiError::Protocol(
-                "compressed messages are not supported".into(),
-            ))
-        }
-        flag => {
-            return Err(WorkloadApiError::Protocol(format!(
-                "invalid frame flag {flag}"
-            )))
-        }
-    }
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if len > MAX_MESSAGE_BYTES {
-        return Err(WorkloadApiError::Protocol(format!(
-            "a message of {len} bytes exceeds the limit of {MAX_MESSAGE_BYTES}"
-        )));
-    }
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    buf.advance(5);
-    Ok(Some(buf.split_to(len).freeze()))
-}
-
-/// Checks `grpc-status`: `Ok(true)` if 0, `Ok(false)` if absent, an error
-/// with the `grpc-message` otherwise.
-fn check_status(headers: &http::HeaderMap) -> Result<bool, WorkloadApiError> {
-    let Some(status) = headers.get("grpc-status") else {
-        return Ok(false);
-    };
-    let code = status
-        .to_str()
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .ok_or_else(|| WorkloadApiError::Protocol("unparsable grpc-status".into()))?;
-    if code == 0 {
-        return Ok(true);
-    }
-    let message = headers
-        .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()))
-        .unwrap_or_default();
-    Err(WorkloadApiError::Status { code, message })
-}
-
-/// Percent-decodes a `grpc-message` (invalid escapes are kept as written).
-fn percent_decode(raw: &[u8]) -> String {
-    let hex = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
