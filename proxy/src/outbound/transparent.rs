@@ -178,47 +178,22 @@ pub(crate) fn classify(data: &[u8], complete: bool) -> Option<Sniffed> {
     }
 }
 
-/// Whether `data` starts with an HTTP/1.x request line: `Some(true)` yes,
-/// `Some(false)` no, `None` not known yet.
+/// Whether `data` starts with an HTTP/1.x request line, as `httparse`
+/// (hyper's parser) reads it: `Some(true)` yes, `Some(false)` no, `None`
+/// not known yet. The method must start the bytes (no empty lines before
+/// it) and be at most [`MAX_METHOD`] bytes long.
 fn http1_request_line(data: &[u8]) -> Option<bool> {
     let method = data.iter().take_while(|&&b| is_tchar(b)).count();
-    if method > MAX_METHOD {
+    if method > MAX_METHOD || (method == 0 && !data.is_empty()) {
         return Some(false);
     }
-    let rest = data.get(method..).unwrap_or_default();
-    match rest.first() {
-        None => return None,
-        Some(b' ') if method > 0 => {}
-        Some(_) => return Some(false),
-    }
-    let rest = rest.get(1..).unwrap_or_default();
-    let target = rest
-        .iter()
-        .take_while(|&&b| (0x21..=0x7e).contains(&b) || b >= 0x80)
-        .count();
-    let rest = rest.get(target..).unwrap_or_default();
-    match rest.first() {
-        None => return None,
-        Some(b' ') if target > 0 => {}
-        Some(_) => return Some(false),
-    }
-    let rest = rest.get(1..).unwrap_or_default();
-    const VERSION: &[u8] = b"HTTP/1.";
-    if rest.len() < VERSION.len() {
-        return if VERSION.starts_with(rest) {
-            None
-        } else {
-            Some(false)
-        };
-    }
-    if !rest.starts_with(VERSION) {
-        return Some(false);
-    }
-    match rest.get(VERSION.len()..) {
-        Some([digit, ..]) if !digit.is_ascii_digit() => Some(false),
-        Some([_, b'\n', ..]) | Some([_, b'\r', b'\n', ..]) => Some(true),
-        Some([_, b'\r']) | Some([_]) | Some([]) | None => None,
-        Some(_) => Some(false),
+    // Only the request line: the headers after it are hyper's to judge.
+    let line_end = data.iter().position(|&b| b == b'\n');
+    let line = line_end.map_or(data, |end| &data[..=end]);
+    match httparse::Request::new(&mut []).parse(line) {
+        Ok(httparse::Status::Partial) if line_end.is_none() => None,
+        Ok(_) => Some(true),
+        Err(_) => Some(false),
     }
 }
 
