@@ -258,39 +258,10 @@ allow b { to web.api  from network 10.0.0.0/8 }
 
     #[test]
     fn spec_example_has_no_warnings() {
-        let policy = r#"
-mesh { trust-domain "prod.example.com" }
-
-server web {
-  port 8080
-  protocol http
-  route metrics { method GET  path "/metrics" }
-  route api     { path prefix "/api"  header "x-tenant" ~ r"[a-z]+" }
-}
-
-allow scrape   { to web.metrics  from namespace "monitoring" }
-allow frontend { to web.api      from identity "spiffe://prod.example.com/ns/shop/sa/*" }
-deny  quarantine { to web        from network 10.66.0.0/16 }
-
-egress {
-  default deny
-  allow google { host "*.googleapis.com"  port 443 }
-  deny  imds   { network 169.254.169.254 }
-}
-
-service payments {
-  authority "payments.prod:8080"
-  timeout 2s
-  retry { attempts 2  on gateway-error, reset  budget 20% }
-  circuit-breaker { consecutive-failures 5  backoff 1s 60s }
-  backend east { endpoint 10.0.1.10:8080, 10.0.1.11:8080  cluster "east"  failover west }
-  backend west { endpoint 10.8.0.10:8080  cluster "west" }
-  backend canary { endpoint 10.0.2.10:8080 }
-  route beta { header "x-canary" = "1"  to canary }
-  route main { to east 90, canary 10 }
-}
-"#;
-        assert_eq!(lint_text(policy), Vec::<(String, u32)>::new());
+        assert_eq!(
+            lint_text(sluice_testkit::fixtures::SPEC_EXAMPLE),
+            Vec::<(String, u32)>::new()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use sluice_lang::ast::*;
 use sluice_lang::parse::{parse_files, parse_str};
 use sluice_lang::{render, Code, Diagnostic};
+use sluice_testkit::fixtures::SPEC_EXAMPLE;
 use sluice_testkit::Rng;
 
 /// Parses `text`, asserting it has no syntax error.
@@ -72,38 +73,6 @@ fn names(items: &[Str]) -> Vec<&str> {
 fn nets(items: &[Net]) -> Vec<&str> {
     items.iter().map(|s| s.node.as_str()).collect()
 }
-
-const SPEC_EXAMPLE: &str = r#"mesh { trust-domain "prod.example.com" }
-
-server web {
-  port 8080
-  protocol http
-  route metrics { method GET  path "/metrics" }
-  route api     { path prefix "/api"  header "x-tenant" ~ r"[a-z]+" }
-}
-
-allow scrape   { to web.metrics  from namespace "monitoring" }
-allow frontend { to web.api      from identity "spiffe://prod.example.com/ns/shop/sa/*" }
-deny  quarantine { to web        from network 10.66.0.0/16 }
-
-egress {
-  default deny
-  allow google { host "*.googleapis.com"  port 443 }
-  deny  imds   { network 169.254.169.254 }
-}
-
-service payments {
-  authority "payments.prod:8080"
-  timeout 2s
-  retry { attempts 2  on gateway-error, reset  budget 20% }
-  circuit-breaker { consecutive-failures 5  backoff 1s 60s }
-  backend east { endpoint 10.0.1.10:8080, 10.0.1.11:8080  cluster "east"  failover west }
-  backend west { endpoint 10.8.0.10:8080  cluster "west" }
-  backend canary { endpoint 10.0.2.10:8080 }
-  route beta { header "x-canary" = "1"  to canary }
-  route main { to east 90, canary 10 }
-}
-"#;
 
 #[test]
 fn spec_example() {

@@ -7,8 +7,10 @@
 //! fails instead, so that a skip cannot hide a test that never ran.
 //!
 //! It also holds [`Rng`], the one deterministic generator the test suites
-//! draw random inputs from.
+//! draw random inputs from, and [`fixtures`], policy texts that several
+//! suites share.
 
+pub mod fixtures;
 mod rng;
 
 pub use rng::Rng;

@@ -7,6 +7,7 @@ use crate::ir::{
 };
 use sluice_lang::parse::parse_str;
 use sluice_lang::{Diagnostic, Severity};
+use sluice_testkit::fixtures::SPEC_EXAMPLE;
 
 fn run_with(text: &str, config: &Config) -> (Option<Ir>, Vec<Diagnostic>) {
     let (policy, parse_diags) = parse_str("test.sluice", text);
@@ -60,39 +61,6 @@ fn net(s: &str) -> ipnet::IpNet {
     s.parse().unwrap()
 }
 
-const SPEC_EXAMPLE: &str = r#"
-mesh { trust-domain "prod.example.com" }
-
-server web {
-  port 8080
-  protocol http
-  route metrics { method GET  path "/metrics" }
-  route api     { path prefix "/api"  header "x-tenant" ~ r"[a-z]+" }
-}
-
-allow scrape   { to web.metrics  from namespace "monitoring" }
-allow frontend { to web.api      from identity "spiffe://prod.example.com/ns/shop/sa/*" }
-deny  quarantine { to web        from network 10.66.0.0/16 }
-
-egress {
-  default deny
-  allow google { host "*.googleapis.com"  port 443 }
-  deny  imds   { network 169.254.169.254 }
-}
-
-service payments {
-  authority "payments.prod:8080"
-  timeout 2s
-  retry { attempts 2  on gateway-error, reset  budget 20% }
-  circuit-breaker { consecutive-failures 5  backoff 1s 60s }
-  backend east { endpoint 10.0.1.10:8080, 10.0.1.11:8080  cluster "east"  failover west }
-  backend west { endpoint 10.8.0.10:8080  cluster "west" }
-  backend canary { endpoint 10.0.2.10:8080 }
-  route beta { header "x-canary" = "1"  to canary }
-  route main { to east 90, canary 10 }
-}
-"#;
-
 #[test]
 fn spec_example_lowers() {
     let ir = lower(SPEC_EXAMPLE);
@@ -102,7 +70,8 @@ fn spec_example_lowers() {
     assert_eq!(ir.servers.len(), 1);
     let web = &ir.servers[0];
     assert_eq!(web.name, "web");
-    assert_eq!(web.span.line, 4);
+    // Line 3 of the spec example (testkit/fixtures/spec-example.sluice).
+    assert_eq!(web.span.line, 3);
     assert_eq!(web.ports, vec![(8080, 8080)]);
     assert_eq!(web.protocol, ir::Protocol::Http);
     assert_eq!(web.default, DefaultPolicy::Deny);
