@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use sluice_runtime::{BackendId, WeightedBackend};
 use std::time::Instant;
 
 /// Forwards a request that `routed` sent to a declared service.
@@ -46,7 +47,13 @@ pub async fn forward(
         },
         None => ctx.services.table(loaded).await,
     };
-    let Some(service) = table.get(&routed.service).cloned() else {
+    let bundle = loaded.bundle();
+    let found = table.get(routed.service).cloned().zip(
+        bundle
+            .service_by_id(routed.service)
+            .zip(bundle.service_route(routed.service, routed.route)),
+    );
+    let Some((service, (settings, route))) = found else {
         return failure(
             grpc,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -55,12 +62,12 @@ pub async fn forward(
             "no-endpoint",
         );
     };
-    let policy =
-        RetryPolicy::from_bundle(loaded.bundle().route_retry(&routed.service, &routed.route));
+    let policy = RetryPolicy::from_bundle(route.retry);
     let attempt = Attempts {
         ctx,
         service: &service,
-        routed: &routed,
+        service_name: settings.name,
+        backends: route.backends,
         policy: &policy,
         authority: &authority,
         grpc,
@@ -75,8 +82,8 @@ pub async fn forward(
     };
     let class = status_class(response.status().as_u16());
     ctx.shared.metrics.outbound_requests.inc([
-        &routed.service,
-        &routed.route,
+        settings.name,
+        route.name.unwrap_or(""),
         backend.as_deref().unwrap_or(""),
         class,
     ]);
@@ -96,7 +103,9 @@ fn status_class(status: u16) -> &'static str {
 struct Attempts<'a> {
     ctx: &'a Context,
     service: &'a ServiceState,
-    routed: &'a Routed,
+    service_name: &'a str,
+    /// The route's backends with their weights.
+    backends: &'a [WeightedBackend<'a>],
     policy: &'a RetryPolicy,
     authority: &'a str,
     grpc: bool,
@@ -111,7 +120,7 @@ impl Attempts<'_> {
         req: Request<Incoming>,
     ) -> (Option<String>, Response<OutBody>) {
         let metrics = &self.ctx.shared.metrics;
-        let service_name = self.routed.service.as_str();
+        let service_name = self.service_name;
         let mut rng = fastrand::Rng::new();
         self.service.budget.record_request(Instant::now());
         let h2 = req.version() == http::Version::HTTP_2;
@@ -129,8 +138,9 @@ impl Attempts<'_> {
         } else {
             ReplayBody::client(body)
         };
-        let Some(primary) = pick_weighted(&self.routed.backends, &mut rng)
-            .and_then(|name| self.service.backend_index(name))
+        let Some(primary) = pick_weighted(self.backends, &mut rng)
+            .filter(|&id| self.service.backend(id).is_some())
+            .map(BackendId::index)
         else {
             return (
                 None,
@@ -373,17 +383,17 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u8> {
         .and_then(|v| v.parse().ok())
 }
 
-/// A backend name chosen by weight (weight 0 is never chosen).
-fn pick_weighted<'a>(backends: &'a [(String, u32)], rng: &mut fastrand::Rng) -> Option<&'a str> {
-    let total: u64 = backends.iter().map(|(_, w)| u64::from(*w)).sum();
+/// A backend chosen by weight (weight 0 is never chosen).
+fn pick_weighted(backends: &[WeightedBackend<'_>], rng: &mut fastrand::Rng) -> Option<BackendId> {
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
     if total == 0 {
         return None;
     }
     let mut n = rng.u64(0..total);
-    for (name, w) in backends {
-        let w = u64::from(*w);
+    for b in backends {
+        let w = u64::from(b.weight);
         if n < w {
-            return Some(name);
+            return Some(b.id);
         }
         n -= w;
     }
@@ -394,23 +404,32 @@ fn pick_weighted<'a>(backends: &'a [(String, u32)], rng: &mut fastrand::Rng) -> 
 mod tests {
     use super::*;
 
+    fn weighted(name: &'static str, id: u32, weight: u32) -> WeightedBackend<'static> {
+        WeightedBackend {
+            name,
+            id: BackendId::new(id),
+            weight,
+        }
+    }
+
     #[test]
     fn weights_split_traffic() {
-        let backends = vec![
-            ("a".to_owned(), 90),
-            ("b".to_owned(), 10),
-            ("z".to_owned(), 0),
+        let (a_id, b_id) = (BackendId::new(0), BackendId::new(1));
+        let backends = [
+            weighted("a", 0, 90),
+            weighted("b", 1, 10),
+            weighted("z", 2, 0),
         ];
         let mut rng = fastrand::Rng::with_seed(7);
         let mut a = 0;
         for _ in 0..10_000 {
             match pick_weighted(&backends, &mut rng) {
-                Some("a") => a += 1,
-                Some("b") => {}
+                Some(id) if id == a_id => a += 1,
+                Some(id) if id == b_id => {}
                 other => panic!("picked {other:?}"),
             }
         }
         assert!((8_800..=9_200).contains(&a), "{a}");
-        assert_eq!(pick_weighted(&[("z".to_owned(), 0)], &mut rng), None);
+        assert_eq!(pick_weighted(&[weighted("z", 2, 0)], &mut rng), None);
     }
 }

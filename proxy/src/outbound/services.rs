@@ -1,6 +1,7 @@
 //! The run-time state of declared services: endpoint sets (breakers,
 //! latency, in-flight counts) and retry budgets, kept by name across bundle
-//! reloads, and endpoint names resolved again periodically.
+//! reloads, found by the ids of a decision, and endpoint names resolved
+//! again periodically.
 
 use super::balance::{BackendEntry, EndpointSet};
 use super::breaker::BreakerConfig;
@@ -8,6 +9,7 @@ use super::resolve::{self, Resolve};
 use super::retry::RetryBudget;
 use crate::store::LoadedBundle;
 use sluice_runtime::bundle::Endpoint;
+use sluice_runtime::{BackendId, ServiceId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,9 +41,9 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    /// The index of the backend named `name`.
-    pub fn backend_index(&self, name: &str) -> Option<usize> {
-        self.backends.iter().position(|b| &*b.name == name)
+    /// The backend `id` (from the decision's route).
+    pub fn backend(&self, id: BackendId) -> Option<&BackendState> {
+        self.backends.get(id.index())
     }
 
     /// The balancer's view of the backends.
@@ -53,15 +55,16 @@ impl ServiceState {
 /// The services of one bundle generation.
 pub struct ServiceTable {
     generation: u64,
-    services: HashMap<String, Arc<ServiceState>>,
+    /// Index: the service's [`ServiceId`].
+    services: Vec<Arc<ServiceState>>,
     resolved: OnceCell<()>,
     has_names: bool,
 }
 
 impl ServiceTable {
-    /// The service named `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<ServiceState>> {
-        self.services.get(name)
+    /// The service `id` (from a decision of this table's bundle).
+    pub fn get(&self, id: ServiceId) -> Option<&Arc<ServiceState>> {
+        self.services.get(id.index())
     }
 
     fn has_names(&self) -> bool {
@@ -136,11 +139,9 @@ impl Services {
         let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept_sets = HashMap::new();
         let mut kept_budgets = HashMap::new();
-        let mut services = HashMap::new();
-        for name in bundle.service_names() {
-            let Some(settings) = bundle.service(name) else {
-                continue;
-            };
+        let mut services = Vec::new();
+        for (_, settings) in bundle.services() {
+            let name = settings.name;
             let budget_percent = settings.retry.map_or(20, |r| r.budget_percent);
             let budget_key = (name.to_owned(), budget_percent);
             let budget = budgets
@@ -181,19 +182,16 @@ impl Services {
                     names,
                 });
             }
-            services.insert(
-                name.to_owned(),
-                Arc::new(ServiceState {
-                    backends,
-                    breaker: BreakerConfig::from_bundle(settings.breaker),
-                    budget,
-                }),
-            );
+            services.push(Arc::new(ServiceState {
+                backends,
+                breaker: BreakerConfig::from_bundle(settings.breaker),
+                budget,
+            }));
         }
         *sets = kept_sets;
         *budgets = kept_budgets;
         let has_names = services
-            .values()
+            .iter()
             .any(|s| s.backends.iter().any(|b| !b.names.is_empty()));
         ServiceTable {
             generation: loaded.generation(),
@@ -206,7 +204,7 @@ impl Services {
     /// Resolves every endpoint name of `table` and updates the endpoint
     /// sets. A name that fails to resolve keeps its previous addresses.
     async fn refresh(&self, table: &ServiceTable) {
-        for service in table.services.values() {
+        for service in &table.services {
             for b in &service.backends {
                 if b.names.is_empty() {
                     continue;
