@@ -1,4 +1,4 @@
-//! Starting the proxy: binds every listener, loads the policy and the
+//! The proxy assembled: binds every listener, loads the policy and the
 //! identity, and owns the tasks until shutdown.
 
 use crate::admin::Admin;

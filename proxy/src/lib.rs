@@ -6,6 +6,8 @@
 //!
 //! - [`config`]: the TOML configuration.
 //! - [`store`]: the loaded bundle, swapped atomically on reload.
+//! - [`state`]: what every listener shares (policy, identity, metrics,
+//!   limits, the connection limit, shutdown and draining).
 //! - [`identity`]: SVIDs and trust bundles (files or the SPIFFE Workload
 //!   API), X.509-SVID verification, the rustls server configuration.
 //! - [`inbound`]: listeners, TLS sniffing, the hyper service stack, TCP relay.
@@ -15,10 +17,11 @@
 //! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
 //! - [`metrics`], [`decision_log`]: what the proxy reports.
 //! - [`upgrade`]: HTTP/1.1 `Upgrade` (WebSocket) relayed both ways.
-//! - [`proxy`]: starts everything and owns the shutdown.
+//! - [`assembly`]: starts everything ([`Proxy`]) and owns the shutdown.
 //! - [`fuzz`]: entry points for the fuzz targets over the proxy's parsers.
 
 pub mod admin;
+pub mod assembly;
 pub mod config;
 pub mod decision_log;
 pub mod enforce;
@@ -29,12 +32,11 @@ pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 mod poll;
-pub mod proxy;
 pub mod reload;
-pub mod state;
 pub mod request_body;
+pub mod state;
 pub mod store;
 pub mod upgrade;
 
+pub use assembly::{Proxy, StartError};
 pub use config::Config;
-pub use proxy::{Proxy, StartError};
