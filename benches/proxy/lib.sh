@@ -186,3 +186,74 @@ calc() { awk "BEGIN { $1 }"; }
 diff_us() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\") print \"NA\"; else printf \"%+d\", a - b"; }
 ratio() { calc "a = \"$1\"; b = \"$2\"; if (a == \"NA\" || b == \"NA\" || b == 0) print \"NA\"; else printf \"%.2f\", a / b"; }
 mib() { calc "k = \"$1\"; if (k == \"NA\" || k == \"\") print \"\"; else printf \"%.1f\", k / 1024"; }
+
+# ---------------------------------------------------------------- run.sh and outbound.sh
+# Their runs and their table, one column per target of `targets`. Each
+# script defines url_of, label_of, span_start TARGET and span_end ROUND
+# TARGET KIND REQUESTS (which record CPU and cores around a run).
+
+span_fixed_run() { # ROUND TARGET [h2load args...]
+  local round=$1 target=$2 out=$work/raw/fixed-$2-r$1.txt lat=$work/raw/fixed-$2-r$1.log
+  local p50 p99 p999 n
+  shift 2
+  span_start "$target"
+  h2load_fixed "$out" "$lat" "$(url_of "$target")" "$@"
+  read -r p50 p99 p999 n < <(percentiles "$lat")
+  # The CPU span includes the warm-up second: count its requests too.
+  span_end "$round" "$target" fixed $((n * (dur + 1) / dur))
+  record "$round" "$target" fixed_p50 "$p50"
+  record "$round" "$target" fixed_p99 "$p99"
+  record "$round" "$target" fixed_p999 "$p999"
+  record "$round" "$target" fixed_rps "$(awk -v n="$n" -v d="$dur" 'BEGIN{printf "%.0f", n / d}')"
+  record "$round" "$target" fixed_bad "$(h2load_bad "$out")"
+  log "round $round, $rate req/s, $target: p50 $p50 µs, p99 $p99 µs, p99.9 $p999 µs ($n answers)"
+}
+
+span_sat_run() { # ROUND TARGET [wrk args...]
+  local round=$1 target=$2 out=$work/raw/wrk-$2-r$1.txt rps n
+  shift 2
+  span_start "$target"
+  wrk_saturate "$out" "$(url_of "$target")" --latency "$@"
+  n=$(wrk_requests "$out")
+  span_end "$round" "$target" sat "${n:-0}"
+  rps=$(wrk_rps "$out")
+  record "$round" "$target" sat_rps "${rps:-NA}"
+  record "$round" "$target" sat_bad "$(wrk_bad "$out")"
+  log "round $round, wrk -c$wrk_conns, $target: ${rps:-NA} req/s"
+}
+
+medians_by_target() { # METRIC...: med[TARGET.METRIC] for every target
+  local target metric
+  declare -gA med
+  for target in "${targets[@]}"; do
+    for metric in "$@"; do med[$target.$metric]=$(median "$target" "$metric"); done
+  done
+}
+row() { # LABEL CELL_COMMAND: one cell per target
+  local label=$1 cell=$2 target line
+  line="| $label |"
+  for target in "${targets[@]}"; do line+=" $($cell "$target") |"; done
+  echo "$line"
+}
+m() { echo "${med[$1.$metric]}"; }
+added() { [[ $1 == direct ]] && echo "" || diff_us "${med[$1.$metric]}" "${med[direct.$metric]}"; }
+vs_direct() { ratio "${med[$1.sat_rps]}" "${med[direct.sat_rps]}"; }
+cpu() { [[ $1 == direct ]] && echo "" || echo "${med[$1.$metric]} (${med[$1.${metric}_sys]})"; }
+table_head() { # sets header and sep (one column per target) and prints them
+  local target
+  header="| |"
+  sep="|---|"
+  for target in "${targets[@]}"; do header+=" $(label_of "$target") |"; sep+="---:|"; done
+  echo "$header"
+  echo "$sep"
+}
+latency_and_throughput_rows() {
+  metric=fixed_p50 row "$rate req/s: p50 (µs)" m
+  metric=fixed_p99 row "$rate req/s: p99 (µs)" m
+  metric=fixed_p999 row "$rate req/s: p99.9 (µs)" m
+  metric=fixed_p50 row "added p50 vs direct (µs)" added
+  metric=fixed_p99 row "added p99 vs direct (µs)" added
+  metric=fixed_rps row "rate achieved (req/s)" m
+  metric=sat_rps row "saturation, wrk -t1 -c$wrk_conns (req/s)" m
+  row "throughput vs direct" vs_direct
+}

@@ -224,34 +224,15 @@ span_end() { # ROUND TARGET KIND REQUESTS_IF_DIRECT
   record "$round" "$target" "cores_upstream_$kind" "$(cores $((u_ticks1 - u_ticks0)))"
 }
 
-fixed_run() { # ROUND TARGET
-  local round=$1 target=$2 out=$work/raw/fixed-$2-r$1.txt lat=$work/raw/fixed-$2-r$1.log
-  local p50 p99 p999 n hargs
-  mapfile -t hargs < <(h2load_host_args "$target")
-  span_start "$target"
-  h2load_fixed "$out" "$lat" "$(url_of "$target")" "${hargs[@]}"
-  read -r p50 p99 p999 n < <(percentiles "$lat")
-  # The CPU span includes the warm-up second: count its requests too.
-  span_end "$round" "$target" fixed $((n * (dur + 1) / dur))
-  record "$round" "$target" fixed_p50 "$p50"
-  record "$round" "$target" fixed_p99 "$p99"
-  record "$round" "$target" fixed_p999 "$p999"
-  record "$round" "$target" fixed_rps "$(awk -v n="$n" -v d="$dur" 'BEGIN{printf "%.0f", n / d}')"
-  record "$round" "$target" fixed_bad "$(h2load_bad "$out")"
-  log "round $round, $rate req/s, $target: p50 $p50 µs, p99 $p99 µs, p99.9 $p999 µs ($n answers)"
+fixed_run() { # ROUND TARGET, with the target's host
+  local hargs
+  mapfile -t hargs < <(h2load_host_args "$2")
+  span_fixed_run "$1" "$2" "${hargs[@]}"
 }
-
-sat_run() { # ROUND TARGET
-  local round=$1 target=$2 out=$work/raw/wrk-$2-r$1.txt rps n wargs
-  mapfile -t wargs < <(wrk_host_args "$target")
-  span_start "$target"
-  wrk_saturate "$out" "$(url_of "$target")" --latency "${wargs[@]}"
-  n=$(wrk_requests "$out")
-  span_end "$round" "$target" sat "${n:-0}"
-  rps=$(wrk_rps "$out")
-  record "$round" "$target" sat_rps "${rps:-NA}"
-  record "$round" "$target" sat_bad "$(wrk_bad "$out")"
-  log "round $round, wrk -c$wrk_conns, $target: ${rps:-NA} req/s"
+sat_run() { # ROUND TARGET, with the target's host
+  local wargs
+  mapfile -t wargs < <(wrk_host_args "$2")
+  span_sat_run "$1" "$2" "${wargs[@]}"
 }
 
 read -r rss_idle hwm_idle < <(proxy_mem)
@@ -273,23 +254,8 @@ spread() { # TARGET METRIC: min–max over the rounds
   awk -F'\t' -v t="$1" -v m="$2" '$2 == t && $3 == m && $4 != "NA" && $4 != "" {print $4}' "$results" | sort -g |
     awk '{ a[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR == 1) print a[1]; else print a[1] "–" a[NR] }'
 }
-declare -A med
-for target in "${targets[@]}"; do
-  for metric in fixed_p50 fixed_p99 fixed_p999 fixed_rps sat_rps \
-    cpu_fixed cpu_fixed_sys cpu_sat cpu_sat_sys cores_machine_sat cores_proxy_sat cores_upstream_sat; do
-    med[$target.$metric]=$(median "$target" "$metric")
-  done
-done
-row() { # LABEL CELL_COMMAND: one cell per target
-  local label=$1 cell=$2 target line
-  line="| $label |"
-  for target in "${targets[@]}"; do line+=" $($cell "$target") |"; done
-  echo "$line"
-}
-m() { echo "${med[$1.$metric]}"; }
-added() { [[ $1 == direct ]] && echo "" || diff_us "${med[$1.$metric]}" "${med[direct.$metric]}"; }
-vs_direct() { ratio "${med[$1.sat_rps]}" "${med[direct.sat_rps]}"; }
-cpu() { [[ $1 == direct ]] && echo "" || echo "${med[$1.$metric]} (${med[$1.${metric}_sys]})"; }
+medians_by_target fixed_p50 fixed_p99 fixed_p999 fixed_rps sat_rps \
+  cpu_fixed cpu_fixed_sys cpu_sat cpu_sat_sys cores_machine_sat cores_proxy_sat cores_upstream_sat
 bad() { echo $(($(total "$1" fixed_bad) + $(total "$1" sat_bad))); }
 cores() {
   local p="${med[$1.cores_proxy_sat]}"
@@ -315,19 +281,8 @@ label_of() {
 
 table=$work/table.md
 {
-  header="| |"
-  sep="|---|"
-  for target in "${targets[@]}"; do header+=" $(label_of "$target") |"; sep+="---:|"; done
-  echo "$header"
-  echo "$sep"
-  metric=fixed_p50 row "$rate req/s: p50 (µs)" m
-  metric=fixed_p99 row "$rate req/s: p99 (µs)" m
-  metric=fixed_p999 row "$rate req/s: p99.9 (µs)" m
-  metric=fixed_p50 row "added p50 vs direct (µs)" added
-  metric=fixed_p99 row "added p99 vs direct (µs)" added
-  metric=fixed_rps row "rate achieved (req/s)" m
-  metric=sat_rps row "saturation, wrk -t1 -c$wrk_conns (req/s)" m
-  row "throughput vs direct" vs_direct
+  table_head
+  latency_and_throughput_rows
   metric=cpu_fixed row "proxy CPU s per 100k requests at $rate req/s (of which system)" cpu
   metric=cpu_sat row "proxy CPU s per 100k requests at saturation (of which system)" cpu
   row "cores busy at saturation: machine / proxy / upstream" cores
