@@ -52,9 +52,10 @@ struct Checker<'a> {
     trust_domain_ok: Option<bool>,
 }
 
-/// Once-only statements seen so far in one block.
+/// Once-only statements seen so far in one block, with where each was
+/// first written.
 #[derive(Default)]
-struct Seen(Vec<&'static str>);
+struct Seen(Vec<(&'static str, Span)>);
 
 /// Per-kind names seen so far in one scope.
 struct Names<'p> {
@@ -128,16 +129,19 @@ impl<'a> Checker<'a> {
 
     /// Records a once-only statement; reports a repeat. True for the first.
     fn once(&mut self, seen: &mut Seen, key: &'static str, span: Span, block: &str) -> bool {
-        if seen.0.contains(&key) {
+        if let Some(&(_, first)) = seen.0.iter().find(|(k, _)| *k == key) {
             let msg = if key == "path" {
                 format!("a {block} has at most one path condition (`path` or `grpc`)")
             } else {
                 format!("`{key}` is repeated; it may appear once in a {block}")
             };
-            self.error(Code::DuplicateStatement, span, msg);
+            self.diags.push(
+                Diagnostic::new(Code::DuplicateStatement, span, msg)
+                    .with_label(first, "first written here"),
+            );
             false
         } else {
-            seen.0.push(key);
+            seen.0.push((key, span));
             true
         }
     }
@@ -153,7 +157,10 @@ impl<'a> Checker<'a> {
                 name.node,
                 self.place(*first, name.span)
             );
-            self.error(Code::DuplicateName, name.span, msg);
+            let label = format!("{} `{}` first declared here", names.kind, name.node);
+            self.diags.push(
+                Diagnostic::new(Code::DuplicateName, name.span, msg).with_label(*first, label),
+            );
             false
         } else {
             names.first.insert(&name.node, name.span);
@@ -322,7 +329,10 @@ impl<'a> Checker<'a> {
         for (i, mesh) in meshes.iter().enumerate() {
             if i > 0 {
                 let msg = "a policy has at most one `mesh` block";
-                self.error(Code::DuplicateStatement, mesh.span, msg);
+                self.diags.push(
+                    Diagnostic::new(Code::DuplicateStatement, mesh.span, msg)
+                        .with_label(meshes[0].span, "first `mesh` block here"),
+                );
             }
             let d = self.mesh(mesh);
             mesh_default = mesh_default.or(d);
@@ -335,7 +345,10 @@ impl<'a> Checker<'a> {
         for (i, e) in egresses.iter().enumerate() {
             if i > 0 {
                 let msg = "a policy has at most one `egress` block";
-                self.error(Code::DuplicateStatement, e.span, msg);
+                self.diags.push(
+                    Diagnostic::new(Code::DuplicateStatement, e.span, msg)
+                        .with_label(egresses[0].span, "first `egress` block here"),
+                );
             }
             let lowered = self.egress(e);
             egress = egress.or(Some(lowered));
@@ -398,7 +411,12 @@ impl<'a> Checker<'a> {
                             earlier.server.name,
                             self.place(earlier.server.span, span)
                         );
-                        self.error(Code::PortConflict, span, msg);
+                        let label =
+                            format!("server `{}` covers port `{port}` here", earlier.server.name);
+                        let there = earlier.port_span.unwrap_or(earlier.server.span);
+                        self.diags.push(
+                            Diagnostic::new(Code::PortConflict, span, msg).with_label(there, label),
+                        );
                     }
                 }
             }
@@ -993,7 +1011,11 @@ impl<'a> Checker<'a> {
                             auth.1,
                             self.place(*first, written.span)
                         );
-                        self.error(Code::AuthorityConflict, written.span, msg);
+                        let label = format!("claimed by service `{owner}` here");
+                        self.diags.push(
+                            Diagnostic::new(Code::AuthorityConflict, written.span, msg)
+                                .with_label(*first, label),
+                        );
                     }
                     None => {
                         claimed.insert(auth.clone(), (service.name.clone(), written.span));

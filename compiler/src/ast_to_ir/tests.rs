@@ -470,6 +470,62 @@ fn duplicate_statement_span_is_the_repeat() {
 }
 
 #[test]
+fn second_places_are_labels() {
+    let (_, diags) = run_with(
+        r#"mesh { default allow }
+mesh { default allow }
+server a { port 80  port 81 }
+server a { port 82 }
+server b { port 80 }
+service s { authority "api"  backend x { endpoint 127.0.0.1:1 }  route r { to x } }
+service t { authority "api:80"  backend x { endpoint 127.0.0.1:1 }  route r { to x } }
+"#,
+        &Config::default(),
+    );
+    let got: Vec<(&str, u32, Vec<(u32, u32, &str)>)> = diags
+        .iter()
+        .map(|d| {
+            let labels = d
+                .labels
+                .iter()
+                .map(|l| (l.span.line, l.span.column, l.message.as_str()))
+                .collect();
+            (d.code.as_str(), d.span.line, labels)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "duplicate-statement",
+                2,
+                vec![(1, 1, "first `mesh` block here")]
+            ),
+            (
+                "duplicate-statement",
+                3,
+                vec![(3, 12, "first written here")]
+            ),
+            (
+                "duplicate-name",
+                4,
+                vec![(3, 8, "server `a` first declared here")]
+            ),
+            (
+                "port-conflict",
+                5,
+                vec![(3, 12, "server `a` covers port `80` here")]
+            ),
+            (
+                "authority-conflict",
+                7,
+                vec![(6, 23, "claimed by service `s` here")]
+            ),
+        ]
+    );
+}
+
+#[test]
 fn duplicate_names() {
     expect(
         r#"server a { port 1  route r { }  route r { } }

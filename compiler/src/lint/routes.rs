@@ -721,7 +721,8 @@ pub(crate) fn unreachable_routes(
     }
     let analysis = Routes::new(routes, config);
     for (r, route) in routes.iter().enumerate() {
-        let message = match analysis.check(r) {
+        let verdict = analysis.check(r);
+        let message = match &verdict {
             Verdict::Reachable => continue,
             Verdict::Empty => {
                 format!("route `{}` of {owner} is unreachable: its path regex matches no normalized path", route.name)
@@ -746,7 +747,14 @@ pub(crate) fn unreachable_routes(
                 )
             }
         };
-        out.push(Diagnostic::new(Code::UnreachableRoute, route.span, message));
+        let mut diagnostic = Diagnostic::new(Code::UnreachableRoute, route.span, message);
+        if let Verdict::Covered(by) = &verdict {
+            for &h in by.iter().take(3) {
+                let label = format!("route `{}` takes its requests first", routes[h].name);
+                diagnostic = diagnostic.with_label(routes[h].span, label);
+            }
+        }
+        out.push(diagnostic);
     }
 }
 
@@ -821,6 +829,29 @@ mod tests {
         assert_eq!(
             unreachable(vec![r("re", regex("/b(/.*)?")), r("api", prefix("/api"))]),
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn covering_routes_are_labels() {
+        let routes = vec![
+            r("a", exact("/a")),
+            r("b", exact("/b")),
+            r("re", regex("/(a|b)")),
+        ];
+        let mut out = Vec::new();
+        unreachable_routes("server `web`", &routes, &Config::default(), &mut out);
+        let labels: Vec<(sluice_lang::Span, &str)> = out[0]
+            .labels
+            .iter()
+            .map(|l| (l.span, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                (routes[0].span, "route `a` takes its requests first"),
+                (routes[1].span, "route `b` takes its requests first")
+            ]
         );
     }
 

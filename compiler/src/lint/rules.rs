@@ -129,7 +129,12 @@ pub(crate) fn shadowed_allows(ir: &Ir, config: &Config, out: &mut Vec<Diagnostic
                     names.join(", ")
                 )
             };
-            out.push(Diagnostic::new(Code::ShadowedAllow, allow.span, message));
+            let mut diagnostic = Diagnostic::new(Code::ShadowedAllow, allow.span, message);
+            for &d in &by {
+                let label = format!("deny rule `{}` overrides it", ir.rules[d].name);
+                diagnostic = diagnostic.with_label(ir.rules[d].span, label);
+            }
+            out.push(diagnostic);
         }
     }
 }
@@ -373,6 +378,21 @@ mod tests {
             ],
         );
         assert_eq!(shadowed(&ir2), vec![("shadowed-allow".to_string(), 9)]);
+        // Each deny rule that overrides it is a label.
+        let mut out = Vec::new();
+        shadowed_allows(&ir2, &Config::default(), &mut out);
+        let labels: Vec<(u32, &str)> = out[0]
+            .labels
+            .iter()
+            .map(|l| (l.span.line, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                (1, "deny rule `d1` overrides it"),
+                (2, "deny rule `d2` overrides it")
+            ]
+        );
         // A deny on another route does not apply.
         assert!(!pair(API, any(), &[(0, Some(1))], any()));
         // Every target must be covered.
