@@ -59,20 +59,15 @@ root=$PWD
 here=$root/benches/proxy/compare
 . "$root/benches/proxy/lib.sh"
 
+load_knobs 1
 if [[ ${QUICK:-0} == 1 ]]; then
-  rounds=${ROUNDS:-1}
-  dur=${DURATION:-1}
   route_counts=(${ROUTES:-10 100})
   mtls=${MTLS:-0}
 else
-  rounds=${ROUNDS:-3}
-  dur=${DURATION:-10}
   route_counts=(${ROUTES:-10 1000})
   mtls=${MTLS:-1}
 fi
-rate=${RATE:-1000}
 workers=${WORKERS:-2}
-wrk_conns=${WRK_CONNS:-32}
 port_base=${PORT_BASE:-16000}
 app_port=$port_base
 

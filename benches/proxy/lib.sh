@@ -7,6 +7,19 @@
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# ---------------------------------------------------------------- knobs
+load_knobs() { # QUICK_SECONDS: rounds and dur (QUICK=1: 1 round of QUICK_SECONDS s, else 3 of 10 s; ROUNDS, DURATION), rate (RATE, 1000) and wrk_conns (WRK_CONNS, 32)
+  if [[ ${QUICK:-0} == 1 ]]; then
+    rounds=${ROUNDS:-1}
+    dur=${DURATION:-$1}
+  else
+    rounds=${ROUNDS:-3}
+    dur=${DURATION:-10}
+  fi
+  rate=${RATE:-1000}
+  wrk_conns=${WRK_CONNS:-32}
+}
+
 # ---------------------------------------------------------------- tools and binaries
 ensure_tools() { # [COMMAND...]: installs wrk, h2load, curl, nginx and COMMANDs (apt-get; sudo unless root) if missing; sets nginx_bin
   local sudo="" missing=() c

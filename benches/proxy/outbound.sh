@@ -63,15 +63,7 @@ root=$PWD
 here=$root/benches/proxy/outbound
 . "$root/benches/proxy/lib.sh"
 
-if [[ ${QUICK:-0} == 1 ]]; then
-  rounds=${ROUNDS:-1}
-  dur=${DURATION:-2}
-else
-  rounds=${ROUNDS:-3}
-  dur=${DURATION:-10}
-fi
-rate=${RATE:-1000}
-wrk_conns=${WRK_CONNS:-32}
+load_knobs 2
 app_port=${APP_PORT:-18180}
 out_port=${OUT_PORT:-14140}
 inbound_port=${INBOUND_PORT:-15101}

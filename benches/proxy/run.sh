@@ -58,16 +58,8 @@ root=$PWD
 here=$root/benches/proxy
 . "$here/lib.sh"
 
-if [[ ${QUICK:-0} == 1 ]]; then
-  rounds=${ROUNDS:-1}
-  dur=${DURATION:-2}
-else
-  rounds=${ROUNDS:-3}
-  dur=${DURATION:-10}
-fi
-rate=${RATE:-1000}
+load_knobs 2
 routes=${ROUTES:-1000}
-wrk_conns=${WRK_CONNS:-32}
 app_port=${APP_PORT:-18080}
 plain_port=${PLAIN_PORT:-15001}
 mtls_port=${MTLS_PORT:-15002}
