@@ -1,9 +1,9 @@
 //! The bundle layout as data, and its fingerprint.
 //!
 //! [`TABLES`] lists, in order, every field of the tables section: what the
-//! compiler's writer writes and what the loader reads. Both name each field
+//! encoder (`encode.rs`) writes and what the loader reads. Both name each field
 //! they write or read, and tests check them against this schema: the
-//! loader's reads ([`loader_reads`]) and the writer's writes must both equal
+//! loader's reads ([`loader_reads`]) and the encoder's writes must both equal
 //! [`walk`]'s reading of the same bytes, field for field. The
 //! [`fingerprint`] hashes the schema (header, tables and automaton inputs);
 //! [`LAYOUTS`] commits the fingerprint of each format version, and a test
@@ -291,7 +291,7 @@ pub const TABLES: &[Field] = &[
 /// changed layout several times without a bump and has none.
 pub const LAYOUTS: &[(u32, u64)] = &[(2, 0x9111_8654_6f2f_79a2)];
 
-/// One primitive read or write of the tables, as the loader, the writer
+/// One primitive read or write of the tables, as the loader, the encoder
 /// and [`walk`] log them: a [`Kind::List`] is its count ([`Prim::Len`]), a
 /// [`Kind::Opt`] its flag ([`Prim::Bool`]), a [`Kind::Tag`] its code
 /// ([`Prim::U8`]); the other kinds are one entry each.
