@@ -26,7 +26,7 @@ pub mod wire;
 pub use addr::canonical_ip;
 pub use bundle::{
     AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Protocol, Retry,
-    RetryCond, RouteSettings, Scratch, ServiceSettings, Summary,
+    RetryCond, RouteSettings, Scratch, ServerSummary, ServiceSettings, ServiceSummary, Summary,
 };
 pub use decide::Authority;
 pub use decision::{

@@ -361,10 +361,56 @@ pub struct RouteSettings<'b, 'a> {
 }
 
 /// What a bundle holds, for `sluice inspect`.
-#[derive(Clone, Debug, Default)]
-pub struct Summary {
-    /// Human-readable lines.
-    pub lines: Vec<String>,
+#[derive(Clone, Debug)]
+pub struct Summary<'a> {
+    /// The content hash.
+    pub hash: u64,
+    /// Length in bytes.
+    pub len: usize,
+    /// The mesh default (`allow`, `deny`, `audit` or `authenticated`).
+    pub mesh_default: &'static str,
+    /// Inbound servers in declaration order.
+    pub servers: Vec<ServerSummary<'a>>,
+    /// Number of allow rules.
+    pub allow_rules: usize,
+    /// Number of deny rules.
+    pub deny_rules: usize,
+    /// Number of distinct `from` clauses.
+    pub clauses: u32,
+    /// Outbound services in declaration order.
+    pub services: Vec<ServiceSummary<'a>>,
+    /// The egress block: whether its default is deny, and its rule count.
+    pub egress: Option<(bool, usize)>,
+    /// Number of DFAs.
+    pub dfa_count: usize,
+    /// Bytes of DFAs.
+    pub dfa_bytes: usize,
+}
+
+/// An inbound server in a [`Summary`].
+#[derive(Clone, Debug)]
+pub struct ServerSummary<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Port ranges, first and last port.
+    pub ports: Vec<(u16, u16)>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Default (`allow`, `deny`, `audit` or `authenticated`).
+    pub default: &'static str,
+    /// Names of its routes in precedence order.
+    pub routes: Vec<&'a str>,
+}
+
+/// An outbound service in a [`Summary`].
+#[derive(Clone, Debug)]
+pub struct ServiceSummary<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Number of routes.
+    pub routes: usize,
+    /// Names of its backends in declaration order.
+    pub backends: Vec<&'a str>,
 }
 
 impl<'a> Bundle<'a> {
@@ -439,9 +485,8 @@ impl<'a> Bundle<'a> {
         own.or(svc.retry.as_ref())
     }
 
-    /// What the bundle holds, as lines of text.
-    pub fn summary(&self) -> Summary {
-        let mut lines = Vec::new();
+    /// What the bundle holds.
+    pub fn summary(&self) -> Summary<'a> {
         let mut dfa_bytes = 0usize;
         let mut dfa_count = 0usize;
         let mut count = |set: &DfaSet<'_>| {
@@ -468,65 +513,41 @@ impl<'a> Bundle<'a> {
             dfa_bytes += d.memory_usage();
             dfa_count += 1;
         }
-        lines.push(format!(
-            "hash {:016x}, {} bytes, format version {FORMAT_VERSION}",
-            self.hash,
-            self.bytes.len()
-        ));
-        lines.push(format!("mesh default {}", self.mesh_default.as_str()));
-        for s in &self.servers {
-            let ports: Vec<String> = s
-                .ports
+        let allow_rules = self.rules.iter().filter(|r| !r.deny).count();
+        Summary {
+            hash: self.hash,
+            len: self.bytes.len(),
+            mesh_default: self.mesh_default.as_str(),
+            servers: self
+                .servers
                 .iter()
-                .map(|&(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}-{b}")
-                    }
+                .map(|s| ServerSummary {
+                    name: s.name,
+                    ports: s.ports.clone(),
+                    protocol: s.protocol,
+                    default: s.default.as_str(),
+                    routes: s.routes.routes.iter().filter_map(|r| r.name).collect(),
                 })
-                .collect();
-            let proto = match s.protocol {
-                Protocol::Http => "http",
-                Protocol::Grpc => "grpc",
-                Protocol::Tcp => "tcp",
-            };
-            let routes: Vec<&str> = s.routes.routes.iter().filter_map(|r| r.name).collect();
-            lines.push(format!(
-                "server {} port {} protocol {proto} default {}: {} routes in precedence order [{}]",
-                s.name,
-                ports.join(","),
-                s.default.as_str(),
-                routes.len(),
-                routes.join(", ")
-            ));
+                .collect(),
+            allow_rules,
+            deny_rules: self.rules.len() - allow_rules,
+            clauses: self.clause_count,
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceSummary {
+                    name: s.name,
+                    routes: s.routes.routes.len(),
+                    backends: s.backends.iter().map(|b| b.name).collect(),
+                })
+                .collect(),
+            egress: self
+                .egress
+                .as_ref()
+                .map(|e| (e.default_deny, e.rules.len())),
+            dfa_count,
+            dfa_bytes,
         }
-        let allow = self.rules.iter().filter(|r| !r.deny).count();
-        lines.push(format!(
-            "rules: {} allow, {} deny, {} distinct from-clauses",
-            allow,
-            self.rules.len() - allow,
-            self.clause_count
-        ));
-        for s in &self.services {
-            let backends: Vec<&str> = s.backends.iter().map(|b| b.name).collect();
-            lines.push(format!(
-                "service {}: {} routes, backends [{}]",
-                s.name,
-                s.routes.routes.len(),
-                backends.join(", ")
-            ));
-        }
-        match &self.egress {
-            Some(e) => lines.push(format!(
-                "egress default {}: {} rules",
-                if e.default_deny { "deny" } else { "allow" },
-                e.rules.len()
-            )),
-            None => lines.push("egress: no block (all allowed)".to_string()),
-        }
-        lines.push(format!("automata: {dfa_count} DFAs, {dfa_bytes} bytes"));
-        Summary { lines }
     }
 
     /// Fresh scratch space sized for this bundle.
