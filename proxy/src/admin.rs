@@ -2,14 +2,15 @@
 //! `POST /reload`.
 
 use crate::reload::Reloader;
+use crate::server::{self, Admission};
 use crate::state::Shared;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::net::TcpListener;
 
 /// What the admin listener serves.
@@ -23,30 +24,20 @@ pub struct Admin {
 impl Admin {
     /// Serves the admin endpoints on `listener` until shutdown.
     pub async fn run(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (stream, _) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(a) => a,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                _ = self.shared.shutdown.cancelled() => return,
-            };
+        let shared = self.shared.clone();
+        server::accept_loop(&listener, &shared, Admission::Admin, |accepted| {
             let admin = self.clone();
-            tokio::spawn(async move {
+            async move {
                 let service = hyper::service::service_fn(move |req| {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
+                let _ = server::admin_builder()
+                    .serve_connection(TokioIo::new(accepted.stream), service)
                     .await;
-            });
-        }
+            }
+        })
+        .await;
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -6,11 +6,12 @@
 //! request the current bundle is read once and kept until the response
 //! head is sent, so a reload never changes a request's decision halfway.
 
-use crate::config::{AppProtocol, InboundConfig, Limits, Protocol, TlsMode};
+use crate::config::{AppProtocol, InboundConfig, Protocol, TlsMode};
 use crate::decision_log::LoggedRequest;
 use crate::enforce;
 use crate::framing::FramingWatch;
 use crate::request_body::{self, ClientBody};
+use crate::server::{self, h1_buffer_size, Accepted, Admission};
 use crate::state::Shared;
 use crate::store::LoadedBundle;
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use sluice_runtime::{Decision, Http, Inbound, Peer, PeerClass, RequestError, Scratch};
 use std::cell::RefCell;
 use std::future::Future;
@@ -75,41 +76,24 @@ impl Listener {
     /// Accepts connections until shutdown.
     pub async fn run(self, shared: Arc<Shared>) {
         let listener = Arc::new(self);
-        loop {
-            let (stream, addr) = tokio::select! {
-                r = listener.listener.accept() => match r {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                _ = shared.shutdown.cancelled() => return,
-            };
-            let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                shared.metrics.connections_refused.inc(["limit"]);
-                tracing::warn!(peer = %addr, "connection limit reached; closing");
-                continue;
-            };
-            if !shared.is_ready() {
-                shared.metrics.connections_refused.inc(["not-ready"]);
-                continue;
-            }
+        let accepting = &listener.listener;
+        server::accept_loop(accepting, &shared, Admission::Traffic, |accepted| {
             let listener = listener.clone();
             let shared = shared.clone();
-            shared.tasks.clone().spawn(async move {
-                listener.handle(stream, addr, &shared).await;
-                drop(permit);
-            });
-        }
+            async move { listener.handle(accepted, &shared).await }
+        })
+        .await;
     }
 
-    async fn handle(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
-        let _ = stream.set_nodelay(true);
-        // One deadline from accept for every step before the first request
-        // head: sniffing, the TLS handshake, protocol detection, the head.
-        let deadline = tokio::time::Instant::now() + shared.limits.header_read_timeout();
+    async fn handle(self: Arc<Self>, accepted: Accepted, shared: &Arc<Shared>) {
+        let Accepted {
+            stream,
+            peer: addr,
+            // One deadline from accept for every step before the first
+            // request head: sniffing, the TLS handshake, protocol
+            // detection, the head.
+            first_head_by: deadline,
+        } = accepted;
         let activity = Arc::new(Activity::new(deadline));
         let ip = addr.ip().to_canonical();
         let use_tls = match self.config.tls {
@@ -635,12 +619,6 @@ async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<ClientBody>, S
     Ok(sender)
 }
 
-/// The size of hyper's HTTP/1.1 read buffer, which bounds a request head
-/// (hyper needs at least 8 KiB); the framing watch uses the same bound.
-fn h1_buffer_size(limits: &Limits) -> usize {
-    limits.max_header_bytes.max(8192)
-}
-
 /// Serves HTTP/1.1 and HTTP/2 on one connection: the stack, in one place.
 ///
 /// A connection whose first request head has not been read by the
@@ -652,19 +630,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &conn.shared.limits;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if alpn_h2 {
-        builder = builder.http2_only();
-    }
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout())
-        .max_buf_size(h1_buffer_size(limits));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+    let builder = server::http_builder(limits, alpn_h2);
     let idle = limits.idle_timeout();
     let first_head = tokio::time::sleep_until(activity.first_head_by);
     tokio::pin!(first_head);

@@ -14,6 +14,8 @@
 //! - [`enforce`]: decisions turned into HTTP and gRPC answers.
 //! - [`request_body`]: client request bodies as forwarded (trailers
 //!   cleaned, errors marked as the client's).
+//! - [`server`]: the one accept loop every listener runs, and hyper's
+//!   server builders.
 //! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
 //! - [`metrics`], [`decision_log`]: what the proxy reports.
 //! - [`upgrade`]: HTTP/1.1 `Upgrade` (WebSocket) relayed both ways.
@@ -34,6 +36,7 @@ pub mod outbound;
 mod poll;
 pub mod reload;
 pub mod request_body;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod upgrade;

@@ -16,6 +16,7 @@ pub mod transparent;
 
 use crate::config::{OutboundConfig, OutboundMode};
 use crate::enforce;
+use crate::server::{self, Accepted, Admission};
 use crate::state::Shared;
 use crate::store::LoadedBundle;
 use body::ReplayBody;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use pool::Pool;
 use resolve::Resolve;
 use services::Services;
@@ -36,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// The body of every outbound response: an upstream's, or the proxy's own.
 pub type OutBody = Either<ReplayBody, Full<Bytes>>;
@@ -141,39 +142,22 @@ impl Listener {
     pub async fn run(self, ctx: Arc<Context>) {
         let shared = ctx.shared.clone();
         let listener = Arc::new(self);
-        loop {
-            let (stream, client) = tokio::select! {
-                r = listener.listener.accept() => match r {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                _ = shared.shutdown.cancelled() => return,
-            };
-            let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                shared.metrics.connections_refused.inc(["limit"]);
-                continue;
-            };
-            if !shared.is_ready() {
-                shared.metrics.connections_refused.inc(["not-ready"]);
-                continue;
-            }
+        let accepting = &listener.listener;
+        server::accept_loop(accepting, &shared, Admission::Traffic, |accepted| {
             let ctx = ctx.clone();
             let listener = listener.clone();
-            shared.tasks.spawn(async move {
-                listener.handle(stream, client, ctx).await;
-                drop(permit);
-            });
-        }
+            async move { listener.handle(accepted, ctx).await }
+        })
+        .await;
     }
 
-    async fn handle(&self, stream: TcpStream, client: SocketAddr, ctx: Arc<Context>) {
-        let _ = stream.set_nodelay(true);
+    async fn handle(&self, accepted: Accepted, ctx: Arc<Context>) {
         // One deadline from accept for protocol detection and the first request head.
-        let first_head_by = tokio::time::Instant::now() + ctx.shared.limits.header_read_timeout();
+        let Accepted {
+            stream,
+            peer: client,
+            first_head_by,
+        } = accepted;
         match self.config.mode {
             OutboundMode::Explicit => {
                 let origin = Origin {
@@ -239,20 +223,7 @@ async fn serve_http<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = &ctx.shared.limits;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if h2_only {
-        builder = builder.http2_only();
-    }
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout())
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+    let builder = server::http_builder(&ctx.shared.limits, h2_only);
     let service_ctx = ctx.clone();
     let requested = Arc::new(AtomicBool::new(false));
     let seen = requested.clone();
