@@ -91,6 +91,10 @@ async fn statuses_follow_the_decision() {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 
+    let (_, policy) = admin_get(proxy.admin_addr(), "/policy").await;
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    // the log's writer thread has written every line once shutdown returns
+    proxy.shutdown().await;
     let log = std::fs::read_to_string(dir.path("decisions.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = log
         .lines()
@@ -101,10 +105,7 @@ async fn statuses_follow_the_decision() {
     assert_eq!(lines[0]["request"]["peer"]["ip"], "127.0.0.1");
     assert_eq!(lines[0]["decision"]["decision"], "allow");
     assert_eq!(lines[1]["decision"]["rule"], "no-admin");
-    let (_, policy) = admin_get(proxy.admin_addr(), "/policy").await;
-    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
     assert_eq!(lines[1]["bundle"], policy["hash"]);
-    proxy.shutdown().await;
 }
 
 #[tokio::test]

@@ -139,6 +139,17 @@ async fn fifty_reloads_under_load_drop_nothing() {
     }
     assert!(total > 100, "only {total} requests were sent");
     assert_eq!(corrupt, 20);
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains("sluice_bundle_reloads_total{result=\"error\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_bundle_reloads_total{result=\"ok\"} 31"),
+        "{metrics}"
+    );
+    // the log's writer thread has written every line once shutdown returns
+    proxy.shutdown().await;
 
     let log = std::fs::read_to_string(dir.path("decisions.jsonl")).unwrap();
     let mut lines = 0;
@@ -157,16 +168,6 @@ async fn fifty_reloads_under_load_drop_nothing() {
         lines += 1;
     }
     assert_eq!(lines, total + 50, "one log line per decision");
-    let (_, metrics) = admin_get(admin, "/metrics").await;
-    assert!(
-        metrics.contains("sluice_bundle_reloads_total{result=\"error\"} 20"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("sluice_bundle_reloads_total{result=\"ok\"} 31"),
-        "{metrics}"
-    );
-    proxy.shutdown().await;
 }
 
 const TCP_ALLOW: &str = r#"
