@@ -241,6 +241,44 @@ impl<'i> Kids<'i> {
         self.next()
             .ok_or_else(|| cx.unexpected(cx.span_at(self.range.0, self.range.1), "end of node"))
     }
+
+    /// The children of `pair` after its first child, which must be `keyword`.
+    fn after(cx: &Ctx<'_>, pair: Pair<'i, Rule>, keyword: Rule) -> Res<Self> {
+        let mut kids = Kids::of(pair);
+        kids.expect(cx, keyword)?;
+        Ok(kids)
+    }
+
+    /// The remaining children as statements, each converted by `node`
+    /// (given the statement and its span) and kept with its span.
+    fn statements<T>(
+        &mut self,
+        cx: &Ctx<'_>,
+        mut node: impl FnMut(Pair<'i, Rule>, Span) -> Res<T>,
+    ) -> Res<Vec<Spanned<T>>> {
+        let mut stmts = Vec::new();
+        while let Some(stmt) = self.next() {
+            let span = cx.span(&stmt);
+            stmts.push(Spanned::new(node(stmt, span)?, span));
+        }
+        Ok(stmts)
+    }
+
+    /// Like [`Kids::statements`], for statements that open with a keyword:
+    /// `node` is given the statement's rule, its children after the keyword
+    /// and its span.
+    fn keyword_statements<T>(
+        &mut self,
+        cx: &Ctx<'_>,
+        mut node: impl FnMut(Rule, Kids<'i>, Span) -> Res<T>,
+    ) -> Res<Vec<Spanned<T>>> {
+        self.statements(cx, |stmt, span| {
+            let rule = stmt.as_rule();
+            let mut kids = Kids::of(stmt);
+            kids.any(cx)?; // the keyword
+            node(rule, kids, span)
+        })
+    }
 }
 
 /// Converts the `policy` pair of one file into its items.
@@ -259,6 +297,37 @@ pub(crate) fn convert_policy(cx: &Ctx<'_>, policy: Pair<'_, Rule>) -> Res<Vec<It
         items.push(item);
     }
     Ok(items)
+}
+
+/// A block opened by `keyword`: the keyword's span and the block's children
+/// after it.
+fn block<'i>(cx: &Ctx<'_>, pair: Pair<'i, Rule>, keyword: Rule) -> Res<(Span, Kids<'i>)> {
+    let mut kids = Kids::of(pair);
+    let span = cx.span(&kids.expect(cx, keyword)?);
+    Ok((span, kids))
+}
+
+/// A block opened by `keyword NAME`: the keyword's span, the name and the
+/// block's children after it.
+fn named_block<'i>(
+    cx: &Ctx<'_>,
+    pair: Pair<'i, Rule>,
+    keyword: Rule,
+) -> Res<(Span, Name, Kids<'i>)> {
+    let (span, mut kids) = block(cx, pair, keyword)?;
+    let name = cx.name(&kids.expect(cx, Rule::name)?);
+    Ok((span, name, kids))
+}
+
+/// A rule opened by `allow NAME` or `deny NAME`: the keyword's span, its
+/// effect, the name and the rule's children after it.
+fn effect_block<'i>(cx: &Ctx<'_>, pair: Pair<'i, Rule>) -> Res<(Span, Effect, Name, Kids<'i>)> {
+    let mut kids = Kids::of(pair);
+    let kw = kids.any(cx)?;
+    let span = cx.span(&kw);
+    let effect = effect(cx, &kw)?;
+    let name = cx.name(&kids.expect(cx, Rule::name)?);
+    Ok((span, effect, name, kids))
 }
 
 /// The effect of a `kw_allow`/`kw_deny` pair.
@@ -284,36 +353,28 @@ fn default_value(cx: &Ctx<'_>, pair: &Pair<'_, Rule>) -> Res<Spanned<Default>> {
 
 /// The default of a `default_stmt` pair.
 fn default_stmt(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Spanned<Default>> {
-    let mut kids = Kids::of(pair);
-    kids.expect(cx, Rule::kw_default)?;
-    let value = kids.any(cx)?;
+    let value = Kids::after(cx, pair, Rule::kw_default)?.any(cx)?;
     default_value(cx, &value)
 }
 
 fn mesh(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Mesh> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_mesh)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let node = match stmt.as_rule() {
+    let (span, mut kids) = block(cx, pair, Rule::kw_mesh)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| {
+        Ok(match stmt.as_rule() {
             Rule::trust_domain_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_trust_domain)?;
+                let mut k = Kids::after(cx, stmt, Rule::kw_trust_domain)?;
                 MeshStmt::TrustDomain(cx.string(&k.expect(cx, Rule::string)?)?)
             }
             Rule::default_stmt => MeshStmt::Default(default_stmt(cx, stmt)?),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in mesh"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(Mesh { span, stmts })
 }
 
 /// The port ranges of a `port_stmt` pair.
 fn ports(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Vec<PortRange>> {
-    let mut kids = Kids::of(pair);
-    kids.expect(cx, Rule::kw_port)?;
+    let mut kids = Kids::after(cx, pair, Rule::kw_port)?;
     let mut out = Vec::new();
     while let Some(range) = kids.next() {
         if range.as_rule() != Rule::port_range {
@@ -340,18 +401,12 @@ fn ports(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Vec<PortRange>> {
 }
 
 fn server(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Server> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_server)?);
-    let name = cx.name(&kids.expect(cx, Rule::name)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let node = match stmt.as_rule() {
+    let (span, name, mut kids) = named_block(cx, pair, Rule::kw_server)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| {
+        Ok(match stmt.as_rule() {
             Rule::port_stmt => ServerStmt::Port(ports(cx, stmt)?),
             Rule::protocol_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_protocol)?;
-                let value = k.any(cx)?;
+                let value = Kids::after(cx, stmt, Rule::kw_protocol)?.any(cx)?;
                 let protocol = match value.as_rule() {
                     Rule::kw_http => Protocol::Http,
                     Rule::kw_grpc => Protocol::Grpc,
@@ -367,9 +422,8 @@ fn server(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Server> {
             Rule::default_stmt => ServerStmt::Default(default_stmt(cx, stmt)?),
             Rule::route => ServerStmt::Route(route(cx, stmt)?),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a server"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(Server { span, name, stmts })
 }
 
@@ -387,89 +441,74 @@ fn value_match(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<(Str, ValueMatch)> {
 }
 
 fn route(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Route> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_route)?);
-    let name = cx.name(&kids.expect(cx, Rule::name)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let rule = stmt.as_rule();
-        let node = match rule {
-            Rule::retry => RouteStmt::Retry(retry(cx, stmt)?),
-            Rule::timeout_stmt => RouteStmt::Timeout(timeout(cx, stmt)?),
-            _ => {
-                let mut k = Kids::of(stmt);
-                k.any(cx)?; // the keyword
-                match rule {
-                    Rule::method_stmt => {
-                        let mut methods = Vec::new();
-                        while let Some(m) = k.next() {
-                            methods.push(Spanned::new(m.as_str().to_string(), cx.span(&m)));
-                        }
-                        RouteStmt::Method(methods)
-                    }
-                    Rule::path_stmt => {
-                        let first = k.any(cx)?;
-                        RouteStmt::Path(match first.as_rule() {
-                            Rule::string => PathMatch::Exact(cx.string(&first)?),
-                            Rule::kw_prefix => {
-                                PathMatch::Prefix(cx.string(&k.expect(cx, Rule::string)?)?)
-                            }
-                            Rule::kw_regex => {
-                                PathMatch::Regex(cx.string(&k.expect(cx, Rule::string)?)?)
-                            }
-                            other => {
-                                return Err(
-                                    cx.unexpected(cx.span(&first), &format!("{other:?} in a path"))
-                                )
-                            }
-                        })
-                    }
-                    Rule::grpc_stmt => RouteStmt::Grpc(cx.string(&k.expect(cx, Rule::string)?)?),
-                    Rule::header_stmt => {
-                        let (n, m) = value_match(cx, &mut k)?;
-                        RouteStmt::Header(n, m)
-                    }
-                    Rule::query_stmt => {
-                        let (n, m) = value_match(cx, &mut k)?;
-                        RouteStmt::Query(n, m)
-                    }
-                    Rule::route_to_stmt => {
-                        let mut to = Vec::new();
-                        while let Some(w) = k.next() {
-                            let mut wk = Kids::of(w);
-                            let name = cx.name(&wk.expect(cx, Rule::name)?);
-                            let weight = wk.next().map(|int| cx.int(&int));
-                            to.push(WeightedName { name, weight });
-                        }
-                        RouteStmt::To(to)
-                    }
-                    other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a route"))),
-                }
-            }
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+    let (span, name, mut kids) = named_block(cx, pair, Rule::kw_route)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| match stmt.as_rule() {
+        Rule::retry => Ok(RouteStmt::Retry(retry(cx, stmt)?)),
+        Rule::timeout_stmt => Ok(RouteStmt::Timeout(timeout(cx, stmt)?)),
+        rule => {
+            let mut k = Kids::of(stmt);
+            k.any(cx)?; // the keyword
+            route_match(cx, rule, k, stmt_span)
+        }
+    })?;
     Ok(Route { span, name, stmts })
+}
+
+/// A route statement of rule `rule` other than `retry` and `timeout`, from
+/// its children after the keyword.
+fn route_match(cx: &Ctx<'_>, rule: Rule, mut k: Kids<'_>, stmt_span: Span) -> Res<RouteStmt> {
+    Ok(match rule {
+        Rule::method_stmt => {
+            let mut methods = Vec::new();
+            while let Some(m) = k.next() {
+                methods.push(Spanned::new(m.as_str().to_string(), cx.span(&m)));
+            }
+            RouteStmt::Method(methods)
+        }
+        Rule::path_stmt => {
+            let first = k.any(cx)?;
+            RouteStmt::Path(match first.as_rule() {
+                Rule::string => PathMatch::Exact(cx.string(&first)?),
+                Rule::kw_prefix => PathMatch::Prefix(cx.string(&k.expect(cx, Rule::string)?)?),
+                Rule::kw_regex => PathMatch::Regex(cx.string(&k.expect(cx, Rule::string)?)?),
+                other => {
+                    return Err(cx.unexpected(cx.span(&first), &format!("{other:?} in a path")))
+                }
+            })
+        }
+        Rule::grpc_stmt => RouteStmt::Grpc(cx.string(&k.expect(cx, Rule::string)?)?),
+        Rule::header_stmt => {
+            let (n, m) = value_match(cx, &mut k)?;
+            RouteStmt::Header(n, m)
+        }
+        Rule::query_stmt => {
+            let (n, m) = value_match(cx, &mut k)?;
+            RouteStmt::Query(n, m)
+        }
+        Rule::route_to_stmt => {
+            let mut to = Vec::new();
+            while let Some(w) = k.next() {
+                let mut wk = Kids::of(w);
+                let name = cx.name(&wk.expect(cx, Rule::name)?);
+                let weight = wk.next().map(|int| cx.int(&int));
+                to.push(WeightedName { name, weight });
+            }
+            RouteStmt::To(to)
+        }
+        other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a route"))),
+    })
 }
 
 /// The duration of a `timeout_stmt` pair.
 fn timeout(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Duration> {
-    let mut k = Kids::of(pair);
-    k.expect(cx, Rule::kw_timeout)?;
+    let mut k = Kids::after(cx, pair, Rule::kw_timeout)?;
     Ok(cx.duration(&k.expect(cx, Rule::duration)?))
 }
 
 fn retry(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Retry> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_retry)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let rule = stmt.as_rule();
-        let mut k = Kids::of(stmt);
-        k.any(cx)?; // the keyword
-        let node = match rule {
+    let (span, mut kids) = block(cx, pair, Rule::kw_retry)?;
+    let stmts = kids.keyword_statements(cx, |rule, mut k, stmt_span| {
+        Ok(match rule {
             Rule::attempts_stmt => RetryStmt::Attempts(cx.int(&k.expect(cx, Rule::int)?)),
             Rule::on_stmt => {
                 let mut conds = Vec::new();
@@ -483,9 +522,8 @@ fn retry(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Retry> {
             }
             Rule::budget_stmt => RetryStmt::Budget(cx.percent(&k.expect(cx, Rule::percent)?)),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a retry"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(Retry { span, stmts })
 }
 
@@ -510,18 +548,11 @@ fn cond(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Spanned<Cond>> {
 }
 
 fn auth_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<crate::ast::Rule> {
-    let mut kids = Kids::of(pair);
-    let kw = kids.any(cx)?;
-    let span = cx.span(&kw);
-    let effect = effect(cx, &kw)?;
-    let name = cx.name(&kids.expect(cx, Rule::name)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let node = match stmt.as_rule() {
+    let (span, effect, name, mut kids) = effect_block(cx, pair)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| {
+        Ok(match stmt.as_rule() {
             Rule::rule_to_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_to)?;
+                let mut k = Kids::after(cx, stmt, Rule::kw_to)?;
                 let mut targets = Vec::new();
                 while let Some(t) = k.next() {
                     targets.push(target(cx, &t));
@@ -530,9 +561,8 @@ fn auth_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<crate::ast::Rule> {
             }
             Rule::from_stmt => RuleStmt::From(principal(cx, stmt)?),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a rule"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(crate::ast::Rule {
         span,
         effect,
@@ -568,8 +598,7 @@ fn target(cx: &Ctx<'_>, pair: &Pair<'_, Rule>) -> Target {
 
 /// The principal of a `from_stmt` pair.
 fn principal(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Principal> {
-    let mut k = Kids::of(pair);
-    k.expect(cx, Rule::kw_from)?;
+    let mut k = Kids::after(cx, pair, Rule::kw_from)?;
     let kw = k.any(cx)?;
     Ok(match kw.as_rule() {
         Rule::kw_any => Principal::Any,
@@ -620,51 +649,34 @@ fn networks(cx: &Ctx<'_>, kids: &mut Kids<'_>) -> Res<Networks> {
 }
 
 fn egress(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Egress> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_egress)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let node = match stmt.as_rule() {
+    let (span, mut kids) = block(cx, pair, Rule::kw_egress)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| {
+        Ok(match stmt.as_rule() {
             Rule::egress_default_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_default)?;
-                let v = k.any(cx)?;
+                let v = Kids::after(cx, stmt, Rule::kw_default)?.any(cx)?;
                 EgressStmt::Default(Spanned::new(effect(cx, &v)?, cx.span(&v)))
             }
             Rule::egress_rule => EgressStmt::Rule(egress_rule(cx, stmt)?),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in egress"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(Egress { span, stmts })
 }
 
 fn egress_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<EgressRule> {
-    let mut kids = Kids::of(pair);
-    let kw = kids.any(cx)?;
-    let span = cx.span(&kw);
-    let effect = effect(cx, &kw)?;
-    let name = cx.name(&kids.expect(cx, Rule::name)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let node = match stmt.as_rule() {
+    let (span, effect, name, mut kids) = effect_block(cx, pair)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| {
+        Ok(match stmt.as_rule() {
             Rule::port_stmt => DestStmt::Port(ports(cx, stmt)?),
             Rule::host_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_host)?;
-                DestStmt::Host(strings(cx, &mut k)?)
+                DestStmt::Host(strings(cx, &mut Kids::after(cx, stmt, Rule::kw_host)?)?)
             }
             Rule::network_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_network)?;
-                DestStmt::Network(networks(cx, &mut k)?)
+                DestStmt::Network(networks(cx, &mut Kids::after(cx, stmt, Rule::kw_network)?)?)
             }
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in an egress rule"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(EgressRule {
         span,
         effect,
@@ -674,41 +686,28 @@ fn egress_rule(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<EgressRule> {
 }
 
 fn service(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Service> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_service)?);
-    let name = cx.name(&kids.expect(cx, Rule::name)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let node = match stmt.as_rule() {
-            Rule::authority_stmt => {
-                let mut k = Kids::of(stmt);
-                k.expect(cx, Rule::kw_authority)?;
-                ServiceStmt::Authority(strings(cx, &mut k)?)
-            }
+    let (span, name, mut kids) = named_block(cx, pair, Rule::kw_service)?;
+    let stmts = kids.statements(cx, |stmt, stmt_span| {
+        Ok(match stmt.as_rule() {
+            Rule::authority_stmt => ServiceStmt::Authority(strings(
+                cx,
+                &mut Kids::after(cx, stmt, Rule::kw_authority)?,
+            )?),
             Rule::timeout_stmt => ServiceStmt::Timeout(timeout(cx, stmt)?),
             Rule::retry => ServiceStmt::Retry(retry(cx, stmt)?),
             Rule::circuit_breaker => ServiceStmt::CircuitBreaker(circuit_breaker(cx, stmt)?),
             Rule::backend => ServiceStmt::Backend(backend(cx, stmt)?),
             Rule::route => ServiceStmt::Route(route(cx, stmt)?),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a service"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(Service { span, name, stmts })
 }
 
 fn backend(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Backend> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_backend)?);
-    let name = cx.name(&kids.expect(cx, Rule::name)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let rule = stmt.as_rule();
-        let mut k = Kids::of(stmt);
-        k.any(cx)?; // the keyword
-        let node = match rule {
+    let (span, name, mut kids) = named_block(cx, pair, Rule::kw_backend)?;
+    let stmts = kids.keyword_statements(cx, |rule, mut k, stmt_span| {
+        Ok(match rule {
             Rule::endpoint_stmt => {
                 let mut eps = Vec::new();
                 while let Some(ep) = k.next() {
@@ -730,22 +729,15 @@ fn backend(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<Backend> {
             Rule::failover_stmt => BackendStmt::Failover(cx.name(&k.expect(cx, Rule::name)?)),
             Rule::max_in_flight_stmt => BackendStmt::MaxInFlight(cx.int(&k.expect(cx, Rule::int)?)),
             other => return Err(cx.unexpected(stmt_span, &format!("{other:?} in a backend"))),
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(Backend { span, name, stmts })
 }
 
 fn circuit_breaker(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<CircuitBreaker> {
-    let mut kids = Kids::of(pair);
-    let span = cx.span(&kids.expect(cx, Rule::kw_circuit_breaker)?);
-    let mut stmts = Vec::new();
-    while let Some(stmt) = kids.next() {
-        let stmt_span = cx.span(&stmt);
-        let rule = stmt.as_rule();
-        let mut k = Kids::of(stmt);
-        k.any(cx)?; // the keyword
-        let node = match rule {
+    let (span, mut kids) = block(cx, pair, Rule::kw_circuit_breaker)?;
+    let stmts = kids.keyword_statements(cx, |rule, mut k, stmt_span| {
+        Ok(match rule {
             Rule::consecutive_failures_stmt => {
                 BreakerStmt::ConsecutiveFailures(cx.int(&k.expect(cx, Rule::int)?))
             }
@@ -758,9 +750,8 @@ fn circuit_breaker(cx: &Ctx<'_>, pair: Pair<'_, Rule>) -> Res<CircuitBreaker> {
             other => {
                 return Err(cx.unexpected(stmt_span, &format!("{other:?} in a circuit-breaker")))
             }
-        };
-        stmts.push(Spanned::new(node, stmt_span));
-    }
+        })
+    })?;
     Ok(CircuitBreaker { span, stmts })
 }
 
