@@ -17,6 +17,7 @@ use rcgen::{
 use sluice_proxy::identity::files::read_certs;
 use sluice_proxy::identity::{verify_svid, IdentityError, TrustBundles, UnixTime, Usage};
 use sluice_runtime::peer::is_valid_spiffe_id;
+use sluice_runtime::SpiffeId;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,20 +57,15 @@ pub fn check_trust_domain(s: &str) -> Result<&str, String> {
 
 /// A SPIFFE ID with a path, as `--id` takes it.
 pub fn check_workload_id(s: &str) -> Result<&str, String> {
-    if !is_valid_spiffe_id(s) {
+    let Ok(id) = SpiffeId::parse(s) else {
         return Err(format!("`{s}` is not a valid SPIFFE ID"));
-    }
-    if trust_domain_of(s).len() + "spiffe://".len() == s.len() {
+    };
+    if id.path().is_empty() {
         return Err(format!(
             "`{s}` names the trust domain itself; an SVID needs a path, e.g. `{s}/ns/default/sa/web`"
         ));
     }
     Ok(s)
-}
-
-fn trust_domain_of(id: &str) -> &str {
-    let rest = id.strip_prefix("spiffe://").unwrap_or(id);
-    rest.split('/').next().unwrap_or(rest)
 }
 
 type Failure = (u8, String);
@@ -135,7 +131,9 @@ struct Ca {
 fn issue(args: &IdentityIssueArgs) -> Result<String, Failure> {
     let id = check_workload_id(&args.id).map_err(usage)?;
     let ca = read_ca(&args.ca)?;
-    if trust_domain_of(id) != ca.trust_domain {
+    // `check_workload_id` gave a valid SPIFFE ID.
+    let trust_domain = SpiffeId::parse(id).map_or("", |id| id.trust_domain());
+    if trust_domain != ca.trust_domain {
         return Err(usage(format!(
             "`{id}` is not in the trust domain `{}` of the CA in `{}`",
             ca.trust_domain,

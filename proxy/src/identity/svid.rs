@@ -5,6 +5,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
 use sluice_runtime::peer::is_valid_spiffe_id;
+use sluice_runtime::SpiffeId;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -343,7 +344,8 @@ pub fn verify_svid(
     let (leaf, intermediates) = chain.split_first().ok_or(IdentityError::NoCertificate)?;
     let id = check_leaf(&parse(leaf)?, now, usage)?;
     check_signers(&id, intermediates)?;
-    let trust_domain = trust_domain_of(&id);
+    // `check_leaf` gave a valid SPIFFE ID.
+    let trust_domain = SpiffeId::parse(&id).map_or("", |id| id.trust_domain());
     let Some(bundle) = bundles.domains.get(trust_domain) else {
         return Err(IdentityError::UnknownTrustDomain {
             trust_domain: trust_domain.to_owned(),
@@ -378,12 +380,6 @@ pub fn verify_svid(
 pub(crate) fn uri_san(cert: &CertificateDer<'_>) -> Result<String, IdentityError> {
     let cert = parse(cert)?;
     single_uri_san(&cert)
-}
-
-/// The trust domain of a valid SPIFFE ID.
-pub(crate) fn trust_domain_of(id: &str) -> &str {
-    let rest = id.strip_prefix("spiffe://").unwrap_or(id);
-    rest.split('/').next().unwrap_or(rest)
 }
 
 fn parse<'a>(der: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, IdentityError> {
@@ -470,7 +466,7 @@ fn check_leaf(
     {
         return Err(IdentityError::LeafIsCa(id));
     }
-    if trust_domain_of(&id).len() + "spiffe://".len() == id.len() {
+    if SpiffeId::parse(&id).is_ok_and(|id| id.path().is_empty()) {
         return Err(IdentityError::LeafWithoutPath(id));
     }
     let key_usage_problem = match cert.key_usage().map_err(malformed)? {

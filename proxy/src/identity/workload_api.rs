@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::uri::{PathAndQuery, Uri};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sluice_runtime::SpiffeId;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -399,31 +400,13 @@ fn is_trust_domain(td: &str) -> bool {
         })
 }
 
-/// The trust domain of a SPIFFE ID, if the ID is valid.
+/// The trust domain of a SPIFFE ID, if the ID is valid and its trust
+/// domain has at most 255 bytes.
 fn trust_domain_of(id: &str) -> Option<&str> {
-    let rest = id.strip_prefix("spiffe://")?;
-    let (td, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if !is_trust_domain(td) || id.len() > 2048 {
-        return None;
-    }
-    // Path segments: not empty, not `.` or `..`, of the allowed characters.
-    if !path.is_empty() {
-        for seg in path[1..].split('/') {
-            let ok = !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-            if !ok {
-                return None;
-            }
-        }
-    }
-    Some(td)
+    SpiffeId::parse(id)
+        .ok()
+        .map(|id| id.trust_domain())
+        .filter(|td| td.len() <= 255)
 }
 
 /// A federated bundle's key: `spiffe://partner.org` or `partner.org`.
