@@ -6,6 +6,7 @@
 //! request the current bundle is read once and kept until the response
 //! head is sent, so a reload never changes a request's decision halfway.
 
+use crate::activity::{Activity, Tracked};
 use crate::config::{AppProtocol, InboundConfig, Protocol, TlsMode};
 use crate::decision_log::LoggedRequest;
 use crate::enforce;
@@ -26,11 +27,11 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The body of every response the proxy sends: the application's, or its own.
@@ -94,7 +95,7 @@ impl Listener {
             // detection, the head.
             first_head_by: deadline,
         } = accepted;
-        let activity = Arc::new(Activity::new(deadline));
+        let activity = Arc::new(Activity::new());
         let ip = addr.ip().to_canonical();
         let use_tls = match self.config.tls {
             TlsMode::Plaintext => false,
@@ -134,21 +135,22 @@ impl Listener {
             let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let watch = (!alpn_h2).then(|| FramingWatch::new(max_head));
             let tls = Tracked::new(tls, activity.clone(), watch);
-            self.serve(tls, ip, identity, alpn_h2, activity, shared)
+            self.serve(tls, (ip, identity), alpn_h2, activity, deadline, shared)
                 .await;
         } else {
             let stream = Tracked::new(stream, activity.clone(), Some(FramingWatch::new(max_head)));
-            self.serve(stream, ip, None, false, activity, shared).await;
+            self.serve(stream, (ip, None), false, activity, deadline, shared)
+                .await;
         }
     }
 
     async fn serve<IO>(
         self: Arc<Self>,
         io: IO,
-        ip: IpAddr,
-        identity: Option<String>,
+        (ip, identity): (IpAddr, Option<String>),
         alpn_h2: bool,
         activity: Arc<Activity>,
+        first_head_by: tokio::time::Instant,
         shared: &Arc<Shared>,
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -174,7 +176,7 @@ impl Listener {
             relay_tcp(io, conn, loaded, activity).await;
         } else {
             drop(loaded);
-            serve_http(io, conn, alpn_h2, activity).await;
+            serve_http(io, conn, alpn_h2, activity, first_head_by).await;
         }
     }
 }
@@ -625,14 +627,19 @@ async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<ClientBody>, S
 /// activity's deadline (protocol detection included: a partial HTTP/2
 /// preface, an HTTP/2 connection without a complete HEADERS frame) is
 /// closed; later HTTP/1.1 heads are bounded by hyper's header read timeout.
-async fn serve_http<IO>(io: IO, conn: Arc<Conn>, alpn_h2: bool, activity: Arc<Activity>)
-where
+async fn serve_http<IO>(
+    io: IO,
+    conn: Arc<Conn>,
+    alpn_h2: bool,
+    activity: Arc<Activity>,
+    first_head_by: tokio::time::Instant,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &conn.shared.limits;
     let builder = server::http_builder(limits, alpn_h2);
     let idle = limits.idle_timeout();
-    let first_head = tokio::time::sleep_until(activity.first_head_by);
+    let first_head = tokio::time::sleep_until(first_head_by);
     tokio::pin!(first_head);
     let mut awaiting_first = true;
     let service_conn = conn.clone();
@@ -776,122 +783,5 @@ impl tower_service::Service<http::Uri> for AppConnector {
             s.set_nodelay(true)?;
             Ok(TokioIo::new(s))
         })
-    }
-}
-
-/// When a connection last moved a byte, whether a request on it had
-/// ambiguous framing, and whether a request head was read (by when one
-/// must have been).
-pub struct Activity {
-    base: Instant,
-    last_ms: AtomicU64,
-    ambiguous: AtomicBool,
-    requested: AtomicBool,
-    first_head_by: tokio::time::Instant,
-}
-
-impl Activity {
-    fn new(first_head_by: tokio::time::Instant) -> Activity {
-        Activity {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            ambiguous: AtomicBool::new(false),
-            requested: AtomicBool::new(false),
-            first_head_by,
-        }
-    }
-
-    fn touch(&self) {
-        self.last_ms
-            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = self.base.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
-    }
-
-    fn until_idle(&self, idle: Duration) -> Duration {
-        idle.saturating_sub(self.idle_for())
-            .max(Duration::from_millis(10))
-    }
-}
-
-/// A stream that records its activity and, for HTTP/1.1, watches the
-/// framing of what the client sends.
-struct Tracked<S> {
-    inner: S,
-    activity: Arc<Activity>,
-    watch: Option<FramingWatch>,
-}
-
-impl<S> Tracked<S> {
-    fn new(inner: S, activity: Arc<Activity>, watch: Option<FramingWatch>) -> Self {
-        activity.touch();
-        Tracked {
-            inner,
-            activity,
-            watch,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            let this = &mut *self;
-            this.activity.touch();
-            if let Some(watch) = &mut this.watch {
-                watch.feed(&buf.filled()[before..]);
-                if watch.ambiguous() {
-                    this.activity.ambiguous.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }

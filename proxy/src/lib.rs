@@ -22,6 +22,7 @@
 //! - [`assembly`]: starts everything ([`Proxy`]) and owns the shutdown.
 //! - [`fuzz`]: entry points for the fuzz targets over the proxy's parsers.
 
+mod activity;
 pub mod admin;
 pub mod assembly;
 pub mod config;

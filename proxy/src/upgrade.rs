@@ -9,18 +9,15 @@
 //! relayed until they close, the relay is idle for the idle timeout, or the
 //! proxy shuts down. Any other answer is an ordinary response.
 
+use crate::activity::{Activity, Tracked};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -154,8 +151,8 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
                 return;
             }
         };
-        let clock = Arc::new(Clock::new());
-        let mut client = Touching::new(TokioIo::new(client), clock.clone());
+        let activity = Arc::new(Activity::new());
+        let mut client = Tracked::new(TokioIo::new(client), activity.clone(), None);
         let mut upstream = TokioIo::new(upstream);
         let Relay {
             permit,
@@ -174,8 +171,8 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
                     break;
                 }
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(idle.saturating_sub(clock.idle_for()).max(Duration::from_millis(10))) => {
-                    if clock.idle_for() >= idle {
+                _ = tokio::time::sleep(activity.until_idle(idle)) => {
+                    if activity.idle_for() >= idle {
                         tracing::debug!("upgraded connection idle; closing");
                         break;
                     }
@@ -190,81 +187,6 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
 /// The proxy's own answer to an upgrade it cannot carry.
 pub fn not_possible(message: &'static str) -> Response<http_body_util::Full<Bytes>> {
     crate::enforce::text_response(StatusCode::NOT_IMPLEMENTED, message, "upgrade")
-}
-
-/// When a relay last moved a byte.
-struct Clock {
-    base: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        Clock {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
-/// A stream that touches a [`Clock`] whenever bytes move either way.
-struct Touching<S> {
-    inner: S,
-    clock: Arc<Clock>,
-}
-
-impl<S> Touching<S> {
-    fn new(inner: S, clock: Arc<Clock>) -> Self {
-        clock.touch();
-        Touching { inner, clock }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Touching<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.clock.touch();
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
@@ -346,23 +268,5 @@ mod tests {
             .insert(Chosen(HeaderValue::from_static("websocket")));
         restore_switch_headers(&mut ok);
         assert!(ok.headers().is_empty());
-    }
-
-    #[tokio::test]
-    async fn the_clock_tracks_bytes_both_ways() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let clock = Arc::new(Clock::new());
-        let (a, mut b) = tokio::io::duplex(64);
-        let mut a = Touching::new(a, clock.clone());
-        let pause = Duration::from_millis(200);
-        tokio::time::sleep(pause).await;
-        assert!(clock.idle_for() >= pause);
-        a.write_all(b"x").await.unwrap();
-        assert!(clock.idle_for() < pause);
-        tokio::time::sleep(pause).await;
-        b.write_all(b"y").await.unwrap();
-        let mut one = [0u8; 1];
-        a.read_exact(&mut one).await.unwrap();
-        assert!(clock.idle_for() < pause);
     }
 }
