@@ -485,6 +485,18 @@ pub(crate) fn included(
     Inclusion::Included
 }
 
+/// Whether every valid SPIFFE ID of `L(a)` is in `L(b)`, exploring at most
+/// [`PRODUCT_LIMIT`] product states.
+pub(crate) fn identity_included(a: &Dfa, b: &Dfa) -> Inclusion {
+    included(
+        Some(a),
+        &Literals::default(),
+        Some(b),
+        Domain::Identity,
+        PRODUCT_LIMIT,
+    )
+}
+
 /// Whether some string of the domain is in both `L(a)` and `L(b)`
 /// (`None`: more than `limit` product states, or a DFA quit).
 pub(crate) fn meet(a: &Dfa, b: &Dfa, domain: Domain, limit: usize) -> Option<bool> {
@@ -591,15 +603,21 @@ mod tests {
         path_dfa(&pats, &Config::default()).unwrap()
     }
 
-    fn in_domain(domain: Domain, s: &[u8]) -> bool {
-        let mut f = domain.start();
-        for &b in s {
-            f = domain.step(f, b);
-            if f == REJECT {
-                return false;
-            }
-        }
-        domain.accepts(f)
+    /// Whether every normalized path of `a` (all of them where `None`) is
+    /// one of `b`'s.
+    fn path_inclusion(a: Option<&Dfa>, b: &Dfa) -> Inclusion {
+        included(
+            a,
+            &Literals::default(),
+            Some(b),
+            Domain::Path,
+            PRODUCT_LIMIT,
+        )
+    }
+
+    /// Whether `a` and `b` share a normalized path.
+    fn paths_meet(a: &Dfa, b: &Dfa) -> Option<bool> {
+        meet(a, b, Domain::Path, PRODUCT_LIMIT)
     }
 
     #[test]
@@ -616,20 +634,20 @@ mod tests {
             "/%2B%C3",
             "/~!$&'()*+,;=:@",
         ] {
-            assert!(in_domain(Domain::Path, ok.as_bytes()), "{ok}");
+            assert!(Domain::Path.accepts_all(ok.as_bytes()), "{ok}");
         }
         for bad in [
             "", "a", "//", "/a//b", "/.", "/..", "/./a", "/a/../b", "/a?b", "/a#b", "/a\\b",
             "/%2f", "/%2F", "/%41", "/%7E", "/%1F", "/%7F", "/%", "/%4", "/a b", "/é",
         ] {
-            assert!(!in_domain(Domain::Path, bad.as_bytes()), "{bad}");
+            assert!(!Domain::Path.accepts_all(bad.as_bytes()), "{bad}");
         }
     }
 
     #[test]
     fn identity_domain_is_the_spiffe_ids() {
         for ok in ["spiffe://td", "spiffe://td/a", "spiffe://t.d/ns/A_b-c/x.."] {
-            assert!(in_domain(Domain::Identity, ok.as_bytes()), "{ok}");
+            assert!(Domain::Identity.accepts_all(ok.as_bytes()), "{ok}");
         }
         for bad in [
             "spiffe://",
@@ -640,7 +658,7 @@ mod tests {
             "spiffe://td/..",
             "http://td",
         ] {
-            assert!(!in_domain(Domain::Identity, bad.as_bytes()), "{bad}");
+            assert!(!Domain::Identity.accepts_all(bad.as_bytes()), "{bad}");
         }
     }
 
@@ -652,68 +670,26 @@ mod tests {
             &Config::default(),
         )
         .unwrap();
-        assert_eq!(
-            included(
-                Some(&r),
-                &Literals::default(),
-                Some(&prefix),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
-            Inclusion::Included
-        );
-        assert_eq!(
-            included(
-                Some(&prefix),
-                &Literals::default(),
-                Some(&r),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
-            Inclusion::NotIncluded
-        );
+        assert_eq!(path_inclusion(Some(&r), &prefix), Inclusion::Included);
+        assert_eq!(path_inclusion(Some(&prefix), &r), Inclusion::NotIncluded);
         // Outside normalized paths only: `/a/./b`, `/a//b` never reach a route.
         let dots = dfa(&["/a/(\\.|/)/b", "/c"]);
         assert_eq!(
-            included(
-                Some(&dots),
-                &Literals::default(),
-                Some(&dfa(&["/c"])),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
+            path_inclusion(Some(&dots), &dfa(&["/c"])),
             Inclusion::Included
         );
         // Non-ASCII paths do not exist either.
         assert_eq!(
-            included(
-                Some(&dfa(&["/[a-zé]"])),
-                &Literals::default(),
-                Some(&dfa(&["/[a-z]"])),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
+            path_inclusion(Some(&dfa(&["/[a-zé]"])), &dfa(&["/[a-z]"])),
             Inclusion::Included
         );
         // Everything (None) within a union that covers `/` and all else.
         assert_eq!(
-            included(
-                None,
-                &Literals::default(),
-                Some(&dfa(&["/", "/[^/].*"])),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
+            path_inclusion(None, &dfa(&["/", "/[^/].*"])),
             Inclusion::Included
         );
         assert_eq!(
-            included(
-                None,
-                &Literals::default(),
-                Some(&dfa(&["/[^/].*"])),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
+            path_inclusion(None, &dfa(&["/[^/].*"])),
             Inclusion::NotIncluded
         );
         assert_eq!(
@@ -734,28 +710,15 @@ mod tests {
             dfa(&["/api/v[0-9]+/svc1/[a-z]+"]),
             dfa(&["/api/v[0-9]+/svc1[0-9]/[a-z]+"]),
         );
-        assert_eq!(meet(&a, &b, Domain::Path, PRODUCT_LIMIT), Some(false));
-        assert_eq!(
-            meet(&a, &dfa(&["/api/v1/.*"]), Domain::Path, PRODUCT_LIMIT),
-            Some(true)
-        );
+        assert_eq!(paths_meet(&a, &b), Some(false));
+        assert_eq!(paths_meet(&a, &dfa(&["/api/v1/.*"])), Some(true));
         // They meet only outside normalized paths.
         assert_eq!(
-            meet(
-                &dfa(&["/a/.*"]),
-                &dfa(&["/a/(\\.|/)"]),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
+            paths_meet(&dfa(&["/a/.*"]), &dfa(&["/a/(\\.|/)"])),
             Some(false)
         );
         assert_eq!(
-            meet(
-                &dfa(&["/a/.*"]),
-                &dfa(&["/a/(\\.|/).*"]),
-                Domain::Path,
-                PRODUCT_LIMIT
-            ),
+            paths_meet(&dfa(&["/a/.*"]), &dfa(&["/a/(\\.|/).*"])),
             Some(true)
         );
         assert_eq!(meet(&a, &a, Domain::Path, 1), None);
@@ -835,33 +798,15 @@ mod tests {
         };
         let ns = id(&["spiffe://td/ns/a/sa/*"]);
         assert_eq!(
-            included(
-                Some(&ns),
-                &Literals::default(),
-                Some(&id(&["spiffe://td/ns/*/sa/*"])),
-                Domain::Identity,
-                PRODUCT_LIMIT
-            ),
+            identity_included(&ns, &id(&["spiffe://td/ns/*/sa/*"])),
             Inclusion::Included
         );
         assert_eq!(
-            included(
-                Some(&ns),
-                &Literals::default(),
-                Some(&id(&["spiffe://td/**"])),
-                Domain::Identity,
-                PRODUCT_LIMIT
-            ),
+            identity_included(&ns, &id(&["spiffe://td/**"])),
             Inclusion::Included
         );
         assert_eq!(
-            included(
-                Some(&ns),
-                &Literals::default(),
-                Some(&id(&["spiffe://td/ns/b/**"])),
-                Domain::Identity,
-                PRODUCT_LIMIT
-            ),
+            identity_included(&ns, &id(&["spiffe://td/ns/b/**"])),
             Inclusion::NotIncluded
         );
         // `*` also matches `.` and `..` in the automaton, never in a valid ID.
@@ -873,16 +818,7 @@ mod tests {
             &Config::default(),
         )
         .unwrap();
-        assert_eq!(
-            included(
-                Some(&dot),
-                &Literals::default(),
-                Some(&no_dots),
-                Domain::Identity,
-                PRODUCT_LIMIT
-            ),
-            Inclusion::Included
-        );
+        assert_eq!(identity_included(&dot, &no_dots), Inclusion::Included);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `unused-route` and `shadowed-allow`: analyses of the authorization rules.
 
 use super::netset::Addrs;
-use super::product::{included, Dfa, Domain, Inclusion, Literals, PRODUCT_LIMIT};
+use super::product::{identity_included, Dfa, Inclusion};
 use crate::automata::{build_dfa, identity_regex, Flavor};
 use crate::config::Config;
 use crate::ir::{Clause, DefaultPolicy, Effect, Ir, PrincipalItem, Protocol, Rule, Target};
@@ -232,15 +232,7 @@ impl<'a> Peers<'a> {
         self.dfa(&single);
         self.dfa(patterns);
         let answer = match (self.dfas.get(&single), self.dfas.get(patterns)) {
-            (Some(Some(a)), Some(Some(b))) => {
-                included(
-                    Some(a),
-                    &Literals::default(),
-                    Some(b),
-                    Domain::Identity,
-                    PRODUCT_LIMIT,
-                ) == Inclusion::Included
-            }
+            (Some(Some(a)), Some(Some(b))) => identity_included(a, b) == Inclusion::Included,
             _ => false,
         };
         self.answers.insert(key, answer);
