@@ -486,19 +486,7 @@ mod conformance {
     /// The conformance files directly in `dir`, parsed; panics when one does
     /// not read or parse, or when there is none.
     fn policies(dir: &Path) -> Vec<(PathBuf, toml::Table)> {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        assert!(
-            !paths.is_empty(),
-            "no conformance files in {}",
-            dir.display()
-        );
-        paths
+        sluice_testkit::toml_files(dir)
             .into_iter()
             .map(|p| {
                 let text = std::fs::read_to_string(&p)

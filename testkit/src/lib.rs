@@ -69,6 +69,24 @@ pub fn shared_dir(rel: &str, what: &str) -> Option<PathBuf> {
     None
 }
 
+/// The `.toml` files directly in `dir` (conformance cases), sorted by
+/// path; panics when `dir` does not read or holds none.
+#[track_caller]
+pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no conformance files in {}",
+        dir.display()
+    );
+    paths
+}
+
 /// The repository's root folder.
 pub fn repository() -> PathBuf {
     let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));

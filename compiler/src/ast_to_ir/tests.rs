@@ -469,6 +469,9 @@ fn duplicate_statement_span_is_the_repeat() {
     assert!(diags[0].message.contains("`port`"), "{}", diags[0].message);
 }
 
+/// A diagnostic's code and line, and its labels' line, column and message.
+type CodeLineLabels<'a> = (&'a str, u32, Vec<(u32, u32, &'a str)>);
+
 #[test]
 fn second_places_are_labels() {
     let (_, diags) = run_with(
@@ -482,7 +485,7 @@ service t { authority "api:80"  backend x { endpoint 127.0.0.1:1 }  route r { to
 "#,
         &Config::default(),
     );
-    let got: Vec<(&str, u32, Vec<(u32, u32, &str)>)> = diags
+    let got: Vec<CodeLineLabels<'_>> = diags
         .iter()
         .map(|d| {
             let labels = d
@@ -980,19 +983,8 @@ fn lint_conformance_errors() {
     let Some(dir) = sluice_testkit::shared_dir("conformance/lint", "the shared lint cases") else {
         return;
     };
-    let entries = std::fs::read_dir(&dir).unwrap();
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "no conformance files in {}",
-        dir.display()
-    );
     let mut failures = Vec::new();
-    for path in paths {
+    for path in sluice_testkit::toml_files(&dir) {
         let text = std::fs::read_to_string(&path).unwrap();
         let doc: toml::Table = toml::from_str(&text).unwrap();
         let Some(policy_text) = doc.get("policy").and_then(|p| p.as_str()) else {
