@@ -337,6 +337,3 @@ mod status {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

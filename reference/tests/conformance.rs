@@ -4,11 +4,14 @@
 //! (`../shared/conformance/*.toml` next to the repository), which is
 //! skipped when absent except under CI, where that is a failure.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sluice_reference::{evaluate, Decision, Direction, Request};
 use sluice_runtime::wire;
+use support::request_of;
 
 /// The shared conformance folder; `None` (a failure under CI) when absent.
 fn shared_dir() -> Option<PathBuf> {
@@ -234,17 +237,7 @@ proptest::proptest! {
         authority in proptest::option::of(r"payments\.prod:8080|search|[a-z]{1,3}\.googleapis\.com(:443)?|\[::1\]|\PC{0,8}"),
         ip in proptest::option::of(proptest::sample::select(vec!["169.254.169.254", "10.96.0.1", "::1"])),
     ) {
-        let req = Request {
-            direction: if inbound { Direction::Inbound } else { Direction::Outbound },
-            port,
-            method,
-            path,
-            headers,
-            peer_ip: peer_ip.map(|i| i.parse().unwrap()),
-            peer_identity,
-            authority,
-            ip: ip.map(|i| i.parse().unwrap()),
-        };
+        let req = request_of(inbound, port, method, path, headers, (peer_ip, peer_identity), (authority, ip));
         let shared = sluice_testkit::repository().join("../shared/conformance");
         let mut files: Vec<PathBuf> = [project_dir(), shared]
             .iter()

@@ -1,7 +1,10 @@
 //! Decisions on corners of the spec that the shared conformance files do
 //! not pin down, on policies written in the language itself.
 
-use sluice_reference::{evaluate, Decision, Request};
+mod support;
+
+use sluice_reference::{evaluate, Request};
+use support::{http, out_http, summary, with_header, with_identity};
 
 fn policy(text: &str) -> sluice_lang::Policy {
     let (policy, diagnostics) = sluice_lang::parse::parse_str("test.sluice", text);
@@ -9,46 +12,8 @@ fn policy(text: &str) -> sluice_lang::Policy {
     policy
 }
 
-fn http(port: u16, method: &str, path: &str) -> Request {
-    Request {
-        method: Some(method.into()),
-        path: Some(path.into()),
-        ..Request::inbound(port)
-    }
-}
-
-fn out(authority: &str, method: &str, path: &str) -> Request {
-    Request {
-        authority: Some(authority.into()),
-        method: Some(method.into()),
-        path: Some(path.into()),
-        ..Request::outbound()
-    }
-}
-
-fn header(mut r: Request, n: &str, v: &str) -> Request {
-    r.headers.push((n.into(), v.into()));
-    r
-}
-
-fn identity(mut r: Request, id: &str) -> Request {
-    r.peer_identity = Some(id.into());
-    r
-}
-
 fn route(p: &sluice_lang::Policy, r: &Request) -> Option<String> {
     evaluate(p, r).unwrap().route
-}
-
-fn short(d: &Decision) -> (bool, &str, Option<&str>, bool, Option<u16>, Option<u8>) {
-    (
-        d.allow,
-        d.reason,
-        d.rule.as_deref(),
-        d.audit,
-        d.http_status,
-        d.grpc_status,
-    )
 }
 
 #[test]
@@ -60,10 +25,10 @@ fn catch_all_prefix_ranks_as_none() {
              route plain { }
            }"#,
     );
-    let r = header(http(80, "GET", "/abc?q"), "x", "1");
+    let r = with_header(http(80, "GET", "/abc?q"), "x", "1");
     assert_eq!(route(&p, &r).as_deref(), Some("re"));
     // Among routes without a path condition, method/header/query count.
-    let r = header(http(80, "GET", "/zzz?q"), "x", "1");
+    let r = with_header(http(80, "GET", "/zzz?q"), "x", "1");
     assert_eq!(route(&p, &r).as_deref(), Some("all"));
     assert_eq!(
         route(&p, &http(80, "GET", "/zzz")).as_deref(),
@@ -117,9 +82,12 @@ fn identities() {
     // An identity that is no SPIFFE ID matches only "*" and `authenticated`.
     for port in [80, 81] {
         assert!(
-            evaluate(&p, &identity(http(port, "GET", "/"), "not a spiffe id"))
-                .unwrap()
-                .allow
+            evaluate(
+                &p,
+                &with_identity(http(port, "GET", "/"), "not a spiffe id")
+            )
+            .unwrap()
+            .allow
         );
     }
     for bad in [
@@ -129,14 +97,14 @@ fn identities() {
         "spiffe://td:1/a",
     ] {
         assert!(
-            !evaluate(&p, &identity(http(82, "GET", "/"), bad))
+            !evaluate(&p, &with_identity(http(82, "GET", "/"), bad))
                 .unwrap()
                 .allow,
             "{bad}"
         );
     }
     assert!(
-        evaluate(&p, &identity(http(82, "GET", "/"), "spiffe://td/b/x"))
+        evaluate(&p, &with_identity(http(82, "GET", "/"), "spiffe://td/b/x"))
             .unwrap()
             .allow
     );
@@ -148,22 +116,22 @@ fn audit_mesh_default_and_grpc_answers() {
         r#"mesh { default audit } server g { port 50051 protocol grpc route m { grpc "a.B/M" } }"#,
     );
     assert_eq!(
-        short(&evaluate(&p, &http(1, "GET", "/")).unwrap()),
+        summary(&evaluate(&p, &http(1, "GET", "/")).unwrap()),
         (true, "default", None, true, None, None)
     );
     let d = evaluate(&p, &http(50051, "POST", "/a.B/M")).unwrap();
     assert_eq!(
-        short(&d),
+        summary(&d),
         (false, "default", None, false, Some(403), Some(7))
     );
     let d = evaluate(&p, &http(50051, "POST", "/a.B/N")).unwrap();
     assert_eq!(
-        short(&d),
+        summary(&d),
         (false, "no-route", None, false, Some(404), Some(12))
     );
     let d = evaluate(&p, &http(50051, "POST", "/a.B/%2F")).unwrap();
     assert_eq!(
-        short(&d),
+        summary(&d),
         (false, "bad-path", None, false, Some(400), Some(13))
     );
     assert!(evaluate(&p, &Request::inbound(50051)).is_err());
@@ -179,24 +147,24 @@ fn outbound_corners() {
                     deny any { port 22 }
                     default allow }"#,
     );
-    let d = evaluate(&p, &out("S.NS.:8080", "GET", "/x/../y")).unwrap();
+    let d = evaluate(&p, &out_http("S.NS.:8080", "GET", "/x/../y")).unwrap();
     assert_eq!(d.backends, vec![("a".to_string(), 0), ("a".to_string(), 1)]);
     assert_eq!(d.timeout_ms, None);
     let d = evaluate(
         &p,
-        &header(
-            out("[::1]:9000", "POST", "/"),
+        &with_header(
+            out_http("[::1]:9000", "POST", "/"),
             "content-type",
             "APPLICATION/GRPC",
         ),
     )
     .unwrap();
     assert_eq!(
-        short(&d),
+        summary(&d),
         (false, "no-route", None, false, Some(404), Some(12))
     );
     // Bad paths come before services.
-    let d = evaluate(&p, &out("s.ns:8080", "GET", "x")).unwrap();
+    let d = evaluate(&p, &out_http("s.ns:8080", "GET", "x")).unwrap();
     assert_eq!(
         (d.reason, d.service.clone(), d.http_status),
         ("bad-path", None, Some(400))
@@ -220,7 +188,7 @@ fn outbound_corners() {
     assert_eq!(evaluate(&p, &tunnel("x.y:80")).unwrap().rule, None);
     let d = evaluate(&p, &tunnel("anything:22")).unwrap();
     assert_eq!(
-        short(&d),
+        summary(&d),
         (false, "rule", Some("any"), false, Some(403), None)
     );
     let tcp = Request {
@@ -229,7 +197,7 @@ fn outbound_corners() {
         ..Request::outbound()
     };
     assert_eq!(
-        short(&evaluate(&p, &tcp).unwrap()),
+        summary(&evaluate(&p, &tcp).unwrap()),
         (false, "rule", Some("any"), false, None, None)
     );
     assert!(evaluate(&p, &tunnel("bad host")).is_err());

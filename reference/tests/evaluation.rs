@@ -1,10 +1,13 @@
 //! Evaluation tests on hand-built ASTs.
 
+mod support;
+
 use std::net::IpAddr;
 
 use sluice_lang::ast::*;
 
-use crate::{evaluate, Decision, Request};
+use sluice_reference::{evaluate, Decision, Request};
+use support::{http, out_http, request_of, summary, with_header, with_identity};
 
 fn sp<T>(node: T) -> Spanned<T> {
     Spanned::new(node, Span::default())
@@ -94,24 +97,6 @@ fn nets(include: &[&str], except: &[&str]) -> Networks {
     }
 }
 
-fn http(port: u16, method: &str, path: &str) -> Request {
-    Request {
-        method: Some(method.to_string()),
-        path: Some(path.to_string()),
-        ..Request::inbound(port)
-    }
-}
-
-fn with_header(mut r: Request, name: &str, value: &str) -> Request {
-    r.headers.push((name.to_string(), value.to_string()));
-    r
-}
-
-fn with_identity(mut r: Request, id: &str) -> Request {
-    r.peer_identity = Some(id.to_string());
-    r
-}
-
 fn with_ip(mut r: Request, ip: &str) -> Request {
     r.peer_ip = Some(ip.parse().unwrap());
     r
@@ -119,27 +104,6 @@ fn with_ip(mut r: Request, ip: &str) -> Request {
 
 fn eval(p: &Policy, r: &Request) -> Decision {
     evaluate(p, r).unwrap()
-}
-
-/// (allow, reason, rule, audit, http, grpc)
-fn summary(
-    d: &Decision,
-) -> (
-    bool,
-    &'static str,
-    Option<&str>,
-    bool,
-    Option<u16>,
-    Option<u8>,
-) {
-    (
-        d.allow,
-        d.reason,
-        d.rule.as_deref(),
-        d.audit,
-        d.http_status,
-        d.grpc_status,
-    )
 }
 
 #[test]
@@ -352,15 +316,6 @@ fn to(list: &[(&str, Option<u64>)]) -> RouteStmt {
             })
             .collect(),
     )
-}
-
-fn out_http(authority: &str, method: &str, path: &str) -> Request {
-    Request {
-        authority: Some(authority.to_string()),
-        method: Some(method.to_string()),
-        path: Some(path.to_string()),
-        ..Request::outbound()
-    }
 }
 
 fn tunnel(authority: &str) -> Request {
@@ -663,17 +618,7 @@ proptest::proptest! {
         authority in proptest::option::of(r"svc|\[::1\]:8080|a\.x\.y|x\.y:[0-9]{1,6}|10\.0\.0\.1|\PC{0,8}"),
         ip in proptest::option::of(proptest::sample::select(vec!["10.1.2.3", "::1", "1.1.1.1"])),
     ) {
-        let req = Request {
-            direction: if inbound { crate::Direction::Inbound } else { crate::Direction::Outbound },
-            port,
-            method,
-            path,
-            headers,
-            peer_ip: peer_ip.map(|i| i.parse().unwrap()),
-            peer_identity,
-            authority,
-            ip: ip.map(|i| i.parse().unwrap()),
-        };
+        let req = request_of(inbound, port, method, path, headers, (peer_ip, peer_identity), (authority, ip));
         let p = busy_policy();
         let first = evaluate(&p, &req);
         proptest::prop_assert_eq!(&first, &evaluate(&p, &req));
@@ -694,7 +639,7 @@ fn parsed(text: &str) -> Policy {
 
 #[test]
 fn request_error_kinds() {
-    use crate::{evaluate_request, ErrorKind};
+    use sluice_reference::{evaluate_request, ErrorKind};
     let p = parsed("server web { port 80 }");
     let kind = |r: &Request| evaluate_request(&p, r).err().map(|e| e.kind);
     assert_eq!(
@@ -715,7 +660,7 @@ fn request_error_kinds() {
 
 #[test]
 fn service_settings_fill_in_the_spec_defaults() {
-    use crate::{service_settings, Backend, Breaker, Endpoint, Retry, RetryOn};
+    use sluice_reference::{service_settings, Backend, Breaker, Endpoint, Retry, RetryOn};
     let p = parsed(
         r#"service s {
           authority "s.svc"  timeout 2s
