@@ -15,10 +15,7 @@ use std::io;
 pub fn run(args: &CompileArgs, io: &mut Io<'_>) -> io::Result<u8> {
     let parsed = match policy::load(&args.path) {
         Ok(p) => p,
-        Err(e) => {
-            writeln!(io.err, "error: {e}")?;
-            return Ok(EXIT_IO);
-        }
+        Err(e) => return super::io_failure(io, e),
     };
     let compiled = match policy::compile(&parsed, &super::config(args.dfa_size_limit)) {
         Ok(c) => c,

@@ -26,10 +26,7 @@ pub fn run(args: &EvalArgs, io: &mut Io<'_>) -> io::Result<u8> {
         (Some(path), _) => {
             let parsed = match policy::load(path) {
                 Ok(p) => p,
-                Err(e) => {
-                    writeln!(io.err, "error: {e}")?;
-                    return Ok(EXIT_IO);
-                }
+                Err(e) => return super::io_failure(io, e),
             };
             match policy::compile(&parsed, &super::config(args.dfa_size_limit)) {
                 Ok(c) => {

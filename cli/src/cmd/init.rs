@@ -23,7 +23,7 @@
 //! error is reported).
 
 use crate::args::InitArgs;
-use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
+use crate::{Io, EXIT_FAILED, EXIT_OK};
 use std::fmt;
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
@@ -296,10 +296,7 @@ fn jumps() -> [String; 2] {
 pub fn run(args: &InitArgs, io: &mut Io<'_>) -> io::Result<u8> {
     let opts = match InitOptions::from_args(args) {
         Ok(o) => o,
-        Err(message) => {
-            writeln!(io.err, "error: {message}")?;
-            return Ok(EXIT_IO);
-        }
+        Err(message) => return super::io_failure(io, message),
     };
     let families: &[Family] = if args.ipv6 {
         &[Family::V4, Family::V6]

@@ -7,7 +7,7 @@
 
 use crate::args::{Format, LintArgs};
 use crate::policy;
-use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
+use crate::{Io, EXIT_FAILED, EXIT_OK};
 use sluice_lang::render;
 use std::io;
 
@@ -15,10 +15,7 @@ use std::io;
 pub fn run(args: &LintArgs, io: &mut Io<'_>) -> io::Result<u8> {
     let parsed = match policy::load(&args.path) {
         Ok(p) => p,
-        Err(e) => {
-            writeln!(io.err, "error: {e}")?;
-            return Ok(EXIT_IO);
-        }
+        Err(e) => return super::io_failure(io, e),
     };
     let diags = policy::lint(&parsed, &super::config(args.dfa_size_limit));
     match args.format {

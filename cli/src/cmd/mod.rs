@@ -9,7 +9,10 @@ pub mod lint;
 pub mod proxy;
 pub mod test;
 
+use crate::{Io, EXIT_IO};
 use sluice_compiler::Config;
+use std::fmt::Display;
+use std::io;
 
 /// Compiler settings from the command line.
 pub fn config(dfa_size_limit: Option<usize>) -> Config {
@@ -17,4 +20,11 @@ pub fn config(dfa_size_limit: Option<usize>) -> Config {
         Some(bytes) => Config::new().dfa_size_limit(bytes),
         None => Config::new(),
     }
+}
+
+/// Writes `error: MESSAGE` to standard error and gives the exit status of an
+/// input or output failure.
+pub fn io_failure(io: &mut Io<'_>, message: impl Display) -> io::Result<u8> {
+    writeln!(io.err, "error: {message}")?;
+    Ok(EXIT_IO)
 }

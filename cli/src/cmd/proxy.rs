@@ -13,10 +13,7 @@ use std::sync::Arc;
 pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
-        Err(e) => {
-            writeln!(io.err, "error: {e}")?;
-            return Ok(EXIT_IO);
-        }
+        Err(e) => return super::io_failure(io, e),
     };
     init_logging(args.log.as_deref());
     let loader = if config.policy.source.is_some() {
