@@ -53,6 +53,22 @@ fn sluice(args: &[&str], stdin: &str) -> Run {
     run
 }
 
+/// Runs `sluice test ARGS` and asserts its exit code and its last line
+/// (`N passed, N failed`).
+#[track_caller]
+fn sluice_test(args: &[&str], code: i32, summary: &str) -> Run {
+    let run = sluice(&[&["test"], args].concat(), "");
+    assert_eq!(run.code, code);
+    assert_eq!(run.out.lines().last(), Some(summary));
+    run
+}
+
+/// Asserts that `text` holds `part`, showing `text` when it does not.
+#[track_caller]
+fn assert_has(text: &str, part: &str) {
+    assert!(text.contains(part), "{text}");
+}
+
 /// A fresh directory for one test.
 fn tmp(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -78,8 +94,8 @@ fn lint_human_reports_errors_on_stderr() {
     let run = sluice(&["lint", &bad], "");
     assert_eq!(run.code, 1);
     assert!(run.out.is_empty());
-    assert!(run.err.contains("unknown-reference"), "{}", run.err);
-    assert!(run.err.contains("nowhere"), "{}", run.err);
+    assert_has(&run.err, "unknown-reference");
+    assert_has(&run.err, "nowhere");
 }
 
 #[test]
@@ -135,7 +151,7 @@ fn lint_missing_path_exits_2() {
     let missing = dir.join("nope.sluice");
     let run = sluice(&["lint", missing.to_str().unwrap()], "");
     assert_eq!(run.code, 2);
-    assert!(run.err.contains("nope.sluice"), "{}", run.err);
+    assert_has(&run.err, "nope.sluice");
 }
 
 #[test]
@@ -165,11 +181,7 @@ fn compile_is_deterministic_and_inspect_shows_the_hash() {
 
     let inspect = sluice(&["inspect", b1.to_str().unwrap()], "");
     assert_eq!(inspect.code, 0);
-    assert!(
-        inspect.out.contains(&format!("hash {hash}")),
-        "{}",
-        inspect.out
-    );
+    assert_has(&inspect.out, &format!("hash {hash}"));
     assert!(
         inspect.out.lines().count() > 2,
         "summary lines: {}",
@@ -184,7 +196,7 @@ fn compile_errors_write_nothing() {
     let out = dir.join("bad.bundle");
     let run = sluice(&["compile", &bad, "-o", out.to_str().unwrap()], "");
     assert_eq!(run.code, 1);
-    assert!(run.err.contains("unknown-reference"), "{}", run.err);
+    assert_has(&run.err, "unknown-reference");
     assert!(!out.exists());
 }
 
@@ -198,11 +210,8 @@ fn inspect_rejects_a_bad_bundle() {
     );
     let run = sluice(&["inspect", &junk], "");
     assert_eq!(run.code, 1);
-    assert!(
-        run.err.contains("junk.bundle") && run.err.contains("not a valid bundle"),
-        "{}",
-        run.err
-    );
+    assert_has(&run.err, "junk.bundle");
+    assert_has(&run.err, "not a valid bundle");
     let run = sluice(&["inspect", dir.join("missing").to_str().unwrap()], "");
     assert_eq!(run.code, 2);
 }
@@ -300,24 +309,16 @@ fn eval_explain_traces_on_stderr() {
     );
     assert_eq!(run.code, 0);
     assert_eq!(run.out, format!("{DENY_DECISION}\n"));
-    assert!(run.err.contains("server `web`"), "{}", run.err);
-    assert!(
-        run.err
-            .contains("route `metrics` (candidate 1 by precedence, its path matches): taken"),
-        "{}",
-        run.err
+    assert_has(&run.err, "server `web`");
+    assert_has(
+        &run.err,
+        "route `metrics` (candidate 1 by precedence, its path matches): taken",
     );
-    assert!(
-        run.err
-            .contains("allow rule `scrape` applies; the peer does not match it"),
-        "{}",
-        run.err
+    assert_has(
+        &run.err,
+        "allow rule `scrape` applies; the peer does not match it",
     );
-    assert!(
-        run.err.contains("decision: deny (reason default)"),
-        "{}",
-        run.err
-    );
+    assert_has(&run.err, "decision: deny (reason default)");
 }
 
 #[test]
@@ -327,7 +328,7 @@ fn eval_policy_with_errors_exits_1() {
     let run = sluice(&["eval", "--policy", &bad, "--request", ALLOW], "");
     assert_eq!(run.code, 1);
     assert!(run.out.is_empty());
-    assert!(run.err.contains("could not compile"), "{}", run.err);
+    assert_has(&run.err, "could not compile");
 }
 
 fn conformance_file(policy: &str, expect: &str) -> String {
@@ -347,18 +348,14 @@ fn test_passing_and_failing_files() {
             r#"{ decision = "allow", rule = "scrape", http_status = "" }"#,
         ),
     );
-    let run = sluice(&["test", &pass], "");
-    assert_eq!(run.code, 0);
-    assert_eq!(run.out.lines().last(), Some("1 passed, 0 failed"));
+    sluice_test(&[&pass], 0, "1 passed, 0 failed");
 
     let fail = write(
         &dir,
         "fail.toml",
         &conformance_file(POLICY, r#"{ decision = "deny" }"#),
     );
-    let run = sluice(&["test", &fail], "");
-    assert_eq!(run.code, 1);
-    assert_eq!(run.out.lines().last(), Some("0 passed, 1 failed"));
+    let run = sluice_test(&[&fail], 1, "0 passed, 1 failed");
     let line = run.out.lines().next().unwrap();
     assert!(
         line.contains("fail.toml") && line.contains("scrape") && line.contains("`decision`"),
@@ -370,9 +367,7 @@ fn test_passing_and_failing_files() {
     );
 
     // A directory runs every file in it.
-    let run = sluice(&["test", dir.to_str().unwrap()], "");
-    assert_eq!(run.code, 1);
-    assert_eq!(run.out.lines().last(), Some("1 passed, 1 failed"));
+    sluice_test(&[dir.to_str().unwrap()], 1, "1 passed, 1 failed");
 }
 
 #[test]
@@ -382,23 +377,15 @@ fn test_diagnostic_expectations() {
         "policy = '''{BAD}'''\n[[diagnostic]]\ncode = \"unknown-reference\"\nseverity = \"error\"\nline = 2\n"
     );
     let file = write(&dir, "lint.toml", &text);
-    let run = sluice(&["test", &file], "");
-    assert_eq!(run.code, 0);
-    assert_eq!(run.out.lines().last(), Some("1 passed, 0 failed"));
+    sluice_test(&[&file], 0, "1 passed, 0 failed");
 
     let text = format!(
         "policy = '''{BAD}'''\n[[diagnostic]]\ncode = \"port-conflict\"\nseverity = \"error\"\n"
     );
     let file = write(&dir, "wrong.toml", &text);
-    let run = sluice(&["test", &file], "");
-    assert_eq!(run.code, 1);
-    assert!(
-        run.out.contains("missing diagnostic error[port-conflict]"),
-        "{}",
-        run.out
-    );
-    assert!(run.out.contains("unexpected diagnostic"), "{}", run.out);
-    assert_eq!(run.out.lines().last(), Some("0 passed, 2 failed"));
+    let run = sluice_test(&[&file], 1, "0 passed, 2 failed");
+    assert_has(&run.out, "missing diagnostic error[port-conflict]");
+    assert_has(&run.out, "unexpected diagnostic");
 }
 
 #[test]
@@ -407,14 +394,9 @@ fn test_without_conformance_files_fails() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     write(&dir, "notes.md", "not a conformance file\n");
-    let run = sluice(&["test", empty.to_str().unwrap()], "");
-    assert_eq!(run.code, 1);
-    assert!(
-        run.out.contains("no conformance files") && run.out.contains("empty"),
-        "{}",
-        run.out
-    );
-    assert_eq!(run.out.lines().last(), Some("0 passed, 1 failed"));
+    let run = sluice_test(&[empty.to_str().unwrap()], 1, "0 passed, 1 failed");
+    assert_has(&run.out, "no conformance files");
+    assert_has(&run.out, "empty");
 
     // A folder of other files (`notes.md`, `empty/`) is no better, even
     // next to a file that passes.
@@ -424,24 +406,17 @@ fn test_without_conformance_files_fails() {
         "pass.toml",
         &conformance_file(POLICY, r#"{ decision = "allow" }"#),
     );
-    let run = sluice(&["test", &pass, dir.to_str().unwrap()], "");
-    assert_eq!(run.code, 1);
-    assert!(run.out.contains("no conformance files"), "{}", run.out);
-    assert_eq!(run.out.lines().last(), Some("1 passed, 1 failed"));
+    let run = sluice_test(&[&pass, dir.to_str().unwrap()], 1, "1 passed, 1 failed");
+    assert_has(&run.out, "no conformance files");
 }
 
 #[test]
 fn test_with_an_empty_expect_table_fails() {
     let dir = tmp("test-empty-expect");
     let file = write(&dir, "empty.toml", &conformance_file(POLICY, "{}"));
-    let run = sluice(&["test", &file], "");
-    assert_eq!(run.code, 1);
-    assert!(
-        run.out.contains("scrape") && run.out.contains("`expect` table is empty"),
-        "{}",
-        run.out
-    );
-    assert_eq!(run.out.lines().last(), Some("0 passed, 1 failed"));
+    let run = sluice_test(&[&file], 1, "0 passed, 1 failed");
+    assert_has(&run.out, "scrape");
+    assert_has(&run.out, "`expect` table is empty");
 }
 
 #[test]
