@@ -301,11 +301,18 @@ pub struct Mix {
     pub egress_rules: usize,
 }
 
-/// A small xorshift64 generator: deterministic and dependency-free.
-struct Rng(u64);
+/// A small xorshift64 generator: deterministic and dependency-free. The
+/// generated policies here and the workload of `sluice-engines` draw from it.
+pub struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// A generator starting from `seed` (not 0: xorshift stays at 0).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -314,23 +321,28 @@ impl Rng {
         x
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
+    /// True with a chance of `p` in 100.
+    pub fn percent(&mut self, p: u64) -> bool {
+        self.next_u64() % 100 < p
     }
 
-    fn pick<'t, T>(&mut self, items: &'t [T]) -> &'t T {
+    /// One of `items`, which must not be empty.
+    pub fn pick<'t, T>(&mut self, items: &'t [T]) -> &'t T {
         &items[self.below(items.len())]
     }
 }
 
 const SEED: u64 = 0x5eed_5104_ce2b_0001;
 
+/// Resource names that generated paths are made of (here and in
+/// `sluice-engines`).
 #[rustfmt::skip]
-const RESOURCES: [&str; 30] = [
+pub const RESOURCES: [&str; 30] = [
     "items", "orders", "users", "carts", "payments", "invoices", "products", "reviews", "sessions", "tokens",
     "accounts", "shipments", "refunds", "coupons", "addresses", "catalogs", "prices", "stocks", "reports",
     "events", "alerts", "jobs", "files", "images", "notes", "tags", "teams", "roles", "plans", "quotas",
@@ -393,7 +405,7 @@ pub fn generate(routes: usize) -> String {
 
 /// [`generate`], also counting what was written.
 pub fn generate_with_mix(routes: usize) -> (String, Mix) {
-    let mut rng = Rng(SEED);
+    let mut rng = Rng::new(SEED);
     let mut mix = Mix::default();
     let generated = routes.saturating_sub(PINNED_ROUTES.len());
     // Services `svcK` of the paths; `svc7` is reserved for the pinned routes.

@@ -40,6 +40,7 @@ use cedar_policy::{
 use regorus::Value;
 pub use sluice_alloc_count::allocations;
 use sluice_alloc_count::Counting;
+use sluice_benches::{Rng, RESOURCES};
 use sluice_runtime::{AlignedBytes, Bundle, Http, Inbound, NoHeaders, Peer, PeerClass, Scratch};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -120,32 +121,6 @@ pub struct Workload {
     pub routes: Vec<Route>,
 }
 
-/// A small xorshift64 generator: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn percent(&mut self) -> usize {
-        self.below(100)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
-
 const SEED: u64 = 0x5eed_e9e1_9e55_0002;
 const SAMPLE_SEED: u64 = 0x5a3b_1e00_0000_0003;
 
@@ -154,12 +129,6 @@ const SERVICES: [&str; 24] = [
     "payments", "checkout", "inventory", "shipping", "billing", "search", "catalog", "identity",
     "notifications", "analytics", "reporting", "orders", "users", "support", "marketing", "partners",
     "ledger", "fraud", "recommendations", "pricing", "reviews", "accounts", "media", "tenants",
-];
-#[rustfmt::skip]
-const RESOURCES: [&str; 30] = [
-    "items", "orders", "users", "carts", "payments", "invoices", "products", "reviews", "sessions", "tokens",
-    "accounts", "shipments", "refunds", "coupons", "addresses", "catalogs", "prices", "stocks", "reports",
-    "events", "alerts", "jobs", "files", "images", "notes", "tags", "teams", "roles", "plans", "quotas",
 ];
 #[rustfmt::skip]
 const NAMESPACES: [&str; 20] = [
@@ -194,7 +163,7 @@ impl Workload {
     /// service account (`.../ns/N/sa/*` written as an identity pattern, or
     /// `.../ns/*/sa/SA`: 10% each), 30% IPv4 network (`/16` or `/24`).
     pub fn generate(n: usize) -> Workload {
-        let mut rng = Rng(SEED ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::new(SEED ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut seen = HashSet::new();
         let mut routes = Vec::with_capacity(n);
         while routes.len() < n {
@@ -209,7 +178,7 @@ impl Workload {
             }
             let i = routes.len();
             let td = TRUST_DOMAIN;
-            let rule = match rng.percent() {
+            let rule = match rng.below(100) {
                 0..=29 => Principal::Namespace(rng.pick(&NAMESPACES).to_string()),
                 30..=49 => Principal::Identity(format!(
                     "spiffe://{td}/ns/{}/sa/{}",
@@ -448,7 +417,7 @@ pub struct Request {
 /// the route does not list, 20% with a path no route matches (a segment
 /// extended by a character, the parent of a prefix, an unknown path).
 pub fn sample(workload: &Workload, count: usize) -> Vec<Request> {
-    let mut rng = Rng(SAMPLE_SEED ^ workload.routes.len() as u64);
+    let mut rng = Rng::new(SAMPLE_SEED ^ workload.routes.len() as u64);
     (0..count).map(|_| request(workload, &mut rng)).collect()
 }
 
@@ -477,7 +446,7 @@ fn random_ip(rng: &mut Rng) -> Ipv4Addr {
 fn admitted_peer(rule: &Principal, rng: &mut Rng) -> (Option<String>, Ipv4Addr) {
     match rule {
         Principal::Network(net, len) => {
-            let host = rng.next() as u32 & !(u32::MAX << (32 - len));
+            let host = rng.next_u64() as u32 & !(u32::MAX << (32 - len));
             let ip = Ipv4Addr::from(u32::from(*net) | host);
             let identity = (rng.below(2) == 0).then(|| random_identity(rng));
             (identity, ip)
@@ -529,8 +498,8 @@ fn request(workload: &Workload, rng: &mut Rng) -> Request {
     } else {
         format!("{}/{}", route.prefix, rng.pick(&SUBPATHS))
     };
-    let method = rng.pick(&route.methods);
-    let p = rng.percent();
+    let method = *rng.pick(&route.methods);
+    let p = rng.below(100);
     let (intent, method, path, (identity, ip)) = match p {
         0..=39 => (
             Intent::Allowed,
@@ -550,7 +519,7 @@ fn request(workload: &Workload, rng: &mut Rng) -> Request {
                 .copied()
                 .filter(|m| !route.methods.contains(m))
                 .collect();
-            let m = rng.pick(&others);
+            let m = *rng.pick(&others);
             (
                 Intent::WrongMethod,
                 m,
