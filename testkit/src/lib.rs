@@ -87,6 +87,23 @@ pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Runs `run` on every file of the checked-in fuzz corpus
+/// `fuzz/corpus/TARGET`, as the fuzz target would; the number of files.
+/// Panics when the folder does not read.
+#[track_caller]
+pub fn replay_corpus(target: &str, mut run: impl FnMut(&[u8])) -> usize {
+    let dir = repository().join("fuzz/corpus").join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("corpus entry").path();
+        if path.is_file() {
+            run(&std::fs::read(&path).expect("corpus file"));
+            n += 1;
+        }
+    }
+    n
+}
+
 /// The repository's root folder.
 pub fn repository() -> PathBuf {
     let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
