@@ -1,12 +1,13 @@
 //! Inbound and outbound decisions (spec sections 4 and 5).
 
+use crate::authority::Authority;
 use crate::bundle::{Bundle, DefaultPolicy, PeerClass, Protocol, Route, Rule, Scratch};
 use crate::decision::{Decision, Reason, RequestError, RouteId, ServiceId};
 use crate::matching::{is_grpc_content_type, RouteRequest};
 use crate::normalize::{normalize_path, split_target};
 use crate::request::{Inbound, Outbound, Peer};
 use crate::trace::{Event, NoTrace, Trace};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The gRPC status for an HTTP denial status.
 fn grpc_for(http: u16) -> u8 {
@@ -31,105 +32,6 @@ fn apply_default(default: DefaultPolicy, class: &PeerClass) -> (bool, bool) {
         DefaultPolicy::Deny => (false, false),
         DefaultPolicy::Audit => (true, true),
         DefaultPolicy::Authenticated => (class.has_identity, false),
-    }
-}
-
-/// An authority split into host (without one trailing dot) and port, as
-/// outbound decisions compare it (spec section 5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Authority<'r> {
-    /// The host as written, without one trailing dot; an IPv6 literal
-    /// without its brackets.
-    pub host: &'r str,
-    /// The port; 80 when unwritten.
-    pub port: u16,
-    /// The host as an address, when it is an IP literal.
-    pub ip: Option<IpAddr>,
-}
-
-impl<'r> Authority<'r> {
-    /// Parses `host[:port]` or `[v6][:port]`; the port defaults to 80.
-    pub fn parse(authority: &'r str) -> Result<Authority<'r>, RequestError<'static>> {
-        parse_authority(authority)
-    }
-}
-
-/// Parses `host[:port]` or `[v6][:port]`; the port defaults to 80.
-fn parse_authority(a: &str) -> Result<Authority<'_>, RequestError<'static>> {
-    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
-        let end = rest.find(']').ok_or(RequestError::BadAuthority)?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(RequestError::BadAuthority),
-        };
-        let ip: Ipv6Addr = host.parse().map_err(|_| RequestError::BadAuthority)?;
-        let port = parse_port(port)?;
-        return Ok(Authority {
-            host,
-            port,
-            ip: Some(IpAddr::V6(ip)),
-        });
-    } else {
-        match a.rfind(':') {
-            Some(i) => (&a[..i], Some(&a[i + 1..])),
-            None => (a, None),
-        }
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || !host.bytes().all(is_reg_name_byte) {
-        return Err(RequestError::BadAuthority);
-    }
-    let port = parse_port(port)?;
-    // Only a host that starts and ends with a digit can be an IPv4 literal.
-    let maybe_ip = host.as_bytes().first().is_some_and(u8::is_ascii_digit)
-        && host.as_bytes().last().is_some_and(u8::is_ascii_digit);
-    let ip = if maybe_ip {
-        host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
-    } else {
-        None
-    };
-    Ok(Authority { host, port, ip })
-}
-
-/// A byte of an RFC 3986 `reg-name`: unreserved, `%` or a sub-delimiter.
-fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'%'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
-}
-
-/// A port: decimal digits (leading zeros allowed) from 1 to 65535; 80 when absent.
-fn parse_port(p: Option<&str>) -> Result<u16, RequestError<'static>> {
-    let Some(p) = p else { return Ok(80) };
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(RequestError::BadAuthority);
-    }
-    let digits = p.trim_start_matches('0');
-    if digits.len() > 5 {
-        return Err(RequestError::BadAuthority);
-    }
-    match digits.parse::<u16>() {
-        Ok(n) if n != 0 => Ok(n),
-        _ => Err(RequestError::BadAuthority),
     }
 }
 
@@ -348,7 +250,7 @@ impl<'a> Bundle<'a> {
         scratch.path_normalized = false;
         match (&request.http, request.authority) {
             (Some(http), Some(authority)) => {
-                let a = parse_authority(authority)?;
+                let a = Authority::parse(authority)?;
                 let ip = request.ip.or(a.ip);
                 trace.event(Event::Authority {
                     host: a.host,
@@ -404,7 +306,7 @@ impl<'a> Bundle<'a> {
                 })
             }
             (None, Some(authority)) => {
-                let a = parse_authority(authority)?;
+                let a = Authority::parse(authority)?;
                 let ip = request.ip.or(a.ip);
                 trace.event(Event::Authority {
                     host: a.host,
@@ -519,31 +421,5 @@ impl<'a> Bundle<'a> {
             });
             Decision::new(!eg.default_deny, Reason::Default)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities() {
-        let a = parse_authority("Payments.Prod:8080").unwrap();
-        assert_eq!((a.host, a.port, a.ip), ("Payments.Prod", 8080, None));
-        let a = parse_authority("github.com.").unwrap();
-        assert_eq!((a.host, a.port), ("github.com", 80));
-        let a = parse_authority("[::1]:443").unwrap();
-        assert_eq!((a.host, a.port), ("::1", 443));
-        assert_eq!(a.ip, Some("::1".parse().unwrap()));
-        let a = parse_authority("10.0.0.1").unwrap();
-        assert_eq!(a.ip, Some("10.0.0.1".parse().unwrap()));
-        assert!(parse_authority("").is_err());
-        assert!(parse_authority("a:0").is_err());
-        assert!(parse_authority("a:99999").is_err());
-        assert!(parse_authority("a b").is_err());
-        assert!(parse_authority("a<b").is_err());
-        assert!(parse_authority("\u{e9}.com").is_err());
-        assert_eq!(parse_authority("h:000080").unwrap().port, 80);
-        assert!(parse_authority("[::1").is_err());
     }
 }

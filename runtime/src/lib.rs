@@ -9,6 +9,7 @@
 //! [`Scratch`] space. Decisions borrow names from the bundle.
 
 pub mod addr;
+mod authority;
 pub mod bundle;
 mod decide;
 pub mod decision;
@@ -24,11 +25,11 @@ pub mod trace;
 pub mod wire;
 
 pub use addr::canonical_ip;
+pub use authority::{Authority, HostPort};
 pub use bundle::{
     AlignedBytes, Backend, Bundle, CircuitBreaker, Endpoint, LoadError, PeerClass, Protocol, Retry,
     RetryCond, RouteSettings, Scratch, ServerSummary, ServiceSettings, ServiceSummary, Summary,
 };
-pub use decide::Authority;
 pub use decision::{
     BackendId, Decision, Reason, RequestError, RouteId, ServiceId, WeightedBackend,
 };
