@@ -20,7 +20,9 @@ use sluice_benches::{
     SERVICE_AUTHORITY, WEB_PORT,
 };
 use sluice_runtime::normalize::MAX_PATH_LEN;
-use sluice_runtime::{AlignedBytes, Bundle, Decision, Http, Inbound, Outbound, Peer, Reason};
+use sluice_runtime::{
+    AlignedBytes, Bundle, Decision, Http, Inbound, Outbound, Peer, PeerClass, Reason, Scratch,
+};
 use std::hint::black_box;
 
 #[global_allocator]
@@ -121,48 +123,35 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
         port: WEB_PORT,
         http: Some(http),
     };
+    // An HTTP request to the web server, decided for a peer of `class`.
+    let decide_web = |method, path, headers, class: &PeerClass, scratch: &mut Scratch| {
+        bundle.decide_inbound(&inbound(http(method, path, headers)), class, scratch)
+    };
 
     // Peers: IPv4, IPv4-mapped IPv6, and quarantined ones (deny rule
     // `quarantine` covers 10.66.0.0/16) in both forms; an anonymous one.
     let v4 = |a, b, c, d| std::net::IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d));
     let mapped =
         |a, b, c, d| std::net::IpAddr::V6(std::net::Ipv4Addr::new(a, b, c, d).to_ipv6_mapped());
+    let peer = |ip, identity| Peer {
+        ip: Some(ip),
+        identity,
+    };
     let peers = [
-        (
-            "classify_ipv4",
-            Peer {
-                ip: Some(v4(10, 1, 2, 3)),
-                identity: Some(PEER_IDENTITY),
-            },
-        ),
+        ("classify_ipv4", peer(v4(10, 1, 2, 3), Some(PEER_IDENTITY))),
         (
             "classify_ipv4_mapped",
-            Peer {
-                ip: Some(mapped(10, 1, 2, 3)),
-                identity: Some(PEER_IDENTITY),
-            },
+            peer(mapped(10, 1, 2, 3), Some(PEER_IDENTITY)),
         ),
         (
             "classify_quarantined_ipv4",
-            Peer {
-                ip: Some(v4(10, 66, 0, 5)),
-                identity: Some(PEER_IDENTITY),
-            },
+            peer(v4(10, 66, 0, 5), Some(PEER_IDENTITY)),
         ),
         (
             "classify_quarantined_ipv4_mapped",
-            Peer {
-                ip: Some(mapped(10, 66, 0, 5)),
-                identity: Some(PEER_IDENTITY),
-            },
+            peer(mapped(10, 66, 0, 5), Some(PEER_IDENTITY)),
         ),
-        (
-            "classify_anonymous_ipv4",
-            Peer {
-                ip: Some(v4(192, 0, 2, 1)),
-                identity: None,
-            },
-        ),
+        ("classify_anonymous_ipv4", peer(v4(192, 0, 2, 1), None)),
     ];
     let mut classes = Vec::new();
     for (name, peer) in peers {
@@ -179,63 +168,51 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
     case(
         counts,
         "bad_path",
-        || {
-            bundle.decide_inbound(
-                &inbound(http("GET", b"/api/a%2Fb", headers)),
-                &class,
-                &mut scratch,
-            )
-        },
+        || decide_web("GET", b"/api/a%2Fb", headers, &class, &mut scratch),
         |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, None)),
     );
     case(
         counts,
         "no_route",
-        || {
-            bundle.decide_inbound(
-                &inbound(http("GET", b"/nothing/here", headers)),
-                &class,
-                &mut scratch,
-            )
-        },
+        || decide_web("GET", b"/nothing/here", headers, &class, &mut scratch),
         |r| matches!(r, Ok(d) if denied(d, Reason::NoRoute, 404, None)),
     );
-    case(
-        counts,
-        "deny_rule_ipv4",
-        || bundle.decide_inbound(&realistic_inbound(), quarantined, &mut scratch),
-        |r| matches!(r, Ok(d) if denied(d, Reason::Rule, 403, None) && d.rule == Some("quarantine")),
-    );
-    case(
-        counts,
-        "deny_rule_ipv4_mapped",
-        || bundle.decide_inbound(&realistic_inbound(), quarantined_mapped, &mut scratch),
-        |r| matches!(r, Ok(d) if denied(d, Reason::Rule, 403, None) && d.rule == Some("quarantine")),
-    );
+    for (name, peer) in [
+        ("deny_rule_ipv4", quarantined),
+        ("deny_rule_ipv4_mapped", quarantined_mapped),
+    ] {
+        case(
+            counts,
+            name,
+            || bundle.decide_inbound(&realistic_inbound(), peer, &mut scratch),
+            |r| matches!(r, Ok(d) if denied(d, Reason::Rule, 403, None) && d.rule == Some("quarantine")),
+        );
+    }
     case(
         counts,
         "default_deny",
         || bundle.decide_inbound(&realistic_inbound(), anonymous, &mut scratch),
         |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, None) && d.route == Some("svc7-items")),
     );
-    case(
-        counts,
-        "decide_ipv4_peer",
-        || bundle.decide_inbound(&realistic_inbound(), ipv4, &mut scratch),
-        |r| matches!(r, Ok(d) if d.route == Some("svc7-items")),
-    );
-    case(
-        counts,
-        "decide_ipv4_mapped_peer",
-        || bundle.decide_inbound(&realistic_inbound(), ipv4_mapped, &mut scratch),
-        |r| matches!(r, Ok(d) if d.route == Some("svc7-items")),
-    );
+    for (name, peer) in [
+        ("decide_ipv4_peer", ipv4),
+        ("decide_ipv4_mapped_peer", ipv4_mapped),
+    ] {
+        case(
+            counts,
+            name,
+            || bundle.decide_inbound(&realistic_inbound(), peer, &mut scratch),
+            |r| matches!(r, Ok(d) if d.route == Some("svc7-items")),
+        );
+    }
     case(
         counts,
         "grpc_no_route",
         || {
-            bundle.decide_inbound(
-                &inbound(http("POST", b"/pkg.Svc/Method", grpc_headers)),
+            decide_web(
+                "POST",
+                b"/pkg.Svc/Method",
+                grpc_headers,
                 &class,
                 &mut scratch,
             )
@@ -246,8 +223,10 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
         counts,
         "grpc_default_deny",
         || {
-            bundle.decide_inbound(
-                &inbound(http("GET", b"/api/v1/svc7/x", grpc_headers)),
+            decide_web(
+                "GET",
+                b"/api/v1/svc7/x",
+                grpc_headers,
                 anonymous,
                 &mut scratch,
             )
@@ -257,13 +236,7 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
     case(
         counts,
         "grpc_bad_path",
-        || {
-            bundle.decide_inbound(
-                &inbound(http("POST", b"/a%00", grpc_headers)),
-                &class,
-                &mut scratch,
-            )
-        },
+        || decide_web("POST", b"/a%00", grpc_headers, &class, &mut scratch),
         |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, Some(13))),
     );
     case(
@@ -324,19 +297,13 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
     case(
         counts,
         "path_at_length_limit",
-        || bundle.decide_inbound(&inbound(http("GET", long, headers)), &class, &mut scratch),
+        || decide_web("GET", long, headers, &class, &mut scratch),
         |r| matches!(r, Ok(d) if d.allow && d.route == Some("svc7-items")),
     );
     case(
         counts,
         "path_past_length_limit",
-        || {
-            bundle.decide_inbound(
-                &inbound(http("GET", too_long, headers)),
-                &class,
-                &mut scratch,
-            )
-        },
+        || decide_web("GET", too_long, headers, &class, &mut scratch),
         |r| matches!(r, Ok(d) if denied(d, Reason::BadPath, 400, None)),
     );
 
@@ -392,36 +359,26 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
         },
         |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, Some(7))),
     );
-    case(
-        counts,
-        "egress_tcp_deny_rule",
-        || {
-            bundle.decide_outbound(
-                &Outbound {
-                    ip: Some(v4(169, 254, 169, 254)),
-                    port: Some(80),
-                    ..realistic_egress_tcp()
-                },
-                &mut scratch,
-            )
-        },
-        |r| matches!(r, Ok(d) if !d.allow && d.rule == Some("imds")),
-    );
-    case(
-        counts,
-        "egress_tcp_ipv4_mapped",
-        || {
-            bundle.decide_outbound(
-                &Outbound {
-                    ip: Some(mapped(169, 254, 169, 254)),
-                    port: Some(80),
-                    ..realistic_egress_tcp()
-                },
-                &mut scratch,
-            )
-        },
-        |r| matches!(r, Ok(d) if !d.allow && d.rule == Some("imds")),
-    );
+    for (name, imds) in [
+        ("egress_tcp_deny_rule", v4(169, 254, 169, 254)),
+        ("egress_tcp_ipv4_mapped", mapped(169, 254, 169, 254)),
+    ] {
+        case(
+            counts,
+            name,
+            || {
+                bundle.decide_outbound(
+                    &Outbound {
+                        ip: Some(imds),
+                        port: Some(80),
+                        ..realistic_egress_tcp()
+                    },
+                    &mut scratch,
+                )
+            },
+            |r| matches!(r, Ok(d) if !d.allow && d.rule == Some("imds")),
+        );
+    }
     case(
         counts,
         "outbound_bad_authority",
