@@ -5,14 +5,14 @@
 //! servers written here, misbehaving on purpose and counting what reaches
 //! them.
 //!
-//! The tests take a global lock and run one at a time: several of them
+//! These tests take a lock and run one at a time among themselves: several
 //! depend on time (breaker backoff, timeouts) and others load the machine
 //! (10,000 requests), which must not overlap on a 2-core box. Time is
 //! judged with lower bounds (a timer never fires early) and generous upper
 //! bounds only, or by the order of events, so that a loaded machine slows
 //! the tests down without failing them.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};

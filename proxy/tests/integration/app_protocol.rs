@@ -2,7 +2,7 @@
 //! that speaks only that protocol, with HTTP/1.1 and HTTP/2 (prior
 //! knowledge) clients over real sockets on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, Response};

@@ -3,7 +3,7 @@
 //! underscore spellings, bare-LF request heads, and malformed chunked
 //! bodies. Real sockets on 127.0.0.1; the application records what reaches it.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};

@@ -4,7 +4,7 @@
 //! methods too, so the test counts the calls that reach it and checks that
 //! the proxy's answers carry `x-sluice-error`.
 
-mod support;
+use crate::support;
 
 use http::uri::PathAndQuery;
 use http_body_util::BodyExt;

@@ -3,7 +3,7 @@
 //! presenting that SPIFFE ID is accepted. Upstreams are rustls servers
 //! (tokio-rustls + hyper) on 127.0.0.1 requiring a client certificate.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, Response};

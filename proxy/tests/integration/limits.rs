@@ -1,6 +1,6 @@
 //! Connection limits, idle timeouts and graceful shutdown.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::*;

@@ -3,7 +3,7 @@
 //! explicit outbound listener to a declared service and to an egress
 //! destination. Everything on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;

@@ -813,7 +813,7 @@ async fn frames_are_reassembled_across_and_within_chunks() {
 
 // ---------------------------------------------------------------- through the proxy
 
-mod support;
+use crate::support;
 
 /// The proxy takes its identity from the Workload API: not ready and
 /// forwarding nothing until the agent sends one, then serving mTLS with it.

@@ -1,7 +1,7 @@
 //! Plaintext HTTP through the proxy: statuses, path attacks, smuggling,
 //! forged identities, h2c, the decision log and metrics.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::*;

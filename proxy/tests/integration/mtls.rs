@@ -1,7 +1,7 @@
 //! mTLS end to end through the proxy: real TLS 1.3 handshakes on
 //! 127.0.0.1 with SVIDs made by rcgen.
 
-mod support;
+use crate::support;
 
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;

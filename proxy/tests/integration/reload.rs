@@ -1,7 +1,7 @@
 //! Hot reload: under load through `POST /reload` with some corrupt
 //! bundles, and TCP connections closed when a new bundle revokes them.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
