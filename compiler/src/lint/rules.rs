@@ -328,6 +328,12 @@ mod tests {
         })
     }
 
+    /// Allow `a` against deny `d`, both on `web.api` with one clause of one
+    /// principal: is `a` shadowed?
+    fn shadowed_on_api(allow: PrincipalItem, deny: PrincipalItem) -> bool {
+        pair(API, vec![vec![allow]], API, vec![vec![deny]])
+    }
+
     /// Allow `a` on `target`, with clauses `a`, against deny `d` with clauses `d`
     /// on `dt`: is `a` shadowed?
     fn pair(
@@ -401,18 +407,14 @@ mod tests {
     fn shadowed_by_principals() {
         use PrincipalItem::{Any, Authenticated};
         // Same principals.
-        assert!(pair(
-            API,
-            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]],
-            API,
-            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]]
+        assert!(shadowed_on_api(
+            id(&["spiffe://td/ns/a/sa/x"]),
+            id(&["spiffe://td/ns/a/sa/x"])
         ));
         // Identity inclusion by automata.
-        assert!(pair(
-            API,
-            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]],
-            API,
-            vec![vec![id(&["spiffe://td/ns/*/sa/*"])]]
+        assert!(shadowed_on_api(
+            id(&["spiffe://td/ns/a/sa/x"]),
+            id(&["spiffe://td/ns/*/sa/*"])
         ));
         assert!(pair(
             API,
@@ -423,62 +425,29 @@ mod tests {
                 id(&["spiffe://td/ns/*/sa/*"])
             ]]
         ));
-        assert!(!pair(
-            API,
-            vec![vec![id(&["spiffe://td/ns/a/**"])]],
-            API,
-            vec![vec![id(&["spiffe://td/ns/*/sa/*"])]]
+        assert!(!shadowed_on_api(
+            id(&["spiffe://td/ns/a/**"]),
+            id(&["spiffe://td/ns/*/sa/*"])
         ));
-        assert!(!pair(
-            API,
-            vec![vec![id(&["spiffe://td/ns/a/sa/x"])]],
-            API,
-            vec![vec![id(&["spiffe://other/ns/*/sa/*"])]]
+        assert!(!shadowed_on_api(
+            id(&["spiffe://td/ns/a/sa/x"]),
+            id(&["spiffe://other/ns/*/sa/*"])
         ));
         // `*` and authenticated.
-        assert!(pair(
-            API,
-            vec![vec![id(&["spiffe://td/a"])]],
-            API,
-            vec![vec![Authenticated]]
-        ));
-        assert!(pair(
-            API,
-            vec![vec![id(&["*"])]],
-            API,
-            vec![vec![Authenticated]]
-        ));
-        assert!(pair(
-            API,
-            vec![vec![Authenticated]],
-            API,
-            vec![vec![id(&["*"])]]
-        ));
-        assert!(!pair(
-            API,
-            vec![vec![id(&["*"])]],
-            API,
-            vec![vec![id(&["spiffe://td/**"])]]
-        ));
-        assert!(!pair(
-            API,
-            vec![vec![Authenticated]],
-            API,
-            vec![vec![id(&["spiffe://td/**"])]]
-        ));
-        assert!(!pair(API, vec![vec![Any]], API, vec![vec![Authenticated]]));
+        assert!(shadowed_on_api(id(&["spiffe://td/a"]), Authenticated));
+        assert!(shadowed_on_api(id(&["*"]), Authenticated));
+        assert!(shadowed_on_api(Authenticated, id(&["*"])));
+        assert!(!shadowed_on_api(id(&["*"]), id(&["spiffe://td/**"])));
+        assert!(!shadowed_on_api(Authenticated, id(&["spiffe://td/**"])));
+        assert!(!shadowed_on_api(Any, Authenticated));
         // Networks, unions of deny items.
-        assert!(pair(
-            API,
-            vec![vec![net(&["10.1.0.0/16"], &[])]],
-            API,
-            vec![vec![net(&["10.0.0.0/8"], &["10.2.0.0/16"])]]
+        assert!(shadowed_on_api(
+            net(&["10.1.0.0/16"], &[]),
+            net(&["10.0.0.0/8"], &["10.2.0.0/16"])
         ));
-        assert!(!pair(
-            API,
-            vec![vec![net(&["10.0.0.0/8"], &[])]],
-            API,
-            vec![vec![net(&["10.0.0.0/8"], &["10.2.0.0/16"])]]
+        assert!(!shadowed_on_api(
+            net(&["10.0.0.0/8"], &[]),
+            net(&["10.0.0.0/8"], &["10.2.0.0/16"])
         ));
         assert!(pair(
             API,
@@ -486,12 +455,7 @@ mod tests {
             API,
             vec![vec![net(&["10.0.0.0/9"], &[]), net(&["10.128.0.0/9"], &[])]]
         ));
-        assert!(!pair(
-            API,
-            vec![vec![net(&["10.0.0.0/8"], &[])]],
-            API,
-            vec![vec![Authenticated]]
-        ));
+        assert!(!shadowed_on_api(net(&["10.0.0.0/8"], &[]), Authenticated));
         // A mixed allow clause needs every item covered.
         assert!(!pair(
             API,
