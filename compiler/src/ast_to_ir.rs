@@ -72,6 +72,15 @@ impl<'p> Names<'p> {
     }
 }
 
+/// Puts `value` in `slot` when its statement is the first of its kind in
+/// the block (`first`, from [`Checker::once`]); a repeated statement is
+/// only checked.
+fn keep_first<T>(first: bool, slot: &mut T, value: T) {
+    if first {
+        *slot = value;
+    }
+}
+
 fn grpc_code(cond: &Cond) -> Option<u8> {
     match cond {
         Cond::Cancelled => Some(1),
@@ -517,11 +526,11 @@ impl<'a> Checker<'a> {
                     }
                 }
                 RouteStmt::Grpc(g) => {
-                    let first = self.once(&mut seen, "path", stmt.span, block);
-                    let cond = self.path_value(g, values::grpc_path);
-                    if first {
-                        out.path = cond;
-                    }
+                    keep_first(
+                        self.once(&mut seen, "path", stmt.span, block),
+                        &mut out.path,
+                        self.path_value(g, values::grpc_path),
+                    );
                 }
                 RouteStmt::Header(name, m) => {
                     let name = match values::header_name(&name.node) {
@@ -591,11 +600,11 @@ impl<'a> Checker<'a> {
                         self.misplaced_in_server_route(stmt.span, "retry");
                         continue;
                     }
-                    let first = self.once(&mut seen, "retry", stmt.span, block);
-                    let lowered = self.retry(retry);
-                    if first {
-                        out.retry = Some(lowered);
-                    }
+                    keep_first(
+                        self.once(&mut seen, "retry", stmt.span, block),
+                        &mut out.retry,
+                        Some(self.retry(retry)),
+                    );
                 }
             }
         }
@@ -644,11 +653,11 @@ impl<'a> Checker<'a> {
         for stmt in &r.stmts {
             match &stmt.node {
                 RetryStmt::Attempts(n) => {
-                    let first = self.once(&mut seen, "attempts", stmt.span, block);
-                    let v = self.u32_value(n, "attempts");
-                    if first {
-                        out.attempts = v;
-                    }
+                    keep_first(
+                        self.once(&mut seen, "attempts", stmt.span, block),
+                        &mut out.attempts,
+                        self.u32_value(n, "attempts"),
+                    );
                 }
                 RetryStmt::On(conds) => {
                     let first = self.once(&mut seen, "on", stmt.span, block);
@@ -681,11 +690,11 @@ impl<'a> Checker<'a> {
                     }
                 }
                 RetryStmt::Budget(p) => {
-                    let first = self.once(&mut seen, "budget", stmt.span, block);
-                    let v = self.percent(p, "budget");
-                    if first {
-                        out.budget_percent = v;
-                    }
+                    keep_first(
+                        self.once(&mut seen, "budget", stmt.span, block),
+                        &mut out.budget_percent,
+                        self.percent(p, "budget"),
+                    );
                 }
             }
         }
@@ -704,11 +713,11 @@ impl<'a> Checker<'a> {
         for stmt in &b.stmts {
             match &stmt.node {
                 BreakerStmt::ConsecutiveFailures(n) => {
-                    let first = self.once(&mut seen, "consecutive-failures", stmt.span, block);
-                    let v = self.u32_value(n, "consecutive-failures");
-                    if first {
-                        out.consecutive_failures = v;
-                    }
+                    keep_first(
+                        self.once(&mut seen, "consecutive-failures", stmt.span, block),
+                        &mut out.consecutive_failures,
+                        self.u32_value(n, "consecutive-failures"),
+                    );
                 }
                 BreakerStmt::Backoff(min, max) => {
                     let first = self.once(&mut seen, "backoff", stmt.span, block);
@@ -725,11 +734,11 @@ impl<'a> Checker<'a> {
                     }
                 }
                 BreakerStmt::Jitter(p) => {
-                    let first = self.once(&mut seen, "jitter", stmt.span, block);
-                    let v = self.percent(p, "jitter");
-                    if first {
-                        out.jitter_percent = v;
-                    }
+                    keep_first(
+                        self.once(&mut seen, "jitter", stmt.span, block),
+                        &mut out.jitter_percent,
+                        self.percent(p, "jitter"),
+                    );
                 }
             }
         }
@@ -965,18 +974,18 @@ impl<'a> Checker<'a> {
                                 }
                             }
                             DestStmt::Network(nets) => {
-                                let first = self.once(&mut seen, "network", stmt.span, block);
-                                let set = self.networks(nets);
-                                if first {
-                                    out.networks = Some(set);
-                                }
+                                keep_first(
+                                    self.once(&mut seen, "network", stmt.span, block),
+                                    &mut out.networks,
+                                    Some(self.networks(nets)),
+                                );
                             }
                             DestStmt::Port(list) => {
-                                let first = self.once(&mut seen, "port", stmt.span, block);
-                                let ports = self.ports(list);
-                                if first {
-                                    out.ports = ports;
-                                }
+                                keep_first(
+                                    self.once(&mut seen, "port", stmt.span, block),
+                                    &mut out.ports,
+                                    self.ports(list),
+                                );
                             }
                         }
                     }
@@ -1086,18 +1095,18 @@ impl<'a> Checker<'a> {
                     }
                 }
                 ServiceStmt::Retry(r) => {
-                    let first = self.once(&mut seen, "retry", stmt.span, block);
-                    let retry = self.retry(r);
-                    if first {
-                        out.retry = Some(retry);
-                    }
+                    keep_first(
+                        self.once(&mut seen, "retry", stmt.span, block),
+                        &mut out.retry,
+                        Some(self.retry(r)),
+                    );
                 }
                 ServiceStmt::CircuitBreaker(b) => {
-                    let first = self.once(&mut seen, "circuit-breaker", stmt.span, block);
-                    let breaker = self.breaker(b);
-                    if first {
-                        out.breaker = Some(breaker);
-                    }
+                    keep_first(
+                        self.once(&mut seen, "circuit-breaker", stmt.span, block),
+                        &mut out.breaker,
+                        Some(self.breaker(b)),
+                    );
                 }
                 ServiceStmt::Backend(_) => {}
                 ServiceStmt::Route(r) => {
@@ -1186,11 +1195,11 @@ impl<'a> Checker<'a> {
                     }
                 }
                 BackendStmt::MaxInFlight(n) => {
-                    let first = self.once(&mut seen, "max-in-flight", stmt.span, block);
-                    let v = self.u32_value(n, "max-in-flight");
-                    if first {
-                        out.max_in_flight = Some(v);
-                    }
+                    keep_first(
+                        self.once(&mut seen, "max-in-flight", stmt.span, block),
+                        &mut out.max_in_flight,
+                        Some(self.u32_value(n, "max-in-flight")),
+                    );
                 }
             }
         }
