@@ -46,26 +46,19 @@ fn queries_keep_plus_and_malformed_escapes() {
              route none  { }
            }"#,
     );
-    assert_eq!(
-        route(&p, &http(80, "GET", "/?a=1+2")).as_deref(),
-        Some("plus")
-    );
-    assert_eq!(
-        route(&p, &http(80, "GET", "/?a=1%202")).as_deref(),
-        Some("none")
-    );
-    assert_eq!(
-        route(&p, &http(80, "GET", "/?b=%zz")).as_deref(),
-        Some("bad")
-    );
-    assert_eq!(
-        route(&p, &http(80, "GET", "/?k%20y")).as_deref(),
-        Some("key")
-    );
-    assert_eq!(
-        route(&p, &http(80, "GET", "/?x=1#&a=1+2")).as_deref(),
-        Some("none")
-    );
+    for (target, expected) in [
+        ("/?a=1+2", "plus"),
+        ("/?a=1%202", "none"),
+        ("/?b=%zz", "bad"),
+        ("/?k%20y", "key"),
+        ("/?x=1#&a=1+2", "none"),
+    ] {
+        assert_eq!(
+            route(&p, &http(80, "GET", target)).as_deref(),
+            Some(expected),
+            "{target}"
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use sluice_lang::ast::*;
 
 use sluice_reference::{evaluate, Decision, Request};
-use support::{http, out_http, request_of, summary, with_header, with_identity};
+use support::{grpc, http, out_http, request_of, summary, with_header, with_identity};
 
 fn sp<T>(node: T) -> Spanned<T> {
     Spanned::new(node, Span::default())
@@ -174,14 +174,7 @@ fn connections_and_tcp_servers() {
     assert_eq!(summary(&d), (false, "default", None, false, None, None));
     assert_eq!(d.server.as_deref(), Some("db"));
     // Method, path and headers are ignored on a tcp server, even a bad path.
-    let d = eval(
-        &p,
-        &with_header(
-            http(5432, "GET", "bad path"),
-            "content-type",
-            "application/grpc",
-        ),
-    );
+    let d = eval(&p, &grpc(http(5432, "GET", "bad path")));
     assert_eq!(summary(&d), (false, "default", None, false, None, None));
     assert_eq!(d.route, None);
     let d = eval(&p, &with_ip(Request::inbound(5432), "10.1.2.3"));
@@ -363,14 +356,7 @@ fn outbound_shapes() {
         summary(&eval(&p, &tunnel("x:443"))),
         (true, "default", None, false, None, None)
     );
-    let d = eval(
-        &p,
-        &with_header(
-            out_http("x", "GET", "/%zz"),
-            "content-type",
-            "application/grpc",
-        ),
-    );
+    let d = eval(&p, &grpc(out_http("x", "GET", "/%zz")));
     assert_eq!(
         summary(&d),
         (false, "bad-path", None, false, Some(400), Some(13))
@@ -416,14 +402,7 @@ fn services() {
         (d.backends.clone(), d.timeout_ms),
         (vec![("a".to_string(), 3)], Some(2000))
     );
-    let d = eval(
-        &p,
-        &with_header(
-            out_http("[::1]:80", "PUT", "/"),
-            "content-type",
-            "application/grpc",
-        ),
-    );
+    let d = eval(&p, &grpc(out_http("[::1]:80", "PUT", "/")));
     assert_eq!(
         summary(&d),
         (false, "no-route", None, false, Some(404), Some(12))
@@ -443,14 +422,7 @@ fn services() {
     );
     assert_eq!(d.service, None);
     // Another port is not the service.
-    let d = eval(
-        &p,
-        &with_header(
-            out_http("pay.prod:8081", "GET", "/"),
-            "content-type",
-            "application/grpc",
-        ),
-    );
+    let d = eval(&p, &grpc(out_http("pay.prod:8081", "GET", "/")));
     assert_eq!(
         summary(&d),
         (false, "default", None, false, Some(403), Some(7))

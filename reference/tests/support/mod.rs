@@ -29,6 +29,11 @@ pub fn with_header(mut r: Request, name: &str, value: &str) -> Request {
     r
 }
 
+/// `r` as a gRPC request (`content-type: application/grpc`).
+pub fn grpc(r: Request) -> Request {
+    with_header(r, "content-type", "application/grpc")
+}
+
 /// `r` from a peer with the SPIFFE ID `id`.
 pub fn with_identity(mut r: Request, id: &str) -> Request {
     r.peer_identity = Some(id.to_string());
