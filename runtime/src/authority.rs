@@ -37,7 +37,8 @@ impl HostPort<'_> {
 }
 
 /// The layout of `host[:port]` / `[host][:port]`: the host (inside the
-/// brackets when `bracketed`; otherwise it holds no `:`) and the port text.
+/// brackets when `bracketed`) and the port text. An unbracketed host may
+/// still hold a `:`, which both readings refuse.
 struct Layout<'r> {
     host: &'r str,
     bracketed: bool,
@@ -45,8 +46,9 @@ struct Layout<'r> {
 }
 
 impl<'r> Layout<'r> {
-    /// Takes `authority` apart; `None` when text follows `]` that is not
-    /// `:port`, a `[` is not closed, or an unbracketed host holds a `:`.
+    /// Takes `authority` apart: `[host]` and an optional `:port`, else the
+    /// text before and after its last `:`. `None` when a `[` is not closed
+    /// or text follows the `]` that is not `:port`.
     fn of(authority: &'r str) -> Option<Layout<'r>> {
         if let Some(rest) = authority.strip_prefix('[') {
             let (host, after) = rest.split_once(']')?;
@@ -62,7 +64,6 @@ impl<'r> Layout<'r> {
             });
         }
         let (host, port) = match authority.rsplit_once(':') {
-            Some((host, _)) if host.contains(':') => return None,
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         };
@@ -92,6 +93,7 @@ impl<'r> Authority<'r> {
                 ip: Some(IpAddr::V6(ip)),
             });
         }
+        // `:` is no `reg-name` byte.
         let host = layout.host.strip_suffix('.').unwrap_or(layout.host);
         if host.is_empty() || !host.bytes().all(is_reg_name_byte) {
             return Err(RequestError::BadAuthority);
@@ -115,6 +117,9 @@ impl<'r> Authority<'r> {
     /// endpoint names) and hosts to resolve exactly as written.
     pub fn split(authority: &'r str) -> Option<HostPort<'r>> {
         let layout = Layout::of(authority)?;
+        if !layout.bracketed && layout.host.contains(':') {
+            return None;
+        }
         let port = match layout.port {
             Some(port) => Some(port.parse().ok()?),
             None => None,
@@ -203,8 +208,12 @@ mod tests {
         // Unchecked: a trailing dot stays, brackets may hold a name.
         assert_eq!(split("a.example."), Some(("a.example.", 80)));
         assert_eq!(split("[name]:+8"), Some(("name", 8)));
-        assert_eq!(Authority::split("a:1").map(|s| s.port), Some(Some(1)));
-        assert_eq!(Authority::split("a").map(|s| s.port), Some(None));
+        // Whether a port is written.
+        let port = |a| Authority::split(a).map(|s| s.port);
+        assert_eq!(port("a:1"), Some(Some(1)));
+        assert_eq!(port("a"), Some(None));
+        assert_eq!(port("[::1]:8"), Some(Some(8)));
+        assert_eq!(port("[::1]"), Some(None));
     }
 
     /// Every authority of up to five characters from an alphabet of the
