@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const POLICY: &str = r#"
 server web {
@@ -30,67 +30,56 @@ allow anyone { to web.all  from any }
 /// authority (`Host` or `:authority`), the path and the peer identity
 /// headers it received. Returns its address and its request count.
 async fn app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        let authority = req
-                            .uri()
-                            .authority()
-                            .map(|a| a.to_string())
-                            .or_else(|| {
-                                req.headers()
-                                    .get("host")
-                                    .and_then(|h| h.to_str().ok())
-                                    .map(str::to_owned)
-                            })
-                            .unwrap_or_default();
-                        let ids: Vec<String> = req
-                            .headers()
-                            .get_all("x-sluice-peer-identity")
-                            .iter()
-                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                            .collect();
-                        let version = format!("{:?}", req.version());
-                        let path = req.uri().path().to_owned();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let mut r = Response::new(Full::new(body));
-                        let h = r.headers_mut();
-                        h.insert("x-seen-version", version.parse().unwrap());
-                        h.insert("x-seen-authority", authority.parse().unwrap());
-                        h.insert("x-seen-path", path.parse().unwrap());
-                        h.insert("x-seen-identity", ids.join("|").parse().unwrap());
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let io = TokioIo::new(stream);
-                let _ = if h2c {
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, service)
+    let addr = local_server(move |stream| {
+        let seen = seen.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let authority = req
+                        .uri()
+                        .authority()
+                        .map(|a| a.to_string())
+                        .or_else(|| {
+                            req.headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_default();
+                    let ids = peer_identities(req.headers());
+                    let version = format!("{:?}", req.version());
+                    let path = req.uri().path().to_owned();
+                    let body = req
+                        .into_body()
+                        .collect()
                         .await
-                } else {
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await
-                };
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let mut r = Response::new(Full::new(body));
+                    let h = r.headers_mut();
+                    h.insert("x-seen-version", version.parse().unwrap());
+                    h.insert("x-seen-authority", authority.parse().unwrap());
+                    h.insert("x-seen-path", path.parse().unwrap());
+                    h.insert("x-seen-identity", ids.parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
+            let io = TokioIo::new(stream);
+            let _ = if h2c {
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await
+            } else {
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+            };
         }
-    });
+    })
+    .await;
     (addr, count)
 }
 

@@ -37,45 +37,39 @@ struct Charge {
 /// `billing.v1.Billing`, served by hyper (HTTP/2 only, as gRPC servers are);
 /// counts the calls that reach it.
 async fn grpc_app() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        async move {
-                            let req = req.map(|b| {
-                                tonic::body::Body::new(
-                                    b.map_err(|e| tonic::Status::internal(e.to_string())),
-                                )
-                            });
-                            let mut grpc =
-                                tonic::server::Grpc::new(
-                                    tonic_prost::ProstCodec::<Charge, Charge>::default(),
-                                );
-                            let response = match req.uri().path() {
-                                "/billing.v1.Billing/Charge" | "/billing.v1.Billing/Refund" => {
-                                    grpc.unary(Echo(req.uri().path().to_owned()), req).await
-                                }
-                                _ => tonic::Status::unimplemented("no such method").into_http(),
-                            };
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let addr = local_server(move |stream| {
+        let counted = counted.clone();
+        async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let req = req.map(|b| {
+                            tonic::body::Body::new(
+                                b.map_err(|e| tonic::Status::internal(e.to_string())),
+                            )
+                        });
+                        let mut grpc =
+                            tonic::server::Grpc::new(
+                                tonic_prost::ProstCodec::<Charge, Charge>::default(),
+                            );
+                        let response = match req.uri().path() {
+                            "/billing.v1.Billing/Charge" | "/billing.v1.Billing/Refund" => {
+                                grpc.unary(Echo(req.uri().path().to_owned()), req).await
+                            }
+                            _ => tonic::Status::unimplemented("no such method").into_http(),
+                        };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
+    })
+    .await;
     (addr, calls)
 }
 

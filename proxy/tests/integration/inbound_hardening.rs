@@ -73,46 +73,40 @@ fn identities(prefix: &str, headers: &HeaderMap) -> Vec<String> {
 /// An HTTP/1.1 and h2c application that records every request, its
 /// identity headers and trailers, then answers 200.
 async fn recording_app() -> (SocketAddr, Record) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let record = Record::default();
     let rec = record.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let rec = rec.clone();
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let mut seen = Seen {
-                            path,
-                            identities: identities("head", req.headers()),
-                            body_failed: false,
-                        };
-                        match req.into_body().collect().await {
-                            Ok(body) => {
-                                if let Some(t) = body.trailers() {
-                                    seen.identities.extend(identities("trailer", t));
-                                }
+    let addr = local_server(move |stream| {
+        let rec = rec.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let rec = rec.clone();
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let mut seen = Seen {
+                        path,
+                        identities: identities("head", req.headers()),
+                        body_failed: false,
+                    };
+                    match req.into_body().collect().await {
+                        Ok(body) => {
+                            if let Some(t) = body.trailers() {
+                                seen.identities.extend(identities("trailer", t));
                             }
-                            Err(_) => seen.body_failed = true,
                         }
-                        rec.0.lock().unwrap().push(seen);
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"app"),
-                        )))
+                        Err(_) => seen.body_failed = true,
                     }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    rec.0.lock().unwrap().push(seen);
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                        b"app",
+                    ))))
+                }
             });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
+    })
+    .await;
     (addr, record)
 }
 

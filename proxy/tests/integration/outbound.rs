@@ -229,32 +229,12 @@ impl Drop for Upstream {
 /// A TCP upstream on `ip` answering each read with `echo: ` and the bytes;
 /// counts accepted connections.
 async fn tcp_echo(ip: &str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = bind(format!("{ip}:0").parse().unwrap());
-    let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let seen = conns.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            seen.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            let mut out = b"echo: ".to_vec();
-                            out.extend_from_slice(&buf[..n]);
-                            if stream.write_all(&out).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
+    let listener = bind(format!("{ip}:0").parse().unwrap());
+    let addr = serve_each(listener, move |stream| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        echo_each_read(stream)
     });
     (addr, conns)
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::certs::{Ca, Svid};
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const CLIENT_ID: &str = "spiffe://example.org/ns/app/sa/client";
 const SERVER_ID: &str = "spiffe://example.org/ns/pay/sa/server";
@@ -55,61 +55,49 @@ async fn tls_upstream(name: &'static str, svid: &Svid, client_roots: &[&Ca]) -> 
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = TlsUpstream {
-        addr: listener.local_addr().unwrap(),
-        handshakes: Arc::new(AtomicUsize::new(0)),
-        requests: Arc::new(AtomicUsize::new(0)),
-        clients: Arc::new(Mutex::new(Vec::new())),
-    };
-    let (handshakes, requests, clients) = (
-        up.handshakes.clone(),
-        up.requests.clone(),
-        up.clients.clone(),
-    );
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let clients = Arc::new(Mutex::new(Vec::new()));
+    let counters = (handshakes.clone(), requests.clone(), clients.clone());
+    let addr = local_server(move |tcp| {
+        let (acceptor, (handshakes, requests, clients)) = (acceptor.clone(), counters.clone());
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let (acceptor, handshakes, requests, clients) = (
-                acceptor.clone(),
-                handshakes.clone(),
-                requests.clone(),
-                clients.clone(),
-            );
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                handshakes.fetch_add(1, Ordering::SeqCst);
-                let leaf = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first().cloned());
-                if let Some(leaf) = leaf {
-                    clients.lock().unwrap().push(leaf.into_owned());
+            handshakes.fetch_add(1, Ordering::SeqCst);
+            let leaf = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first().cloned());
+            if let Some(leaf) = leaf {
+                clients.lock().unwrap().push(leaf.into_owned());
+            }
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                requests.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"secure\n")));
+                    r.headers_mut().insert("x-backend", name.parse().unwrap());
+                    r.headers_mut().insert(
+                        "x-seen-version",
+                        format!("{:?}", req.version()).parse().unwrap(),
+                    );
+                    Ok::<_, std::convert::Infallible>(r)
                 }
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    requests.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"secure\n")));
-                        r.headers_mut().insert("x-backend", name.parse().unwrap());
-                        r.headers_mut().insert(
-                            "x-seen-version",
-                            format!("{:?}", req.version()).parse().unwrap(),
-                        );
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
             });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
         }
-    });
-    up
+    })
+    .await;
+    TlsUpstream {
+        addr,
+        handshakes,
+        requests,
+        clients,
+    }
 }
 
 /// The URI SANs of a certificate.
@@ -166,6 +154,40 @@ async fn get(out: SocketAddr, authority: &str, path: &str) -> Seen {
     collect(resp).await
 }
 
+/// A policy of services `NAME` (authority `NAME.prod`), each with one
+/// backend at `addr` that must present the SPIFFE ID `id`.
+fn identity_policy(services: &[(&str, SocketAddr, &str)]) -> String {
+    let mut policy = String::from("\nmesh { trust-domain \"example.org\" }\n");
+    for (name, addr, id) in services {
+        policy += &format!(
+            r#"service {name} {{
+  authority "{name}.prod"
+  backend b {{ endpoint {addr}  identity "{id}" }}
+  route all {{ to b }}
+}}
+"#
+        );
+    }
+    policy
+}
+
+/// A request for `authority` through `out` is answered `502 connect`, and
+/// the proxy neither finished a handshake with `up` nor sent it a request.
+async fn assert_connect_refused(out: SocketAddr, authority: &str, path: &str, up: &TlsUpstream) {
+    let r = get(out, authority, path).await;
+    assert_eq!(
+        (r.status, r.header("x-sluice-error")),
+        (502, "connect"),
+        "{authority}: {r:?}"
+    );
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
+    assert_eq!(
+        up.handshakes.load(Ordering::SeqCst),
+        0,
+        "{authority}: the proxy finished a handshake"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_origination_checks_the_server_identity() {
     let dir = TempDir::new("outbound-mtls");
@@ -185,29 +207,11 @@ async fn mtls_origination_checks_the_server_identity() {
     // The right ID, from a CA the proxy does not trust.
     let untrusted = tls_upstream("untrusted", &stranger.svid(SERVER_ID), &[&ca]).await;
 
-    let policy = format!(
-        r#"
-mesh {{ trust-domain "example.org" }}
-service pay {{
-  authority "pay.prod"
-  backend b {{ endpoint {good}  identity "{SERVER_ID}" }}
-  route all {{ to b }}
-}}
-service impostor {{
-  authority "impostor.prod"
-  backend b {{ endpoint {impostor}  identity "{SERVER_ID}" }}
-  route all {{ to b }}
-}}
-service untrusted {{
-  authority "untrusted.prod"
-  backend b {{ endpoint {untrusted}  identity "{SERVER_ID}" }}
-  route all {{ to b }}
-}}
-"#,
-        good = good.addr,
-        impostor = impostor.addr,
-        untrusted = untrusted.addr
-    );
+    let policy = identity_policy(&[
+        ("pay", good.addr, SERVER_ID),
+        ("impostor", impostor.addr, SERVER_ID),
+        ("untrusted", untrusted.addr, SERVER_ID),
+    ]);
     std::fs::write(dir.path("p.bundle"), compile(&policy)).unwrap();
     let proxy = start_proxy(&dir, TOML).await;
     let out = proxy.outbound_addrs()[0];
@@ -245,18 +249,7 @@ service untrusted {{
     // A server with another SPIFFE ID, or one the trust bundle does not
     // vouch for: 502 connect, and no HTTP request ever reaches it.
     for (authority, up) in [("impostor.prod", &impostor), ("untrusted.prod", &untrusted)] {
-        let r = get(out, authority, "/charge").await;
-        assert_eq!(
-            (r.status, r.header("x-sluice-error")),
-            (502, "connect"),
-            "{authority}: {r:?}"
-        );
-        assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
-        assert_eq!(
-            up.handshakes.load(Ordering::SeqCst),
-            0,
-            "{authority}: the proxy finished a handshake"
-        );
+        assert_connect_refused(out, authority, "/charge", up).await;
     }
     proxy.shutdown().await;
 }
@@ -274,29 +267,11 @@ async fn server_svids_must_follow_the_x509_svid_path_rules() {
     // Issued by an intermediate whose SPIFFE ID has a path.
     let signer = ca.intermediate_with_id("spiffe://example.org/ca/issuer");
     let pathed = tls_upstream("pathed", &signer.svid(SERVER_ID), &[&ca]).await;
-    let policy = format!(
-        r#"
-mesh {{ trust-domain "example.org" }}
-service good {{
-  authority "good.prod"
-  backend b {{ endpoint {good}  identity "{SERVER_ID}" }}
-  route all {{ to b }}
-}}
-service bare {{
-  authority "bare.prod"
-  backend b {{ endpoint {bare}  identity "{BARE}" }}
-  route all {{ to b }}
-}}
-service pathed {{
-  authority "pathed.prod"
-  backend b {{ endpoint {pathed}  identity "{SERVER_ID}" }}
-  route all {{ to b }}
-}}
-"#,
-        good = good.addr,
-        bare = bare.addr,
-        pathed = pathed.addr
-    );
+    let policy = identity_policy(&[
+        ("good", good.addr, SERVER_ID),
+        ("bare", bare.addr, BARE),
+        ("pathed", pathed.addr, SERVER_ID),
+    ]);
     std::fs::write(dir.path("p.bundle"), compile(&policy)).unwrap();
     let proxy = start_proxy(&dir, TOML).await;
     let out = proxy.outbound_addrs()[0];
@@ -304,18 +279,7 @@ service pathed {{
     let r = get(out, "good.prod", "/x").await;
     assert_eq!((r.status, r.header("x-backend")), (200, "good"), "{r:?}");
     for (authority, up) in [("bare.prod", &bare), ("pathed.prod", &pathed)] {
-        let r = get(out, authority, "/x").await;
-        assert_eq!(
-            (r.status, r.header("x-sluice-error")),
-            (502, "connect"),
-            "{authority}: {r:?}"
-        );
-        assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
-        assert_eq!(
-            up.handshakes.load(Ordering::SeqCst),
-            0,
-            "{authority}: the proxy finished a handshake"
-        );
+        assert_connect_refused(out, authority, "/x", up).await;
     }
     proxy.shutdown().await;
 }

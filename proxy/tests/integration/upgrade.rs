@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::certs::{self, Ca, Svid};
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{
@@ -30,56 +30,44 @@ const WAIT: Duration = Duration::from_secs(20);
 /// on `bye` it closes the connection itself. `events` gets `open PATH`
 /// and `closed PATH` lines.
 async fn ws_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
+    let addr = local_server(move |stream| {
+        let tx = tx.clone();
+        async move {
+            let mut seen = (String::new(), String::new());
+            // The callback's error type is tungstenite's.
+            #[allow(clippy::result_large_err)]
+            let callback = |req: &WsRequest, resp: WsResponse| {
+                seen.0 = req.uri().path().to_owned();
+                seen.1 = peer_identities(req.headers());
+                Ok(resp)
+            };
+            let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                 return;
             };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut seen = (String::new(), String::new());
-                // The callback's error type is tungstenite's.
-                #[allow(clippy::result_large_err)]
-                let callback = |req: &WsRequest, resp: WsResponse| {
-                    seen.0 = req.uri().path().to_owned();
-                    seen.1 = req
-                        .headers()
-                        .get_all("x-sluice-peer-identity")
-                        .iter()
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                        .collect::<Vec<_>>()
-                        .join("|");
-                    Ok(resp)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
-                    return;
-                };
-                let (path, ids) = seen;
-                let _ = tx.send(format!("open {path}"));
-                let _ = ws
-                    .send(Message::text(format!("hello {path} identity={ids}")))
-                    .await;
-                while let Some(Ok(msg)) = ws.next().await {
-                    match msg {
-                        Message::Text(t) if t.as_str() == "bye" => {
-                            let _ = ws.close(None).await;
-                        }
-                        Message::Text(_) | Message::Binary(_) => {
-                            let sent = ws.send(msg).await;
-                            if sent.is_err() {
-                                break;
-                            }
-                        }
-                        _ => {}
+            let (path, ids) = seen;
+            let _ = tx.send(format!("open {path}"));
+            let _ = ws
+                .send(Message::text(format!("hello {path} identity={ids}")))
+                .await;
+            while let Some(Ok(msg)) = ws.next().await {
+                match msg {
+                    Message::Text(t) if t.as_str() == "bye" => {
+                        let _ = ws.close(None).await;
                     }
+                    Message::Text(_) | Message::Binary(_) => {
+                        let sent = ws.send(msg).await;
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    _ => {}
                 }
-                let _ = tx.send(format!("closed {path}"));
-            });
+            }
+            let _ = tx.send(format!("closed {path}"));
         }
-    });
+    })
+    .await;
     (addr, rx)
 }
 
@@ -391,50 +379,44 @@ async fn upgrades_beyond_the_connection_limit_get_503() {
 /// (`tunnel TEXT`). Other requests get `200 plain` and `plain LINE` (their
 /// request line) in `events`.
 async fn upgrading_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                loop {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte).await {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
+    let addr = local_server(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            loop {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
                     }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let upgrade = head.lines().find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("upgrade:")
-                            .map(|v| v.trim().to_owned())
-                    });
-                    let Some(protocol) = upgrade else {
-                        let _ =
-                            tx.send(format!("plain {}", head.lines().next().unwrap_or_default()));
-                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain";
-                        if stream.write_all(ok.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    };
-                    let switch = format!("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: {protocol}\r\n\r\n");
-                    let _ = stream.write_all(switch.as_bytes()).await;
-                    let mut buf = [0u8; 1024];
-                    let n = stream.read(&mut buf).await.unwrap_or(0);
-                    let _ = tx.send(format!("tunnel {}", String::from_utf8_lossy(&buf[..n])));
-                    return;
                 }
-            });
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let upgrade = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("upgrade:")
+                        .map(|v| v.trim().to_owned())
+                });
+                let Some(protocol) = upgrade else {
+                    let _ =
+                        tx.send(format!("plain {}", head.lines().next().unwrap_or_default()));
+                    let ok = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain";
+                    if stream.write_all(ok.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                let switch = format!("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: {protocol}\r\n\r\n");
+                let _ = stream.write_all(switch.as_bytes()).await;
+                let mut buf = [0u8; 1024];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let _ = tx.send(format!("tunnel {}", String::from_utf8_lossy(&buf[..n])));
+                return;
+            }
         }
-    });
+    })
+    .await;
     (addr, rx)
 }
 

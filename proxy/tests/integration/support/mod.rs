@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sluice_proxy::{reload, Config, Proxy};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,83 +77,101 @@ pub async fn start_proxy(dir: &TempDir, toml: &str) -> Proxy {
 /// received in response headers: `x-seen-path`, `x-seen-identity` (all
 /// values joined by `|`), `x-seen-version`, and the body.
 pub async fn echo_server() -> (SocketAddr, std::sync::Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let count = std::sync::Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    seen.fetch_add(1, Ordering::Relaxed);
-                    async move {
-                        let path = req
-                            .uri()
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default();
-                        let ids: Vec<String> = req
-                            .headers()
-                            .get_all("x-sluice-peer-identity")
-                            .iter()
-                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                            .collect();
-                        let version = format!("{:?}", req.version());
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let mut r = Response::new(Full::new(body));
-                        r.headers_mut().insert("x-seen-path", path.parse().unwrap());
-                        r.headers_mut()
-                            .insert("x-seen-identity", ids.join("|").parse().unwrap());
-                        r.headers_mut()
-                            .insert("x-seen-version", version.parse().unwrap());
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+    let addr = local_server(move |stream| {
+        let seen = seen.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let path = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let ids = peer_identities(req.headers());
+                    let version = format!("{:?}", req.version());
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let mut r = Response::new(Full::new(body));
+                    r.headers_mut().insert("x-seen-path", path.parse().unwrap());
+                    r.headers_mut()
+                        .insert("x-seen-identity", ids.parse().unwrap());
+                    r.headers_mut()
+                        .insert("x-seen-version", version.parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
+    })
+    .await;
     (addr, count)
+}
+
+/// The `x-sluice-peer-identity` values of `headers`, joined by `|`.
+pub fn peer_identities(headers: &http::HeaderMap) -> String {
+    let ids: Vec<String> = headers
+        .get_all("x-sluice-peer-identity")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    ids.join("|")
 }
 
 /// A TCP upstream that answers each line with `echo: LINE`.
 pub async fn tcp_echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    local_server(echo_each_read).await
+}
+
+/// Answers each read on `stream` with `echo: ` and the bytes read, until
+/// the peer closes.
+pub async fn echo_each_read(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut out = b"echo: ".to_vec();
+                out.extend_from_slice(&buf[..n]);
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves every connection `listener` accepts with `serve`, each in a task
+/// of its own, until the listener fails; the listener's address.
+pub fn serve_each<F, Fut>(listener: TcpListener, serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            let mut out = b"echo: ".to_vec();
-                            out.extend_from_slice(&buf[..n]);
-                            if stream.write_all(&out).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
         }
     });
     addr
+}
+
+/// [`serve_each`] on a new listener on `127.0.0.1` (any free port).
+pub async fn local_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    serve_each(TcpListener::bind("127.0.0.1:0").await.unwrap(), serve)
 }
 
 /// What a test client saw.
@@ -238,28 +257,16 @@ pub async fn admin_reload(admin: SocketAddr) -> (u16, String) {
 
 /// An HTTP/1.1 upstream that answers 200 after `delay`.
 pub async fn slow_server(delay: std::time::Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-                        tokio::time::sleep(delay).await;
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"slow"),
-                        )))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    local_server(move |stream| async move {
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"slow"))))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 /// [`start_proxy`] resolving names (service endpoints, egress destinations)
