@@ -4,9 +4,6 @@
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::decision_log::DecisionLog;
-use crate::identity::files::FileIdentity;
-use crate::identity::workload_api::{Event, WorkloadApiClient};
-use crate::identity::IdentityStore;
 use crate::inbound::Listener;
 use crate::metrics::Metrics;
 use crate::outbound;
@@ -15,6 +12,9 @@ use crate::poll::{FilePoller, Missing};
 use crate::reload::{PolicyLoader, Reloader};
 use crate::state::Shared;
 use crate::store::PolicyStore;
+use sluice_identity::files::FileIdentity;
+use sluice_identity::workload_api::{Event, WorkloadApiClient};
+use sluice_identity::IdentityStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -244,24 +244,6 @@ impl Proxy {
     /// The outbound listeners' bound addresses, in configuration order.
     pub fn outbound_addrs(&self) -> &[SocketAddr] {
         &self.outbound_addrs
-    }
-
-    /// The counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
-    }
-
-    /// The policy store.
-    pub fn store(&self) -> &Arc<PolicyStore> {
-        &self.shared.store
-    }
-
-    /// Reloads the policy now, as SIGHUP does.
-    pub async fn reload(&self) -> Result<String, String> {
-        self.reloader
-            .reload("reload")
-            .await
-            .map(|b| b.hash().to_owned())
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain

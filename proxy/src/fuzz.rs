@@ -4,20 +4,10 @@
 //! asserts what must hold of the parser it drives.
 
 use crate::framing::FramingWatch;
-use crate::identity::workload_api::proto::X509SvidResponse;
-use crate::identity::workload_api::{Codec, Update, WorkloadApiError, MAX_MESSAGE_BYTES};
-use crate::outbound::resolve::split_host_port;
+use crate::outbound::authority_with_port;
 use crate::outbound::transparent::{self, classify, handshake_message, parse_sni, Sniffed};
-use crate::outbound::{authority_with_port, has_port};
-use bytes::Bytes;
-use http_body::Frame;
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::future::Future;
+use sluice_runtime::Authority;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
-use tonic::codec::{Codec as _, Streaming};
 
 /// Request framing ([`FramingWatch`]): the first byte picks a read size,
 /// the rest is what a client sends. Fed whole, in pieces of that size and
@@ -114,7 +104,7 @@ fn assert_plausible_name(name: &str) {
     );
 }
 
-/// Authority parsing on the outbound side ([`split_host_port`], and the
+/// Authority parsing on the outbound side ([`Authority::split`], and the
 /// original port a transparent connection adds): the first two bytes are
 /// an original destination port, the rest the authority a request names.
 /// A split authority written back splits the same; adding the original
@@ -136,7 +126,7 @@ pub fn authority(data: &[u8]) {
         Some(named)
     );
     let with_port = authority_with_port(Some(named.to_owned()), Some(original));
-    let Some((host, port)) = split_host_port(named) else {
+    let Some(split) = Authority::split(named) else {
         assert_eq!(
             with_port.as_deref(),
             Some(named),
@@ -144,6 +134,7 @@ pub fn authority(data: &[u8]) {
         );
         return;
     };
+    let (host, port) = (split.host, split.port_or_80());
     // A bracketed host that holds brackets itself (`[[x]`) does not write
     // back; the runtime refuses such an authority (not an IPv6 literal), so
     // no request gets this far with one.
@@ -153,107 +144,25 @@ pub fn authority(data: &[u8]) {
         } else {
             format!("{host}:{port}")
         };
-        assert_eq!(split_host_port(&written), Some((host, port)), "{written:?}");
+        assert_eq!(host_and_port(&written), Some((host, port)), "{written:?}");
     }
-    let want = if has_port(named) {
-        port
-    } else {
-        original.port()
-    };
+    let want = split.port.unwrap_or(original.port());
     let with_port = with_port.unwrap_or_default();
     assert_eq!(
-        split_host_port(&with_port),
+        host_and_port(&with_port),
         Some((host, want)),
         "{with_port:?}"
     );
 }
 
-/// The Workload API client's reading of a response body (tonic's gRPC
-/// framing with the client's codec and message limit) and the checking of
-/// its messages: the first byte picks a read size, the rest is the response
-/// body. Read whole or in pieces, the same messages come out (and the same
-/// error, if any); each message that makes an [`Update`] is a consistent
-/// one.
-pub fn workload_api(data: &[u8]) {
-    let Some((&first, body)) = data.split_first() else {
-        return;
-    };
-    let whole = messages(body, body.len().max(1));
-    assert_eq!(messages(body, usize::from(first) + 1), whole);
-    for message in whole.0 {
-        let Ok(update) = Update::from_response(message) else {
-            continue;
-        };
-        assert!(!update.chain.is_empty());
-        assert!(update.svid_count >= 1);
-        assert!(update.bundles.contains_key(&update.trust_domain));
-        assert!(update.bundles.values().all(|roots| !roots.is_empty()));
-        let td = update
-            .spiffe_id
-            .strip_prefix("spiffe://")
-            .unwrap_or_default();
-        assert!(td.starts_with(update.trust_domain.as_str()), "{update:?}");
-    }
+/// The host and port (80 when unwritten) of a split authority.
+fn host_and_port(authority: &str) -> Option<(&str, u16)> {
+    Authority::split(authority).map(|split| (split.host, split.port_or_80()))
 }
 
-/// Decodes one Workload API message (an `X509SVIDResponse`, without its
-/// gRPC frame header) into an update, as the client does with each message.
-pub fn decode_workload_update(message: &[u8]) -> Result<Update, WorkloadApiError> {
-    Update::decode(Bytes::copy_from_slice(message))
-}
-
-/// The messages of a response body read in pieces of `step` bytes, as
-/// the client reads them, and whether the reading stopped on an error.
-fn messages(body: &[u8], step: usize) -> (Vec<X509SvidResponse>, bool) {
-    let pieces = Pieces {
-        data: body.chunks(step).map(Bytes::copy_from_slice).collect(),
-        trailers: Some(http::HeaderMap::from_iter([(
-            http::HeaderName::from_static("grpc-status"),
-            http::HeaderValue::from_static("0"),
-        )])),
-    };
-    let mut stream = Streaming::new_response(
-        Codec::default().decoder(),
-        pieces,
-        http::StatusCode::OK,
-        None,
-        Some(MAX_MESSAGE_BYTES),
-    );
-    let mut context = Context::from_waker(Waker::noop());
-    let mut messages = Vec::new();
-    loop {
-        let Poll::Ready(next) = pin!(stream.message()).poll(&mut context) else {
-            panic!("reading a body held in memory never waits");
-        };
-        match next {
-            Ok(Some(message)) => messages.push(message),
-            Ok(None) => return (messages, false),
-            Err(_) => return (messages, true),
-        }
-    }
-}
-
-/// A response body held in memory: its data pieces, then its trailers.
-struct Pieces {
-    data: VecDeque<Bytes>,
-    trailers: Option<http::HeaderMap>,
-}
-
-impl http_body::Body for Pieces {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let frame = match self.data.pop_front() {
-            Some(piece) => Some(Frame::data(piece)),
-            None => self.trailers.take().map(Frame::trailers),
-        };
-        Poll::Ready(frame.map(Ok))
-    }
-}
+/// The Workload API client's reading of a response body, and its decoding
+/// of one message (they live beside the client, in `sluice-identity`).
+pub use sluice_identity::fuzz::{decode_workload_update, workload_api};
 
 #[cfg(test)]
 mod tests {
@@ -298,24 +207,6 @@ mod tests {
                 Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 443)))
             ),
             Some("a.example:443".into())
-        );
-    }
-
-    #[test]
-    fn workload_api_frames_split_alike() {
-        let mut body = vec![3u8];
-        for message in [&b""[..], b"\x0a\x00", b"junk"] {
-            body.push(0);
-            body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-            body.extend_from_slice(message);
-        }
-        workload_api(&body);
-        // Two messages, then `junk`, which is no `X509SVIDResponse`.
-        let (read, failed) = messages(&body[1..], 2);
-        assert_eq!((read.len(), failed), (2, true));
-        assert!(
-            messages(&[1, 0, 0, 0, 0], 1).1,
-            "a compressed frame is an error"
         );
     }
 }

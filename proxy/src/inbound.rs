@@ -35,10 +35,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The body of every response the proxy sends: the application's, or its own.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ResponseBody = Either<Incoming, Full<Bytes>>;
 
 /// One inbound listener, bound.
-pub struct Listener {
+pub(crate) struct Listener {
     listener: TcpListener,
     config: InboundConfig,
     h2: Client<AppConnector, ClientBody>,
@@ -48,7 +48,7 @@ pub struct Listener {
 
 impl Listener {
     /// Binds the listener's address.
-    pub async fn bind(config: InboundConfig, shared: &Shared) -> std::io::Result<Listener> {
+    pub(crate) async fn bind(config: InboundConfig, shared: &Shared) -> std::io::Result<Listener> {
         let listener = TcpListener::bind(config.listen).await?;
         let connector = AppConnector { addr: config.app };
         let h2 = Client::builder(TokioExecutor::new())
@@ -70,12 +70,12 @@ impl Listener {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Accepts connections until shutdown.
-    pub async fn run(self, shared: Arc<Shared>) {
+    pub(crate) async fn run(self, shared: Arc<Shared>) {
         let listener = Arc::new(self);
         let accepting = &listener.listener;
         server::accept_loop(accepting, &shared, Admission::Traffic, |accepted| {
@@ -131,7 +131,7 @@ impl Listener {
                     return;
                 }
             };
-            let identity = crate::identity::peer_identity(tls.get_ref().1);
+            let identity = sluice_identity::peer_identity(tls.get_ref().1);
             let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let watch = (!alpn_h2).then(|| FramingWatch::new(max_head));
             let tls = Tracked::new(tls, activity.clone(), watch);
@@ -214,12 +214,12 @@ impl Conn {
     }
 
     /// Decides `request` under `loaded`, counting and logging it; `f` sees
-    /// the decision and the scratch's path buffer.
+    /// the decision, the scratch space it was decided with and a path buffer.
     fn decide<R>(
         &self,
         loaded: &LoadedBundle,
         request: &Inbound<'_>,
-        f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &mut Vec<u8>) -> R,
+        f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &Scratch, &mut Vec<u8>) -> R,
     ) -> R {
         let bundle = loaded.bundle();
         let mut class = self.class.lock().unwrap_or_else(|e| e.into_inner());
@@ -249,7 +249,7 @@ impl Conn {
                 unreachable!("filled above")
             };
             let d = bundle.decide_inbound(request, class, scratch);
-            f(&d, buf)
+            f(&d, scratch, buf)
         })
     }
 
@@ -370,13 +370,13 @@ fn decide_http(conn: &Conn, loaded: &LoadedBundle, req: &Request<Incoming>) -> V
         ip: Some(conn.ip),
         identity: conn.identity.as_deref(),
     };
-    conn.decide(loaded, &request, |d, buf| match d {
+    conn.decide(loaded, &request, |d, scratch, buf| match d {
         Ok(d) => {
             conn.record(loaded, &logged, d);
             if !d.allow {
                 return Verdict::Answer(enforce::deny_response(d));
             }
-            match enforce::forwarded_target(target, buf) {
+            match enforce::forwarded_target(target, scratch, buf) {
                 Some(t) => Verdict::Forward(t),
                 None => Verdict::Answer(bad_path(req.headers())),
             }
@@ -695,7 +695,7 @@ async fn relay_tcp<IO>(
     };
     let decide = |loaded: &LoadedBundle, record: bool| -> (bool, String) {
         let request = Inbound { port, http: None };
-        conn.decide(loaded, &request, |d, _| match d {
+        conn.decide(loaded, &request, |d, _, _| match d {
             Ok(d) => {
                 if record {
                     conn.record(loaded, &logged, d);
@@ -763,7 +763,7 @@ async fn relay_tcp<IO>(
 
 /// Connects to the local application, whatever the request's authority.
 #[derive(Clone, Debug)]
-pub struct AppConnector {
+pub(crate) struct AppConnector {
     addr: SocketAddr,
 }
 

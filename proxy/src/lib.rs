@@ -1,46 +1,48 @@
 //! The Sluice sidecar proxy: enforces compiled policy bundles on inbound
 //! traffic over mTLS with SPIFFE identities.
 //!
-//! The proxy depends on `sluice-runtime` only: it loads bundle bytes, never
-//! policy source. Layout:
+//! The proxy depends on `sluice-runtime` and `sluice-identity` (SVIDs,
+//! trust bundles, the rustls configurations) only: it loads bundle bytes,
+//! never policy source. Its users (the `sluice` binary, the integration tests,
+//! the fuzz targets) need:
 //!
+//! - [`Proxy`]: starts every listener from a [`Config`] and owns the
+//!   shutdown.
 //! - [`config`]: the TOML configuration.
-//! - [`store`]: the loaded bundle, swapped atomically on reload.
-//! - [`state`]: what every listener shares (policy, identity, metrics,
-//!   limits, the connection limit, shutdown and draining).
-//! - [`identity`]: SVIDs and trust bundles (files or the SPIFFE Workload
-//!   API), X.509-SVID verification, the rustls server configuration.
-//! - [`inbound`]: listeners, TLS sniffing, the hyper service stack, TCP relay.
-//! - [`enforce`]: decisions turned into HTTP and gRPC answers.
-//! - [`request_body`]: client request bodies as forwarded (trailers
-//!   cleaned, errors marked as the client's).
-//! - [`server`]: the one accept loop every listener runs, and hyper's
-//!   server builders.
-//! - [`admin`]: `/metrics`, `/ready`, `/live`, `/policy`, `POST /reload`.
-//! - [`metrics`], [`decision_log`]: what the proxy reports.
-//! - [`upgrade`]: HTTP/1.1 `Upgrade` (WebSocket) relayed both ways.
-//! - [`assembly`]: starts everything ([`Proxy`]) and owns the shutdown.
+//! - [`reload`]: how the configured policy file becomes bundle bytes.
+//! - [`store`]: a validated bundle as the proxy holds it.
+//! - [`outbound`]: name resolution and the transparent listener's
+//!   original destination and sniffing.
 //! - [`fuzz`]: entry points for the fuzz targets over the proxy's parsers.
+//!
+//! The rest is internal: what every listener shares (`state`), the one
+//! accept loop and hyper's builders (`server`), the inbound listeners and
+//! service stack (`inbound`), decisions turned into HTTP and gRPC answers
+//! (`enforce`), request bodies as forwarded (`request_body`), `Upgrade`
+//! relays (`upgrade`), the admin endpoints (`admin`), what the proxy
+//! reports (`metrics`, `decision_log`) and the assembly of all of it
+//! (`assembly`).
+
+#![warn(unreachable_pub)]
 
 mod activity;
-pub mod admin;
-pub mod assembly;
+mod admin;
+mod assembly;
 pub mod config;
-pub mod decision_log;
-pub mod enforce;
-pub mod framing;
+mod decision_log;
+mod enforce;
+mod framing;
 pub mod fuzz;
-pub mod identity;
-pub mod inbound;
-pub mod metrics;
+mod inbound;
+mod metrics;
 pub mod outbound;
 mod poll;
 pub mod reload;
-pub mod request_body;
-pub mod server;
-pub mod state;
+mod request_body;
+mod server;
+mod state;
 pub mod store;
-pub mod upgrade;
+mod upgrade;
 
 pub use assembly::{Proxy, StartError};
 pub use config::Config;

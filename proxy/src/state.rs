@@ -3,16 +3,16 @@
 
 use crate::config::Limits;
 use crate::decision_log::DecisionLog;
-use crate::identity::IdentityStore;
 use crate::metrics::Metrics;
 use crate::store::PolicyStore;
+use sluice_identity::IdentityStore;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// What every listener shares.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The policy.
     pub store: Arc<PolicyStore>,
     /// The proxy's identity, when TLS is configured.
@@ -35,7 +35,7 @@ pub struct Shared {
 impl Shared {
     /// Whether the proxy may forward: a bundle is loaded and, when TLS is
     /// configured, credentials and trust bundles are held.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.store.current().is_some()
             && self
                 .identity

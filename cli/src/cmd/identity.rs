@@ -14,8 +14,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
-use sluice_proxy::identity::files::read_certs;
-use sluice_proxy::identity::{verify_svid, IdentityError, TrustBundles, UnixTime, Usage};
+use sluice_identity::files::read_certs;
+use sluice_identity::{verify_svid, IdentityError, TrustBundles, UnixTime, Usage};
 use sluice_runtime::peer::is_valid_spiffe_id;
 use sluice_runtime::SpiffeId;
 use std::io::{self, Write};
@@ -323,8 +323,8 @@ mod tests {
     use super::*;
     use crate::args::Cli;
     use clap::Parser;
-    use sluice_proxy::identity::files::FileIdentity;
-    use sluice_proxy::identity::Credentials;
+    use sluice_identity::files::FileIdentity;
+    use sluice_identity::Credentials;
     use std::collections::BTreeMap;
 
     struct TempDir(PathBuf);

@@ -5,11 +5,11 @@
 //! address they have already checked (egress) or picked (services).
 
 use super::body::ReplayBody;
-use crate::identity::IdentityStore;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_identity::IdentityStore;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ const IDLE_FOR: Duration = Duration::from_secs(60);
 
 /// Why a request could not be sent or answered.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The TCP connection (or, with `identity`, the TLS handshake) failed.
     Connect(std::io::Error),
     /// The connection failed or was reset before a response head came.
@@ -62,7 +62,7 @@ struct Upstream {
 }
 
 /// Pooled connections to upstreams.
-pub struct Pool {
+pub(crate) struct Pool {
     upstreams: Mutex<HashMap<Key, Arc<Upstream>>>,
     connect_timeout: Duration,
     identity: Option<Arc<IdentityStore>>,
@@ -72,7 +72,7 @@ pub struct Pool {
 impl Pool {
     /// An empty pool. `identity` supplies our SVID for mTLS origination;
     /// the proxy's `own` listeners are refused as upstreams.
-    pub fn new(
+    pub(crate) fn new(
         connect_timeout: Duration,
         identity: Option<Arc<IdentityStore>>,
         own: super::OwnAddrs,
@@ -93,7 +93,7 @@ impl Pool {
     /// Sends `req` to `addr`, over mTLS expecting the SPIFFE ID `identity`
     /// when given, in HTTP/2 when `h2`. For HTTP/1.1 the request's URI must
     /// be in origin form; for HTTP/2 absolute.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         addr: SocketAddr,
         identity: Option<&Arc<str>>,
@@ -217,9 +217,9 @@ impl Pool {
                     "the backend requires mTLS as `{expected}` but the proxy has no identity"
                 )));
             };
-            let config = crate::identity::client::client_config(store, expected, &[alpn]);
+            let config = sluice_identity::client_config(store, expected, &[alpn]);
             let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(crate::identity::client::server_name(), tcp)
+                .connect(sluice_identity::server_name(), tcp)
                 .await?;
             Ok(UpstreamIo::Tls(Box::new(tls)))
         };
@@ -235,7 +235,7 @@ impl Pool {
 }
 
 /// A connection to an upstream: plain TCP, or TLS originated by the proxy.
-pub enum UpstreamIo {
+pub(crate) enum UpstreamIo {
     /// Plain TCP.
     Plain(TcpStream),
     /// mTLS.

@@ -11,8 +11,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use sluice_proxy::identity::workload_api::{self, Event, WorkloadApiClient, WorkloadApiError};
-use sluice_proxy::identity::IdentityStore;
+use sluice_identity::workload_api::{self, Event, WorkloadApiClient, WorkloadApiError};
+use sluice_identity::IdentityStore;
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};

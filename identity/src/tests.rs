@@ -1,6 +1,6 @@
 //! SVID verification, PEM files, and real TLS handshakes over 127.0.0.1.
 
-#[path = "../../tests/support/certs.rs"]
+#[path = "../../proxy/tests/integration/support/certs.rs"]
 mod certs;
 
 use super::files::FileIdentity;

@@ -1,11 +1,21 @@
-//! Identity: SVIDs and trust bundles, X.509-SVID verification, TLS configuration.
+//! SPIFFE identities for Sluice: X.509-SVIDs and trust bundles, their
+//! verification, and the rustls configurations built on them.
 //!
 //! [`IdentityStore`] holds the current credentials and trust bundles; its
-//! [`server_config`](IdentityStore::server_config) reads them at every
-//! handshake, so rotation swaps them without a new rustls configuration.
+//! [`server_config`](IdentityStore::server_config) (mTLS termination) and
+//! [`client_config`] (mTLS origination) read them at every handshake, so
+//! rotation swaps them without a new rustls configuration. Layout:
+//!
+//! - [`svid`]: credentials, trust bundles, X.509-SVID verification.
+//! - [`files`]: an identity from PEM files.
+//! - [`workload_api`]: an identity from the SPIFFE Workload API (a tonic
+//!   client of an agent's Unix socket), with updates on rotation.
+//! - [`client`]: the client configuration and the peer checks of origination.
+//! - [`fuzz`]: entry points for the Workload API fuzz target.
 
 pub mod client;
 pub mod files;
+pub mod fuzz;
 pub mod svid;
 pub mod workload_api;
 

@@ -171,14 +171,14 @@ impl ResolvesClientCert for CurrentClientCert {
 // identity/tests.rs loads it too, privately.
 #[cfg(test)]
 #[allow(clippy::duplicate_mod)]
-#[path = "../../tests/support/certs.rs"]
+#[path = "../../proxy/tests/integration/support/certs.rs"]
 mod certs;
 
 #[cfg(test)]
 mod tests {
     use super::certs::{Ca, Flaw, Svid};
     use super::*;
-    use crate::identity::{peer_identity, Credentials, TrustBundles};
+    use crate::{peer_identity, Credentials, TrustBundles};
     use rustls::ServerConfig;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -216,7 +216,7 @@ mod tests {
 
     /// A plain TLS 1.3 server presenting any certificate, client auth off.
     fn plain_server(cert: &Svid) -> Arc<ServerConfig> {
-        let config = ServerConfig::builder_with_provider(super::super::svid::provider().clone())
+        let config = ServerConfig::builder_with_provider(crate::svid::provider().clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_no_client_auth()
