@@ -22,21 +22,16 @@ use sluice_lang::Diagnostic;
 /// first, then rules.
 pub fn lint(ir: &Ir, config: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for server in &ir.servers {
-        routes::unreachable_routes(
-            &format!("server `{}`", server.name),
-            &server.routes,
-            config,
-            &mut out,
-        );
-    }
-    for service in &ir.services {
-        routes::unreachable_routes(
-            &format!("service `{}`", service.name),
-            &service.routes,
-            config,
-            &mut out,
-        );
+    let servers = ir
+        .servers
+        .iter()
+        .map(|s| (format!("server `{}`", s.name), &s.routes));
+    let services = ir
+        .services
+        .iter()
+        .map(|s| (format!("service `{}`", s.name), &s.routes));
+    for (owner, owner_routes) in servers.chain(services) {
+        routes::unreachable_routes(&owner, owner_routes, config, &mut out);
     }
     rules::unused_routes(ir, &mut out);
     rules::shadowed_allows(ir, config, &mut out);
