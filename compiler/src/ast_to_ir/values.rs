@@ -149,14 +149,18 @@ fn split_host_port(text: &str) -> Result<(&str, Option<&str>), &'static str> {
     }
 }
 
+/// The error for a malformed `what` (`authority`, `endpoint`) `text`: why,
+/// and what to write instead.
+fn malformed<T>(what: &str, text: &str, why: &str, write: &str) -> Result<T, String> {
+    Err(format!(
+        "{what} `{text}` is malformed ({why}); write {write}"
+    ))
+}
+
 /// An `authority` entry: `host[:port]` or `[v6][:port]`. The host is
 /// lowercased, loses one trailing dot, and the port defaults to 80.
 pub fn authority(text: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "authority `{text}` is malformed ({why}); write `host` or `host:port`"
-        ))
-    };
+    let bad = |why: &str| malformed("authority", text, why, "`host` or `host:port`");
     let (host, port_text) = match split_host_port(text) {
         Ok(v) => v,
         Err(why) => return bad(why),
@@ -210,11 +214,7 @@ pub fn endpoint_name(text: &str) -> Result<Endpoint, String> {
     if text.parse::<SocketAddr>().is_ok() {
         return endpoint_addr(text).map(Endpoint::Addr);
     }
-    let bad = |why: &str| {
-        Err(format!(
-            "endpoint `{text}` is malformed ({why}); write `\"host.name:port\"`"
-        ))
-    };
+    let bad = |why: &str| malformed("endpoint", text, why, "`\"host.name:port\"`");
     let (host, port_text) = match split_host_port(text) {
         Ok(v) => v,
         Err(why) => return bad(why),
