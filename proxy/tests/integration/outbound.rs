@@ -700,11 +700,7 @@ service cb {{
     while before_third.elapsed() < Duration::from_millis(2500) {
         let r = c.get("cb.prod", "/x").await;
         if before_third.elapsed() < Duration::from_secs(3) {
-            assert_eq!(
-                (r.status, r.header("x-sluice-error")),
-                (503, "no-endpoint"),
-                "{r:?}"
-            );
+            assert_eq!(r.status_and_error(), (503, "no-endpoint"), "{r:?}");
             refused += 1;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -737,11 +733,7 @@ service cb {{
     assert_eq!(probes.len(), 1, "exactly one probe: {answers:?}");
     assert_eq!(probes[0].body, "probe");
     for r in answers.iter().filter(|r| r.status != 200) {
-        assert_eq!(
-            (r.status, r.header("x-sluice-error")),
-            (503, "no-endpoint"),
-            "{r:?}"
-        );
+        assert_eq!(r.status_and_error(), (503, "no-endpoint"), "{r:?}");
     }
     assert_eq!(up.hits(), 4, "one probe reached the endpoint");
 
@@ -988,11 +980,7 @@ service slow {{
         let sent = Instant::now();
         let r = c.get("slow.prod", "/quick/x").await;
         let t = sent.elapsed();
-        assert_eq!(
-            (r.status, r.header("x-sluice-error")),
-            (504, "timeout"),
-            "{r:?}"
-        );
+        assert_eq!(r.status_and_error(), (504, "timeout"), "{r:?}");
         assert!(t >= Duration::from_millis(300) && t < HANG, "{t:?}");
     }
 
@@ -1085,11 +1073,7 @@ service limited {{
     let mut c = Client::new(out);
     for _ in 0..3 {
         let r = c.get("limited.prod", "/over").await;
-        assert_eq!(
-            (r.status, r.header("x-sluice-error")),
-            (503, "max-in-flight"),
-            "{r:?}"
-        );
+        assert_eq!(r.status_and_error(), (503, "max-in-flight"), "{r:?}");
         assert!(
             holders.iter().all(|h| !h.is_finished()),
             "the refusal waited for a held request"
@@ -1213,46 +1197,26 @@ egress {{
             "/o",
         )
         .await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (403, "forbidden"),
-        "{r:?}"
-    );
+    assert_eq!(r.status_and_error(), (403, "forbidden"), "{r:?}");
     // A host no rule allows.
     let r = c.get(&format!("denied.test:{p}"), "/o").await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (403, "forbidden"),
-        "{r:?}"
-    );
+    assert_eq!(r.status_and_error(), (403, "forbidden"), "{r:?}");
     // The wildcard: subdomains (any depth) yes, the bare domain no.
     let r = c.get(&format!("a.b.example.com:{p}"), "/w").await;
     assert_eq!((r.status, r.header("x-backend")), (200, "web"), "{r:?}");
     assert_eq!(r.header("x-seen-host"), format!("a.b.example.com:{p}"));
     let r = c.get(&format!("example.com:{p}"), "/w").await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (403, "forbidden"),
-        "{r:?}"
-    );
+    assert_eq!(r.status_and_error(), (403, "forbidden"), "{r:?}");
     assert_eq!(web.hits(), 3);
     assert_eq!(other_port.conns(), 0);
     // An allowed-looking name resolving into a denied network.
     let r = c
         .get(&format!("evil.example.com:{}", evil.addr.port()), "/steal")
         .await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (403, "forbidden"),
-        "{r:?}"
-    );
+    assert_eq!(r.status_and_error(), (403, "forbidden"), "{r:?}");
     // A name that does not resolve.
     let r = c.get(&format!("unknown.example.com:{p}"), "/x").await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (502, "dns"),
-        "{r:?}"
-    );
+    assert_eq!(r.status_and_error(), (502, "dns"), "{r:?}");
 
     // CONNECT allowed: a working tunnel.
     let mut s = TcpStream::connect(out).await.unwrap();
@@ -1313,11 +1277,7 @@ egress {{
     let r = c
         .get(&format!("tunnel.example.com:{}", out.port()), "/loop")
         .await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (508, "loop"),
-        "{r:?}"
-    );
+    assert_eq!(r.status_and_error(), (508, "loop"), "{r:?}");
     // Two `Host` headers are ambiguous: 400, nothing forwarded.
     let hits = web.hits();
     let mut s = TcpStream::connect(out).await.unwrap();
@@ -1408,13 +1368,13 @@ egress {
             .unwrap();
         let r = c.send(abs).await.unwrap();
         assert_eq!(
-            (r.status, r.header("x-sluice-error")),
+            r.status_and_error(),
             (403, "forbidden"),
             "{authority}: {r:?}"
         );
         let r = c.get(&authority, "/latest/meta-data").await;
         assert_eq!(
-            (r.status, r.header("x-sluice-error")),
+            r.status_and_error(),
             (403, "forbidden"),
             "{authority}: {r:?}"
         );

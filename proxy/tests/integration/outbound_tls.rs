@@ -175,11 +175,7 @@ fn identity_policy(services: &[(&str, SocketAddr, &str)]) -> String {
 /// the proxy neither finished a handshake with `up` nor sent it a request.
 async fn assert_connect_refused(out: SocketAddr, authority: &str, path: &str, up: &TlsUpstream) {
     let r = get(out, authority, path).await;
-    assert_eq!(
-        (r.status, r.header("x-sluice-error")),
-        (502, "connect"),
-        "{authority}: {r:?}"
-    );
+    assert_eq!(r.status_and_error(), (502, "connect"), "{authority}: {r:?}");
     assert_eq!(up.requests.load(Ordering::SeqCst), 0, "{authority}");
     assert_eq!(
         up.handshakes.load(Ordering::SeqCst),

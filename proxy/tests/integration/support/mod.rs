@@ -183,6 +183,11 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The status and the `x-sluice-error` header (empty when absent).
+    pub fn status_and_error(&self) -> (u16, &str) {
+        (self.status, self.header("x-sluice-error"))
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
