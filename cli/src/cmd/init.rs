@@ -529,18 +529,16 @@ COMMIT
         );
         assert_eq!(port("").unwrap_err(), "`` is not a port (1 to 65535)");
         assert_eq!(port(" 80 ").unwrap(), 80);
-        assert_eq!(
-            PortRange::parse("").unwrap_err(),
-            "an empty port in the list"
-        );
-        assert_eq!(
-            PortRange::parse("90-80").unwrap_err(),
-            "`90-80` is not a port range: `90` is larger than `80`"
-        );
-        assert_eq!(
-            PortRange::parse("0-80").unwrap_err(),
-            "`0` is not a port (1 to 65535)"
-        );
+        for (text, error) in [
+            ("", "an empty port in the list"),
+            (
+                "90-80",
+                "`90-80` is not a port range: `90` is larger than `80`",
+            ),
+            ("0-80", "`0` is not a port (1 to 65535)"),
+        ] {
+            assert_eq!(PortRange::parse(text).unwrap_err(), error, "{text}");
+        }
         assert_eq!(
             PortRange::parse("80-80").unwrap(),
             PortRange {
@@ -549,18 +547,13 @@ COMMIT
             }
         );
         assert_eq!(PortRange::parse("1-65535").unwrap().to_string(), "1:65535");
-        assert_eq!(
-            InboundRedirect::parse("8080").unwrap_err(),
-            "`8080` is not `PORT=PROXYPORT`, e.g. `8080=4143`"
-        );
-        assert_eq!(
-            InboundRedirect::parse("8080=0").unwrap_err(),
-            "`0` is not a port (1 to 65535)"
-        );
-        assert_eq!(
-            InboundRedirect::parse("80=80").unwrap_err(),
-            "`80=80` redirects a port to itself"
-        );
+        for (text, error) in [
+            ("8080", "`8080` is not `PORT=PROXYPORT`, e.g. `8080=4143`"),
+            ("8080=0", "`0` is not a port (1 to 65535)"),
+            ("80=80", "`80=80` redirects a port to itself"),
+        ] {
+            assert_eq!(InboundRedirect::parse(text).unwrap_err(), error, "{text}");
+        }
     }
 
     #[test]
