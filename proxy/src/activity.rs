@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// When a connection last moved a byte, whether a request on it had
 /// ambiguous framing, and whether a request head was read.
-pub struct Activity {
+pub(crate) struct Activity {
     base: Instant,
     last_ms: AtomicU64,
     /// A request on the connection had ambiguous framing.
@@ -22,7 +22,7 @@ pub struct Activity {
 
 impl Activity {
     /// Activity starting now.
-    pub fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
@@ -37,13 +37,13 @@ impl Activity {
     }
 
     /// How long since a byte moved either way.
-    pub fn idle_for(&self) -> Duration {
+    pub(crate) fn idle_for(&self) -> Duration {
         let now = self.base.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
 
     /// How long until the connection is idle for `idle`, at least 10 ms.
-    pub fn until_idle(&self, idle: Duration) -> Duration {
+    pub(crate) fn until_idle(&self, idle: Duration) -> Duration {
         idle.saturating_sub(self.idle_for())
             .max(Duration::from_millis(10))
     }
@@ -51,7 +51,7 @@ impl Activity {
 
 /// A stream that records its activity and, for HTTP/1.1, watches the
 /// framing of what the client sends.
-pub struct Tracked<S> {
+pub(crate) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
     watch: Option<FramingWatch>,
@@ -60,7 +60,7 @@ pub struct Tracked<S> {
 impl<S> Tracked<S> {
     /// `inner`, touching `activity` (now, and whenever bytes move), its
     /// reads fed to `watch` when given.
-    pub fn new(inner: S, activity: Arc<Activity>, watch: Option<FramingWatch>) -> Self {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>, watch: Option<FramingWatch>) -> Self {
         activity.touch();
         Tracked {
             inner,

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 
 /// What the admin listener serves.
-pub struct Admin {
+pub(crate) struct Admin {
     /// Shared proxy state.
     pub shared: Arc<Shared>,
     /// The policy reloader.
@@ -23,7 +23,7 @@ pub struct Admin {
 
 impl Admin {
     /// Serves the admin endpoints on `listener` until shutdown.
-    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+    pub(crate) async fn run(self: Arc<Self>, listener: TcpListener) {
         let shared = self.shared.clone();
         server::accept_loop(&listener, &shared, Admission::Admin, |accepted| {
             let admin = self.clone();

@@ -27,7 +27,7 @@ const REDACTED: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 const QUEUED_LINES: usize = 16 * 1024;
 
 /// An append-only JSON lines file, written by its own thread.
-pub struct DecisionLog {
+pub(crate) struct DecisionLog {
     queue: mpsc::Sender<Queued>,
     dropped: Counter,
 }
@@ -41,7 +41,7 @@ enum Queued {
 }
 
 /// What the log needs of an inbound request.
-pub struct LoggedRequest<'r> {
+pub(crate) struct LoggedRequest<'r> {
     /// The policy's server port.
     pub port: u16,
     /// Method and raw target, for HTTP.
@@ -55,7 +55,7 @@ pub struct LoggedRequest<'r> {
 impl DecisionLog {
     /// Opens `path` for appending, creating it, and starts its writer
     /// thread; lines dropped because the writer is behind count in `dropped`.
-    pub fn open(path: &Path, dropped: Counter) -> std::io::Result<DecisionLog> {
+    pub(crate) fn open(path: &Path, dropped: Counter) -> std::io::Result<DecisionLog> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -69,7 +69,12 @@ impl DecisionLog {
 
     /// Queues one decision for the writer, or counts it as dropped when the
     /// queue is full.
-    pub fn write(&self, bundle_hash: &str, request: &LoggedRequest<'_>, decision: &Decision<'_>) {
+    pub(crate) fn write(
+        &self,
+        bundle_hash: &str,
+        request: &LoggedRequest<'_>,
+        decision: &Decision<'_>,
+    ) {
         let line = line(bundle_hash, request, decision);
         if self.queue.try_send(Queued::Line(line)).is_err() {
             self.dropped.inc();
@@ -77,7 +82,7 @@ impl DecisionLog {
     }
 
     /// Waits until every line queued before this call is in the file.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let (done, written) = oneshot::channel();
         if self.queue.send(Queued::Flush(done)).await.is_ok() {
             let _ = written.await;
@@ -111,7 +116,11 @@ fn write_lines(mut lines: mpsc::Receiver<Queued>, mut file: impl Write) {
 }
 
 /// One line of the log: the record of one decision, without a newline.
-pub fn line(bundle_hash: &str, request: &LoggedRequest<'_>, decision: &Decision<'_>) -> String {
+pub(crate) fn line(
+    bundle_hash: &str,
+    request: &LoggedRequest<'_>,
+    decision: &Decision<'_>,
+) -> String {
     let time_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

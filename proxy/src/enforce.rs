@@ -6,16 +6,16 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode, Uri};
 use http_body_util::Full;
 use sluice_runtime::normalize::{normalize_path, split_target};
-use sluice_runtime::{Decision, Headers, Reason};
+use sluice_runtime::{Decision, Headers, Reason, Scratch};
 
 /// The header carrying the verified peer identity to the application.
-pub const PEER_IDENTITY: HeaderName = HeaderName::from_static("x-sluice-peer-identity");
+pub(crate) const PEER_IDENTITY: HeaderName = HeaderName::from_static("x-sluice-peer-identity");
 
 /// The header telling why the proxy answered instead of the application.
-pub const PROXY_ERROR: HeaderName = HeaderName::from_static("x-sluice-error");
+pub(crate) const PROXY_ERROR: HeaderName = HeaderName::from_static("x-sluice-error");
 
 /// [`Headers`] over an `http::HeaderMap`, without copying.
-pub struct HeaderMapHeaders<'a>(pub &'a HeaderMap);
+pub(crate) struct HeaderMapHeaders<'a>(pub &'a HeaderMap);
 
 impl Headers for HeaderMapHeaders<'_> {
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
@@ -27,7 +27,7 @@ impl Headers for HeaderMapHeaders<'_> {
 
 /// The decision's outcome as a metric label: `allow`, `deny`,
 /// `would-deny` (allowed by audit), `no-route` or `bad-path`.
-pub fn outcome(d: &Decision<'_>) -> &'static str {
+pub(crate) fn outcome(d: &Decision<'_>) -> &'static str {
     match (d.reason, d.allow, d.audit) {
         (Reason::NoRoute, false, _) => "no-route",
         (Reason::BadPath, false, _) => "bad-path",
@@ -39,7 +39,7 @@ pub fn outcome(d: &Decision<'_>) -> &'static str {
 
 /// The answer to a denied request: gRPC trailers-only when the decision
 /// has a gRPC status, else the HTTP status with a one-line body.
-pub fn deny_response(d: &Decision<'_>) -> Response<Full<Bytes>> {
+pub(crate) fn deny_response(d: &Decision<'_>) -> Response<Full<Bytes>> {
     let why = match d.reason {
         Reason::NoRoute => "no-route",
         Reason::BadPath => "bad-path",
@@ -66,7 +66,11 @@ pub fn deny_response(d: &Decision<'_>) -> Response<Full<Bytes>> {
 }
 
 /// A trailers-only gRPC answer (HTTP 200, status in the headers, no body).
-pub fn grpc_response(grpc_status: u8, message: &str, why: &'static str) -> Response<Full<Bytes>> {
+pub(crate) fn grpc_response(
+    grpc_status: u8,
+    message: &str,
+    why: &'static str,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
     h.insert(
@@ -82,7 +86,7 @@ pub fn grpc_response(grpc_status: u8, message: &str, why: &'static str) -> Respo
 }
 
 /// A plain-text answer from the proxy itself.
-pub fn text_response(
+pub(crate) fn text_response(
     status: StatusCode,
     body: &'static str,
     why: &'static str,
@@ -100,7 +104,7 @@ pub fn text_response(
 
 /// The answer to a request whose body the client sent malformed (bad
 /// chunked encoding) or cut short: 400, and the connection is closed.
-pub fn bad_body_response() -> Response<Full<Bytes>> {
+pub(crate) fn bad_body_response() -> Response<Full<Bytes>> {
     let mut r = text_response(
         StatusCode::BAD_REQUEST,
         "malformed or incomplete request body\n",
@@ -114,7 +118,7 @@ pub fn bad_body_response() -> Response<Full<Bytes>> {
 /// Why a request's framing or target is ambiguous (request smuggling), if
 /// it is: both `Content-Length` and `Transfer-Encoding`, several
 /// `Content-Length`, or several `Host` (RFC 9112 section 3.2).
-pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
+pub(crate) fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
     let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
     if lengths > 1 {
         return Some("several content-length headers\n");
@@ -129,7 +133,7 @@ pub fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// Whether the request asks for a gRPC answer (`content-type: application/grpc…`).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
         v.as_bytes().len() >= 16 && v.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc")
     })
@@ -137,12 +141,25 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 
 /// The request target forwarded to the application: the normalized path
 /// and the query as sent, or `None` when the path cannot be normalized.
-/// `buf` is scratch space.
-pub fn forwarded_target(target: &[u8], buf: &mut Vec<u8>) -> Option<Bytes> {
+/// The path is the one the runtime normalized deciding this request
+/// (`decided`, see [`Scratch::normalized_path`]); only when that decision
+/// normalized none (an inbound request on a port no server covers) is it
+/// normalized here, in `buf`.
+pub(crate) fn forwarded_target(
+    target: &[u8],
+    decided: &Scratch,
+    buf: &mut Vec<u8>,
+) -> Option<Bytes> {
     let (path, query) = split_target(target);
-    normalize_path(path, buf).ok()?;
-    let mut out = Vec::with_capacity(buf.len() + query.map_or(0, |q| q.len() + 1));
-    out.extend_from_slice(buf);
+    let path = match decided.normalized_path() {
+        Some(normalized) => normalized,
+        None => {
+            normalize_path(path, buf).ok()?;
+            buf.as_slice()
+        }
+    };
+    let mut out = Vec::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    out.extend_from_slice(path);
     if let Some(q) = query {
         out.push(b'?');
         out.extend_from_slice(q);
@@ -152,7 +169,7 @@ pub fn forwarded_target(target: &[u8], buf: &mut Vec<u8>) -> Option<Bytes> {
 
 /// The URI sent to the application: scheme `http`, the client's authority
 /// (or `fallback`), and `target`.
-pub fn upstream_uri(authority: Option<&str>, fallback: &str, target: Bytes) -> Option<Uri> {
+pub(crate) fn upstream_uri(authority: Option<&str>, fallback: &str, target: Bytes) -> Option<Uri> {
     let authority = authority.unwrap_or(fallback);
     let pq = http::uri::PathAndQuery::from_maybe_shared(target).ok()?;
     Uri::builder()
@@ -165,7 +182,7 @@ pub fn upstream_uri(authority: Option<&str>, fallback: &str, target: Bytes) -> O
 
 /// Removes hop-by-hop headers (and those named by `connection`) and any
 /// client-sent peer identity, then adds the verified one.
-pub fn prepare_headers(headers: &mut HeaderMap, identity: Option<&str>) {
+pub(crate) fn prepare_headers(headers: &mut HeaderMap, identity: Option<&str>) {
     let named: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -201,7 +218,7 @@ pub fn prepare_headers(headers: &mut HeaderMap, identity: Option<&str>) {
 /// Whether a header named `name` passes for the peer identity header once
 /// `_` is read as `-` (as CGI and WSGI frameworks do), in any case. Compares
 /// bytes; allocates nothing.
-pub fn is_peer_identity_name(name: &[u8]) -> bool {
+pub(crate) fn is_peer_identity_name(name: &[u8]) -> bool {
     let id = PEER_IDENTITY;
     let id = id.as_str().as_bytes();
     name.len() == id.len()
@@ -218,7 +235,7 @@ pub fn is_peer_identity_name(name: &[u8]) -> bool {
 /// Removes every header passing for the peer identity header
 /// ([`is_peer_identity_name`]), from a head or trailers. Allocates nothing
 /// when there is none.
-pub fn remove_peer_identity(headers: &mut HeaderMap) {
+pub(crate) fn remove_peer_identity(headers: &mut HeaderMap) {
     while let Some(name) = headers
         .keys()
         .find(|n| is_peer_identity_name(n.as_str().as_bytes()))
@@ -229,7 +246,7 @@ pub fn remove_peer_identity(headers: &mut HeaderMap) {
 }
 
 /// Removes hop-by-hop headers from a response of the application.
-pub fn prepare_response_headers(headers: &mut HeaderMap) {
+pub(crate) fn prepare_response_headers(headers: &mut HeaderMap) {
     for name in [
         http::header::CONNECTION,
         http::header::TRANSFER_ENCODING,
@@ -244,6 +261,7 @@ pub fn prepare_response_headers(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_runtime::{Http, Inbound, NoHeaders, Peer};
 
     #[test]
     fn grpc_denials_are_trailers_only() {
@@ -261,14 +279,69 @@ mod tests {
         assert_eq!(outcome(&d), "no-route");
     }
 
+    /// A policy with one HTTP server, `web` on port 8080, that allows
+    /// every request; no server covers any other port.
+    fn web_on_8080() -> sluice_runtime::AlignedBytes {
+        let policy =
+            "server web { port 8080 protocol http default allow route all { path prefix \"/\" } }";
+        let (ast, diags) = sluice_lang::parse::parse_str("web.sluice", policy);
+        assert!(diags.is_empty(), "{diags:?}");
+        let compiled = sluice_compiler::compile(&ast, &sluice_compiler::Config::default());
+        sluice_runtime::AlignedBytes::new(&compiled.expect("the policy compiles").bundle)
+    }
+
     #[test]
     fn targets_are_normalized_and_queries_kept() {
+        let bytes = web_on_8080();
+        let bundle = sluice_runtime::Bundle::from_bytes(bytes.as_bytes()).unwrap();
+        // No decision yet: the proxy normalizes the path itself.
+        let scratch = bundle.create_scratch();
         let mut buf = Vec::new();
-        let t = forwarded_target(b"/a//b/../c/%2e%2e/d?x=%2F#frag", &mut buf).unwrap();
+        let t = forwarded_target(b"/a//b/../c/%2e%2e/d?x=%2F#frag", &scratch, &mut buf).unwrap();
         assert_eq!(&t[..], b"/a/d?x=%2F");
-        assert!(forwarded_target(b"/a%2Fb", &mut buf).is_none());
+        assert!(forwarded_target(b"/a%2Fb", &scratch, &mut buf).is_none());
         let u = upstream_uri(Some("web:80"), "127.0.0.1:1", t).unwrap();
         assert_eq!(u.to_string(), "http://web:80/a/d?x=%2F");
+    }
+
+    #[test]
+    fn forwarded_paths_are_the_runtimes_normalized_paths() {
+        let bytes = web_on_8080();
+        let bundle = sluice_runtime::Bundle::from_bytes(bytes.as_bytes()).unwrap();
+        let mut class = bundle.create_peer_class();
+        bundle.classify(&Peer::default(), &mut class);
+        let mut scratch = bundle.create_scratch();
+        let mut buf = Vec::new();
+        let target = b"/a/./b/%2e%2e/c//d?q=%2F";
+        for port in [8080, 9090] {
+            let request = Inbound {
+                port,
+                http: Some(Http {
+                    method: "GET",
+                    path: target,
+                    headers: &NoHeaders,
+                }),
+            };
+            let d = bundle
+                .decide_inbound(&request, &class, &mut scratch)
+                .unwrap();
+            assert!(d.allow, "port {port}");
+            let forwarded = forwarded_target(target, &scratch, &mut buf).unwrap();
+            assert_eq!(&forwarded[..], b"/a/c/d?q=%2F", "port {port}");
+            match port {
+                // A server covers the port: the runtime's path, not normalized again.
+                8080 => {
+                    assert_eq!(scratch.normalized_path(), Some(&b"/a/c/d"[..]));
+                    assert!(buf.is_empty());
+                }
+                // No server: the runtime normalized nothing; the proxy did, in `buf`.
+                _ => {
+                    assert_eq!(scratch.normalized_path(), None);
+                    assert_eq!(buf, b"/a/c/d");
+                }
+            }
+            buf.clear();
+        }
     }
 
     #[test]

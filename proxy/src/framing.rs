@@ -65,7 +65,7 @@ enum State {
 
 /// Follows request framing over a connection's incoming bytes.
 #[derive(Debug)]
-pub struct FramingWatch {
+pub(crate) struct FramingWatch {
     state: State,
     /// The head being collected; kept across requests to reuse its buffer.
     head: Vec<u8>,
@@ -96,7 +96,7 @@ enum Body {
 impl FramingWatch {
     /// A watch for a new connection; heads longer than `max_head` (the
     /// size of hyper's read buffer) count as ambiguous.
-    pub fn new(max_head: usize) -> Self {
+    pub(crate) fn new(max_head: usize) -> Self {
         FramingWatch {
             state: State::Head,
             head: Vec::new(),
@@ -110,7 +110,7 @@ impl FramingWatch {
 
     /// Whether some request so far had ambiguous framing, or the bytes
     /// could not be followed as HTTP/1.1.
-    pub fn ambiguous(&self) -> bool {
+    pub(crate) fn ambiguous(&self) -> bool {
         self.ambiguous
     }
 
@@ -122,7 +122,7 @@ impl FramingWatch {
     }
 
     /// Feeds bytes read from the client.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
         while let Some((&byte, rest)) = data.split_first() {
             match self.state {
                 State::Off => return,

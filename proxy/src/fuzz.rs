@@ -9,7 +9,7 @@ use crate::outbound::transparent::{self, classify, handshake_message, parse_sni,
 use sluice_runtime::Authority;
 use std::net::{Ipv4Addr, SocketAddr};
 
-/// Request framing ([`FramingWatch`]): the first byte picks a read size,
+/// Request framing (`FramingWatch`): the first byte picks a read size,
 /// the rest is what a client sends. Fed whole, in pieces of that size and
 /// (up to 1 KiB) a byte at a time, the watch flags the same: how reads
 /// split a stream must not change what it sees. (Each run ends with an
@@ -159,10 +159,6 @@ pub fn authority(data: &[u8]) {
 fn host_and_port(authority: &str) -> Option<(&str, u16)> {
     Authority::split(authority).map(|split| (split.host, split.port_or_80()))
 }
-
-/// The Workload API client's reading of a response body, and its decoding
-/// of one message (they live beside the client, in `sluice-identity`).
-pub use sluice_identity::fuzz::{decode_workload_update, workload_api};
 
 #[cfg(test)]
 mod tests {

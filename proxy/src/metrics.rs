@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 type LabelSet<const N: usize> = [(&'static str, String); N];
 
 /// Counters keyed by `N` label values: a `prometheus-client` family.
-pub struct LabelledCounters<const N: usize> {
+pub(crate) struct LabelledCounters<const N: usize> {
     /// Tells this family's handles apart in the per-thread cache.
     id: usize,
     names: [&'static str; N],
@@ -32,7 +32,7 @@ pub struct LabelledCounters<const N: usize> {
 
 impl<const N: usize> LabelledCounters<N> {
     /// Counters with these label names.
-    pub fn new(names: [&'static str; N]) -> Self {
+    pub(crate) fn new(names: [&'static str; N]) -> Self {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         LabelledCounters {
             id: NEXT_ID.fetch_add(1, Relaxed),
@@ -42,7 +42,7 @@ impl<const N: usize> LabelledCounters<N> {
     }
 
     /// Adds one to the counter of `values`.
-    pub fn inc(&self, values: [&str; N]) {
+    pub(crate) fn inc(&self, values: [&str; N]) {
         HANDLES.with_borrow_mut(|handles| handles.counter(self, &values).inc());
     }
 
@@ -106,7 +106,7 @@ const BUCKETS: [f64; 14] = [
 /// A latency histogram with fixed buckets, counted with atomics
 /// (`prometheus-client`'s histogram takes a lock for each observation).
 #[derive(Clone, Debug, Default)]
-pub struct LatencyHistogram {
+pub(crate) struct LatencyHistogram {
     counts: Arc<HistogramCounts>,
 }
 
@@ -128,7 +128,7 @@ impl Default for HistogramCounts {
 
 impl LatencyHistogram {
     /// Records one observation.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = BUCKETS
             .iter()
@@ -214,7 +214,7 @@ impl Collector for Serving {
 }
 
 /// Everything the proxy counts.
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// HTTP decisions by server, route, rule and outcome (`allow`, `deny`,
     /// `would-deny`, `no-route`, `bad-path`).
     pub requests: LabelledCounters<4>,
@@ -394,7 +394,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records the bundle now serving.
-    pub fn set_bundle(&self, hash: &str, loaded_at: SystemTime) {
+    pub(crate) fn set_bundle(&self, hash: &str, loaded_at: SystemTime) {
         *self
             .serving
             .bundle
@@ -403,7 +403,7 @@ impl Metrics {
     }
 
     /// Records the current SVID's expiry.
-    pub fn set_svid_not_after(&self, not_after: Option<SystemTime>) {
+    pub(crate) fn set_svid_not_after(&self, not_after: Option<SystemTime>) {
         let secs = not_after.map_or(i64::MIN, |t| {
             match t.duration_since(SystemTime::UNIX_EPOCH) {
                 Ok(d) => d.as_secs() as i64,
@@ -414,7 +414,7 @@ impl Metrics {
     }
 
     /// All metrics in the Prometheus text format (version 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         // writing into a `String` cannot fail
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);

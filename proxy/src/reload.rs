@@ -22,7 +22,7 @@ pub fn bundle_file_loader() -> PolicyLoader {
 }
 
 /// Reloads the policy into the store.
-pub struct Reloader {
+pub(crate) struct Reloader {
     path: PathBuf,
     loader: PolicyLoader,
     store: Arc<PolicyStore>,
@@ -32,7 +32,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader of `path` through `loader`.
-    pub fn new(
+    pub(crate) fn new(
         path: PathBuf,
         loader: PolicyLoader,
         store: Arc<PolicyStore>,
@@ -48,13 +48,13 @@ impl Reloader {
     }
 
     /// The policy file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads, validates and swaps in the policy; `cause` is logged.
     /// Answers once the new bundle serves.
-    pub async fn reload(&self, cause: &'static str) -> Result<Arc<LoadedBundle>, String> {
+    pub(crate) async fn reload(&self, cause: &'static str) -> Result<Arc<LoadedBundle>, String> {
         let _guard = self.lock.lock().await;
         let path = self.path.clone();
         let loader = self.loader.clone();
@@ -94,7 +94,7 @@ impl Reloader {
 
     /// Reloads whenever the policy file's size or modification time changes
     /// (a missing file is waited for, not reloaded).
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
+    pub(crate) async fn watch(self: Arc<Self>, interval: Duration) {
         let mut poller = FilePoller::new(vec![self.path.clone()], interval, Missing::Wait);
         loop {
             poller.changed().await;

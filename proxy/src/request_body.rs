@@ -14,13 +14,13 @@ use std::task::{Context, Poll};
 
 /// The request body a client sent, as forwarded.
 #[derive(Debug)]
-pub struct ClientBody {
+pub(crate) struct ClientBody {
     inner: Incoming,
 }
 
 impl ClientBody {
     /// Wraps the body hyper read from the client.
-    pub fn new(inner: Incoming) -> Self {
+    pub(crate) fn new(inner: Incoming) -> Self {
         ClientBody { inner }
     }
 }
@@ -49,7 +49,7 @@ impl Body for ClientBody {
 
 /// A frame of a client's body as forwarded: trailers lose any peer
 /// identity header.
-pub fn client_frame(mut frame: Frame<Bytes>) -> Frame<Bytes> {
+pub(crate) fn client_frame(mut frame: Frame<Bytes>) -> Frame<Bytes> {
     if let Some(trailers) = frame.trailers_mut() {
         enforce::remove_peer_identity(trailers);
     }
@@ -60,7 +60,7 @@ pub fn client_frame(mut frame: Frame<Bytes>) -> Frame<Bytes> {
 /// data past a declared length, a reset stream, or a connection closed
 /// before the body ended.
 #[derive(Debug)]
-pub struct ClientBodyError(pub hyper::Error);
+pub(crate) struct ClientBodyError(pub hyper::Error);
 
 impl fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,7 +80,7 @@ impl Error for ClientBodyError {
 
 /// Whether `e`, or an error that caused it, is a [`ClientBodyError`]: the
 /// client's body failed, not the upstream.
-pub fn caused_by_client_body(e: &(dyn Error + 'static)) -> bool {
+pub(crate) fn caused_by_client_body(e: &(dyn Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(e) = cause {
         if e.is::<ClientBodyError>() {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 /// Which connections a listener lets in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Traffic (inbound, outbound): each connection holds one of the
     /// connection limit's permits, none is let in while the proxy is not
     /// ready, and shutdown drains them.
@@ -23,7 +23,7 @@ pub enum Admission {
 }
 
 /// One accepted connection.
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The connection, `TCP_NODELAY` set for traffic.
     pub stream: TcpStream,
     /// The peer's address.
@@ -35,7 +35,7 @@ pub struct Accepted {
 
 /// Accepts connections on `listener` until shutdown, each handled by
 /// `handle` in a task of its own.
-pub async fn accept_loop<H, F>(
+pub(crate) async fn accept_loop<H, F>(
     listener: &TcpListener,
     shared: &Arc<Shared>,
     admission: Admission,
@@ -89,7 +89,7 @@ pub async fn accept_loop<H, F>(
 
 /// The HTTP/1.1 and HTTP/2 server builder for traffic, bounded by
 /// `limits`; `h2_only` for a connection known to speak HTTP/2.
-pub fn http_builder(
+pub(crate) fn http_builder(
     limits: &Limits,
     h2_only: bool,
 ) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
@@ -110,7 +110,7 @@ pub fn http_builder(
 }
 
 /// The admin listener's HTTP/1.1 server builder.
-pub fn admin_builder() -> hyper::server::conn::http1::Builder {
+pub(crate) fn admin_builder() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -120,6 +120,6 @@ pub fn admin_builder() -> hyper::server::conn::http1::Builder {
 
 /// The size of hyper's HTTP/1.1 read buffer, which bounds a request head
 /// (hyper needs at least 8 KiB); the framing watch uses the same bound.
-pub fn h1_buffer_size(limits: &Limits) -> usize {
+pub(crate) fn h1_buffer_size(limits: &Limits) -> usize {
     limits.max_header_bytes.max(8192)
 }

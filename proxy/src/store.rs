@@ -81,12 +81,12 @@ impl LoadedBundle {
 }
 
 /// A bundle hash as 16 hex digits.
-pub fn hex_hash(hash: u64) -> String {
+pub(crate) fn hex_hash(hash: u64) -> String {
     format!("{hash:016x}")
 }
 
 /// The current bundle, if any, and a signal that fires on every swap.
-pub struct PolicyStore {
+pub(crate) struct PolicyStore {
     current: RwLock<Option<Arc<LoadedBundle>>>,
     changed: tokio::sync::watch::Sender<u64>,
     generation: std::sync::atomic::AtomicU64,
@@ -104,12 +104,12 @@ impl Default for PolicyStore {
 
 impl PolicyStore {
     /// An empty store: no bundle yet, so nothing is forwarded.
-    pub fn new() -> Arc<PolicyStore> {
+    pub(crate) fn new() -> Arc<PolicyStore> {
         Arc::new(PolicyStore::default())
     }
 
     /// The bundle serving now.
-    pub fn current(&self) -> Option<Arc<LoadedBundle>> {
+    pub(crate) fn current(&self) -> Option<Arc<LoadedBundle>> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -118,7 +118,7 @@ impl PolicyStore {
 
     /// Validates `bytes` and, if valid, swaps them in. The old bundle keeps
     /// serving when they are not.
-    pub fn install(&self, bytes: &[u8]) -> Result<Arc<LoadedBundle>, LoadError> {
+    pub(crate) fn install(&self, bytes: &[u8]) -> Result<Arc<LoadedBundle>, LoadError> {
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -130,7 +130,7 @@ impl PolicyStore {
     }
 
     /// A receiver that sees each swap's generation.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
     }
 }

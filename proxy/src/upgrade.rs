@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 /// the relayed connection that the proxy never decides ("h2c smuggling").
 /// Such a request is `None`, forwarded as an ordinary request without its
 /// `Upgrade` (RFC 9110 lets a server ignore an upgrade).
-pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
     }
@@ -60,7 +60,7 @@ fn names_http(value: &HeaderValue) -> bool {
 
 /// Puts back the headers that carry an upgrade request, after the
 /// hop-by-hop headers were removed: `Connection: upgrade` and `protocol`.
-pub fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
+pub(crate) fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, protocol);
 }
@@ -68,12 +68,12 @@ pub fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
 /// The `Upgrade` an upstream chose in its `101`, kept in the response's
 /// extensions by [`send`] while hop-by-hop headers are removed.
 #[derive(Clone, Debug)]
-pub struct Chosen(pub HeaderValue);
+pub(crate) struct Chosen(pub HeaderValue);
 
 /// Puts back the headers of a `101` answer that [`send`] received, after
 /// the hop-by-hop headers were removed: `Connection: upgrade` and the
 /// `Upgrade` the upstream chose. Other responses are left alone.
-pub fn restore_switch_headers<B>(response: &mut Response<B>) {
+pub(crate) fn restore_switch_headers<B>(response: &mut Response<B>) {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
@@ -88,7 +88,7 @@ pub fn restore_switch_headers<B>(response: &mut Response<B>) {
 /// Sends `req` on a new HTTP/1.1 connection over `io` that can be
 /// upgraded: a `101` answer carries the upstream side of the upgrade and
 /// the [`Chosen`] protocol.
-pub async fn send<IO, B>(io: IO, req: Request<B>) -> Result<Response<Incoming>, hyper::Error>
+pub(crate) async fn send<IO, B>(io: IO, req: Request<B>) -> Result<Response<Incoming>, hyper::Error>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     B: hyper::body::Body + Send + 'static,
@@ -111,7 +111,7 @@ where
 }
 
 /// What a relay of upgraded connections needs from the proxy.
-pub struct Relay {
+pub(crate) struct Relay {
     /// A connection permit held for the relay's lifetime.
     permit: OwnedSemaphorePermit,
     /// Cancelled when the proxy shuts down; the relay then ends.
@@ -125,7 +125,7 @@ pub struct Relay {
 impl Relay {
     /// A relay under the proxy's shutdown, drain and idle timeout, holding
     /// `permit` while it runs.
-    pub fn new(shared: &crate::state::Shared, permit: OwnedSemaphorePermit) -> Relay {
+    pub(crate) fn new(shared: &crate::state::Shared, permit: OwnedSemaphorePermit) -> Relay {
         Relay {
             permit,
             shutdown: shared.shutdown.clone(),
@@ -137,7 +137,11 @@ impl Relay {
 
 /// When `response` is a `101` to an upgrade: takes its upstream side and
 /// relays it with `client` in a task of its own. Returns whether it did.
-pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay: Relay) -> bool {
+pub(crate) fn relay_if_switched<B>(
+    response: &mut Response<B>,
+    client: OnUpgrade,
+    relay: Relay,
+) -> bool {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return false;
     }
@@ -185,7 +189,7 @@ pub fn relay_if_switched<B>(response: &mut Response<B>, client: OnUpgrade, relay
 }
 
 /// The proxy's own answer to an upgrade it cannot carry.
-pub fn not_possible(message: &'static str) -> Response<http_body_util::Full<Bytes>> {
+pub(crate) fn not_possible(message: &'static str) -> Response<http_body_util::Full<Bytes>> {
     crate::enforce::text_response(StatusCode::NOT_IMPLEMENTED, message, "upgrade")
 }
 

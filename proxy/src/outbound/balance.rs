@@ -17,11 +17,11 @@ use super::breaker::{Admission, Breaker, BreakerConfig, Transition};
 /// The latency estimate of an endpoint nobody has measured yet, in
 /// milliseconds. Low on purpose: a new endpoint gets tried soon, and the
 /// first slower response replaces it at once (peak sensitivity).
-pub const DEFAULT_LATENCY_MS: f64 = 1.0;
+pub(crate) const DEFAULT_LATENCY_MS: f64 = 1.0;
 
 /// The EWMA time constant: an observation `Δt` after the previous one keeps
 /// `exp(-Δt / 10 s)` of the old estimate (Linkerd's default decay).
-pub const EWMA_DECAY: Duration = Duration::from_secs(10);
+pub(crate) const EWMA_DECAY: Duration = Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -67,7 +67,7 @@ fn decay(elapsed: Duration) -> f64 {
 /// One endpoint of a backend: its address, requests in flight, latency
 /// estimate and circuit breaker. Thread-safe.
 #[derive(Debug)]
-pub struct EndpointState {
+pub(crate) struct EndpointState {
     addr: SocketAddr,
     in_flight: AtomicU32,
     ewma: Mutex<Ewma>,
@@ -77,7 +77,7 @@ pub struct EndpointState {
 impl EndpointState {
     /// A fresh endpoint: closed breaker, [`DEFAULT_LATENCY_MS`], nothing in
     /// flight.
-    pub fn new(addr: SocketAddr) -> EndpointState {
+    pub(crate) fn new(addr: SocketAddr) -> EndpointState {
         EndpointState {
             addr,
             in_flight: AtomicU32::new(0),
@@ -90,38 +90,42 @@ impl EndpointState {
     }
 
     /// The endpoint's address.
-    pub fn addr(&self) -> SocketAddr {
+    #[cfg(test)]
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Whether its breaker lets a request go at `now`.
-    pub fn is_available(&self, now: Instant) -> bool {
+    pub(crate) fn is_available(&self, now: Instant) -> bool {
         lock(&self.breaker).is_available(now)
     }
 
     /// Requests in flight to this endpoint.
-    pub fn in_flight(&self) -> u32 {
+    pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// The latency estimate in milliseconds as of the last observation.
-    pub fn latency_ms(&self) -> f64 {
+    #[cfg(test)]
+    pub(crate) fn latency_ms(&self) -> f64 {
         lock(&self.ewma).ms
     }
 
     /// The load P2C compares: latency estimate (ms, as of the last
     /// observation) × (in flight + 1).
-    pub fn load(&self) -> f64 {
+    #[cfg(test)]
+    pub(crate) fn load(&self) -> f64 {
         self.latency_ms() * f64::from(self.in_flight() + 1)
     }
 
     /// [`load`](Self::load) with the estimate decayed to `now`.
-    pub fn load_at(&self, now: Instant) -> f64 {
+    pub(crate) fn load_at(&self, now: Instant) -> f64 {
         lock(&self.ewma).at(now) * f64::from(self.in_flight() + 1)
     }
 
     /// The breaker's state name: `"closed"`, `"open"` or `"half-open"`.
-    pub fn breaker_state(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn breaker_state(&self) -> &'static str {
         lock(&self.breaker).state_name()
     }
 
@@ -140,7 +144,7 @@ impl EndpointState {
 
 /// Why no endpoint was picked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PickError {
+pub(crate) enum PickError {
     /// No endpoint is available (none, or every breaker open or probing).
     NoEndpoint,
     /// The backend's `max-in-flight` is reached: fail at once with 503.
@@ -151,7 +155,7 @@ pub enum PickError {
 /// and the backend's in-flight count. Thread-safe; share as
 /// `Arc<EndpointSet>`.
 #[derive(Debug)]
-pub struct EndpointSet {
+pub(crate) struct EndpointSet {
     max_in_flight: Option<u32>,
     in_flight: AtomicU32,
     endpoints: RwLock<Arc<Vec<Arc<EndpointState>>>>,
@@ -160,7 +164,7 @@ pub struct EndpointSet {
 impl EndpointSet {
     /// An empty set allowing at most `max_in_flight` concurrent requests
     /// (`None`: no limit).
-    pub fn new(max_in_flight: Option<u32>) -> EndpointSet {
+    pub(crate) fn new(max_in_flight: Option<u32>) -> EndpointSet {
         EndpointSet {
             max_in_flight,
             in_flight: AtomicU32::new(0),
@@ -168,15 +172,10 @@ impl EndpointSet {
         }
     }
 
-    /// The backend's `max-in-flight`.
-    pub fn max_in_flight(&self) -> Option<u32> {
-        self.max_in_flight
-    }
-
     /// Replaces the addresses: those already present keep their state
     /// (breaker, latency), new ones start fresh, missing ones go (a request
     /// leasing one finishes normally). Duplicates count once.
-    pub fn set_addrs(&self, addrs: &[SocketAddr]) {
+    pub(crate) fn set_addrs(&self, addrs: &[SocketAddr]) {
         let mut guard = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
         let mut next: Vec<Arc<EndpointState>> = Vec::with_capacity(addrs.len());
         for &a in addrs {
@@ -190,7 +189,7 @@ impl EndpointSet {
     }
 
     /// A snapshot of the endpoints.
-    pub fn endpoints(&self) -> Arc<Vec<Arc<EndpointState>>> {
+    pub(crate) fn endpoints(&self) -> Arc<Vec<Arc<EndpointState>>> {
         self.endpoints
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -198,17 +197,18 @@ impl EndpointSet {
     }
 
     /// The current addresses, in the order last set.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         self.endpoints().iter().map(|e| e.addr).collect()
     }
 
     /// Whether some endpoint's breaker lets a request go at `now`.
-    pub fn has_available(&self, now: Instant) -> bool {
+    pub(crate) fn has_available(&self, now: Instant) -> bool {
         self.endpoints().iter().any(|e| e.is_available(now))
     }
 
     /// Requests in flight to the backend.
-    pub fn in_flight(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
@@ -219,7 +219,7 @@ impl EndpointSet {
     /// start. `NoEndpoint` when none admits.
     ///
     /// [`load_at`]: EndpointState::load_at
-    pub fn pick(
+    pub(crate) fn pick(
         self: &Arc<Self>,
         now: Instant,
         rng: &mut fastrand::Rng,
@@ -301,7 +301,7 @@ impl EndpointSet {
 /// backend) until dropped, and reports its verdict to the latency estimate
 /// and the breaker. Dropped without a verdict, a probe lets another go.
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     endpoint: Arc<EndpointState>,
     set: Arc<EndpointSet>,
     start: Instant,
@@ -312,33 +312,24 @@ pub struct Lease {
 
 impl Lease {
     /// The endpoint's address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.endpoint.addr
     }
 
-    /// The endpoint.
-    pub fn endpoint(&self) -> &Arc<EndpointState> {
-        &self.endpoint
-    }
-
     /// Whether the request goes normally or as the breaker's probe.
-    pub fn admission(&self) -> Admission {
+    #[cfg(test)]
+    pub(crate) fn admission(&self) -> Admission {
         self.admission
     }
 
     /// The breaker transition admitting it caused (`HalfOpen` for a probe).
-    pub fn transition(&self) -> Option<Transition> {
+    pub(crate) fn transition(&self) -> Option<Transition> {
         self.transition
-    }
-
-    /// When the lease was taken.
-    pub fn start(&self) -> Instant {
-        self.start
     }
 
     /// The request succeeded at `now`: records the latency since the start
     /// and tells the breaker (`Some(Closed)` when a probe closes it).
-    pub fn success(mut self, now: Instant) -> Option<Transition> {
+    pub(crate) fn success(mut self, now: Instant) -> Option<Transition> {
         self.done = true;
         self.endpoint
             .observe(now, now.saturating_duration_since(self.start), false);
@@ -348,7 +339,7 @@ impl Lease {
     /// The request failed at `now`: records the latency (only if it raises
     /// the estimate: a failure never makes an endpoint look faster) and tells the breaker (`Some(Opened)` when it
     /// ejects the endpoint).
-    pub fn failure(
+    pub(crate) fn failure(
         mut self,
         now: Instant,
         cfg: &BreakerConfig,
@@ -374,7 +365,7 @@ impl Drop for Lease {
 /// A backend for the failover walk: its endpoints and the index of its
 /// `failover` backend in the same slice.
 #[derive(Clone, Debug)]
-pub struct BackendEntry {
+pub(crate) struct BackendEntry {
     /// The backend's endpoints.
     pub endpoints: Arc<EndpointSet>,
     /// Index of the failover backend in the same slice.
@@ -388,7 +379,7 @@ pub struct BackendEntry {
 /// endpoint. `MaxInFlight` of a backend that has endpoints is returned at
 /// once; after `backends.len()` backends (a cycle) or an index out of
 /// range, `NoEndpoint`.
-pub fn pick_with_failover(
+pub(crate) fn pick_with_failover(
     backends: &[BackendEntry],
     start: usize,
     now: Instant,

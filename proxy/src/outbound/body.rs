@@ -18,16 +18,16 @@ use std::task::{Context, Poll};
 
 /// Bodies up to this size are buffered so the request can be retried, or
 /// (responses) so a gRPC status in the trailers can be read.
-pub const REPLAY_LIMIT: usize = 64 * 1024;
+pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
 
 /// How long [`ReplayBody::buffer_ready`] waits for a body's first frame (a
 /// request head and its small body may arrive in separate reads).
-pub const FIRST_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+pub(crate) const FIRST_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A buffered prefix of frames, then (when the body was larger than the
 /// buffer) the rest of the stream.
 #[derive(Debug, Default)]
-pub struct ReplayBody {
+pub(crate) struct ReplayBody {
     frames: VecDeque<Frame<Bytes>>,
     rest: Option<Incoming>,
     /// The body is a client's request body.
@@ -36,30 +36,15 @@ pub struct ReplayBody {
 
 /// The error of a [`ReplayBody`]: hyper's, or a [`ClientBodyError`] for a
 /// client's request body.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ReplayBody {
-    /// An empty body.
-    pub fn empty() -> Self {
-        ReplayBody::default()
-    }
-
-    /// A body of `data`.
-    pub fn full(data: Bytes) -> Self {
-        let mut frames = VecDeque::new();
-        if !data.is_empty() {
-            frames.push_back(Frame::data(data));
-        }
-        ReplayBody {
-            frames,
-            rest: None,
-            client: false,
-        }
-    }
-
     /// Reads `body` until it ends or more than `limit` bytes came. The
     /// result is complete (replayable) when the body ended within `limit`.
-    pub async fn buffer(mut body: Incoming, limit: usize) -> Result<ReplayBody, hyper::Error> {
+    pub(crate) async fn buffer(
+        mut body: Incoming,
+        limit: usize,
+    ) -> Result<ReplayBody, hyper::Error> {
         let mut frames = VecDeque::new();
         let mut size = 0usize;
         loop {
@@ -86,7 +71,7 @@ impl ReplayBody {
     /// bytes) without waiting for more: a complete small body becomes
     /// replayable, and a body still streaming (a gRPC stream, a slow upload)
     /// is not held back. Waits at most `FIRST_FRAME_WAIT` for the first frame.
-    pub async fn buffer_ready(
+    pub(crate) async fn buffer_ready(
         mut body: Incoming,
         limit: usize,
     ) -> Result<ReplayBody, hyper::Error> {
@@ -126,12 +111,12 @@ impl ReplayBody {
     }
 
     /// A body that streams `body` (an upstream's response) without buffering.
-    pub fn streaming(body: Incoming) -> Self {
+    pub(crate) fn streaming(body: Incoming) -> Self {
         ReplayBody::partial(VecDeque::new(), body, false)
     }
 
     /// A body that streams a client's request body without buffering.
-    pub fn client(body: Incoming) -> Self {
+    pub(crate) fn client(body: Incoming) -> Self {
         ReplayBody::partial(VecDeque::new(), body, true)
     }
 
@@ -152,12 +137,12 @@ impl ReplayBody {
     }
 
     /// Whether the whole body is held, so it can be sent again.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.rest.is_none()
     }
 
     /// A copy of a complete body (`None` when it still streams).
-    pub fn try_clone(&self) -> Option<ReplayBody> {
+    pub(crate) fn try_clone(&self) -> Option<ReplayBody> {
         if self.rest.is_some() {
             return None;
         }
@@ -173,7 +158,7 @@ impl ReplayBody {
     }
 
     /// The trailers of a complete body.
-    pub fn trailers(&self) -> Option<&HeaderMap> {
+    pub(crate) fn trailers(&self) -> Option<&HeaderMap> {
         self.frames.iter().find_map(|f| f.trailers_ref())
     }
 }

@@ -14,7 +14,7 @@ use sluice_runtime::CircuitBreaker;
 
 /// Circuit breaker settings of a service, with durations.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BreakerConfig {
+pub(crate) struct BreakerConfig {
     /// Failures in a row that open the breaker (0 behaves as 1).
     pub consecutive_failures: u32,
     /// The first ejection time.
@@ -40,7 +40,7 @@ impl Default for BreakerConfig {
 impl BreakerConfig {
     /// The settings of a bundle's service; the defaults without a
     /// `circuit-breaker` block.
-    pub fn from_bundle(b: Option<&CircuitBreaker>) -> BreakerConfig {
+    pub(crate) fn from_bundle(b: Option<&CircuitBreaker>) -> BreakerConfig {
         match b {
             None => BreakerConfig::default(),
             Some(b) => BreakerConfig {
@@ -66,7 +66,7 @@ impl BreakerConfig {
 
 /// A change of a breaker's state, reported for metrics and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// The endpoint was ejected.
     Opened,
     /// The backoff ended and a probe was let through.
@@ -77,7 +77,7 @@ pub enum Transition {
 
 impl Transition {
     /// The name of the state entered: `"open"`, `"half-open"` or `"closed"`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Transition::Opened => "open",
             Transition::HalfOpen => "half-open",
@@ -88,7 +88,7 @@ impl Transition {
 
 /// How a request was admitted by [`Breaker::try_acquire`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// The breaker is closed.
     Normal,
     /// The one probe after a backoff: its verdict decides the breaker.
@@ -111,7 +111,7 @@ enum State {
 /// The circuit breaker of one endpoint: closed, open until a time, or
 /// probing (one request in flight decides).
 #[derive(Clone, Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     state: State,
 }
 
@@ -124,7 +124,7 @@ impl Default for Breaker {
 
 impl Breaker {
     /// A closed breaker with no failures.
-    pub fn new() -> Breaker {
+    pub(crate) fn new() -> Breaker {
         Breaker {
             state: State::Closed { failures: 0 },
         }
@@ -132,7 +132,7 @@ impl Breaker {
 
     /// Whether a request may go now: closed, or open with its time ended
     /// (the probe may go). Not while a probe is in flight.
-    pub fn is_available(&self, now: Instant) -> bool {
+    pub(crate) fn is_available(&self, now: Instant) -> bool {
         match self.state {
             State::Closed { .. } => true,
             State::Open { until, .. } => until.is_none_or(|u| now >= u),
@@ -143,7 +143,7 @@ impl Breaker {
     /// Admits a request: closed gives `(Normal, None)`; open with its time
     /// ended moves to probing and gives `(Probe, Some(HalfOpen))`; otherwise
     /// `None`.
-    pub fn try_acquire(&mut self, now: Instant) -> Option<(Admission, Option<Transition>)> {
+    pub(crate) fn try_acquire(&mut self, now: Instant) -> Option<(Admission, Option<Transition>)> {
         match self.state {
             State::Closed { .. } => Some((Admission::Normal, None)),
             State::Open { until, backoff } if until.is_none_or(|u| now >= u) => {
@@ -157,7 +157,7 @@ impl Breaker {
     /// Records a success: a probe closes the breaker (`Some(Closed)`, the
     /// backoff starts over); closed resets the failure count. A late success
     /// while open changes nothing.
-    pub fn on_success(&mut self) -> Option<Transition> {
+    pub(crate) fn on_success(&mut self) -> Option<Transition> {
         match self.state {
             State::Closed { .. } => {
                 self.state = State::Closed { failures: 0 };
@@ -176,7 +176,7 @@ impl Breaker {
     /// Probing: opens again for twice the last backoff, at most
     /// `backoff_max`, plus jitter (`Some(Opened)`). Open (a request admitted
     /// before it opened, finishing late): stays as it is.
-    pub fn on_failure(
+    pub(crate) fn on_failure(
         &mut self,
         now: Instant,
         cfg: &BreakerConfig,
@@ -205,7 +205,7 @@ impl Breaker {
 
     /// A probe ended without a verdict (cancelled): back to open with the
     /// time already ended, so another probe may go. Otherwise nothing.
-    pub fn on_cancel(&mut self) {
+    pub(crate) fn on_cancel(&mut self) {
         if let State::Probing { backoff } = self.state {
             self.state = State::Open {
                 until: None,
@@ -215,7 +215,8 @@ impl Breaker {
     }
 
     /// The state's name: `"closed"`, `"open"` or `"half-open"` (probing).
-    pub fn state_name(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn state_name(&self) -> &'static str {
         match self.state {
             State::Closed { .. } => "closed",
             State::Open { .. } => "open",
@@ -225,7 +226,8 @@ impl Breaker {
 
     /// When the current ejection ends; `None` unless open with time left
     /// to run (as of the last transition).
-    pub fn open_until(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn open_until(&self) -> Option<Instant> {
         match self.state {
             State::Open { until, .. } => until,
             _ => None,

@@ -15,13 +15,13 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use sluice_runtime::{Http, Outbound as OutboundRequest};
+use sluice_runtime::{Authority, Http, Outbound as OutboundRequest};
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
 /// Why no address of a destination may be used.
 #[derive(Debug)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The name did not resolve.
     Dns(std::io::Error),
     /// Every address is denied; the rule that denied the first one.
@@ -37,14 +37,14 @@ pub enum Refused {
 
 /// The addresses of `authority` that the egress rules allow, in resolver
 /// order. `http` is the request for an HTTP destination (`None` for a tunnel).
-pub async fn checked_addresses(
+pub(crate) async fn checked_addresses(
     ctx: &Context,
     loaded: &LoadedBundle,
     authority: &str,
     http: Option<(&str, &[u8], &http::HeaderMap)>,
 ) -> Result<Vec<SocketAddr>, Refused> {
-    let (host, port) = resolve::split_host_port(authority).ok_or(Refused::BadAuthority)?;
-    let addrs = resolve::addresses(ctx.resolver(), host, port)
+    let split = Authority::split(authority).ok_or(Refused::BadAuthority)?;
+    let addrs = resolve::addresses(ctx.resolver(), split.host, split.port_or_80())
         .await
         .map_err(Refused::Dns)?;
     let mut allowed = Vec::new();
@@ -97,14 +97,14 @@ fn check<R>(
             _ => None,
         },
     };
-    decide(loaded, &request, |d, _| match d {
+    decide(loaded, &request, |d, _, _| match d {
         Ok(d) => f(d.allow, d.rule),
         Err(_) => f(false, None),
     })
 }
 
 /// Forwards an allowed HTTP request to a checked address of its authority.
-pub async fn http(
+pub(crate) async fn http(
     ctx: &Context,
     loaded: &LoadedBundle,
     authority: String,
@@ -166,7 +166,7 @@ pub async fn http(
 /// The request sent upstream: origin form for HTTP/1.1, absolute for
 /// HTTP/2 (`https` when `tls`), hop-by-hop headers removed (but those of
 /// an HTTP/1.1 upgrade put back), `Host` kept.
-pub fn upstream_request(
+pub(crate) fn upstream_request(
     mut parts: http::request::Parts,
     authority: &str,
     target: Bytes,
@@ -268,7 +268,7 @@ fn refused_answer(
 
 /// Answers `CONNECT host:port`: 403 and no tunnel when denied, else 200
 /// and bytes relayed to a checked address.
-pub async fn connect(
+pub(crate) async fn connect(
     ctx: &Context,
     loaded: &LoadedBundle,
     req: Request<Incoming>,
@@ -287,7 +287,7 @@ pub async fn connect(
             port: None,
             http: None,
         };
-        decide(loaded, &request, |d, _| match d {
+        decide(loaded, &request, |d, _, _| match d {
             Ok(d) => Some((d.allow, d.rule.map(str::to_owned))),
             Err(_) => None,
         })
@@ -363,7 +363,7 @@ pub async fn connect(
 
 /// A transparent TLS connection: decided as a tunnel to its SNI (resolved
 /// and checked), or as TCP to the original destination when it has none.
-pub async fn transparent_tls(
+pub(crate) async fn transparent_tls(
     stream: TcpStream,
     original: SocketAddr,
     sni: Option<String>,
@@ -391,7 +391,7 @@ pub async fn transparent_tls(
 }
 
 /// A transparent opaque TCP connection: decided by its original destination.
-pub async fn transparent_tcp(stream: TcpStream, original: SocketAddr, ctx: &Context) {
+pub(crate) async fn transparent_tcp(stream: TcpStream, original: SocketAddr, ctx: &Context) {
     let Some(loaded) = ctx.shared.store.current() else {
         return;
     };
@@ -402,7 +402,7 @@ pub async fn transparent_tcp(stream: TcpStream, original: SocketAddr, ctx: &Cont
             port: Some(original.port()),
             http: None,
         };
-        decide(&loaded, &request, |d, _| match d {
+        decide(&loaded, &request, |d, _, _| match d {
             Ok(d) => (d.allow, d.rule.unwrap_or("").to_owned()),
             Err(_) => (false, String::new()),
         })

@@ -19,7 +19,7 @@ use sluice_runtime::{BackendId, WeightedBackend};
 use std::time::Instant;
 
 /// Forwards a request that `routed` sent to a declared service.
-pub async fn forward(
+pub(crate) async fn forward(
     ctx: &Context,
     loaded: &LoadedBundle,
     routed: Routed,

@@ -1,17 +1,17 @@
 //! The outbound side: what the local application sends out. Explicit
 //! (HTTP proxy and `CONNECT`) and transparent (`SO_ORIGINAL_DST`) listeners,
-//! routing of declared services ([`forward`]), egress control for
-//! everything else ([`egress`]).
+//! routing of declared services (`forward`), egress control for
+//! everything else (`egress`).
 
-pub mod balance;
-pub mod body;
-pub mod breaker;
-pub mod egress;
-pub mod forward;
-pub mod pool;
+mod balance;
+mod body;
+mod breaker;
+mod egress;
+mod forward;
+mod pool;
 pub mod resolve;
-pub mod retry;
-pub mod services;
+mod retry;
+mod services;
 pub mod transparent;
 
 use crate::config::{OutboundConfig, OutboundMode};
@@ -29,7 +29,8 @@ use pool::Pool;
 use resolve::Resolve;
 use services::Services;
 use sluice_runtime::{
-    Decision, Http, Outbound as OutboundRequest, RequestError, RouteId, Scratch, ServiceId,
+    Authority, Decision, Http, Outbound as OutboundRequest, RequestError, RouteId, Scratch,
+    ServiceId,
 };
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -40,16 +41,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 /// The body of every outbound response: an upstream's, or the proxy's own.
-pub type OutBody = Either<ReplayBody, Full<Bytes>>;
+pub(crate) type OutBody = Either<ReplayBody, Full<Bytes>>;
 
 /// The proxy's own listening addresses: the outbound side never connects
 /// to them, so a request cannot loop through the proxy.
 #[derive(Clone, Debug, Default)]
-pub struct OwnAddrs(Vec<SocketAddr>);
+pub(crate) struct OwnAddrs(Vec<SocketAddr>);
 
 impl OwnAddrs {
     /// These listening addresses.
-    pub fn new(addrs: Vec<SocketAddr>) -> OwnAddrs {
+    pub(crate) fn new(addrs: Vec<SocketAddr>) -> OwnAddrs {
         OwnAddrs(addrs)
     }
 
@@ -57,7 +58,7 @@ impl OwnAddrs {
     /// listeners. A listener on an unspecified address (`0.0.0.0`, `::`) is
     /// reached on its port through any loopback address; its other local
     /// addresses are not known here.
-    pub fn contains(&self, addr: SocketAddr) -> bool {
+    pub(crate) fn contains(&self, addr: SocketAddr) -> bool {
         // Connecting to `0.0.0.0` or `::` reaches this host, like loopback.
         let ip = addr.ip().to_canonical();
         let local = ip.is_loopback() || ip.is_unspecified();
@@ -71,7 +72,7 @@ impl OwnAddrs {
 }
 
 /// What every outbound listener shares.
-pub struct Context {
+pub(crate) struct Context {
     /// What inbound and outbound share: policy, identity, metrics, limits.
     pub shared: Arc<Shared>,
     /// Declared services' run-time state.
@@ -85,7 +86,7 @@ pub struct Context {
 impl Context {
     /// A context resolving names with `resolver`; `own` are the proxy's
     /// listening addresses.
-    pub fn new(shared: Arc<Shared>, resolver: Arc<dyn Resolve>, own: OwnAddrs) -> Context {
+    pub(crate) fn new(shared: Arc<Shared>, resolver: Arc<dyn Resolve>, own: OwnAddrs) -> Context {
         let pool = Pool::new(
             shared.limits.connect_timeout(),
             shared.identity.clone(),
@@ -100,13 +101,13 @@ impl Context {
     }
 
     /// The resolver.
-    pub fn resolver(&self) -> &dyn Resolve {
+    pub(crate) fn resolver(&self) -> &dyn Resolve {
         &**self.services.resolver()
     }
 }
 
 /// One outbound listener, bound.
-pub struct Listener {
+pub(crate) struct Listener {
     listener: TcpListener,
     config: OutboundConfig,
     local: SocketAddr,
@@ -114,7 +115,7 @@ pub struct Listener {
 
 /// How a connection reached the proxy.
 #[derive(Clone, Copy, Debug)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The application's address.
     pub client: SocketAddr,
     /// The original destination (transparent mode).
@@ -123,7 +124,7 @@ pub struct Origin {
 
 impl Listener {
     /// Binds the listener's address.
-    pub async fn bind(config: OutboundConfig) -> std::io::Result<Listener> {
+    pub(crate) async fn bind(config: OutboundConfig) -> std::io::Result<Listener> {
         let listener = TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         Ok(Listener {
@@ -134,12 +135,12 @@ impl Listener {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Accepts connections until shutdown.
-    pub async fn run(self, ctx: Arc<Context>) {
+    pub(crate) async fn run(self, ctx: Arc<Context>) {
         let shared = ctx.shared.clone();
         let listener = Arc::new(self);
         let accepting = &listener.listener;
@@ -266,7 +267,7 @@ async fn serve_http<IO>(
 /// under, so that the decision need not be borrowed while the request is
 /// forwarded.
 #[derive(Clone, Copy, Debug)]
-pub struct Routed {
+pub(crate) struct Routed {
     /// The service.
     pub service: ServiceId,
     /// The route taken.
@@ -338,14 +339,14 @@ async fn handle_request_inner(
                 headers: &headers,
             }),
         };
-        decide(&loaded, &request, |d, buf| match d {
+        decide(&loaded, &request, |d, scratch, buf| match d {
             Err(_) => Verdict::Answer(enforce::text_response(
                 StatusCode::BAD_REQUEST,
                 "malformed authority\n",
                 "bad-request",
             )),
             Ok(d) => {
-                let mut forwarded = || enforce::forwarded_target(&target, buf);
+                let mut forwarded = || enforce::forwarded_target(&target, scratch, buf);
                 if let Some(service) = d.service_id {
                     // An allowed service decision always took a route.
                     let (true, Some(route)) = (d.allow, d.route_id) else {
@@ -443,7 +444,7 @@ pub(crate) fn authority_with_port(
     original: Option<SocketAddr>,
 ) -> Option<String> {
     match (named, original) {
-        (Some(a), Some(orig)) if resolve::split_host_port(&a).is_some() && !has_port(&a) => {
+        (Some(a), Some(orig)) if Authority::split(&a).is_some_and(|s| s.port.is_none()) => {
             Some(format!("{a}:{}", orig.port()))
         }
         (Some(a), _) => Some(a),
@@ -452,25 +453,17 @@ pub(crate) fn authority_with_port(
     }
 }
 
-/// Whether an authority names a port (`host:port`, `[v6]:port`).
-pub(crate) fn has_port(authority: &str) -> bool {
-    match authority.strip_prefix('[') {
-        Some(rest) => rest.contains("]:"),
-        None => authority.contains(':'),
-    }
-}
-
 thread_local! {
     /// Scratch space per worker thread, for the bundle generation it was made for.
     static SCRATCH: RefCell<Option<(u64, Scratch, Vec<u8>)>> = const { RefCell::new(None) };
 }
 
-/// Decides an outbound request under `loaded`; `f` sees the decision and a
-/// scratch buffer.
-pub fn decide<R>(
+/// Decides an outbound request under `loaded`; `f` sees the decision, the
+/// scratch space it was decided with and a path buffer.
+pub(crate) fn decide<R>(
     loaded: &LoadedBundle,
     request: &OutboundRequest<'_>,
-    f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &mut Vec<u8>) -> R,
+    f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &Scratch, &mut Vec<u8>) -> R,
 ) -> R {
     let bundle = loaded.bundle();
     SCRATCH.with_borrow_mut(|slot| {
@@ -488,18 +481,18 @@ pub fn decide<R>(
             unreachable!("filled above")
         };
         let d = bundle.decide_outbound(request, scratch);
-        f(&d, buf)
+        f(&d, scratch, buf)
     })
 }
 
 /// The proxy's own answer, as an outbound response.
-pub fn own(r: Response<Full<Bytes>>) -> Response<OutBody> {
+pub(crate) fn own(r: Response<Full<Bytes>>) -> Response<OutBody> {
     r.map(Either::Right)
 }
 
 /// The answer when the proxy itself fails a request: gRPC trailers-only
 /// (`grpc_status`) for a gRPC request, else `status` with a one-line body.
-pub fn failure(
+pub(crate) fn failure(
     grpc: bool,
     status: StatusCode,
     grpc_status: u8,
@@ -530,13 +523,5 @@ mod tests {
         assert!(!own.contains("127.0.0.1:80".parse().unwrap()));
         assert!(own.contains("0.0.0.0:4140".parse().unwrap()));
         assert!(own.contains("[::]:4143".parse().unwrap()));
-    }
-
-    #[test]
-    fn ports_are_seen() {
-        assert!(has_port("a:1"));
-        assert!(!has_port("a"));
-        assert!(has_port("[::1]:8"));
-        assert!(!has_port("[::1]"));
     }
 }

@@ -19,7 +19,7 @@ pub trait Resolve: Send + Sync + 'static {
 
 /// The operating system's resolver (`getaddrinfo`, on a blocking thread).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemResolver;
+pub(crate) struct SystemResolver;
 
 impl Resolve for SystemResolver {
     fn resolve<'a>(&'a self, host: &'a str) -> Resolution<'a> {
@@ -76,26 +76,8 @@ fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Splits `host:port` (port 80 when absent; `[v6]:port` for IPv6).
-pub fn split_host_port(authority: &str) -> Option<(&str, u16)> {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 80,
-            None => return None,
-        };
-        return Some((host, port));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok()?)),
-        Some(_) => None,
-        None => Some((authority, 80)),
-    }
-}
-
 /// The addresses of `host`: an IP literal as is, a name through `resolver`.
-pub async fn addresses(
+pub(crate) async fn addresses(
     resolver: &dyn Resolve,
     host: &str,
     port: u16,
@@ -113,16 +95,6 @@ pub async fn addresses(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorities_split() {
-        assert_eq!(split_host_port("a.example:8080"), Some(("a.example", 8080)));
-        assert_eq!(split_host_port("a.example"), Some(("a.example", 80)));
-        assert_eq!(split_host_port("[::1]:9"), Some(("::1", 9)));
-        assert_eq!(split_host_port("[::1]"), Some(("::1", 80)));
-        assert_eq!(split_host_port("a:b"), None);
-        assert_eq!(split_host_port("::1"), None);
-    }
 
     #[tokio::test]
     async fn static_names_resolve_and_literals_pass_through() {

@@ -11,7 +11,7 @@ use sluice_runtime::{Retry, RetryCond};
 
 /// What one try produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A response: its HTTP status and, for gRPC, its `grpc-status` (from
     /// the headers or trailers; `None` when absent or not gRPC).
     Response {
@@ -36,7 +36,7 @@ pub enum Outcome {
 /// `gateway-error` 502, 503 or 504, `reset` a [`Outcome::Reset`] or
 /// [`Outcome::ConnectError`], `Status(n)` that HTTP status, `Grpc(c)` that
 /// gRPC status. A [`Outcome::Timeout`] matches `5xx` and `gateway-error`.
-pub fn is_retryable(conds: &[RetryCond], outcome: &Outcome) -> bool {
+pub(crate) fn is_retryable(conds: &[RetryCond], outcome: &Outcome) -> bool {
     conds.iter().any(|c| match (*c, *outcome) {
         (RetryCond::ServerError, Outcome::Response { status, .. }) => (500..=599).contains(&status),
         (RetryCond::GatewayError, Outcome::Response { status, .. }) => {
@@ -65,7 +65,7 @@ const GRPC_DEADLINE_EXCEEDED: u8 = 4;
 /// Whether `outcome` counts as a failure for the circuit breaker: a 5xx
 /// response, a reset or connect error, a timeout, or gRPC UNAVAILABLE (14),
 /// INTERNAL (13) or DEADLINE_EXCEEDED (4).
-pub fn is_failure(outcome: &Outcome) -> bool {
+pub(crate) fn is_failure(outcome: &Outcome) -> bool {
     match *outcome {
         Outcome::Response { status, grpc } => {
             (500..=599).contains(&status)
@@ -80,7 +80,7 @@ pub fn is_failure(outcome: &Outcome) -> bool {
 
 /// A service's retry policy, with durations.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Extra tries at most (0: never retry).
     pub attempts: u32,
     /// The conditions retried.
@@ -107,7 +107,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The policy of a bundle's service; the defaults without a `retry`
     /// block.
-    pub fn from_bundle(r: Option<&Retry>) -> RetryPolicy {
+    pub(crate) fn from_bundle(r: Option<&Retry>) -> RetryPolicy {
         match r {
             None => RetryPolicy::default(),
             Some(r) => RetryPolicy {
@@ -121,26 +121,28 @@ impl RetryPolicy {
 
     /// Whether a condition needs the gRPC status (so the caller must read
     /// trailers before deciding).
-    pub fn wants_grpc_status(&self) -> bool {
+    pub(crate) fn wants_grpc_status(&self) -> bool {
         self.on.iter().any(|c| matches!(c, RetryCond::Grpc(_)))
     }
 
     /// Whether `outcome` is retried under this policy (ignoring attempts and
     /// budget).
-    pub fn is_retryable(&self, outcome: &Outcome) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_retryable(&self, outcome: &Outcome) -> bool {
         is_retryable(&self.on, outcome)
     }
 
     /// Tries at most: the first plus `attempts`.
-    pub fn max_tries(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn max_tries(&self) -> u32 {
         self.attempts.saturating_add(1)
     }
 }
 
 /// Seconds in the budget's sliding window.
-pub const BUDGET_WINDOW_SECS: u64 = 10;
+pub(crate) const BUDGET_WINDOW_SECS: u64 = 10;
 /// Retries a second always allowed, whatever the share.
-pub const MIN_RETRIES_PER_SEC: u64 = 10;
+pub(crate) const MIN_RETRIES_PER_SEC: u64 = 10;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Bucket {
@@ -194,34 +196,29 @@ impl Window {
 /// before it. Count original requests with
 /// [`record_request`](Self::record_request), not retries.
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     percent: u8,
     window: Mutex<Window>,
 }
 
 impl RetryBudget {
     /// A budget of `percent` of requests, with nothing counted.
-    pub fn new(percent: u8) -> RetryBudget {
+    pub(crate) fn new(percent: u8) -> RetryBudget {
         RetryBudget {
             percent,
             window: Mutex::new(Window::default()),
         }
     }
 
-    /// The share of requests allowed as retries, in percent.
-    pub fn percent(&self) -> u8 {
-        self.percent
-    }
-
     /// Counts an original request at `now`.
-    pub fn record_request(&self, now: Instant) {
+    pub(crate) fn record_request(&self, now: Instant) {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         w.bucket(now).requests += 1;
     }
 
     /// Whether a retry may go at `now` under the rule above; counts it when
     /// it may.
-    pub fn try_retry(&self, now: Instant) -> bool {
+    pub(crate) fn try_retry(&self, now: Instant) -> bool {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         w.bucket(now);
         let (requests, retries) = w.totals();

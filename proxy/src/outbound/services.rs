@@ -9,7 +9,7 @@ use super::resolve::{self, Resolve};
 use super::retry::RetryBudget;
 use crate::store::LoadedBundle;
 use sluice_runtime::bundle::Endpoint;
-use sluice_runtime::{BackendId, ServiceId};
+use sluice_runtime::{Authority, BackendId, ServiceId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,11 +17,9 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// One backend of a service, as the bundle serving now declares it.
-pub struct BackendState {
+pub(crate) struct BackendState {
     /// The backend's name.
     pub name: Arc<str>,
-    /// Its cluster label.
-    pub cluster: Option<Arc<str>>,
     /// The SPIFFE ID its endpoints must present (mTLS origination).
     pub identity: Option<Arc<str>>,
     /// Endpoints and the failover index, for the balancer.
@@ -31,7 +29,7 @@ pub struct BackendState {
 }
 
 /// One declared service.
-pub struct ServiceState {
+pub(crate) struct ServiceState {
     /// Backends in declaration order (failover indexes this list).
     pub backends: Vec<BackendState>,
     /// Breaker settings of its endpoints.
@@ -42,18 +40,18 @@ pub struct ServiceState {
 
 impl ServiceState {
     /// The backend `id` (from the decision's route).
-    pub fn backend(&self, id: BackendId) -> Option<&BackendState> {
+    pub(crate) fn backend(&self, id: BackendId) -> Option<&BackendState> {
         self.backends.get(id.index())
     }
 
     /// The balancer's view of the backends.
-    pub fn entries(&self) -> Vec<BackendEntry> {
+    pub(crate) fn entries(&self) -> Vec<BackendEntry> {
         self.backends.iter().map(|b| b.entry.clone()).collect()
     }
 }
 
 /// The services of one bundle generation.
-pub struct ServiceTable {
+pub(crate) struct ServiceTable {
     generation: u64,
     /// Index: the service's [`ServiceId`].
     services: Vec<Arc<ServiceState>>,
@@ -63,7 +61,7 @@ pub struct ServiceTable {
 
 impl ServiceTable {
     /// The service `id` (from a decision of this table's bundle).
-    pub fn get(&self, id: ServiceId) -> Option<&Arc<ServiceState>> {
+    pub(crate) fn get(&self, id: ServiceId) -> Option<&Arc<ServiceState>> {
         self.services.get(id.index())
     }
 
@@ -75,7 +73,7 @@ impl ServiceTable {
 type SetKey = (String, String, Option<u32>);
 
 /// All services' state, and the resolver for endpoint names.
-pub struct Services {
+pub(crate) struct Services {
     current: RwLock<Option<Arc<ServiceTable>>>,
     sets: Mutex<HashMap<SetKey, Arc<EndpointSet>>>,
     budgets: Mutex<HashMap<(String, u8), Arc<RetryBudget>>>,
@@ -84,7 +82,7 @@ pub struct Services {
 
 impl Services {
     /// No services yet; names are resolved by `resolver`.
-    pub fn new(resolver: Arc<dyn Resolve>) -> Services {
+    pub(crate) fn new(resolver: Arc<dyn Resolve>) -> Services {
         Services {
             current: RwLock::new(None),
             sets: Mutex::new(HashMap::new()),
@@ -94,13 +92,13 @@ impl Services {
     }
 
     /// The resolver.
-    pub fn resolver(&self) -> &Arc<dyn Resolve> {
+    pub(crate) fn resolver(&self) -> &Arc<dyn Resolve> {
         &self.resolver
     }
 
     /// The table for `loaded`, built on first use of a generation, with
     /// endpoint names resolved at least once.
-    pub async fn table(&self, loaded: &LoadedBundle) -> Arc<ServiceTable> {
+    pub(crate) async fn table(&self, loaded: &LoadedBundle) -> Arc<ServiceTable> {
         let table = self.table_now(loaded);
         if table.has_names() {
             table
@@ -161,8 +159,8 @@ impl Services {
                     match e {
                         Endpoint::Addr(a) => addrs.push(*a),
                         Endpoint::Name(n) => {
-                            if let Some((host, port)) = resolve::split_host_port(n) {
-                                names.push((host.to_owned(), port));
+                            if let Some(split) = Authority::split(n) {
+                                names.push((split.host.to_owned(), split.port_or_80()));
                             }
                         }
                     }
@@ -172,7 +170,6 @@ impl Services {
                 }
                 backends.push(BackendState {
                     name: b.name.into(),
-                    cluster: b.cluster.map(Into::into),
                     identity: b.identity.map(Into::into),
                     entry: BackendEntry {
                         endpoints: set,
@@ -234,7 +231,7 @@ impl Services {
     }
 
     /// Resolves endpoint names again every `every`, for the table serving now.
-    pub async fn refresh_every(self: Arc<Self>, every: Duration) {
+    pub(crate) async fn refresh_every(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
