@@ -45,14 +45,15 @@ fn bundle_with_stats(n: usize, text: &str, config: &Config) -> Vec<u8> {
     );
     let aligned = AlignedBytes::new(&bytes);
     if let Ok(bundle) = Bundle::from_bytes(aligned.as_bytes()) {
-        for line in bundle
-            .summary()
-            .lines
-            .iter()
-            .filter(|l| l.starts_with("automata") || l.starts_with("rules"))
-        {
-            eprintln!("{n} routes: {line}");
-        }
+        let s = bundle.summary();
+        eprintln!(
+            "{n} routes: rules: {} allow, {} deny, {} distinct from-clauses",
+            s.allow_rules, s.deny_rules, s.clauses
+        );
+        eprintln!(
+            "{n} routes: automata: {} DFAs, {} bytes",
+            s.dfa_count, s.dfa_bytes
+        );
     }
     bytes
 }

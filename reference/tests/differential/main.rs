@@ -162,18 +162,7 @@ fn run_case(seed: u64, stats: &mut Stats, verbose: bool) -> Result<(), String> {
         match compile_policy(input, &small) {
             Ok(small_bytes) => {
                 let dfas = |b: &AlignedBytes| -> Result<usize, String> {
-                    let summary = Runtime::new(b)?.bundle.summary();
-                    Ok(summary
-                        .lines
-                        .iter()
-                        .find_map(|l| {
-                            l.strip_prefix("automata: ")?
-                                .split(' ')
-                                .next()?
-                                .parse()
-                                .ok()
-                        })
-                        .unwrap_or(0))
+                    Ok(Runtime::new(b)?.bundle.summary().dfa_count)
                 };
                 let chunked = dfas(&small_bytes)
                     .map_err(|e| format!("case seed {seed} (small limit): {e}\n{text}"))?
