@@ -201,12 +201,7 @@ async fn http1_forwards_http2_clients_over_http1() {
         assert_eq!(&r.body[..], b"a body", "h2 {h2}");
     }
     // Several requests on one HTTP/2 connection, in parallel.
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let sender = h2c_connect(addr).await;
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let mut sender = sender.clone();

@@ -201,14 +201,7 @@ async fn header_smuggling_is_refused() {
 async fn h2c_prior_knowledge_is_forwarded_as_http2() {
     let dir = TempDir::new("h2c");
     let (proxy, addr) = setup(&dir).await;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c_connect(addr).await;
     for (path, status) in [("/api//h2", 200), ("/admin", 403)] {
         let req = http::Request::builder()
             .uri(format!("http://app.local{path}"))

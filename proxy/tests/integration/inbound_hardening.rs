@@ -397,12 +397,7 @@ async fn identity_in_http1_trailers_and_underscore_spellings_never_reaches_the_a
 async fn identity_in_http2_trailers_and_underscore_spellings_never_reaches_the_application() {
     let dir = TempDir::new("trailers-h2");
     let (proxy, addr, record) = plaintext(&dir, "").await;
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c_connect(addr).await;
     let forged = |headers: &mut HeaderMap| {
         for name in [
             "x-sluice-peer-identity",

@@ -419,12 +419,7 @@ service payments {{
     assert_eq!(r.header("x-seen-path"), "/abs");
     // h2c with prior knowledge, forwarded in HTTP/2.
     {
-        let stream = TcpStream::connect(out).await.unwrap();
-        let (mut h2, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut h2 = h2c_connect(out).await;
         let req = Request::builder()
             .uri("http://payments.prod:8080/h2")
             .header("x-canary", "1")
@@ -985,12 +980,7 @@ service slow {{
     }
 
     // A gRPC request (h2c): HTTP 200, trailers-only, grpc-status 4.
-    let stream = TcpStream::connect(out).await.unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c_connect(out).await;
     let req = Request::builder()
         .method("POST")
         .uri("http://slow.prod/quick.v1.Svc/Call")

@@ -220,12 +220,7 @@ async fn mtls_origination_checks_the_server_identity() {
     }
     // HTTP/2 from the application: HTTP/2 inside the TLS connection too.
     {
-        let stream = TcpStream::connect(out).await.unwrap();
-        let (mut h2, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut h2 = h2c_connect(out).await;
         let req = Request::builder()
             .uri("http://pay.prod/h2")
             .body(Full::new(Bytes::new()))

@@ -217,6 +217,23 @@ pub async fn http1(addr: SocketAddr, method: &str, target: &str, headers: &[(&st
     collect(resp).await
 }
 
+/// A new plaintext connection to `addr` speaking HTTP/2 with prior
+/// knowledge (h2c); its connection task runs in the background.
+pub async fn h2c_connect<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// Collects a response.
 pub async fn collect(resp: Response<Incoming>) -> Seen {
     let (parts, body) = resp.into_parts();
