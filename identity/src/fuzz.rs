@@ -1,7 +1,7 @@
-//! Plain entry points for the Workload API fuzz target in `fuzz/` (and the
-//! corpus replay in `proxy/tests/fuzz_corpus.rs`): each takes arbitrary
-//! bytes, must never panic, and asserts what must hold of the reader it
-//! drives.
+//! Plain entry points for the Workload API fuzz target in `fuzz/` and the
+//! corpus replay test (`tests/fuzz_corpus.rs`), behind the `fuzzing`
+//! feature: each takes arbitrary bytes, must never panic, and asserts what
+//! must hold of the reader it drives.
 
 use crate::workload_api::proto::X509SvidResponse;
 use crate::workload_api::{Codec, Update, WorkloadApiError, MAX_MESSAGE_BYTES};
@@ -45,7 +45,9 @@ pub fn workload_api(data: &[u8]) {
 /// Decodes one Workload API message (an `X509SVIDResponse`, without its
 /// gRPC frame header) into an update, as the client does with each message.
 pub fn decode_workload_update(message: &[u8]) -> Result<Update, WorkloadApiError> {
-    Update::decode(Bytes::copy_from_slice(message))
+    <X509SvidResponse as prost::Message>::decode(message)
+        .map_err(WorkloadApiError::Decode)
+        .and_then(Update::from_response)
 }
 
 /// The messages of a response body read in pieces of `step` bytes, as

@@ -11,10 +11,11 @@
 //! - [`workload_api`]: an identity from the SPIFFE Workload API (a tonic
 //!   client of an agent's Unix socket), with updates on rotation.
 //! - [`client`]: the client configuration and the peer checks of origination.
-//! - [`fuzz`]: entry points for the Workload API fuzz target.
 
 pub mod client;
 pub mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod fuzz;
 pub mod svid;
 pub mod workload_api;

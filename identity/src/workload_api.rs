@@ -16,7 +16,6 @@
 //! SPIFFE ID) is logged and ignored: the previous identity keeps serving.
 
 use super::{Credentials, IdentityError, IdentityStore, TrustBundles};
-use bytes::Bytes;
 use http::uri::{PathAndQuery, Uri};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -286,14 +285,6 @@ impl Update {
         store.set_trust_bundles(bundles);
         store.set_credentials(creds);
         Ok(())
-    }
-
-    /// Decodes one gRPC message of the stream (an `X509SVIDResponse`) into
-    /// an update, as [`WorkloadApiClient`] does with each message.
-    pub(crate) fn decode(message: Bytes) -> Result<Update, WorkloadApiError> {
-        <proto::X509SvidResponse as prost::Message>::decode(message)
-            .map_err(WorkloadApiError::Decode)
-            .and_then(Update::from_response)
     }
 
     /// Checks one decoded `X509SVIDResponse` and makes it an update.
