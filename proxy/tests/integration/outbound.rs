@@ -337,6 +337,17 @@ impl Client {
             .await
     }
 
+    /// An absolute-form GET of `uri` with `Host: host` and `headers`.
+    async fn get_absolute(&mut self, uri: &str, host: &str, headers: &[(&str, &str)]) -> Seen {
+        let mut req = Request::builder().uri(uri).header("host", host);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        self.send(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap()
+    }
+
     async fn get(&mut self, authority: &str, path: &str) -> Seen {
         self.request("GET", authority, path, &[], b"")
             .await
@@ -408,13 +419,13 @@ service payments {{
         assert_eq!(r.header("x-seen-host"), "payments.prod:8080");
     }
     // Absolute form, the host in another case: the same service.
-    let abs = Request::builder()
-        .uri("http://PAYMENTS.prod:8080/abs")
-        .header("host", "PAYMENTS.prod:8080")
-        .header("x-canary", "1")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let r = c.send(abs).await.unwrap();
+    let r = c
+        .get_absolute(
+            "http://PAYMENTS.prod:8080/abs",
+            "PAYMENTS.prod:8080",
+            &[("x-canary", "1")],
+        )
+        .await;
     assert_eq!((r.status, r.header("x-backend")), (200, "canary"), "{r:?}");
     assert_eq!(r.header("x-seen-path"), "/abs");
     // h2c with prior knowledge, forwarded in HTTP/2.
@@ -1169,12 +1180,13 @@ egress {{
     let mut c = Client::new(out);
 
     // Allowed host, absolute form (as HTTP_PROXY clients send it).
-    let abs = Request::builder()
-        .uri(format!("http://api.allowed.test:{p}/hello?q=1"))
-        .header("host", format!("api.allowed.test:{p}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let r = c.send(abs).await.unwrap();
+    let r = c
+        .get_absolute(
+            &format!("http://api.allowed.test:{p}/hello?q=1"),
+            &format!("api.allowed.test:{p}"),
+            &[],
+        )
+        .await;
     assert_eq!((r.status, r.header("x-backend")), (200, "web"), "{r:?}");
     assert_eq!(r.header("x-seen-path"), "/hello?q=1");
     // Origin form with Host.
@@ -1280,12 +1292,13 @@ egress {{
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     drop(s);
     // Absolute form: `Host` is replaced by the URI's authority.
-    let abs = Request::builder()
-        .uri(format!("http://a.b.example.com:{p}/abs"))
-        .header("host", "somewhere.else")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let r = c.send(abs).await.unwrap();
+    let r = c
+        .get_absolute(
+            &format!("http://a.b.example.com:{p}/abs"),
+            "somewhere.else",
+            &[],
+        )
+        .await;
     assert_eq!(
         (r.status, r.header("x-seen-host")),
         (200, format!("a.b.example.com:{p}").as_str()),
@@ -1351,12 +1364,13 @@ egress {
     ];
     for host in &hosts {
         let authority = format!("{host}:{p}");
-        let abs = Request::builder()
-            .uri(format!("http://{authority}/latest/meta-data"))
-            .header("host", &authority)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let r = c.send(abs).await.unwrap();
+        let r = c
+            .get_absolute(
+                &format!("http://{authority}/latest/meta-data"),
+                &authority,
+                &[],
+            )
+            .await;
         assert_eq!(
             r.status_and_error(),
             (403, "forbidden"),
