@@ -168,16 +168,10 @@ impl ResolvesClientCert for CurrentClientCert {
     }
 }
 
-// identity/tests.rs loads it too, privately.
-#[cfg(test)]
-#[allow(clippy::duplicate_mod)]
-#[path = "../../proxy/tests/integration/support/certs.rs"]
-mod certs;
-
 #[cfg(test)]
 mod tests {
-    use super::certs::{Ca, Flaw, Svid};
     use super::*;
+    use crate::test_certs::{Ca, Flaw, Svid};
     use crate::{peer_identity, Credentials, TrustBundles};
     use rustls::ServerConfig;
     use std::time::Duration;

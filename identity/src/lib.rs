@@ -11,6 +11,7 @@
 //! - [`workload_api`]: an identity from the SPIFFE Workload API (a tonic
 //!   client of an agent's Unix socket), with updates on rotation.
 //! - [`client`]: the client configuration and the peer checks of origination.
+//! - `test_certs` (feature `test-certs`): CAs and SVIDs made for tests.
 
 pub mod client;
 pub mod files;
@@ -18,6 +19,8 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod svid;
+#[cfg(feature = "test-certs")]
+pub mod test_certs;
 pub mod workload_api;
 
 #[cfg(test)]

@@ -1,11 +1,8 @@
 //! SVID verification, PEM files, and real TLS handshakes over 127.0.0.1.
 
-#[path = "../../proxy/tests/integration/support/certs.rs"]
-mod certs;
-
 use super::files::FileIdentity;
 use super::*;
-use certs::{client_config, Ca, Flaw, Svid};
+use crate::test_certs::{self, client_config, Ca, Flaw, Svid};
 use rustls_pki_types::{PrivateKeyDer, PrivateSec1KeyDer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -390,8 +387,8 @@ impl Server {
     async fn connect(&self, config: Arc<rustls::ClientConfig>) -> Outcome {
         let addr = self.listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
-            let mut tls = certs::connect(addr, config).await.ok()?;
-            let leaf = certs::server_leaf(&tls);
+            let mut tls = test_certs::connect(addr, config).await.ok()?;
+            let leaf = test_certs::server_leaf(&tls);
             let mut buf = Vec::new();
             // TLS 1.3: a rejected client certificate shows up on the first read.
             tls.read_to_end(&mut buf).await.ok()?;

@@ -2,7 +2,7 @@
 //! small upstream servers on 127.0.0.1 (real sockets everywhere).
 #![allow(dead_code)]
 
-pub mod certs;
+pub use sluice_identity::test_certs as certs;
 
 use bytes::Bytes;
 use http::{Request, Response};

@@ -1,10 +1,10 @@
-//! Test certificates made with rcgen: a CA per trust domain, SVIDs (valid or
-//! with one [`Flaw`]), rustls client configurations presenting them, and PEM
-//! files. Self-contained: the proxy's unit tests include it too.
+//! Test certificates made with rcgen, behind the `test-certs` feature (for
+//! this crate's unit tests and the proxy's integration tests): a CA per
+//! trust domain, SVIDs (valid or with one [`Flaw`]), rustls client
+//! configurations presenting them, and PEM files.
 //!
 //! In TLS 1.3 the server checks the client certificate after the client's
 //! handshake has finished: a rejected client sees the failure on its first read.
-#![allow(dead_code)]
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
