@@ -4,17 +4,10 @@
 
 #[test]
 fn normalize_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/normalize");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("corpus entry").path();
-        if path.is_file() {
-            let data = std::fs::read(&path).expect("corpus file");
-            sluice_runtime::fuzz::normalize_against(&data, sluice_reference::normalize_target);
-            n += 1;
-        }
-    }
-    assert!(n > 0);
+    let replayed = sluice_testkit::replay_corpus("normalize", |data| {
+        sluice_runtime::fuzz::normalize_against(data, sluice_reference::normalize_target)
+    });
+    assert!(replayed > 0);
 }
 
 /// The comparison sees a difference: a "reference" that keeps `//` is
