@@ -6,7 +6,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The proxy's identity as files.
+/// An identity as PEM files: the SVID chain, its key, and trust bundles.
 #[derive(Clone, Debug)]
 pub struct FileIdentity {
     /// PEM certificate chain of the SVID, leaf first.

@@ -63,7 +63,7 @@ impl Current {
     }
 }
 
-/// The proxy's credentials and trust bundles, swapped on rotation.
+/// A workload's current credentials and trust bundles, swapped on rotation.
 #[derive(Debug, Default)]
 pub struct IdentityStore {
     current: Arc<Current>,

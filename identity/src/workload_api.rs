@@ -1,4 +1,4 @@
-//! The SPIFFE Workload API client: the proxy's SVID and trust bundles from
+//! The SPIFFE Workload API client: a workload's SVID and trust bundles from
 //! the agent's Unix socket (as SPIRE's agent serves it).
 //!
 //! The client is a tonic client (framing, status and `grpc-message`
