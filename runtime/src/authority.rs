@@ -49,6 +49,7 @@ impl<'r> Layout<'r> {
     /// Takes `authority` apart: `[host]` and an optional `:port`, else the
     /// text before and after its last `:`. `None` when a `[` is not closed
     /// or text follows the `]` that is not `:port`.
+    #[inline]
     fn of(authority: &'r str) -> Option<Layout<'r>> {
         if let Some(rest) = authority.strip_prefix('[') {
             let (host, after) = rest.split_once(']')?;
@@ -79,6 +80,7 @@ impl<'r> Authority<'r> {
     /// Parses `host[:port]` or `[v6][:port]` as a request's authority: the
     /// host is an RFC 3986 `reg-name` (one trailing dot dropped) or an IP
     /// literal, the port decimal digits from 1 to 65535; 80 when absent.
+    #[inline]
     pub fn parse(authority: &'r str) -> Result<Authority<'r>, RequestError<'static>> {
         let layout = Layout::of(authority).ok_or(RequestError::BadAuthority)?;
         let port = parse_port(layout.port)?;
