@@ -5,3 +5,5 @@
 //! format (a simple-signing payload under the `sha256-<hex>.sig` tag,
 //! ECDSA P-256 with SHA-256). The CLI pushes, pulls, signs and makes keys
 //! with this crate; the proxy will pull with it. See `docs/distribution.md`.
+
+pub mod registry;
