@@ -7,3 +7,7 @@
 //! with this crate; the proxy will pull with it. See `docs/distribution.md`.
 
 pub mod registry;
+
+pub mod artifact;
+pub mod keys;
+pub mod signature;
