@@ -124,7 +124,7 @@ fn openssl_signatures_verify_in_sluice() {
     let v = verify_payload(
         &signed,
         &signature,
-        &[public.clone()],
+        std::slice::from_ref(&public),
         &digest,
         &repository(),
     )
@@ -154,7 +154,7 @@ fn openssl_signatures_verify_in_sluice() {
     );
     assert!(verify(
         &[(descriptor, signed.clone())],
-        &[public.clone()],
+        std::slice::from_ref(&public),
         &digest,
         &repository()
     )
@@ -175,7 +175,7 @@ fn openssl_signatures_verify_in_sluice() {
         verify_payload(
             &tampered,
             &signature,
-            &[public.clone()],
+            std::slice::from_ref(&public),
             &digest,
             &repository()
         ),
@@ -187,7 +187,7 @@ fn openssl_signatures_verify_in_sluice() {
         verify_payload(
             &signed,
             &signature,
-            &[other.clone()],
+            std::slice::from_ref(&other),
             &digest,
             &repository()
         ),
