@@ -32,6 +32,12 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Write the iptables rules that send the workload's TCP through the proxy.
     Init(InitArgs),
+    /// Publish a policy or bundle as an OCI artifact; print its manifest digest.
+    Push(PushArgs),
+    /// Fetch an OCI artifact, check its signature and digests, write its bundle.
+    Pull(PullArgs),
+    /// Sign an OCI artifact (cosign's format) and push the signature beside it.
+    Sign(SignArgs),
 }
 
 /// How `lint` prints diagnostics.
@@ -161,6 +167,66 @@ pub struct IdentityIssueArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=365))]
     pub days: u32,
+}
+
+/// Arguments of `sluice push`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    sluice push policy.sluice oci://registry.example:5000/team/policy:v1\n\
+    A policy is compiled and is its own source layer; a compiled bundle takes its source from `--source`, or has an empty one.")]
+pub struct PushArgs {
+    /// A `.sluice` policy file, or a bundle written by `sluice compile`.
+    pub input: PathBuf,
+    /// Where to: `oci://HOST[:PORT]/REPO:TAG`.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The policy source to push beside a compiled bundle.
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<PathBuf>,
+    /// Speak plain HTTP to the registry (no TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Largest automaton, in bytes, when compiling a policy (default 16 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub dfa_size_limit: Option<usize>,
+}
+
+/// Arguments of `sluice pull`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("trust").required(true).args(["keys", "allow_unsigned"])))]
+pub struct PullArgs {
+    /// What to fetch: `oci://HOST[:PORT]/REPO:TAG` or `oci://HOST[:PORT]/REPO@sha256:HEX`.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Where to write the bundle.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// A signer's public key (PEM); repeatable, any one must have signed.
+    #[arg(long = "key", value_name = "PUB")]
+    pub keys: Vec<PathBuf>,
+    /// Accept an artifact without checking a signature.
+    #[arg(long, conflicts_with = "keys")]
+    pub allow_unsigned: bool,
+    /// Speak plain HTTP to the registry (no TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Refuse an artifact larger than this, in bytes (default 64 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub max_bundle_bytes: Option<u64>,
+}
+
+/// Arguments of `sluice sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The artifact to sign: `oci://HOST[:PORT]/REPO:TAG` or `...@sha256:HEX`.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The private key (PEM: PKCS#8 or SEC1 P-256).
+    #[arg(long, value_name = "PRIVATE")]
+    pub key: PathBuf,
+    /// Speak plain HTTP to the registry (no TLS).
+    #[arg(long)]
+    pub plain_http: bool,
 }
 
 fn port(s: &str) -> Result<u16, String> {

@@ -7,6 +7,7 @@ pub mod init;
 pub mod inspect;
 pub mod lint;
 pub mod proxy;
+pub mod registry;
 pub mod test;
 
 use crate::{Io, EXIT_IO};

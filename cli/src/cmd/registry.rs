@@ -1,0 +1,328 @@
+//! `sluice push`, `sluice pull` and `sluice sign`: bundles as signed OCI
+//! artifacts in a registry (sluice-fleet does the work).
+//!
+//! - `push (POLICY | BUNDLE) oci://HOST[:PORT]/REPO:TAG [--source FILE]`
+//!   prints the manifest digest. A policy file is compiled as `sluice
+//!   compile` does and is itself the source layer; a compiled bundle is
+//!   pushed as it is, with `--source FILE` as its source layer, or an empty
+//!   source layer without it.
+//! - `pull REF -o FILE (--key PUB ... | --allow-unsigned)` checks the
+//!   manifest digest (the pin, when REF has one), the signature with any of
+//!   the keys, every blob's digest and that the bundle loads with the
+//!   annotated hash, and only then writes the bundle.
+//! - `sign REF --key PRIVATE` signs REF's manifest digest and pushes the
+//!   signature manifest under `sha256-<hex>.sig`, keeping the signatures
+//!   already there.
+//!
+//! Plain HTTP only with `--plain-http`.
+
+use crate::args::{PullArgs, PushArgs, SignArgs};
+use crate::policy;
+use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
+use sluice_fleet::artifact::{self, CheckedManifest};
+use sluice_fleet::keys::{PrivateKey, PublicKey};
+use sluice_fleet::registry::{OciRef, Registry};
+use sluice_fleet::signature::{self, IdentityPolicy};
+use sluice_lang::render;
+use sluice_runtime::AlignedBytes;
+use std::io;
+use std::path::Path;
+
+/// Runs `sluice push`.
+pub fn run_push(args: &PushArgs, io: &mut Io<'_>) -> io::Result<u8> {
+    let target = match OciRef::parse(&args.reference) {
+        Ok(r) if r.tag().is_some() => r,
+        Ok(r) => {
+            writeln!(io.err, "error: `{r}` names no tag to push to")?;
+            return Ok(EXIT_FAILED);
+        }
+        Err(e) => return super::io_failure(io, e),
+    };
+    let input = match std::fs::read(&args.input) {
+        Ok(b) => b,
+        Err(e) => {
+            return super::io_failure(io, format!("cannot read `{}`: {e}", args.input.display()))
+        }
+    };
+    let aligned = AlignedBytes::new(&input);
+    let is_bundle = policy::bundle(&aligned, "input").is_ok();
+    let (bundle, source) = if is_bundle {
+        let source = match &args.source {
+            Some(path) => match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return super::io_failure(io, format!("cannot read `{}`: {e}", path.display()))
+                }
+            },
+            None => Vec::new(),
+        };
+        (input, source)
+    } else {
+        if args.source.is_some() {
+            writeln!(
+                io.err,
+                "error: `--source` goes with a compiled bundle; `{}` is a policy, which is its own source",
+                args.input.display()
+            )?;
+            return Ok(EXIT_FAILED);
+        }
+        match compile(&args.input, args.dfa_size_limit, io)? {
+            Some(bundle) => (bundle, input),
+            None => return Ok(EXIT_FAILED),
+        }
+    };
+    let built = match artifact::build(&bundle, &source, None) {
+        Ok(a) => a,
+        Err(e) => {
+            writeln!(io.err, "error: {e}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let client = Registry::new(args.plain_http);
+    let pushed = block_on(async {
+        for blob in built.blobs() {
+            client.push_blob(&target, &blob.bytes).await?;
+        }
+        client.push_manifest(&target, &built.manifest_bytes).await
+    })?;
+    match pushed {
+        Ok(digest) => {
+            writeln!(io.out, "{digest}")?;
+            Ok(EXIT_OK)
+        }
+        Err(e) => super::io_failure(io, e),
+    }
+}
+
+/// Compiles the policy at `path`; `None` after printing its diagnostics.
+fn compile(
+    path: &Path,
+    dfa_size_limit: Option<usize>,
+    io: &mut Io<'_>,
+) -> io::Result<Option<Vec<u8>>> {
+    let parsed = match policy::load(path) {
+        Ok(p) => p,
+        Err(e) => {
+            writeln!(io.err, "error: {e}")?;
+            return Ok(None);
+        }
+    };
+    match policy::compile(&parsed, &super::config(dfa_size_limit)) {
+        Ok(c) => {
+            if !c.warnings.is_empty() {
+                write!(io.err, "{}", render::human(parsed.files(), &c.warnings))?;
+            }
+            Ok(Some(c.bundle))
+        }
+        Err(diags) => {
+            write!(io.err, "{}", render::human(parsed.files(), &diags))?;
+            writeln!(io.err, "error: could not compile `{}`", path.display())?;
+            Ok(None)
+        }
+    }
+}
+
+/// Runs `sluice pull`.
+pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
+    let source = match OciRef::parse(&args.reference) {
+        Ok(r) => r,
+        Err(e) => return super::io_failure(io, e),
+    };
+    if args.keys.is_empty() && !args.allow_unsigned {
+        writeln!(
+            io.err,
+            "error: give the signers' public keys with `--key`, or pull without checking a signature with `--allow-unsigned`"
+        )?;
+        return Ok(EXIT_FAILED);
+    }
+    let mut keys = Vec::new();
+    for path in &args.keys {
+        let key = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| PublicKey::from_pem(&pem).map_err(|e| e.to_string()));
+        match key {
+            Ok(k) => keys.push(k),
+            Err(e) => {
+                return super::io_failure(io, format!("cannot read key `{}`: {e}", path.display()))
+            }
+        }
+    }
+    let client = Registry::new(args.plain_http);
+    let max = args.max_bundle_bytes.unwrap_or(artifact::DEFAULT_MAX_BYTES);
+    let pulled = block_on(pull(&client, &source, &keys, max))?;
+    let (verified, signer) = match pulled {
+        Ok(v) => v,
+        Err(e) => {
+            writeln!(io.err, "error: refused `{source}`: {e}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
+    if let Err(e) = std::fs::write(&args.output, verified.bundle.as_bytes()) {
+        writeln!(
+            io.err,
+            "error: cannot write the bundle `{}`: {e}",
+            args.output.display()
+        )?;
+        return Ok(EXIT_IO);
+    }
+    let signer = match signer {
+        Some(id) => format!("signed by key {id}"),
+        None => "unsigned".to_owned(),
+    };
+    writeln!(
+        io.out,
+        "wrote {} ({} bytes, hash {}) from {}, {signer}",
+        args.output.display(),
+        verified.bundle.as_bytes().len(),
+        verified.bundle_hash,
+        verified.digest,
+    )?;
+    Ok(EXIT_OK)
+}
+
+/// Fetches and checks the artifact `source` names: manifest, signature
+/// (with `keys` not empty), then blobs; the signer's key id.
+async fn pull(
+    client: &Registry,
+    source: &OciRef,
+    keys: &[PublicKey],
+    max: u64,
+) -> Result<(artifact::VerifiedArtifact, Option<String>), String> {
+    let manifest = client
+        .pull_manifest(source)
+        .await
+        .map_err(|e| e.to_string())?;
+    let checked = CheckedManifest::parse(&manifest.bytes, &manifest.digest, max)
+        .map_err(|e| e.to_string())?;
+    let signer = if keys.is_empty() {
+        None
+    } else {
+        let sig_ref = source.signature_tag(&checked.digest);
+        let Some(sig) = client
+            .try_pull_manifest(&sig_ref)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err(format!(
+                "it is unsigned (no signature manifest `{sig_ref}`), and keys were given"
+            ));
+        };
+        let layers = signature::signature_layers(&sig.bytes).map_err(|e| e.to_string())?;
+        let mut fetched = Vec::new();
+        for layer in layers {
+            let payload = client
+                .pull_blob(source, &layer.digest, signature::MAX_PAYLOAD_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
+            fetched.push((layer, payload));
+        }
+        let identity =
+            IdentityPolicy::Repository(format!("{}/{}", source.registry(), source.repository()));
+        let verified = signature::verify(&fetched, keys, &checked.digest, &identity)
+            .map_err(|e| e.to_string())?;
+        Some(verified.key_id)
+    };
+    let config = client
+        .pull_blob(source, &checked.config().digest, checked.config().size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bundle = client
+        .pull_blob(source, &checked.bundle().digest, checked.bundle().size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let policy_source = client
+        .pull_blob(source, &checked.source().digest, checked.source().size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let verified = checked
+        .verify_blobs(Some(&config), &bundle, &policy_source)
+        .map_err(|e| e.to_string())?;
+    Ok((verified, signer))
+}
+
+/// Runs `sluice sign`.
+pub fn run_sign(args: &SignArgs, io: &mut Io<'_>) -> io::Result<u8> {
+    let target = match OciRef::parse(&args.reference) {
+        Ok(r) => r,
+        Err(e) => return super::io_failure(io, e),
+    };
+    let key = std::fs::read_to_string(&args.key)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| PrivateKey::from_pem(&pem).map_err(|e| e.to_string()));
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            return super::io_failure(io, format!("cannot read key `{}`: {e}", args.key.display()))
+        }
+    };
+    let client = Registry::new(args.plain_http);
+    let signed = block_on(sign(&client, &target, &key))?;
+    match signed {
+        Ok((digest, sig_ref)) => {
+            writeln!(
+                io.out,
+                "signed {digest} as {sig_ref} with key {}",
+                key.public_key().key_id()
+            )?;
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            writeln!(io.err, "error: cannot sign `{target}`: {e}")?;
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+/// Signs the manifest `target` names and pushes the signature manifest,
+/// after the signatures already there; the digest and the signature tag.
+async fn sign(
+    client: &Registry,
+    target: &OciRef,
+    key: &PrivateKey,
+) -> Result<(String, OciRef), String> {
+    let manifest = client
+        .pull_manifest(target)
+        .await
+        .map_err(|e| e.to_string())?;
+    let digest = manifest.digest;
+    let repository = format!("{}/{}", target.registry(), target.repository());
+    let docker_reference = match target.tag() {
+        Some(tag) => format!("{repository}:{tag}"),
+        None => repository,
+    };
+    let payload = signature::sign(key, &docker_reference, &digest).map_err(|e| e.to_string())?;
+    let sig_ref = target.signature_tag(&digest);
+    let mut layers = match client
+        .try_pull_manifest(&sig_ref)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(existing) => {
+            signature::signature_layers(&existing.bytes).map_err(|e| e.to_string())?
+        }
+        None => Vec::new(),
+    };
+    layers.push(payload.descriptor.clone());
+    let sig_manifest = signature::signature_manifest(&layers);
+    client
+        .push_blob(&sig_ref, &payload.bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .push_blob(&sig_ref, &sig_manifest.config.bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .push_manifest(&sig_ref, &sig_manifest.manifest_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((digest, sig_ref))
+}
+
+/// Runs `future` on a current-thread runtime.
+fn block_on<F: std::future::Future>(future: F) -> io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
+}

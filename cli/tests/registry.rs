@@ -1,0 +1,308 @@
+//! `sluice push`, `sluice pull` and `sluice sign` against a real registry:
+//! Debian's `docker-registry` on loopback (sluice-testkit's `TestRegistry`).
+
+use sluice_fleet::keys::PrivateKey;
+use sluice_fleet::registry::sha256_digest;
+use sluice_testkit::registry::TestRegistry;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const POLICY: &str = r#"
+server web {
+  port 8080
+  route metrics { method GET  path "/metrics" }
+}
+allow scrape { to web.metrics  from network 10.0.0.0/8 }
+"#;
+
+const OTHER_POLICY: &str = r#"
+server web {
+  port 8080
+  route metrics { method GET  path "/metrics" }
+}
+allow scrape { to web.metrics  from network 192.168.0.0/16 }
+"#;
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+fn sluice(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&output.stdout).into_owned(),
+        err: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ sluice {}\n[exit {}]\n{}\n[stderr]\n{}",
+        args.join(" "),
+        run.code,
+        run.out,
+        run.err
+    );
+    run
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> Run {
+    let run = sluice(args);
+    assert_eq!(run.code, 0, "{}", run.err);
+    run
+}
+
+#[track_caller]
+fn refused(args: &[&str], message: &str) {
+    let run = sluice(args);
+    assert_eq!(run.code, 1, "{}", run.err);
+    assert!(run.err.contains(message), "{}", run.err);
+    assert!(run.out.is_empty(), "{}", run.out);
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("sluice-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> String {
+        std::fs::write(self.0.join(name), bytes).unwrap();
+        self.path(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// Keys made here: a signer's, and one that signed nothing.
+fn keys(dir: &Scratch) -> (String, String, String) {
+    let signer = PrivateKey::generate().unwrap();
+    let stranger = PrivateKey::generate().unwrap();
+    (
+        dir.write("signer.key", signer.to_pem()),
+        dir.write("signer.pub", signer.public_key().to_pem()),
+        dir.write("stranger.pub", stranger.public_key().to_pem()),
+    )
+}
+
+#[test]
+fn push_pull_sign_and_refusals() {
+    let Some(registry) = TestRegistry::start("sluice push/pull/sign against a registry") else {
+        return;
+    };
+    let dir = Scratch::new("registry");
+    let (signer_key, signer_pub, stranger_pub) = keys(&dir);
+    let policy = dir.write("policy.sluice", POLICY);
+    let compiled = dir.path("compiled.bin");
+    ok(&["compile", &policy, "-o", &compiled]);
+    let reference = format!("oci://{}/team/policy:v1", registry.addr());
+
+    // Push a policy: the digest is printed; pulled back, the bundle is the
+    // one `sluice compile` writes.
+    let digest = ok(&["push", &policy, &reference, "--plain-http"])
+        .out
+        .trim()
+        .to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    let pulled = dir.path("pulled.bin");
+    let run = ok(&[
+        "pull",
+        &reference,
+        "-o",
+        &pulled,
+        "--allow-unsigned",
+        "--plain-http",
+    ]);
+    assert!(
+        run.out.contains(&digest) && run.out.contains("unsigned"),
+        "{}",
+        run.out
+    );
+    assert_eq!(read(&pulled), read(&compiled));
+    // Pushing the same policy again gives the same digest.
+    assert_eq!(
+        ok(&["push", &policy, &reference, "--plain-http"])
+            .out
+            .trim(),
+        digest
+    );
+
+    // By digest pin.
+    let pinned = format!("oci://{}/team/policy@{digest}", registry.addr());
+    let by_pin = dir.path("pinned.bin");
+    ok(&[
+        "pull",
+        &pinned,
+        "-o",
+        &by_pin,
+        "--allow-unsigned",
+        "--plain-http",
+    ]);
+    assert_eq!(read(&by_pin), read(&compiled));
+
+    // Without `--plain-http` the client speaks TLS, which this registry does not.
+    let run = sluice(&["pull", &reference, "-o", &pulled, "--allow-unsigned"]);
+    assert_ne!(run.code, 0);
+    // Neither keys nor `--allow-unsigned`: a usage error.
+    let run = sluice(&["pull", &reference, "-o", &pulled, "--plain-http"]);
+    assert_eq!(run.code, 2, "{}", run.err);
+
+    // Unsigned, with keys: refused, and nothing is written.
+    let refused_out = dir.path("refused.bin");
+    let with_signer = [
+        "pull",
+        &reference,
+        "-o",
+        &refused_out,
+        "--key",
+        &signer_pub,
+        "--plain-http",
+    ];
+    refused(&with_signer, "unsigned");
+    assert!(!Path::new(&refused_out).exists());
+
+    // Signed: the right key accepts, another refuses.
+    let run = ok(&["sign", &reference, "--key", &signer_key, "--plain-http"]);
+    assert!(run.out.contains(&digest), "{}", run.out);
+    let run = ok(&with_signer);
+    assert!(run.out.contains("signed by key"), "{}", run.out);
+    assert_eq!(read(&refused_out), read(&compiled));
+    std::fs::remove_file(&refused_out).unwrap();
+    let with_stranger = [
+        "pull",
+        &reference,
+        "-o",
+        &refused_out,
+        "--key",
+        &stranger_pub,
+        "--plain-http",
+    ];
+    refused(&with_stranger, "refused");
+    assert!(!Path::new(&refused_out).exists());
+    // Either of several keys will do.
+    ok(&[
+        "pull",
+        &reference,
+        "-o",
+        &refused_out,
+        "--key",
+        &stranger_pub,
+        "--key",
+        &signer_pub,
+        "--plain-http",
+    ]);
+    std::fs::remove_file(&refused_out).unwrap();
+
+    // The tag moved to an unsigned artifact: refused with keys, though the
+    // old digest, pinned, still verifies.
+    let other = dir.write("other.sluice", OTHER_POLICY);
+    let moved = ok(&["push", &other, &reference, "--plain-http"])
+        .out
+        .trim()
+        .to_owned();
+    assert_ne!(moved, digest);
+    refused(&with_signer, "unsigned");
+    ok(&[
+        "pull",
+        &pinned,
+        "-o",
+        &by_pin,
+        "--key",
+        &signer_pub,
+        "--plain-http",
+    ]);
+
+    // A compiled bundle with its source beside it.
+    let bundle_ref = format!("oci://{}/team/bundle:v1", registry.addr());
+    ok(&[
+        "push",
+        &compiled,
+        &bundle_ref,
+        "--source",
+        &policy,
+        "--plain-http",
+    ]);
+    let from_bundle = dir.path("from-bundle.bin");
+    ok(&[
+        "pull",
+        &bundle_ref,
+        "-o",
+        &from_bundle,
+        "--allow-unsigned",
+        "--plain-http",
+    ]);
+    assert_eq!(read(&from_bundle), read(&compiled));
+    // `--source` with a policy is a mistake.
+    refused(
+        &[
+            "push",
+            &policy,
+            &bundle_ref,
+            "--source",
+            &policy,
+            "--plain-http",
+        ],
+        "--source",
+    );
+
+    // A reference that is not ours.
+    let run = sluice(&["push", &policy, "docker://h/p:v1", "--plain-http"]);
+    assert_ne!(run.code, 0);
+    assert!(run.err.contains("`docker://h/p:v1`"), "{}", run.err);
+
+    // A bundle blob altered in the registry's storage (the registry serves
+    // it under its old digest): refused, signed or not.
+    let blob = registry.blob_file(&sha256_digest(&read(&compiled)));
+    let mut stored = read(&blob);
+    let last = stored.len() - 1;
+    stored[last] ^= 0x01;
+    std::fs::write(&blob, &stored).unwrap();
+    let tampered = dir.path("tampered.bin");
+    refused(
+        &[
+            "pull",
+            &pinned,
+            "-o",
+            &tampered,
+            "--key",
+            &signer_pub,
+            "--plain-http",
+        ],
+        "does not match its digest",
+    );
+    refused(
+        &[
+            "pull",
+            &bundle_ref,
+            "-o",
+            &tampered,
+            "--allow-unsigned",
+            "--plain-http",
+        ],
+        "does not match its digest",
+    );
+    assert!(!Path::new(&tampered).exists());
+}
