@@ -32,6 +32,8 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Write the iptables rules that send the workload's TCP through the proxy.
     Init(InitArgs),
+    /// Make signing keys for bundle artifacts (ECDSA P-256).
+    Keys(KeysArgs),
     /// Publish a policy or bundle as an OCI artifact; print its manifest digest.
     Push(PushArgs),
     /// Fetch an OCI artifact, check its signature and digests, write its bundle.
@@ -407,4 +409,29 @@ pub struct InitArgs {
     /// Print the `iptables-restore` input instead of applying it.
     #[arg(long)]
     pub print: bool,
+}
+
+/// Arguments of `sluice keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The subcommands of `sluice keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an ECDSA P-256 key pair for `sluice sign`: `PREFIX.key`
+    /// (PKCS#8 PEM, mode 0600) and `PREFIX.pub` (public key PEM, for
+    /// verifiers). Existing files are not overwritten.
+    Generate(KeysGenerateArgs),
+}
+
+/// Arguments of `sluice keys generate`.
+#[derive(Debug, Args)]
+pub struct KeysGenerateArgs {
+    /// Path prefix of the two files written, e.g. `keys/release`.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
 }

@@ -46,6 +46,7 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Identity(a) => cmd::identity::run(a, io),
         args::Command::Proxy(a) => cmd::proxy::run(a, io),
         args::Command::Init(a) => cmd::init::run(a, io),
+        args::Command::Keys(a) => cmd::keys::run(a, io),
         args::Command::Push(a) => cmd::registry::run_push(a, io),
         args::Command::Pull(a) => cmd::registry::run_pull(a, io),
         args::Command::Sign(a) => cmd::registry::run_sign(a, io),

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod identity;
 pub mod init;
 pub mod inspect;
+pub mod keys;
 pub mod lint;
 pub mod proxy;
 pub mod registry;
