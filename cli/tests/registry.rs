@@ -200,7 +200,7 @@ fn push_pull_sign_and_refusals() {
         &stranger_pub,
         "--plain-http",
     ];
-    refused(&with_stranger, "refused");
+    refused(&with_stranger, "does not verify with any trusted key");
     assert!(!Path::new(&refused_out).exists());
     // Either of several keys will do.
     ok(&[

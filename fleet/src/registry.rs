@@ -318,7 +318,7 @@ impl Registry {
             return Err(RegistryError::DigestMismatch(DigestMismatch {
                 what: format!("the manifest of `{source}`"),
                 expected: expected.to_owned(),
-                actual: digest,
+                actual: Some(digest),
             }));
         }
         Ok(Some(PulledManifest {
@@ -346,7 +346,7 @@ impl Registry {
                     RegistryError::DigestMismatch(DigestMismatch {
                         what: format!("a blob of `{source}`"),
                         expected: digest.to_owned(),
-                        actual: "other bytes".to_owned(),
+                        actual: None,
                     })
                 }
                 e => transport(source, "pull a blob from", e),
@@ -364,7 +364,7 @@ impl Registry {
             return Err(RegistryError::DigestMismatch(DigestMismatch {
                 what: format!("a blob of `{source}`"),
                 expected: digest.to_owned(),
-                actual,
+                actual: Some(actual),
             }));
         }
         Ok(out)
@@ -458,8 +458,9 @@ pub struct DigestMismatch {
     pub what: String,
     /// The digest that names it.
     pub expected: String,
-    /// The digest of what came.
-    pub actual: String,
+    /// The digest of what came, when known (the client checks a blob
+    /// while it streams and does not say).
+    pub actual: Option<String>,
 }
 
 /// A blob is over the size limit.
@@ -487,11 +488,13 @@ impl fmt::Display for RegistryError {
             RegistryError::NotFound(e) => {
                 write!(f, "the registry has no manifest `{}`", e.reference)
             }
-            RegistryError::DigestMismatch(e) => write!(
-                f,
-                "{} does not match its digest: expected `{}`, got `{}`",
-                e.what, e.expected, e.actual
-            ),
+            RegistryError::DigestMismatch(e) => {
+                write!(f, "{} does not match its digest `{}`", e.what, e.expected)?;
+                match &e.actual {
+                    Some(actual) => write!(f, " (its bytes hash to `{actual}`)"),
+                    None => Ok(()),
+                }
+            }
             RegistryError::TooLarge(e) => {
                 write!(
                     f,
