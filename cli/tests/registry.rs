@@ -2,7 +2,7 @@
 //! Debian's `docker-registry` on loopback (sluice-testkit's `TestRegistry`).
 
 use sluice_fleet::keys::PrivateKey;
-use sluice_fleet::registry::sha256_digest;
+use sluice_fleet::registry::{sha256_digest, OciRef, Registry};
 use sluice_testkit::registry::TestRegistry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -305,4 +305,109 @@ fn push_pull_sign_and_refusals() {
         "does not match its digest",
     );
     assert!(!Path::new(&tampered).exists());
+}
+
+/// `sluice sign`'s signature, fetched from the registry as any cosign
+/// client would (the `sha256-<hex>.sig` manifest, its simple-signing layer
+/// and annotation), verifies with openssl.
+#[test]
+fn signature_in_the_registry_verifies_with_openssl() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        sluice_testkit::skip("the openssl check of a pushed signature", "no `openssl`");
+        return;
+    }
+    let Some(registry) = TestRegistry::start("the openssl check of a pushed signature") else {
+        return;
+    };
+    let dir = Scratch::new("registry-openssl");
+    let (signer_key, signer_pub, _) = keys(&dir);
+    let policy = dir.write("policy.sluice", POLICY);
+    let reference = format!("oci://{}/team/signed:v1", registry.addr());
+    let digest = ok(&["push", &policy, &reference, "--plain-http"])
+        .out
+        .trim()
+        .to_owned();
+    ok(&["sign", &reference, "--key", &signer_key, "--plain-http"]);
+
+    let target = OciRef::parse(&reference).unwrap();
+    let client = Registry::new(true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sig_ref = target.signature_tag(&digest);
+    let manifest = runtime.block_on(client.pull_manifest(&sig_ref)).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let layer = &layers[0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = runtime
+        .block_on(client.pull_blob(&target, layer["digest"].as_str().unwrap(), 1 << 16))
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        parsed["critical"]["image"]["docker-manifest-digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        parsed["critical"]["type"],
+        "cosign container image signature"
+    );
+    let payload_file = dir.write("payload.json", &payload);
+    let b64 = dir.write(
+        "sig.b64",
+        layer["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .unwrap(),
+    );
+    let der = dir.path("sig.der");
+    let decoded = Command::new("openssl")
+        .args(["base64", "-d", "-A", "-in", &b64, "-out", &der])
+        .status()
+        .unwrap();
+    assert!(decoded.success());
+    let verified = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-verify",
+            &signer_pub,
+            "-signature",
+            &der,
+            &payload_file,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success()
+            && String::from_utf8_lossy(&verified.stdout).contains("Verified OK"),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // A changed payload does not verify.
+    let mut changed = payload.clone();
+    changed[0] = b' ';
+    let changed_file = dir.write("changed.json", &changed);
+    let refused = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-verify",
+            &signer_pub,
+            "-signature",
+            &der,
+            &changed_file,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }
