@@ -1,8 +1,12 @@
 //! `sluice push`, `sluice pull` and `sluice sign` against a real registry:
 //! Debian's `docker-registry` on loopback (sluice-testkit's `TestRegistry`).
 
+use sluice_fleet::artifact::Descriptor;
 use sluice_fleet::keys::PrivateKey;
 use sluice_fleet::registry::{sha256_digest, OciRef, Registry};
+use sluice_fleet::signature::{
+    signature_manifest, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+};
 use sluice_testkit::registry::TestRegistry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -410,4 +414,118 @@ fn signature_in_the_registry_verifies_with_openssl() {
         .output()
         .unwrap();
     assert!(!refused.status.success());
+}
+
+/// A signature made by openssl in cosign's layout (payload, `openssl dgst
+/// -sign`, the `.sig` manifest) is accepted by `sluice pull --key`; one
+/// naming another repository is refused.
+#[test]
+fn openssl_signature_in_the_registry_is_accepted() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        sluice_testkit::skip("the openssl-signed pull", "no `openssl`");
+        return;
+    }
+    let Some(registry) = TestRegistry::start("the openssl-signed pull") else {
+        return;
+    };
+    let dir = Scratch::new("registry-openssl-signed");
+    let key = dir.path("openssl.pem");
+    let public = dir.path("openssl.pub");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &key,
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let made = Command::new("openssl")
+        .args(["pkey", "-in", &key, "-pubout", "-out", &public])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let policy = dir.write("policy.sluice", POLICY);
+    let target = OciRef::parse(&format!("oci://{}/team/foreign:v1", registry.addr())).unwrap();
+    let digest = ok(&["push", &policy, &target.to_string(), "--plain-http"])
+        .out
+        .trim()
+        .to_owned();
+    let client = Registry::new(true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = dir.path("pulled.bin");
+    for (identity, accepted) in [
+        (format!("{}/team/foreign", registry.addr()), true),
+        (format!("{}/team/elsewhere:v1", registry.addr()), false),
+    ] {
+        let payload = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"{identity}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":{{"creator":"openssl"}}}}"#
+        );
+        let payload_file = dir.write("payload.json", &payload);
+        let der = dir.path("sig.der");
+        let signed = Command::new("openssl")
+            .args([
+                "dgst",
+                "-sha256",
+                "-sign",
+                &key,
+                "-out",
+                &der,
+                &payload_file,
+            ])
+            .status()
+            .unwrap();
+        assert!(signed.success());
+        let b64 = Command::new("openssl")
+            .args(["base64", "-A", "-in", &der])
+            .output()
+            .unwrap();
+        assert!(b64.status.success());
+        let mut layer = Descriptor::of(SIMPLE_SIGNING_MEDIA_TYPE, payload.as_bytes());
+        layer.annotations = Some(
+            [(
+                SIGNATURE_ANNOTATION.to_owned(),
+                String::from_utf8(b64.stdout).unwrap().trim().to_owned(),
+            )]
+            .into(),
+        );
+        let manifest = signature_manifest(&[layer]);
+        let sig_ref = target.signature_tag(&digest);
+        runtime.block_on(async {
+            client
+                .push_blob(&sig_ref, payload.as_bytes())
+                .await
+                .unwrap();
+            client
+                .push_blob(&sig_ref, &manifest.config.bytes)
+                .await
+                .unwrap();
+            client
+                .push_manifest(&sig_ref, &manifest.manifest_bytes)
+                .await
+                .unwrap();
+        });
+        let args = [
+            "pull",
+            &target.to_string(),
+            "-o",
+            &out,
+            "--key",
+            &public,
+            "--plain-http",
+        ];
+        if accepted {
+            let run = ok(&args);
+            assert!(run.out.contains("signed by key"), "{}", run.out);
+        } else {
+            refused(&args, "team/elsewhere");
+        }
+    }
 }
