@@ -1,8 +1,9 @@
 //! Runs the built `sluice` binary end to end.
 
-use std::io::Write;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use support::{run_sluice as sluice, Run};
 
 const POLICY: &str = r#"
 server web {
@@ -16,42 +17,6 @@ const ALLOW: &str = r#"{"direction":"inbound","port":8080,"method":"GET","path":
 const ALLOW_DECISION: &str = r#"{"decision":"allow","reason":"rule","server":"web","route":"metrics","rule":"scrape","audit":false,"http_status":null,"grpc_status":null,"service":null,"backends":null,"timeout_ms":null}"#;
 const DENY: &str = r#"{"direction":"inbound","port":8080,"method":"GET","path":"/metrics","peer":{"ip":"192.168.1.1"}}"#;
 const DENY_DECISION: &str = r#"{"decision":"deny","reason":"default","server":"web","route":"metrics","rule":null,"audit":false,"http_status":403,"grpc_status":null,"service":null,"backends":null,"timeout_ms":null}"#;
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn sluice(args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sluice");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&output.stdout).into_owned(),
-        err: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ sluice {}\n[exit {}]\n{}\n[stderr]\n{}",
-        args.join(" "),
-        run.code,
-        run.out,
-        run.err
-    );
-    run
-}
 
 /// Runs `sluice test ARGS` and asserts its exit code and its last line
 /// (`N passed, N failed`).

@@ -7,9 +7,12 @@ use sluice_fleet::registry::{sha256_digest, OciRef, Registry};
 use sluice_fleet::signature::{
     signature_manifest, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
+mod support;
+
 use sluice_testkit::registry::TestRegistry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{run_sluice, Run};
 
 const POLICY: &str = r#"
 server web {
@@ -27,30 +30,8 @@ server web {
 allow scrape { to web.metrics  from network 192.168.0.0/16 }
 "#;
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
 fn sluice(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .output()
-        .expect("run sluice");
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&output.stdout).into_owned(),
-        err: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ sluice {}\n[exit {}]\n{}\n[stderr]\n{}",
-        args.join(" "),
-        run.code,
-        run.out,
-        run.err
-    );
-    run
+    run_sluice(args, "")
 }
 
 #[track_caller]
