@@ -225,17 +225,18 @@ pub fn build(
     })
 }
 
-/// A fetched manifest whose digest, shape, media types, format version and
-/// sizes were checked: the blobs it names may now be fetched (sizes are
-/// known before download) and handed to [`CheckedManifest::verify_blobs`].
+/// A fetched manifest whose digest, shape, media types and sizes were
+/// checked: the blobs it names may now be fetched (sizes are known before
+/// download) and handed to [`CheckedManifest::verify_blobs`]. Its bundle
+/// format version may be one this Sluice does not read
+/// ([`CheckedManifest::is_readable`]); then only its source layer is of use
+/// ([`CheckedManifest::verify_source`]).
 #[derive(Clone, Debug)]
 pub struct CheckedManifest {
-    /// The manifest.
-    pub manifest: Manifest,
-    /// Its digest (the one it was fetched by, and that its bytes have).
-    pub digest: String,
-    /// The bundle's content hash from the annotation (16 hex digits).
-    pub bundle_hash: String,
+    manifest: Manifest,
+    digest: String,
+    bundle_hash: String,
+    format_version: u32,
 }
 
 impl CheckedManifest {
@@ -309,12 +310,10 @@ impl CheckedManifest {
             annotation(FORMAT_VERSION_ANNOTATION).ok_or(ArtifactError::MissingAnnotation {
                 key: FORMAT_VERSION_ANNOTATION,
             })?;
-        if version != FORMAT_VERSION.to_string() {
-            return Err(ArtifactError::FormatVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        let format_version = parse_version(&version).ok_or(ArtifactError::FormatVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        })?;
         let bundle_hash =
             annotation(BUNDLE_HASH_ANNOTATION).ok_or(ArtifactError::MissingAnnotation {
                 key: BUNDLE_HASH_ANNOTATION,
@@ -324,7 +323,7 @@ impl CheckedManifest {
                 reason: format!("it has {} layers, not 2", manifest.layers.len()),
             });
         }
-        let bundle_type = bundle_media_type(FORMAT_VERSION);
+        let bundle_type = bundle_media_type(format_version);
         if manifest.layers[0].media_type != bundle_type {
             return Err(wrong(
                 "layers[0]",
@@ -355,7 +354,41 @@ impl CheckedManifest {
             manifest,
             digest: actual,
             bundle_hash,
+            format_version,
         })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Its digest (the one it was fetched by, and that its bytes have).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The bundle's content hash from the annotation (16 hex digits).
+    pub fn bundle_hash(&self) -> &str {
+        &self.bundle_hash
+    }
+
+    /// The bundle format version the artifact holds.
+    pub fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    /// Whether this Sluice reads its bundle format version.
+    pub fn is_readable(&self) -> bool {
+        self.format_version == FORMAT_VERSION
+    }
+
+    /// The error for a bundle format version this Sluice does not read.
+    pub fn format_error(&self) -> ArtifactError {
+        ArtifactError::FormatVersion {
+            found: self.format_version.to_string(),
+            supported: FORMAT_VERSION,
+        }
     }
 
     /// The config descriptor.
@@ -374,7 +407,7 @@ impl CheckedManifest {
     }
 
     /// Checks the fetched blobs against their descriptors (size, then
-    /// digest), that the bundle loads and that its content hash is the
+    /// digest), that the format version is this Sluice's, that the bundle loads and that its content hash is the
     /// annotated one. The config is checked too when given (it must be
     /// [`EMPTY_BLOB`] by its digest anyway).
     pub fn verify_blobs(
@@ -383,6 +416,9 @@ impl CheckedManifest {
         bundle: &[u8],
         source: &[u8],
     ) -> Result<VerifiedArtifact, ArtifactError> {
+        if !self.is_readable() {
+            return Err(self.format_error());
+        }
         if let Some(config) = config {
             check_blob("config", self.config(), config)?;
         }
@@ -417,6 +453,28 @@ impl CheckedManifest {
     }
 }
 
+impl CheckedManifest {
+    /// Checks only the fetched source layer against its descriptor: for an
+    /// artifact whose bundle format version this Sluice does not read, and
+    /// whose signed source is compiled instead.
+    pub fn verify_source(self, source: &[u8]) -> Result<VerifiedSource, ArtifactError> {
+        check_blob("source layer", self.source(), source)?;
+        Ok(VerifiedSource {
+            digest: self.digest,
+            format_version: self.format_version,
+            source: source.to_vec(),
+        })
+    }
+}
+
+/// A decimal format version without sign or leading zeros.
+fn parse_version(text: &str) -> Option<u32> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
 fn check_blob(what: &str, d: &Descriptor, bytes: &[u8]) -> Result<(), ArtifactError> {
     if bytes.len() as u64 != d.size {
         return Err(ArtifactError::SizeMismatch {
@@ -445,6 +503,18 @@ pub struct VerifiedArtifact {
     pub bundle_hash: String,
     /// The bundle bytes, aligned for [`Bundle::from_bytes`].
     pub bundle: AlignedBytes,
+    /// The policy source bytes.
+    pub source: Vec<u8>,
+}
+
+/// The source layer of an artifact whose bundle this Sluice cannot read,
+/// checked against its descriptor.
+#[derive(Clone, Debug)]
+pub struct VerifiedSource {
+    /// The manifest digest.
+    pub digest: String,
+    /// The artifact's bundle format version.
+    pub format_version: u32,
     /// The policy source bytes.
     pub source: Vec<u8>,
 }

@@ -4,10 +4,13 @@
 //! the compiled bundle and its policy source), signed in cosign's key-based
 //! format (a simple-signing payload under the `sha256-<hex>.sig` tag,
 //! ECDSA P-256 with SHA-256). The CLI pushes, pulls, signs and makes keys
-//! with this crate; the proxy will pull with it. See `docs/distribution.md`.
-
-pub mod registry;
+//! with this crate; the proxy polls with it ([`fetch`]). See
+//! `docs/distribution.md`.
 
 pub mod artifact;
+pub mod fetch;
 pub mod keys;
+pub mod layout;
+pub mod registry;
 pub mod signature;
+pub mod source;

@@ -176,7 +176,7 @@ fn is_path_component(part: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
-fn is_tag(tag: &str) -> bool {
+pub(crate) fn is_tag(tag: &str) -> bool {
     (1..=128).contains(&tag.len())
         && tag
             .chars()
@@ -185,6 +185,11 @@ fn is_tag(tag: &str) -> bool {
         && tag
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Whether `text` is `sha256:` and 64 lowercase hex digits.
+pub(crate) fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(is_sha256_hex)
 }
 
 fn is_sha256_hex(hex: &str) -> bool {
@@ -222,8 +227,16 @@ impl Registry {
     /// `plain_http` is set (the CLI's `--plain-http`). Installs rustls's
     /// `ring` provider as the process default unless one is installed.
     pub fn new(plain_http: bool) -> Registry {
+        Registry::with_timeout(plain_http, None)
+    }
+
+    /// Like [`Registry::new`], with `timeout` for connecting and for each
+    /// read.
+    pub fn with_timeout(plain_http: bool, timeout: Option<std::time::Duration>) -> Registry {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = ClientConfig {
+            read_timeout: timeout,
+            connect_timeout: timeout,
             protocol: if plain_http {
                 ClientProtocol::Http
             } else {
@@ -393,7 +406,8 @@ fn transport(reference: &OciRef, action: &str, e: OciDistributionError) -> Regis
 /// A reference that does not parse.
 #[derive(Debug)]
 pub enum RefError {
-    /// Not of the form `oci://HOST[:PORT]/REPO(:TAG|@sha256:HEX)`.
+    /// Not of the form `oci://HOST[:PORT]/REPO(:TAG|@sha256:HEX)` (or, for
+    /// an HTTP source, `https://HOST[:PORT]/PATH(:TAG|@sha256:HEX)`).
     Invalid(InvalidRef),
 }
 
@@ -411,10 +425,20 @@ impl fmt::Display for RefError {
         match self {
             RefError::Invalid(e) => write!(
                 f,
-                "`{}` is not a registry reference `oci://HOST[:PORT]/REPO(:TAG|@sha256:HEX)`: {}",
+                "`{}` is not a reference `oci://HOST[:PORT]/REPO` or `https://HOST[:PORT]/PATH` with `:TAG` or `@sha256:HEX`: {}",
                 e.text, e.reason
             ),
         }
+    }
+}
+
+impl RefError {
+    /// `text` does not parse, for `reason`.
+    pub(crate) fn invalid(text: &str, reason: &str) -> RefError {
+        RefError::Invalid(InvalidRef {
+            text: text.to_owned(),
+            reason: reason.to_owned(),
+        })
     }
 }
 

@@ -19,10 +19,12 @@
 use crate::args::{PullArgs, PushArgs, SignArgs};
 use crate::policy;
 use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
-use sluice_fleet::artifact::{self, CheckedManifest};
+use sluice_fleet::artifact;
+use sluice_fleet::fetch::{Content, FetchConfig, Fetcher, Trust};
 use sluice_fleet::keys::{PrivateKey, PublicKey};
 use sluice_fleet::registry::{OciRef, Registry};
-use sluice_fleet::signature::{self, IdentityPolicy};
+use sluice_fleet::signature;
+use sluice_fleet::source::SourceRef;
 use sluice_lang::render;
 use sluice_runtime::AlignedBytes;
 use std::io;
@@ -124,7 +126,7 @@ fn compile(
 
 /// Runs `sluice pull`.
 pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
-    let source = match OciRef::parse(&args.reference) {
+    let source = match SourceRef::parse(&args.reference) {
         Ok(r) => r,
         Err(e) => return super::io_failure(io, e),
     };
@@ -147,15 +149,31 @@ pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
             }
         }
     }
-    let client = Registry::new(args.plain_http);
-    let max = args.max_bundle_bytes.unwrap_or(artifact::DEFAULT_MAX_BYTES);
-    let pulled = block_on(pull(&client, &source, &keys, max))?;
-    let (verified, signer) = match pulled {
-        Ok(v) => v,
+    let trust = if keys.is_empty() {
+        Trust::AllowUnsigned
+    } else {
+        Trust::Keys(keys)
+    };
+    let mut config = FetchConfig::new(trust);
+    config.plain_http = args.plain_http;
+    config.max_bytes = args.max_bundle_bytes.unwrap_or(artifact::DEFAULT_MAX_BYTES);
+    let pulled = block_on(async {
+        let mut fetcher = Fetcher::new(source.clone(), config)?;
+        fetcher.fetch().await
+    })?;
+    let fetched = match pulled {
+        Ok(f) => f,
         Err(e) => {
             writeln!(io.err, "error: refused `{source}`: {e}")?;
             return Ok(EXIT_FAILED);
         }
+    };
+    let Content::Bundle(verified) = fetched.content else {
+        writeln!(
+            io.err,
+            "error: refused `{source}`: it holds no bundle this sluice reads"
+        )?;
+        return Ok(EXIT_FAILED);
     };
     if let Err(e) = std::fs::write(&args.output, verified.bundle.as_bytes()) {
         writeln!(
@@ -165,7 +183,7 @@ pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
         )?;
         return Ok(EXIT_IO);
     }
-    let signer = match signer {
+    let signer = match fetched.signer {
         Some(id) => format!("signed by key {id}"),
         None => "unsigned".to_owned(),
     };
@@ -178,66 +196,6 @@ pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
         verified.digest,
     )?;
     Ok(EXIT_OK)
-}
-
-/// Fetches and checks the artifact `source` names: manifest, signature
-/// (with `keys` not empty), then blobs; the signer's key id.
-async fn pull(
-    client: &Registry,
-    source: &OciRef,
-    keys: &[PublicKey],
-    max: u64,
-) -> Result<(artifact::VerifiedArtifact, Option<String>), String> {
-    let manifest = client
-        .pull_manifest(source)
-        .await
-        .map_err(|e| e.to_string())?;
-    let checked = CheckedManifest::parse(&manifest.bytes, &manifest.digest, max)
-        .map_err(|e| e.to_string())?;
-    let signer = if keys.is_empty() {
-        None
-    } else {
-        let sig_ref = source.signature_tag(&checked.digest);
-        let Some(sig) = client
-            .try_pull_manifest(&sig_ref)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Err(format!(
-                "it is unsigned (no signature manifest `{sig_ref}`), and keys were given"
-            ));
-        };
-        let layers = signature::signature_layers(&sig.bytes).map_err(|e| e.to_string())?;
-        let mut fetched = Vec::new();
-        for layer in layers {
-            let payload = client
-                .pull_blob(source, &layer.digest, signature::MAX_PAYLOAD_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
-            fetched.push((layer, payload));
-        }
-        let identity =
-            IdentityPolicy::Repository(format!("{}/{}", source.registry(), source.repository()));
-        let verified = signature::verify(&fetched, keys, &checked.digest, &identity)
-            .map_err(|e| e.to_string())?;
-        Some(verified.key_id)
-    };
-    let config = client
-        .pull_blob(source, &checked.config().digest, checked.config().size)
-        .await
-        .map_err(|e| e.to_string())?;
-    let bundle = client
-        .pull_blob(source, &checked.bundle().digest, checked.bundle().size)
-        .await
-        .map_err(|e| e.to_string())?;
-    let policy_source = client
-        .pull_blob(source, &checked.source().digest, checked.source().size)
-        .await
-        .map_err(|e| e.to_string())?;
-    let verified = checked
-        .verify_blobs(Some(&config), &bundle, &policy_source)
-        .map_err(|e| e.to_string())?;
-    Ok((verified, signer))
 }
 
 /// Runs `sluice sign`.
