@@ -6,8 +6,10 @@
 //! layout one conditional `GET` of `index.json` (`If-None-Match`, 304), a
 //! digest pin nothing once it is loaded. Only a digest not in service is
 //! fetched: manifest, signature, then blobs, each checked against its
-//! digest. An artifact refused for its content is remembered by digest, so
-//! the same refusal is reported on each poll without fetching it again.
+//! digest. An artifact refused for what its digest names (too large, an
+//! unreadable format, not a Sluice artifact) is remembered by digest, so
+//! the same refusal is reported on each poll without fetching it again; a
+//! missing signature is looked for again on every poll.
 
 use crate::artifact::{
     ArtifactError, CheckedManifest, VerifiedArtifact, VerifiedSource, MAX_MANIFEST_BYTES,
@@ -123,10 +125,16 @@ impl FetchErrorKind {
         }
     }
 
-    /// Whether the refusal is about the artifact's content (remembered by
-    /// digest), not about reaching it (retried).
+    /// Whether the refusal follows from the bytes the digest names, which
+    /// cannot change: such a digest is not fetched again. A missing or bad
+    /// signature is not one (signing after pushing is the usual order), nor
+    /// bytes that did not match their digest (a registry may repair its
+    /// storage), nor an unreachable source.
     pub fn is_content(self) -> bool {
-        !matches!(self, FetchErrorKind::Unreachable | FetchErrorKind::NotFound)
+        matches!(
+            self,
+            FetchErrorKind::TooLarge | FetchErrorKind::FormatVersion | FetchErrorKind::Invalid
+        )
     }
 }
 
