@@ -11,6 +11,7 @@
 //! suites share.
 
 pub mod fixtures;
+pub mod nginx;
 pub mod registry;
 mod rng;
 
