@@ -2,8 +2,11 @@
 //! writing PEM (PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY` read only, and
 //! PKIX `PUBLIC KEY`), signing and verifying with SHA-256 and DER-encoded
 //! signatures (what cosign and `openssl dgst -sha256 -sign` make), and a
-//! key id for display. cosign's encrypted private key format (`ENCRYPTED
-//! COSIGN PRIVATE KEY`) is not read yet.
+//! key id for display. cosign's password-encrypted private keys
+//! (`ENCRYPTED SIGSTORE PRIVATE KEY`, and `ENCRYPTED COSIGN PRIVATE KEY` from
+//! older cosign) are read and written: the PEM body is JSON naming a scrypt
+//! key derivation and a NaCl secretbox (XSalsa20-Poly1305) that seals the
+//! PKCS#8 DER.
 
 use std::fmt;
 use std::io::Write;
@@ -114,8 +117,31 @@ impl PrivateKey {
     /// -algorithm EC -pkeyopt ec_paramgen_curve:P-256`, and what
     /// [`PrivateKey::to_pem`] writes) or SEC1 `EC PRIVATE KEY` (`openssl
     /// ecparam -name prime256v1 -genkey`); either must hold the public key,
-    /// as openssl writes it.
+    /// as openssl writes it. An encrypted key is refused: read it with
+    /// [`PrivateKey::from_pem_with_password`].
     pub fn from_pem(pem: &str) -> Result<PrivateKey, KeyError> {
+        PrivateKey::from_pem_with_password(pem, None)
+    }
+
+    /// Reads a private key PEM as [`PrivateKey::from_pem`] does, and also
+    /// cosign's encrypted keys (`ENCRYPTED SIGSTORE PRIVATE KEY`, `ENCRYPTED
+    /// COSIGN PRIVATE KEY`), opened with `password` (cosign takes it from
+    /// `COSIGN_PASSWORD`; an empty password is a password). A plain PEM
+    /// ignores the password. scrypt costs are bounded to what cosign writes
+    /// (N from 2^15 to 2^17, r = 8, p = 1) so a crafted key cannot take the
+    /// machine's memory or time.
+    pub fn from_pem_with_password(
+        pem: &str,
+        password: Option<&[u8]>,
+    ) -> Result<PrivateKey, KeyError> {
+        let cosign_label = COSIGN_ENCRYPTED_LABELS
+            .iter()
+            .find(|label| pem.contains(&format!("-----BEGIN {label}-----")));
+        if let Some(label) = cosign_label {
+            let password = password.ok_or(KeyError::PasswordRequired)?;
+            let sealed = pem_block(pem, label)?;
+            return PrivateKey::from_pkcs8_der(&open_sealed(&sealed, password)?);
+        }
         if pem.contains("-----BEGIN ENCRYPTED") {
             return Err(KeyError::Encrypted);
         }
@@ -146,6 +172,14 @@ impl PrivateKey {
         to_pem("PRIVATE KEY", &self.pkcs8)
     }
 
+    /// cosign's `ENCRYPTED SIGSTORE PRIVATE KEY` PEM: the PKCS#8 DER sealed
+    /// with `password` (scrypt N = 2^16, r = 8, p = 1, as cosign 2 writes;
+    /// fresh random salt and nonce), which `cosign sign --key` reads.
+    pub fn to_encrypted_pem(&self, password: &[u8]) -> Result<String, KeyError> {
+        let sealed = seal(&self.pkcs8, password, WRITE_LOG_N)?;
+        Ok(to_pem(COSIGN_ENCRYPTED_LABELS[0], &sealed))
+    }
+
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         PublicKey {
@@ -167,7 +201,20 @@ impl PrivateKey {
 /// and `PREFIX.pub` (PKIX PEM). Refuses to overwrite either file. Returns
 /// the two paths and the public key.
 pub fn generate_files(prefix: &Path) -> Result<(PathBuf, PathBuf, PublicKey), KeyError> {
+    generate_files_with_password(prefix, None)
+}
+
+/// [`generate_files`], with `PREFIX.key` written as cosign's encrypted PEM
+/// ([`PrivateKey::to_encrypted_pem`]) when `password` is given.
+pub fn generate_files_with_password(
+    prefix: &Path,
+    password: Option<&[u8]>,
+) -> Result<(PathBuf, PathBuf, PublicKey), KeyError> {
     let key = PrivateKey::generate()?;
+    let key_pem = match password {
+        Some(password) => key.to_encrypted_pem(password)?,
+        None => key.to_pem(),
+    };
     let with = |ext: &str| {
         let mut p = prefix.as_os_str().to_owned();
         p.push(ext);
@@ -179,7 +226,7 @@ pub fn generate_files(prefix: &Path) -> Result<(PathBuf, PathBuf, PublicKey), Ke
             return Err(KeyError::Exists { path: p.clone() });
         }
     }
-    write_new(&key_path, key.to_pem().as_bytes(), 0o600)?;
+    write_new(&key_path, key_pem.as_bytes(), 0o600)?;
     let public = key.public_key();
     write_new(&pub_path, public.to_pem().as_bytes(), 0o644)?;
     Ok((key_path, pub_path, public))
@@ -256,6 +303,177 @@ fn to_pem(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// The PEM labels of cosign's encrypted private keys: what cosign writes
+/// today first (and what [`PrivateKey::to_encrypted_pem`] writes), then the
+/// label of cosign before 2.0.
+const COSIGN_ENCRYPTED_LABELS: [&str; 2] = [
+    "ENCRYPTED SIGSTORE PRIVATE KEY",
+    "ENCRYPTED COSIGN PRIVATE KEY",
+];
+
+/// The scrypt costs read: log2 of N from 15 (cosign before 2.0) to 17, with
+/// r = 8 and p = 1. N = 2^17 takes 128 MiB and about a second.
+const MIN_LOG_N: u32 = 15;
+const MAX_LOG_N: u32 = 17;
+const SCRYPT_R: u64 = 8;
+const SCRYPT_P: u64 = 1;
+/// The scrypt cost written: N = 2^16, what cosign 2 writes.
+const WRITE_LOG_N: u8 = 16;
+/// Salt and nonce lengths written (cosign's), and the longest salt read.
+const SALT_LEN: usize = 32;
+const MAX_SALT_LEN: usize = 1024;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// The JSON inside cosign's encrypted PEM (go-securesystemslib's
+/// `encrypted` format). Fields in the order cosign writes them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sealed {
+    kdf: SealedKdf,
+    cipher: SealedCipher,
+    /// base64 of the secretbox: the 16-byte Poly1305 tag, then the
+    /// XSalsa20-encrypted PKCS#8.
+    ciphertext: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedKdf {
+    name: String,
+    params: ScryptParams,
+    salt: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScryptParams {
+    #[serde(rename = "N", alias = "n")]
+    n: u64,
+    r: u64,
+    p: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedCipher {
+    name: String,
+    nonce: String,
+}
+
+/// The 32-byte secretbox key: scrypt(password, salt, N = 2^log_n, r, p).
+fn derive_key(password: &[u8], salt: &[u8], log_n: u8) -> Result<[u8; 32], KeyError> {
+    let params = scrypt::Params::new(log_n, SCRYPT_R as u32, SCRYPT_P as u32).map_err(|e| {
+        KeyError::EncryptedFormat {
+            reason: format!("scrypt parameters: {e}"),
+        }
+    })?;
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, salt, &params, &mut key).map_err(|e| KeyError::EncryptedFormat {
+        reason: format!("scrypt: {e}"),
+    })?;
+    Ok(key)
+}
+
+/// Opens the PEM body of a cosign encrypted key with `password`: the DER
+/// inside.
+fn open_sealed(body: &[u8], password: &[u8]) -> Result<Vec<u8>, KeyError> {
+    use crypto_secretbox::aead::{Aead, KeyInit};
+
+    let format = |reason: &str| KeyError::EncryptedFormat {
+        reason: reason.to_string(),
+    };
+    let sealed: Sealed = serde_json::from_slice(body).map_err(|e| KeyError::EncryptedFormat {
+        reason: format!("not cosign's json: {e}"),
+    })?;
+    if sealed.kdf.name != "scrypt" {
+        return Err(KeyError::EncryptedFormat {
+            reason: format!(
+                "key derivation `{}` (only `scrypt` is read)",
+                sealed.kdf.name
+            ),
+        });
+    }
+    if sealed.cipher.name != "nacl/secretbox" {
+        return Err(KeyError::EncryptedFormat {
+            reason: format!(
+                "cipher `{}` (only `nacl/secretbox` is read)",
+                sealed.cipher.name
+            ),
+        });
+    }
+    let ScryptParams { n, r, p } = sealed.kdf.params;
+    let log_n = n.trailing_zeros();
+    if !n.is_power_of_two()
+        || !(MIN_LOG_N..=MAX_LOG_N).contains(&log_n)
+        || r != SCRYPT_R
+        || p != SCRYPT_P
+    {
+        return Err(KeyError::ScryptCost { n, r, p });
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt = b64
+        .decode(&sealed.kdf.salt)
+        .map_err(|_| format("the salt is not base64"))?;
+    if salt.is_empty() || salt.len() > MAX_SALT_LEN {
+        return Err(format("the salt is empty or longer than 1024 bytes"));
+    }
+    let nonce = b64
+        .decode(&sealed.cipher.nonce)
+        .map_err(|_| format("the nonce is not base64"))?;
+    if nonce.len() != NONCE_LEN {
+        return Err(format("the nonce is not 24 bytes"));
+    }
+    let boxed = b64
+        .decode(&sealed.ciphertext)
+        .map_err(|_| format("the ciphertext is not base64"))?;
+    if boxed.len() < TAG_LEN {
+        return Err(format("the ciphertext is shorter than its 16-byte tag"));
+    }
+    // log_n is at most MAX_LOG_N (17): it fits in a u8.
+    let key = derive_key(password, &salt, log_n as u8)?;
+    crypto_secretbox::XSalsa20Poly1305::new(&key.into())
+        .decrypt(
+            crypto_secretbox::Nonce::from_slice(&nonce),
+            boxed.as_slice(),
+        )
+        .map_err(|_| KeyError::WrongPassword)
+}
+
+/// Seals `der` with `password` into the JSON of cosign's encrypted PEM.
+fn seal(der: &[u8], password: &[u8], log_n: u8) -> Result<Vec<u8>, KeyError> {
+    use crypto_secretbox::aead::{Aead, KeyInit};
+    use ring::rand::SecureRandom;
+
+    let rng = SystemRandom::new();
+    let mut salt = [0u8; SALT_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut salt).map_err(|_| KeyError::Random)?;
+    rng.fill(&mut nonce).map_err(|_| KeyError::Random)?;
+    let key = derive_key(password, &salt, log_n)?;
+    let boxed = crypto_secretbox::XSalsa20Poly1305::new(&key.into())
+        .encrypt(crypto_secretbox::Nonce::from_slice(&nonce), der)
+        .map_err(|_| KeyError::EncryptedFormat {
+            reason: "the secretbox refused to seal the key".into(),
+        })?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sealed = Sealed {
+        kdf: SealedKdf {
+            name: "scrypt".into(),
+            params: ScryptParams {
+                n: 1 << log_n,
+                r: SCRYPT_R,
+                p: SCRYPT_P,
+            },
+            salt: b64.encode(salt),
+        },
+        cipher: SealedCipher {
+            name: "nacl/secretbox".into(),
+            nonce: b64.encode(nonce),
+        },
+        ciphertext: b64.encode(boxed),
+    };
+    serde_json::to_vec(&sealed).map_err(|e| KeyError::EncryptedFormat {
+        reason: e.to_string(),
+    })
+}
+
 /// Why a key cannot be read, made or written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -275,8 +493,29 @@ pub enum KeyError {
         /// ring's reason.
         reason: String,
     },
-    /// The key is encrypted (cosign's format): not read yet.
+    /// The key is encrypted in a format other than cosign's (e.g. openssl's
+    /// PKCS#8 `ENCRYPTED PRIVATE KEY`): not read.
     Encrypted,
+    /// The key is cosign's encrypted format and no password was given.
+    PasswordRequired,
+    /// The key is labelled as cosign's encrypted format but its content is
+    /// not that format.
+    EncryptedFormat {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The scrypt costs of a cosign encrypted key are outside what is read
+    /// (N from 2^15 to 2^17, r = 8, p = 1).
+    ScryptCost {
+        /// scrypt's N.
+        n: u64,
+        /// scrypt's r.
+        r: u64,
+        /// scrypt's p.
+        p: u64,
+    },
+    /// The secretbox did not open: a wrong password, or the key was changed.
+    WrongPassword,
     /// The system random number generator failed.
     Random,
     /// A file to write already exists.
@@ -306,7 +545,20 @@ impl fmt::Display for KeyError {
                 write!(f, "the private key is not a usable ecdsa p-256 pkcs#8 key: {reason}")
             }
             KeyError::Encrypted => f.write_str(
-                "encrypted private keys (cosign's format) are not supported yet; use an unencrypted pkcs#8 `PRIVATE KEY` pem",
+                "this encrypted private key format is not supported; use cosign's encrypted key (`ENCRYPTED SIGSTORE PRIVATE KEY`) or an unencrypted pkcs#8 `PRIVATE KEY` pem",
+            ),
+            KeyError::PasswordRequired => f.write_str(
+                "the private key is encrypted (cosign's format); set `COSIGN_PASSWORD` to its password",
+            ),
+            KeyError::EncryptedFormat { reason } => {
+                write!(f, "the encrypted private key is not in cosign's format: {reason}")
+            }
+            KeyError::ScryptCost { n, r, p } => write!(
+                f,
+                "the encrypted private key asks for scrypt N={n}, r={r}, p={p}; only N from 32768 to 131072 (a power of two) with r=8, p=1 is accepted"
+            ),
+            KeyError::WrongPassword => f.write_str(
+                "wrong password or corrupted key: the encrypted private key does not open",
             ),
             KeyError::Random => f.write_str("the system random number generator failed"),
             KeyError::Exists { path } => {
@@ -351,7 +603,7 @@ mod tests {
             Err(KeyError::NotP256 { what: "public key" })
         );
         assert_eq!(
-            PrivateKey::from_pem("-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\n").unwrap_err(),
+            PrivateKey::from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\n").unwrap_err(),
             KeyError::Encrypted
         );
         let junk = to_pem("PRIVATE KEY", b"junk");
@@ -359,6 +611,202 @@ mod tests {
             PrivateKey::from_pem(&junk),
             Err(KeyError::Rejected { .. })
         ));
+    }
+
+    /// The JSON inside an encrypted PEM written here.
+    fn sealed_json(pem: &str) -> serde_json::Value {
+        let body = pem_block(pem, COSIGN_ENCRYPTED_LABELS[0]).unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// A cosign-labelled PEM around `json`.
+    fn cosign_pem(json: &serde_json::Value) -> String {
+        to_pem(
+            COSIGN_ENCRYPTED_LABELS[0],
+            serde_json::to_string(json).unwrap().as_bytes(),
+        )
+    }
+
+    #[test]
+    fn encrypted_pem_round_trips_in_cosigns_layout() {
+        let key = PrivateKey::generate().unwrap();
+        let pem = key.to_encrypted_pem(b"correct horse").unwrap();
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"));
+        let json = sealed_json(&pem);
+        assert_eq!(json["kdf"]["name"], "scrypt");
+        assert_eq!(json["kdf"]["params"]["N"], 65536);
+        assert_eq!(json["kdf"]["params"]["r"], 8);
+        assert_eq!(json["kdf"]["params"]["p"], 1);
+        assert_eq!(json["cipher"]["name"], "nacl/secretbox");
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        assert_eq!(b64(&json["kdf"]["salt"]).len(), 32);
+        assert_eq!(b64(&json["cipher"]["nonce"]).len(), 24);
+        // The secretbox is the 16-byte tag and the PKCS#8, as long as it.
+        assert_eq!(b64(&json["ciphertext"]).len(), key.pkcs8.len() + 16);
+
+        let opened = PrivateKey::from_pem_with_password(&pem, Some(b"correct horse")).unwrap();
+        assert_eq!(opened.public_key(), key.public_key());
+        assert_eq!(opened.pkcs8, key.pkcs8);
+        // Fresh salt and nonce each time.
+        let again = key.to_encrypted_pem(b"correct horse").unwrap();
+        assert_ne!(sealed_json(&again)["kdf"]["salt"], json["kdf"]["salt"]);
+        assert_ne!(
+            sealed_json(&again)["cipher"]["nonce"],
+            json["cipher"]["nonce"]
+        );
+    }
+
+    #[test]
+    fn older_cosign_label_and_empty_password_are_read() {
+        let key = PrivateKey::generate().unwrap();
+        let sealed = seal(&key.pkcs8, b"", 15).unwrap();
+        let pem = to_pem("ENCRYPTED COSIGN PRIVATE KEY", &sealed);
+        let opened = PrivateKey::from_pem_with_password(&pem, Some(b"")).unwrap();
+        assert_eq!(opened.public_key(), key.public_key());
+        assert_eq!(
+            PrivateKey::from_pem_with_password(&pem, Some(b"x")).unwrap_err(),
+            KeyError::WrongPassword
+        );
+    }
+
+    #[test]
+    fn encrypted_key_without_password_asks_for_cosign_password() {
+        let pem = PrivateKey::generate()
+            .unwrap()
+            .to_encrypted_pem(b"pw")
+            .unwrap();
+        let err = PrivateKey::from_pem(&pem).unwrap_err();
+        assert_eq!(err, KeyError::PasswordRequired);
+        assert!(err.to_string().contains("`COSIGN_PASSWORD`"));
+        // A plain key ignores a password.
+        let key = PrivateKey::generate().unwrap();
+        let plain = PrivateKey::from_pem_with_password(&key.to_pem(), Some(b"pw")).unwrap();
+        assert_eq!(plain.public_key(), key.public_key());
+    }
+
+    #[test]
+    fn wrong_password_and_changed_ciphertext_are_refused() {
+        let key = PrivateKey::generate().unwrap();
+        let pem = key.to_encrypted_pem(b"right").unwrap();
+        let err = PrivateKey::from_pem_with_password(&pem, Some(b"wrong")).unwrap_err();
+        assert_eq!(err, KeyError::WrongPassword);
+        assert!(err
+            .to_string()
+            .starts_with("wrong password or corrupted key"));
+
+        let mut json = sealed_json(&pem);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut boxed = b64.decode(json["ciphertext"].as_str().unwrap()).unwrap();
+        let last = boxed.len() - 1;
+        boxed[last] ^= 1;
+        json["ciphertext"] = b64.encode(&boxed).into();
+        assert_eq!(
+            PrivateKey::from_pem_with_password(&cosign_pem(&json), Some(b"right")).unwrap_err(),
+            KeyError::WrongPassword
+        );
+        // Another salt derives another key: refused the same way.
+        let mut json = sealed_json(&pem);
+        json["kdf"]["salt"] = b64.encode([7u8; 32]).into();
+        assert_eq!(
+            PrivateKey::from_pem_with_password(&cosign_pem(&json), Some(b"right")).unwrap_err(),
+            KeyError::WrongPassword
+        );
+    }
+
+    #[test]
+    fn scrypt_costs_outside_the_bound_are_refused_before_deriving() {
+        let pem = PrivateKey::generate()
+            .unwrap()
+            .to_encrypted_pem(b"pw")
+            .unwrap();
+        // N = 2^40 would need 128 TiB: refused at once, like every cost
+        // outside N in 2^15..=2^17, r = 8, p = 1.
+        for (n, r, p) in [
+            (1u64 << 40, 8u64, 1u64),
+            (1 << 18, 8, 1),
+            (1 << 14, 8, 1),
+            (0, 8, 1),
+            (65535, 8, 1),
+            (98304, 8, 1),
+            (65536, 16, 1),
+            (65536, 0, 1),
+            (65536, 8, 2),
+        ] {
+            let mut json = sealed_json(&pem);
+            json["kdf"]["params"] = serde_json::json!({ "N": n, "r": r, "p": p });
+            let err =
+                PrivateKey::from_pem_with_password(&cosign_pem(&json), Some(b"pw")).unwrap_err();
+            assert_eq!(err, KeyError::ScryptCost { n, r, p }, "N={n} r={r} p={p}");
+            assert!(err.to_string().contains(&format!("N={n}")));
+        }
+    }
+
+    #[test]
+    fn encrypted_pems_not_in_cosigns_format_are_refused() {
+        let pem = PrivateKey::generate()
+            .unwrap()
+            .to_encrypted_pem(b"pw")
+            .unwrap();
+        type Change = fn(&mut serde_json::Value);
+        let changes: [(&str, Change); 6] = [
+            ("key derivation `pbkdf2`", |j| {
+                j["kdf"]["name"] = "pbkdf2".into()
+            }),
+            ("cipher `aes-gcm`", |j| {
+                j["cipher"]["name"] = "aes-gcm".into()
+            }),
+            ("nonce is not 24 bytes", |j| {
+                j["cipher"]["nonce"] = base64::engine::general_purpose::STANDARD
+                    .encode([0u8; 12])
+                    .into()
+            }),
+            ("salt is empty", |j| j["kdf"]["salt"] = "".into()),
+            ("ciphertext is not base64", |j| {
+                j["ciphertext"] = "!!".into()
+            }),
+            ("not cosign's json", |j| {
+                j.as_object_mut().unwrap().remove("cipher");
+            }),
+        ];
+        for (expected, change) in changes {
+            let mut json = sealed_json(&pem);
+            change(&mut json);
+            let err =
+                PrivateKey::from_pem_with_password(&cosign_pem(&json), Some(b"pw")).unwrap_err();
+            assert!(
+                matches!(&err, KeyError::EncryptedFormat { reason } if reason.contains(expected)),
+                "{expected}: {err}"
+            );
+        }
+        let not_json = to_pem(COSIGN_ENCRYPTED_LABELS[1], b"not json");
+        assert!(matches!(
+            PrivateKey::from_pem_with_password(&not_json, Some(b"pw")),
+            Err(KeyError::EncryptedFormat { .. })
+        ));
+    }
+
+    #[test]
+    fn generate_files_with_a_password_writes_cosigns_encrypted_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-fleet-keys-encrypted-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (k, p, public) =
+            generate_files_with_password(&dir.join("cosign"), Some(b"pw")).unwrap();
+        let pem = std::fs::read_to_string(&k).unwrap();
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+        let key = PrivateKey::from_pem_with_password(&pem, Some(b"pw")).unwrap();
+        assert_eq!(key.public_key(), public);
+        assert_eq!(
+            PublicKey::from_pem(&std::fs::read_to_string(&p).unwrap()).unwrap(),
+            public
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
