@@ -134,6 +134,42 @@ impl TestNginx {
         }
     }
 
+    /// Sends `GET /.sluice-mark-N` (a fresh N) and waits, up to 30
+    /// seconds, until its line is logged; the whole access log up to and
+    /// including that line. nginx here is one process that logs each
+    /// request when it answers it, so every request answered before the
+    /// mark was sent is in the log above it: the lines between two marks
+    /// are exactly the requests made between them.
+    pub fn mark(&self) -> Vec<String> {
+        static MARKS: AtomicUsize = AtomicUsize::new(0);
+        let path = format!("/.sluice-mark-{}", MARKS.fetch_add(1, Ordering::Relaxed));
+        let mut stream = TcpStream::connect(&self.addr).expect("connect to nginx");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send the mark");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lines = self.access_log();
+            if let Some(i) = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("GET {path} ")))
+            {
+                return lines[..=i].to_vec();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not log the mark `{path}`"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether `GET /` gets any HTTP answer (404 is fine: the root may
     /// hold no index page).
     fn answers(&self) -> bool {
@@ -243,6 +279,13 @@ mod tests {
         assert_eq!(log[..2], ["GET /index.json 200 7", "GET /index.json 304 0"]);
         // The 404 page's size names nginx's version: not compared.
         assert!(log[2].starts_with("GET /nothing 404 "), "{log:?}");
+        let marked = nginx.mark();
+        assert_eq!(marked.len(), 4, "{marked:?}");
+        assert!(marked[3].starts_with("GET /.sluice-mark-"), "{marked:?}");
+        get(nginx.addr(), "/index.json", "");
+        let next = nginx.mark();
+        assert_eq!(next.len(), 6, "{next:?}");
+        assert_eq!(next[4], "GET /index.json 200 7");
         let addr = nginx.addr().to_owned();
         drop(nginx);
         assert!(TcpStream::connect(addr).is_err(), "nginx stopped on drop");
