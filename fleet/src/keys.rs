@@ -303,6 +303,16 @@ fn to_pem(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// The environment variable cosign takes a private key's password from;
+/// `sluice sign` and `sluice keys generate --encrypt` take it from there too.
+pub const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
+
+/// The password in [`PASSWORD_ENV`] when it is set (set and empty is the
+/// empty password, as for cosign), as the bytes of the environment.
+pub fn password_from_env() -> Option<Vec<u8>> {
+    std::env::var_os(PASSWORD_ENV).map(|v| v.into_encoded_bytes())
+}
+
 /// The PEM labels of cosign's encrypted private keys: what cosign writes
 /// today first (and what [`PrivateKey::to_encrypted_pem`] writes), then the
 /// label of cosign before 2.0.
