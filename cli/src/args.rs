@@ -223,7 +223,7 @@ pub struct SignArgs {
     /// The artifact to sign: `oci://HOST[:PORT]/REPO:TAG` or `...@sha256:HEX`.
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// The private key (PEM: PKCS#8 or SEC1 P-256).
+    /// The private key (PEM: PKCS#8 or SEC1 P-256, or cosign's encrypted key, opened with the password in `COSIGN_PASSWORD`).
     #[arg(long, value_name = "PRIVATE")]
     pub key: PathBuf,
     /// Speak plain HTTP to the registry (no TLS).
@@ -434,4 +434,7 @@ pub struct KeysGenerateArgs {
     /// Path prefix of the two files written, e.g. `keys/release`.
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
+    /// Write `PREFIX.key` as cosign's encrypted key (`ENCRYPTED SIGSTORE PRIVATE KEY`), with the password in `COSIGN_PASSWORD` (which must be set; empty is allowed, as in cosign).
+    #[arg(long)]
+    pub encrypt: bool,
 }

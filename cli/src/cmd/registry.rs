@@ -206,7 +206,12 @@ pub fn run_sign(args: &SignArgs, io: &mut Io<'_>) -> io::Result<u8> {
     };
     let key = std::fs::read_to_string(&args.key)
         .map_err(|e| e.to_string())
-        .and_then(|pem| PrivateKey::from_pem(&pem).map_err(|e| e.to_string()));
+        .and_then(|pem| {
+            // cosign's encrypted keys open with `COSIGN_PASSWORD`, as in cosign.
+            let password = sluice_fleet::keys::password_from_env();
+            PrivateKey::from_pem_with_password(&pem, password.as_deref())
+                .map_err(|e| e.to_string())
+        });
     let key = match key {
         Ok(k) => k,
         Err(e) => {
