@@ -209,8 +209,7 @@ pub fn run_sign(args: &SignArgs, io: &mut Io<'_>) -> io::Result<u8> {
         .and_then(|pem| {
             // cosign's encrypted keys open with `COSIGN_PASSWORD`, as in cosign.
             let password = sluice_fleet::keys::password_from_env();
-            PrivateKey::from_pem_with_password(&pem, password.as_deref())
-                .map_err(|e| e.to_string())
+            PrivateKey::from_pem_with_password(&pem, password.as_deref()).map_err(|e| e.to_string())
         });
     let key = match key {
         Ok(k) => k,
