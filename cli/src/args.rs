@@ -174,12 +174,13 @@ pub struct IdentityIssueArgs {
 /// Arguments of `sluice push`.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  \
-    sluice push policy.sluice oci://registry.example:5000/team/policy:v1\n\
-    A policy is compiled and is its own source layer; a compiled bundle takes its source from `--source`, or has an empty one.")]
+    sluice push policy.sluice oci://registry.example:5000/team/policy:v1\n  \
+    sluice push policy.sluice oci:/srv/www/policies/payments:v1\n\
+    A policy is compiled and is its own source layer; a compiled bundle takes its source from `--source`, or has an empty one. `oci:DIR:TAG` writes an OCI image layout into the local folder DIR (created when missing), which any static HTTP server can then serve to `sluice pull https://HOST/PATH:TAG`.")]
 pub struct PushArgs {
     /// A `.sluice` policy file, or a bundle written by `sluice compile`.
     pub input: PathBuf,
-    /// Where to: `oci://HOST[:PORT]/REPO:TAG`.
+    /// Where to: `oci://HOST[:PORT]/REPO:TAG` (a registry) or `oci:DIR:TAG` (an image layout in a local folder).
     #[arg(value_name = "REF")]
     pub reference: String,
     /// The policy source to push beside a compiled bundle.
@@ -196,8 +197,12 @@ pub struct PushArgs {
 /// Arguments of `sluice pull`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("trust").required(true).args(["keys", "allow_unsigned"])))]
+#[command(after_help = "Examples:\n  \
+    sluice pull oci://registry.example:5000/team/policy:v1 --key signer.pub -o policy.bundle\n  \
+    sluice pull https://cdn.example/policies/payments:v1 --key signer.pub -o policy.bundle\n\
+    An `https://` or `http://` reference names an OCI image layout folder on a static server (written by `sluice push ... oci:DIR:TAG`); its signatures are checked by key and digest only. `http://` needs `--plain-http`.")]
 pub struct PullArgs {
-    /// What to fetch: `oci://HOST[:PORT]/REPO:TAG` or `oci://HOST[:PORT]/REPO@sha256:HEX`.
+    /// What to fetch: `oci://HOST[:PORT]/REPO(:TAG|@sha256:HEX)` or an image layout `https://HOST[:PORT]/PATH(:TAG|@sha256:HEX)`.
     #[arg(value_name = "REF")]
     pub reference: String,
     /// Where to write the bundle.
@@ -209,7 +214,7 @@ pub struct PullArgs {
     /// Accept an artifact without checking a signature.
     #[arg(long, conflicts_with = "keys")]
     pub allow_unsigned: bool,
-    /// Speak plain HTTP to the registry (no TLS).
+    /// Speak plain HTTP to the registry, or accept an `http://` layout URL (no TLS).
     #[arg(long)]
     pub plain_http: bool,
     /// Refuse an artifact larger than this, in bytes (default 64 MiB).
@@ -219,13 +224,20 @@ pub struct PullArgs {
 
 /// Arguments of `sluice sign`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    sluice sign oci://registry.example:5000/team/policy:v1 --key signer.key\n  \
+    sluice sign oci:/srv/www/policies/payments:v1 --key signer.key\n\
+    The signature goes under the tag `sha256-<hex>.sig` beside the artifact, after the signatures already there. Its payload names the artifact as `REPO:TAG` (a layout: the folder's name and the tag), or as `--identity`.")]
 pub struct SignArgs {
-    /// The artifact to sign: `oci://HOST[:PORT]/REPO:TAG` or `...@sha256:HEX`.
+    /// The artifact to sign: `oci://HOST[:PORT]/REPO:TAG`, `...@sha256:HEX`, or `oci:DIR:TAG` (an image layout in a local folder).
     #[arg(value_name = "REF")]
     pub reference: String,
     /// The private key (PEM: PKCS#8 or SEC1 P-256, or cosign's encrypted key, opened with the password in `COSIGN_PASSWORD`).
     #[arg(long, value_name = "PRIVATE")]
     pub key: PathBuf,
+    /// The `docker-reference` the signature names, `HOST[:PORT]/REPO[:TAG]`, instead of REF's (for a layout that will be copied into that registry repository, where pulls check it).
+    #[arg(long, value_name = "REF")]
+    pub identity: Option<String>,
     /// Speak plain HTTP to the registry (no TLS).
     #[arg(long)]
     pub plain_http: bool,

@@ -1,18 +1,22 @@
 //! `sluice push`, `sluice pull` and `sluice sign`: bundles as signed OCI
 //! artifacts in a registry (sluice-fleet does the work).
 //!
-//! - `push (POLICY | BUNDLE) oci://HOST[:PORT]/REPO:TAG [--source FILE]`
-//!   prints the manifest digest. A policy file is compiled as `sluice
+//! - `push (POLICY | BUNDLE) (oci://HOST[:PORT]/REPO:TAG | oci:DIR:TAG)
+//!   [--source FILE]` prints the manifest digest; `oci:DIR:TAG` writes an
+//!   image layout in the local folder `DIR` (for a static HTTP server).
+//!   A policy file is compiled as `sluice
 //!   compile` does and is itself the source layer; a compiled bundle is
 //!   pushed as it is, with `--source FILE` as its source layer, or an empty
 //!   source layer without it.
-//! - `pull REF -o FILE (--key PUB ... | --allow-unsigned)` checks the
+//! - `pull REF -o FILE (--key PUB ... | --allow-unsigned)`, REF a registry
+//!   reference or an image layout's `https://HOST/PATH:TAG`, checks the
 //!   manifest digest (the pin, when REF has one), the signature with any of
 //!   the keys, every blob's digest and that the bundle loads with the
 //!   annotated hash, and only then writes the bundle.
 //! - `sign REF --key PRIVATE` signs REF's manifest digest and pushes the
 //!   signature manifest under `sha256-<hex>.sig`, keeping the signatures
-//!   already there.
+//!   already there; REF may be a layout `oci:DIR:TAG`, and `--identity`
+//!   sets the payload's `docker-reference`.
 //!
 //! Plain HTTP only with `--plain-http`.
 
@@ -22,6 +26,7 @@ use crate::{Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
 use sluice_fleet::artifact;
 use sluice_fleet::fetch::{Content, FetchConfig, Fetcher, Trust};
 use sluice_fleet::keys::{PrivateKey, PublicKey};
+use sluice_fleet::layout::{LayoutDir, LayoutRef};
 use sluice_fleet::registry::{OciRef, Registry};
 use sluice_fleet::signature;
 use sluice_fleet::source::SourceRef;
@@ -32,13 +37,20 @@ use std::path::Path;
 
 /// Runs `sluice push`.
 pub fn run_push(args: &PushArgs, io: &mut Io<'_>) -> io::Result<u8> {
-    let target = match OciRef::parse(&args.reference) {
-        Ok(r) if r.tag().is_some() => r,
-        Ok(r) => {
-            writeln!(io.err, "error: `{r}` names no tag to push to")?;
-            return Ok(EXIT_FAILED);
+    let target = if LayoutRef::is_layout(&args.reference) {
+        match LayoutRef::parse(&args.reference) {
+            Ok(r) => Target::Layout(r),
+            Err(e) => return super::io_failure(io, e),
         }
-        Err(e) => return super::io_failure(io, e),
+    } else {
+        match OciRef::parse(&args.reference) {
+            Ok(r) if r.tag().is_some() => Target::Registry(r),
+            Ok(r) => {
+                writeln!(io.err, "error: `{r}` names no tag to push to")?;
+                return Ok(EXIT_FAILED);
+            }
+            Err(e) => return super::io_failure(io, e),
+        }
     };
     let input = match std::fs::read(&args.input) {
         Ok(b) => b,
@@ -80,19 +92,51 @@ pub fn run_push(args: &PushArgs, io: &mut Io<'_>) -> io::Result<u8> {
             return Ok(EXIT_FAILED);
         }
     };
-    let client = Registry::new(args.plain_http);
-    let pushed = block_on(async {
-        for blob in built.blobs() {
-            client.push_blob(&target, &blob.bytes).await?;
+    let pushed = match &target {
+        Target::Registry(target) => {
+            let client = Registry::new(args.plain_http);
+            block_on(async {
+                for blob in built.blobs() {
+                    client.push_blob(target, &blob.bytes).await?;
+                }
+                client.push_manifest(target, &built.manifest_bytes).await
+            })?
+            .map_err(|e| e.to_string())
         }
-        client.push_manifest(&target, &built.manifest_bytes).await
-    })?;
+        Target::Layout(target) => {
+            let layout = LayoutDir::new(target.dir());
+            built
+                .blobs()
+                .iter()
+                .try_for_each(|blob| layout.put_blob(&blob.bytes).map(drop))
+                .and_then(|()| layout.put_manifest(target.tag(), &built.manifest_bytes))
+                .map_err(|e| format!("cannot write `{target}`: {e}"))
+        }
+    };
     match pushed {
         Ok(digest) => {
             writeln!(io.out, "{digest}")?;
             Ok(EXIT_OK)
         }
         Err(e) => super::io_failure(io, e),
+    }
+}
+
+/// Where `push` and `sign` write: a registry, or an image layout in a
+/// local folder.
+enum Target {
+    /// `oci://HOST[:PORT]/REPO:TAG`.
+    Registry(OciRef),
+    /// `oci:DIR:TAG`.
+    Layout(LayoutRef),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Registry(r) => r.fmt(f),
+            Target::Layout(r) => r.fmt(f),
+        }
     }
 }
 
@@ -130,6 +174,13 @@ pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
         Ok(r) => r,
         Err(e) => return super::io_failure(io, e),
     };
+    if source.is_plain_http_url() && !args.plain_http {
+        writeln!(
+            io.err,
+            "error: `{source}` is plain HTTP, without TLS: pull it with `--plain-http`, or serve it over `https://`"
+        )?;
+        return Ok(EXIT_FAILED);
+    }
     if args.keys.is_empty() && !args.allow_unsigned {
         writeln!(
             io.err,
@@ -200,10 +251,27 @@ pub fn run_pull(args: &PullArgs, io: &mut Io<'_>) -> io::Result<u8> {
 
 /// Runs `sluice sign`.
 pub fn run_sign(args: &SignArgs, io: &mut Io<'_>) -> io::Result<u8> {
-    let target = match OciRef::parse(&args.reference) {
-        Ok(r) => r,
-        Err(e) => return super::io_failure(io, e),
+    let target = if LayoutRef::is_layout(&args.reference) {
+        match LayoutRef::parse(&args.reference) {
+            Ok(r) => Target::Layout(r),
+            Err(e) => return super::io_failure(io, e),
+        }
+    } else {
+        match OciRef::parse(&args.reference) {
+            Ok(r) => Target::Registry(r),
+            Err(e) => return super::io_failure(io, e),
+        }
     };
+    let identity = args.identity.as_deref();
+    if let Some(bad) = identity.filter(|i| {
+        i.is_empty() || i.contains("://") || i.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        writeln!(
+            io.err,
+            "error: `--identity {bad}` is not a reference `HOST[:PORT]/REPO[:TAG]` (no scheme, no spaces)"
+        )?;
+        return Ok(EXIT_FAILED);
+    }
     let key = std::fs::read_to_string(&args.key)
         .map_err(|e| e.to_string())
         .and_then(|pem| {
@@ -217,8 +285,13 @@ pub fn run_sign(args: &SignArgs, io: &mut Io<'_>) -> io::Result<u8> {
             return super::io_failure(io, format!("cannot read key `{}`: {e}", args.key.display()))
         }
     };
-    let client = Registry::new(args.plain_http);
-    let signed = block_on(sign(&client, &target, &key))?;
+    let signed = match &target {
+        Target::Registry(r) => {
+            let client = Registry::new(args.plain_http);
+            block_on(sign(&client, r, &key, identity))?.map(|(d, sig)| (d, sig.to_string()))
+        }
+        Target::Layout(r) => sign_layout(r, &key, identity).map(|(d, sig)| (d, sig.to_string())),
+    };
     match signed {
         Ok((digest, sig_ref)) => {
             writeln!(
@@ -237,10 +310,13 @@ pub fn run_sign(args: &SignArgs, io: &mut Io<'_>) -> io::Result<u8> {
 
 /// Signs the manifest `target` names and pushes the signature manifest,
 /// after the signatures already there; the digest and the signature tag.
+/// `identity`, when given, is the `docker-reference` written in the
+/// payload instead of the target's repository and tag.
 async fn sign(
     client: &Registry,
     target: &OciRef,
     key: &PrivateKey,
+    identity: Option<&str>,
 ) -> Result<(String, OciRef), String> {
     let manifest = client
         .pull_manifest(target)
@@ -248,9 +324,10 @@ async fn sign(
         .map_err(|e| e.to_string())?;
     let digest = manifest.digest;
     let repository = format!("{}/{}", target.registry(), target.repository());
-    let docker_reference = match target.tag() {
-        Some(tag) => format!("{repository}:{tag}"),
-        None => repository,
+    let docker_reference = match (identity, target.tag()) {
+        (Some(identity), _) => identity.to_owned(),
+        (None, Some(tag)) => format!("{repository}:{tag}"),
+        (None, None) => repository,
     };
     let payload = signature::sign(key, &docker_reference, &digest).map_err(|e| e.to_string())?;
     let sig_ref = target.signature_tag(&digest);
@@ -279,6 +356,55 @@ async fn sign(
         .await
         .map_err(|e| e.to_string())?;
     Ok((digest, sig_ref))
+}
+
+/// Signs the manifest tagged in the layout `target` and writes the
+/// signature manifest under `sha256-<hex>.sig` in the same layout, after
+/// the signatures already there; the digest and the signature's
+/// reference. The payload's `docker-reference` is `identity`, or the
+/// layout folder's name and the tag (`payments:v1` for
+/// `oci:/srv/www/payments:v1`).
+fn sign_layout(
+    target: &LayoutRef,
+    key: &PrivateKey,
+    identity: Option<&str>,
+) -> Result<(String, LayoutRef), String> {
+    let layout = LayoutDir::new(target.dir());
+    let manifest = layout
+        .manifest(target.tag())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the layout tags no manifest `{}`", target.tag()))?;
+    let digest = manifest.digest;
+    let docker_reference = match identity {
+        Some(identity) => identity.to_owned(),
+        None => format!("{}:{}", layout_name(target.dir()), target.tag()),
+    };
+    let payload = signature::sign(key, &docker_reference, &digest).map_err(|e| e.to_string())?;
+    let sig_tag = signature::signature_tag(&digest).map_err(|e| e.to_string())?;
+    let mut layers = match layout.manifest(&sig_tag).map_err(|e| e.to_string())? {
+        Some(existing) => {
+            signature::signature_layers(&existing.bytes).map_err(|e| e.to_string())?
+        }
+        None => Vec::new(),
+    };
+    layers.push(payload.descriptor.clone());
+    let sig_manifest = signature::signature_manifest(&layers);
+    layout
+        .put_blob(&payload.bytes)
+        .and_then(|_| layout.put_blob(&sig_manifest.config.bytes))
+        .and_then(|_| layout.put_manifest(&sig_tag, &sig_manifest.manifest_bytes))
+        .map_err(|e| e.to_string())?;
+    Ok((digest, target.at_tag(&sig_tag)))
+}
+
+/// The name of the layout folder `dir` (of its absolute path for `.` or
+/// `..`).
+fn layout_name(dir: &Path) -> String {
+    let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    absolute
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "layout".to_owned())
 }
 
 /// Runs `future` on a current-thread runtime.
