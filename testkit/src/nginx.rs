@@ -33,7 +33,7 @@ impl TestNginx {
         if !Path::new(BINARY).is_file() {
             crate::skip(
                 what,
-                &format!("`{BINARY}` is missing (apt-get install nginx-light)"),
+                &format!("`{BINARY}` is missing (apt-get install nginx)"),
             );
             return None;
         }
