@@ -1,7 +1,7 @@
 //! The admin listener: `/metrics`, `/ready`, `/live`, `/policy` and
 //! `POST /reload`.
 
-use crate::reload::Reloader;
+use crate::remote::{unix_ms, PolicyControl};
 use crate::server::{self, Admission};
 use crate::state::Shared;
 use bytes::Bytes;
@@ -10,15 +10,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::net::TcpListener;
 
 /// What the admin listener serves.
 pub(crate) struct Admin {
     /// Shared proxy state.
     pub shared: Arc<Shared>,
-    /// The policy reloader.
-    pub reloader: Arc<Reloader>,
+    /// The policy's reload and provenance, from a file or a remote source.
+    pub policy: Arc<PolicyControl>,
 }
 
 impl Admin {
@@ -74,22 +73,29 @@ impl Admin {
                 }
             }
             (&Method::GET, "/policy") => match self.shared.store.current() {
-                Some(b) => json(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "hash": b.hash(),
-                        "bytes": b.len(),
-                        "generation": b.generation(),
-                        "loaded_at_unix_ms": unix_ms(b.loaded_at()),
-                        "source": self.reloader.path().display().to_string(),
-                    }),
-                ),
+                Some(b) => {
+                    let from = self.policy.provenance();
+                    json(
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "hash": b.hash(),
+                            "bytes": b.len(),
+                            "generation": b.generation(),
+                            "loaded_at_unix_ms": unix_ms(b.loaded_at()),
+                            "source": from.source,
+                            "digest": from.digest,
+                            "signer": from.signer,
+                            "fetched_at_unix_ms": from.fetched_at.map(unix_ms),
+                            "format": from.format,
+                        }),
+                    )
+                }
                 None => json(
                     StatusCode::SERVICE_UNAVAILABLE,
                     serde_json::json!({"error": "no valid bundle loaded yet"}),
                 ),
             },
-            (&Method::POST, "/reload") => match self.reloader.reload("POST /reload").await {
+            (&Method::POST, "/reload") => match self.policy.reload("POST /reload").await {
                 Ok(b) => json(
                     StatusCode::OK,
                     serde_json::json!({"hash": b.hash(), "generation": b.generation()}),
@@ -112,11 +118,6 @@ impl Admin {
             ),
         }
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

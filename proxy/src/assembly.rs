@@ -10,6 +10,7 @@ use crate::outbound;
 use crate::outbound::resolve::{Resolve, SystemResolver};
 use crate::poll::{FilePoller, Missing};
 use crate::reload::{PolicyLoader, Reloader};
+use crate::remote::{PolicyControl, PolicySourceCompiler, RemotePolicy};
 use crate::state::Shared;
 use crate::store::PolicyStore;
 use sluice_identity::files::FileIdentity;
@@ -30,7 +31,7 @@ pub struct Proxy {
     inbound_addrs: Vec<SocketAddr>,
     outbound_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
-    reloader: Arc<Reloader>,
+    policy: Arc<PolicyControl>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -51,6 +52,12 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// A remote policy source cannot be used: a key file does not read,
+    /// say.
+    RemotePolicy {
+        /// What is wrong, naming the file.
+        message: String,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -64,6 +71,7 @@ impl std::fmt::Display for StartError {
                     path.display()
                 )
             }
+            StartError::RemotePolicy { message } => f.write_str(message),
         }
     }
 }
@@ -78,11 +86,32 @@ impl Proxy {
         Proxy::start_with_resolver(config, loader, Arc::new(SystemResolver)).await
     }
 
+    /// [`Proxy::start`] with a compiler for the signed source of a remote
+    /// artifact whose bundle format this Sluice does not read
+    /// (`compile-source-on-mismatch`); without one, such an artifact is
+    /// refused.
+    pub async fn start_with_compiler(
+        config: Config,
+        loader: PolicyLoader,
+        compiler: PolicySourceCompiler,
+    ) -> Result<Proxy, StartError> {
+        Proxy::start_all(config, loader, Some(compiler), Arc::new(SystemResolver)).await
+    }
+
     /// [`Proxy::start`], resolving names (service endpoints, egress
     /// destinations) with `resolver` instead of the system's.
     pub async fn start_with_resolver(
         config: Config,
         loader: PolicyLoader,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<Proxy, StartError> {
+        Proxy::start_all(config, loader, None, resolver).await
+    }
+
+    async fn start_all(
+        config: Config,
+        loader: PolicyLoader,
+        compiler: Option<PolicySourceCompiler>,
         resolver: Arc<dyn Resolve>,
     ) -> Result<Proxy, StartError> {
         let metrics = Arc::new(Metrics::default());
@@ -151,17 +180,30 @@ impl Proxy {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        let reloader = Arc::new(Reloader::new(
-            config.policy_path().to_owned(),
-            loader,
-            store,
-            metrics,
-        ));
-        let _ = reloader.reload("start").await;
-        if config.policy.watch {
-            let interval = Duration::from_millis(config.policy.watch_interval_ms.max(10));
-            tasks.spawn(reloader.clone().watch(interval));
-        }
+        let policy = match &config.policy.remote {
+            Some(remote) => {
+                let remote = RemotePolicy::new(remote.clone(), store, metrics, compiler)
+                    .map_err(|message| StartError::RemotePolicy { message })?;
+                let remote = Arc::new(remote);
+                tasks.spawn(remote.clone().run());
+                PolicyControl::Remote(remote)
+            }
+            None => {
+                let reloader = Arc::new(Reloader::new(
+                    config.policy_path().to_owned(),
+                    loader,
+                    store,
+                    metrics,
+                ));
+                let _ = reloader.reload("start").await;
+                if config.policy.watch {
+                    let interval = Duration::from_millis(config.policy.watch_interval_ms.max(10));
+                    tasks.spawn(reloader.clone().watch(interval));
+                }
+                PolicyControl::File(reloader)
+            }
+        };
+        let policy = Arc::new(policy);
         let admin_listener = TcpListener::bind(config.admin.listen)
             .await
             .map_err(|error| StartError::Bind {
@@ -217,7 +259,7 @@ impl Proxy {
         }
         let admin = Arc::new(Admin {
             shared: shared.clone(),
-            reloader: reloader.clone(),
+            policy: policy.clone(),
         });
         tasks.spawn(admin.run(admin_listener));
         tracing::info!(admin = %admin_addr, inbound = ?inbound_addrs, outbound = ?outbound_addrs, "proxy started");
@@ -226,7 +268,7 @@ impl Proxy {
             inbound_addrs,
             outbound_addrs,
             shared,
-            reloader,
+            policy,
             tasks,
         })
     }
@@ -266,8 +308,8 @@ impl Proxy {
         tracing::info!("proxy stopped");
     }
 
-    /// Runs until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down
-    /// gracefully.
+    /// Runs until SIGTERM or SIGINT, reloading on SIGHUP (a remote source
+    /// is polled at once), then shuts down gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
@@ -278,7 +320,7 @@ impl Proxy {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    let _ = self.reloader.reload("SIGHUP").await;
+                    let _ = self.policy.reload("SIGHUP").await;
                 }
             }
         }

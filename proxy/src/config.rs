@@ -3,6 +3,7 @@
 //! Relative paths are resolved against the configuration file's folder.
 
 use serde::Deserialize;
+use sluice_fleet::source::SourceRef;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,13 +38,15 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// Where the policy comes from: a compiled bundle or a policy source.
+/// Where the policy comes from: a compiled bundle, a policy source, or a
+/// remote artifact (`source = "oci://..."`, `"https://..."`, `"http://..."`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PolicyConfig {
     /// A compiled bundle file (`sluice compile`).
     pub bundle: Option<PathBuf>,
     /// A policy source file or folder, compiled by the `sluice` binary.
+    /// `None` when the source is remote (then [`PolicyConfig::remote`]).
     pub source: Option<PathBuf>,
     /// Reload when the file changes (checked every `watch-interval-ms`).
     #[serde(default = "yes")]
@@ -51,7 +54,60 @@ pub struct PolicyConfig {
     /// How often the policy file is checked for changes.
     #[serde(default = "default_watch_ms")]
     pub watch_interval_ms: u64,
+    /// Remote source only: PEM public keys whose signature is accepted.
+    pub keys: Option<Vec<PathBuf>>,
+    /// Remote source only: accept unsigned artifacts.
+    pub allow_unsigned: Option<bool>,
+    /// Remote source only: time between polls.
+    pub poll_interval_ms: Option<u64>,
+    /// Remote source only: the fraction (0 to 1) a wait may be shortened by.
+    pub poll_jitter: Option<f64>,
+    /// Remote source only: where the last verified bundle is kept.
+    pub cache_dir: Option<PathBuf>,
+    /// Remote source only: largest artifact accepted, in bytes.
+    pub max_bundle_bytes: Option<u64>,
+    /// Remote source only: speak plain HTTP to the registry or server.
+    pub plain_http: Option<bool>,
+    /// Remote source only: compile the signed source of an artifact whose
+    /// bundle format this Sluice does not read.
+    pub compile_source_on_mismatch: Option<bool>,
+    /// The remote source and its settings, when `source` is a reference.
+    #[serde(skip)]
+    pub remote: Option<RemotePolicyConfig>,
 }
+
+/// A policy pulled from a registry or an HTTP image layout.
+#[derive(Clone, Debug)]
+pub struct RemotePolicyConfig {
+    /// The reference as written (the cache is keyed by it).
+    pub source_text: String,
+    /// The parsed reference.
+    pub source: SourceRef,
+    /// PEM public keys whose signature is accepted; empty with
+    /// `allow_unsigned`.
+    pub keys: Vec<PathBuf>,
+    /// Accept unsigned artifacts (exclusive with `keys`).
+    pub allow_unsigned: bool,
+    /// Time between polls (at most; see `poll_jitter`).
+    pub poll_interval: Duration,
+    /// Each wait is `poll_interval * (1 - poll_jitter * U[0,1))`.
+    pub poll_jitter: f64,
+    /// Where the last verified bundle is kept, trusted like this file.
+    pub cache_dir: Option<PathBuf>,
+    /// Largest artifact accepted, in bytes.
+    pub max_bundle_bytes: u64,
+    /// Plain HTTP to a registry, or for an `http://` layout.
+    pub plain_http: bool,
+    /// Compile the source of an artifact of another bundle format.
+    pub compile_source_on_mismatch: bool,
+}
+
+/// The default `poll-interval-ms`.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 30_000;
+/// The smallest `poll-interval-ms` accepted.
+pub const MIN_POLL_INTERVAL_MS: u64 = 100;
+/// The default `poll-jitter`.
+pub const DEFAULT_POLL_JITTER: f64 = 0.1;
 
 /// The admin listener.
 #[derive(Clone, Debug, Deserialize)]
@@ -317,6 +373,7 @@ impl Config {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
+        config.policy.remote = config.policy.remote_source(base)?;
         config.resolve(base);
         config.check()?;
         Ok(config)
@@ -340,11 +397,12 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid { message });
-        match (&self.policy.bundle, &self.policy.source) {
-            (Some(_), Some(_)) => {
+        let source = self.policy.source.is_some() || self.policy.remote.is_some();
+        match (&self.policy.bundle, source) {
+            (Some(_), true) => {
                 return invalid("`policy` takes `bundle` or `source`, not both".into())
             }
-            (None, None) => return invalid("`policy` needs `bundle` or `source`".into()),
+            (None, false) => return invalid("`policy` needs `bundle` or `source`".into()),
             _ => {}
         }
         let needs_tls = self.inbound.iter().any(|l| l.tls != TlsMode::Plaintext);
@@ -406,13 +464,109 @@ impl Config {
         Ok(())
     }
 
-    /// The policy file to read (bundle or source).
+    /// The policy file to read (bundle or source); empty for a remote
+    /// source.
     pub fn policy_path(&self) -> &Path {
         self.policy
             .bundle
             .as_deref()
             .or(self.policy.source.as_deref())
             .unwrap_or(Path::new(""))
+    }
+}
+
+impl PolicyConfig {
+    /// Takes a remote reference out of `source` and checks the keys that
+    /// go with one; paths are resolved against `base`.
+    fn remote_source(&mut self, base: &Path) -> Result<Option<RemotePolicyConfig>, ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid { message });
+        let text = match self.source.as_deref().and_then(Path::to_str) {
+            Some(t)
+                if ["oci://", "https://", "http://"]
+                    .iter()
+                    .any(|p| t.starts_with(p)) =>
+            {
+                t.to_owned()
+            }
+            _ => {
+                let written = [
+                    ("keys", self.keys.is_some()),
+                    ("allow-unsigned", self.allow_unsigned.is_some()),
+                    ("poll-interval-ms", self.poll_interval_ms.is_some()),
+                    ("poll-jitter", self.poll_jitter.is_some()),
+                    ("cache-dir", self.cache_dir.is_some()),
+                    ("max-bundle-bytes", self.max_bundle_bytes.is_some()),
+                    ("plain-http", self.plain_http.is_some()),
+                    (
+                        "compile-source-on-mismatch",
+                        self.compile_source_on_mismatch.is_some(),
+                    ),
+                ];
+                if let Some((key, _)) = written.iter().find(|(_, w)| *w) {
+                    return invalid(format!(
+                        "`policy.{key}` is only for a remote `source` (`oci://`, `https://` or `http://`)"
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        let source = match SourceRef::parse(&text) {
+            Ok(s) => s,
+            Err(e) => return invalid(format!("`policy.source`: {e}")),
+        };
+        let keys = self.keys.clone().unwrap_or_default();
+        let allow_unsigned = self.allow_unsigned.unwrap_or(false);
+        match (keys.is_empty(), allow_unsigned) {
+            (true, false) => return invalid(
+                "a remote policy source needs `keys` to verify its signature, or `allow-unsigned = true`".into(),
+            ),
+            (false, true) => {
+                return invalid("`policy` takes `keys` or `allow-unsigned = true`, not both".into())
+            }
+            _ => {}
+        }
+        let plain_http = self.plain_http.unwrap_or(false);
+        if source.is_plain_http_url() && !plain_http {
+            return invalid(format!(
+                "`{text}` is plain HTTP: write `plain-http = true` to fetch the policy unencrypted"
+            ));
+        }
+        let interval = self.poll_interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS);
+        if interval < MIN_POLL_INTERVAL_MS {
+            return invalid(format!(
+                "`policy.poll-interval-ms` must be at least {MIN_POLL_INTERVAL_MS}"
+            ));
+        }
+        let jitter = self.poll_jitter.unwrap_or(DEFAULT_POLL_JITTER);
+        if !(0.0..=1.0).contains(&jitter) {
+            return invalid("`policy.poll-jitter` must be from 0.0 to 1.0".into());
+        }
+        let max_bundle_bytes = self
+            .max_bundle_bytes
+            .unwrap_or(sluice_fleet::artifact::DEFAULT_MAX_BYTES);
+        if max_bundle_bytes == 0 {
+            return invalid("`policy.max-bundle-bytes` must be at least 1".into());
+        }
+        let join = |p: &PathBuf| {
+            if p.is_relative() {
+                base.join(p)
+            } else {
+                p.clone()
+            }
+        };
+        self.source = None;
+        Ok(Some(RemotePolicyConfig {
+            source_text: text,
+            source,
+            keys: keys.iter().map(join).collect(),
+            allow_unsigned,
+            poll_interval: Duration::from_millis(interval),
+            poll_jitter: jitter,
+            cache_dir: self.cache_dir.as_ref().map(join),
+            max_bundle_bytes,
+            plain_http,
+            compile_source_on_mismatch: self.compile_source_on_mismatch.unwrap_or(false),
+        }))
     }
 }
 
@@ -510,5 +664,101 @@ tls = "plaintext"
             let e = Config::parse(text, Path::new(".")).unwrap_err().to_string();
             assert!(e.contains(expected), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_remote_source_is_parsed_with_its_settings() {
+        let text = "[policy]\nsource = \"oci://127.0.0.1:5000/team/policy:v1\"\nkeys = [\"signer.pub\", \"/k/other.pub\"]\ncache-dir = \"cache\"\nplain-http = true\npoll-interval-ms = 200\n";
+        let c = Config::parse(text, Path::new("/etc/sluice")).unwrap();
+        assert!(c.policy.source.is_none() && c.policy.bundle.is_none());
+        let r = c.policy.remote.unwrap();
+        assert_eq!(r.source_text, "oci://127.0.0.1:5000/team/policy:v1");
+        assert!(matches!(r.source, SourceRef::Registry(_)));
+        assert_eq!(
+            r.keys,
+            [
+                PathBuf::from("/etc/sluice/signer.pub"),
+                PathBuf::from("/k/other.pub")
+            ]
+        );
+        assert_eq!(r.cache_dir, Some(PathBuf::from("/etc/sluice/cache")));
+        assert!(r.plain_http && !r.allow_unsigned && !r.compile_source_on_mismatch);
+        assert_eq!(r.poll_interval, Duration::from_millis(200));
+        assert_eq!(r.poll_jitter, DEFAULT_POLL_JITTER);
+        assert_eq!(
+            r.max_bundle_bytes,
+            sluice_fleet::artifact::DEFAULT_MAX_BYTES
+        );
+
+        let text = "[policy]\nsource = \"https://cdn.example/layouts/policy@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nallow-unsigned = true\ncompile-source-on-mismatch = true\nmax-bundle-bytes = 1000\npoll-jitter = 0.5\n";
+        let r = Config::parse(text, Path::new("."))
+            .unwrap()
+            .policy
+            .remote
+            .unwrap();
+        assert!(matches!(r.source, SourceRef::Http(_)));
+        assert!(r.allow_unsigned && r.compile_source_on_mismatch && r.keys.is_empty());
+        assert_eq!(
+            (r.poll_interval, r.poll_jitter, r.max_bundle_bytes),
+            (Duration::from_millis(DEFAULT_POLL_INTERVAL_MS), 0.5, 1000)
+        );
+
+        // A path stays a path.
+        let c = Config::parse("[policy]\nsource = \"policies/web\"\n", Path::new("/etc")).unwrap();
+        assert!(c.policy.remote.is_none());
+        assert_eq!(c.policy_path(), Path::new("/etc/policies/web"));
+    }
+
+    #[test]
+    fn bad_remote_sources_are_explained() {
+        let reg = "source = \"oci://127.0.0.1:5000/team/policy:v1\"\n";
+        let cases = [
+            (
+                reg.to_owned(),
+                "a remote policy source needs `keys` to verify its signature, or `allow-unsigned = true`",
+            ),
+            (format!("{reg}keys = []\n"), "needs `keys`"),
+            (
+                format!("{reg}keys = [\"a.pub\"]\nallow-unsigned = true\n"),
+                "`keys` or `allow-unsigned = true`, not both",
+            ),
+            (
+                "source = \"http://127.0.0.1:8000/layout:v1\"\nallow-unsigned = true\n".into(),
+                "`http://127.0.0.1:8000/layout:v1` is plain HTTP: write `plain-http = true`",
+            ),
+            (
+                "source = \"oci://bad ref\"\nallow-unsigned = true\n".into(),
+                "`policy.source`: ",
+            ),
+            (
+                format!("{reg}allow-unsigned = true\npoll-interval-ms = 99\n"),
+                "`policy.poll-interval-ms` must be at least 100",
+            ),
+            (
+                format!("{reg}allow-unsigned = true\npoll-jitter = 1.5\n"),
+                "`policy.poll-jitter` must be from 0.0 to 1.0",
+            ),
+            (
+                "bundle = \"p.bundle\"\nkeys = [\"a.pub\"]\n".into(),
+                "`policy.keys` is only for a remote `source`",
+            ),
+            (
+                "source = \"p.sluice\"\ncache-dir = \"c\"\n".into(),
+                "`policy.cache-dir` is only for a remote `source`",
+            ),
+            (
+                format!("{reg}allow-unsigned = true\nbundle = \"p.bundle\"\n"),
+                "not both",
+            ),
+        ];
+        for (text, expected) in cases {
+            let text = format!("[policy]\n{text}");
+            let e = Config::parse(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        let ok = "[policy]\nsource = \"http://127.0.0.1:8000/layout:v1\"\nallow-unsigned = true\nplain-http = true\n";
+        assert!(Config::parse(ok, Path::new(".")).is_ok());
     }
 }

@@ -1,15 +1,18 @@
 //! The Sluice sidecar proxy: enforces compiled policy bundles on inbound
 //! traffic over mTLS with SPIFFE identities.
 //!
-//! The proxy depends on `sluice-runtime` and `sluice-identity` (SVIDs,
-//! trust bundles, the rustls configurations) only: it loads bundle bytes,
-//! never policy source. Its users (the `sluice` binary, the integration tests,
+//! The proxy depends on `sluice-runtime`, `sluice-identity` (SVIDs,
+//! trust bundles, the rustls configurations) and `sluice-fleet` (fetching
+//! and verifying signed artifacts from a registry or an HTTP layout): it
+//! loads bundle bytes, never compiles policy source itself. Its users (the `sluice` binary, the integration tests,
 //! the fuzz targets) need:
 //!
 //! - [`Proxy`]: starts every listener from a [`Config`] and owns the
 //!   shutdown.
 //! - [`config`]: the TOML configuration.
 //! - [`reload`]: how the configured policy file becomes bundle bytes.
+//! - [`remote`]: a policy pulled from a registry or an HTTP layout, and
+//!   the compile hook for an artifact of another bundle format.
 //! - [`store`]: a validated bundle as the proxy holds it.
 //! - [`outbound`]: name resolution and the transparent listener's
 //!   original destination and sniffing.
@@ -38,6 +41,7 @@ mod metrics;
 pub mod outbound;
 mod poll;
 pub mod reload;
+pub mod remote;
 mod request_body;
 mod server;
 mod state;

@@ -159,10 +159,29 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
+/// The labels of `sluice_policy_info`: where the bundle in service came
+/// from (empty `digest` and `signer` for a local file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PolicyInfo {
+    /// The configured source: a path or a reference.
+    pub source: String,
+    /// The artifact's manifest digest.
+    pub digest: String,
+    /// The bundle's content hash.
+    pub hash: String,
+    /// The bundle format version.
+    pub format: u32,
+    /// The id of the key whose signature verified.
+    pub signer: String,
+}
+
 /// What the proxy serves now: gauges computed when scraped.
 #[derive(Debug)]
 struct Serving {
     bundle: Mutex<Option<(String, SystemTime)>>,
+    policy: Mutex<Option<PolicyInfo>>,
+    /// Unix seconds of the last verified poll answer; `i64::MIN` for none.
+    last_fetch_success: AtomicI64,
     svid_not_after: AtomicI64,
 }
 
@@ -194,6 +213,40 @@ impl Collector for Serving {
                     MetricType::Gauge,
                 )?
                 .encode_gauge(&at)?;
+        }
+        let policy = self
+            .policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(p) = policy {
+            let format = p.format.to_string();
+            encoder
+                .encode_descriptor(
+                    "sluice_policy_info",
+                    "The policy in service: its source, artifact digest, bundle hash, format and signer.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_family(&[
+                    ("source", p.source.as_str()),
+                    ("digest", p.digest.as_str()),
+                    ("hash", p.hash.as_str()),
+                    ("format", format.as_str()),
+                    ("signer", p.signer.as_str()),
+                ])?
+                .encode_gauge(&1i64)?;
+        }
+        let success = self.last_fetch_success.load(Relaxed);
+        if success != i64::MIN {
+            encoder
+                .encode_descriptor(
+                    "sluice_policy_last_success_timestamp_seconds",
+                    "When a poll of the remote policy source last got a verified answer.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&success)?;
         }
         let not_after = self.svid_not_after.load(Relaxed);
         if not_after != i64::MIN {
@@ -233,6 +286,9 @@ pub(crate) struct Metrics {
     pub bundle_reloads: LabelledCounters<1>,
     /// Identity (SVID or trust bundle) reloads by result.
     pub identity_reloads: LabelledCounters<1>,
+    /// Polls of a remote policy source by result (`updated`, `unchanged`,
+    /// or a `FetchErrorKind` label).
+    pub policy_fetches: LabelledCounters<1>,
     /// Time from a request's arrival to its response head.
     pub request_latency: LatencyHistogram,
     /// Outbound requests to declared services by service, route, backend
@@ -267,6 +323,7 @@ impl Default for Metrics {
         let bad_requests = LabelledCounters::new(["reason"]);
         let bundle_reloads = LabelledCounters::new(["result"]);
         let identity_reloads = LabelledCounters::new(["result"]);
+        let policy_fetches = LabelledCounters::new(["result"]);
         let request_latency = LatencyHistogram::default();
         let outbound_requests = LabelledCounters::new(["service", "route", "backend", "status"]);
         let outbound_retries = LabelledCounters::new(["service"]);
@@ -279,6 +336,8 @@ impl Default for Metrics {
         let decision_log_dropped = Counter::default();
         let serving = Arc::new(Serving {
             bundle: Mutex::new(None),
+            policy: Mutex::new(None),
+            last_fetch_success: AtomicI64::new(i64::MIN),
             svid_not_after: AtomicI64::new(i64::MIN),
         });
         // Counter names are registered without `_total`: the encoder adds it.
@@ -321,6 +380,11 @@ impl Default for Metrics {
             "sluice_identity_reloads",
             "SVID and trust bundle reloads by result.",
             identity_reloads.family.clone(),
+        );
+        registry.register(
+            "sluice_policy_fetch",
+            "Polls of a remote policy source by result.",
+            policy_fetches.family.clone(),
         );
         registry.register(
             "sluice_request_duration_seconds",
@@ -377,6 +441,7 @@ impl Default for Metrics {
             bad_requests,
             bundle_reloads,
             identity_reloads,
+            policy_fetches,
             request_latency,
             outbound_requests,
             outbound_retries,
@@ -400,6 +465,23 @@ impl Metrics {
             .bundle
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some((hash.to_owned(), loaded_at));
+    }
+
+    /// Records where the policy in service came from (`sluice_policy_info`).
+    pub(crate) fn set_policy(&self, info: PolicyInfo) {
+        *self
+            .serving
+            .policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(info);
+    }
+
+    /// Records a verified poll answer at `at` (`updated` or `unchanged`).
+    pub(crate) fn set_policy_fetch_success(&self, at: SystemTime) {
+        let secs = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.serving.last_fetch_success.store(secs, Relaxed);
     }
 
     /// Records the current SVID's expiry.
@@ -448,6 +530,39 @@ mod tests {
         assert!(text.contains("sluice_request_duration_seconds_count 1\n"));
         assert!(text.contains("sluice_bundle_info{hash=\"00ff\"} 1\n"));
         assert!(text.contains("sluice_decision_log_dropped_total 0\n"));
+        assert!(!text.contains("sluice_policy_info"), "{text}");
+        m.set_policy(PolicyInfo {
+            source: "oci://r/p:v1".into(),
+            digest: "sha256:ab".into(),
+            hash: "00ff".into(),
+            format: 2,
+            signer: "k1".into(),
+        });
+        m.set_policy(PolicyInfo {
+            source: "oci://r/p:v1".into(),
+            digest: "sha256:cd".into(),
+            hash: "00fe".into(),
+            format: 2,
+            signer: "k1".into(),
+        });
+        m.policy_fetches.inc(["unchanged"]);
+        m.set_policy_fetch_success(SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+        let text = m.render();
+        assert!(text.contains(
+            "sluice_policy_info{source=\"oci://r/p:v1\",digest=\"sha256:cd\",hash=\"00fe\",format=\"2\",signer=\"k1\"} 1\n"
+        ), "{text}");
+        assert!(
+            !text.contains("sha256:ab"),
+            "the previous label set stays: {text}"
+        );
+        assert!(
+            text.contains("sluice_policy_fetch_total{result=\"unchanged\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_policy_last_success_timestamp_seconds 1000\n"),
+            "{text}"
+        );
         assert!(
             !text.contains("_total_total") && !text.contains("# EOF"),
             "{text}"

@@ -71,6 +71,13 @@ impl Reloader {
             Ok(loaded) => {
                 self.metrics.bundle_reloads.inc(["ok"]);
                 self.metrics.set_bundle(loaded.hash(), loaded.loaded_at());
+                self.metrics.set_policy(crate::metrics::PolicyInfo {
+                    source: self.path.display().to_string(),
+                    digest: String::new(),
+                    hash: loaded.hash().to_owned(),
+                    format: sluice_runtime::bundle::FORMAT_VERSION,
+                    signer: String::new(),
+                });
                 tracing::info!(
                     cause,
                     bundle = loaded.hash(),

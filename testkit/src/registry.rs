@@ -72,6 +72,43 @@ impl TestRegistry {
         Some(registry)
     }
 
+    /// Stops the registry (its storage stays): the port refuses
+    /// connections until [`TestRegistry::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again on the same port with the same storage.
+    /// Panics when it does not answer `/v2/` within 10 seconds (another
+    /// process may have taken the port meanwhile).
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Command::new(BINARY)
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not answer on {} after a restart",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The registry's storage folder (`rootdirectory`).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("storage")
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
         &self.addr

@@ -1,10 +1,11 @@
 //! `sluice proxy --config FILE`: runs the proxy. When the configuration
 //! names a policy source, it is compiled here, so the proxy crate never
-//! carries the compiler.
+//! carries the compiler; so is the signed source of a remote artifact whose
+//! bundle format this Sluice does not read (`compile-source-on-mismatch`).
 
 use crate::args::ProxyArgs;
 use crate::{policy, Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
-use sluice_proxy::{reload, Config, Proxy};
+use sluice_proxy::{reload, remote, Config, Proxy};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
         }
     };
     let result = runtime.block_on(async move {
-        let proxy = Proxy::start(config, loader)
+        let proxy = Proxy::start_with_compiler(config, loader, source_compiler())
             .await
             .map_err(|e| e.to_string())?;
         proxy
@@ -63,30 +64,42 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
 
 /// A loader that compiles policy source; diagnostics become one message.
 pub fn source_loader() -> reload::PolicyLoader {
-    Arc::new(|path: &Path| {
-        let parsed = policy::load(path)?;
-        match policy::compile(&parsed, &sluice_compiler::Config::default()) {
-            Ok(compiled) => Ok(compiled.bundle),
-            Err(diags) => {
-                let errors: Vec<String> = diags
-                    .iter()
-                    .filter(|d| d.is_error())
-                    .map(|d| {
-                        let file = parsed
-                            .files()
-                            .get(d.span.file as usize)
-                            .map_or("?", |f| f.path.as_str());
-                        format!("{file}:{}:{}: {}", d.span.line, d.span.column, d.message)
-                    })
-                    .collect();
-                Err(format!(
-                    "the policy has {}: {}",
-                    policy::plural(errors.len(), "error"),
-                    errors.join("; ")
-                ))
-            }
-        }
+    Arc::new(|path: &Path| compile_parsed(policy::load(path)?))
+}
+
+/// Compiles the source layer of a remote artifact (one file) as
+/// [`source_loader`] compiles a file.
+pub fn source_compiler() -> remote::PolicySourceCompiler {
+    Arc::new(|text: &[u8]| {
+        let text = std::str::from_utf8(text)
+            .map_err(|e| format!("the policy source is not UTF-8: {e}"))?;
+        compile_parsed(policy::parse_str("policy.sluice", text))
     })
+}
+
+/// Compiles parsed policy source; diagnostics become one message.
+fn compile_parsed(parsed: policy::Parsed) -> Result<Vec<u8>, String> {
+    match policy::compile(&parsed, &sluice_compiler::Config::default()) {
+        Ok(compiled) => Ok(compiled.bundle),
+        Err(diags) => {
+            let errors: Vec<String> = diags
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| {
+                    let file = parsed
+                        .files()
+                        .get(d.span.file as usize)
+                        .map_or("?", |f| f.path.as_str());
+                    format!("{file}:{}:{}: {}", d.span.line, d.span.column, d.message)
+                })
+                .collect();
+            Err(format!(
+                "the policy has {}: {}",
+                policy::plural(errors.len(), "error"),
+                errors.join("; ")
+            ))
+        }
+    }
 }
 
 fn init_logging(filter: Option<&str>) {

@@ -12,6 +12,7 @@ mod mtls;
 mod outbound;
 mod outbound_tls;
 mod reload;
+mod remote_policy;
 mod support;
 mod upgrade;
 mod workload_api;
