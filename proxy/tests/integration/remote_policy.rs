@@ -2,17 +2,19 @@
 //! signed artifacts switch the proxy, refused ones (tampered, unsigned,
 //! another signer, another bundle format) leave the old bundle serving,
 //! a source down at start fails closed or serves the cache, a digest pin
-//! ignores tag moves. Every case checks real traffic through the proxy, the
+//! ignores tag moves; an image layout served by a real nginx is pulled too. Every case checks real traffic through the proxy, the
 //! admin `/policy` and the metrics.
 
 use crate::support;
 
 use sluice_fleet::artifact::{self, Artifact, FORMAT_VERSION_ANNOTATION};
 use sluice_fleet::keys::PrivateKey;
+use sluice_fleet::layout::LayoutDir;
 use sluice_fleet::registry::{OciRef, Registry};
 use sluice_fleet::signature;
 use sluice_proxy::{reload, remote, Config, Proxy};
 use sluice_runtime::bundle::FORMAT_VERSION;
+use sluice_testkit::nginx::TestNginx;
 use sluice_testkit::registry::TestRegistry;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -565,4 +567,94 @@ async fn a_key_file_that_does_not_read_stops_the_start() {
         .expect("a missing key stops the start")
         .to_string();
     assert!(e.contains("missing.pub"), "{e}");
+}
+
+/// Writes the signed artifact of `policy` into `layout` under `tag`: blobs
+/// and signature first, then the tag, so the proxy never sees it unsigned.
+/// `index.json`'s mtime moves 10 s past its previous one: nginx's ETag is
+/// mtime seconds and size, which a rewrite in the same second may keep.
+fn publish_to_layout(layout: &LayoutDir, tag: &str, policy: &str, key: &PrivateKey) -> String {
+    let index = layout.root().join("index.json");
+    let before = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+    let a = build(policy);
+    for blob in a.blobs() {
+        layout.put_blob(&blob.bytes).unwrap();
+    }
+    let payload = signature::sign(key, &format!("web:{tag}"), &a.digest).unwrap();
+    let sig = signature::signature_manifest(std::slice::from_ref(&payload.descriptor));
+    layout.put_blob(&payload.bytes).unwrap();
+    layout.put_blob(&sig.config.bytes).unwrap();
+    let sig_tag = signature::signature_tag(&a.digest).unwrap();
+    layout.put_manifest(&sig_tag, &sig.manifest_bytes).unwrap();
+    let digest = layout.put_manifest(tag, &a.manifest_bytes).unwrap();
+    if let Some(before) = before {
+        std::fs::File::options()
+            .write(true)
+            .open(&index)
+            .unwrap()
+            .set_modified(before + Duration::from_secs(10))
+            .unwrap();
+    }
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_layout_is_pulled_and_switched() {
+    let dir = TempDir::new("remote-policy-http");
+    let layout = LayoutDir::new(dir.path("site/policies/web"));
+    layout.init().unwrap();
+    let Some(nginx) = TestNginx::start("the HTTP layout policy test", &dir.path("site")) else {
+        return;
+    };
+    let key = PrivateKey::generate().unwrap();
+    std::fs::write(dir.path("signer.pub"), key.public_key().to_pem()).unwrap();
+    let d1 = publish_to_layout(&layout, "live", ALLOW, &key);
+    let (app, _) = echo_server().await;
+    let source = format!("{}/policies/web:live", nginx.url());
+    let toml = format!(
+        "[policy]\nsource = \"{source}\"\nkeys = [\"signer.pub\"]\nplain-http = true\npoll-interval-ms = 200\n[admin]\nlisten = \"127.0.0.1:0\"\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 8080\napp = \"{app}\"\ntls = \"plaintext\"\n"
+    );
+    let proxy = start_proxy(&dir, &toml).await;
+    let admin = proxy.admin_addr();
+    wait_serving(admin, &hash_of(ALLOW)).await;
+    assert_eq!(api_status(&proxy).await, 200);
+    let p = policy_json(admin).await.unwrap();
+    assert_eq!(
+        (&p["source"], &p["digest"]),
+        (&source.clone().into(), &d1.into())
+    );
+    wait_fetches(admin, "unchanged", 2.0).await;
+
+    publish_to_layout(&layout, "live", DENY, &key);
+    wait_serving(admin, &hash_of(DENY)).await;
+    assert_eq!(api_status(&proxy).await, 403);
+    assert_eq!(fetches(&metrics(admin).await, "updated"), 2.0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_bundle_is_described_without_digest_or_signer() {
+    let dir = TempDir::new("remote-policy-local");
+    std::fs::write(dir.path("policy.bundle"), compile(ALLOW)).unwrap();
+    let toml =
+        "[policy]\nbundle = \"policy.bundle\"\nwatch = false\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let proxy = start_proxy(&dir, toml).await;
+    let admin = proxy.admin_addr();
+    let p = policy_json(admin).await.unwrap();
+    let path = dir.path("policy.bundle").display().to_string();
+    assert_eq!(p["source"], path.as_str());
+    assert!(p["digest"].is_null() && p["signer"].is_null() && p["fetched_at_unix_ms"].is_null());
+    assert_eq!(p["format"], FORMAT_VERSION);
+    let m = metrics(admin).await;
+    let format = FORMAT_VERSION.to_string();
+    let labels = [
+        ("source", path.as_str()),
+        ("digest", ""),
+        ("hash", &hash_of(ALLOW)),
+        ("format", format.as_str()),
+        ("signer", ""),
+    ];
+    assert_eq!(metric_sum(&m, "sluice_policy_info", &labels), 1.0, "{m}");
+    assert_eq!(fetches(&m, "updated") + fetches(&m, "unchanged"), 0.0);
+    proxy.shutdown().await;
 }
