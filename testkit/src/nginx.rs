@@ -139,7 +139,8 @@ impl TestNginx {
     /// including that line. nginx here is one process that logs each
     /// request when it answers it, so every request answered before the
     /// mark was sent is in the log above it: the lines between two marks
-    /// are exactly the requests made between them.
+    /// are exactly the requests made between them. (A response the client
+    /// abandoned midway is logged only when nginx notices, maybe later.)
     pub fn mark(&self) -> Vec<String> {
         static MARKS: AtomicUsize = AtomicUsize::new(0);
         let path = format!("/.sluice-mark-{}", MARKS.fetch_add(1, Ordering::Relaxed));
