@@ -615,6 +615,27 @@ tls = "plaintext"
     }
 
     #[test]
+    fn readme_remote_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\n[policy]\nsource = \"oci://")
+            .expect("the remote source example in the README")
+            + 8;
+        let len = readme[start..].find("```").unwrap();
+        let c = Config::parse(&readme[start..start + len], Path::new("/etc/sluice")).unwrap();
+        let r = c.policy.remote.unwrap();
+        assert_eq!(r.keys, [PathBuf::from("/etc/sluice/signer.pub")]);
+        assert_eq!(
+            r.poll_interval,
+            Duration::from_millis(DEFAULT_POLL_INTERVAL_MS)
+        );
+        assert_eq!(
+            r.max_bundle_bytes,
+            sluice_fleet::artifact::DEFAULT_MAX_BYTES
+        );
+    }
+
+    #[test]
     fn minimal_config_resolves_paths() {
         let c = Config::parse(MINIMAL, Path::new("/etc/sluice")).unwrap();
         assert_eq!(c.policy_path(), Path::new("/etc/sluice/p.bundle"));
