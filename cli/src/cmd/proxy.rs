@@ -114,3 +114,24 @@ fn init_logging(filter: Option<&str>) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compile_hook_builds_a_bundle_or_names_the_errors() {
+        let compile = source_compiler();
+        let text = b"server web { port 8080  protocol http  route api { path prefix \"/api\" } }\nallow a { to web.api  from any }\n";
+        let bytes = compile(text).unwrap();
+        let aligned = sluice_runtime::AlignedBytes::new(&bytes);
+        assert!(sluice_runtime::Bundle::from_bytes(aligned.as_bytes()).is_ok());
+        let e = compile(b"allow a { to nowhere  from any }\n").unwrap_err();
+        assert_eq!(
+            e,
+            "the policy has 1 error: policy.sluice:1:14: no server `nowhere`"
+        );
+        let e = compile(&[0xff, 0xfe]).unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
+}
