@@ -222,8 +222,15 @@ impl fmt::Debug for Fetcher {
 }
 
 impl Fetcher {
-    /// A fetcher of `source`. Fails only when no HTTP client can be built.
+    /// A fetcher of `source`. Fails when `source` is an `http://` URL and
+    /// plain HTTP was not allowed, or when no HTTP client can be built.
     pub fn new(source: SourceRef, config: FetchConfig) -> Result<Fetcher, FetchError> {
+        if source.is_plain_http_url() && !config.plain_http {
+            return Err(FetchError::new(
+                FetchErrorKind::Invalid,
+                format_args!("`{source}` is plain HTTP, which must be allowed explicitly"),
+            ));
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -396,6 +403,21 @@ impl Fetcher {
                 ));
             };
             return Ok(digest.clone());
+        }
+        match response.status() {
+            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::NOT_FOUND => {
+                return Err(FetchError::new(
+                    FetchErrorKind::NotFound,
+                    format_args!("`{}` answered 404", r.index_url()),
+                ))
+            }
+            status => {
+                return Err(FetchError::new(
+                    FetchErrorKind::Unreachable,
+                    format_args!("`{}` answered {status}", r.index_url()),
+                ))
+            }
         }
         let etag = response
             .headers()
