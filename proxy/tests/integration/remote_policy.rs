@@ -139,8 +139,13 @@ impl Fleet {
         } else {
             "keys = [\"signer.pub\"]\n"
         };
+        let interval = if extra.contains("poll-interval-ms") {
+            ""
+        } else {
+            "poll-interval-ms = 200\n"
+        };
         format!(
-            "[policy]\nsource = \"{source}\"\n{keys}{extra}plain-http = true\npoll-interval-ms = 200\n[admin]\nlisten = \"127.0.0.1:0\"\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 8080\napp = \"{}\"\ntls = \"plaintext\"\n",
+            "[policy]\nsource = \"{source}\"\n{keys}{extra}plain-http = true\n{interval}[admin]\nlisten = \"127.0.0.1:0\"\n[[inbound]]\nlisten = \"127.0.0.1:0\"\nport = 8080\napp = \"{}\"\ntls = \"plaintext\"\n",
             self.app
         )
     }
@@ -278,6 +283,44 @@ async fn a_new_signed_artifact_replaces_the_old_one() {
         metric_sum(&m, "sluice_policy_last_success_timestamp_seconds", &[]) > 1.7e9,
         "{m}"
     );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_reload_polls_at_once() {
+    let Some(fleet) = Fleet::start("the remote policy POST /reload test").await else {
+        return;
+    };
+    fleet.publish("live", ALLOW).await;
+    let toml = fleet.toml(&fleet.reference("live"), "poll-interval-ms = 600000\n");
+    let proxy = fleet.proxy(&toml).await;
+    let admin = proxy.admin_addr();
+    wait_serving(admin, &hash_of(ALLOW)).await;
+    let (status, body) = admin_reload(admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&hash_of(ALLOW)), "{body}");
+    assert_eq!(fetches(&metrics(admin).await, "unchanged"), 1.0);
+
+    fleet.publish("live", DENY).await;
+    let (status, body) = admin_reload(admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&hash_of(DENY)), "{body}");
+    assert_eq!(api_status(&proxy).await, 403);
+    assert_eq!(fetches(&metrics(admin).await, "updated"), 2.0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_over_max_bundle_bytes_is_refused() {
+    let Some(fleet) = Fleet::start("the remote policy size-limit test").await else {
+        return;
+    };
+    fleet.publish("live", ALLOW).await;
+    let toml = fleet.toml(&fleet.reference("live"), "max-bundle-bytes = 256\n");
+    let proxy = fleet.proxy(&toml).await;
+    wait_fetches(proxy.admin_addr(), "too_large", 2.0).await;
+    assert_eq!(admin_get(proxy.admin_addr(), "/ready").await.0, 503);
+    assert_not_forwarded(&proxy).await;
     proxy.shutdown().await;
 }
 
