@@ -9,7 +9,9 @@
 //! digest. An artifact refused for what its digest names (too large, an
 //! unreadable format, not a Sluice artifact) is remembered by digest, so
 //! the same refusal is reported on each poll without fetching it again; a
-//! missing signature is looked for again on every poll.
+//! missing signature is looked for again on every poll. A registry is asked
+//! directly with plain `GET`s; one that wants a token (even an anonymous
+//! one) is asked again through `oci-client`, which does the token dance.
 
 use crate::artifact::{
     ArtifactError, CheckedManifest, VerifiedArtifact, VerifiedSource, MAX_MANIFEST_BYTES,
@@ -339,11 +341,7 @@ impl Fetcher {
     /// A registry that asks for credentials, or answers without a digest,
     /// is asked again through the OCI client.
     async fn resolve_tag(&self, r: &OciRef) -> Result<String, FetchError> {
-        let scheme = if self.config.plain_http {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme = self.registry_scheme();
         let url = format!(
             "{scheme}://{}/v2/{}/manifests/{}",
             r.registry(),
@@ -491,11 +489,19 @@ impl Fetcher {
     /// The manifest bytes of `digest`, checked against it.
     async fn manifest(&self, digest: &str) -> Result<Vec<u8>, FetchError> {
         match &self.source {
-            SourceRef::Registry(r) => Ok(self
-                .registry()?
-                .pull_manifest(&r.at_digest(digest))
-                .await?
-                .bytes),
+            SourceRef::Registry(r) => {
+                match self
+                    .registry_get(r, "manifests", digest, MAX_MANIFEST_BYTES as u64)
+                    .await?
+                {
+                    Some(bytes) => Ok(bytes),
+                    None => Ok(self
+                        .registry()?
+                        .pull_manifest(&r.at_digest(digest))
+                        .await?
+                        .bytes),
+                }
+            }
             SourceRef::Http(_) => self.blob(digest, MAX_MANIFEST_BYTES as u64).await,
         }
     }
@@ -509,11 +515,22 @@ impl Fetcher {
         let sig_tag = signature::signature_tag(digest)?;
         let (sig_manifest, identity) = match &self.source {
             SourceRef::Registry(r) => {
-                let sig_ref = r.at_tag(&sig_tag);
-                let found = self.registry()?.try_pull_manifest(&sig_ref).await?;
+                let found = match self
+                    .registry_get(r, "manifests", &sig_tag, MAX_MANIFEST_BYTES as u64)
+                    .await
+                {
+                    Ok(Some(bytes)) => Some(bytes),
+                    Err(e) if e.kind == FetchErrorKind::NotFound => None,
+                    Err(e) => return Err(e),
+                    Ok(None) => self
+                        .registry()?
+                        .try_pull_manifest(&r.at_tag(&sig_tag))
+                        .await?
+                        .map(|m| m.bytes),
+                };
                 let identity =
                     IdentityPolicy::Repository(format!("{}/{}", r.registry(), r.repository()));
-                (found.map(|m| m.bytes), identity)
+                (found, identity)
             }
             SourceRef::Http(r) => (
                 self.layout_signature(r, &sig_tag).await?,
@@ -565,7 +582,10 @@ impl Fetcher {
     /// The blob `digest`, at most `max` bytes, checked against its digest.
     async fn blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, FetchError> {
         let bytes = match &self.source {
-            SourceRef::Registry(r) => self.registry()?.pull_blob(r, digest, max).await?,
+            SourceRef::Registry(r) => match self.registry_get(r, "blobs", digest, max).await? {
+                Some(bytes) => bytes,
+                None => self.registry()?.pull_blob(r, digest, max).await?,
+            },
             SourceRef::Http(r) => {
                 if !crate::registry::is_sha256_digest(digest) {
                     return Err(FetchError::new(
@@ -583,12 +603,63 @@ impl Fetcher {
             return Err(FetchError::new(
                 FetchErrorKind::Digest,
                 format_args!(
-                    "the blob `{digest}` of `{}` hashes to `{actual}`",
+                    "the blob `{digest}` of `{}` does not match its digest (its bytes hash to `{actual}`)",
                     self.source
                 ),
             ));
         }
         Ok(bytes)
+    }
+
+    /// `GET /v2/<repo>/<kind>/<reference>` from the registry itself, at
+    /// most `max` bytes; `None` when it asks for credentials, which the OCI
+    /// client then handles (anonymous access costs no `/v2/` round trip
+    /// per request this way).
+    async fn registry_get(
+        &self,
+        r: &OciRef,
+        kind: &str,
+        reference: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let url = format!(
+            "{}://{}/v2/{}/{kind}/{reference}",
+            self.registry_scheme(),
+            r.registry(),
+            r.repository()
+        );
+        let response = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, OCI_MANIFEST)
+            .send()
+            .await
+            .map_err(|e| {
+                FetchError::new(
+                    FetchErrorKind::Unreachable,
+                    format_args!("cannot reach `{url}`: {}", error_chain(&e)),
+                )
+            })?;
+        match response.status() {
+            reqwest::StatusCode::OK => Ok(Some(read_limited(response, &url, max).await?)),
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => Ok(None),
+            reqwest::StatusCode::NOT_FOUND => Err(FetchError::new(
+                FetchErrorKind::NotFound,
+                format_args!("`{url}` answered 404"),
+            )),
+            status => Err(FetchError::new(
+                FetchErrorKind::Unreachable,
+                format_args!("`{url}` answered {status}"),
+            )),
+        }
+    }
+
+    fn registry_scheme(&self) -> &'static str {
+        if self.config.plain_http {
+            "http"
+        } else {
+            "https"
+        }
     }
 
     /// A `GET` that must answer 200.
