@@ -40,7 +40,7 @@ http: { addr: "127.0.0.1:$reg_port", secret: demo-only-secret }
 EOF
 "$registry_bin" serve "$dir/registry/config.yml" >"$dir/registry/log" 2>&1 &
 pids+=($!)
-until curl -fsS -o /dev/null "http://127.0.0.1:$reg_port/v2/"; do sleep 0.1; done
+until curl -fs -o /dev/null "http://127.0.0.1:$reg_port/v2/"; do sleep 0.1; done
 
 policy() { # VERSION: GET /vVERSION/items is the only route, allowed from anyone
   cat <<EOF
@@ -54,6 +54,7 @@ EOF
 }
 policy 1 >"$dir/v1.sluice"
 policy 2 >"$dir/v2.sluice"
+policy 3 >"$dir/evil.sluice"   # never signed: what an attacker pushes
 
 echo "== sluice keys generate, push and sign v1"
 "$sluice" keys generate --out "$dir/signer"
@@ -83,11 +84,11 @@ target/release/examples/echo_app "127.0.0.1:$app_port" &
 pids+=($!)
 "$sluice" proxy --config "$dir/proxy.toml" 2>"$dir/proxy.log" &
 pids+=($!)
-until curl -fsS -o /dev/null "http://127.0.0.1:$admin_port/ready"; do sleep 0.2; done
+until curl -fs -o /dev/null "http://127.0.0.1:$admin_port/ready"; do sleep 0.2; done
 show() { # what the proxy serves, and two requests through it
   curl -fsS "http://127.0.0.1:$admin_port/policy" | tr -d '\n' | head -c 400
   echo
-  for v in 1 2; do
+  for v in 1 2 3; do
     printf '   GET /v%s/items -> %s\n' "$v" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$proxy_port/v$v/items")"
   done
 }
@@ -113,20 +114,20 @@ show
 
 refusal() { # the proxy's last refusal, and the fetch counters
   sleep 2.5
-  grep -a "refused\|rejected" "$dir/proxy.log" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g' | cut -c 1-400
+  grep -a "policy fetch failed" "$dir/proxy.log" | tail -n 1 | sed "s/\x1b\[[0-9;]*m//g" | cut -c 1-600 || true
   curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep '^sluice_policy_fetch_total'
   show
 }
 
-echo "== tampering 1: v1 pushed again under the tag, unsigned: refused, v2 keeps serving"
-v1_digest=$("$sluice" push "$dir/v1.sluice" "$ref" --plain-http)
+echo "== tampering 1: another policy pushed under the tag, unsigned: refused, v2 keeps serving"
+evil_digest=$("$sluice" push "$dir/evil.sluice" "$ref" --plain-http)
 refusal
 
-echo "== tampering 2: v2's signature copied onto v1's digest: refused, v2 keeps serving"
+echo "== tampering 2: v2's signature copied onto that artifact's digest: refused, v2 keeps serving"
 manifests=http://127.0.0.1:$reg_port/v2/demo/policy/manifests
 oci=application/vnd.oci.image.manifest.v1+json
 curl -fsS -H "Accept: $oci" "$manifests/${v2_digest/:/-}.sig" >"$dir/v2.sig.json"
-curl -fsS -X PUT -H "Content-Type: $oci" --data-binary @"$dir/v2.sig.json" "$manifests/${v1_digest/:/-}.sig" -o /dev/null
+curl -fsS -X PUT -H "Content-Type: $oci" --data-binary @"$dir/v2.sig.json" "$manifests/${evil_digest/:/-}.sig" -o /dev/null
 refusal
 
 echo "== done (everything is in $dir)"
