@@ -1,0 +1,830 @@
+//! Pure injection: a pod template's `ObjectMeta` and `PodSpec`, with an
+//! [`InjectConfig`], become the same pod with the Sluice proxy added (or an
+//! [`InjectError`]); [`uninject_pod`] removes exactly what was added.
+//!
+//! Everything is built with the Kubernetes API types. `docs/kubernetes.md`
+//! ("What inject does to a pod") explains each field.
+
+use crate::annotations::{self as ann, Identity, InjectMode, PortRange, Sidecar};
+use k8s_openapi::api::core::v1::{
+    CSIVolumeSource, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
+    DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PodSpec, Probe, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The Sluice version written in the `sluice.io/injected` marker.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The proxy's user and group id; `sluice init` never redirects its traffic.
+pub const PROXY_UID: i64 = 2102;
+/// The admin listener's port (`/ready`, `/live`, `/metrics`).
+pub const ADMIN_PORT: u16 = 4191;
+/// The transparent outbound listener's port (on `127.0.0.1`).
+pub const OUTBOUND_PORT: u16 = 4140;
+/// The first inbound listener's port; the next inbound port gets 4144, and so on.
+pub const FIRST_INBOUND_PROXY_PORT: u16 = 4143;
+/// The init container that writes the iptables rules.
+pub const INIT_CONTAINER: &str = "sluice-init";
+/// The proxy container.
+pub const PROXY_CONTAINER: &str = "sluice-proxy";
+/// The downward API volume holding `proxy.toml`.
+pub const CONFIG_VOLUME: &str = "sluice-proxy-config";
+/// Where the proxy configuration is mounted.
+pub const CONFIG_DIR: &str = "/etc/sluice/proxy";
+/// The proxy configuration's file name in [`CONFIG_DIR`].
+pub const CONFIG_FILE: &str = "proxy.toml";
+/// The ConfigMap volume with the policy source (or the signer's key).
+pub const POLICY_VOLUME: &str = "sluice-policy";
+/// Where the policy ConfigMap is mounted.
+pub const POLICY_DIR: &str = "/etc/sluice/policy";
+/// The key of the policy source in its ConfigMap (and its file name).
+pub const POLICY_KEY: &str = "policy.sluice";
+/// The key of the signer's public key in its ConfigMap (and its file name).
+pub const KEYS_KEY: &str = "signer.pub";
+/// The ConfigMap used when neither an annotation nor a flag names a policy.
+pub const DEFAULT_POLICY_CONFIGMAP: &str = "sluice-policy";
+/// The CSI volume that gives the proxy its identity.
+pub const IDENTITY_VOLUME: &str = "sluice-identity";
+/// The SPIFFE CSI driver (SPIRE's Workload API socket).
+pub const SPIFFE_CSI_DRIVER: &str = "csi.spiffe.io";
+/// Where the SPIFFE CSI volume is mounted.
+pub const WORKLOAD_API_DIR: &str = "/spiffe-workload-api";
+/// The Workload API socket in [`WORKLOAD_API_DIR`].
+pub const WORKLOAD_API_SOCKET: &str = "unix:///spiffe-workload-api/spire-agent.sock";
+/// cert-manager's csi-driver-spiffe (SVID files).
+pub const CERT_MANAGER_CSI_DRIVER: &str = "spiffe.csi.cert-manager.io";
+/// Where the cert-manager CSI volume is mounted.
+pub const CERT_MANAGER_DIR: &str = "/var/run/secrets/spiffe.io";
+/// The emptyDir volume where a remote policy is cached.
+pub const CACHE_VOLUME: &str = "sluice-cache";
+/// Where the cache volume is mounted.
+pub const CACHE_DIR: &str = "/var/cache/sluice";
+/// The trust domain used when none is given.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+/// The most inbound ports one pod can have (4143 up to 4190).
+pub const MAX_INBOUND_PORTS: usize = (ADMIN_PORT - FIRST_INBOUND_PROXY_PORT) as usize;
+
+/// Every volume inject adds (those it needs for a given pod).
+pub const VOLUMES: [&str; 4] = [CONFIG_VOLUME, POLICY_VOLUME, IDENTITY_VOLUME, CACHE_VOLUME];
+/// Every container inject adds.
+pub const CONTAINERS: [&str; 2] = [INIT_CONTAINER, PROXY_CONTAINER];
+
+/// The proxy image used when neither an annotation nor a flag names one.
+pub fn default_proxy_image() -> String {
+    format!("ghcr.io/sluice-mesh/sluice:{VERSION}")
+}
+
+/// Where the policy comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A ConfigMap (by name) whose key `policy.sluice` is the source; the
+    /// proxy compiles it at start and again when the ConfigMap changes.
+    ConfigMap(String),
+    /// A signed artifact pulled by the proxy.
+    Remote {
+        /// `oci://…` or `https://…`.
+        reference: String,
+        /// A ConfigMap (by name) whose key `signer.pub` is the signer's key.
+        keys_configmap: String,
+    },
+}
+
+/// The settings that apply when a pod's annotations say nothing (the
+/// `sluice inject` flags, or the webhook's defaults). A pod's
+/// `config.sluice.io/*` annotations win over these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectConfig {
+    /// The proxy (and init) container image.
+    pub proxy_image: String,
+    /// Native or classic sidecar.
+    pub sidecar: Sidecar,
+    /// Where the SVID comes from.
+    pub identity: Identity,
+    /// The trust domain of the cert-manager trust bundle.
+    pub trust_domain: String,
+    /// Where the policy comes from.
+    pub policy: PolicySource,
+    /// The application ports the proxy stands in front of; `None`: every
+    /// TCP `containerPort` of the pod's containers.
+    pub inbound_ports: Option<Vec<u16>>,
+    /// Incoming ports never redirected (besides the admin port).
+    pub skip_inbound_ports: Vec<PortRange>,
+    /// Outgoing ports never redirected.
+    pub skip_outbound_ports: Vec<PortRange>,
+}
+
+impl Default for InjectConfig {
+    fn default() -> Self {
+        InjectConfig {
+            proxy_image: default_proxy_image(),
+            sidecar: Sidecar::Native,
+            identity: Identity::SpiffeCsi,
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            policy: PolicySource::ConfigMap(DEFAULT_POLICY_CONFIGMAP.to_owned()),
+            inbound_ports: None,
+            skip_inbound_ports: Vec::new(),
+            skip_outbound_ports: Vec::new(),
+        }
+    }
+}
+
+/// The result of [`inject_pod`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Injection {
+    /// The pod with the proxy added.
+    Injected {
+        /// The pod's metadata with the marker and the proxy configuration.
+        meta: ObjectMeta,
+        /// The pod's spec with the containers and volumes.
+        spec: PodSpec,
+    },
+    /// Nothing to do.
+    Skipped(SkipReason),
+}
+
+/// Why a pod was left as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// It carries `sluice.io/injected`.
+    AlreadyInjected,
+    /// It says `sluice.io/inject: disabled`.
+    Disabled,
+    /// Neither the pod nor its namespace asks for the proxy.
+    NotOptedIn,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::AlreadyInjected => "already injected (`sluice.io/injected`)",
+            SkipReason::Disabled => "injection disabled (`sluice.io/inject: disabled`)",
+            SkipReason::NotOptedIn => "neither the pod nor its namespace enables injection",
+        })
+    }
+}
+
+/// A pod the proxy cannot be added to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InjectError {
+    /// `hostNetwork: true`: the pod shares the node's network namespace.
+    HostNetwork {
+        /// The pod's name, when it has one (templates usually do not).
+        pod: Option<String>,
+    },
+    /// An annotation's value cannot be read.
+    Annotation(ann::AnnotationError),
+    /// A container or volume already has a name inject uses.
+    NameTaken {
+        /// `container`, `init container` or `volume`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A container of the pod uses a port the proxy listens on.
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// The container.
+        container: String,
+    },
+    /// An inbound port is one of the proxy's own ports.
+    InboundPortReserved {
+        /// The port.
+        port: u16,
+    },
+    /// More inbound ports than the proxy has listener ports for.
+    TooManyInboundPorts {
+        /// How many were asked for.
+        count: usize,
+    },
+    /// Both `policy-configmap` and `policy-source` are annotated.
+    ConflictingPolicy,
+    /// A `policy-source` without a `policy-keys-configmap`.
+    MissingPolicyKeys {
+        /// The reference.
+        reference: String,
+    },
+    /// The proxy configuration could not be written (a bug).
+    ProxyConfig {
+        /// The TOML serializer's message.
+        message: String,
+    },
+}
+
+impl fmt::Display for InjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InjectError::HostNetwork { pod } => {
+                match pod {
+                    Some(name) => write!(f, "pod `{name}` uses `hostNetwork: true`")?,
+                    None => f.write_str("the pod template uses `hostNetwork: true`")?,
+                }
+                write!(
+                    f,
+                    ": the proxy cannot be injected, since `sluice init` would redirect \
+                     the node's own traffic; annotate it `{}: disabled` to leave it out",
+                    ann::INJECT
+                )
+            }
+            InjectError::Annotation(e) => e.fmt(f),
+            InjectError::NameTaken { what, name } => write!(
+                f,
+                "the pod already has a {what} named `{name}`, a name the proxy injection uses"
+            ),
+            InjectError::PortTaken { port, container } => write!(
+                f,
+                "container `{container}` uses port `{port}`, which the proxy listens on \
+                 (ports {OUTBOUND_PORT}, {FIRST_INBOUND_PROXY_PORT} and up, {ADMIN_PORT})"
+            ),
+            InjectError::InboundPortReserved { port } => write!(
+                f,
+                "inbound port `{port}` is one of the proxy's own ports \
+                 ({OUTBOUND_PORT}, {FIRST_INBOUND_PROXY_PORT} and up, {ADMIN_PORT})"
+            ),
+            InjectError::TooManyInboundPorts { count } => write!(
+                f,
+                "{count} inbound ports, but the proxy has listener ports for at most \
+                 {MAX_INBOUND_PORTS}; list the ports to serve in `{}`",
+                ann::INBOUND_PORTS
+            ),
+            InjectError::ConflictingPolicy => write!(
+                f,
+                "`{}` and `{}` are both set; the policy comes from one of them",
+                ann::POLICY_CONFIGMAP,
+                ann::POLICY_SOURCE
+            ),
+            InjectError::MissingPolicyKeys { reference } => write!(
+                f,
+                "policy source `{reference}` needs `{}`: a ConfigMap whose key `{KEYS_KEY}` \
+                 verifies the artifact's signature",
+                ann::POLICY_KEYS_CONFIGMAP
+            ),
+            InjectError::ProxyConfig { message } => {
+                write!(f, "cannot write the proxy configuration: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InjectError {}
+
+impl From<ann::AnnotationError> for InjectError {
+    fn from(e: ann::AnnotationError) -> Self {
+        InjectError::Annotation(e)
+    }
+}
+
+/// The settings for one pod: the config overridden by its annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Settings {
+    proxy_image: String,
+    sidecar: Sidecar,
+    identity: Identity,
+    trust_domain: String,
+    policy: PolicySource,
+    inbound_ports: Option<Vec<u16>>,
+    skip_inbound_ports: Vec<PortRange>,
+    skip_outbound_ports: Vec<PortRange>,
+}
+
+fn settings(meta: &ObjectMeta, config: &InjectConfig) -> Result<Settings, InjectError> {
+    let a = meta.annotations.as_ref();
+    let read = |key: &str| ann::get(a, key);
+    let mut s = Settings {
+        proxy_image: config.proxy_image.clone(),
+        sidecar: config.sidecar,
+        identity: config.identity,
+        trust_domain: config.trust_domain.clone(),
+        policy: config.policy.clone(),
+        inbound_ports: config.inbound_ports.clone(),
+        skip_inbound_ports: config.skip_inbound_ports.clone(),
+        skip_outbound_ports: config.skip_outbound_ports.clone(),
+    };
+    if let Some(v) = read(ann::PROXY_IMAGE) {
+        s.proxy_image = ann::parse_image(ann::PROXY_IMAGE, v)?;
+    }
+    if let Some(v) = read(ann::SIDECAR) {
+        s.sidecar = ann::parse_sidecar(ann::SIDECAR, v)?;
+    }
+    if let Some(v) = read(ann::IDENTITY) {
+        s.identity = ann::parse_identity(ann::IDENTITY, v)?;
+    }
+    if let Some(v) = read(ann::TRUST_DOMAIN) {
+        s.trust_domain = ann::parse_trust_domain(ann::TRUST_DOMAIN, v)?;
+    }
+    if let Some(v) = read(ann::INBOUND_PORTS) {
+        s.inbound_ports = Some(ann::parse_ports(ann::INBOUND_PORTS, v)?);
+    }
+    if let Some(v) = read(ann::SKIP_INBOUND_PORTS) {
+        s.skip_inbound_ports = ann::parse_port_ranges(ann::SKIP_INBOUND_PORTS, v)?;
+    }
+    if let Some(v) = read(ann::SKIP_OUTBOUND_PORTS) {
+        s.skip_outbound_ports = ann::parse_port_ranges(ann::SKIP_OUTBOUND_PORTS, v)?;
+    }
+    let keys = read(ann::POLICY_KEYS_CONFIGMAP)
+        .map(|v| ann::parse_object_name(ann::POLICY_KEYS_CONFIGMAP, v))
+        .transpose()?;
+    match (read(ann::POLICY_CONFIGMAP), read(ann::POLICY_SOURCE)) {
+        (Some(_), Some(_)) => return Err(InjectError::ConflictingPolicy),
+        (Some(v), None) => {
+            s.policy = PolicySource::ConfigMap(ann::parse_object_name(ann::POLICY_CONFIGMAP, v)?)
+        }
+        (None, Some(v)) => {
+            let reference = ann::parse_policy_source(ann::POLICY_SOURCE, v)?;
+            let keys_configmap = match (keys, &config.policy) {
+                (Some(k), _) => k,
+                (None, PolicySource::Remote { keys_configmap, .. }) => keys_configmap.clone(),
+                (None, PolicySource::ConfigMap(_)) => {
+                    return Err(InjectError::MissingPolicyKeys { reference })
+                }
+            };
+            s.policy = PolicySource::Remote {
+                reference,
+                keys_configmap,
+            };
+        }
+        (None, None) => {
+            if let (Some(k), PolicySource::Remote { keys_configmap, .. }) = (keys, &mut s.policy) {
+                *keys_configmap = k;
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The ports a container declares for TCP (`protocol` unset or `TCP`).
+fn tcp_ports(c: &Container) -> impl Iterator<Item = u16> + '_ {
+    c.ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+}
+
+fn is_proxy_port(port: u16) -> bool {
+    port == OUTBOUND_PORT || port == ADMIN_PORT || (FIRST_INBOUND_PROXY_PORT..ADMIN_PORT).contains(&port)
+}
+
+/// The application ports the proxy stands in front of, in order.
+fn inbound_ports(spec: &PodSpec, s: &Settings) -> Result<Vec<u16>, InjectError> {
+    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        if let Some(port) = tcp_ports(c).find(|&p| is_proxy_port(p)) {
+            return Err(InjectError::PortTaken {
+                port,
+                container: c.name.clone(),
+            });
+        }
+    }
+    let mut ports: Vec<u16> = match &s.inbound_ports {
+        Some(listed) => listed.clone(),
+        None => {
+            let mut found = Vec::new();
+            for p in spec.containers.iter().flat_map(tcp_ports) {
+                if !found.contains(&p) {
+                    found.push(p);
+                }
+            }
+            found
+        }
+    };
+    ports.retain(|&p| !s.skip_inbound_ports.iter().any(|r| r.contains(p)));
+    if let Some(&port) = ports.iter().find(|&&p| is_proxy_port(p)) {
+        return Err(InjectError::InboundPortReserved { port });
+    }
+    if ports.len() > MAX_INBOUND_PORTS {
+        return Err(InjectError::TooManyInboundPorts { count: ports.len() });
+    }
+    Ok(ports)
+}
+
+/// The proxy's TOML configuration, as the proxy reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ProxyToml {
+    policy: PolicyToml,
+    admin: AdminToml,
+    identity: IdentityToml,
+    inbound: Vec<InboundToml>,
+    outbound: Vec<OutboundToml>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct PolicyToml {
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_dir: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AdminToml {
+    listen: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct IdentityToml {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload_api: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    trust_bundles: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct InboundToml {
+    listen: String,
+    port: u16,
+    app: String,
+    tls: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutboundToml {
+    listen: String,
+    mode: &'static str,
+}
+
+fn proxy_toml(s: &Settings, ports: &[u16]) -> Result<String, InjectError> {
+    let policy = match &s.policy {
+        PolicySource::ConfigMap(_) => PolicyToml {
+            source: format!("{POLICY_DIR}/{POLICY_KEY}"),
+            keys: None,
+            cache_dir: None,
+        },
+        PolicySource::Remote { reference, .. } => PolicyToml {
+            source: reference.clone(),
+            keys: Some(vec![format!("{POLICY_DIR}/{KEYS_KEY}")]),
+            cache_dir: Some(CACHE_DIR.to_owned()),
+        },
+    };
+    let identity = match s.identity {
+        Identity::SpiffeCsi => IdentityToml {
+            workload_api: Some(WORKLOAD_API_SOCKET.to_owned()),
+            cert: None,
+            key: None,
+            trust_bundles: BTreeMap::new(),
+        },
+        Identity::CertManager => IdentityToml {
+            workload_api: None,
+            cert: Some(format!("{CERT_MANAGER_DIR}/tls.crt")),
+            key: Some(format!("{CERT_MANAGER_DIR}/tls.key")),
+            trust_bundles: BTreeMap::from([(
+                s.trust_domain.clone(),
+                format!("{CERT_MANAGER_DIR}/ca.crt"),
+            )]),
+        },
+    };
+    let config = ProxyToml {
+        policy,
+        admin: AdminToml {
+            listen: format!("0.0.0.0:{ADMIN_PORT}"),
+        },
+        identity,
+        inbound: inbound_listeners(ports)
+            .map(|(listen, app)| InboundToml {
+                listen: format!("0.0.0.0:{listen}"),
+                port: app,
+                app: format!("127.0.0.1:{app}"),
+                tls: "permissive",
+            })
+            .collect(),
+        outbound: vec![OutboundToml {
+            listen: format!("127.0.0.1:{OUTBOUND_PORT}"),
+            mode: "transparent",
+        }],
+    };
+    toml::to_string(&config).map_err(|e| InjectError::ProxyConfig {
+        message: e.to_string(),
+    })
+}
+
+/// (proxy listener port, application port) for each inbound port.
+fn inbound_listeners(ports: &[u16]) -> impl Iterator<Item = (u16, u16)> + '_ {
+    ports.iter().zip(FIRST_INBOUND_PROXY_PORT..).map(|(&app, listen)| (listen, app))
+}
+
+fn join<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn init_container(s: &Settings, ports: &[u16]) -> Container {
+    let mut command: Vec<String> = [
+        "sluice",
+        "init",
+        "--outbound-port",
+        &OUTBOUND_PORT.to_string(),
+        "--proxy-uid",
+        &PROXY_UID.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (listen, app) in inbound_listeners(ports) {
+        command.push("--inbound".into());
+        command.push(format!("{app}={listen}"));
+    }
+    let mut skip_in = vec![PortRange::one(ADMIN_PORT)];
+    skip_in.extend(s.skip_inbound_ports.iter().filter(|r| **r != PortRange::one(ADMIN_PORT)));
+    command.push("--skip-inbound-ports".into());
+    command.push(join(&skip_in));
+    if !s.skip_outbound_ports.is_empty() {
+        command.push("--skip-outbound-ports".into());
+        command.push(join(&s.skip_outbound_ports));
+    }
+    Container {
+        name: INIT_CONTAINER.to_owned(),
+        image: Some(s.proxy_image.clone()),
+        command: Some(command),
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn http_probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(i32::from(ADMIN_PORT)),
+            ..HTTPGetAction::default()
+        }),
+        ..Probe::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn proxy_container(s: &Settings) -> Container {
+    let mut mounts = vec![
+        mount(CONFIG_VOLUME, CONFIG_DIR, true),
+        mount(POLICY_VOLUME, POLICY_DIR, true),
+    ];
+    mounts.push(match s.identity {
+        Identity::SpiffeCsi => mount(IDENTITY_VOLUME, WORKLOAD_API_DIR, true),
+        Identity::CertManager => mount(IDENTITY_VOLUME, CERT_MANAGER_DIR, true),
+    });
+    if matches!(s.policy, PolicySource::Remote { .. }) {
+        mounts.push(mount(CACHE_VOLUME, CACHE_DIR, false));
+    }
+    let quantity = |q: &str| Quantity(q.to_owned());
+    Container {
+        name: PROXY_CONTAINER.to_owned(),
+        image: Some(s.proxy_image.clone()),
+        command: Some(
+            ["sluice", "proxy", "--config", &format!("{CONFIG_DIR}/{CONFIG_FILE}")]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        ports: Some(vec![ContainerPort {
+            container_port: i32::from(ADMIN_PORT),
+            name: Some("sluice-admin".to_owned()),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(http_probe("/ready")),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(10),
+            ..http_probe("/live")
+        }),
+        restart_policy: match s.sidecar {
+            Sidecar::Native => Some("Always".to_owned()),
+            Sidecar::Classic => None,
+        },
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("10m")),
+                ("memory".to_owned(), quantity("20Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), quantity("250Mi"))])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(PROXY_UID),
+            run_as_group: Some(PROXY_UID),
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                add: None,
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+fn volumes(s: &Settings) -> Vec<Volume> {
+    let config = Volume {
+        name: CONFIG_VOLUME.to_owned(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: CONFIG_FILE.to_owned(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.annotations['{}']", ann::PROXY_CONFIG),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..DownwardAPIVolumeFile::default()
+            }]),
+            ..DownwardAPIVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let (configmap, key) = match &s.policy {
+        PolicySource::ConfigMap(name) => (name.clone(), POLICY_KEY),
+        PolicySource::Remote { keys_configmap, .. } => (keys_configmap.clone(), KEYS_KEY),
+    };
+    let policy = Volume {
+        name: POLICY_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: configmap,
+            items: Some(vec![KeyToPath {
+                key: key.to_owned(),
+                path: key.to_owned(),
+                ..KeyToPath::default()
+            }]),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let identity = Volume {
+        name: IDENTITY_VOLUME.to_owned(),
+        csi: Some(CSIVolumeSource {
+            driver: match s.identity {
+                Identity::SpiffeCsi => SPIFFE_CSI_DRIVER,
+                Identity::CertManager => CERT_MANAGER_CSI_DRIVER,
+            }
+            .to_owned(),
+            read_only: Some(true),
+            ..CSIVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mut volumes = vec![config, policy, identity];
+    if matches!(s.policy, PolicySource::Remote { .. }) {
+        volumes.push(Volume {
+            name: CACHE_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+    }
+    volumes
+}
+
+fn check_names(spec: &PodSpec) -> Result<(), InjectError> {
+    let taken = |what, name: &str| {
+        Err(InjectError::NameTaken {
+            what,
+            name: name.to_owned(),
+        })
+    };
+    for c in &spec.containers {
+        if CONTAINERS.contains(&c.name.as_str()) {
+            return taken("container", &c.name);
+        }
+    }
+    for c in spec.init_containers.iter().flatten() {
+        if CONTAINERS.contains(&c.name.as_str()) {
+            return taken("init container", &c.name);
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if VOLUMES.contains(&v.name.as_str()) {
+            return taken("volume", &v.name);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the pod carries the `sluice.io/injected` marker.
+pub fn is_injected(meta: &ObjectMeta) -> bool {
+    ann::get(meta.annotations.as_ref(), ann::INJECTED).is_some()
+}
+
+/// Adds the proxy to a pod (or a pod template).
+///
+/// `namespace_opted_in`: the pod's namespace asks for injection (the
+/// webhook's namespace label), or the user did (`sluice inject`). The pod's
+/// own `sluice.io/inject` wins: `disabled` is always respected.
+pub fn inject_pod(
+    meta: &ObjectMeta,
+    spec: &PodSpec,
+    namespace_opted_in: bool,
+    config: &InjectConfig,
+) -> Result<Injection, InjectError> {
+    if is_injected(meta) {
+        return Ok(Injection::Skipped(SkipReason::AlreadyInjected));
+    }
+    let mode = ann::get(meta.annotations.as_ref(), ann::INJECT)
+        .map(|v| ann::parse_inject(ann::INJECT, v))
+        .transpose()?;
+    match mode {
+        Some(InjectMode::Disabled) => return Ok(Injection::Skipped(SkipReason::Disabled)),
+        None if !namespace_opted_in => return Ok(Injection::Skipped(SkipReason::NotOptedIn)),
+        Some(InjectMode::Enabled) | None => {}
+    }
+    if spec.host_network == Some(true) {
+        return Err(InjectError::HostNetwork {
+            pod: meta.name.clone(),
+        });
+    }
+    check_names(spec)?;
+    let s = settings(meta, config)?;
+    let ports = inbound_ports(spec, &s)?;
+    let toml = proxy_toml(&s, &ports)?;
+
+    let mut meta = meta.clone();
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(ann::INJECTED.to_owned(), VERSION.to_owned());
+    annotations.insert(ann::PROXY_CONFIG.to_owned(), toml);
+
+    let mut spec = spec.clone();
+    let init = init_container(&s, &ports);
+    let proxy = proxy_container(&s);
+    let init_containers = spec.init_containers.get_or_insert_with(Vec::new);
+    match s.sidecar {
+        Sidecar::Native => {
+            init_containers.splice(0..0, [init, proxy]);
+        }
+        Sidecar::Classic => {
+            init_containers.push(init);
+            spec.containers.insert(0, proxy);
+        }
+    }
+    spec.volumes.get_or_insert_with(Vec::new).extend(volumes(&s));
+    Ok(Injection::Injected { meta, spec })
+}
+
+/// The result of [`uninject_pod`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Uninjection {
+    /// The pod without what inject added.
+    Uninjected {
+        /// The metadata without the marker and the proxy configuration.
+        meta: ObjectMeta,
+        /// The spec without the containers and volumes.
+        spec: PodSpec,
+    },
+    /// The pod has no `sluice.io/injected` marker: left as it is.
+    NotInjected,
+}
+
+/// Removes what [`inject_pod`] added: the two containers (wherever they
+/// are), the volumes, the marker and the proxy configuration. Lists and maps
+/// left empty are removed.
+pub fn uninject_pod(meta: &ObjectMeta, spec: &PodSpec) -> Uninjection {
+    if !is_injected(meta) {
+        return Uninjection::NotInjected;
+    }
+    let mut meta = meta.clone();
+    if let Some(a) = &mut meta.annotations {
+        a.remove(ann::INJECTED);
+        a.remove(ann::PROXY_CONFIG);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    let mut spec = spec.clone();
+    let ours = |c: &Container| CONTAINERS.contains(&c.name.as_str());
+    spec.containers.retain(|c| !ours(c));
+    if let Some(init) = &mut spec.init_containers {
+        init.retain(|c| !ours(c));
+        if init.is_empty() {
+            spec.init_containers = None;
+        }
+    }
+    if let Some(volumes) = &mut spec.volumes {
+        volumes.retain(|v| !VOLUMES.contains(&v.name.as_str()));
+        if volumes.is_empty() {
+            spec.volumes = None;
+        }
+    }
+    Uninjection::Uninjected { meta, spec }
+}
