@@ -34,6 +34,10 @@ pub type PolicySourceCompiler = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + S
 const CACHE_BUNDLE: &str = "bundle.bin";
 /// The record of where the cached bundle came from, in `cache-dir`.
 const CACHE_RECORD: &str = "artifact.json";
+/// The longest one poll may take, all its requests together: a source
+/// that answers slowly (each request just inside its own timeout) cannot
+/// hold the poll task, `POST /reload` or SIGHUP longer than this.
+const POLL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Where the bundle in service came from, as `GET /policy` shows it.
 #[derive(Clone, Debug)]
@@ -70,6 +74,8 @@ pub(crate) struct RemotePolicy {
     metrics: Arc<Metrics>,
     compiler: Option<PolicySourceCompiler>,
     provenance: Mutex<Option<Provenance>>,
+    /// [`POLL_DEADLINE`], shorter in tests.
+    poll_deadline: Duration,
 }
 
 impl RemotePolicy {
@@ -110,6 +116,7 @@ impl RemotePolicy {
             metrics,
             compiler,
             provenance: Mutex::new(None),
+            poll_deadline: POLL_DEADLINE,
         };
         if let Some(dir) = remote.config.cache_dir.clone() {
             match remote.load_cache(&dir) {
@@ -154,7 +161,20 @@ impl RemotePolicy {
     /// logged. The bundle in service afterwards, or why none new is.
     pub(crate) async fn poll(&self, cause: &'static str) -> Result<Arc<LoadedBundle>, String> {
         let mut fetcher = self.fetcher.lock().await;
-        match fetcher.poll().await {
+        let polled = tokio::time::timeout(self.poll_deadline, fetcher.poll())
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError {
+                    kind: FetchErrorKind::Unreachable,
+                    digest: None,
+                    message: format!(
+                        "`{}` did not answer the whole poll within {} s",
+                        self.config.source_text,
+                        self.poll_deadline.as_secs_f64()
+                    ),
+                })
+            });
+        match polled {
             Ok(Polled::Unchanged) => {
                 self.metrics.policy_fetches.inc(["unchanged"]);
                 self.metrics.set_policy_fetch_success(SystemTime::now());
@@ -397,9 +417,14 @@ impl PolicyControl {
     }
 }
 
-/// `interval * (1 - jitter * u)` for `u` in `[0, 1)`.
+/// `interval * (1 - jitter * u)` for `u` in `[0, 1)`, never shorter than
+/// `poll-interval-ms`'s minimum (a jitter of 1.0 would otherwise allow
+/// back-to-back polls).
 fn wait(interval: Duration, jitter: f64, u: f64) -> Duration {
-    interval.mul_f64((1.0 - jitter * u).clamp(0.0, 1.0))
+    let floor = Duration::from_millis(crate::config::MIN_POLL_INTERVAL_MS).min(interval);
+    interval
+        .mul_f64((1.0 - jitter * u).clamp(0.0, 1.0))
+        .max(floor)
 }
 
 /// Unix milliseconds.
@@ -417,13 +442,24 @@ fn write_cache(dir: &Path, bundle: &[u8], record: &CacheRecord) -> Result<(), St
     write_atomic(&dir.join(CACHE_RECORD), &json)
 }
 
-/// Writes `path` through a temporary file beside it and a rename.
+/// Writes `path` through a new temporary file beside it and a rename. The
+/// temporary name is random and the file created exclusively, so two
+/// proxies sharing `cache-dir` (both pid 1 in their containers, say) never
+/// write into the same file, and a link planted under that name is not
+/// followed.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cache");
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp: PathBuf = path.with_file_name(format!(
+        ".{name}.tmp-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -449,6 +485,100 @@ mod tests {
             let w = wait(interval, 0.3, fastrand::f64());
             assert!(w <= interval && w > Duration::from_millis(699), "{w:?}");
         }
+    }
+
+    #[test]
+    fn a_jitter_of_one_never_polls_back_to_back() {
+        let second = Duration::from_secs(1);
+        let floor = Duration::from_millis(crate::config::MIN_POLL_INTERVAL_MS);
+        assert_eq!(wait(second, 1.0, 0.999_999_9), floor);
+        assert_eq!(wait(second, 1.0, 0.95), floor);
+        assert_eq!(wait(second, 1.0, 0.8), Duration::from_millis(200));
+        assert_eq!(wait(floor, 1.0, 0.5), floor);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_cache_does_not_write_through_a_planted_link() {
+        let dir = std::env::temp_dir().join(format!("sluice-cache-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("cache")).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        for name in [CACHE_BUNDLE, CACHE_RECORD] {
+            let planted = dir
+                .join("cache")
+                .join(format!(".{name}.tmp-{}", std::process::id()));
+            std::os::unix::fs::symlink(&victim, planted).unwrap();
+        }
+        let record = CacheRecord {
+            source: "oci://r/p:v1".into(),
+            digest: "sha256:ab".into(),
+            hash: "00ff".into(),
+            format: FORMAT_VERSION,
+            signer: None,
+            fetched_at_unix_ms: 5,
+        };
+        write_cache(&dir.join("cache"), b"bundle", &record).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        let bundle = dir.join("cache").join(CACHE_BUNDLE);
+        assert!(!std::fs::symlink_metadata(&bundle)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&bundle).unwrap(), b"bundle");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_source_cannot_hold_a_poll_or_a_reload_past_the_deadline() {
+        // A source that accepts connections and never answers: each request
+        // alone would wait out its own 30 s timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let text = format!("http://127.0.0.1:{port}/policies/p:v1");
+        let config = RemotePolicyConfig {
+            source: sluice_fleet::source::SourceRef::parse(&text).unwrap(),
+            source_text: text,
+            keys: Vec::new(),
+            allow_unsigned: true,
+            poll_interval: Duration::from_secs(1),
+            poll_jitter: 0.0,
+            cache_dir: None,
+            max_bundle_bytes: 1 << 20,
+            plain_http: true,
+            compile_source_on_mismatch: false,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mut remote =
+            RemotePolicy::new(config, PolicyStore::new(), metrics.clone(), None).unwrap();
+        remote.poll_deadline = Duration::from_secs(1);
+        let remote = Arc::new(remote);
+        let started = std::time::Instant::now();
+        let (poll, reload) = tokio::join!(remote.poll("poll"), remote.poll("reload"));
+        let elapsed = started.elapsed();
+        for result in [poll, reload] {
+            let message = result.err().unwrap();
+            assert!(
+                message.contains("did not answer the whole poll within 1 s"),
+                "{message}"
+            );
+        }
+        assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+        assert!(
+            metrics
+                .render()
+                .contains("sluice_policy_fetch_total{result=\"unreachable\"} 2"),
+            "{}",
+            metrics.render()
+        );
+        silent.abort();
     }
 
     #[test]
