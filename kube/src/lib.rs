@@ -7,5 +7,7 @@
 //! nothing talks to an API server. `docs/kubernetes.md` describes the
 //! result field by field.
 
+pub mod admission;
 pub mod annotations;
 pub mod inject;
+pub mod webhook;
