@@ -24,6 +24,11 @@ use crate::source::{HttpRef, SourceRef};
 use std::fmt;
 use std::time::Duration;
 
+/// The most signature layers checked for one artifact: the newest (last)
+/// distinct signatures of its signature manifest, each payload fetched
+/// once. A source listing more cannot make a poll ask for more.
+pub const MAX_SIGNATURES: usize = 32;
+
 /// Whose signatures are accepted.
 #[derive(Clone, Debug)]
 pub enum Trust {
@@ -547,12 +552,36 @@ impl Fetcher {
             ));
         };
         let layers = signature::signature_layers(&sig_manifest)?;
-        let mut fetched = Vec::with_capacity(layers.len());
-        for layer in layers {
-            if layer.size > signature::MAX_PAYLOAD_BYTES {
-                continue;
-            }
-            let payload = self.blob(&layer.digest, layer.size).await?;
+        // Each signature once (the same payload may carry the signatures of
+        // several keys), the newest (last) MAX_SIGNATURES of them, and each
+        // payload asked for once.
+        let mut seen = std::collections::HashSet::new();
+        let mut wanted: Vec<_> = layers
+            .into_iter()
+            .rev()
+            .filter(|l| {
+                let signature = l
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(signature::SIGNATURE_ANNOTATION))
+                    .cloned();
+                l.size <= signature::MAX_PAYLOAD_BYTES && seen.insert((l.digest.clone(), signature))
+            })
+            .take(MAX_SIGNATURES)
+            .collect();
+        wanted.reverse();
+        let mut payloads: std::collections::HashMap<String, Vec<u8>> =
+            std::collections::HashMap::new();
+        let mut fetched = Vec::with_capacity(wanted.len());
+        for layer in wanted {
+            let payload = match payloads.get(&layer.digest) {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    let bytes = self.blob(&layer.digest, layer.size).await?;
+                    payloads.insert(layer.digest.clone(), bytes.clone());
+                    bytes
+                }
+            };
             fetched.push((layer, payload));
         }
         Ok(signature::verify(&fetched, keys, digest, &identity)?.key_id)

@@ -350,3 +350,65 @@ async fn an_artifact_over_the_limit_is_refused_before_its_blobs_are_read() {
     let sent: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(sent < huge, "{line}");
 }
+
+/// A signature manifest is a list its source writes: many layers (payloads
+/// by a stranger, and one payload listed again and again) cost at most
+/// `MAX_SIGNATURES` payload requests, and a signature near the end by the
+/// configured key is still found, even when the stranger signed the same
+/// payload after it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_signature_manifest_of_many_layers_costs_a_bounded_number_of_requests() {
+    let site = Site::new();
+    let Some(nginx) = start(&site, "the HTTP source signature layers test") else {
+        return;
+    };
+    let key = PrivateKey::generate().unwrap();
+    let stranger = PrivateKey::generate().unwrap();
+    let a = artifact(80);
+    publish(&site.layout, "v1", &a, None);
+    let mut layers = Vec::new();
+    for i in 0..100 {
+        let p = signature::sign(&stranger, &format!("payments:junk{i}"), &a.digest).unwrap();
+        site.layout.put_blob(&p.bytes).unwrap();
+        layers.push(p.descriptor);
+    }
+    let first = layers[0].clone();
+    layers.extend(std::iter::repeat_n(first, 50));
+    // The same payload signed by the key, then by the stranger: two
+    // signatures, one payload.
+    let also = signature::sign(&stranger, "payments:v1", &a.digest).unwrap();
+    let good = signature::sign(&key, "payments:v1", &a.digest).unwrap();
+    assert_eq!(also.descriptor.digest, good.descriptor.digest);
+    site.layout.put_blob(&good.bytes).unwrap();
+    layers.push(good.descriptor);
+    layers.push(also.descriptor);
+    let sig = signature::signature_manifest(&layers);
+    assert!(
+        sig.manifest_bytes.len() < 64 << 10,
+        "fits the manifest limit"
+    );
+    site.layout.put_blob(&sig.config.bytes).unwrap();
+    let sig_tag = signature::signature_tag(&a.digest).unwrap();
+    site.layout
+        .put_manifest(&sig_tag, &sig.manifest_bytes)
+        .unwrap();
+
+    let mut fetcher = fetcher(&nginx, ":v1", Trust::Keys(vec![key.public_key()]));
+    let log0 = nginx.mark();
+    let got = fetched(fetcher.poll().await);
+    assert_eq!(got.signer, Some(key.public_key().key_id()));
+    let log1 = nginx.mark();
+    let payloads: std::collections::HashSet<&str> = layers
+        .iter()
+        .map(|d| &d.digest["sha256:".len()..])
+        .collect();
+    let requests = between(&log0, &log1);
+    let payload_gets = requests
+        .iter()
+        .filter(|l| payloads.iter().any(|hex| l.contains(hex)))
+        .count();
+    assert!(
+        payload_gets <= sluice_fleet::fetch::MAX_SIGNATURES,
+        "{payload_gets} payload requests: {requests:?}"
+    );
+}
