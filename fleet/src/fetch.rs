@@ -243,6 +243,8 @@ impl Fetcher {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::limited(5))
+            // no redirect from HTTPS down to plain HTTP unless allowed
+            .https_only(!config.plain_http)
             .build()
             .map_err(|e| FetchError::new(FetchErrorKind::Unreachable, e))?;
         let registry = match &source {
@@ -758,4 +760,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A loopback HTTP server answering `200 ok` to each connection; the
+    /// number of connections it accepted.
+    fn plain_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        (port, accepted)
+    }
+
+    /// Without `plain_http`, the client speaks only HTTPS: a redirect from
+    /// an `https://` source to `http://` (which a MITM could then answer
+    /// with any tag it likes) is refused like a plain URL, before any
+    /// connection.
+    #[tokio::test(flavor = "current_thread")]
+    async fn plain_http_is_spoken_only_when_allowed() {
+        let (port, accepted) = plain_server();
+        let url = format!("http://127.0.0.1:{port}/policies/p/index.json");
+
+        let https = SourceRef::parse("https://127.0.0.1:1/policies/p:v1").unwrap();
+        let strict = Fetcher::new(https, FetchConfig::new(Trust::AllowUnsigned)).unwrap();
+        let refused = strict.http.get(&url).send().await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        let plain = SourceRef::parse(&format!("http://127.0.0.1:{port}/policies/p:v1")).unwrap();
+        let mut config = FetchConfig::new(Trust::AllowUnsigned);
+        config.plain_http = true;
+        let allowed = Fetcher::new(plain, config).unwrap();
+        let answer = allowed.http.get(&url).send().await.unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::OK);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
