@@ -9,6 +9,9 @@
 
 pub mod artifact;
 pub mod fetch;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod keys;
 pub mod layout;
 pub mod registry;

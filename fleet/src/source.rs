@@ -104,9 +104,10 @@ impl HttpRef {
         } else {
             return Err(bad("it has neither a `:TAG` nor an `@sha256:` pin"));
         };
-        let folder = folder.trim_end_matches('/');
-        if folder.is_empty() {
-            return Err(bad("it names no folder after the host"));
+        if folder.is_empty() || folder.ends_with('/') {
+            // `PATH/:TAG` would be shown as `PATH:TAG`, which reads
+            // otherwise when PATH's last part holds an `@`.
+            return Err(bad("it names no folder before the tag or pin"));
         }
         Ok(HttpRef {
             base: format!("{}{host}/{folder}/", &text[..scheme_len]),
@@ -190,6 +191,22 @@ mod tests {
         ));
     }
 
+    /// Found by the `artifact` fuzz target: `a@b/:v1` was read as the
+    /// folder `a@b` and shown as `a@b:v1`, which reads as a bad pin.
+    #[test]
+    fn a_shown_reference_reads_back_the_same() {
+        let bad = "http://h/x/a@b/:v1";
+        assert!(HttpRef::parse(bad).is_err(), "{bad}");
+        for text in [
+            "http://h/x/a@b/c:v1",
+            "http://h/a:b/c:v1",
+            "http://[::1]:80/a//b:v1",
+        ] {
+            let r = HttpRef::parse(text).unwrap();
+            assert_eq!(HttpRef::parse(&r.to_string()).unwrap(), r, "{text}");
+        }
+    }
+
     #[test]
     fn bad_http_references_are_refused() {
         for bad in [
@@ -203,6 +220,8 @@ mod tests {
             "https://host/../p:v1",
             "https://host/p?x=1:v1",
             "https://ho st/p:v1",
+            "https://host/p/:v1",
+            "https://host/p//@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
             assert!(HttpRef::parse(bad).is_err(), "{bad}");
         }
