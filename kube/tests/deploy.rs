@@ -8,7 +8,8 @@
 //!
 //! cert-manager's `Issuer` and `Certificate` are custom resources, not in
 //! the Kubernetes schemas: `kubernetes-validate` has no schema for them, so
-//! they are left out of that run and checked here field by field instead.
+//! they are validated against cert-manager's own CRDs (`tests/crds/`, with
+//! the `jsonschema` package that `kubernetes-validate` installs), strictly.
 
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -116,6 +117,52 @@ fn deploy_manifests_pass_kubernetes_validate_strict() {
     assert_eq!(
         text.matches(" passed for resource ").count(),
         objects,
+        "{text}"
+    );
+}
+
+#[test]
+fn cert_manager_objects_pass_their_crd_schemas_strictly() {
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crds");
+    let resources = yaml_files(&deploy_dir().join("cert-manager"));
+    assert_eq!(resources.len(), 2, "{resources:?}");
+    let output = Command::new("python3")
+        .arg(crds.join("validate_custom_resources.py"))
+        .arg(crds.join("cert-manager.io_certificates.yaml"))
+        .arg(crds.join("cert-manager.io_issuers.yaml"))
+        .arg("--")
+        .args(&resources)
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            sluice_testkit::skip(
+                "validating deploy/kubernetes/cert-manager against cert-manager's CRDs",
+                &format!("`python3` cannot be run ({e})"),
+            );
+            return;
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if text.contains("No module named") {
+        sluice_testkit::skip(
+            "validating deploy/kubernetes/cert-manager against cert-manager's CRDs",
+            &format!("a Python module is missing (`pip install kubernetes-validate` brings jsonschema and PyYAML): {text}"),
+        );
+        return;
+    }
+    assert!(output.status.success(), "{text}");
+    assert_eq!(text.matches(" passed for ").count(), 2, "{text}");
+    assert!(
+        text.contains("passed for Certificate sluice-webhook"),
+        "{text}"
+    );
+    assert!(
+        text.contains("passed for Issuer sluice-selfsigned"),
         "{text}"
     );
 }
