@@ -175,7 +175,11 @@ pub fn parse_sidecar(key: &str, value: &str) -> Result<Sidecar, AnnotationError>
 fn port(key: &str, value: &str, s: &str) -> Result<u16, AnnotationError> {
     match s.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(error(key, value, "ports from 1 to 65535, separated by commas")),
+        _ => Err(error(
+            key,
+            value,
+            "ports from 1 to 65535, separated by commas",
+        )),
     }
 }
 
@@ -208,7 +212,11 @@ pub fn parse_port_ranges(key: &str, value: &str) -> Result<Vec<PortRange>, Annot
             Some((a, b)) => {
                 let (first, last) = (port(key, value, a)?, port(key, value, b)?);
                 if first > last {
-                    return Err(error(key, value, "ranges written `FIRST-LAST` with FIRST <= LAST"));
+                    return Err(error(
+                        key,
+                        value,
+                        "ranges written `FIRST-LAST` with FIRST <= LAST",
+                    ));
                 }
                 PortRange { first, last }
             }
@@ -234,7 +242,11 @@ pub fn parse_object_name(key: &str, value: &str) -> Result<String, AnnotationErr
     if ok {
         Ok(v.to_owned())
     } else {
-        Err(error(key, value, "a Kubernetes object name (lowercase letters, digits, `-` and `.`)"))
+        Err(error(
+            key,
+            value,
+            "a Kubernetes object name (lowercase letters, digits, `-` and `.`)",
+        ))
     }
 }
 
@@ -262,7 +274,11 @@ pub fn parse_trust_domain(key: &str, value: &str) -> Result<String, AnnotationEr
     if ok {
         Ok(v.to_owned())
     } else {
-        Err(error(key, value, "a trust domain (lowercase letters, digits, `.`, `-`, `_`)"))
+        Err(error(
+            key,
+            value,
+            "a trust domain (lowercase letters, digits, `.`, `-`, `_`)",
+        ))
     }
 }
 
@@ -295,8 +311,14 @@ mod tests {
             e.to_string(),
             "`sluice.io/inject: yes` is not valid: expected `enabled` or `disabled`"
         );
-        assert_eq!(parse_identity(IDENTITY, "cert-manager"), Ok(Identity::CertManager));
-        assert_eq!(parse_identity(IDENTITY, "spiffe-csi"), Ok(Identity::SpiffeCsi));
+        assert_eq!(
+            parse_identity(IDENTITY, "cert-manager"),
+            Ok(Identity::CertManager)
+        );
+        assert_eq!(
+            parse_identity(IDENTITY, "spiffe-csi"),
+            Ok(Identity::SpiffeCsi)
+        );
         assert!(parse_identity(IDENTITY, "spire").is_err());
         assert_eq!(parse_sidecar(SIDECAR, "classic"), Ok(Sidecar::Classic));
         assert_eq!(parse_sidecar(SIDECAR, "native"), Ok(Sidecar::Native));
@@ -305,19 +327,34 @@ mod tests {
 
     #[test]
     fn ports() {
-        assert_eq!(parse_ports(INBOUND_PORTS, "8080, 9090,8080"), Ok(vec![8080, 9090]));
+        assert_eq!(
+            parse_ports(INBOUND_PORTS, "8080, 9090,8080"),
+            Ok(vec![8080, 9090])
+        );
         assert_eq!(parse_ports(INBOUND_PORTS, " "), Ok(vec![]));
         for bad in ["0", "65536", "80,", "x", "80-90"] {
             assert!(parse_ports(INBOUND_PORTS, bad).is_err(), "{bad}");
         }
         assert_eq!(
             parse_port_ranges(SKIP_OUTBOUND_PORTS, "25,8000-8099"),
-            Ok(vec![PortRange::one(25), PortRange { first: 8000, last: 8099 }])
+            Ok(vec![
+                PortRange::one(25),
+                PortRange {
+                    first: 8000,
+                    last: 8099
+                }
+            ])
         );
         for bad in ["9-8", "1-", "-1", "0", "25,,26"] {
-            assert!(parse_port_ranges(SKIP_OUTBOUND_PORTS, bad).is_err(), "{bad}");
+            assert!(
+                parse_port_ranges(SKIP_OUTBOUND_PORTS, bad).is_err(),
+                "{bad}"
+            );
         }
-        let r = PortRange { first: 8000, last: 8099 };
+        let r = PortRange {
+            first: 8000,
+            last: 8099,
+        };
         assert!(r.contains(8000) && r.contains(8099) && !r.contains(8100));
         assert_eq!(r.to_string(), "8000-8099");
         assert_eq!(PortRange::one(25).to_string(), "25");
@@ -325,7 +362,10 @@ mod tests {
 
     #[test]
     fn names_and_references() {
-        assert_eq!(parse_object_name(POLICY_CONFIGMAP, "web-policy.v1"), Ok("web-policy.v1".into()));
+        assert_eq!(
+            parse_object_name(POLICY_CONFIGMAP, "web-policy.v1"),
+            Ok("web-policy.v1".into())
+        );
         for bad in ["", "Web", "-web", "web-", "a b", "web_policy"] {
             assert!(parse_object_name(POLICY_CONFIGMAP, bad).is_err(), "{bad}");
         }

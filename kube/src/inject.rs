@@ -9,7 +9,8 @@ use crate::annotations::{self as ann, Identity, InjectMode, PortRange, Sidecar};
 use k8s_openapi::api::core::v1::{
     CSIVolumeSource, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
     DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, PodSpec, Probe, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    ObjectFieldSelector, PodSpec, Probe, ResourceRequirements, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -135,6 +136,8 @@ impl Default for InjectConfig {
 
 /// The result of [`inject_pod`].
 #[derive(Clone, Debug, PartialEq)]
+// Made once per pod and matched at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Injection {
     /// The pod with the proxy added.
     Injected {
@@ -367,12 +370,18 @@ fn tcp_ports(c: &Container) -> impl Iterator<Item = u16> + '_ {
 }
 
 fn is_proxy_port(port: u16) -> bool {
-    port == OUTBOUND_PORT || port == ADMIN_PORT || (FIRST_INBOUND_PROXY_PORT..ADMIN_PORT).contains(&port)
+    port == OUTBOUND_PORT
+        || port == ADMIN_PORT
+        || (FIRST_INBOUND_PROXY_PORT..ADMIN_PORT).contains(&port)
 }
 
 /// The application ports the proxy stands in front of, in order.
 fn inbound_ports(spec: &PodSpec, s: &Settings) -> Result<Vec<u16>, InjectError> {
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         if let Some(port) = tcp_ports(c).find(|&p| is_proxy_port(p)) {
             return Err(InjectError::PortTaken {
                 port,
@@ -409,6 +418,7 @@ struct ProxyToml {
     policy: PolicyToml,
     admin: AdminToml,
     identity: IdentityToml,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     inbound: Vec<InboundToml>,
     outbound: Vec<OutboundToml>,
 }
@@ -511,11 +521,18 @@ fn proxy_toml(s: &Settings, ports: &[u16]) -> Result<String, InjectError> {
 
 /// (proxy listener port, application port) for each inbound port.
 fn inbound_listeners(ports: &[u16]) -> impl Iterator<Item = (u16, u16)> + '_ {
-    ports.iter().zip(FIRST_INBOUND_PROXY_PORT..).map(|(&app, listen)| (listen, app))
+    ports
+        .iter()
+        .zip(FIRST_INBOUND_PROXY_PORT..)
+        .map(|(&app, listen)| (listen, app))
 }
 
 fn join<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn init_container(s: &Settings, ports: &[u16]) -> Container {
@@ -534,7 +551,11 @@ fn init_container(s: &Settings, ports: &[u16]) -> Container {
         command.push(format!("{app}={listen}"));
     }
     let mut skip_in = vec![PortRange::one(ADMIN_PORT)];
-    skip_in.extend(s.skip_inbound_ports.iter().filter(|r| **r != PortRange::one(ADMIN_PORT)));
+    skip_in.extend(
+        s.skip_inbound_ports
+            .iter()
+            .filter(|r| **r != PortRange::one(ADMIN_PORT)),
+    );
     command.push("--skip-inbound-ports".into());
     command.push(join(&skip_in));
     if !s.skip_outbound_ports.is_empty() {
@@ -597,9 +618,14 @@ fn proxy_container(s: &Settings) -> Container {
         name: PROXY_CONTAINER.to_owned(),
         image: Some(s.proxy_image.clone()),
         command: Some(
-            ["sluice", "proxy", "--config", &format!("{CONFIG_DIR}/{CONFIG_FILE}")]
-                .map(str::to_owned)
-                .to_vec(),
+            [
+                "sluice",
+                "proxy",
+                "--config",
+                &format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         ),
         ports: Some(vec![ContainerPort {
             container_port: i32::from(ADMIN_PORT),
@@ -778,12 +804,16 @@ pub fn inject_pod(
             spec.containers.insert(0, proxy);
         }
     }
-    spec.volumes.get_or_insert_with(Vec::new).extend(volumes(&s));
+    spec.volumes
+        .get_or_insert_with(Vec::new)
+        .extend(volumes(&s));
     Ok(Injection::Injected { meta, spec })
 }
 
 /// The result of [`uninject_pod`].
 #[derive(Clone, Debug, PartialEq)]
+// Made once per pod and matched at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Uninjection {
     /// The pod without what inject added.
     Uninjected {
@@ -827,4 +857,522 @@ pub fn uninject_pod(meta: &ObjectMeta, spec: &PodSpec) -> Uninjection {
         }
     }
     Uninjection::Uninjected { meta, spec }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(yaml: &str) -> (ObjectMeta, PodSpec) {
+        let pod: Pod = serde_yaml_ng::from_str(yaml).unwrap();
+        (pod.metadata, pod.spec.unwrap())
+    }
+
+    const WEB: &str = "
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  containers:
+  - name: app
+    image: example/web:1
+    ports:
+    - containerPort: 8080
+    - containerPort: 9090
+      protocol: TCP
+    - containerPort: 5353
+      protocol: UDP
+  - name: metrics
+    image: example/metrics:1
+    ports:
+    - containerPort: 8080
+    - containerPort: 9100
+";
+
+    fn injected(meta: &ObjectMeta, spec: &PodSpec, config: &InjectConfig) -> (ObjectMeta, PodSpec) {
+        match inject_pod(meta, spec, true, config).unwrap() {
+            Injection::Injected { meta, spec } => (meta, spec),
+            other => panic!("not injected: {other:?}"),
+        }
+    }
+
+    fn container<'a>(list: &'a [Container], name: &str) -> &'a Container {
+        list.iter().find(|c| c.name == name).unwrap()
+    }
+
+    fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> &'a str {
+        ann::get(meta.annotations.as_ref(), key).unwrap()
+    }
+
+    #[test]
+    fn adds_exactly_the_design() {
+        let (meta, spec) = pod(WEB);
+        let (m, s) = injected(&meta, &spec, &InjectConfig::default());
+        // Metadata: the marker and the proxy configuration, nothing else.
+        let added: Vec<&String> = m.annotations.as_ref().unwrap().keys().collect();
+        assert_eq!(added, [ann::INJECTED, ann::PROXY_CONFIG]);
+        assert_eq!(annotation(&m, ann::INJECTED), VERSION);
+        assert_eq!(m.labels, meta.labels);
+        // Containers: the app's unchanged; native sidecar first in initContainers.
+        assert_eq!(s.containers, spec.containers);
+        let init = s.init_containers.as_ref().unwrap();
+        assert_eq!(
+            init.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            [INIT_CONTAINER, PROXY_CONTAINER]
+        );
+        let i = &init[0];
+        assert_eq!(i.image.as_deref(), Some(default_proxy_image().as_str()));
+        assert_eq!(
+            i.command.as_deref().unwrap(),
+            [
+                "sluice",
+                "init",
+                "--outbound-port",
+                "4140",
+                "--proxy-uid",
+                "2102",
+                "--inbound",
+                "8080=4143",
+                "--inbound",
+                "9090=4144",
+                "--inbound",
+                "9100=4145",
+                "--skip-inbound-ports",
+                "4191",
+            ]
+        );
+        let sc = i.security_context.as_ref().unwrap();
+        let caps = sc.capabilities.as_ref().unwrap();
+        assert_eq!(caps.add.as_deref().unwrap(), ["NET_ADMIN", "NET_RAW"]);
+        assert_eq!(caps.drop.as_deref().unwrap(), ["ALL"]);
+        assert_eq!((sc.run_as_user, sc.run_as_non_root), (Some(0), Some(false)));
+
+        let p = &init[1];
+        assert_eq!(p.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(
+            p.command.as_deref().unwrap(),
+            [
+                "sluice",
+                "proxy",
+                "--config",
+                "/etc/sluice/proxy/proxy.toml"
+            ]
+        );
+        let sc = p.security_context.as_ref().unwrap();
+        assert_eq!((sc.run_as_user, sc.run_as_group), (Some(2102), Some(2102)));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref().unwrap(),
+            ["ALL"]
+        );
+        assert_eq!(sc.capabilities.as_ref().unwrap().add, None);
+        let probe = |p: &Option<Probe>| {
+            let h = p.as_ref().unwrap().http_get.as_ref().unwrap();
+            (h.path.clone().unwrap(), h.port.clone())
+        };
+        assert_eq!(
+            probe(&p.readiness_probe),
+            ("/ready".into(), IntOrString::Int(4191))
+        );
+        assert_eq!(
+            probe(&p.liveness_probe),
+            ("/live".into(), IntOrString::Int(4191))
+        );
+        let r = p.resources.as_ref().unwrap();
+        let q = |m: &Option<BTreeMap<String, Quantity>>, k: &str| m.as_ref().unwrap()[k].0.clone();
+        assert_eq!(q(&r.requests, "cpu"), "10m");
+        assert_eq!(q(&r.requests, "memory"), "20Mi");
+        assert_eq!(q(&r.limits, "memory"), "250Mi");
+        assert_eq!(r.limits.as_ref().unwrap().len(), 1);
+        let mounts: Vec<(&str, &str, Option<bool>)> = p
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("sluice-proxy-config", "/etc/sluice/proxy", Some(true)),
+                ("sluice-policy", "/etc/sluice/policy", Some(true)),
+                ("sluice-identity", "/spiffe-workload-api", Some(true)),
+            ]
+        );
+        // Volumes: config from the annotation, the policy ConfigMap, the SPIFFE CSI socket.
+        let v = s.volumes.as_ref().unwrap();
+        assert_eq!(
+            v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            [CONFIG_VOLUME, POLICY_VOLUME, IDENTITY_VOLUME]
+        );
+        let files = v[0].downward_api.as_ref().unwrap().items.as_ref().unwrap();
+        assert_eq!(files[0].path, "proxy.toml");
+        assert_eq!(
+            files[0].field_ref.as_ref().unwrap().field_path,
+            "metadata.annotations['sluice.io/proxy-config']"
+        );
+        let cm = v[1].config_map.as_ref().unwrap();
+        assert_eq!(cm.name, DEFAULT_POLICY_CONFIGMAP);
+        assert_eq!(cm.items.as_ref().unwrap()[0].key, "policy.sluice");
+        let csi = v[2].csi.as_ref().unwrap();
+        assert_eq!(
+            (csi.driver.as_str(), csi.read_only),
+            ("csi.spiffe.io", Some(true))
+        );
+        // The rest of the spec is as it was.
+        let strip = |mut s: PodSpec| {
+            s.init_containers = None;
+            s.volumes = None;
+            s
+        };
+        assert_eq!(strip(s), strip(spec));
+    }
+
+    #[test]
+    fn proxy_toml_is_built_from_data() {
+        let (meta, spec) = pod(WEB);
+        let (m, _) = injected(&meta, &spec, &InjectConfig::default());
+        let toml: toml::Value = toml::from_str(annotation(&m, ann::PROXY_CONFIG)).unwrap();
+        let expected: toml::Value = toml::from_str(
+            r#"
+            [policy]
+            source = "/etc/sluice/policy/policy.sluice"
+            [admin]
+            listen = "0.0.0.0:4191"
+            [identity]
+            workload-api = "unix:///spiffe-workload-api/spire-agent.sock"
+            [[inbound]]
+            listen = "0.0.0.0:4143"
+            port = 8080
+            app = "127.0.0.1:8080"
+            tls = "permissive"
+            [[inbound]]
+            listen = "0.0.0.0:4144"
+            port = 9090
+            app = "127.0.0.1:9090"
+            tls = "permissive"
+            [[inbound]]
+            listen = "0.0.0.0:4145"
+            port = 9100
+            app = "127.0.0.1:9100"
+            tls = "permissive"
+            [[outbound]]
+            listen = "127.0.0.1:4140"
+            mode = "transparent"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(toml, expected);
+    }
+
+    #[test]
+    fn twice_is_once_and_disabled_is_respected() {
+        let (meta, spec) = pod(WEB);
+        let config = InjectConfig::default();
+        let (m, s) = injected(&meta, &spec, &config);
+        assert_eq!(
+            inject_pod(&m, &s, true, &config),
+            Ok(Injection::Skipped(SkipReason::AlreadyInjected))
+        );
+        let mut off = meta.clone();
+        off.annotations = Some(BTreeMap::from([(
+            ann::INJECT.to_owned(),
+            "disabled".to_owned(),
+        )]));
+        assert_eq!(
+            inject_pod(&off, &spec, true, &config),
+            Ok(Injection::Skipped(SkipReason::Disabled))
+        );
+        assert_eq!(
+            inject_pod(&meta, &spec, false, &config),
+            Ok(Injection::Skipped(SkipReason::NotOptedIn))
+        );
+        let mut on = meta.clone();
+        on.annotations = Some(BTreeMap::from([(
+            ann::INJECT.to_owned(),
+            "enabled".to_owned(),
+        )]));
+        assert!(matches!(
+            inject_pod(&on, &spec, false, &config),
+            Ok(Injection::Injected { .. })
+        ));
+        on.annotations = Some(BTreeMap::from([(ann::INJECT.to_owned(), "on".to_owned())]));
+        assert!(matches!(
+            inject_pod(&on, &spec, true, &config),
+            Err(InjectError::Annotation(_))
+        ));
+    }
+
+    #[test]
+    fn host_network_is_refused_by_name() {
+        let (meta, mut spec) = pod(WEB);
+        spec.host_network = Some(true);
+        let e = inject_pod(&meta, &spec, true, &InjectConfig::default()).unwrap_err();
+        assert_eq!(
+            e,
+            InjectError::HostNetwork {
+                pod: Some("web".into())
+            }
+        );
+        let message = e.to_string();
+        assert!(
+            message.starts_with("pod `web` uses `hostNetwork: true`"),
+            "{message}"
+        );
+        assert!(message.contains("sluice.io/inject: disabled"), "{message}");
+    }
+
+    #[test]
+    fn ports_from_annotations() {
+        let (mut meta, spec) = pod(WEB);
+        meta.annotations = Some(BTreeMap::from([
+            (ann::INBOUND_PORTS.to_owned(), "9090,8080".to_owned()),
+            (ann::SKIP_INBOUND_PORTS.to_owned(), "8080,22".to_owned()),
+            (
+                ann::SKIP_OUTBOUND_PORTS.to_owned(),
+                "25,8000-8099".to_owned(),
+            ),
+        ]));
+        let (_, s) = injected(&meta, &spec, &InjectConfig::default());
+        let init = container(s.init_containers.as_ref().unwrap(), INIT_CONTAINER);
+        assert_eq!(
+            init.command.as_deref().unwrap()[6..],
+            [
+                "--inbound",
+                "9090=4143",
+                "--skip-inbound-ports",
+                "4191,8080,22",
+                "--skip-outbound-ports",
+                "25,8000-8099",
+            ]
+        );
+        // Flags are the defaults; annotations win.
+        let config = InjectConfig {
+            inbound_ports: Some(vec![7000]),
+            skip_outbound_ports: vec![PortRange::one(3306)],
+            ..InjectConfig::default()
+        };
+        let (plain_meta, _) = pod(WEB);
+        let (_, s) = injected(&plain_meta, &spec, &config);
+        let init = container(s.init_containers.as_ref().unwrap(), INIT_CONTAINER);
+        assert_eq!(
+            init.command.as_deref().unwrap()[6..],
+            [
+                "--inbound",
+                "7000=4143",
+                "--skip-inbound-ports",
+                "4191",
+                "--skip-outbound-ports",
+                "3306"
+            ]
+        );
+        let (_, s) = injected(&meta, &spec, &config);
+        let init = container(s.init_containers.as_ref().unwrap(), INIT_CONTAINER);
+        assert_eq!(init.command.as_deref().unwrap()[7], "9090=4143");
+    }
+
+    #[test]
+    fn proxy_ports_are_refused() {
+        let (meta, mut spec) = pod(WEB);
+        spec.containers[0].ports.as_mut().unwrap()[0].container_port = 4191;
+        assert_eq!(
+            inject_pod(&meta, &spec, true, &InjectConfig::default()),
+            Err(InjectError::PortTaken {
+                port: 4191,
+                container: "app".into()
+            })
+        );
+        let (mut meta, spec) = pod(WEB);
+        meta.annotations = Some(BTreeMap::from([(
+            ann::INBOUND_PORTS.to_owned(),
+            "4143".to_owned(),
+        )]));
+        assert_eq!(
+            inject_pod(&meta, &spec, true, &InjectConfig::default()),
+            Err(InjectError::InboundPortReserved { port: 4143 })
+        );
+        let config = InjectConfig {
+            inbound_ports: Some((10000..10049).collect()),
+            ..InjectConfig::default()
+        };
+        let (meta, _) = pod(WEB);
+        assert_eq!(
+            inject_pod(&meta, &spec, true, &config),
+            Err(InjectError::TooManyInboundPorts { count: 49 })
+        );
+    }
+
+    #[test]
+    fn classic_sidecar_and_cert_manager_and_oci() {
+        let (mut meta, spec) = pod(WEB);
+        meta.annotations = Some(BTreeMap::from([
+            (ann::SIDECAR.to_owned(), "classic".to_owned()),
+            (ann::IDENTITY.to_owned(), "cert-manager".to_owned()),
+            (ann::TRUST_DOMAIN.to_owned(), "prod.example.com".to_owned()),
+            (
+                ann::POLICY_SOURCE.to_owned(),
+                "oci://registry.example:5000/team/policy:prod".to_owned(),
+            ),
+            (
+                ann::POLICY_KEYS_CONFIGMAP.to_owned(),
+                "policy-keys".to_owned(),
+            ),
+            (
+                ann::PROXY_IMAGE.to_owned(),
+                "registry.example/sluice:dev".to_owned(),
+            ),
+        ]));
+        let (m, s) = injected(&meta, &spec, &InjectConfig::default());
+        assert_eq!(s.containers[0].name, PROXY_CONTAINER);
+        assert_eq!(s.containers[0].restart_policy, None);
+        assert_eq!(
+            s.containers[0].image.as_deref(),
+            Some("registry.example/sluice:dev")
+        );
+        assert_eq!(&s.containers[1..], &spec.containers[..]);
+        let init = s.init_containers.as_ref().unwrap();
+        assert_eq!(init.len(), 1);
+        assert_eq!(init[0].name, INIT_CONTAINER);
+        let v = s.volumes.as_ref().unwrap();
+        assert_eq!(v[1].config_map.as_ref().unwrap().name, "policy-keys");
+        assert_eq!(
+            v[1].config_map.as_ref().unwrap().items.as_ref().unwrap()[0].key,
+            "signer.pub"
+        );
+        assert_eq!(
+            v[2].csi.as_ref().unwrap().driver,
+            "spiffe.csi.cert-manager.io"
+        );
+        assert_eq!(v[3].name, CACHE_VOLUME);
+        assert!(v[3].empty_dir.is_some());
+        let mounts = s.containers[0].volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts[2].mount_path, "/var/run/secrets/spiffe.io");
+        assert_eq!(
+            (mounts[3].mount_path.as_str(), mounts[3].read_only),
+            ("/var/cache/sluice", Some(false))
+        );
+        let toml: toml::Value = toml::from_str(annotation(&m, ann::PROXY_CONFIG)).unwrap();
+        let expected: toml::Value = toml::from_str(
+            r#"
+            source = "oci://registry.example:5000/team/policy:prod"
+            keys = ["/etc/sluice/policy/signer.pub"]
+            cache-dir = "/var/cache/sluice"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(toml["policy"], expected);
+        let expected: toml::Value = toml::from_str(
+            r#"
+            cert = "/var/run/secrets/spiffe.io/tls.crt"
+            key = "/var/run/secrets/spiffe.io/tls.key"
+            trust-bundles = { "prod.example.com" = "/var/run/secrets/spiffe.io/ca.crt" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(toml["identity"], expected);
+    }
+
+    #[test]
+    fn policy_annotations_are_checked() {
+        let (meta, spec) = pod(WEB);
+        let with = |pairs: &[(&str, &str)]| {
+            let mut m = meta.clone();
+            m.annotations = Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            inject_pod(&m, &spec, true, &InjectConfig::default())
+        };
+        assert_eq!(
+            with(&[(ann::POLICY_SOURCE, "oci://r/p:v1")]),
+            Err(InjectError::MissingPolicyKeys {
+                reference: "oci://r/p:v1".into()
+            })
+        );
+        assert_eq!(
+            with(&[
+                (ann::POLICY_SOURCE, "oci://r/p:v1"),
+                (ann::POLICY_CONFIGMAP, "p")
+            ]),
+            Err(InjectError::ConflictingPolicy)
+        );
+        assert!(matches!(
+            with(&[(ann::POLICY_CONFIGMAP, "Bad_Name")]),
+            Err(InjectError::Annotation(_))
+        ));
+        let Ok(Injection::Injected { spec: s, .. }) =
+            with(&[(ann::POLICY_CONFIGMAP, "web-policy")])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            s.volumes.unwrap()[1].config_map.as_ref().unwrap().name,
+            "web-policy"
+        );
+    }
+
+    #[test]
+    fn taken_names_are_refused() {
+        let (meta, mut spec) = pod(WEB);
+        spec.volumes = Some(vec![Volume {
+            name: "sluice-cache".into(),
+            ..Volume::default()
+        }]);
+        assert_eq!(
+            inject_pod(&meta, &spec, true, &InjectConfig::default()),
+            Err(InjectError::NameTaken {
+                what: "volume",
+                name: "sluice-cache".into()
+            })
+        );
+    }
+
+    #[test]
+    fn uninject_reverses_inject() {
+        let (meta, spec) = pod(WEB);
+        let mut with_init = spec.clone();
+        with_init.init_containers = Some(vec![Container {
+            name: "migrate".into(),
+            ..Container::default()
+        }]);
+        with_init.volumes = Some(vec![Volume {
+            name: "data".into(),
+            ..Volume::default()
+        }]);
+        let mut annotated = meta.clone();
+        annotated.annotations = Some(BTreeMap::from([("team".to_owned(), "a".to_owned())]));
+        for sidecar in [Sidecar::Native, Sidecar::Classic] {
+            for identity in [Identity::SpiffeCsi, Identity::CertManager] {
+                let config = InjectConfig {
+                    sidecar,
+                    identity,
+                    ..InjectConfig::default()
+                };
+                for (m, s) in [(&meta, &spec), (&annotated, &with_init)] {
+                    let (im, is) = injected(m, s, &config);
+                    assert_eq!(
+                        uninject_pod(&im, &is),
+                        Uninjection::Uninjected {
+                            meta: m.clone(),
+                            spec: s.clone()
+                        }
+                    );
+                }
+            }
+        }
+        assert_eq!(uninject_pod(&meta, &spec), Uninjection::NotInjected);
+        // Native: the proxy runs before the pod's own init containers.
+        let (_, s) = injected(&meta, &with_init, &InjectConfig::default());
+        let names: Vec<_> = s
+            .init_containers
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, [INIT_CONTAINER, PROXY_CONTAINER, "migrate"]);
+    }
 }

@@ -11,3 +11,4 @@ pub mod admission;
 pub mod annotations;
 pub mod inject;
 pub mod webhook;
+pub mod yaml_documents;
