@@ -320,7 +320,12 @@ impl Proxy {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    let _ = self.policy.reload("SIGHUP").await;
+                    // a poll that hangs must not keep SIGTERM waiting
+                    tokio::select! {
+                        _ = self.policy.reload("SIGHUP") => {}
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                    }
                 }
             }
         }
