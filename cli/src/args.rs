@@ -40,6 +40,10 @@ pub enum Command {
     Pull(PullArgs),
     /// Sign an OCI artifact (cosign's format) and push the signature beside it.
     Sign(SignArgs),
+    /// Add the Sluice proxy to the pod templates of Kubernetes YAML (see docs/kubernetes.md).
+    Inject(Box<InjectArgs>),
+    /// Remove what `sluice inject` added from Kubernetes YAML.
+    Uninject(UninjectArgs),
 }
 
 /// How `lint` prints diagnostics.
@@ -241,6 +245,125 @@ pub struct SignArgs {
     /// Speak plain HTTP to the registry (no TLS).
     #[arg(long)]
     pub plain_http: bool,
+}
+
+/// Arguments of `sluice inject`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    sluice inject deployment.yaml | kubectl apply -f -\n  \
+    kubectl get deploy web -o yaml | sluice inject --policy-configmap web-policy - | kubectl apply -f -\n  \
+    sluice inject --serve --listen 0.0.0.0:8443 --cert tls.crt --key tls.key\n\
+    Reads several YAML documents and `kind: List`; every Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob gets the proxy, unless annotated `sluice.io/inject: disabled` or already injected; other objects pass through. A pod's `config.sluice.io/*` annotations win over these flags. Comments are not kept. When a workload cannot be injected (`hostNetwork`), nothing is written and the exit status is 1.")]
+pub struct InjectArgs {
+    /// Kubernetes YAML to read; `-` or nothing for standard input.
+    #[arg(value_name = "FILE", conflicts_with = "serve")]
+    pub file: Option<PathBuf>,
+    /// Serve the admission webhook (AdmissionReview v1 over HTTPS: POST /mutate, POST /mutate/namespace-enabled, GET /healthz) instead of reading YAML; until SIGTERM or SIGINT.
+    #[arg(long, requires_all = ["cert", "key"])]
+    pub serve: bool,
+    /// With `--serve`: the address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8443",
+        requires = "serve"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// With `--serve`: the serving certificate chain, PEM (read again when it changes).
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub cert: Option<PathBuf>,
+    /// With `--serve`: the certificate's private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub key: Option<PathBuf>,
+    /// Settings for pods whose annotations do not say.
+    #[command(flatten)]
+    pub settings: InjectSettings,
+}
+
+/// The `sluice inject` flags that mirror the `config.sluice.io/*` annotations.
+#[derive(Debug, Args)]
+pub struct InjectSettings {
+    /// The proxy (and init) container image [default: ghcr.io/sluice-mesh/sluice:VERSION].
+    #[arg(long, value_name = "IMAGE", value_parser = inject_image)]
+    pub proxy_image: Option<String>,
+    /// The proxy as a native sidecar (an init container that keeps running, Kubernetes 1.29+) or a classic container.
+    #[arg(long, value_enum, default_value_t = SidecarArg::Native)]
+    pub sidecar: SidecarArg,
+    /// Where the proxy's SVID comes from: the SPIFFE CSI driver (SPIRE) or cert-manager's csi-driver-spiffe.
+    #[arg(long, value_enum, default_value_t = IdentityArg::SpiffeCsi)]
+    pub identity: IdentityArg,
+    /// The trust domain of cert-manager's trust bundle.
+    #[arg(long, value_name = "NAME", default_value = "cluster.local", value_parser = inject_trust_domain)]
+    pub trust_domain: String,
+    /// The ConfigMap whose key `policy.sluice` is the policy [default: sluice-policy].
+    #[arg(long, value_name = "NAME", value_parser = inject_object_name, conflicts_with = "policy_source")]
+    pub policy_configmap: Option<String>,
+    /// A signed policy artifact, `oci://...` or `https://...`, pulled by the proxy.
+    #[arg(long, value_name = "REF", value_parser = inject_policy_source, requires = "policy_keys_configmap")]
+    pub policy_source: Option<String>,
+    /// The ConfigMap whose key `signer.pub` verifies `--policy-source`.
+    #[arg(long, value_name = "NAME", value_parser = inject_object_name, requires = "policy_source")]
+    pub policy_keys_configmap: Option<String>,
+    /// Application ports the proxy stands in front of, e.g. `8080,9090` [default: every TCP containerPort].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = port)]
+    pub inbound_ports: Option<Vec<u16>>,
+    /// Incoming ports never redirected, e.g. `22,8000-8099` (the admin port 4191 always is).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = inject_port_range)]
+    pub skip_inbound_ports: Vec<sluice_kube::annotations::PortRange>,
+    /// Outgoing ports never redirected, e.g. `25,3306`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = inject_port_range)]
+    pub skip_outbound_ports: Vec<sluice_kube::annotations::PortRange>,
+}
+
+/// `--sidecar`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SidecarArg {
+    /// An init container with `restartPolicy: Always`.
+    Native,
+    /// The pod's first container.
+    Classic,
+}
+
+/// `--identity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdentityArg {
+    /// The SPIFFE CSI driver `csi.spiffe.io` (the SPIRE agent's Workload API).
+    SpiffeCsi,
+    /// cert-manager's csi-driver-spiffe `spiffe.csi.cert-manager.io` (SVID files).
+    CertManager,
+}
+
+/// Arguments of `sluice uninject`.
+#[derive(Debug, Args)]
+pub struct UninjectArgs {
+    /// Kubernetes YAML to read; `-` or nothing for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+fn inject_image(s: &str) -> Result<String, String> {
+    sluice_kube::annotations::parse_image("--proxy-image", s).map_err(|e| e.expected.to_owned())
+}
+
+fn inject_trust_domain(s: &str) -> Result<String, String> {
+    sluice_kube::annotations::parse_trust_domain("--trust-domain", s)
+        .map_err(|e| e.expected.to_owned())
+}
+
+fn inject_object_name(s: &str) -> Result<String, String> {
+    sluice_kube::annotations::parse_object_name("NAME", s).map_err(|e| e.expected.to_owned())
+}
+
+fn inject_policy_source(s: &str) -> Result<String, String> {
+    sluice_kube::annotations::parse_policy_source("REF", s).map_err(|e| e.expected.to_owned())
+}
+
+fn inject_port_range(s: &str) -> Result<sluice_kube::annotations::PortRange, String> {
+    match sluice_kube::annotations::parse_port_ranges("LIST", s) {
+        Ok(list) if list.len() == 1 => Ok(list[0]),
+        Ok(_) => Err("an empty port in the list".to_owned()),
+        Err(e) => Err(e.expected.to_owned()),
+    }
 }
 
 fn port(s: &str) -> Result<u16, String> {

@@ -50,5 +50,7 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Push(a) => cmd::registry::run_push(a, io),
         args::Command::Pull(a) => cmd::registry::run_pull(a, io),
         args::Command::Sign(a) => cmd::registry::run_sign(a, io),
+        args::Command::Inject(a) => cmd::inject::run_inject(a, io),
+        args::Command::Uninject(a) => cmd::inject::run_uninject(a, io),
     }
 }

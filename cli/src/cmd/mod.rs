@@ -4,12 +4,14 @@ pub mod compile;
 pub mod eval;
 pub mod identity;
 pub mod init;
+pub mod inject;
 pub mod inspect;
 pub mod keys;
 pub mod lint;
 pub mod proxy;
 pub mod registry;
 pub mod test;
+pub mod webhook;
 
 use crate::{Io, EXIT_IO};
 use sluice_compiler::Config;
