@@ -501,10 +501,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = std::fs::File::create(&temp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
+    // created exclusively: a link planted under the temporary name is not
+    // followed
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
     let renamed = written.and_then(|()| std::fs::rename(&temp, path));
     if let Err(e) = renamed {
         let _ = std::fs::remove_file(&temp);
@@ -580,6 +586,25 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_a_temporary_name_is_not_written_through() {
+        let scratch = Scratch::new("planted");
+        let layout = LayoutDir::new(scratch.0.join("l"));
+        layout.init().unwrap();
+        let victim = scratch.0.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        for n in 0..2000 {
+            let name = format!(".index.json.tmp-{}-{n}", std::process::id());
+            std::os::unix::fs::symlink(&victim, layout.root().join(name)).unwrap();
+        }
+        let _ = layout.put_manifest("v1", &manifest(None, b"layer"));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(!std::fs::symlink_metadata(layout.root().join("index.json"))
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false));
     }
 
     struct Scratch(PathBuf);
