@@ -282,6 +282,126 @@ spec:
         assert!(!err.contains("deployment/web"), "{err}");
     }
 
+    /// The containers' commands parse as `sluice init` and `sluice proxy`
+    /// arguments, and the generated TOML as the proxy's configuration, for
+    /// each variant.
+    #[test]
+    fn injected_commands_and_config_are_what_sluice_reads() {
+        let variants: [&[&str]; 2] = [
+            &["inject"],
+            &[
+                "inject",
+                "--sidecar",
+                "classic",
+                "--identity",
+                "cert-manager",
+                "--policy-source",
+                "oci://registry.example:5000/team/policy:prod",
+                "--policy-keys-configmap",
+                "keys",
+                "--skip-outbound-ports",
+                "25,8000-8099",
+                "--skip-inbound-ports",
+                "22",
+            ],
+        ];
+        let two_ports = DEPLOYMENT.replace(
+            "ports: [{containerPort: 8080}]",
+            "ports: [{containerPort: 8080}, {containerPort: 9090, protocol: TCP}, {containerPort: 53, protocol: UDP}]",
+        );
+        for args in variants {
+            let (status, out, err) = run_cli(args, &two_ports);
+            assert_eq!(status, EXIT_OK, "{err}");
+            let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).unwrap();
+            let template = &doc["spec"]["template"];
+            let containers = template["spec"]["initContainers"]
+                .as_sequence()
+                .into_iter()
+                .chain(template["spec"]["containers"].as_sequence())
+                .flatten();
+            let command = |name: &str| -> Vec<String> {
+                let c = containers
+                    .clone()
+                    .find(|c| c["name"].as_str() == Some(name))
+                    .unwrap();
+                serde_yaml_ng::from_value(c["command"].clone()).unwrap()
+            };
+            let Command::Init(init) = Cli::try_parse_from(command("sluice-init")).unwrap().command
+            else {
+                panic!("not `sluice init`")
+            };
+            assert_eq!(
+                (init.outbound_port, init.proxy_uid),
+                (Some(4140), Some(2102))
+            );
+            let redirects: Vec<(u16, u16)> = init
+                .inbound
+                .iter()
+                .map(|r| (r.port, r.proxy_port))
+                .collect();
+            assert_eq!(redirects, [(8080, 4143), (9090, 4144)]);
+            assert!(init
+                .skip_inbound_ports
+                .iter()
+                .any(|r| r.first == 4191 && r.last == 4191));
+            assert!(!init.print && !init.legacy);
+            let Command::Proxy(proxy) = Cli::try_parse_from(command("sluice-proxy"))
+                .unwrap()
+                .command
+            else {
+                panic!("not `sluice proxy`")
+            };
+            assert_eq!(proxy.config, Path::new("/etc/sluice/proxy/proxy.toml"));
+            let toml = template["metadata"]["annotations"]["sluice.io/proxy-config"]
+                .as_str()
+                .unwrap();
+            let config = sluice_proxy::config::Config::parse(toml, Path::new("/etc/sluice/proxy"))
+                .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+            let listeners: Vec<(String, u16, String)> = config
+                .inbound
+                .iter()
+                .map(|l| (l.listen.to_string(), l.port, l.app.to_string()))
+                .collect();
+            assert_eq!(
+                listeners,
+                [
+                    ("0.0.0.0:4143".into(), 8080, "127.0.0.1:8080".into()),
+                    ("0.0.0.0:4144".into(), 9090, "127.0.0.1:9090".into()),
+                ]
+            );
+            assert_eq!(config.admin.listen.to_string(), "0.0.0.0:4191");
+            assert_eq!(config.outbound[0].listen.to_string(), "127.0.0.1:4140");
+            assert_eq!(
+                config.outbound[0].mode,
+                sluice_proxy::config::OutboundMode::Transparent
+            );
+            if args.len() > 1 {
+                let remote = config.policy.remote.as_ref().unwrap();
+                assert_eq!(remote.keys, [Path::new("/etc/sluice/policy/signer.pub")]);
+                assert_eq!(
+                    remote.cache_dir.as_deref(),
+                    Some(Path::new("/var/cache/sluice"))
+                );
+                let id = config.identity.as_ref().unwrap();
+                assert_eq!(
+                    id.cert.as_deref(),
+                    Some(Path::new("/var/run/secrets/spiffe.io/tls.crt"))
+                );
+                assert_eq!(init.skip_outbound_ports.len(), 2);
+            } else {
+                assert_eq!(
+                    config.policy_path(),
+                    Path::new("/etc/sluice/policy/policy.sluice")
+                );
+                let id = config.identity.as_ref().unwrap();
+                assert_eq!(
+                    id.workload_api.as_deref(),
+                    Some("unix:///spiffe-workload-api/spire-agent.sock")
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_input() {
         let (status, out, err) = run_cli(&["inject"], "kind: [");
