@@ -11,6 +11,7 @@ pub mod lint;
 pub mod proxy;
 pub mod registry;
 pub mod test;
+pub mod webhook;
 
 use crate::{Io, EXIT_IO};
 use sluice_compiler::Config;

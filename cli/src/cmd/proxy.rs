@@ -102,7 +102,9 @@ fn compile_parsed(parsed: policy::Parsed) -> Result<Vec<u8>, String> {
     }
 }
 
-fn init_logging(filter: Option<&str>) {
+/// Logs to standard error with the tracing filter `filter`, `SLUICE_LOG`
+/// or `info`.
+pub(crate) fn init_logging(filter: Option<&str>) {
     let filter = filter
         .map(str::to_owned)
         .or_else(|| std::env::var("SLUICE_LOG").ok())
