@@ -36,6 +36,9 @@ pub const SIDECAR: &str = "config.sluice.io/sidecar";
 /// The trust domain of the cert-manager trust bundle.
 pub const TRUST_DOMAIN: &str = "config.sluice.io/trust-domain";
 
+/// The prefix of the keys that tune the proxy; a key with it that is not
+/// in [`CONFIG_KEYS`] is refused.
+pub const CONFIG_PREFIX: &str = "config.sluice.io/";
 /// Every `config.sluice.io/*` key this version reads.
 pub const CONFIG_KEYS: [&str; 10] = [
     PROXY_IMAGE,
@@ -323,6 +326,14 @@ mod tests {
         assert_eq!(parse_sidecar(SIDECAR, "classic"), Ok(Sidecar::Classic));
         assert_eq!(parse_sidecar(SIDECAR, "native"), Ok(Sidecar::Native));
         assert!(parse_sidecar(SIDECAR, "Native").is_err());
+    }
+
+    #[test]
+    fn config_keys_share_the_prefix() {
+        for key in CONFIG_KEYS {
+            assert!(key.starts_with(CONFIG_PREFIX), "{key}");
+        }
+        assert!(!INJECT.starts_with(CONFIG_PREFIX));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub const WORKLOAD_API_SOCKET: &str = "unix:///spiffe-workload-api/spire-agent.s
 pub const CERT_MANAGER_CSI_DRIVER: &str = "spiffe.csi.cert-manager.io";
 /// Where the cert-manager CSI volume is mounted.
 pub const CERT_MANAGER_DIR: &str = "/var/run/secrets/spiffe.io";
+/// The cert-manager CSI volume attribute naming the group of the files it
+/// writes (0440, in a folder 0550, root's): the proxy's gid, or the proxy
+/// cannot read its SVID.
+pub const CERT_MANAGER_FS_GROUP: &str = "spiffe.csi.cert-manager.io/fs-group";
 /// The emptyDir volume where a remote policy is cached.
 pub const CACHE_VOLUME: &str = "sluice-cache";
 /// Where the cache volume is mounted.
@@ -205,6 +209,12 @@ pub enum InjectError {
         /// How many were asked for.
         count: usize,
     },
+    /// A `config.sluice.io/` annotation this version does not read (a typo
+    /// would otherwise be ignored in silence).
+    UnknownAnnotation {
+        /// The key.
+        key: String,
+    },
     /// Both `policy-configmap` and `policy-source` are annotated.
     ConflictingPolicy,
     /// A `policy-source` without a `policy-keys-configmap`.
@@ -255,6 +265,15 @@ impl fmt::Display for InjectError {
                  {MAX_INBOUND_PORTS}; list the ports to serve in `{}`",
                 ann::INBOUND_PORTS
             ),
+            InjectError::UnknownAnnotation { key } => write!(
+                f,
+                "annotation `{key}` is not one this Sluice reads; it reads {}",
+                ann::CONFIG_KEYS
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             InjectError::ConflictingPolicy => write!(
                 f,
                 "`{}` and `{}` are both set; the policy comes from one of them",
@@ -297,6 +316,14 @@ struct Settings {
 
 fn settings(meta: &ObjectMeta, config: &InjectConfig) -> Result<Settings, InjectError> {
     let a = meta.annotations.as_ref();
+    if let Some(key) = a
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| k.starts_with(ann::CONFIG_PREFIX) && !ann::CONFIG_KEYS.contains(&k.as_str()))
+    {
+        return Err(InjectError::UnknownAnnotation { key: key.clone() });
+    }
     let read = |key: &str| ann::get(a, key);
     let mut s = Settings {
         proxy_image: config.proxy_image.clone(),
@@ -550,14 +577,18 @@ fn init_container(s: &Settings, ports: &[u16]) -> Container {
         command.push("--inbound".into());
         command.push(format!("{app}={listen}"));
     }
-    let mut skip_in = vec![PortRange::one(ADMIN_PORT)];
-    skip_in.extend(
-        s.skip_inbound_ports
-            .iter()
-            .filter(|r| **r != PortRange::one(ADMIN_PORT)),
-    );
-    command.push("--skip-inbound-ports".into());
-    command.push(join(&skip_in));
+    // `sluice init` refuses skipped inbound ports without `--inbound`: a
+    // pod with no inbound port (a Job) has nothing to skip.
+    if !ports.is_empty() {
+        let mut skip_in = vec![PortRange::one(ADMIN_PORT)];
+        skip_in.extend(
+            s.skip_inbound_ports
+                .iter()
+                .filter(|r| **r != PortRange::one(ADMIN_PORT)),
+        );
+        command.push("--skip-inbound-ports".into());
+        command.push(join(&skip_in));
+    }
     if !s.skip_outbound_ports.is_empty() {
         command.push("--skip-outbound-ports".into());
         command.push(join(&s.skip_outbound_ports));
@@ -709,6 +740,13 @@ fn volumes(s: &Settings) -> Vec<Volume> {
             }
             .to_owned(),
             read_only: Some(true),
+            volume_attributes: match s.identity {
+                Identity::SpiffeCsi => None,
+                Identity::CertManager => Some(BTreeMap::from([(
+                    CERT_MANAGER_FS_GROUP.to_owned(),
+                    PROXY_UID.to_string(),
+                )])),
+            },
             ..CSIVolumeSource::default()
         }),
         ..Volume::default()
@@ -1205,6 +1243,62 @@ spec:
     }
 
     #[test]
+    fn a_pod_without_inbound_ports_skips_no_inbound_port() {
+        // `sluice init` refuses `--skip-inbound-ports` without `--inbound`
+        // (cli/tests/kubelet.rs runs an injected Job's init container).
+        let (meta, spec) = pod("
+metadata: {name: report}
+spec:
+  containers:
+  - name: report
+    image: example/report:1
+");
+        let (_, s) = injected(&meta, &spec, &InjectConfig::default());
+        let init = container(s.init_containers.as_ref().unwrap(), INIT_CONTAINER);
+        assert_eq!(
+            init.command.as_deref().unwrap(),
+            [
+                "sluice",
+                "init",
+                "--outbound-port",
+                "4140",
+                "--proxy-uid",
+                "2102"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cert_manager_volume_gives_its_files_the_proxy_group() {
+        // csi-driver-spiffe writes tls.key 0440 in a folder 0550, root's;
+        // without the attribute the proxy (uid and gid 2102) cannot read it
+        // (cli/tests/kubelet.rs lays the volume out so).
+        let (mut meta, spec) = pod(WEB);
+        let (_, s) = injected(&meta, &spec, &InjectConfig::default());
+        let identity = |s: &PodSpec| {
+            let v = s.volumes.as_ref().unwrap();
+            v.iter()
+                .find(|v| v.name == IDENTITY_VOLUME)
+                .and_then(|v| v.csi.clone())
+                .unwrap()
+        };
+        assert_eq!(identity(&s).volume_attributes, None);
+        meta.annotations = Some(BTreeMap::from([(
+            ann::IDENTITY.to_owned(),
+            "cert-manager".to_owned(),
+        )]));
+        let (_, s) = injected(&meta, &spec, &InjectConfig::default());
+        let attributes = identity(&s).volume_attributes.unwrap();
+        assert_eq!(
+            attributes.get(CERT_MANAGER_FS_GROUP).map(String::as_str),
+            Some("2102")
+        );
+        let proxy = container(s.init_containers.as_ref().unwrap(), PROXY_CONTAINER);
+        let group = proxy.security_context.as_ref().unwrap().run_as_group;
+        assert_eq!(group.map(|g| g.to_string()).as_deref(), Some("2102"));
+    }
+
+    #[test]
     fn classic_sidecar_and_cert_manager_and_oci() {
         let (mut meta, spec) = pod(WEB);
         meta.annotations = Some(BTreeMap::from([
@@ -1313,6 +1407,42 @@ spec:
             s.volumes.unwrap()[1].config_map.as_ref().unwrap().name,
             "web-policy"
         );
+    }
+
+    #[test]
+    fn unknown_config_annotations_are_refused() {
+        let (mut meta, spec) = pod(WEB);
+        meta.annotations = Some(BTreeMap::from([
+            (
+                "config.sluice.io/policy-config-map".to_owned(),
+                "web".to_owned(),
+            ),
+            (
+                "config.linkerd.io/skip-outbound-ports".to_owned(),
+                "25".to_owned(),
+            ),
+        ]));
+        let e = inject_pod(&meta, &spec, true, &InjectConfig::default()).unwrap_err();
+        assert_eq!(
+            e,
+            InjectError::UnknownAnnotation {
+                key: "config.sluice.io/policy-config-map".into()
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains("`config.sluice.io/policy-configmap`"),
+            "{e}"
+        );
+        // Other prefixes are not ours to judge.
+        meta.annotations
+            .as_mut()
+            .unwrap()
+            .remove("config.sluice.io/policy-config-map");
+        assert!(matches!(
+            inject_pod(&meta, &spec, true, &InjectConfig::default()),
+            Ok(Injection::Injected { .. })
+        ));
     }
 
     #[test]
