@@ -21,11 +21,15 @@
 //! - `client`: one connection, made as user 65534 (or root), its outcome
 //!   printed on a `@@RESULT ` line.
 
-use std::fs::{self, File};
+#[path = "support/netns.rs"]
+mod netns;
+
+use netns::{log_lines, set_mode, wait_for, EmptyDir, Netns, Procs, TempDir};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,7 +94,7 @@ fn transparent_outbound() {
         return;
     }
     let name = format!("sluice-e2e-{}", std::process::id());
-    let Some(ns) = Netns::create(&name) else {
+    let Some(ns) = Netns::create(&name, "the transparent proxy test") else {
         return;
     };
     let dir = TempDir::create(&name);
@@ -327,99 +331,18 @@ fn transparent_outbound() {
 
 /// Why the test cannot run here, if it cannot.
 fn requirements() -> Result<(), String> {
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(|_| "no /proc/self/status (not Linux)".to_owned())?;
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    if euid != "0" {
-        return Err(format!("not root (effective uid {euid})"));
-    }
-    for tool in [
+    netns::require_root()?;
+    netns::require_tools(&[
         "ip",
         "iptables",
         "iptables-restore",
         "iptables-save",
         "setpriv",
-    ] {
-        if find_tool(tool).is_none() {
-            return Err(format!("`{tool}` is not installed"));
-        }
-    }
-    Ok(())
+    ])
 }
 
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// A network namespace, deleted when dropped.
-struct Netns(String);
-
+/// The roles this test runs inside its namespace.
 impl Netns {
-    /// `None` (and a message) when namespaces cannot be made here.
-    fn create(name: &str) -> Option<Netns> {
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        let out = Command::new("ip")
-            .args(["netns", "add", name])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            sluice_testkit::skip(
-                "the transparent proxy test",
-                &format!("cannot create a network namespace: {}", why.trim()),
-            );
-            return None;
-        }
-        Some(Netns(name.to_owned()))
-    }
-
-    fn command(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).args(argv);
-        c
-    }
-
-    fn output(&self, argv: &[&str]) -> Output {
-        self.command(argv).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn try_run(&self, argv: &[&str]) -> bool {
-        self.output(argv).status.success()
-    }
-
-    fn run(&self, argv: &[&str]) {
-        let out = self.output(argv);
-        assert!(
-            out.status.success(),
-            "{argv:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Starts a long-running process in the namespace; its stderr goes to
-    /// `stderr` (or is inherited).
-    fn spawn(&self, argv: &[&str], env: &[(&str, &str)], stderr: Option<&Path>) -> Child {
-        let mut c = self.command(argv);
-        c.envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        if let Some(path) = stderr {
-            c.stderr(File::create(path).unwrap());
-        }
-        c.spawn().unwrap()
-    }
-
     /// Starts this binary in a role, as root.
     fn spawn_role(&self, role: &str, args: &str, stderr: Option<&Path>) -> Child {
         let exe = std::env::current_exe().unwrap();
@@ -463,76 +386,6 @@ impl Netns {
         eprintln!("client {} {args}: {result}", uid.unwrap_or("root"));
         result
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Processes killed (and reaped) when dropped, before the namespace goes.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A folder anyone can read, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(name);
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        set_mode(&path, 0o755);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A folder this test created, removed when dropped if still empty.
-struct EmptyDir(PathBuf);
-
-impl Drop for EmptyDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn log_lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// How many connections the upstream has accepted so far.
