@@ -161,15 +161,79 @@ fn transform(text: &str, action: Action<'_>) -> Result<Transformed, YamlError> {
             continue; // an empty document, e.g. after a leading or trailing `---`
         }
         transform_object(&mut value, index, action, &mut reports)?;
-        let written = serde_yaml_ng::to_string(&value).map_err(|e| YamlError::Write {
-            message: e.to_string(),
-        })?;
+        let written = to_yaml(value, text).map_err(|message| YamlError::Write { message })?;
         if !out.is_empty() {
             out.push_str("---\n");
         }
         out.push_str(&written);
     }
     Ok(Transformed { yaml: out, reports })
+}
+
+/// Whether a YAML 1.1 reader (kubectl's, `gopkg.in/yaml.v2`) could read
+/// this plain scalar as something other than a string: `on`, `yes`, `n`
+/// and the other booleans, or number and timestamp forms such as `1_000`,
+/// `+12`, `190:20:30`, `2001-12-14`. The YAML writer quotes only what YAML
+/// 1.2 would misread, so these are quoted here. A few harmless strings
+/// (`1.2.3`) are quoted too.
+fn yaml11_ambiguous(s: &str) -> bool {
+    const BOOLS: [&str; 11] = [
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~", "",
+    ];
+    if BOOLS.iter().any(|b| s.eq_ignore_ascii_case(b)) {
+        return true;
+    }
+    let first = s.chars().next();
+    first.is_some_and(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+        && s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || "+-._:eEbBoOxXtTzZ ".contains(c))
+}
+
+/// Writes a document as YAML that YAML 1.1 readers read back the same: each
+/// string [`yaml11_ambiguous`] calls ambiguous is written single-quoted. (The
+/// writer cannot be told to quote, so such strings are swapped for
+/// all-digit placeholders, which it always quotes, and put back.)
+fn to_yaml(mut value: Value, input: &str) -> Result<String, String> {
+    fn swap(v: &mut Value, nonce: &str, originals: &mut Vec<String>) {
+        let placeholder = |s: &mut String, originals: &mut Vec<String>| {
+            if yaml11_ambiguous(s) {
+                let ph = format!("{nonce}{:08}", originals.len());
+                originals.push(std::mem::replace(s, ph));
+            }
+        };
+        match v {
+            Value::String(s) => placeholder(s, originals),
+            Value::Sequence(items) => items.iter_mut().for_each(|i| swap(i, nonce, originals)),
+            Value::Mapping(m) => {
+                let entries = std::mem::take(m);
+                for (mut k, mut val) in entries {
+                    swap(&mut k, nonce, originals);
+                    swap(&mut val, nonce, originals);
+                    m.insert(k, val);
+                }
+            }
+            Value::Tagged(t) => swap(&mut t.value, nonce, originals),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    // A digit string that the input does not hold, so no placeholder can
+    // be mistaken for the input's own text.
+    let nonce = (0u32..)
+        .map(|k| format!("9081726354{k}0"))
+        .find(|n| !input.contains(n.as_str()))
+        .unwrap_or_default();
+    let mut originals = Vec::new();
+    swap(&mut value, &nonce, &mut originals);
+    let mut text = serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?;
+    for (i, original) in originals.iter().enumerate() {
+        let quoted = format!("'{nonce}{i:08}'");
+        if !text.contains(&quoted) {
+            return Err(format!("the string `{original}` was not written quoted"));
+        }
+        text = text.replacen(&quoted, &format!("'{}'", original.replace('\'', "''")), 1);
+    }
+    Ok(text)
 }
 
 /// Where a kind keeps its pod template: the keys from the object down.
@@ -754,6 +818,34 @@ mod tests {
             out.reports[1].outcome,
             Outcome::Skipped(SkipReason::Disabled)
         );
+    }
+
+    #[test]
+    fn strings_yaml_1_1_reads_otherwise_are_quoted() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels: {'y': 'on', 'version': '1.2.3', \"it's\": 'Off'}\n\
+            data: {a: 'yes', b: 'NO', c: 'n', d: '1_000', e: '2001-12-14', f: '+12', g: '190:20:30', h: 'plain', i: 'x: y', j: \"it's\"}\n\
+            items: [on, 1, true, null, 'null']\n";
+        let out = inject_documents(text, &InjectConfig::default()).unwrap();
+        for quoted in [
+            "'y': 'on'",
+            "version: '1.2.3'",
+            "it's: 'Off'",
+            "a: 'yes'",
+            "b: 'NO'",
+            "c: 'n'",
+            "d: '1_000'",
+            "e: '2001-12-14'",
+            "f: '+12'",
+            "g: '190:20:30'",
+            "h: plain",
+            "- 'null'",
+        ] {
+            assert!(out.yaml.contains(quoted), "{quoted}:\n{}", out.yaml);
+        }
+        // Read back (YAML 1.2), it is the same document.
+        let back: Value = serde_yaml_ng::from_str(&out.yaml).unwrap();
+        assert_eq!(back, serde_yaml_ng::from_str::<Value>(text).unwrap());
+        assert!(!yaml11_ambiguous("nginx") && !yaml11_ambiguous("10m") && !yaml11_ambiguous("v1"));
     }
 
     #[test]
