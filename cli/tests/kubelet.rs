@@ -32,11 +32,13 @@
 //!
 //! From the node: an allowed request reaches the application through the
 //! proxy (the application sees it come from loopback; the proxy counts it),
-//! a denied one is answered by the proxy; from the application, an allowed
+//! in plaintext and over mTLS with a client SVID of the same trust domain
+//! (the application gets the client's SPIFFE ID), a denied one is answered
+//! by the proxy; from the application, an allowed
 //! destination on the node is reached through the proxy and a blocked one
 //! is refused by it, though both answered before `sluice init`.
 //!
-//! Needs root, `ip`, `iptables`, `unshare`, `setpriv` and `mount`; without
+//! Needs root, `ip`, `iptables`, `unshare`, `setpriv`, `mount` and `curl`; without
 //! them it prints why and passes, except under `CI=true`, where it fails.
 //! The tests re-execute this binary for what runs inside the pod, the role
 //! chosen by `SLUICE_KUBELET_ROLE`.
@@ -76,6 +78,8 @@ const POLICY_CONFIGMAP: &str = "web-policy";
 const POLICY_KEY: &str = "policy.sluice";
 /// The application's port in the Deployment fixture.
 const APP_PORT: u16 = 8080;
+/// A meshed client of the application, in the same trust domain.
+const CLIENT_ID: &str = "spiffe://cluster.local/ns/shop/sa/client";
 /// Servers on the node that the application calls: allowed, and blocked.
 const UPSTREAM_PORT: u16 = 18080;
 const BLOCKED_PORT: u16 = 18081;
@@ -127,6 +131,7 @@ fn can_run() -> bool {
             "unshare",
             "setpriv",
             "mount",
+            "curl",
         ])
     });
     if let Err(reason) = ready {
@@ -162,6 +167,37 @@ fn kubelet_runs_injected_deployment() {
         "{}",
         pod.report(&format!(
             "the proxy did not count the allowed request:\n{counted}"
+        ))
+    );
+    assert!(
+        seen.ends_with(" identity="),
+        "{}",
+        pod.report(&format!("a plaintext request with an identity: {seen}"))
+    );
+    // mTLS, as a meshed client: the proxy presents the SVID from the CSI
+    // volume, verifies the client's against the volume's trust bundle and
+    // passes the identity on (`-k`: the SVID names a SPIFFE ID, not the IP;
+    // HTTP/1.1: the application speaks nothing else, and the proxy forwards
+    // in the client's protocol).
+    let ca = pod.dir.0.join("ca");
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "--http1.1", "--max-time", "10", "--cert"])
+        .arg(ca.join("client.pem"))
+        .arg("--key")
+        .arg(ca.join("client.key"))
+        .arg(format!("https://{app_addr}/allowed"))
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && seen.starts_with("app GET /allowed from 127.0.0.1:")
+            && seen.ends_with(&format!(" identity={CLIENT_ID}")),
+        "{}",
+        pod.report(&format!(
+            "mTLS request ({}): {seen}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         ))
     );
     for path in ["/secret", "/allowed/../secret"] {
@@ -822,11 +858,13 @@ impl Pod {
 }
 
 /// A CA for `cluster.local` and the SVID cert-manager's CSI driver would
-/// issue to the fixture's service account: `(cert, key, ca)` paths.
+/// issue to the fixture's service account: `(cert, key, ca)` paths; also
+/// `ca/client.pem` and `ca/client.key`, the SVID of [`CLIENT_ID`].
 fn identity(sluice: &str, dir: &Path) -> [PathBuf; 3] {
     let ca = dir.join("ca");
     let id = format!("spiffe://cluster.local/ns/{NAMESPACE}/sa/{SERVICE_ACCOUNT}");
     let svid = ca.join("web");
+    let client = ca.join("client");
     for args in [
         vec![
             "identity",
@@ -845,6 +883,16 @@ fn identity(sluice: &str, dir: &Path) -> [PathBuf; 3] {
             &id,
             "--out",
             svid.to_str().unwrap(),
+        ],
+        vec![
+            "identity",
+            "issue",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--id",
+            CLIENT_ID,
+            "--out",
+            client.to_str().unwrap(),
         ],
     ] {
         let out = Command::new(sluice).args(&args).output().unwrap();
@@ -1287,7 +1335,12 @@ mod roles {
                 let line = text.lines().next().unwrap_or("");
                 let mut words = line.split(' ');
                 let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                let body = format!("app {method} {path} from {peer}");
+                let identity = text
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.eq_ignore_ascii_case("x-sluice-peer-identity"))
+                    .map_or("", |(_, v)| v.trim());
+                let body = format!("app {method} {path} from {peer} identity={identity}");
                 note(body.clone());
                 let _ = stream.write_all(
                     format!(
