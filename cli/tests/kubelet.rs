@@ -34,12 +34,13 @@
 //! proxy (the application sees it come from loopback; the proxy counts it),
 //! in plaintext and over mTLS with a client SVID of the same trust domain
 //! (the application gets the client's SPIFFE ID), a denied one is answered
-//! by the proxy; from the application, an allowed
-//! destination on the node is reached through the proxy and a blocked one
-//! is refused by it, though both answered before `sluice init`.
+//! by the proxy; from the application, an allowed destination on the node
+//! is reached through the proxy and a blocked one is refused by it, though
+//! both answered before `sluice init`.
 //!
-//! Needs root, `ip`, `iptables`, `unshare`, `setpriv`, `mount` and `curl`; without
-//! them it prints why and passes, except under `CI=true`, where it fails.
+//! Needs root, `ip`, `iptables`, `unshare`, `setpriv`, `mount` and `curl`;
+//! without them it prints why and passes, except under `CI=true`, where it
+//! fails.
 //! The tests re-execute this binary for what runs inside the pod, the role
 //! chosen by `SLUICE_KUBELET_ROLE`.
 
