@@ -152,8 +152,34 @@ fn kubelet_runs_injected_deployment() {
     };
     pod.check_direct_egress();
     pod.run();
+    check_inbound(&pod);
+    pod.check_egress();
+}
 
-    // Inbound, from the node to the pod's IP and the application's port.
+#[test]
+fn kubelet_runs_injected_classic_sidecar() {
+    if role() || !can_run() {
+        return;
+    }
+    let Some(pod) = Pod::create("web-classic.yaml", 2) else {
+        return;
+    };
+    let proxy = pod.proxy();
+    assert!(
+        pod.spec.containers.first() == Some(proxy),
+        "a classic sidecar is the first container:\n{}",
+        pod.manifest
+    );
+    pod.check_direct_egress();
+    pod.run();
+    check_inbound(&pod);
+    pod.check_egress();
+}
+
+/// From the node to the pod's IP and the application's port: allowed
+/// requests reach the application through the proxy, in plaintext and over
+/// mTLS; denied ones never reach it.
+fn check_inbound(pod: &Pod) {
     let app_addr = SocketAddr::from((pod.pod_ip, APP_PORT));
     let seen = http_get(app_addr, "/allowed");
     assert!(
@@ -222,7 +248,6 @@ fn kubelet_runs_injected_deployment() {
         "{}",
         pod.report("the application was reached around the proxy")
     );
-    pod.check_egress();
 }
 
 #[test]
