@@ -36,7 +36,8 @@
 //! (the application gets the client's SPIFFE ID), a denied one is answered
 //! by the proxy; from the application, an allowed destination on the node
 //! is reached through the proxy and a blocked one is refused by it, though
-//! both answered before `sluice init`.
+//! both answered before `sluice init`. When the ConfigMap changes (the
+//! kubelet's `..data` swap), the proxy serves the new policy.
 //!
 //! Needs root, `ip`, `iptables`, `unshare`, `setpriv`, `mount` and `curl`;
 //! without them it prints why and passes, except under `CI=true`, where it
@@ -89,12 +90,17 @@ const BLOCKED_PORT: u16 = 18081;
 /// probe of `/healthz` from the node, nothing else inbound; outbound, the
 /// node's upstream port only.
 fn policy(node: Ipv4Addr) -> String {
+    policy_allowing(node, "/allowed")
+}
+
+/// The policy, allowing `GET PATH` from anyone instead of `/allowed`.
+fn policy_allowing(node: Ipv4Addr, path: &str) -> String {
     format!(
         r#"
 server web {{
   port {APP_PORT}
   protocol http
-  route allowed {{ method GET  path "/allowed" }}
+  route allowed {{ method GET  path "{path}" }}
   route healthz {{ method GET  path "/healthz" }}
 }}
 
@@ -154,6 +160,41 @@ fn kubelet_runs_injected_deployment() {
     pod.run();
     check_inbound(&pod);
     pod.check_egress();
+
+    // The ConfigMap changes: the kubelet swaps the volume's `..data`, the
+    // proxy notices and serves the new policy.
+    let volume = pod
+        .spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.config_map.as_ref().map(|c| c.name.as_str()) == Some(POLICY_CONFIGMAP))
+        .expect("no volume of the policy ConfigMap");
+    let files = [(
+        POLICY_KEY.to_owned(),
+        policy_allowing(pod.node_ip, "/later"),
+    )];
+    atomic_write(&pod.volumes[&volume.name], &files, 0o644);
+    let app_addr = SocketAddr::from((pod.pod_ip, APP_PORT));
+    let started = Instant::now();
+    loop {
+        let seen = http_get(app_addr, "/later");
+        if seen.starts_with("200 app GET /later ") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            pod.report(&format!("the changed ConfigMap is not served: {seen}"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = http_get(app_addr, "/allowed");
+    assert!(
+        seen.starts_with("403 ") || seen.starts_with("404 "),
+        "{}",
+        pod.report(&format!("/allowed after the change: {seen}"))
+    );
 }
 
 #[test]
@@ -1073,8 +1114,14 @@ fn field_value(meta: &ObjectMeta, field: &str, pod_ip: Ipv4Addr) -> String {
 
 /// Files as the kubelet's atomic writer lays them out: in a timestamped
 /// folder that `..data` points to, each name a symlink through `..data`.
+/// Again on the same folder: an update, as the kubelet makes it when a
+/// ConfigMap changes (a new folder, `..data` renamed over, the old removed).
 fn atomic_write(dir: &Path, files: &[(String, String)], mode: i32) {
-    let data = dir.join("..2026_01_01_00_00_00.000000001");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let data = dir.join(format!("..{stamp}"));
     for (name, value) in files {
         assert!(
             !name.starts_with("..") && !name.contains("/.."),
@@ -1092,7 +1139,13 @@ fn atomic_write(dir: &Path, files: &[(String, String)], mode: i32) {
     }
     fs::create_dir_all(&data).unwrap();
     set_mode(&data, 0o755);
-    std::os::unix::fs::symlink(data.file_name().unwrap(), dir.join("..data")).unwrap();
+    let old = fs::read_link(dir.join("..data")).ok();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(data.file_name().unwrap(), &tmp).unwrap();
+    fs::rename(&tmp, dir.join("..data")).unwrap();
+    if let Some(old) = old {
+        fs::remove_dir_all(dir.join(old)).unwrap();
+    }
 }
 
 /// A container's `command` followed by its `args`, as the kubelet runs it
