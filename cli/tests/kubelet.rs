@@ -429,7 +429,7 @@ impl Pod {
         let spec = template.spec.expect("the pod template has no spec");
 
         let pid = std::process::id();
-        let n = (pid * 2 + index) % 16384;
+        let n = (pid * 3 + index) % 16384;
         let base = [10, 213, (n / 64) as u8, ((n % 64) * 4) as u8];
         let node_ip = Ipv4Addr::new(base[0], base[1], base[2], base[3] + 1);
         let pod_ip = Ipv4Addr::new(base[0], base[1], base[2], base[3] + 2);
