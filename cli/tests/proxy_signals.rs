@@ -79,5 +79,7 @@ fn sigterm_stops_the_proxy_while_a_sighup_poll_hangs() {
     };
     assert!(exit.success(), "{exit}: {}", log());
     assert!(log().contains("proxy stopped"), "{}", log());
+    // Written to a file, not a terminal: no colour codes (`kubectl logs`).
+    assert!(!log().contains('\x1b'), "{:?}", log());
     let _ = std::fs::remove_dir_all(&dir);
 }
