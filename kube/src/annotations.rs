@@ -35,12 +35,15 @@ pub const IDENTITY: &str = "config.sluice.io/identity";
 pub const SIDECAR: &str = "config.sluice.io/sidecar";
 /// The trust domain of the cert-manager trust bundle.
 pub const TRUST_DOMAIN: &str = "config.sluice.io/trust-domain";
+/// `auto`, `http1` or `h2c`: what the proxy forwards HTTP to the
+/// application as (the `app-protocol` of every generated `[[inbound]]`).
+pub const APP_PROTOCOL: &str = "config.sluice.io/app-protocol";
 
 /// The prefix of the keys that tune the proxy; a key with it that is not
 /// in [`CONFIG_KEYS`] is refused.
 pub const CONFIG_PREFIX: &str = "config.sluice.io/";
 /// Every `config.sluice.io/*` key this version reads.
-pub const CONFIG_KEYS: [&str; 10] = [
+pub const CONFIG_KEYS: [&str; 11] = [
     PROXY_IMAGE,
     INBOUND_PORTS,
     SKIP_INBOUND_PORTS,
@@ -51,6 +54,7 @@ pub const CONFIG_KEYS: [&str; 10] = [
     IDENTITY,
     SIDECAR,
     TRUST_DOMAIN,
+    APP_PROTOCOL,
 ];
 
 /// The value of `sluice.io/inject`.
@@ -80,6 +84,38 @@ pub enum Sidecar {
     Native,
     /// The first of the pod's containers.
     Classic,
+}
+
+/// What the proxy forwards HTTP to the application as (the proxy's
+/// `app-protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// The client's own: HTTP/1.1 clients over HTTP/1.1, HTTP/2 clients
+    /// over h2c. An HTTP/1.1-only application fails HTTP/2 clients (502).
+    #[default]
+    Auto,
+    /// HTTP/1.1 for every client; gRPC requests are refused (they need HTTP/2).
+    Http1,
+    /// HTTP/2 with prior knowledge for every client; HTTP/1.1 upgrades are refused.
+    H2c,
+}
+
+impl AppProtocol {
+    /// The value as the annotation and the proxy's TOML write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppProtocol::Auto => "auto",
+            AppProtocol::Http1 => "http1",
+            AppProtocol::H2c => "h2c",
+        }
+    }
+}
+
+/// As the annotation and the proxy's TOML write it.
+impl fmt::Display for AppProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A TCP port or an inclusive range, written `9090` or `8000-8099`.
@@ -172,6 +208,16 @@ pub fn parse_sidecar(key: &str, value: &str) -> Result<Sidecar, AnnotationError>
         "native" => Ok(Sidecar::Native),
         "classic" => Ok(Sidecar::Classic),
         _ => Err(error(key, value, "`native` or `classic`")),
+    }
+}
+
+/// Reads `config.sluice.io/app-protocol`.
+pub fn parse_app_protocol(key: &str, value: &str) -> Result<AppProtocol, AnnotationError> {
+    match value.trim() {
+        "auto" => Ok(AppProtocol::Auto),
+        "http1" => Ok(AppProtocol::Http1),
+        "h2c" => Ok(AppProtocol::H2c),
+        _ => Err(error(key, value, "`auto`, `http1` or `h2c`")),
     }
 }
 
@@ -326,6 +372,28 @@ mod tests {
         assert_eq!(parse_sidecar(SIDECAR, "classic"), Ok(Sidecar::Classic));
         assert_eq!(parse_sidecar(SIDECAR, "native"), Ok(Sidecar::Native));
         assert!(parse_sidecar(SIDECAR, "Native").is_err());
+    }
+
+    #[test]
+    fn app_protocols() {
+        for p in [AppProtocol::Auto, AppProtocol::Http1, AppProtocol::H2c] {
+            assert_eq!(parse_app_protocol(APP_PROTOCOL, p.as_str()), Ok(p));
+            assert_eq!(p.to_string(), p.as_str());
+        }
+        assert_eq!(
+            parse_app_protocol(APP_PROTOCOL, " http1 "),
+            Ok(AppProtocol::Http1)
+        );
+        assert_eq!(AppProtocol::default(), AppProtocol::Auto);
+        let e = parse_app_protocol(APP_PROTOCOL, "http2").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`config.sluice.io/app-protocol: http2` is not valid: expected `auto`, `http1` or `h2c`"
+        );
+        for bad in ["", "HTTP1", "h2", "grpc"] {
+            assert!(parse_app_protocol(APP_PROTOCOL, bad).is_err(), "{bad}");
+        }
+        assert!(CONFIG_KEYS.contains(&APP_PROTOCOL));
     }
 
     #[test]

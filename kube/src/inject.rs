@@ -5,7 +5,7 @@
 //! Everything is built with the Kubernetes API types. `docs/kubernetes.md`
 //! ("What inject does to a pod") explains each field.
 
-use crate::annotations::{self as ann, Identity, InjectMode, PortRange, Sidecar};
+use crate::annotations::{self as ann, AppProtocol, Identity, InjectMode, PortRange, Sidecar};
 use k8s_openapi::api::core::v1::{
     CSIVolumeSource, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
     DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
@@ -121,6 +121,8 @@ pub struct InjectConfig {
     pub skip_inbound_ports: Vec<PortRange>,
     /// Outgoing ports never redirected.
     pub skip_outbound_ports: Vec<PortRange>,
+    /// What every inbound listener forwards HTTP to the application as.
+    pub app_protocol: AppProtocol,
 }
 
 impl Default for InjectConfig {
@@ -134,6 +136,7 @@ impl Default for InjectConfig {
             inbound_ports: None,
             skip_inbound_ports: Vec::new(),
             skip_outbound_ports: Vec::new(),
+            app_protocol: AppProtocol::Auto,
         }
     }
 }
@@ -312,6 +315,7 @@ struct Settings {
     inbound_ports: Option<Vec<u16>>,
     skip_inbound_ports: Vec<PortRange>,
     skip_outbound_ports: Vec<PortRange>,
+    app_protocol: AppProtocol,
 }
 
 fn settings(meta: &ObjectMeta, config: &InjectConfig) -> Result<Settings, InjectError> {
@@ -334,6 +338,7 @@ fn settings(meta: &ObjectMeta, config: &InjectConfig) -> Result<Settings, Inject
         inbound_ports: config.inbound_ports.clone(),
         skip_inbound_ports: config.skip_inbound_ports.clone(),
         skip_outbound_ports: config.skip_outbound_ports.clone(),
+        app_protocol: config.app_protocol,
     };
     if let Some(v) = read(ann::PROXY_IMAGE) {
         s.proxy_image = ann::parse_image(ann::PROXY_IMAGE, v)?;
@@ -346,6 +351,9 @@ fn settings(meta: &ObjectMeta, config: &InjectConfig) -> Result<Settings, Inject
     }
     if let Some(v) = read(ann::TRUST_DOMAIN) {
         s.trust_domain = ann::parse_trust_domain(ann::TRUST_DOMAIN, v)?;
+    }
+    if let Some(v) = read(ann::APP_PROTOCOL) {
+        s.app_protocol = ann::parse_app_protocol(ann::APP_PROTOCOL, v)?;
     }
     if let Some(v) = read(ann::INBOUND_PORTS) {
         s.inbound_ports = Some(ann::parse_ports(ann::INBOUND_PORTS, v)?);
@@ -479,11 +487,15 @@ struct IdentityToml {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct InboundToml {
     listen: String,
     port: u16,
     app: String,
     tls: &'static str,
+    /// Not written for `auto`, the proxy's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_protocol: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -534,6 +546,10 @@ fn proxy_toml(s: &Settings, ports: &[u16]) -> Result<String, InjectError> {
                 port: app,
                 app: format!("127.0.0.1:{app}"),
                 tls: "permissive",
+                app_protocol: match s.app_protocol {
+                    AppProtocol::Auto => None,
+                    p => Some(p.as_str()),
+                },
             })
             .collect(),
         outbound: vec![OutboundToml {
@@ -1212,6 +1228,54 @@ spec:
     }
 
     #[test]
+    fn app_protocol_goes_into_every_inbound() {
+        let protocols = |m: &ObjectMeta| -> Vec<Option<String>> {
+            let toml: toml::Value = toml::from_str(annotation(m, ann::PROXY_CONFIG)).unwrap();
+            toml["inbound"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    i.get("app-protocol")
+                        .map(|p| p.as_str().unwrap().to_owned())
+                })
+                .collect()
+        };
+        let (meta, spec) = pod(WEB);
+        // `auto`, the proxy's default, is not written.
+        let (m, _) = injected(&meta, &spec, &InjectConfig::default());
+        assert_eq!(protocols(&m), [None, None, None]);
+        // The flag's value when the pod says nothing.
+        let http1 = InjectConfig {
+            app_protocol: AppProtocol::Http1,
+            ..InjectConfig::default()
+        };
+        let (m, _) = injected(&meta, &spec, &http1);
+        let some = |p: &str| Some(p.to_owned());
+        assert_eq!(protocols(&m), [some("http1"), some("http1"), some("http1")]);
+        // The annotation wins over the flag, `auto` included.
+        for (value, expected) in [("h2c", some("h2c")), ("auto", None)] {
+            let mut annotated = meta.clone();
+            annotated.annotations = Some(BTreeMap::from([(
+                ann::APP_PROTOCOL.to_owned(),
+                value.to_owned(),
+            )]));
+            let (m, _) = injected(&annotated, &spec, &http1);
+            assert_eq!(protocols(&m), vec![expected; 3], "{value}");
+        }
+        let mut bad = meta.clone();
+        bad.annotations = Some(BTreeMap::from([(
+            ann::APP_PROTOCOL.to_owned(),
+            "http2".to_owned(),
+        )]));
+        let e = inject_pod(&bad, &spec, true, &InjectConfig::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`config.sluice.io/app-protocol: http2` is not valid: expected `auto`, `http1` or `h2c`"
+        );
+    }
+
+    #[test]
     fn proxy_ports_are_refused() {
         let (meta, mut spec) = pod(WEB);
         spec.containers[0].ports.as_mut().unwrap()[0].container_port = 4191;
@@ -1474,12 +1538,19 @@ spec:
             ..Volume::default()
         }]);
         let mut annotated = meta.clone();
-        annotated.annotations = Some(BTreeMap::from([("team".to_owned(), "a".to_owned())]));
+        annotated.annotations = Some(BTreeMap::from([
+            ("team".to_owned(), "a".to_owned()),
+            (ann::APP_PROTOCOL.to_owned(), "h2c".to_owned()),
+        ]));
         for sidecar in [Sidecar::Native, Sidecar::Classic] {
-            for identity in [Identity::SpiffeCsi, Identity::CertManager] {
+            for (identity, app_protocol) in [
+                (Identity::SpiffeCsi, AppProtocol::Auto),
+                (Identity::CertManager, AppProtocol::Http1),
+            ] {
                 let config = InjectConfig {
                     sidecar,
                     identity,
+                    app_protocol,
                     ..InjectConfig::default()
                 };
                 for (m, s) in [(&meta, &spec), (&annotated, &with_init)] {
