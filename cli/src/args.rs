@@ -313,6 +313,9 @@ pub struct InjectSettings {
     /// Outgoing ports never redirected, e.g. `25,3306`.
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = inject_port_range)]
     pub skip_outbound_ports: Vec<sluice_kube::annotations::PortRange>,
+    /// What the proxy forwards HTTP to the application as: the client's own protocol, HTTP/1.1 (for HTTP/1.1-only applications behind HTTP/2 clients; no gRPC), or h2c.
+    #[arg(long, value_enum, default_value_t = AppProtocolArg::Auto)]
+    pub app_protocol: AppProtocolArg,
 }
 
 /// `--sidecar`.
@@ -331,6 +334,17 @@ pub enum IdentityArg {
     SpiffeCsi,
     /// cert-manager's csi-driver-spiffe `spiffe.csi.cert-manager.io` (SVID files).
     CertManager,
+}
+
+/// `--app-protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AppProtocolArg {
+    /// HTTP/1.1 clients over HTTP/1.1, HTTP/2 clients over h2c.
+    Auto,
+    /// HTTP/1.1 for every client (gRPC is refused).
+    Http1,
+    /// HTTP/2 with prior knowledge for every client.
+    H2c,
 }
 
 /// Arguments of `sluice uninject`.

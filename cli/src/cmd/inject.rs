@@ -10,10 +10,12 @@
 //! apply` never applies a workload without its proxy. Exit 1 too for input
 //! that is not Kubernetes YAML; exit 2 when the file cannot be read.
 
-use crate::args::{IdentityArg, InjectArgs, InjectSettings, SidecarArg, UninjectArgs};
+use crate::args::{
+    AppProtocolArg, IdentityArg, InjectArgs, InjectSettings, SidecarArg, UninjectArgs,
+};
 use crate::cmd::io_failure;
 use crate::{Io, EXIT_FAILED, EXIT_OK};
-use sluice_kube::annotations::{Identity, Sidecar};
+use sluice_kube::annotations::{AppProtocol, Identity, Sidecar};
 use sluice_kube::inject::{InjectConfig, PolicySource};
 use sluice_kube::yaml_documents::{self, Transformed, YamlError};
 use std::io;
@@ -48,6 +50,11 @@ pub fn config(settings: &InjectSettings) -> InjectConfig {
         inbound_ports: settings.inbound_ports.clone(),
         skip_inbound_ports: settings.skip_inbound_ports.clone(),
         skip_outbound_ports: settings.skip_outbound_ports.clone(),
+        app_protocol: match settings.app_protocol {
+            AppProtocolArg::Auto => AppProtocol::Auto,
+            AppProtocolArg::Http1 => AppProtocol::Http1,
+            AppProtocolArg::H2c => AppProtocol::H2c,
+        },
     }
 }
 
@@ -186,6 +193,8 @@ spec:
             "25,8000-8099",
             "--skip-inbound-ports",
             "22",
+            "--app-protocol",
+            "http1",
             "web.yaml",
         ])
         .unwrap()
@@ -214,6 +223,7 @@ spec:
                         last: 8099
                     }
                 ],
+                app_protocol: AppProtocol::Http1,
             }
         );
         let Command::Inject(a) = Cli::try_parse_from(["sluice", "inject"]).unwrap().command else {
@@ -237,6 +247,7 @@ spec:
         ]));
         assert!(bad(&["--policy-configmap", "Not_A_Name"]));
         assert!(bad(&["--sidecar", "sometimes"]));
+        assert!(bad(&["--app-protocol", "http2"]));
         assert!(bad(&["--inbound-ports", "80-90"]));
         assert!(bad(&["--skip-outbound-ports", "25,"]));
         assert!(bad(&["--proxy-image", ""]));
@@ -303,6 +314,8 @@ spec:
                 "25,8000-8099",
                 "--skip-inbound-ports",
                 "22",
+                "--app-protocol",
+                "h2c",
             ],
         ];
         let two_ports = DEPLOYMENT.replace(
@@ -369,6 +382,15 @@ spec:
                     ("0.0.0.0:4144".into(), 9090, "127.0.0.1:9090".into()),
                 ]
             );
+            let app_protocol = if args.len() > 1 {
+                sluice_proxy::config::AppProtocol::H2c
+            } else {
+                sluice_proxy::config::AppProtocol::Auto
+            };
+            assert!(config
+                .inbound
+                .iter()
+                .all(|l| l.app_protocol == app_protocol));
             assert_eq!(config.admin.listen.to_string(), "0.0.0.0:4191");
             assert_eq!(config.outbound[0].listen.to_string(), "127.0.0.1:4140");
             assert_eq!(
