@@ -170,7 +170,7 @@ impl Listener {
             identity,
             class: Mutex::new(None),
             activity: activity.clone(),
-            upstream_h1: Mutex::new(None),
+            upstream_h1: Arc::new(Mutex::new(None)),
         });
         if tcp {
             relay_tcp(io, conn, loaded, activity).await;
@@ -197,7 +197,8 @@ struct Conn {
     activity: Arc<Activity>,
     /// This connection's own HTTP/1.1 connection to the application: an
     /// HTTP/1.1 client sends one request at a time, so it needs no pool.
-    upstream_h1: Mutex<Option<http1::SendRequest<ClientBody>>>,
+    /// Released after [`UPSTREAM_IDLE`] without a byte on the client side.
+    upstream_h1: Arc<Mutex<Option<http1::SendRequest<ClientBody>>>>,
 }
 
 thread_local! {
@@ -536,21 +537,15 @@ async fn forward_h1(
     let mut sender = match reused {
         Some(mut s) => match s.ready().await {
             Ok(()) => s,
-            Err(_) => connect_h1(conn.listener.config.app)
-                .await
-                .map_err(Failed::connect)?,
+            Err(_) => connect_h1(conn).await.map_err(Failed::connect)?,
         },
-        None => connect_h1(conn.listener.config.app)
-            .await
-            .map_err(Failed::connect)?,
+        None => connect_h1(conn).await.map_err(Failed::connect)?,
     };
     let response = match sender.try_send_request(req).await {
         Ok(r) => Ok(r),
         Err(mut e) => match e.take_message() {
             Some(req) => {
-                sender = connect_h1(conn.listener.config.app)
-                    .await
-                    .map_err(Failed::connect)?;
+                sender = connect_h1(conn).await.map_err(Failed::connect)?;
                 sender.send_request(req).await.map_err(Failed::from_error)
             }
             None => Err(Failed::from_error(e.into_error())),
@@ -609,14 +604,47 @@ async fn forward_upgrade(
     Ok(response)
 }
 
-async fn connect_h1(app: SocketAddr) -> Result<http1::SendRequest<ClientBody>, String> {
-    let stream = TcpStream::connect(app).await.map_err(|e| e.to_string())?;
+/// How long a client connection keeps its own upstream HTTP/1.1 connection
+/// without a byte either way on the client side. Then the upstream
+/// connection is released (its buffers, its task, its socket: about half of
+/// an idle client connection's memory); the next request opens a new one.
+const UPSTREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn connect_h1(conn: &Conn) -> Result<http1::SendRequest<ClientBody>, String> {
+    let stream = TcpStream::connect(conn.listener.config.app)
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
+    let activity = conn.activity.clone();
+    let slot = Arc::downgrade(&conn.upstream_h1);
     tokio::spawn(async move {
-        let _ = connection.await;
+        tokio::pin!(connection);
+        let mut wait = UPSTREAM_IDLE;
+        loop {
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if activity.idle_for() < UPSTREAM_IDLE {
+                wait = activity.until_idle(UPSTREAM_IDLE);
+                continue;
+            }
+            // Idle: drop the parked sender, and hyper closes the connection
+            // (after the response in flight, if any). While a request has
+            // the sender out of the slot, look again later.
+            let parked = slot
+                .upgrade()
+                .and_then(|s| s.lock().unwrap_or_else(|e| e.into_inner()).take());
+            if parked.is_some() || slot.strong_count() == 0 {
+                drop(parked);
+                let _ = connection.await;
+                return;
+            }
+            wait = UPSTREAM_IDLE;
+        }
     });
     Ok(sender)
 }
