@@ -17,6 +17,17 @@
 //!   the path and whose methods hold the method, and checks the principal
 //!   with `glob.match` or `net.cidr_contains`.
 //!
+//! Cedar and Rego each have a second, stronger encoding that does not scan
+//! the routes:
+//!
+//! - [`CedarEntitiesEngine`]: the routes as entities in a path hierarchy,
+//!   built once, with a fixed set of policies
+//!   ([`Workload::cedar_entities_policies`]) reading the route that is the
+//!   request's resource;
+//! - [`Workload::rego_indexed_policy`] and [`Workload::rego_indexed_data`]:
+//!   the routes in an object keyed by prefix, looked up under the path and
+//!   each of its prefixes.
+//!
 //! Route prefixes all have three segments and are distinct, so no prefix
 //! is a prefix of another: the longest-prefix rule of Sluice and the "any
 //! matching policy" reading of Cedar and Rego pick the same route. Prefixes
@@ -24,7 +35,7 @@
 //! `/a/b/c/...`, not `/a/b/cx`).
 //!
 //! [`sample`] generates requests (allowed, denied by principal, wrong
-//! method, no route); [`check_equivalence`] decides each with the three
+//! method, no route); [`check_equivalence`] decides each with the five
 //! engines and with a plain Rust [`Workload::reference`], and fails on the
 //! first disagreement.
 //!
@@ -338,6 +349,102 @@ principal_matches(route) if net.cidr_contains(route.network, input.ip)
             })
             .collect();
         serde_json::json!({ "routes": routes })
+    }
+
+    /// The Rego policy indexed by path (package `sluice`, Rego v1): instead
+    /// of walking the routes, `allow` looks up `data.exact` under the
+    /// request's path and `data.prefix` under the path and each of its
+    /// prefixes (`/a/b/c` → `/a/b/c`, `/a/b`, `/a`, `/`), then checks the
+    /// method and the principal of the route found, as
+    /// [`Workload::rego_policy`] does. Same decisions: a prefix matches
+    /// element-wise exactly when it is one of the path's segment prefixes.
+    pub fn rego_indexed_policy() -> &'static str {
+        r#"package sluice
+
+default allow := false
+
+# `/a/b/c` → ["", "a", "b", "c"]: the prefixes are the first k parts
+# joined by `/`, for k from 2 (`/a`) to all of them (the path itself).
+parts := split(input.path, "/")
+
+allow if admits(data.exact[input.path])
+
+allow if {
+	some k in numbers.range(2, count(parts))
+	admits(data.prefix[concat("/", array.slice(parts, 0, k))])
+}
+
+allow if admits(data.prefix["/"])
+
+admits(route) if {
+	route.methods[input.method]
+	principal_matches(route)
+}
+
+principal_matches(route) if glob.match(route.identity, ["/"], input.identity)
+
+principal_matches(route) if net.cidr_contains(route.network, input.ip)
+"#
+    }
+
+    /// The data of [`Workload::rego_indexed_policy`]: `{"exact": {PATH:
+    /// route}, "prefix": {PREFIX: route}}`, a route being `{"name",
+    /// "methods": {METHOD: true}, and "identity" (a glob) or "network"}`.
+    /// The workload has prefix routes only, so `exact` is empty. Prefixes
+    /// do not nest, so each key holds one route.
+    pub fn rego_indexed_data(&self) -> serde_json::Value {
+        let mut prefix = serde_json::Map::new();
+        for r in &self.routes {
+            let methods: serde_json::Map<String, serde_json::Value> = r
+                .methods
+                .iter()
+                .map(|m| (m.to_string(), true.into()))
+                .collect();
+            let mut o = serde_json::json!({ "name": r.name, "methods": methods });
+            match &r.rule {
+                Principal::Network(ip, len) => o["network"] = format!("{ip}/{len}").into(),
+                other => o["identity"] = other.identity_pattern().into(),
+            }
+            prefix.insert(r.prefix.clone(), o);
+        }
+        serde_json::json!({ "exact": {}, "prefix": prefix })
+    }
+
+    /// The Cedar policies of the entity encoding ([`CedarEntitiesEngine`]):
+    /// a fixed set that reads the route from the request's resource, a
+    /// `Path` entity. One `permit` for routes allowing an exact identity
+    /// (`resource.identity`), one for routes allowing a network
+    /// (`resource.network`, an `ipaddr`), and one per distinct identity
+    /// pattern with a `*` (Cedar's `like` takes only a literal pattern),
+    /// applying to the routes `in` the group `Admits::"PATTERN"`. The
+    /// method is an action in the route's `actions`.
+    pub fn cedar_entities_policies(&self) -> String {
+        let mut s = String::from(
+            "@id(\"exact-identity\")\npermit (principal, action, resource)\n\
+             when { resource has identity && context.identity == resource.identity && \
+             action in resource.actions };\n\
+             @id(\"network\")\npermit (principal, action, resource)\n\
+             when { resource has network && context.ip.isInRange(resource.network) && \
+             action in resource.actions };\n",
+        );
+        let mut patterns: Vec<String> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.rule.identity_pattern())
+            .filter(|p| p.contains('*'))
+            .collect();
+        patterns.sort();
+        patterns.dedup();
+        for (k, pattern) in patterns.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "@id(\"pattern-{k}\")\npermit (principal, action, resource in Admits::\"{pattern}\")\n\
+                 when {{ context.identity like \"{pattern}\" && !(context.identity like \"{}\") && \
+                 action in resource.actions }};",
+                pattern.replacen('*', "*/*", 1)
+            );
+        }
+        s
     }
 
     /// The answer the workload means, computed directly: allow when some
@@ -709,19 +816,29 @@ impl RegoEngine {
     /// The rule evaluated for each decision.
     pub const RULE: &'static str = "data.sluice.allow";
 
-    /// Loads [`Workload::rego_policy`] and [`Workload::rego_data`].
+    /// Loads [`Workload::rego_policy`] and [`Workload::rego_data`] (the
+    /// encoding that walks the routes).
     pub fn new(workload: &Workload) -> Result<Self, String> {
+        Self::load(Workload::rego_policy(), &workload.rego_data())
+    }
+
+    /// Loads [`Workload::rego_indexed_policy`] and
+    /// [`Workload::rego_indexed_data`] (the encoding indexed by path).
+    pub fn indexed(workload: &Workload) -> Result<Self, String> {
+        Self::load(
+            Workload::rego_indexed_policy(),
+            &workload.rego_indexed_data(),
+        )
+    }
+
+    fn load(policy: &str, data: &serde_json::Value) -> Result<Self, String> {
         let mut engine = regorus::Engine::new();
         engine
-            .add_policy(
-                "sluice.rego".to_string(),
-                Workload::rego_policy().to_string(),
-            )
+            .add_policy("sluice.rego".to_string(), policy.to_string())
             .map_err(|e| format!("rego policy: {e}"))?;
         engine
             .add_data(
-                Value::from_json_str(&workload.rego_data().to_string())
-                    .map_err(|e| format!("rego data: {e}"))?,
+                Value::from_json_str(&data.to_string()).map_err(|e| format!("rego data: {e}"))?,
             )
             .map_err(|e| format!("rego data: {e}"))?;
         Ok(RegoEngine { engine })
@@ -751,6 +868,183 @@ impl RegoEngine {
     }
 }
 
+/// Cedar as its documentation recommends for many resources: the routes
+/// are entities, built once, and a fixed set of policies
+/// ([`Workload::cedar_entities_policies`]) reads them.
+///
+/// Each route is the entity `Path::"PREFIX"` with the attributes `actions`
+/// (its methods as `Action` entities) and `identity` (an exact SPIFFE ID)
+/// or `network` (an `ipaddr`); its parents are its parent path (`Path::"/a/b/c"`
+/// `in` `Path::"/a/b"` `in` `Path::"/a"` `in` `Path::"/"`) and, for a rule
+/// with an identity pattern, the group `Admits::"PATTERN"`. Cedar does no
+/// routing: the request's resource is the route, found by looking up the
+/// request's path and then each of its prefixes, longest first, in a map
+/// from prefix to entity (when none matches, the path itself, an entity
+/// Cedar does not know, which no policy permits). That lookup happens when
+/// the request is built, outside the timed region, as the plain
+/// encoding's request building does. The peer's `identity` (`""` without
+/// one) and `ip` are the request's context.
+pub struct CedarEntitiesEngine {
+    policies: PolicySet,
+    entities: Entities,
+    routes: HashMap<String, EntityUid>,
+    authorizer: Authorizer,
+}
+
+/// A request of the entity encoding: the request alone (the entities are
+/// the engine's).
+pub struct CedarEntitiesInput {
+    request: CedarRequest,
+}
+
+fn path_uid(path: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(
+        "Path".parse().expect("a type name"),
+        path.parse().expect("an entity id"),
+    )
+}
+
+/// `/a/b/c` → `/a/b`, `/a/b` → `/a`, `/a` → `/`, `/` → none.
+fn parent_path(path: &str) -> Option<&str> {
+    match path.rfind('/') {
+        _ if path == "/" => None,
+        Some(0) => Some("/"),
+        Some(k) => Some(&path[..k]),
+        None => None,
+    }
+}
+
+impl CedarEntitiesEngine {
+    /// Parses the policies and builds the entities (routes, their parent
+    /// paths and their identity-pattern groups) once.
+    pub fn new(workload: &Workload) -> Result<Self, String> {
+        let policies = PolicySet::from_str(&workload.cedar_entities_policies())
+            .map_err(|e| format!("cedar entity-encoding policies: {e:?}"))?;
+        let action =
+            |m: &str| EntityUid::from_str(&format!("Action::\"{m}\"")).expect("an action uid");
+        // Every path entity: the routes with their attributes, and their
+        // ancestors without.
+        let mut paths: HashMap<
+            String,
+            (HashMap<String, RestrictedExpression>, HashSet<EntityUid>),
+        > = HashMap::new();
+        let mut routes = HashMap::new();
+        for r in &workload.routes {
+            let mut attrs = HashMap::from([(
+                "actions".to_string(),
+                RestrictedExpression::new_set(
+                    r.methods
+                        .iter()
+                        .map(|m| RestrictedExpression::new_entity_uid(action(m))),
+                ),
+            )]);
+            let mut parents = HashSet::new();
+            match &r.rule {
+                Principal::Network(ip, len) => {
+                    attrs.insert(
+                        "network".to_string(),
+                        RestrictedExpression::new_ip(format!("{ip}/{len}")),
+                    );
+                }
+                other => {
+                    let pattern = other.identity_pattern().expect("an identity principal");
+                    if pattern.contains('*') {
+                        parents.insert(EntityUid::from_type_name_and_id(
+                            "Admits".parse().expect("a type name"),
+                            pattern.parse().expect("an entity id"),
+                        ));
+                    } else {
+                        attrs.insert(
+                            "identity".to_string(),
+                            RestrictedExpression::new_string(pattern),
+                        );
+                    }
+                }
+            }
+            let mut path = r.prefix.as_str();
+            let entry = paths.entry(path.to_string()).or_default();
+            entry.0.extend(attrs);
+            entry.1.extend(parents);
+            while let Some(parent) = parent_path(path) {
+                paths
+                    .entry(path.to_string())
+                    .or_default()
+                    .1
+                    .insert(path_uid(parent));
+                paths.entry(parent.to_string()).or_default();
+                path = parent;
+            }
+            routes.insert(r.prefix.clone(), path_uid(&r.prefix));
+        }
+        let entities = paths
+            .into_iter()
+            .map(|(path, (attrs, parents))| {
+                Entity::new(path_uid(&path), attrs, parents)
+                    .map_err(|e| format!("cedar entity {path}: {e:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let entities = Entities::from_entities(entities, None)
+            .map_err(|e| format!("cedar entities: {e:?}"))?;
+        Ok(CedarEntitiesEngine {
+            policies,
+            entities,
+            routes,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// The route of `path`: the path itself or its longest prefix that is
+    /// a route (prefixes match element-wise).
+    fn route(&self, path: &str) -> Option<&EntityUid> {
+        let mut p = path;
+        loop {
+            if let Some(uid) = self.routes.get(p) {
+                return Some(uid);
+            }
+            p = parent_path(p)?;
+        }
+    }
+
+    /// Builds the request: principal `Peer::"peer"`, action
+    /// `Action::"METHOD"`, resource the route (see the type's
+    /// documentation), context `{identity, ip}`.
+    pub fn request(&self, req: &Request) -> CedarEntitiesInput {
+        let principal = EntityUid::from_str(r#"Peer::"peer""#).expect("a uid");
+        let action = EntityUid::from_str(&format!("Action::\"{}\"", req.method)).expect("a uid");
+        let resource = self
+            .route(&req.path)
+            .cloned()
+            .unwrap_or_else(|| path_uid(&req.path));
+        let context = Context::from_pairs([
+            (
+                "identity".to_string(),
+                RestrictedExpression::new_string(req.identity.clone().unwrap_or_default()),
+            ),
+            (
+                "ip".to_string(),
+                RestrictedExpression::new_ip(req.ip.to_string()),
+            ),
+        ])
+        .expect("a context");
+        let request =
+            CedarRequest::new(principal, action, resource, context, None).expect("a request");
+        CedarEntitiesInput { request }
+    }
+
+    /// `is_authorized` against the engine's entities; true when the
+    /// decision is `Allow`. Panics when a policy failed to evaluate.
+    #[inline]
+    pub fn decide(&self, input: &CedarEntitiesInput) -> bool {
+        let response =
+            self.authorizer
+                .is_authorized(&input.request, &self.policies, &self.entities);
+        if let Some(e) = response.diagnostics().errors().next() {
+            panic!("cedar (entities): evaluation error {e}");
+        }
+        response.decision() == CedarDecision::Allow
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The equivalence check.
 
@@ -759,7 +1053,7 @@ impl RegoEngine {
 pub struct Agreement {
     /// Routes (and rules) of the workload.
     pub routes: usize,
-    /// Requests decided by all three engines.
+    /// Requests decided by all five engines.
     pub requests: usize,
     /// Of those, allowed.
     pub allowed: usize,
@@ -771,7 +1065,7 @@ impl std::fmt::Display for Agreement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} routes: Sluice, Cedar and Rego agree on {} requests ({} allowed, {} denied;",
+            "{} routes: Sluice, Cedar (policies, entities) and Rego (scan, indexed) agree on {} requests ({} allowed, {} denied;",
             self.routes,
             self.requests,
             self.allowed,
@@ -784,32 +1078,38 @@ impl std::fmt::Display for Agreement {
     }
 }
 
-/// The three engines built for one workload, with the request sample in
-/// each engine's form.
+/// The engines built for one workload: Sluice, and Cedar and Rego in two
+/// encodings each.
 pub struct Engines<'a> {
     /// The workload.
     pub workload: &'a Workload,
     /// Sluice, loaded from `bytes`.
     pub sluice: SluiceEngine<'a>,
-    /// Cedar.
+    /// Cedar, one policy per route.
     pub cedar: CedarEngine,
-    /// Rego.
+    /// Cedar, routes as entities with a fixed set of policies.
+    pub cedar_entities: CedarEntitiesEngine,
+    /// Rego, walking the routes.
     pub rego: RegoEngine,
+    /// Rego, indexed by path.
+    pub rego_indexed: RegoEngine,
 }
 
 impl<'a> Engines<'a> {
-    /// Builds Cedar and Rego from the workload and loads the Sluice bundle
-    /// compiled from it ([`compile_sluice`]).
+    /// Builds Cedar and Rego (both encodings of each) from the workload
+    /// and loads the Sluice bundle compiled from it ([`compile_sluice`]).
     pub fn new(workload: &'a Workload, bytes: &'a AlignedBytes) -> Result<Self, String> {
         Ok(Engines {
             workload,
             sluice: SluiceEngine::new(bytes)?,
             cedar: CedarEngine::new(workload)?,
+            cedar_entities: CedarEntitiesEngine::new(workload)?,
             rego: RegoEngine::new(workload)?,
+            rego_indexed: RegoEngine::indexed(workload)?,
         })
     }
 
-    /// Decides each request with the three engines and the reference;
+    /// Decides each request with the five engines and the reference;
     /// fails with the first request on which any answer differs, or when
     /// the sample lacks any kind of request (allowed and denied for
     /// each intent but `NoRoute`, which is always denied).
@@ -820,8 +1120,15 @@ impl<'a> Engines<'a> {
             let want = self.workload.reference(req);
             let sluice = self.sluice.decide(&self.sluice.request(req));
             let cedar = self.cedar.decide(&self.cedar.request(req));
+            let cedar_entities = self
+                .cedar_entities
+                .decide(&self.cedar_entities.request(req));
             let rego = self.rego.decide(&self.rego.request(req));
-            if sluice != want || cedar != want || rego != want {
+            let rego_indexed = self.rego_indexed.decide(&self.rego_indexed.request(req));
+            if [sluice, cedar, cedar_entities, rego, rego_indexed]
+                .iter()
+                .any(|&d| d != want)
+            {
                 let route = self
                     .workload
                     .routes
@@ -829,7 +1136,8 @@ impl<'a> Engines<'a> {
                     .find(|r| prefix_matches(&r.prefix, &req.path));
                 return Err(format!(
                     "{} routes, request {k} {req:?}: reference {want}, sluice {sluice}, \
-                     cedar {cedar}, rego {rego}; route {route:?}",
+                     cedar {cedar}, cedar entities {cedar_entities}, rego {rego}, \
+                     rego indexed {rego_indexed}; route {route:?}",
                     self.workload.routes.len()
                 ));
             }
@@ -869,7 +1177,7 @@ impl<'a> Engines<'a> {
 }
 
 /// Generates the workload of `routes` routes and its [`SAMPLE_SIZE`]
-/// requests, builds the three engines and checks that they agree
+/// requests, builds the five engines and checks that they agree
 /// ([`Engines::check_equivalence`]).
 pub fn check_equivalence(routes: usize) -> Result<Agreement, String> {
     let workload = Workload::generate(routes);

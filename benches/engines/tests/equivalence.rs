@@ -1,5 +1,7 @@
-//! Sluice, Cedar and Rego give the same allow/deny answers on the sample
-//! of 1,000 requests, at 10, 100 and 1,000 routes; a Sluice decision
+//! Sluice, Cedar (one policy per route, and routes as entities) and Rego
+//! (walking the routes, and indexed by path) give the same allow/deny
+//! answers on the sample of 1,000 requests, at 10, 100 and 1,000 routes;
+//! a Sluice decision
 //! (classify and decide) does not allocate.
 
 use sluice_engines::{
@@ -8,7 +10,7 @@ use sluice_engines::{
 use std::hint::black_box;
 
 #[test]
-fn the_three_engines_agree() {
+fn every_engine_and_encoding_agrees() {
     for n in sluice_engines::SIZES {
         match check_equivalence(n) {
             Ok(agreement) => println!("{agreement}"),
