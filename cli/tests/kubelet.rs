@@ -244,30 +244,38 @@ fn check_inbound(pod: &Pod) {
     );
     // mTLS, as a meshed client: the proxy presents the SVID from the CSI
     // volume, verifies the client's against the volume's trust bundle and
-    // passes the identity on (`-k`: the SVID names a SPIFFE ID, not the IP;
-    // HTTP/1.1: the application speaks nothing else, and the proxy forwards
-    // in the client's protocol).
-    let ca = pod.dir.0.join("ca");
-    let out = Command::new("curl")
-        .args(["-sS", "-k", "--http1.1", "--max-time", "10", "--cert"])
-        .arg(ca.join("client.pem"))
-        .arg("--key")
-        .arg(ca.join("client.key"))
-        .arg(format!("https://{app_addr}/allowed"))
-        .output()
-        .unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
+    // passes the identity on (`-k`: the SVID names a SPIFFE ID, not the IP).
+    // The application speaks HTTP/1.1 only. Annotated
+    // `config.sluice.io/app-protocol: http1`, the proxy forwards HTTP/1.1
+    // whatever the client speaks, so curl keeps its default, HTTP/2 (the
+    // proxy offers h2 in ALPN). Otherwise (`auto`) the proxy forwards in the
+    // client's protocol: an HTTP/2 client gets 502, an HTTP/1.1 one the
+    // application's answer.
+    let http1 = pod
+        .meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("config.sluice.io/app-protocol"))
+        .is_some_and(|v| v == "http1");
+    let (version, code, seen) = mtls_get(pod, app_addr, if http1 { &[] } else { &["--http1.1"] });
     assert!(
-        out.status.success()
+        version == if http1 { "2" } else { "1.1" }
+            && code == "200"
             && seen.starts_with("app GET /allowed from 127.0.0.1:")
             && seen.ends_with(&format!(" identity={CLIENT_ID}")),
         "{}",
-        pod.report(&format!(
-            "mTLS request ({}): {seen}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        pod.report(&format!("mTLS request (HTTP/{version} {code}): {seen}"))
     );
+    if !http1 {
+        let (version, code, seen) = mtls_get(pod, app_addr, &["--http2"]);
+        assert!(
+            version == "2" && code == "502",
+            "{}",
+            pod.report(&format!(
+                "an HTTP/2 client of an HTTP/1.1-only application with `auto` (HTTP/{version} {code}): {seen}"
+            ))
+        );
+    }
     for path in ["/secret", "/allowed/../secret"] {
         let seen = http_get(app_addr, path);
         assert!(
@@ -289,6 +297,35 @@ fn check_inbound(pod: &Pod) {
         "{}",
         pod.report("the application was reached around the proxy")
     );
+}
+
+/// `GET /allowed` over mTLS with the client SVID, by curl with `flags`:
+/// (the HTTP version, the status code, the body).
+fn mtls_get(pod: &Pod, app_addr: SocketAddr, flags: &[&str]) -> (String, String, String) {
+    let ca = pod.dir.0.join("ca");
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "10", "--cert"])
+        .arg(ca.join("client.pem"))
+        .arg("--key")
+        .arg(ca.join("client.key"))
+        .args(flags)
+        .args(["--write-out", "\n%{http_version} %{http_code}"])
+        .arg(format!("https://{app_addr}/allowed"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (version, code) = status.split_once(' ').unwrap_or((status, ""));
+    assert!(
+        out.status.success(),
+        "{}",
+        pod.report(&format!(
+            "curl {flags:?} ({}): {stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    );
+    (version.to_owned(), code.to_owned(), body.to_owned())
 }
 
 #[test]
