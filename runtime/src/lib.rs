@@ -10,6 +10,9 @@
 
 pub mod addr;
 mod authority;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 pub mod bundle;
 mod decide;
 pub mod decision;
