@@ -125,9 +125,12 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         IndexEntry::of_manifest(&signatures.manifest_bytes),
     );
     let mut platform = IndexEntry::of_manifest(b"{}");
+    // Keys in sorted order: serde_json keeps insertion order when another
+    // crate of the workspace turns on its `preserve_order` feature, and
+    // sorts them otherwise; the seed must be the same bytes either way.
     platform.other.insert(
         "platform".to_owned(),
-        serde_json::json!({"os": "linux", "architecture": "amd64"}),
+        serde_json::json!({"architecture": "amd64", "os": "linux"}),
     );
     index.set("other", platform);
 
