@@ -355,18 +355,13 @@ impl Fetcher {
             r.repository(),
             r.tag().unwrap_or("latest")
         );
-        let response = self
-            .http
-            .head(&url)
-            .header(reqwest::header::ACCEPT, OCI_MANIFEST)
-            .send()
-            .await
-            .map_err(|e| {
-                FetchError::new(
-                    FetchErrorKind::Unreachable,
-                    format_args!("cannot reach `{r}`: {}", error_chain(&e)),
-                )
-            })?;
+        let response = send(
+            self.http
+                .head(&url)
+                .header(reqwest::header::ACCEPT, OCI_MANIFEST),
+            r,
+        )
+        .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(FetchError::new(
                 FetchErrorKind::NotFound,
@@ -391,12 +386,7 @@ impl Fetcher {
         if let Some((etag, _)) = &self.index {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag.as_str());
         }
-        let response = request.send().await.map_err(|e| {
-            FetchError::new(
-                FetchErrorKind::Unreachable,
-                format_args!("cannot reach `{}`: {}", r.index_url(), error_chain(&e)),
-            )
-        })?;
+        let response = send(request, &r.index_url()).await?;
         if response.status() == reqwest::StatusCode::NOT_MODIFIED {
             let Some((_, digest)) = &self.index else {
                 return Err(FetchError::new(
@@ -409,20 +399,8 @@ impl Fetcher {
             };
             return Ok(digest.clone());
         }
-        match response.status() {
-            reqwest::StatusCode::OK => {}
-            reqwest::StatusCode::NOT_FOUND => {
-                return Err(FetchError::new(
-                    FetchErrorKind::NotFound,
-                    format_args!("`{}` answered 404", r.index_url()),
-                ))
-            }
-            status => {
-                return Err(FetchError::new(
-                    FetchErrorKind::Unreachable,
-                    format_args!("`{}` answered {status}", r.index_url()),
-                ))
-            }
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(status_error(&r.index_url(), response.status()));
         }
         let etag = response
             .headers()
@@ -659,29 +637,17 @@ impl Fetcher {
             r.registry(),
             r.repository()
         );
-        let response = self
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, OCI_MANIFEST)
-            .send()
-            .await
-            .map_err(|e| {
-                FetchError::new(
-                    FetchErrorKind::Unreachable,
-                    format_args!("cannot reach `{url}`: {}", error_chain(&e)),
-                )
-            })?;
+        let response = send(
+            self.http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, OCI_MANIFEST),
+            &url,
+        )
+        .await?;
         match response.status() {
             reqwest::StatusCode::OK => Ok(Some(read_limited(response, &url, max).await?)),
             reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => Ok(None),
-            reqwest::StatusCode::NOT_FOUND => Err(FetchError::new(
-                FetchErrorKind::NotFound,
-                format_args!("`{url}` answered 404"),
-            )),
-            status => Err(FetchError::new(
-                FetchErrorKind::Unreachable,
-                format_args!("`{url}` answered {status}"),
-            )),
+            status => Err(status_error(&url, status)),
         }
     }
 
@@ -695,23 +661,41 @@ impl Fetcher {
 
     /// A `GET` that must answer 200.
     async fn get(&self, url: &str) -> Result<reqwest::Response, FetchError> {
-        let response = self.http.get(url).send().await.map_err(|e| {
-            FetchError::new(
-                FetchErrorKind::Unreachable,
-                format_args!("cannot reach `{url}`: {}", error_chain(&e)),
-            )
-        })?;
+        let response = send(self.http.get(url), &url).await?;
         match response.status() {
             reqwest::StatusCode::OK => Ok(response),
-            reqwest::StatusCode::NOT_FOUND => Err(FetchError::new(
-                FetchErrorKind::NotFound,
-                format_args!("`{url}` answered 404"),
-            )),
-            status => Err(FetchError::new(
-                FetchErrorKind::Unreachable,
-                format_args!("`{url}` answered {status}"),
-            )),
+            status => Err(status_error(url, status)),
         }
+    }
+}
+
+/// Sends `request`; a failure to get any answer is `unreachable`, naming
+/// `what` (the reference or the URL).
+async fn send(
+    request: reqwest::RequestBuilder,
+    what: &(dyn fmt::Display + Sync),
+) -> Result<reqwest::Response, FetchError> {
+    request.send().await.map_err(|e| {
+        FetchError::new(
+            FetchErrorKind::Unreachable,
+            format_args!("cannot reach `{what}`: {}", error_chain(&e)),
+        )
+    })
+}
+
+/// The error for an answer other than 200: 404 is `not_found`, any other
+/// status `unreachable`.
+fn status_error(url: &str, status: reqwest::StatusCode) -> FetchError {
+    if status == reqwest::StatusCode::NOT_FOUND {
+        FetchError::new(
+            FetchErrorKind::NotFound,
+            format_args!("`{url}` answered 404"),
+        )
+    } else {
+        FetchError::new(
+            FetchErrorKind::Unreachable,
+            format_args!("`{url}` answered {status}"),
+        )
     }
 }
 
