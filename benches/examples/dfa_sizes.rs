@@ -1,10 +1,11 @@
-//! Automaton sizes of a generated policy: the identity and host pattern
-//! sets, and the path patterns of the server by path kind, each built as one
-//! DFA without a size limit (Unicode and byte flavors).
+//! Automaton sizes of a generated policy: first what its bundle holds
+//! (automata and literal tables, table by table), then the identity and
+//! host pattern sets, and the path patterns of the server by path kind,
+//! each built as one DFA without a size limit (Unicode and byte flavors).
 //!
 //! Run: `cargo run --release -p sluice-benches --example dfa_sizes -- 1000`.
 
-use regex_automata::dfa::{dense, Automaton};
+use regex_automata::dfa::Automaton;
 use regex_automata::util::start;
 use regex_automata::Anchored;
 use sluice_compiler::automata::{build_dfa, path_regex, Flavor};
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 /// Nanoseconds per anchored whole-input walk of `hay` through `dfa`, and
 /// whether it matched.
-fn walk_ns(dfa: &dense::DFA<Vec<u32>>, hay: &[u8]) -> (f64, bool) {
+fn walk_ns(dfa: &impl Automaton, hay: &[u8]) -> (f64, bool) {
     let walk = |hay: &[u8]| {
         let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
             return false;
@@ -37,6 +38,70 @@ fn walk_ns(dfa: &dense::DFA<Vec<u32>>, hay: &[u8]) -> (f64, bool) {
     (start.elapsed().as_nanos() as f64 / n as f64, matched)
 }
 
+/// What the compiled bundle holds: bytes of automata per table, and the
+/// literal tables' keys.
+fn bundle_breakdown(ir: &sluice_compiler::ir::Ir) {
+    let (contents, _) = sluice_compiler::ir_to_bundle::ir_to_contents(ir, &Config::default())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let bytes = contents.encode();
+    let size = |ids: &[u32]| -> usize {
+        ids.iter()
+            .map(|&i| contents.automata[i as usize].len())
+            .sum()
+    };
+    let t = &contents.tables;
+    println!(
+        "bundle: {} bytes, {} automata ({} bytes), tables {} bytes",
+        bytes.len(),
+        contents.automata.len(),
+        contents.automata.iter().map(Vec::len).sum::<usize>(),
+        bytes.len() - contents.automata.iter().map(Vec::len).sum::<usize>()
+    );
+    for td in &t.trust_domains {
+        println!(
+            "  trust domain {}: {} literal identity paths; {} automaton patterns in {} automata, {} bytes",
+            td.name,
+            td.literals.len(),
+            td.pattern_clauses.len(),
+            td.automata.len(),
+            size(&td.automata)
+        );
+    }
+    let sets = t
+        .servers
+        .iter()
+        .map(|s| (format!("server {}", s.name), &s.routes))
+        .chain(
+            t.services
+                .iter()
+                .map(|s| (format!("service {}", s.name), &s.routes)),
+        );
+    for (name, set) in sets {
+        println!(
+            "  {name}: {} routes; {} literal paths ({} key bytes); {} regex patterns in {} automata, {} bytes",
+            set.routes.len(),
+            set.literal_paths.len(),
+            set.literal_paths.iter().map(|l| l.path.len()).sum::<usize>(),
+            set.regex_routes.len(),
+            set.regex_automata.len(),
+            size(&set.regex_automata)
+        );
+    }
+    if let Some(e) = &t.egress {
+        println!(
+            "  egress: {} host patterns in {} automata, {} bytes",
+            e.host_pattern_rules.len(),
+            e.host_automata.len(),
+            size(&e.host_automata)
+        );
+    }
+    println!(
+        "  values: {} automata, {} bytes",
+        t.value_automata.len(),
+        size(&t.value_automata)
+    );
+}
+
 /// A named filter over path conditions.
 type Kind = (&'static str, Box<dyn Fn(&PathCond) -> bool>);
 
@@ -49,6 +114,7 @@ fn main() {
     let (policy, _) = sluice_lang::parse::parse_str("bench.sluice", &text);
     let (ir, diags) = sluice_compiler::ast_to_ir::ast_to_ir(&policy, &Config::default());
     let ir = ir.unwrap_or_else(|| panic!("{diags:?}"));
+    bundle_breakdown(&ir);
     let routes = &ir.servers[0].routes;
     let config = Config::default().dfa_size_limit(1 << 30);
     let mut kinds: Vec<Kind> = vec![
@@ -188,7 +254,15 @@ fn main() {
                         d.memory_usage(),
                         d.stride2(),
                         d.memory_usage() / (4 << d.stride2()),
-                    )
+                    );
+                    if let Ok(sparse) = d.to_sparse() {
+                        let (ns, matched) =
+                            walk_ns(&sparse, sluice_benches::NORMALIZED_PATH.as_bytes());
+                        println!(
+                            "{name:>13} {flavor:?} sparse: {} bytes; walk {ns:.0} ns (match {matched})",
+                            sparse.memory_usage()
+                        );
+                    }
                 }
                 Err(e) => println!("{name:>13} {flavor:?}: {} patterns: {e}", pats.len()),
             }

@@ -50,6 +50,66 @@ pub fn identity_parts(pattern: &str) -> (String, String) {
     (td.to_string(), full[prefix_len..].to_string())
 }
 
+/// How an identity pattern built on a literal path matches (see
+/// [`identity_literal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityLiteral {
+    /// The path after the trust domain is exactly the literal.
+    Whole,
+    /// The literal, `/` and one segment (the pattern ends in `/*`).
+    OneSegment,
+    /// The literal and one or more `/`-segments (the pattern ends in `/**`).
+    Segments,
+}
+
+/// Whether `seg` is a valid SPIFFE ID path segment (what [`SEGMENT`] matches).
+fn is_segment(seg: &str) -> bool {
+    !seg.is_empty()
+        && seg != "."
+        && seg != ".."
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An identity pattern other than `"*"` that the runtime matches in its
+/// literal table: its trust domain, the literal path after it (empty, or
+/// `/` and valid segments) and how the rest matches. `None` for a pattern
+/// with a wildcard before its last segment (or a segment that is not a
+/// valid SPIFFE segment), which stays in an automaton. Over valid SPIFFE
+/// IDs, the table matches exactly what [`identity_regex`] does.
+pub fn identity_literal(pattern: &str) -> Option<(String, String, IdentityLiteral)> {
+    let rest = pattern.strip_prefix("spiffe://").unwrap_or(pattern);
+    let (td, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.is_empty() {
+        return Some((td.to_string(), String::new(), IdentityLiteral::Whole));
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let (last, init) = segments.split_last()?;
+    if !init.iter().all(|s| is_segment(s)) {
+        return None;
+    }
+    let literal = |n: usize| path[..n].to_string();
+    let before_last = path.len() - last.len() - 1;
+    match *last {
+        "*" => Some((
+            td.to_string(),
+            literal(before_last),
+            IdentityLiteral::OneSegment,
+        )),
+        "**" => Some((
+            td.to_string(),
+            literal(before_last),
+            IdentityLiteral::Segments,
+        )),
+        lit if is_segment(lit) => Some((td.to_string(), path.to_string(), IdentityLiteral::Whole)),
+        _ => None,
+    }
+}
+
 /// The regex for an identity pattern other than `"*"` (which matches every
 /// verified identity and is handled without an automaton). Assumes the
 /// pattern is valid; matched only against valid SPIFFE IDs.
@@ -249,6 +309,67 @@ mod tests {
         assert_eq!(
             whole_matches(&dfa, &rev("xexample.com")),
             Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn identity_literals_match_what_their_regexes_match() {
+        let patterns = [
+            "spiffe://td",
+            "spiffe://td/*",
+            "spiffe://td/**",
+            "spiffe://td/ns",
+            "spiffe://td/ns/*",
+            "spiffe://td/ns/**",
+            "spiffe://td/ns/a/sa/b",
+            "spiffe://td/ns/a/sa/*",
+            "spiffe://td/ns/.a/**",
+            "spiffe://td/ns/*/sa/b",
+            "spiffe://td/**/b",
+        ];
+        let ids = [
+            "spiffe://td",
+            "spiffe://td/ns",
+            "spiffe://td/ns/a",
+            "spiffe://td/ns/a/sa",
+            "spiffe://td/ns/a/sa/b",
+            "spiffe://td/ns/a/sa/b/c",
+            "spiffe://td/ns/.a/x",
+            "spiffe://td/ns/.a",
+            "spiffe://td/x/b",
+            "spiffe://td/ns/ns",
+        ];
+        for p in patterns {
+            let dfa = build_dfa(&[identity_regex(p)], Flavor::Bytes, &Config::default()).unwrap();
+            let Some((td, key, how)) = identity_literal(p) else {
+                assert!(p.contains("*/"), "{p} should be a literal");
+                continue;
+            };
+            assert_eq!(td, "td");
+            for id in ids {
+                let path = &id["spiffe://td".len()..];
+                let table = match how {
+                    IdentityLiteral::Whole => path == key,
+                    IdentityLiteral::OneSegment => path
+                        .strip_prefix(key.as_str())
+                        .and_then(|r| r.strip_prefix('/'))
+                        .is_some_and(|r| !r.contains('/')),
+                    IdentityLiteral::Segments => path
+                        .strip_prefix(key.as_str())
+                        .is_some_and(|r| r.starts_with('/')),
+                };
+                let regex = !whole_matches(&dfa, id.as_bytes()).is_empty();
+                assert_eq!(table, regex, "{p} against {id}");
+            }
+        }
+        // Wildcards before the last segment, and invalid segments, stay
+        // in the automaton.
+        assert_eq!(identity_literal("spiffe://td/*/a"), None);
+        assert_eq!(identity_literal("spiffe://td/a/../b"), None);
+        assert_eq!(identity_literal("spiffe://td/a*"), None);
+        assert_eq!(
+            identity_literal("spiffe://td/**"),
+            Some(("td".into(), String::new(), IdentityLiteral::Segments))
         );
     }
 

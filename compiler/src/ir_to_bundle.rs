@@ -8,7 +8,7 @@
 //! `docs/bundle.md`). Every map here is ordered, so the same IR gives the
 //! same bytes.
 
-use crate::automata::{self, Flavor};
+use crate::automata::{self, Flavor, IdentityLiteral};
 use crate::config::Config;
 use crate::ir::{self, Effect, Ir, NetSet, PathCond, PrincipalItem, Route, ValueCond};
 use regex_automata::dfa::Automaton;
@@ -349,6 +349,10 @@ impl Builder<'_> {
         let mut authenticated: Vec<u32> = Vec::new();
         // Per trust domain, path pattern to clauses.
         let mut identity: BTreeMap<String, BTreeMap<String, Vec<u32>>> = BTreeMap::new();
+        // Per trust domain, literal path to the clauses of the patterns
+        // that are it, it then `/*`, it then `/**` (the runtime's table).
+        let mut literal_ids: BTreeMap<String, BTreeMap<String, tables::LiteralIdentity>> =
+            BTreeMap::new();
         let mut nets: BTreeMap<Ranges, Vec<u32>> = BTreeMap::new();
         for (cid, c) in clauses.iter().enumerate() {
             let cid = cid as u32;
@@ -360,6 +364,20 @@ impl Builder<'_> {
                         for p in pats {
                             if p == "*" {
                                 authenticated.push(cid);
+                            } else if let Some((td, path, how)) = automata::identity_literal(p) {
+                                let entry = literal_ids
+                                    .entry(td)
+                                    .or_default()
+                                    .entry(path.clone())
+                                    .or_insert_with(|| tables::LiteralIdentity {
+                                        path: path.into_bytes(),
+                                        ..Default::default()
+                                    });
+                                match how {
+                                    IdentityLiteral::Whole => entry.whole.push(cid),
+                                    IdentityLiteral::OneSegment => entry.one_segment.push(cid),
+                                    IdentityLiteral::Segments => entry.segments.push(cid),
+                                }
                             } else {
                                 let (td, path) = automata::identity_parts(p);
                                 identity
@@ -382,8 +400,22 @@ impl Builder<'_> {
         // One automaton set per trust domain, over the ID after the trust
         // domain: the runtime finds the trust domain by binary search and
         // walks only the path.
+        for td in literal_ids.keys() {
+            identity.entry(td.clone()).or_default();
+        }
         let mut trust_domains = Vec::with_capacity(identity.len());
         for (td, paths) in identity {
+            let literals = literal_ids
+                .remove(&td)
+                .unwrap_or_default()
+                .into_values()
+                .map(|mut l| {
+                    l.whole = dedup(l.whole);
+                    l.one_segment = dedup(l.one_segment);
+                    l.segments = dedup(l.segments);
+                    l
+                })
+                .collect();
             let patterns: Vec<String> = paths.keys().cloned().collect();
             let automata = self.dfa_chunks(
                 &patterns,
@@ -393,6 +425,7 @@ impl Builder<'_> {
             );
             trust_domains.push(tables::TrustDomain {
                 name: td,
+                literals,
                 automata,
                 pattern_clauses: paths.into_values().map(dedup).collect(),
             });
@@ -485,33 +518,39 @@ impl Builder<'_> {
         let mut order: Vec<usize> = (0..routes.len()).collect();
         order.sort_by_key(|&i| routes[i].precedence_key(i));
         // Three groups, in precedence order: literal paths (exact and
-        // prefix, one byte-mode automaton: normalized paths are ASCII),
+        // prefix, a table of distinct paths that the runtime indexes by
+        // hash),
         // regexes (only walked when no literal route is taken), and routes
         // without a path condition (no automaton at all).
-        let mut literal = PatternGroup::default();
+        let mut literal: BTreeMap<&str, tables::LiteralPath> = BTreeMap::new();
         let mut regex = PatternGroup::default();
         let mut any: Vec<u32> = Vec::new();
         for (rank, &i) in order.iter().enumerate() {
             let rank = rank as u32;
-            match &routes[i].path {
+            let cond = &routes[i].path;
+            match cond {
                 PathCond::Any => any.push(rank),
-                PathCond::Regex(_) => regex.add(automata::path_regex(&routes[i].path), rank),
-                cond => literal.add(automata::path_regex(cond), rank),
+                PathCond::Regex(_) => regex.add(automata::path_regex(cond), rank),
+                PathCond::Exact(p) | PathCond::Prefix(p) => {
+                    let entry = literal.entry(p).or_insert_with(|| tables::LiteralPath {
+                        path: p.as_bytes().to_vec(),
+                        ..Default::default()
+                    });
+                    match cond {
+                        PathCond::Exact(_) => entry.exact.push(rank),
+                        _ => entry.prefix.push(rank),
+                    }
+                }
             }
         }
         let what = format!("the routes of `{owner}`");
-        // Literal patterns form a trie-like automaton and rarely need
-        // splitting; unrelated regexes multiply states, so they start in
-        // chunks of REGEX_CHUNK (further halved when one is too large).
+        // Unrelated regexes multiply states, so they start in chunks of
+        // REGEX_CHUNK (further halved when one is too large).
         // Normalized paths are ASCII, on which byte-mode regexes match
         // exactly as Unicode ones do while building far smaller automata; a
         // chunk that byte mode cannot express (`\p{..}`) stays Unicode.
-        let mut literal_automata = Vec::new();
         let mut regex_automata = Vec::new();
-        for (group, start, chunks) in [
-            (&literal, usize::MAX, &mut literal_automata),
-            (&regex, REGEX_CHUNK, &mut regex_automata),
-        ] {
+        for (group, start, chunks) in [(&regex, REGEX_CHUNK, &mut regex_automata)] {
             for part in group
                 .patterns
                 .chunks(start.min(group.patterns.len().max(1)))
@@ -544,8 +583,7 @@ impl Builder<'_> {
             })
             .collect();
         RouteSet {
-            literal_automata,
-            literal_routes: literal.routes,
+            literal_paths: literal.into_values().collect(),
             regex_automata,
             regex_routes: regex.routes,
             routes_without_path: any,

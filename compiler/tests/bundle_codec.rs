@@ -6,8 +6,8 @@
 use sluice_compiler::automata::{build_dfa, Flavor};
 use sluice_compiler::Config;
 use sluice_runtime::bundle::encode::{
-    Backend, Cond, Contents, Egress, EgressRule, Endpoint, Networks, Route, RouteSet, Rule, Server,
-    Service, Tables, TrustDomain, ValueCond,
+    Backend, Cond, Contents, Egress, EgressRule, Endpoint, LiteralIdentity, LiteralPath, Networks,
+    Route, RouteSet, Rule, Server, Service, Tables, TrustDomain, ValueCond,
 };
 use sluice_runtime::bundle::{CircuitBreaker, DefaultPolicy, Protocol, Retry, RetryCond};
 use sluice_runtime::{AlignedBytes, Bundle};
@@ -156,11 +156,18 @@ impl Generator {
         } else {
             self.rng.range(1, regex as usize)
         };
-        let literal_automata = self.automata(literal_patterns);
         let regex_automata = self.automata(regex_patterns);
+        // Each literal path has an exact and a prefix list.
+        let mut lists = self.spread(0..literal, 2 * literal_patterns).into_iter();
+        let literal_paths = (0..literal_patterns)
+            .map(|i| LiteralPath {
+                path: format!("/{}/{i}", self.name()).into_bytes(),
+                exact: lists.next().unwrap_or_default(),
+                prefix: lists.next().unwrap_or_default(),
+            })
+            .collect();
         RouteSet {
-            literal_automata,
-            literal_routes: self.spread(0..literal, literal_patterns),
+            literal_paths,
             regex_automata,
             regex_routes: self.spread(literal..literal + regex, regex_patterns),
             routes_without_path: (literal + regex..n).collect(),
@@ -200,8 +207,21 @@ impl Generator {
             .into_iter()
             .map(|name| {
                 let patterns = self.rng.range(1, 3);
+                let literals = (0..self.rng.range(0, 2))
+                    .map(|i| LiteralIdentity {
+                        path: if i == 0 {
+                            Vec::new()
+                        } else {
+                            format!("/{}", self.name()).into_bytes()
+                        },
+                        whole: self.ids(clause_count, 2),
+                        one_segment: self.ids(clause_count, 2),
+                        segments: self.ids(clause_count, 2),
+                    })
+                    .collect();
                 TrustDomain {
                     name,
+                    literals,
                     automata: self.automata(patterns),
                     pattern_clauses: (0..patterns).map(|_| self.ids(clause_count, 2)).collect(),
                 }

@@ -64,11 +64,11 @@ fn built_artifact_verifies_and_has_the_documented_shape() {
     assert_eq!(json["config"]["size"], 2);
     assert_eq!(
         json["layers"][0]["mediaType"],
-        "application/vnd.sluice.bundle.v2"
+        "application/vnd.sluice.bundle.v3"
     );
     assert_eq!(
         bundle_media_type(FORMAT_VERSION),
-        "application/vnd.sluice.bundle.v2"
+        "application/vnd.sluice.bundle.v3"
     );
     assert_eq!(
         json["layers"][1]["mediaType"],
@@ -80,7 +80,7 @@ fn built_artifact_verifies_and_has_the_documented_shape() {
         Bundle::from_bytes(aligned.as_bytes()).unwrap().hash()
     );
     assert_eq!(json["annotations"]["io.sluice.bundle-hash"], hash.as_str());
-    assert_eq!(json["annotations"]["io.sluice.format-version"], "2");
+    assert_eq!(json["annotations"]["io.sluice.format-version"], "3");
     assert_eq!(
         json["annotations"]["io.sluice.version"],
         env!("CARGO_PKG_VERSION")
@@ -203,24 +203,25 @@ fn wrong_media_types_are_refused() {
 
 #[test]
 fn another_format_version_is_refused_naming_both_versions() {
+    let next = FORMAT_VERSION + 1;
     let a = edited(|m| {
         m.annotations
             .as_mut()
             .unwrap()
-            .insert(FORMAT_VERSION_ANNOTATION.into(), "3".into());
-        m.layers[0].media_type = bundle_media_type(3);
+            .insert(FORMAT_VERSION_ANNOTATION.into(), next.to_string());
+        m.layers[0].media_type = bundle_media_type(next);
     });
     let e = verify(&a).unwrap_err();
     assert_eq!(
         e,
         ArtifactError::FormatVersion {
-            found: "3".into(),
+            found: next.to_string(),
             supported: FORMAT_VERSION
         }
     );
     assert_eq!(
         e.to_string(),
-        format!("the artifact holds bundle format version `3`, this sluice reads version {FORMAT_VERSION}")
+        format!("the artifact holds bundle format version `{next}`, this sluice reads version {FORMAT_VERSION}")
     );
 }
 

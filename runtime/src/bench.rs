@@ -9,19 +9,19 @@ use crate::request::Headers;
 use crate::trace::NoTrace;
 
 /// The bare walk of a route set's path automata over `path`, in the
-/// decision's precedence order: every literal-path DFA, then, only when no
-/// literal pattern matched, every regex-path DFA (where a decision would go
+/// decision's precedence order: the literal-path table (the path and each
+/// prefix before a `/` looked up), then, only when no literal path matched,
+/// every regex-path DFA (where a decision would go
 /// on to the regex group at the least). Returns how many path patterns
 /// matched; no candidate lists, conditions or rules.
 fn walk(set: &RouteSet<'_>, path: &[u8]) -> usize {
-    for dfas in [&set.literal, &set.regex] {
-        let mut matched = 0usize;
-        for_each_match(dfas, path.iter().copied(), |_| matched += 1);
-        if matched > 0 {
-            return matched;
-        }
+    let mut matched = 0usize;
+    set.literal.for_each_prefix(path, |_, _| matched += 1);
+    if matched > 0 {
+        return matched;
     }
-    0
+    for_each_match(&set.regex, path.iter().copied(), |_| matched += 1);
+    matched
 }
 
 /// The floor of an inbound HTTP decision: the bare walk of the route

@@ -19,6 +19,7 @@ pub mod decision;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;
+mod literals;
 mod matching;
 pub mod normalize;
 pub mod peer;

@@ -3,6 +3,7 @@
 //! order. Pure functions; no allocation.
 
 use crate::bundle::{Bundle, Cond, Dfa, RouteSet, ValueCond};
+use crate::literals::At;
 use crate::peer::for_each_match;
 use crate::request::Headers;
 use crate::trace::{Event, Trace};
@@ -175,17 +176,18 @@ impl Bundle<'_> {
     ) -> Option<u32> {
         // Precedence order is literal routes, then regex routes, then
         // routes without a path; each group's candidates are sorted by rank.
-        let groups: [(&crate::bundle::DfaSet<'_>, &[Vec<u32>]); 2] = [
-            (&set.literal, &set.literal_routes),
-            (&set.regex, &set.regex_routes),
-        ];
-        for (dfas, lists) in groups {
-            if dfas.dfas.is_empty() {
-                continue;
-            }
+        if !set.literal.is_empty() {
             candidates.clear();
-            for_each_match(dfas, request.path.iter().copied(), |p| {
-                if let Some(ranks) = lists.get(p as usize) {
+            literal_candidates(set, request.path, candidates);
+            candidates.sort_unstable();
+            if let Some(rank) = self.first_taken(set, candidates, request, trace) {
+                return Some(rank);
+            }
+        }
+        if !set.regex.dfas.is_empty() {
+            candidates.clear();
+            for_each_match(&set.regex, request.path.iter().copied(), |p| {
+                if let Some(ranks) = set.regex_routes.get(p as usize) {
                     candidates.extend_from_slice(ranks);
                 }
             });
@@ -238,6 +240,19 @@ impl Bundle<'_> {
         }
         None
     }
+}
+
+/// Appends the ranks of the exact and prefix routes of `set` that match
+/// `path` (unsorted): a prefix `p` matches `p` itself and every path that
+/// starts with `p` then `/`, an exact path only itself.
+#[inline]
+pub(crate) fn literal_candidates(set: &RouteSet<'_>, path: &[u8], candidates: &mut Vec<u32>) {
+    set.literal.for_each_prefix(path, |[exact, prefix], at| {
+        if at == At::Whole {
+            candidates.extend_from_slice(exact);
+        }
+        candidates.extend_from_slice(prefix);
+    });
 }
 
 /// The parts of an HTTP request that route matching looks at.

@@ -1,6 +1,7 @@
 //! Classifying a peer once per connection: which `from` clauses it satisfies.
 
 use crate::bundle::{Bundle, DfaSet, NetTable, PeerClass};
+use crate::literals::At;
 use crate::request::Peer;
 use regex_automata::dfa::Automaton;
 use regex_automata::util::start;
@@ -117,6 +118,23 @@ impl std::fmt::Display for SpiffeId<'_> {
     }
 }
 
+/// Whether `path` is the path of a valid SPIFFE ID: empty, or `/`-led
+/// segments that are not empty, `.` or `..`, of `[A-Za-z0-9._-]`.
+#[inline]
+fn is_valid_path(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/") else {
+        return path.is_empty();
+    };
+    rest.split(|&b| b == b'/').all(|seg| {
+        !seg.is_empty()
+            && seg != b"."
+            && seg != b".."
+            && seg
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    })
+}
+
 /// Calls `f` with the global id of every pattern of `set` that matches all of `hay`.
 #[inline]
 pub(crate) fn for_each_match(
@@ -202,7 +220,9 @@ impl Bundle<'_> {
             mark(&self.authenticated_clauses);
             // The identity automata only match valid SPIFFE IDs (the
             // compiler excludes dot segments from wildcards), so only the
-            // length limit needs checking here.
+            // length limit needs checking here; the literal table's `*`
+            // and `**` entries match any bytes, so the table is only asked
+            // about a valid path.
             if let Some(rest) = id
                 .strip_prefix("spiffe://")
                 .filter(|_| id.len() <= MAX_SPIFFE_ID_LEN)
@@ -210,6 +230,20 @@ impl Bundle<'_> {
                 let (td, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 if let Ok(i) = self.identities.binary_search_by(|t| t.trust_domain.cmp(td)) {
                     let domain = &self.identities[i];
+                    if !domain.literals.is_empty() && is_valid_path(path.as_bytes()) {
+                        domain.literals.for_each_prefix(
+                            path.as_bytes(),
+                            |[whole, one, segments], at| match at {
+                                At::Whole => mark(whole),
+                                At::Separator { last } => {
+                                    if last {
+                                        mark(one);
+                                    }
+                                    mark(segments);
+                                }
+                            },
+                        );
+                    }
                     for_each_match(&domain.dfas, path.bytes(), |p| {
                         if let Some(c) = domain.clauses.get(p as usize) {
                             mark(c);

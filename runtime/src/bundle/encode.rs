@@ -227,6 +227,8 @@ fn default_code(d: DefaultPolicy) -> u8 {
 pub struct TrustDomain {
     /// The trust domain.
     pub name: String,
+    /// Literal identity paths (distinct), each with its clauses.
+    pub literals: Vec<LiteralIdentity>,
     /// Automata over the rest of the SPIFFE ID.
     pub automata: Vec<u32>,
     /// Per pattern, the clauses it satisfies.
@@ -236,6 +238,13 @@ pub struct TrustDomain {
 impl TrustDomain {
     fn encode(&self, w: &mut Writer) {
         w.str("trust domain", &self.name);
+        w.len("literal identities", self.literals.len());
+        for l in &self.literals {
+            w.bytes("identity path", &l.path);
+            w.ids("whole clauses", &l.whole);
+            w.ids("one-segment clauses", &l.one_segment);
+            w.ids("segments clauses", &l.segments);
+        }
         automata(w, "identity automata", &self.automata);
         w.id_lists("pattern clauses", &self.pattern_clauses);
     }
@@ -243,10 +252,32 @@ impl TrustDomain {
     fn decode(r: &mut Reader<'_>) -> Result<TrustDomain, LoadError> {
         Ok(TrustDomain {
             name: r.str("trust domain")?.to_string(),
+            literals: list(r, "literal identities", |r| {
+                Ok(LiteralIdentity {
+                    path: r.bytes("identity path")?.to_vec(),
+                    whole: r.ids("whole clauses", usize::MAX)?,
+                    one_segment: r.ids("one-segment clauses", usize::MAX)?,
+                    segments: r.ids("segments clauses", usize::MAX)?,
+                })
+            })?,
             automata: read_automata(r, "identity automata")?,
             pattern_clauses: r.id_lists("pattern clauses", usize::MAX)?,
         })
     }
+}
+
+/// A literal identity path after the trust domain (empty, or `/` and
+/// segments), with the clauses of the patterns built on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiteralIdentity {
+    /// The path.
+    pub path: Vec<u8>,
+    /// Clauses of the pattern that is this path.
+    pub whole: Vec<u32>,
+    /// Clauses of the pattern that is this path then `/*`.
+    pub one_segment: Vec<u32>,
+    /// Clauses of the pattern that is this path then `/**`.
+    pub segments: Vec<u32>,
 }
 
 /// An elementary address interval, first and last address inclusive
@@ -369,10 +400,8 @@ impl Server {
 /// The routes of a server or service with their path automata.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteSet {
-    /// Automata over exact and prefix paths.
-    pub literal_automata: Vec<u32>,
-    /// Per literal pattern, the ranks of its routes.
-    pub literal_routes: Vec<Vec<u32>>,
+    /// Distinct exact and prefix paths, each with its routes' ranks.
+    pub literal_paths: Vec<LiteralPath>,
     /// Automata over regex paths.
     pub regex_automata: Vec<u32>,
     /// Per regex pattern, the ranks of its routes.
@@ -385,8 +414,12 @@ pub struct RouteSet {
 
 impl RouteSet {
     fn encode(&self, w: &mut Writer) {
-        automata(w, "literal path automata", &self.literal_automata);
-        w.id_lists("literal pattern routes", &self.literal_routes);
+        w.len("literal paths", self.literal_paths.len());
+        for l in &self.literal_paths {
+            w.bytes("path", &l.path);
+            w.ids("exact routes", &l.exact);
+            w.ids("prefix routes", &l.prefix);
+        }
         automata(w, "regex path automata", &self.regex_automata);
         w.id_lists("regex pattern routes", &self.regex_routes);
         w.ids("routes without path", &self.routes_without_path);
@@ -398,14 +431,30 @@ impl RouteSet {
 
     fn decode(r: &mut Reader<'_>) -> Result<RouteSet, LoadError> {
         Ok(RouteSet {
-            literal_automata: read_automata(r, "literal path automata")?,
-            literal_routes: r.id_lists("literal pattern routes", usize::MAX)?,
+            literal_paths: list(r, "literal paths", |r| {
+                Ok(LiteralPath {
+                    path: r.bytes("path")?.to_vec(),
+                    exact: r.ids("exact routes", usize::MAX)?,
+                    prefix: r.ids("prefix routes", usize::MAX)?,
+                })
+            })?,
             regex_automata: read_automata(r, "regex path automata")?,
             regex_routes: r.id_lists("regex pattern routes", usize::MAX)?,
             routes_without_path: r.ids("routes without path", usize::MAX)?,
             routes: list(r, "routes", Route::decode)?,
         })
     }
+}
+
+/// A literal path with the ranks of its exact and its prefix routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiteralPath {
+    /// The path.
+    pub path: Vec<u8>,
+    /// Ranks of the routes whose path is exactly this one.
+    pub exact: Vec<u32>,
+    /// Ranks of the routes whose path prefix is this one.
+    pub prefix: Vec<u32>,
 }
 
 /// A route.

@@ -3,6 +3,7 @@
 use super::read::Reader;
 use super::schema::Access;
 use super::*;
+use crate::literals::{Entry, LiteralTable};
 use regex_automata::dfa::Automaton;
 use regex_automata::util::start;
 use regex_automata::Anchored;
@@ -140,8 +141,24 @@ impl<'a> Loader<'a> {
         backends: usize,
         value_dfas: usize,
     ) -> Result<RouteSet<'a>, LoadError> {
-        let (literal, literal_routes) =
-            self.pattern_group(r, "literal path automata", "literal pattern routes")?;
+        let n_literal = r.len("literal paths", 12)?;
+        let mut literal_entries = Vec::with_capacity(n_literal);
+        for _ in 0..n_literal {
+            let key = r.bytes("path")?;
+            // Route ranks are checked once the route count is known.
+            let exact = r.ids("exact routes", u32::MAX as usize)?;
+            let prefix = r.ids("prefix routes", u32::MAX as usize)?;
+            literal_entries.push(Entry {
+                key,
+                lists: [exact, prefix],
+            });
+        }
+        let literal = LiteralTable::new(literal_entries, b'/')?;
+        let literal_routes: Vec<&[u32]> = literal
+            .entries
+            .iter()
+            .flat_map(|e| e.lists.iter().map(Vec::as_slice))
+            .collect();
         let (regex, regex_routes) =
             self.pattern_group(r, "regex path automata", "regex pattern routes")?;
         let any_routes = r.ids("routes without path", u32::MAX as usize)?;
@@ -150,14 +167,15 @@ impl<'a> Loader<'a> {
         // Every route is in exactly one list, and the groups come in
         // precedence order (literal, regex, none), which the matcher relies on.
         let mut last_rank: Option<u32> = None;
+        let regex_lists: Vec<&[u32]> = regex_routes.iter().map(Vec::as_slice).collect();
         for group in [
             &literal_routes[..],
-            &regex_routes[..],
-            std::slice::from_ref(&any_routes),
+            &regex_lists[..],
+            &[&any_routes[..]][..],
         ] {
             let mut group_max: Option<u32> = None;
             for l in group {
-                for &rank in l {
+                for &rank in l.iter() {
                     let slot = seen
                         .get_mut(rank as usize)
                         .ok_or(LoadError::Invalid("route rank"))?;
@@ -228,7 +246,6 @@ impl<'a> Loader<'a> {
         }
         Ok(RouteSet {
             literal,
-            literal_routes,
             regex,
             regex_routes,
             any_routes,
@@ -457,6 +474,19 @@ impl<'a> Bundle<'a> {
             {
                 return Err(LoadError::Invalid("trust domains out of order"));
             }
+            let n_literal = r.len("literal identities", 16)?;
+            let mut literal_entries = Vec::with_capacity(n_literal);
+            for _ in 0..n_literal {
+                let key = r.bytes("identity path")?;
+                let whole = r.ids("whole clauses", cc)?;
+                let one = r.ids("one-segment clauses", cc)?;
+                let segments = r.ids("segments clauses", cc)?;
+                literal_entries.push(Entry {
+                    key,
+                    lists: [whole, one, segments],
+                });
+            }
+            let literals = LiteralTable::new(literal_entries, b'/')?;
             let dfas = loader.dfa_set(&mut r, "identity automata")?;
             check_anchored(&dfas)?;
             let clauses = r.id_lists("pattern clauses", cc)?;
@@ -466,6 +496,7 @@ impl<'a> Bundle<'a> {
             }
             identities.push(TrustDomainPatterns {
                 trust_domain,
+                literals,
                 dfas,
                 clauses,
             });

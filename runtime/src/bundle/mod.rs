@@ -25,6 +25,7 @@ mod write;
 pub use load::LoadError;
 
 use crate::decision::{BackendId, RouteId, ServiceId, WeightedBackend};
+use crate::literals::LiteralTable;
 use regex_automata::dfa::dense;
 
 /// Magic bytes at the start of every bundle.
@@ -32,7 +33,7 @@ pub const MAGIC: [u8; 8] = *b"SLUICEB\0";
 /// Bundle format version this runtime reads, and the only one it loads.
 /// Bump it with every change of the layout (`schema.rs` has a test for
 /// that; `docs/bundle.md`, "Format versions", has the rule).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 48;
 
@@ -144,10 +145,9 @@ pub(crate) struct Route<'a> {
 /// The routes of a server or service with their path automata.
 #[derive(Debug, Default)]
 pub(crate) struct RouteSet<'a> {
-    /// Exact and prefix paths (byte mode).
-    pub(crate) literal: DfaSet<'a>,
-    /// Literal pattern id to the ranks of its routes, ascending.
-    pub(crate) literal_routes: Vec<Vec<u32>>,
+    /// Exact and prefix paths: per distinct path, the ranks of its exact
+    /// routes and of its prefix routes, ascending.
+    pub(crate) literal: LiteralTable<'a, 2>,
     /// Regex paths, walked only when no literal route is taken.
     pub(crate) regex: DfaSet<'a>,
     /// Regex pattern id to the ranks of its routes, ascending.
@@ -295,11 +295,17 @@ pub(crate) struct Egress<'a> {
     pub(crate) nets: NetTable,
 }
 
-/// The identity patterns of one trust domain: automata over the rest of
-/// the SPIFFE ID (its path), and per pattern the clauses it satisfies.
+/// The identity patterns of one trust domain: literal patterns and those
+/// ending in `/*` or `/**` after a literal in a table, the others as
+/// automata over the rest of the SPIFFE ID (its path), and per pattern the
+/// clauses it satisfies.
 #[derive(Debug)]
 pub(crate) struct TrustDomainPatterns<'a> {
     pub(crate) trust_domain: &'a str,
+    /// Per literal path, the clauses of the patterns that are that path
+    /// (whole), that path and one more segment, and that path and one or
+    /// more segments.
+    pub(crate) literals: LiteralTable<'a, 3>,
     pub(crate) dfas: DfaSet<'a>,
     pub(crate) clauses: Vec<Vec<u32>>,
 }
@@ -499,11 +505,9 @@ impl<'a> Bundle<'a> {
             count(&td.dfas);
         }
         for s in &self.servers {
-            count(&s.routes.literal);
             count(&s.routes.regex);
         }
         for s in &self.services {
-            count(&s.routes.literal);
             count(&s.routes.regex);
         }
         if let Some(e) = &self.egress {

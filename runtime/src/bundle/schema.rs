@@ -99,6 +99,8 @@ pub const AUTOMATA: &[(&str, &str)] = &[
     ("value", "a header value (values joined with `,`) or a percent-decoded query value"),
     ("identity", "the path of a SPIFFE ID after its trust domain"),
     ("route paths", "the normalized path"),
+    ("literal paths", "table, no automaton: exact matches the whole normalized path; prefix p matches p and every path starting with p then `/`"),
+    ("literal identities", "table, no automaton, valid SPIFFE IDs only: whole matches the path after the trust domain; one-segment matches the key, `/` and one segment; segments matches the key and one or more `/`-segments"),
     ("egress hosts", "the host, lowercase, without one trailing dot, bytes in reverse order"),
     ("networks", "IPv4 in the u32 space, IPv6 in u128; an address carrying IPv4 is looked up as IPv4"),
 ];
@@ -180,8 +182,14 @@ const ROUTE: &[Field] = &[
 ];
 
 const ROUTE_SET: &[Field] = &[
-    f("literal path automata", Kind::List(AUTOMATON)),
-    f("literal pattern routes", Kind::IdLists),
+    f(
+        "literal paths",
+        Kind::List(&[
+            f("path", Kind::Bytes),
+            f("exact routes", Kind::Ids),
+            f("prefix routes", Kind::Ids),
+        ]),
+    ),
     f("regex path automata", Kind::List(AUTOMATON)),
     f("regex pattern routes", Kind::IdLists),
     f("routes without path", Kind::Ids),
@@ -198,6 +206,15 @@ pub const TABLES: &[Field] = &[
         "trust domains",
         Kind::List(&[
             f("trust domain", Kind::Str),
+            f(
+                "literal identities",
+                Kind::List(&[
+                    f("identity path", Kind::Bytes),
+                    f("whole clauses", Kind::Ids),
+                    f("one-segment clauses", Kind::Ids),
+                    f("segments clauses", Kind::Ids),
+                ]),
+            ),
             f("identity automata", Kind::List(AUTOMATON)),
             f("pattern clauses", Kind::IdLists),
         ]),
@@ -289,7 +306,7 @@ pub const TABLES: &[Field] = &[
 
 /// The fingerprint of each format version's layout, oldest first. Version 1
 /// changed layout several times without a bump and has none.
-pub const LAYOUTS: &[(u32, u64)] = &[(2, 0x9111_8654_6f2f_79a2)];
+pub const LAYOUTS: &[(u32, u64)] = &[(2, 0x9111_8654_6f2f_79a2), (3, 0xb29c_2739_5631_35a1)];
 
 /// One primitive read or write of the tables, as the loader, the encoder
 /// and [`walk`] log them: a [`Kind::List`] is its count ([`Prim::Len`]), a

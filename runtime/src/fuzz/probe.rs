@@ -323,8 +323,14 @@ fn addresses(t: &NetTable) -> Vec<(IpAddr, &[u32])> {
 /// method, and its header and query conditions.
 fn route_request(bundle: &Bundle<'_>, set: &RouteSet<'_>, rank: u32, grpc: bool) -> OwnedHttp {
     let find = |lists: &[Vec<u32>]| lists.iter().position(|l| l.contains(&rank));
-    let path = if let Some(p) = find(&set.literal_routes) {
-        witnesses(&set.literal, PATH_BYTES).remove(&(p as u32))
+    // A literal path matches itself, whether exact or prefix.
+    let literal = set
+        .literal
+        .entries
+        .iter()
+        .find(|e| e.lists.iter().any(|l| l.contains(&rank)));
+    let path = if let Some(e) = literal {
+        Some(e.key.to_vec())
     } else if let Some(p) = find(&set.regex_routes) {
         witnesses(&set.regex, PATH_BYTES).remove(&(p as u32))
     } else {
@@ -381,7 +387,13 @@ fn peers(bundle: &Bundle<'_>) -> (Vec<OwnedPeer>, Vec<Option<usize>>) {
         Some("spiffe://probe.invalid/ns/probe/sa/probe".to_string()),
     ];
     for td in &bundle.identities {
-        for path in witnesses(&td.dfas, IDENTITY_BYTES).into_values() {
+        // A literal path, and it with one more segment (`*` and `**`).
+        let literal = td.literals.entries.iter().flat_map(|e| {
+            let mut longer = e.key.to_vec();
+            longer.extend_from_slice(b"/probe");
+            [e.key.to_vec(), longer]
+        });
+        for path in literal.chain(witnesses(&td.dfas, IDENTITY_BYTES).into_values()) {
             identities.push(Some(format!(
                 "spiffe://{}{}",
                 td.trust_domain,
