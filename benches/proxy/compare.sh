@@ -53,6 +53,10 @@
 # DURATION, RATE, ROUTES (route counts, "10 1000"), WORKERS, WRK_CONNS, MTLS (1: also measure Sluice's mTLS
 # listener; 0 in QUICK mode), PORT_BASE (16000: the upstream; each route
 # count k uses PORT_BASE+10k+11..16), SLUICE_LOG.
+#
+# Sluice against nginx on this workload over HTTP/2 too, with two `sluice`
+# binaries side by side (before and after a change) and a perf profile:
+# benches/proxy/vs-nginx.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD

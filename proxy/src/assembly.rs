@@ -13,6 +13,7 @@ use crate::reload::{PolicyLoader, Reloader};
 use crate::remote::{PolicyControl, PolicySourceCompiler, RemotePolicy};
 use crate::state::Shared;
 use crate::store::PolicyStore;
+use crate::workers::Workers;
 use sluice_identity::files::FileIdentity;
 use sluice_identity::workload_api::{Event, WorkloadApiClient};
 use sluice_identity::IdentityStore;
@@ -33,6 +34,8 @@ pub struct Proxy {
     shared: Arc<Shared>,
     policy: Arc<PolicyControl>,
     tasks: tokio::task::JoinSet<()>,
+    /// The threads inbound connections are served on.
+    workers: Workers,
 }
 
 /// Why the proxy could not start.
@@ -58,6 +61,11 @@ pub enum StartError {
         /// What is wrong, naming the file.
         message: String,
     },
+    /// The worker threads for inbound connections could not be started.
+    Workers {
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -72,6 +80,9 @@ impl std::fmt::Display for StartError {
                 )
             }
             StartError::RemotePolicy { message } => f.write_str(message),
+            StartError::Workers { error } => {
+                write!(f, "cannot start the worker threads: {error}")
+            }
         }
     }
 }
@@ -224,8 +235,13 @@ impl Proxy {
             inbound_addrs.push(listener.local_addr().unwrap_or(l.listen));
             listeners.push(listener);
         }
+        // As many worker threads as the runtime the proxy starts on has
+        // (`SLUICE_WORKERS` for the `sluice` binary).
+        let n = tokio::runtime::Handle::current().metrics().num_workers();
+        let workers =
+            Workers::start(n, &shared.tasks).map_err(|error| StartError::Workers { error })?;
         for listener in listeners {
-            tasks.spawn(listener.run(shared.clone()));
+            tasks.spawn(listener.run(shared.clone(), workers.dispatch()));
         }
         let mut outbound_addrs = Vec::new();
         let mut outbound_listeners = Vec::new();
@@ -270,6 +286,7 @@ impl Proxy {
             shared,
             policy,
             tasks,
+            workers,
         })
     }
 
@@ -302,6 +319,7 @@ impl Proxy {
             );
         }
         self.tasks.shutdown().await;
+        self.workers.stop().await;
         if let Some(log) = &self.shared.decision_log {
             log.flush().await;
         }

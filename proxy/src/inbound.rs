@@ -15,6 +15,7 @@ use crate::request_body::{self, ClientBody};
 use crate::server::{self, h1_buffer_size, Accepted, Admission};
 use crate::state::Shared;
 use crate::store::LoadedBundle;
+use crate::workers::{Dispatch, Job};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -74,14 +75,47 @@ impl Listener {
         self.listener.local_addr()
     }
 
-    /// Accepts connections until shutdown.
-    pub(crate) async fn run(self, shared: Arc<Shared>) {
+    /// Accepts connections until shutdown; each is served on one of the
+    /// worker threads (see [`crate::workers`]), whole.
+    pub(crate) async fn run(self, shared: Arc<Shared>, workers: Arc<Dispatch>) {
         let listener = Arc::new(self);
         let accepting = &listener.listener;
-        server::accept_loop(accepting, &shared, Admission::Traffic, |accepted| {
+        server::admit(accepting, &shared, Admission::Traffic, |accepted, permit| {
+            let Accepted {
+                stream,
+                peer,
+                first_head_by,
+            } = accepted;
+            // Off this runtime's reactor: the worker registers it with its own.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot hand the connection to a worker");
+                    return;
+                }
+            };
             let listener = listener.clone();
             let shared = shared.clone();
-            async move { listener.handle(accepted, &shared).await }
+            let job: Job = Box::new(move || {
+                Box::pin(async move {
+                    let _permit = permit;
+                    let stream = match TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "a worker cannot take the connection");
+                            return;
+                        }
+                    };
+                    let accepted = Accepted {
+                        stream,
+                        peer,
+                        first_head_by,
+                    };
+                    listener.handle(accepted, &shared).await;
+                })
+            });
+            // False only once the workers have stopped: the connection closes.
+            let _ = workers.send(job);
         })
         .await;
     }
@@ -114,29 +148,35 @@ impl Listener {
         };
         let max_head = h1_buffer_size(&shared.limits);
         if use_tls {
-            let stream = Tracked::new(stream, activity.clone(), None);
-            let Some(acceptor) = &self.tls else {
-                shared.metrics.connections_refused.inc(["handshake"]);
-                return;
-            };
-            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
+            // Boxed: the TLS path's futures (the handshake, hyper over a TLS
+            // stream) are about three times the plaintext path's, and every
+            // connection's task is as large as the largest path it may take.
+            Box::pin(async move {
+                let stream = Tracked::new(stream, activity.clone(), None);
+                let Some(acceptor) = &self.tls else {
                     shared.metrics.connections_refused.inc(["handshake"]);
-                    tracing::info!(peer = %ip, error = %e, "TLS handshake failed");
                     return;
-                }
-                Err(_) => {
-                    shared.metrics.connections_refused.inc(["timeout"]);
-                    return;
-                }
-            };
-            let identity = sluice_identity::peer_identity(tls.get_ref().1);
-            let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let watch = (!alpn_h2).then(|| FramingWatch::new(max_head));
-            let tls = Tracked::new(tls, activity.clone(), watch);
-            self.serve(tls, (ip, identity), alpn_h2, activity, deadline, shared)
-                .await;
+                };
+                let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        shared.metrics.connections_refused.inc(["handshake"]);
+                        tracing::info!(peer = %ip, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        shared.metrics.connections_refused.inc(["timeout"]);
+                        return;
+                    }
+                };
+                let identity = sluice_identity::peer_identity(tls.get_ref().1);
+                let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let watch = (!alpn_h2).then(|| FramingWatch::new(max_head));
+                let tls = Tracked::new(tls, activity.clone(), watch);
+                self.serve(tls, (ip, identity), alpn_h2, activity, deadline, shared)
+                    .await;
+            })
+            .await;
         } else {
             let stream = Tracked::new(stream, activity.clone(), Some(FramingWatch::new(max_head)));
             self.serve(stream, (ip, None), false, activity, deadline, shared)

@@ -22,7 +22,8 @@
 //! accept loop and hyper's builders (`server`), the inbound listeners and
 //! service stack (`inbound`), decisions turned into HTTP and gRPC answers
 //! (`enforce`), request bodies as forwarded (`request_body`), `Upgrade`
-//! relays (`upgrade`), the admin endpoints (`admin`), what the proxy
+//! relays (`upgrade`), the worker threads inbound connections are served on
+//! (`workers`), the admin endpoints (`admin`), what the proxy
 //! reports (`metrics`, `decision_log`) and the assembly of all of it
 //! (`assembly`).
 
@@ -47,6 +48,7 @@ mod server;
 mod state;
 pub mod store;
 mod upgrade;
+mod workers;
 
 pub use assembly::{Proxy, StartError};
 pub use config::Config;

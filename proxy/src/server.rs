@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 /// Which connections a listener lets in.
@@ -44,6 +45,32 @@ pub(crate) async fn accept_loop<H, F>(
     H: FnMut(Accepted) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    admit(listener, shared, admission, |accepted, permit| {
+        let task = handle(accepted);
+        match permit {
+            None => {
+                tokio::spawn(task);
+            }
+            Some(permit) => {
+                shared.tasks.spawn(async move {
+                    task.await;
+                    drop(permit);
+                });
+            }
+        }
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until shutdown and gives `start` each
+/// one it lets in, with its permit of the connection limit (none for the
+/// admin listener); `start` must hold the permit until the connection ends.
+pub(crate) async fn admit(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    admission: Admission,
+    mut start: impl FnMut(Accepted, Option<OwnedSemaphorePermit>),
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -58,11 +85,14 @@ pub(crate) async fn accept_loop<H, F>(
         };
         let first_head_by = Instant::now() + shared.limits.header_read_timeout();
         if admission == Admission::Admin {
-            tokio::spawn(handle(Accepted {
-                stream,
-                peer,
-                first_head_by,
-            }));
+            start(
+                Accepted {
+                    stream,
+                    peer,
+                    first_head_by,
+                },
+                None,
+            );
             continue;
         }
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
@@ -75,15 +105,14 @@ pub(crate) async fn accept_loop<H, F>(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let task = handle(Accepted {
-            stream,
-            peer,
-            first_head_by,
-        });
-        shared.tasks.spawn(async move {
-            task.await;
-            drop(permit);
-        });
+        start(
+            Accepted {
+                stream,
+                peer,
+                first_head_by,
+            },
+            Some(permit),
+        );
     }
 }
 
