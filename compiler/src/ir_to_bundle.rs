@@ -227,12 +227,15 @@ impl Builder<'_> {
     /// Builds DFAs over `patterns`, splitting them into chunks when one
     /// automaton would exceed the size limit. Returns the DFA indices; chunk
     /// `k` holds the next consecutive run of patterns.
+    /// With `may_be_sparse`, a chunk whose dense DFA exceeds
+    /// `Config::sparse_dfa_above` bytes is written as a sparse DFA.
     fn dfa_chunks(
         &mut self,
         patterns: &[String],
         flavor: Flavor,
         span: Span,
         what: &str,
+        may_be_sparse: bool,
     ) -> Vec<u32> {
         let mut out = Vec::new();
         if patterns.is_empty() {
@@ -242,9 +245,28 @@ impl Builder<'_> {
         while let Some(chunk) = stack.pop() {
             match automata::build_dfa(chunk, flavor, self.config) {
                 Ok(dfa) => {
-                    let mut bytes = vec![0u8; dfa.write_to_len()];
-                    match dfa.write_to_little_endian(&mut bytes) {
-                        Ok(n) => bytes.truncate(n),
+                    let written =
+                        if may_be_sparse && dfa.write_to_len() > self.config.sparse_dfa_above {
+                            dfa.to_sparse().map_err(|e| e.to_string()).and_then(|s| {
+                                let mut bytes = vec![0u8; s.write_to_len()];
+                                s.write_to_little_endian(&mut bytes)
+                                    .map(|n| {
+                                        bytes.truncate(n);
+                                        bytes
+                                    })
+                                    .map_err(|e| e.to_string())
+                            })
+                        } else {
+                            let mut bytes = vec![0u8; dfa.write_to_len()];
+                            dfa.write_to_little_endian(&mut bytes)
+                                .map(|n| {
+                                    bytes.truncate(n);
+                                    bytes
+                                })
+                                .map_err(|e| e.to_string())
+                        };
+                    let bytes = match written {
+                        Ok(bytes) => bytes,
                         Err(e) => {
                             self.errors.push(Diagnostic::new(
                                 Code::InvalidRegex,
@@ -253,7 +275,7 @@ impl Builder<'_> {
                             ));
                             return out;
                         }
-                    }
+                    };
                     debug_assert_eq!(dfa.pattern_len(), chunk.len());
                     out.push(self.dfas.len() as u32);
                     self.dfas.push(bytes);
@@ -315,6 +337,7 @@ impl Builder<'_> {
                             Flavor::Unicode,
                             r.span,
                             &format!("`{re}`"),
+                            false,
                         );
                         self.value_ids.insert(re.clone(), dfas.len() as u32);
                         dfas.push(chunks.first().copied().unwrap_or(0));
@@ -422,6 +445,7 @@ impl Builder<'_> {
                 Flavor::Bytes,
                 Span::default(),
                 "identity patterns",
+                false,
             );
             trust_domains.push(tables::TrustDomain {
                 name: td,
@@ -561,7 +585,7 @@ impl Builder<'_> {
                 } else {
                     Flavor::Unicode
                 };
-                chunks.extend(self.dfa_chunks(part, flavor, span, &what));
+                chunks.extend(self.dfa_chunks(part, flavor, span, &what, true));
             }
         }
         let routes = order
@@ -675,6 +699,7 @@ impl Builder<'_> {
             Flavor::Bytes,
             Span::default(),
             "egress host patterns",
+            false,
         );
         Some(tables::Egress {
             default_deny: eg.default == Effect::Deny,
@@ -833,6 +858,54 @@ mod tests {
         assert!(
             missing.is_empty(),
             "no test policy writes the fields {missing:?}"
+        );
+    }
+
+    #[test]
+    fn sparse_automata_decide_like_dense_ones() {
+        use sluice_runtime::fuzz::probe::probes;
+        let dense = Config::default().dfa_size_limit(1 << 30);
+        let dense = Config {
+            sparse_dfa_above: usize::MAX,
+            ..dense
+        };
+        let sparse = Config {
+            sparse_dfa_above: 0,
+            ..Config::default()
+        };
+        let mut checked = 0;
+        let mut sparse_dfas = 0;
+        for (name, policy) in policies() {
+            let (Some(ir), _) = crate::ast_to_ir::ast_to_ir(&policy, &Config::default()) else {
+                continue;
+            };
+            let build = |config: &Config| {
+                let (bytes, _) = ir_to_bundle_with_stats(&ir, config)
+                    .unwrap_or_else(|e| panic!("{name} does not build: {e:?}"));
+                AlignedBytes::new(&bytes)
+            };
+            let (d, s) = (build(&dense), build(&sparse));
+            let d = sluice_runtime::Bundle::from_bytes(d.as_bytes()).expect("dense loads");
+            let s = sluice_runtime::Bundle::from_bytes(s.as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: the sparse bundle does not load: {e}"));
+            sparse_dfas += s.summary().dfa_count;
+            let mut dense_results = Vec::new();
+            let set = probes(&d);
+            set.decide_each(&d, |_, r| dense_results.push(format!("{r:?}")));
+            let mut i = 0;
+            set.decide_each(&s, |probe, r| {
+                assert_eq!(
+                    format!("{r:?}"),
+                    dense_results[i],
+                    "{name}: {probe:?} decides differently with sparse automata"
+                );
+                i += 1;
+            });
+            checked += 1;
+        }
+        assert!(
+            checked >= 30 && sparse_dfas > 10,
+            "{checked} policies, {sparse_dfas} DFAs"
         );
     }
 

@@ -1,6 +1,6 @@
 //! Classifying a peer once per connection: which `from` clauses it satisfies.
 
-use crate::bundle::{Bundle, DfaSet, NetTable, PeerClass};
+use crate::bundle::{Bundle, DfaSet, NetTable, PeerClass, SetDfa};
 use crate::literals::At;
 use crate::request::Peer;
 use regex_automata::dfa::Automaton;
@@ -143,25 +143,35 @@ pub(crate) fn for_each_match(
     mut f: impl FnMut(u32),
 ) {
     for (dfa, &first) in set.dfas.iter().zip(&set.first) {
-        let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
-            continue;
-        };
-        let mut dead = false;
-        for b in hay.clone() {
-            s = dfa.next_state(s, b);
-            if dfa.is_special_state(s) && (dfa.is_dead_state(s) || dfa.is_quit_state(s)) {
-                dead = true;
-                break;
-            }
+        match dfa {
+            SetDfa::Dense(d) => matches_of(d, first, hay.clone(), &mut f),
+            SetDfa::Sparse(d) => matches_of(d, first, hay.clone(), &mut f),
         }
-        if dead {
-            continue;
+    }
+}
+
+/// Calls `f` with `first` plus the id of every pattern of `dfa` that
+/// matches all of `hay`.
+#[inline]
+fn matches_of(
+    dfa: &impl Automaton,
+    first: u32,
+    hay: impl Iterator<Item = u8>,
+    f: &mut impl FnMut(u32),
+) {
+    let Ok(mut s) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+        return;
+    };
+    for b in hay {
+        s = dfa.next_state(s, b);
+        if dfa.is_special_state(s) && (dfa.is_dead_state(s) || dfa.is_quit_state(s)) {
+            return;
         }
-        s = dfa.next_eoi_state(s);
-        if dfa.is_match_state(s) {
-            for i in 0..dfa.match_len(s) {
-                f(first + dfa.match_pattern(s, i).as_u32());
-            }
+    }
+    s = dfa.next_eoi_state(s);
+    if dfa.is_match_state(s) {
+        for i in 0..dfa.match_len(s) {
+            f(first + dfa.match_pattern(s, i).as_u32());
         }
     }
 }

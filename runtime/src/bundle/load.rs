@@ -83,12 +83,12 @@ pub(super) fn default_policy(code: u8) -> Result<DefaultPolicy, LoadError> {
 }
 
 struct Loader<'a> {
-    dfas: Vec<Option<Dfa<'a>>>,
+    dfas: Vec<Option<SetDfa<'a>>>,
 }
 
 impl<'a> Loader<'a> {
     /// Takes DFA `i` out of the directory: each DFA is used exactly once.
-    fn take_dfa(&mut self, i: u32) -> Result<Dfa<'a>, LoadError> {
+    fn take_dfa(&mut self, i: u32) -> Result<SetDfa<'a>, LoadError> {
         self.dfas
             .get_mut(i as usize)
             .and_then(Option::take)
@@ -362,9 +362,13 @@ pub(super) fn read_breaker(r: &mut Reader<'_>) -> Result<Option<CircuitBreaker>,
 }
 
 fn check_anchored(set: &DfaSet<'_>) -> Result<(), LoadError> {
+    let anchored = start::Config::new().anchored(Anchored::Yes);
     for d in &set.dfas {
-        d.start_state(&start::Config::new().anchored(Anchored::Yes))
-            .map_err(|e| LoadError::Dfa(e.to_string()))?;
+        match d {
+            SetDfa::Dense(d) => d.start_state(&anchored).map(drop),
+            SetDfa::Sparse(d) => d.start_state(&anchored).map(drop),
+        }
+        .map_err(|e| LoadError::Dfa(e.to_string()))?;
     }
     Ok(())
 }
@@ -433,8 +437,13 @@ impl<'a> Bundle<'a> {
             }
             let end = off.checked_add(len).ok_or(LoadError::Truncated)?;
             let slice = bytes.get(off..end).ok_or(LoadError::Truncated)?;
-            let (dfa, read) =
-                dense::DFA::from_bytes(slice).map_err(|e| LoadError::Dfa(e.to_string()))?;
+            // A serialized DFA names its kind in its first bytes.
+            let (dfa, read) = if slice.starts_with(SPARSE_LABEL) {
+                sparse::DFA::from_bytes(slice).map(|(d, n)| (SetDfa::Sparse(d), n))
+            } else {
+                dense::DFA::from_bytes(slice).map(|(d, n)| (SetDfa::Dense(d), n))
+            }
+            .map_err(|e| LoadError::Dfa(e.to_string()))?;
             if read != len {
                 return Err(LoadError::Invalid("automaton length"));
             }
@@ -450,7 +459,9 @@ impl<'a> Bundle<'a> {
         let n_values = r.len("value automata", 4)?;
         let mut value_dfas = Vec::with_capacity(n_values);
         for _ in 0..n_values {
-            let dfa = loader.take_dfa(r.u32("automaton")?)?;
+            let SetDfa::Dense(dfa) = loader.take_dfa(r.u32("automaton")?)? else {
+                return Err(LoadError::Invalid("value automaton not dense"));
+            };
             if dfa.pattern_len() != 1 {
                 return Err(LoadError::Invalid("value automaton"));
             }

@@ -26,7 +26,7 @@ pub use load::LoadError;
 
 use crate::decision::{BackendId, RouteId, ServiceId, WeightedBackend};
 use crate::literals::LiteralTable;
-use regex_automata::dfa::dense;
+use regex_automata::dfa::{dense, sparse, Automaton};
 
 /// Magic bytes at the start of every bundle.
 pub const MAGIC: [u8; 8] = *b"SLUICEB\0";
@@ -39,6 +39,34 @@ pub const HEADER_LEN: usize = 48;
 
 /// A DFA borrowed from bundle bytes.
 pub(crate) type Dfa<'a> = dense::DFA<&'a [u32]>;
+
+/// The label a serialized sparse DFA starts with (regex-automata's own).
+pub(crate) const SPARSE_LABEL: &[u8] = b"rust-regex-automata-dfa-sparse\0";
+
+/// An automaton of a pattern set, borrowed from bundle bytes: dense, or
+/// sparse where the compiler found the dense one large (smaller, slower to
+/// walk).
+#[derive(Clone, Debug)]
+pub(crate) enum SetDfa<'a> {
+    Dense(Dfa<'a>),
+    Sparse(sparse::DFA<&'a [u8]>),
+}
+
+impl SetDfa<'_> {
+    pub(crate) fn pattern_len(&self) -> usize {
+        match self {
+            SetDfa::Dense(d) => d.pattern_len(),
+            SetDfa::Sparse(d) => d.pattern_len(),
+        }
+    }
+
+    pub(crate) fn memory_usage(&self) -> usize {
+        match self {
+            SetDfa::Dense(d) => d.memory_usage(),
+            SetDfa::Sparse(d) => d.memory_usage(),
+        }
+    }
+}
 
 /// An owned, 8-byte aligned copy of bundle bytes (e.g. read from a file),
 /// from which a [`Bundle`] borrows.
@@ -108,7 +136,7 @@ pub enum Protocol {
 /// patterns from `first[k]` on.
 #[derive(Debug, Default)]
 pub(crate) struct DfaSet<'a> {
-    pub(crate) dfas: Vec<Dfa<'a>>,
+    pub(crate) dfas: Vec<SetDfa<'a>>,
     pub(crate) first: Vec<u32>,
 }
 

@@ -95,7 +95,7 @@ pub const HEADER: &[(usize, usize, &str)] = &[
 
 /// What each kind of automaton is walked over; part of the fingerprint.
 pub const AUTOMATA: &[(&str, &str)] = &[
-    ("all", "regex-automata 0.4 dense DFA, little-endian, anchored start, MatchKind::All, whole input then end of input"),
+    ("all", "regex-automata 0.4 DFA, little-endian, anchored start, MatchKind::All, whole input then end of input; dense, or sparse when it starts with the sparse label (written for route regex sets only; value automata must be dense)"),
     ("value", "a header value (values joined with `,`) or a percent-decoded query value"),
     ("identity", "the path of a SPIFFE ID after its trust domain"),
     ("route paths", "the normalized path"),
@@ -306,7 +306,7 @@ pub const TABLES: &[Field] = &[
 
 /// The fingerprint of each format version's layout, oldest first. Version 1
 /// changed layout several times without a bump and has none.
-pub const LAYOUTS: &[(u32, u64)] = &[(2, 0x9111_8654_6f2f_79a2), (3, 0xb29c_2739_5631_35a1)];
+pub const LAYOUTS: &[(u32, u64)] = &[(2, 0x9111_8654_6f2f_79a2), (3, 0x0686_1258_0125_9a34)];
 
 /// One primitive read or write of the tables, as the loader, the encoder
 /// and [`walk`] log them: a [`Kind::List`] is its count ([`Prim::Len`]), a

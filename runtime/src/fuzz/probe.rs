@@ -11,7 +11,7 @@
 //! same code reaches the tables of any bundle that loads: the corruption
 //! test's, the fuzz target's and the corpus replay's.
 
-use crate::bundle::{Bundle, DfaSet, NetTable, PeerClass, Protocol, RouteSet, ValueCond};
+use crate::bundle::{Bundle, DfaSet, NetTable, PeerClass, Protocol, RouteSet, SetDfa, ValueCond};
 use crate::decision::{Decision, RequestError};
 use crate::normalize::normalize_path;
 use crate::request::{Http, Inbound, Outbound, Peer};
@@ -239,55 +239,68 @@ impl Probes {
 fn witnesses(set: &DfaSet<'_>, alphabet: &[u8]) -> BTreeMap<u32, Vec<u8>> {
     let mut out = BTreeMap::new();
     for (dfa, &first) in set.dfas.iter().zip(&set.first) {
-        let Ok(start) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
-            continue;
-        };
-        let mut parent: HashMap<StateID, Option<(StateID, u8)>> = HashMap::new();
-        parent.insert(start, None);
-        let mut queue = VecDeque::from([start]);
-        let mut missing = dfa.pattern_len();
-        while let Some(s) = queue.pop_front() {
-            let eoi = dfa.next_eoi_state(s);
-            if dfa.is_match_state(eoi) {
-                for i in 0..dfa.match_len(eoi) {
-                    let id = first.saturating_add(dfa.match_pattern(eoi, i).as_u32());
-                    if let std::collections::btree_map::Entry::Vacant(e) = out.entry(id) {
-                        let mut input = Vec::new();
-                        let mut at = s;
-                        while let Some(Some((prev, b))) = parent.get(&at) {
-                            input.push(*b);
-                            at = *prev;
-                        }
-                        input.reverse();
-                        e.insert(input);
-                        missing = missing.saturating_sub(1);
-                    }
-                }
-            }
-            if missing == 0 {
-                break;
-            }
-            for &b in alphabet {
-                let t = dfa.next_state(s, b);
-                if dfa.is_dead_state(t) || dfa.is_quit_state(t) || parent.contains_key(&t) {
-                    continue;
-                }
-                if parent.len() >= MAX_STATES {
-                    break;
-                }
-                parent.insert(t, Some((s, b)));
-                queue.push_back(t);
-            }
+        match dfa {
+            SetDfa::Dense(d) => witnesses_of(d, first, alphabet, &mut out),
+            SetDfa::Sparse(d) => witnesses_of(d, first, alphabet, &mut out),
         }
     }
     out
+}
+
+/// [`witnesses`] of one automaton whose patterns start at `first`.
+fn witnesses_of(
+    dfa: &impl Automaton,
+    first: u32,
+    alphabet: &[u8],
+    out: &mut BTreeMap<u32, Vec<u8>>,
+) {
+    let Ok(start) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+        return;
+    };
+    let mut parent: HashMap<StateID, Option<(StateID, u8)>> = HashMap::new();
+    parent.insert(start, None);
+    let mut queue = VecDeque::from([start]);
+    let mut missing = dfa.pattern_len();
+    while let Some(s) = queue.pop_front() {
+        let eoi = dfa.next_eoi_state(s);
+        if dfa.is_match_state(eoi) {
+            for i in 0..dfa.match_len(eoi) {
+                let id = first.saturating_add(dfa.match_pattern(eoi, i).as_u32());
+                if let std::collections::btree_map::Entry::Vacant(e) = out.entry(id) {
+                    let mut input = Vec::new();
+                    let mut at = s;
+                    while let Some(Some((prev, b))) = parent.get(&at) {
+                        input.push(*b);
+                        at = *prev;
+                    }
+                    input.reverse();
+                    e.insert(input);
+                    missing = missing.saturating_sub(1);
+                }
+            }
+        }
+        if missing == 0 {
+            break;
+        }
+        for &b in alphabet {
+            let t = dfa.next_state(s, b);
+            if dfa.is_dead_state(t) || dfa.is_quit_state(t) || parent.contains_key(&t) {
+                continue;
+            }
+            if parent.len() >= MAX_STATES {
+                break;
+            }
+            parent.insert(t, Some((s, b)));
+            queue.push_back(t);
+        }
+    }
 }
 
 /// The one input `dfa` matches whole that [`witnesses`] finds, if any.
 fn value_witness(bundle: &Bundle<'_>, i: u32) -> Option<Vec<u8>> {
     let dfa = bundle.value_dfas.get(i as usize)?;
     let set = DfaSet {
-        dfas: vec![dfa.clone()],
+        dfas: vec![SetDfa::Dense(dfa.clone())],
         first: vec![0],
     };
     let printable: Vec<u8> = (0x20u8..0x7F).filter(|&b| b != b',').collect();
