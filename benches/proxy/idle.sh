@@ -31,6 +31,7 @@
 # s without a byte on the client side, so right after opening N clients
 # hold N upstream connections too; nginx holds at most 64 idle ones.
 #
+# SLUICE_BIN=PATH measures that `sluice` binary instead of building one.
 # Extra Sluice targets, measured in the same rounds: SLUICE_BASE=PATH (another
 # `sluice` binary, e.g. one built before a change: "sluice (base)") and
 # SLUICE_ENV="VAR=VALUE ..." (the same binary with that environment, e.g.
@@ -78,7 +79,12 @@ label_of() {
 
 # ---------------------------------------------------------------- tools
 ensure_tools python3
-build_binaries
+if [[ -n ${SLUICE_BIN:-} ]]; then
+  [[ -x $SLUICE_BIN ]] || die "SLUICE_BIN=$SLUICE_BIN is not an executable"
+  sluice=$SLUICE_BIN
+else
+  build_binaries
+fi
 [[ -z ${SLUICE_BASE:-} || -x $SLUICE_BASE ]] || die "SLUICE_BASE=$SLUICE_BASE is not an executable"
 ulimit -n "$(ulimit -Hn)"
 # The proxy holds each client connection and its upstream one.
@@ -90,6 +96,11 @@ mkdir -p "$work/nginx" "$work/nginx-ref" "$work/policy"
 bash "$here/gen-policy.sh" 1000 >"$work/policy/bench.sluice"
 "$sluice" compile "$work/policy/bench.sluice" -o "$work/bench.bundle" >"$work/compile.txt" 2>&1 ||
   { cat "$work/compile.txt" >&2; die "compile failed"; }
+# The base binary reads the bundles it compiles (its format may be older).
+if [[ -n ${SLUICE_BASE:-} ]]; then
+  "$SLUICE_BASE" compile "$work/policy/bench.sluice" -o "$work/base.bundle" >"$work/compile-base.txt" 2>&1 ||
+    { cat "$work/compile-base.txt" >&2; die "compile with SLUICE_BASE failed"; }
+fi
 
 # nginx's templates, with room for max_n connections (and the proxy's
 # upstream connections) in one worker.
@@ -120,12 +131,17 @@ tls = "plaintext"
 [limits]
 max-connections = $((max_n + 1000))
 drain-timeout-ms = 2000
+# hyper's HTTP/1.1 header read timeout also runs while a keep-alive
+# connection waits for its next request: at the default (10 s) the proxy
+# closes idle clients 10 s after their answer, before HOLD s are over.
+header-read-timeout-ms = $(((hold + 60) * 1000))
 TOML
+sed "s|^bundle = .*|bundle = \"$work/base.bundle\"|" "$work/proxy.toml" >"$work/proxy-base.toml"
 
 # ---------------------------------------------------------------- one target at a time
 target_pid=""
 start_target() { # TARGET NAME: sets target_pid once it answers
-  local t=$1 name=$2 bin=$sluice
+  local t=$1 name=$2 bin=$sluice config=$work/proxy.toml
   case $t in
     nginx)
       start_nginx "$work/nginx-ref"
@@ -133,11 +149,11 @@ start_target() { # TARGET NAME: sets target_pid once it answers
       wait_for "http://127.0.0.1:$ref_port$req_path" 10 || die "the reference nginx did not start; see $work/nginx-ref/error.log"
       return
       ;;
-    sluice-base | sluice-base-env) bin=$SLUICE_BASE ;;
+    sluice-base | sluice-base-env) bin=$SLUICE_BASE config=$work/proxy-base.toml ;;
   esac
   local envs=()
   [[ $t != sluice-env && $t != sluice-base-env ]] || read -r -a envs <<<"$SLUICE_ENV"
-  env "${envs[@]}" SLUICE_LOG=${SLUICE_LOG:-info} "$bin" proxy --config "$work/proxy.toml" 2>"$work/$name.log" &
+  env "${envs[@]}" SLUICE_LOG=${SLUICE_LOG:-info} "$bin" proxy --config "$config" 2>"$work/$name.log" &
   target_pid=$!
   pids+=("$target_pid")
   wait_for "http://127.0.0.1:$admin_port/ready" 30 ||
