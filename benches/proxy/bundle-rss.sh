@@ -14,35 +14,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
+. "$root/benches/proxy/lib.sh"
 routes=${ROUTES:-1000}
 rounds=${ROUNDS:-2}
 base=${PORT_BASE:-18990}
-work=$(mktemp -d /tmp/sluice-bundle-rss.XXXXXX)
+make_work bundle-rss
 if [[ -z ${SLUICES:-} ]]; then
   cargo build --release -q -p sluice
   SLUICES="after=$root/target/release/sluice"
 fi
-mkdir -p "$work/gen/src"
-cat >"$work/gen/Cargo.toml" <<TOML
-[package]
-name = "sluice-bench-policy"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-sluice-benches = { path = "$root/benches" }
-[workspace]
-TOML
-echo 'fn main() { print!("{}", sluice_benches::generate(std::env::args().nth(1).unwrap().parse().unwrap())); }' \
-  >"$work/gen/src/main.rs"
-cp "$root/Cargo.lock" "$work/gen/"
-cargo build --release -q --manifest-path "$work/gen/Cargo.toml" --target-dir "$root/target"
-"$root/target/release/sluice-bench-policy" "$routes" >"$work/policy.sluice"
+write_bench_policy "$routes" "$work/policy.sluice"
 
 python3 -m http.server $((base + 9)) --bind 127.0.0.1 >/dev/null 2>&1 &
-app=$!
-trap 'kill $app 2>/dev/null || true' EXIT
-kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+pids+=($!)
 echo "| binary | round | bundle bytes | VmRSS / VmHWM when ready (MiB) | VmRSS / VmHWM after load (MiB) |"
 echo "|---|---:|---:|---:|---:|"
 for round in $(seq "$rounds"); do
@@ -60,16 +44,15 @@ port = 8080
 app = "127.0.0.1:$((base + 9))"
 tls = "plaintext"
 TOML
-    SLUICE_WORKERS=2 "$bin" proxy --config "$work/$name.toml" >"$work/$name-$round.log" 2>&1 &
+    SLUICE_WORKERS=2 "$bin" proxy --config "$work/$name.toml" >"$work/raw/$name-$round.log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$base/ready" && break; sleep 0.1; done
-    r0=$(kib $pid VmRSS) h0=$(kib $pid VmHWM)
+    pids+=("$pid")
+    wait_for "http://127.0.0.1:$base/ready" 10
+    read -r r0 h0 < <(mem_of_pid "$pid")
     wrk -t1 -c32 -d3s "http://127.0.0.1:$((base + 1))/api/v1/svc7/items/42/details" >/dev/null 2>&1 || true
-    r1=$(kib $pid VmRSS) h1=$(kib $pid VmHWM)
-    kill $pid
-    wait $pid 2>/dev/null || true
+    read -r r1 h1 < <(mem_of_pid "$pid")
+    stop_pid "$pid"
     awk -v n="$name" -v r="$round" -v b="$(stat -c %s "$work/$name.bundle")" -v a="$r0" -v c="$h0" -v d="$r1" -v e="$h1" \
       'BEGIN { printf "| %s | %s | %d | %.1f / %.1f | %.1f / %.1f |\n", n, r, b, a / 1024, c / 1024, d / 1024, e / 1024 }'
   done
 done
-rm -rf "$work"

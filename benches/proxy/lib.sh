@@ -177,6 +177,25 @@ ticks_of() { # PID: CPU ticks (user + system) and system ticks; 0 0 without a PI
 machine_ticks() { # busy and total ticks over all cores
   awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat
 }
+write_bench_policy() { # ROUTES OUT: the decision benchmarks' ROUTES-route policy (benches/src/lib.rs) into OUT, via a throw-away program built in `work`
+  mkdir -p "$work/bench-policy/src"
+  cat >"$work/bench-policy/Cargo.toml" <<TOML
+[package]
+name = "sluice-bench-policy"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[dependencies]
+sluice-benches = { path = "$root/benches" }
+[workspace]
+TOML
+  echo 'fn main() { print!("{}", sluice_benches::generate(std::env::args().nth(1).unwrap().parse().unwrap())); }' \
+    >"$work/bench-policy/src/main.rs"
+  cp "$root/Cargo.lock" "$work/bench-policy/"
+  cargo build --release -q --manifest-path "$work/bench-policy/Cargo.toml" --target-dir "$root/target"
+  "$root/target/release/sluice-bench-policy" "$1" >"$2"
+}
+
 mem_of_pid() { # PID: VmRSS VmHWM in kB
   awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$1/status"
 }

@@ -273,22 +273,7 @@ if [[ ${MEMORY_BUNDLES:-1} == 1 ]]; then
   "$sluice" compile "$work/policy-mixed.sluice" -o "$work/mixed.bundle" >&2
   memory_run mixed "$work/mixed.bundle" "gen-policy.sh $routes mixed"
   log "writing the decision benchmarks' $routes-route policy (benches/src/lib.rs)"
-  mkdir -p "$work/bench-policy/src"
-  cat >"$work/bench-policy/Cargo.toml" <<TOML
-[package]
-name = "sluice-bench-policy"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-sluice-benches = { path = "$root/benches" }
-[workspace]
-TOML
-  echo 'fn main() { print!("{}", sluice_benches::generate(std::env::args().nth(1).unwrap().parse().unwrap())); }' \
-    >"$work/bench-policy/src/main.rs"
-  cp "$root/Cargo.lock" "$work/bench-policy/"
-  cargo build --release -q --manifest-path "$work/bench-policy/Cargo.toml" --target-dir "$root/target"
-  "$root/target/release/sluice-bench-policy" "$routes" >"$work/policy-benches.sluice"
+  write_bench_policy "$routes" "$work/policy-benches.sluice"
   "$sluice" compile "$work/policy-benches.sluice" -o "$work/benches.bundle" >&2
   memory_run benches "$work/benches.bundle" "benches/src/lib.rs generate($routes)"
 fi

@@ -78,16 +78,7 @@ impl<'a> SpiffeId<'a> {
         {
             return Err(SpiffeIdError::BadTrustDomain);
         }
-        let path_ok = path.is_empty()
-            || path[1..].split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != "."
-                    && seg != ".."
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            });
-        if !path_ok {
+        if !is_valid_path(path.as_bytes()) {
             return Err(SpiffeIdError::BadPath);
         }
         Ok(SpiffeId {
