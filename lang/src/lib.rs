@@ -7,6 +7,7 @@
 pub mod ast;
 mod cst_to_ast;
 pub mod diagnostic;
+pub mod format;
 pub mod parse;
 pub mod render;
 pub mod source;

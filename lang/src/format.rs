@@ -1,0 +1,523 @@
+//! Policy text to canonical policy text: the layout of `sluice fmt`
+//! (spec section 9).
+//!
+//! The parser drops comments, whitespace and `;` (they are silent in the
+//! grammar), so the formatter takes the tokens (the leaves of the concrete
+//! syntax tree) and recovers comments by scanning the gaps between them;
+//! strings are tokens, so a `#` inside `"..."` or `r"..."` is never taken
+//! for a comment. Only whitespace, `;` and comments change: the tokens, and
+//! so the AST and the bundle, stay the same.
+//!
+//! The layout, where the spec leaves it open (see `docs/fmt.md`):
+//! - Two spaces of indentation per block; one space between the tokens of a
+//!   statement, none before and one after `,`; no column alignment.
+//! - A block with no newline between its `{` and `}` (newlines inside
+//!   strings do not count) stays on one line as `{ a  b }`, its statements
+//!   separated by two spaces; an empty block without comments is `{}`; any
+//!   other block has one statement per line. Top-level items always start
+//!   a line.
+//! - A comment after a statement on the same line stays at the end of that
+//!   statement's line (one space before `#`); one after `{` stays after
+//!   `{`. A comment on its own line stays on its own line before the
+//!   statement that follows it, at that statement's indentation; comments
+//!   before `}` stay at the end of the block, at the indentation of its
+//!   statements. A comment inside a statement (between two of its tokens,
+//!   or before the `{` of a block) moves to its own line just before the
+//!   statement. Trailing spaces and tabs of a comment are dropped.
+//! - Blank lines between statements and comments are kept, at most one in a
+//!   row, at the top level and inside blocks alike (as gofmt and rustfmt
+//!   do); none at the start or end of the file or of a block.
+//! - `;` separators are dropped; strings are kept exactly as written.
+//! - The text ends with one newline (an empty policy formats to nothing).
+
+use crate::cst_to_ast::{Rule, SluiceParser};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::parse;
+use crate::source::LineIndex;
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+/// Formats one policy file in the canonical layout.
+///
+/// Errors: the file's syntax diagnostics (as [`parse::parse_str`] gives
+/// them, for file id 0), when it does not parse.
+pub fn format_source(source: &str) -> Result<String, Vec<Diagnostic>> {
+    let (_, diagnostics) = parse::parse_str("input.sluice", source);
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    let tree = Tree::parse(source).map_err(|d| vec![d])?;
+    let mut writer = Writer {
+        tree: &tree,
+        out: String::with_capacity(source.len() + source.len() / 8),
+    };
+    writer.body(&tree.items, 0, tree.tokens.len());
+    Ok(writer.out)
+}
+
+/// The comments of a source text, in order, each from its `#` to the end
+/// of its line with trailing spaces and tabs dropped (as [`format_source`]
+/// writes them). `None` when the text does not parse.
+pub fn comments(source: &str) -> Option<Vec<String>> {
+    let tree = Tree::parse(source).ok()?;
+    Some(
+        tree.gaps
+            .iter()
+            .flat_map(|g| g.trailing.iter().chain(g.own.iter().map(|c| &c.text)))
+            .map(|c| (*c).to_string())
+            .collect(),
+    )
+}
+
+/// The tokens of a source text, in order, each as its rule's name and its
+/// text: two texts with the same tokens parse to the same AST (up to
+/// spans). `None` when the text does not parse.
+pub fn tokens(source: &str) -> Option<Vec<(String, String)>> {
+    let tree = Tree::parse(source).ok()?;
+    Some(
+        tree.tokens
+            .iter()
+            .map(|t| (format!("{:?}", t.rule), source[t.start..t.end].to_string()))
+            .collect(),
+    )
+}
+
+/// One token: a leaf of the concrete syntax tree.
+struct Token {
+    /// Its rule.
+    rule: Rule,
+    /// Byte range in the source.
+    start: usize,
+    end: usize,
+}
+
+/// A comment on its own line.
+struct OwnComment<'a> {
+    /// `#...`, trailing spaces and tabs dropped.
+    text: &'a str,
+    /// Whether a blank line stands before it.
+    blank_before: bool,
+}
+
+/// What stands between two tokens besides whitespace and `;`.
+#[derive(Default)]
+struct Gap<'a> {
+    /// A comment on the same line as the token before.
+    trailing: Option<&'a str>,
+    /// Comments on lines of their own.
+    own: Vec<OwnComment<'a>>,
+    /// Whether a blank line stands before the next token.
+    blank_after: bool,
+    /// Whether the gap holds a newline (outside comments' text).
+    newline: bool,
+}
+
+impl Gap<'_> {
+    /// Whether the gap holds a comment.
+    fn has_comments(&self) -> bool {
+        self.trailing.is_some() || !self.own.is_empty()
+    }
+}
+
+/// A statement or item: its tokens are indices into [`Tree::tokens`].
+enum Node {
+    /// A statement without a block: tokens `first..=last`.
+    Simple { first: usize, last: usize },
+    /// A block: header tokens `first..open`, `{` at `open`, `}` at `close`.
+    Block {
+        first: usize,
+        open: usize,
+        body: Vec<Node>,
+        close: usize,
+    },
+}
+
+impl Node {
+    /// Its first token.
+    fn first(&self) -> usize {
+        match self {
+            Node::Simple { first, .. } | Node::Block { first, .. } => *first,
+        }
+    }
+}
+
+/// A parsed file: tokens, the gaps around them, and the statement tree.
+struct Tree<'a> {
+    /// The source text.
+    text: &'a str,
+    /// Every token, in order.
+    tokens: Vec<Token>,
+    /// `gaps[i]` stands before token `i`; `gaps[tokens.len()]` ends the file.
+    gaps: Vec<Gap<'a>>,
+    /// The top-level items.
+    items: Vec<Node>,
+}
+
+impl<'a> Tree<'a> {
+    /// Parses `text` with the grammar and scans its gaps.
+    fn parse(text: &'a str) -> Result<Self, Diagnostic> {
+        let mut pairs = SluiceParser::parse(Rule::policy, text).map_err(|e| {
+            let index = LineIndex::new(text);
+            let pos = match e.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((s, _)) => s,
+            };
+            let pos = pos.min(text.len());
+            let pos = (0..=pos)
+                .rev()
+                .find(|p| text.is_char_boundary(*p))
+                .unwrap_or(0);
+            Diagnostic::new(
+                Code::Syntax,
+                index.span(text, 0, pos, pos),
+                "the file could not be parsed".to_string(),
+            )
+        })?;
+        let mut tree = Tree {
+            text,
+            tokens: Vec::new(),
+            gaps: Vec::new(),
+            items: Vec::new(),
+        };
+        if let Some(policy) = pairs.next() {
+            for pair in policy.into_inner() {
+                if pair.as_rule() != Rule::EOI {
+                    let node = tree.node(pair);
+                    tree.items.push(node);
+                }
+            }
+        }
+        let mut prev = 0;
+        for i in 0..=tree.tokens.len() {
+            let next = tree.tokens.get(i).map_or(text.len(), |t| t.start);
+            tree.gaps.push(scan_gap(&text[prev..next], i > 0));
+            prev = tree.tokens.get(i).map_or(prev, |t| t.end);
+        }
+        Ok(tree)
+    }
+
+    /// Converts an item or statement pair, collecting its tokens.
+    fn node(&mut self, pair: Pair<'a, Rule>) -> Node {
+        let first = self.tokens.len();
+        let is_block = pair
+            .clone()
+            .into_inner()
+            .any(|p| p.as_rule() == Rule::lbrace);
+        if !is_block {
+            self.leaves(pair);
+            let last = self.tokens.len().saturating_sub(1).max(first);
+            return Node::Simple { first, last };
+        }
+        let mut open = None;
+        let mut close = first;
+        let mut body = Vec::new();
+        for child in pair.into_inner() {
+            match child.as_rule() {
+                Rule::lbrace => {
+                    open = Some(self.tokens.len());
+                    self.leaves(child);
+                }
+                Rule::rbrace => {
+                    close = self.tokens.len();
+                    self.leaves(child);
+                }
+                _ if open.is_some() => {
+                    let node = self.node(child);
+                    body.push(node);
+                }
+                _ => self.leaves(child),
+            }
+        }
+        Node::Block {
+            first,
+            open: open.unwrap_or(first),
+            body,
+            close,
+        }
+    }
+
+    /// Appends the leaves of `pair` to the tokens.
+    fn leaves(&mut self, pair: Pair<'a, Rule>) {
+        let span = pair.as_span();
+        let rule = pair.as_rule();
+        let mut inner = pair.into_inner().peekable();
+        if inner.peek().is_none() {
+            self.tokens.push(Token {
+                rule,
+                start: span.start(),
+                end: span.end(),
+            });
+            return;
+        }
+        for child in inner {
+            self.leaves(child);
+        }
+    }
+
+    /// The text of token `i`.
+    fn token(&self, i: usize) -> &'a str {
+        let t = &self.tokens[i];
+        &self.text[t.start..t.end]
+    }
+
+    /// Whether the block `open..=close` is written on one line: no comment
+    /// inside, and no newline or an empty body.
+    fn one_line(&self, open: usize, close: usize, empty: bool) -> bool {
+        let inner = &self.gaps[open + 1..=close];
+        !inner.iter().any(Gap::has_comments) && (empty || !inner.iter().any(|g| g.newline))
+    }
+}
+
+/// Scans the text between two tokens: whitespace, `;` and comments.
+/// `after_token` is false before the first token (no comment trails it).
+fn scan_gap(gap: &str, after_token: bool) -> Gap<'_> {
+    let mut out = Gap::default();
+    let mut newlines = 0usize;
+    let mut rest = gap;
+    while let Some(c) = rest.chars().next() {
+        if c == '#' {
+            let end = rest.find('\n').unwrap_or(rest.len());
+            let text = rest[..end].trim_end_matches([' ', '\t', '\r', '\x0b', '\x0c']);
+            if after_token && newlines == 0 && out.trailing.is_none() && out.own.is_empty() {
+                out.trailing = Some(text);
+            } else {
+                out.own.push(OwnComment {
+                    text,
+                    blank_before: newlines >= 2,
+                });
+            }
+            newlines = 0;
+            rest = &rest[end..];
+            continue;
+        }
+        if c == '\n' {
+            newlines += 1;
+            out.newline = true;
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out.blank_after = newlines >= 2;
+    out
+}
+
+/// Writes the canonical text of a [`Tree`].
+struct Writer<'t, 'a> {
+    /// What is written.
+    tree: &'t Tree<'a>,
+    /// The text so far.
+    out: String,
+}
+
+impl Writer<'_, '_> {
+    /// Two spaces per level.
+    fn indent(&mut self, depth: usize) {
+        for _ in 0..depth {
+            self.out.push_str("  ");
+        }
+    }
+
+    /// A comment on its own line.
+    fn comment_line(&mut self, depth: usize, text: &str) {
+        self.indent(depth);
+        self.out.push_str(text);
+        self.out.push('\n');
+    }
+
+    /// ` #...` if a comment trails the token before `gap`.
+    fn trailing(&mut self, gap: usize) {
+        if let Some(text) = self.tree.gaps[gap].trailing {
+            self.out.push(' ');
+            self.out.push_str(text);
+        }
+    }
+
+    /// The statements of a block (or the file) at `depth`, then the own-line
+    /// comments of the gap before `close` (the `}`, or the end of the file).
+    fn body(&mut self, nodes: &[Node], depth: usize, close: usize) {
+        let mut first = true;
+        for node in nodes {
+            let gap = &self.tree.gaps[node.first()];
+            for c in &gap.own {
+                if c.blank_before && !first {
+                    self.out.push('\n');
+                }
+                self.comment_line(depth, c.text);
+                first = false;
+            }
+            self.statement(node, depth, gap.blank_after && !first);
+            first = false;
+        }
+        for c in &self.tree.gaps[close].own {
+            if c.blank_before && !first {
+                self.out.push('\n');
+            }
+            self.comment_line(depth, c.text);
+            first = false;
+        }
+    }
+
+    /// One statement on its own line(s) at `depth`, after a blank line if
+    /// `blank`; comments inside it go on lines of their own before it.
+    fn statement(&mut self, node: &Node, depth: usize, blank: bool) {
+        if blank {
+            self.out.push('\n');
+        }
+        let (first, head_end) = match node {
+            Node::Simple { first, last } => (*first, *last),
+            Node::Block { first, open, .. } => (*first, *open),
+        };
+        for gap in first + 1..=head_end {
+            let g = &self.tree.gaps[gap];
+            for text in g.trailing.iter().chain(g.own.iter().map(|c| &c.text)) {
+                self.comment_line(depth, text);
+            }
+        }
+        self.indent(depth);
+        match node {
+            Node::Simple { first, last } => {
+                self.tokens(*first, *last);
+                self.trailing(last + 1);
+            }
+            Node::Block {
+                first,
+                open,
+                body,
+                close,
+            } => {
+                if self.tree.one_line(*open, *close, body.is_empty()) {
+                    self.inline(node);
+                } else {
+                    self.tokens(*first, *open);
+                    self.trailing(open + 1);
+                    self.out.push('\n');
+                    self.body(body, depth + 1, *close);
+                    self.indent(depth);
+                    self.out.push('}');
+                }
+                self.trailing(close + 1);
+            }
+        }
+        self.out.push('\n');
+    }
+
+    /// Tokens `from..=to` separated by one space (none before `,`).
+    fn tokens(&mut self, from: usize, to: usize) {
+        for i in from..=to {
+            if i > from && self.tree.tokens[i].rule != Rule::comma {
+                self.out.push(' ');
+            }
+            self.out.push_str(self.tree.token(i));
+        }
+    }
+
+    /// A statement on one line (a block as `{ a  b }` or `{}`).
+    fn inline(&mut self, node: &Node) {
+        match node {
+            Node::Simple { first, last } => self.tokens(*first, *last),
+            Node::Block {
+                first, open, body, ..
+            } => {
+                self.tokens(*first, *open);
+                if body.is_empty() {
+                    self.out.push('}');
+                    return;
+                }
+                for (i, stmt) in body.iter().enumerate() {
+                    self.out.push_str(if i == 0 { " " } else { "  " });
+                    self.inline(stmt);
+                }
+                self.out.push_str(" }");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(source: &str) -> String {
+        let out = format_source(source).expect("formats");
+        assert_eq!(format_source(&out).expect("reformats"), out, "idempotent");
+        assert_eq!(tokens(&out), tokens(source), "same tokens");
+        assert_eq!(comments(&out), comments(source), "same comments");
+        out
+    }
+
+    #[test]
+    fn one_line_blocks_stay_on_one_line() {
+        assert_eq!(
+            fmt("server web {\n port 80\n route a {   method GET ;path \"/a\"}\n}"),
+            "server web {\n  port 80\n  route a { method GET  path \"/a\" }\n}\n"
+        );
+        assert_eq!(
+            fmt("allow a{to web.api from namespace \"x\",\"y\"}; deny b { to web from any }"),
+            "allow a { to web.api  from namespace \"x\", \"y\" }\ndeny b { to web  from any }\n"
+        );
+        assert_eq!(
+            fmt("server a { route b { path \"/\" } }"),
+            "server a { route b { path \"/\" } }\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_blocks_have_one_statement_per_line() {
+        assert_eq!(
+            fmt("service s { timeout 2s\n    retry { attempts 2  on 5xx ,reset,\n 503 } backend b {\nendpoint 10.0.0.1:80 } }"),
+            "service s {\n  timeout 2s\n  retry {\n    attempts 2\n    on 5xx, reset, 503\n  }\n  backend b {\n    endpoint 10.0.0.1:80\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn empty_blocks() {
+        assert_eq!(fmt("egress {\n\n}\nmesh {  }"), "egress {}\nmesh {}\n");
+        assert_eq!(
+            fmt("egress { # nothing yet\n}"),
+            "egress { # nothing yet\n}\n"
+        );
+        assert_eq!(fmt(""), "");
+        assert_eq!(fmt(" ;\n\n ; "), "");
+    }
+
+    #[test]
+    fn comments_stay_beside_their_statements() {
+        let source = "# header\n\n\n# about web\nserver web { # the web server\n  port 80    # http\n\n\n  # routes:\n  route a {\n    path \"/a#b\" # not r\"#\"\n  }\n  # end of web\n} # after web\n# the end   \n";
+        assert_eq!(
+            fmt(source),
+            "# header\n\n# about web\nserver web { # the web server\n  port 80 # http\n\n  # routes:\n  route a {\n    path \"/a#b\" # not r\"#\"\n  }\n  # end of web\n} # after web\n# the end\n"
+        );
+    }
+
+    #[test]
+    fn comments_inside_a_statement_move_before_it() {
+        assert_eq!(
+            fmt("server web {\n  port 80, # first\n    81 # second\n}\nallow a # a rule\n{ to web\n from any }\n"),
+            "server web {\n  # first\n  port 80, 81 # second\n}\n# a rule\nallow a {\n  to web\n  from any\n}\n"
+        );
+    }
+
+    #[test]
+    fn blank_lines_collapse_to_one() {
+        assert_eq!(
+            fmt("\n\nmesh { default deny }\n\n\n\nserver a {\n\n  port 1\n\n\n  protocol tcp\n\n}\nserver b {}\n\n"),
+            "mesh { default deny }\n\nserver a {\n  port 1\n\n  protocol tcp\n}\nserver b {}\n"
+        );
+    }
+
+    #[test]
+    fn strings_are_kept_as_written() {
+        assert_eq!(
+            fmt("server s { route r { header \"a\\u{41}\\n\" ~ r\"[#]+\"  path \"x\ny\" } }"),
+            "server s { route r { header \"a\\u{41}\\n\" ~ r\"[#]+\"  path \"x\ny\" } }\n"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_diagnostics() {
+        let errors = format_source("server {").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, Code::Syntax);
+        assert!(format_source("server s { route r { path \"\\u{d800}\" } }").is_err());
+        assert_eq!(comments("server {"), None);
+    }
+}
