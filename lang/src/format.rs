@@ -82,6 +82,43 @@ pub fn tokens(source: &str) -> Option<Vec<(String, String)>> {
     )
 }
 
+/// Formats arbitrary bytes (decoded lossily) and checks the formatter's
+/// contract, for fuzzing: the text formats exactly when it parses; the
+/// result formats to itself, has the same tokens (so the same AST, up to
+/// spans) and the same comments in the same order, no trailing spaces,
+/// and ends with one newline unless empty. Panics when a check fails.
+pub fn fuzz_format(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (_, diagnostics) = parse::parse_str("fuzz.sluice", &text);
+    let formatted = match format_source(&text) {
+        Ok(formatted) => formatted,
+        Err(errors) => {
+            assert!(!errors.is_empty(), "an error comes with a diagnostic");
+            assert!(!diagnostics.is_empty(), "a policy that parses formats");
+            return;
+        }
+    };
+    assert!(diagnostics.is_empty(), "a policy that does not parse fails");
+    assert_eq!(
+        format_source(&formatted).as_ref(),
+        Ok(&formatted),
+        "formatting is idempotent"
+    );
+    assert_eq!(tokens(&formatted), tokens(&text), "the tokens are kept");
+    assert_eq!(
+        comments(&formatted),
+        comments(&text),
+        "the comments are kept"
+    );
+    assert!(formatted.is_empty() || formatted.ends_with('\n') && !formatted.ends_with("\n\n"));
+    let tokens = tokens(&text).unwrap_or_default();
+    if !tokens.iter().any(|(_, token)| token.contains('\n')) {
+        for line in formatted.lines() {
+            assert!(!line.ends_with([' ', '\t']), "trailing space in {line:?}");
+        }
+    }
+}
+
 /// One token: a leaf of the concrete syntax tree.
 struct Token {
     /// Its rule.
