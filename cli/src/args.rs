@@ -24,6 +24,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Decide requests given as JSON; print one decision JSON line each.
     Eval(EvalArgs),
+    /// Rewrite policy files in the canonical layout; `--check` lists the files that would change.
+    Fmt(FmtArgs),
     /// Run conformance files; end with `N passed, N failed`.
     Test(TestArgs),
     /// Make development SPIFFE identities: a CA, and SVIDs it signs.
@@ -87,6 +89,23 @@ pub struct CompileArgs {
 pub struct InspectArgs {
     /// A bundle file written by `sluice compile`.
     pub file: PathBuf,
+}
+
+/// Arguments of `sluice fmt`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    sluice fmt policy/                 rewrite every .sluice file under policy/\n  \
+    sluice fmt web.sluice mesh.sluice  rewrite two files\n  \
+    sluice fmt --check policy/         change nothing; list the files that would change\n\
+    Exit status: 0 nothing to change (or all rewritten), 1 --check found files to change, \
+    2 a syntax error (the file is left as it is) or a file that cannot be read or written.")]
+pub struct FmtArgs {
+    /// `.sluice` files, or directories searched recursively for them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write nothing; list the files that would change and exit 1 if there are any.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Arguments of `sluice eval`.

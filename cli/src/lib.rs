@@ -42,6 +42,7 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Compile(a) => cmd::compile::run(a, io),
         args::Command::Inspect(a) => cmd::inspect::run(a, io),
         args::Command::Eval(a) => cmd::eval::run(a, io),
+        args::Command::Fmt(a) => cmd::fmt::run(a, io),
         args::Command::Test(a) => cmd::test::run(a, io),
         args::Command::Identity(a) => cmd::identity::run(a, io),
         args::Command::Proxy(a) => cmd::proxy::run(a, io),

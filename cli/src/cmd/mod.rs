@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod eval;
+pub mod fmt;
 pub mod identity;
 pub mod init;
 pub mod inject;
