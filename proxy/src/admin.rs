@@ -18,6 +18,8 @@ pub(crate) struct Admin {
     pub shared: Arc<Shared>,
     /// The policy's reload and provenance, from a file or a remote source.
     pub policy: Arc<PolicyControl>,
+    /// The candidate bundle's, when one is configured and its source usable.
+    pub candidate: Option<Arc<PolicyControl>>,
 }
 
 impl Admin {
@@ -87,6 +89,7 @@ impl Admin {
                             "signer": from.signer,
                             "fetched_at_unix_ms": from.fetched_at.map(unix_ms),
                             "format": from.format,
+                            "candidate": self.candidate_json(),
                         }),
                     )
                 }
@@ -95,19 +98,36 @@ impl Admin {
                     serde_json::json!({"error": "no valid bundle loaded yet"}),
                 ),
             },
-            (&Method::POST, "/reload") => match self.policy.reload("POST /reload").await {
-                Ok(b) => json(
-                    StatusCode::OK,
-                    serde_json::json!({"hash": b.hash(), "generation": b.generation()}),
-                ),
-                Err(e) => json(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    serde_json::json!({
-                        "error": e,
-                        "serving": self.shared.store.current().map(|b| b.hash().to_owned()),
-                    }),
-                ),
-            },
+            (&Method::POST, "/reload") => {
+                let live = self.policy.reload("POST /reload").await;
+                let candidate = match &self.candidate {
+                    Some(c) => match c.reload("POST /reload").await {
+                        Ok(b) => {
+                            serde_json::json!({"hash": b.hash(), "generation": b.generation()})
+                        }
+                        Err(e) => serde_json::json!({"error": e}),
+                    },
+                    None => serde_json::Value::Null,
+                };
+                match live {
+                    Ok(b) => json(
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "hash": b.hash(),
+                            "generation": b.generation(),
+                            "candidate": candidate,
+                        }),
+                    ),
+                    Err(e) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        serde_json::json!({
+                            "error": e,
+                            "serving": self.shared.store.current().map(|b| b.hash().to_owned()),
+                            "candidate": candidate,
+                        }),
+                    ),
+                }
+            }
             (_, "/metrics" | "/live" | "/ready" | "/policy" | "/reload") => text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed\n".into(),
@@ -117,6 +137,29 @@ impl Admin {
                 "not found; try /metrics, /ready, /live, /policy or POST /reload\n".into(),
             ),
         }
+    }
+}
+
+impl Admin {
+    /// The candidate bundle as `/policy` shows it: its source, the bundle
+    /// loaded (hash, size, generation, load time, and for a remote source
+    /// digest and signer) and the last load's error; `null` without one.
+    fn candidate_json(&self) -> serde_json::Value {
+        let Some(candidate) = &self.shared.candidate else {
+            return serde_json::Value::Null;
+        };
+        let loaded = candidate.store.current();
+        let from = self.candidate.as_ref().map(|c| c.provenance());
+        serde_json::json!({
+            "source": candidate.source,
+            "hash": loaded.as_ref().map(|b| b.hash().to_owned()),
+            "bytes": loaded.as_ref().map(|b| b.len()),
+            "generation": loaded.as_ref().map(|b| b.generation()),
+            "loaded_at_unix_ms": loaded.as_ref().map(|b| unix_ms(b.loaded_at())),
+            "digest": from.as_ref().and_then(|f| f.digest.clone()),
+            "signer": from.as_ref().and_then(|f| f.signer.clone()),
+            "error": candidate.error(),
+        })
     }
 }
 

@@ -2,7 +2,8 @@
 //! identity, and owns the tasks until shutdown.
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::candidate::Candidate;
+use crate::config::{CandidateSource, Config};
 use crate::decision_log::DecisionLog;
 use crate::inbound::Listener;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct Proxy {
     outbound_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     policy: Arc<PolicyControl>,
+    /// The candidate bundle's reload, when one is configured and usable.
+    candidate: Option<Arc<PolicyControl>>,
     tasks: tokio::task::JoinSet<()>,
     /// The threads inbound connections are served on.
     workers: Workers,
@@ -181,8 +184,14 @@ impl Proxy {
                 Some(store)
             }
         };
+        let candidate = config
+            .policy
+            .candidate_source
+            .as_ref()
+            .map(|c| Candidate::new(c.display()));
         let shared = Arc::new(Shared {
             store: store.clone(),
+            candidate: candidate.clone(),
             identity,
             metrics: metrics.clone(),
             decision_log,
@@ -191,6 +200,19 @@ impl Proxy {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
+        let candidate_control = match (&config.policy.candidate_source, candidate) {
+            (Some(source), Some(candidate)) => {
+                start_candidate(
+                    &config,
+                    source,
+                    candidate,
+                    (&loader, compiler.as_ref(), &metrics),
+                    &mut tasks,
+                )
+                .await
+            }
+            _ => None,
+        };
         let policy = match &config.policy.remote {
             Some(remote) => {
                 let remote = RemotePolicy::new(remote.clone(), store, metrics, compiler)
@@ -276,6 +298,7 @@ impl Proxy {
         let admin = Arc::new(Admin {
             shared: shared.clone(),
             policy: policy.clone(),
+            candidate: candidate_control.clone(),
         });
         tasks.spawn(admin.run(admin_listener));
         tracing::info!(admin = %admin_addr, inbound = ?inbound_addrs, outbound = ?outbound_addrs, "proxy started");
@@ -285,6 +308,7 @@ impl Proxy {
             outbound_addrs,
             shared,
             policy,
+            candidate: candidate_control,
             tasks,
             workers,
         })
@@ -339,8 +363,14 @@ impl Proxy {
                 _ = int.recv() => break,
                 _ = hup.recv() => {
                     // a poll that hangs must not keep SIGTERM waiting
+                    let reload = async {
+                        let _ = self.policy.reload("SIGHUP").await;
+                        if let Some(candidate) = &self.candidate {
+                            let _ = candidate.reload("SIGHUP").await;
+                        }
+                    };
                     tokio::select! {
-                        _ = self.policy.reload("SIGHUP") => {}
+                        _ = reload => {}
                         _ = term.recv() => break,
                         _ = int.recv() => break,
                     }
@@ -351,6 +381,56 @@ impl Proxy {
         self.shutdown().await;
         Ok(())
     }
+}
+
+/// Loads the candidate bundle and starts its reloads (the file watcher or
+/// the remote poll); `None` when its remote source cannot be used (a key
+/// file does not read, say): that is logged and shown by `/policy`, and
+/// the proxy serves with the policy alone.
+async fn start_candidate(
+    config: &Config,
+    source: &CandidateSource,
+    candidate: Arc<Candidate>,
+    (loader, compiler, metrics): (&PolicyLoader, Option<&PolicySourceCompiler>, &Arc<Metrics>),
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Option<Arc<PolicyControl>> {
+    let control = match source {
+        CandidateSource::Path(path) => {
+            let reloader = Arc::new(Reloader::for_candidate(
+                path.clone(),
+                loader.clone(),
+                candidate,
+                metrics.clone(),
+            ));
+            let _ = reloader.reload("start").await;
+            if config.policy.watch {
+                let interval = Duration::from_millis(config.policy.watch_interval_ms.max(10));
+                tasks.spawn(reloader.clone().watch(interval));
+            }
+            PolicyControl::File(reloader)
+        }
+        CandidateSource::Remote(remote) => {
+            match RemotePolicy::for_candidate(
+                remote.clone(),
+                candidate.clone(),
+                metrics.clone(),
+                compiler.cloned(),
+            ) {
+                Ok(remote) => {
+                    let remote = Arc::new(remote);
+                    tasks.spawn(remote.clone().run());
+                    PolicyControl::Remote(remote)
+                }
+                Err(message) => {
+                    tracing::error!(error = %message, "the candidate source is unusable; the proxy serves with the policy alone");
+                    metrics.candidate_reloads.inc(["error"]);
+                    candidate.set_error(Some(message));
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Arc::new(control))
 }
 
 fn load_identity_files(files: &FileIdentity, store: &IdentityStore, metrics: &Metrics) -> bool {

@@ -74,6 +74,35 @@ pub struct PolicyConfig {
     /// The remote source and its settings, when `source` is a reference.
     #[serde(skip)]
     pub remote: Option<RemotePolicyConfig>,
+    /// A candidate bundle, decided beside the policy and never enforced:
+    /// a bundle file, a policy source file or folder, or a remote
+    /// reference, as written (see [`PolicyConfig::candidate_source`]).
+    pub candidate: Option<String>,
+    /// Where the candidate comes from, parsed from `candidate`.
+    #[serde(skip)]
+    pub candidate_source: Option<CandidateSource>,
+}
+
+/// Where a candidate bundle comes from.
+#[derive(Clone, Debug)]
+pub enum CandidateSource {
+    /// A compiled bundle file, or a policy source file or folder (compiled
+    /// by the `sluice` binary), resolved against the configuration's folder.
+    Path(PathBuf),
+    /// A registry or HTTP layout, fetched and verified with the policy's
+    /// remote settings (`keys` or `allow-unsigned`, `plain-http`,
+    /// `poll-interval-ms`, …); never cached.
+    Remote(RemotePolicyConfig),
+}
+
+impl CandidateSource {
+    /// The source as `/policy` shows it: a path or a reference.
+    pub fn display(&self) -> String {
+        match self {
+            CandidateSource::Path(p) => p.display().to_string(),
+            CandidateSource::Remote(r) => r.source_text.clone(),
+        }
+    }
 }
 
 /// A policy pulled from a registry or an HTTP image layout.
@@ -374,6 +403,7 @@ impl Config {
             message: e.to_string(),
         })?;
         config.policy.remote = config.policy.remote_source(base)?;
+        config.policy.candidate_source = config.policy.candidate_source(base)?;
         config.resolve(base);
         config.check()?;
         Ok(config)
@@ -476,18 +506,37 @@ impl Config {
 }
 
 impl PolicyConfig {
+    /// Parses `candidate`: a remote reference (with the remote settings
+    /// of `source`), or a path resolved against `base`.
+    fn candidate_source(&self, base: &Path) -> Result<Option<CandidateSource>, ConfigError> {
+        let Some(text) = &self.candidate else {
+            return Ok(None);
+        };
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                message: "`policy.candidate` is empty: write a bundle or policy path, or an `oci://`, `https://` or `http://` reference".into(),
+            });
+        }
+        if is_remote(text) {
+            let mut remote = self.remote_settings(text, "candidate", base)?;
+            remote.cache_dir = None;
+            return Ok(Some(CandidateSource::Remote(remote)));
+        }
+        let path = PathBuf::from(text);
+        Ok(Some(CandidateSource::Path(if path.is_relative() {
+            base.join(path)
+        } else {
+            path
+        })))
+    }
+
     /// Takes a remote reference out of `source` and checks the keys that
     /// go with one; paths are resolved against `base`.
     fn remote_source(&mut self, base: &Path) -> Result<Option<RemotePolicyConfig>, ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid { message });
         let text = match self.source.as_deref().and_then(Path::to_str) {
-            Some(t)
-                if ["oci://", "https://", "http://"]
-                    .iter()
-                    .any(|p| t.starts_with(p)) =>
-            {
-                t.to_owned()
-            }
+            Some(t) if is_remote(t) => t.to_owned(),
+            _ if self.candidate.as_deref().is_some_and(is_remote) => return Ok(None),
             _ => {
                 let written = [
                     ("keys", self.keys.is_some()),
@@ -504,15 +553,29 @@ impl PolicyConfig {
                 ];
                 if let Some((key, _)) = written.iter().find(|(_, w)| *w) {
                     return invalid(format!(
-                        "`policy.{key}` is only for a remote `source` (`oci://`, `https://` or `http://`)"
+                        "`policy.{key}` is only for a remote `source` or `candidate` (`oci://`, `https://` or `http://`)"
                     ));
                 }
                 return Ok(None);
             }
         };
+        let remote = self.remote_settings(&text, "source", base)?;
+        self.source = None;
+        Ok(Some(remote))
+    }
+
+    /// The remote settings for the reference `text` written in `field`.
+    fn remote_settings(
+        &self,
+        text: &str,
+        field: &str,
+        base: &Path,
+    ) -> Result<RemotePolicyConfig, ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid { message });
+        let text = text.to_owned();
         let source = match SourceRef::parse(&text) {
             Ok(s) => s,
-            Err(e) => return invalid(format!("`policy.source`: {e}")),
+            Err(e) => return invalid(format!("`policy.{field}`: {e}")),
         };
         let keys = self.keys.clone().unwrap_or_default();
         let allow_unsigned = self.allow_unsigned.unwrap_or(false);
@@ -554,8 +617,7 @@ impl PolicyConfig {
                 p.clone()
             }
         };
-        self.source = None;
-        Ok(Some(RemotePolicyConfig {
+        Ok(RemotePolicyConfig {
             source_text: text,
             source,
             keys: keys.iter().map(join).collect(),
@@ -566,8 +628,15 @@ impl PolicyConfig {
             max_bundle_bytes,
             plain_http,
             compile_source_on_mismatch: self.compile_source_on_mismatch.unwrap_or(false),
-        }))
+        })
     }
+}
+
+/// Whether a `source` or `candidate` is a remote reference.
+fn is_remote(text: &str) -> bool {
+    ["oci://", "https://", "http://"]
+        .iter()
+        .any(|p| text.starts_with(p))
 }
 
 fn yes() -> bool {

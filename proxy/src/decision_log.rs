@@ -6,14 +6,21 @@
 //! section 10). Values of `authorization`, `proxy-authorization` and
 //! `cookie` headers are replaced by `<redacted>`.
 //!
+//! With a candidate bundle (`[policy] candidate`), a request the candidate
+//! decides differently gets `"candidate_bundle":HASH,"candidate":DECISION`
+//! on its line; an outbound request or connection, which has no line of its
+//! own, gets a line only then, with its request in the outbound form. A
+//! request a bundle cannot decide has `{"error":MESSAGE}` for its decision.
+//!
 //! Requests hand their line to a bounded channel and never wait: one
 //! writer thread appends the lines to the file, and a line that finds the
 //! channel full is dropped and counted.
 
+use crate::candidate::Decided;
 use prometheus_client::metrics::counter::Counter;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
-use sluice_runtime::{wire, Decision};
+use sluice_runtime::{wire, Decision, Outbound};
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::IpAddr;
@@ -68,14 +75,41 @@ impl DecisionLog {
     }
 
     /// Queues one decision for the writer, or counts it as dropped when the
-    /// queue is full.
+    /// queue is full; `candidate` is the candidate bundle's hash and
+    /// decision, when it disagrees.
     pub(crate) fn write(
         &self,
         bundle_hash: &str,
         request: &LoggedRequest<'_>,
         decision: &Decision<'_>,
+        candidate: Option<(&str, &Decided<'_>)>,
     ) {
-        let line = line(bundle_hash, request, decision);
+        self.queue_line(line(bundle_hash, request, decision, candidate));
+    }
+
+    /// Queues the line of an outbound request or connection that the
+    /// candidate bundle (`candidate_hash`) decided differently.
+    pub(crate) fn write_outbound_disagreement(
+        &self,
+        bundle_hash: &str,
+        request: &Outbound<'_>,
+        headers: Option<&http::HeaderMap>,
+        decision: &Decided<'_>,
+        (candidate_hash, candidate): (&str, &Decided<'_>),
+    ) {
+        let record = Record {
+            time_ms: now_ms(),
+            bundle: bundle_hash,
+            request: outbound_json(request, headers),
+            decision: LoggedDecision::of(decision),
+            candidate_bundle: Some(candidate_hash),
+            candidate: Some(LoggedDecision::of(candidate)),
+        };
+        // serializing borrowed fields into a `String` cannot fail
+        self.queue_line(serde_json::to_string(&record).unwrap_or_default());
+    }
+
+    fn queue_line(&self, line: String) {
         if self.queue.try_send(Queued::Line(line)).is_err() {
             self.dropped.inc();
         }
@@ -115,32 +149,78 @@ fn write_lines(mut lines: mpsc::Receiver<Queued>, mut file: impl Write) {
     report(file.flush());
 }
 
-/// One line of the log: the record of one decision, without a newline.
+/// One line of the log: the record of one inbound decision (and the
+/// candidate's, when it disagrees), without a newline.
 pub(crate) fn line(
     bundle_hash: &str,
     request: &LoggedRequest<'_>,
     decision: &Decision<'_>,
+    candidate: Option<(&str, &Decided<'_>)>,
 ) -> String {
-    let time_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let record = Record {
-        time_ms,
+        time_ms: now_ms(),
         bundle: bundle_hash,
         request: request_json(request),
-        decision: wire::Decision::from_runtime(decision),
+        decision: LoggedDecision::of(&Ok(*decision)),
+        candidate_bundle: candidate.map(|(hash, _)| hash),
+        candidate: candidate.map(|(_, d)| LoggedDecision::of(d)),
     };
     // serializing borrowed fields into a `String` cannot fail
     serde_json::to_string(&record).unwrap_or_default()
 }
 
-/// `{"time_ms":…,"bundle":…,"request":…,"decision":…}`.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `{"time_ms":…,"bundle":…,"request":…,"decision":…}`, and the
+/// candidate's hash and decision when it disagrees.
 #[derive(Serialize)]
 struct Record<'r> {
     time_ms: u64,
     bundle: &'r str,
     request: wire::Request<Cow<'r, str>, LoggedHeaders<'r>>,
-    decision: wire::Decision<&'r str>,
+    decision: LoggedDecision<'r>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_bundle: Option<&'r str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate: Option<LoggedDecision<'r>>,
+}
+
+/// A decision as `sluice eval` prints it, or `{"error":MESSAGE}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LoggedDecision<'r> {
+    Decided(wire::Decision<&'r str>),
+    Error { error: String },
+}
+
+impl<'r> LoggedDecision<'r> {
+    fn of(d: &Decided<'r>) -> Self {
+        match d {
+            Ok(d) => LoggedDecision::Decided(wire::Decision::from_runtime(d)),
+            Err(e) => LoggedDecision::Error {
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
+/// An outbound request in `sluice eval`'s request format, borrowing.
+fn outbound_json<'r>(
+    r: &Outbound<'r>,
+    headers: Option<&'r http::HeaderMap>,
+) -> wire::Request<Cow<'r, str>, LoggedHeaders<'r>> {
+    wire::Request::Outbound(wire::OutboundRequest {
+        authority: r.authority.map(Cow::Borrowed),
+        ip: r.ip,
+        port: r.port,
+        method: r.http.as_ref().map(|h| Cow::Borrowed(h.method)),
+        path: r.http.as_ref().map(|h| String::from_utf8_lossy(h.path)),
+        headers: r.http.as_ref().and(headers).map(LoggedHeaders),
+    })
 }
 
 /// An inbound request in `sluice eval`'s request format, borrowing.
@@ -201,7 +281,8 @@ mod tests {
         };
         let mut d = Decision::new(false, Reason::Default);
         d.http_status = Some(403);
-        let v: serde_json::Value = serde_json::from_str(&line("00112233aabbccdd", &r, &d)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line("00112233aabbccdd", &r, &d, None)).unwrap();
         assert_eq!(v["bundle"], "00112233aabbccdd");
         assert_eq!(v["request"]["path"], "/a?b=1");
         assert_eq!(v["request"]["peer"]["ip"], "10.1.2.3");
@@ -246,7 +327,7 @@ mod tests {
         let log = DecisionLog::open(&path, Counter::default()).unwrap();
         let d = Decision::new(true, Reason::Default);
         for _ in 0..100 {
-            log.write("00112233aabbccdd", &tcp_request(), &d);
+            log.write("00112233aabbccdd", &tcp_request(), &d, None);
         }
         log.flush().await;
         let text = std::fs::read_to_string(&path).unwrap();
@@ -269,7 +350,7 @@ mod tests {
         };
         let d = Decision::new(false, Reason::Default);
         for _ in 0..5 {
-            log.write("00112233aabbccdd", &tcp_request(), &d);
+            log.write("00112233aabbccdd", &tcp_request(), &d, None);
         }
         assert_eq!(log.dropped.get(), 3);
     }

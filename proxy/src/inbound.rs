@@ -7,6 +7,7 @@
 //! head is sent, so a reload never changes a request's decision halfway.
 
 use crate::activity::{Activity, Tracked};
+use crate::candidate;
 use crate::config::{AppProtocol, InboundConfig, Protocol, TlsMode};
 use crate::decision_log::LoggedRequest;
 use crate::enforce;
@@ -209,6 +210,7 @@ impl Listener {
             ip,
             identity,
             class: Mutex::new(None),
+            candidate_class: Mutex::new(None),
             activity: activity.clone(),
             upstream_h1: Arc::new(Mutex::new(None)),
         });
@@ -233,6 +235,9 @@ struct Conn {
     identity: Option<String>,
     /// The peer's classification and the bundle generation it was made for.
     class: Mutex<Option<(u64, PeerClass)>>,
+    /// The peer's classification by the candidate bundle, and the
+    /// candidate generation it was made for.
+    candidate_class: Mutex<Option<(u64, PeerClass)>>,
     /// Byte activity and framing of the client side.
     activity: Arc<Activity>,
     /// This connection's own HTTP/1.1 connection to the application: an
@@ -294,7 +299,15 @@ impl Conn {
         })
     }
 
-    fn record(&self, loaded: &LoadedBundle, logged: &LoggedRequest<'_>, d: &Decision<'_>) {
+    /// Counts and logs the decision `d` of `request`, comparing it with
+    /// the candidate bundle's when one is loaded.
+    fn record(
+        &self,
+        loaded: &LoadedBundle,
+        request: &Inbound<'_>,
+        logged: &LoggedRequest<'_>,
+        d: &Decision<'_>,
+    ) {
         let outcome = enforce::outcome(d);
         let labels = [
             d.server.unwrap_or(""),
@@ -338,8 +351,27 @@ impl Conn {
                 if d.allow { "allowed only by audit" } else { "denied" },
             );
         }
-        if let Some(log) = &self.shared.decision_log {
-            log.write(loaded.hash(), logged, d);
+        let log = self.shared.decision_log.as_deref();
+        let candidate = self
+            .shared
+            .candidate
+            .as_ref()
+            .and_then(|c| c.store.current());
+        match candidate {
+            None => {
+                if let Some(log) = log {
+                    log.write(loaded.hash(), logged, d, None);
+                }
+            }
+            Some(c) => {
+                let peer = self.peer();
+                candidate::decide_inbound(&c, &self.candidate_class, &peer, request, |cd| {
+                    let differs = candidate::compare(&self.shared.metrics, &Ok(*d), cd);
+                    if let Some(log) = log {
+                        log.write(loaded.hash(), logged, d, differs.then_some((c.hash(), cd)));
+                    }
+                })
+            }
         }
     }
 }
@@ -413,7 +445,7 @@ fn decide_http(conn: &Conn, loaded: &LoadedBundle, req: &Request<Incoming>) -> V
     };
     conn.decide(loaded, &request, |d, scratch, buf| match d {
         Ok(d) => {
-            conn.record(loaded, &logged, d);
+            conn.record(loaded, &request, &logged, d);
             if !d.allow {
                 return Verdict::Answer(enforce::deny_response(d));
             }
@@ -766,7 +798,7 @@ async fn relay_tcp<IO>(
         conn.decide(loaded, &request, |d, _, _| match d {
             Ok(d) => {
                 if record {
-                    conn.record(loaded, &logged, d);
+                    conn.record(loaded, &request, &logged, d);
                 }
                 (d.allow, d.server.unwrap_or("").to_owned())
             }

@@ -24,7 +24,8 @@
 //! (`enforce`), request bodies as forwarded (`request_body`), `Upgrade`
 //! relays (`upgrade`), the worker threads inbound connections are served on
 //! (`workers`), the admin endpoints (`admin`), what the proxy
-//! reports (`metrics`, `decision_log`) and the assembly of all of it
+//! reports (`metrics`, `decision_log`), the candidate bundle decided
+//! beside the live one (`candidate`) and the assembly of all of it
 //! (`assembly`).
 
 #![warn(unreachable_pub)]
@@ -32,6 +33,7 @@
 mod activity;
 mod admin;
 mod assembly;
+mod candidate;
 pub mod config;
 mod decision_log;
 mod enforce;

@@ -33,9 +33,8 @@ pub(crate) struct LabelledCounters<const N: usize> {
 impl<const N: usize> LabelledCounters<N> {
     /// Counters with these label names.
     pub(crate) fn new(names: [&'static str; N]) -> Self {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         LabelledCounters {
-            id: NEXT_ID.fetch_add(1, Relaxed),
+            id: family_id(),
             names,
             family: Family::default(),
         }
@@ -43,7 +42,11 @@ impl<const N: usize> LabelledCounters<N> {
 
     /// Adds one to the counter of `values`.
     pub(crate) fn inc(&self, values: [&str; N]) {
-        HANDLES.with_borrow_mut(|handles| handles.counter(self, &values).inc());
+        HANDLES.with_borrow_mut(|handles| {
+            handles
+                .counter(self.id, &values, || self.resolve(&values))
+                .inc()
+        });
     }
 
     /// The counter of `values`, from the family (taking its lock).
@@ -51,6 +54,12 @@ impl<const N: usize> LabelledCounters<N> {
         let labels: LabelSet<N> = std::array::from_fn(|i| (self.names[i], values[i].to_owned()));
         self.family.get_or_create_owned(&labels)
     }
+}
+
+/// A new id for a family in the per-thread handle cache.
+fn family_id() -> usize {
+    static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+    NEXT_ID.fetch_add(1, Relaxed)
 }
 
 thread_local! {
@@ -74,27 +83,77 @@ struct Handle {
 }
 
 impl HandleCache {
-    /// The counter of `values` in `counters`, resolved once per thread.
+    /// The counter of `values` in the family `family`, resolved (by
+    /// `resolve`) once per thread.
     fn counter<const N: usize>(
         &mut self,
-        counters: &LabelledCounters<N>,
+        family: usize,
         values: &[&str; N],
+        resolve: impl FnOnce() -> Counter,
     ) -> &Counter {
-        let hash = self.hasher.hash_one((counters.id, values));
+        let hash = self.hasher.hash_one((family, values));
         let found = self.handles.entry(
             hash,
-            |h| h.family == counters.id && h.values.iter().map(|v| &**v).eq(values.iter().copied()),
+            |h| h.family == family && h.values.iter().map(|v| &**v).eq(values.iter().copied()),
             |h| h.hash,
         );
         &found
             .or_insert_with(|| Handle {
-                family: counters.id,
+                family,
                 values: values.iter().map(|v| Box::from(*v)).collect(),
                 hash,
-                counter: counters.resolve(values),
+                counter: resolve(),
             })
             .into_mut()
             .counter
+    }
+}
+
+/// `sluice_candidate_disagreements_total{server, route, live, candidate}`,
+/// counted from the parts of each decision's label (see
+/// [`crate::candidate::label_parts`]), so that a label set seen before on a
+/// thread is counted without building its labels.
+pub(crate) struct DisagreementCounters {
+    id: usize,
+    family: Family<LabelSet<4>, Counter>,
+}
+
+impl Default for DisagreementCounters {
+    fn default() -> Self {
+        DisagreementCounters {
+            id: family_id(),
+            family: Family::default(),
+        }
+    }
+}
+
+impl DisagreementCounters {
+    /// Adds one to the counter of a disagreement on `server` and `route`
+    /// between decisions labelled by the parts `live` and `candidate`.
+    pub(crate) fn inc(&self, server: &str, route: &str, live: [&str; 3], candidate: [&str; 3]) {
+        let values = [
+            server,
+            route,
+            live[0],
+            live[1],
+            live[2],
+            candidate[0],
+            candidate[1],
+            candidate[2],
+        ];
+        HANDLES.with_borrow_mut(|handles| {
+            handles
+                .counter(self.id, &values, || {
+                    let labels: LabelSet<4> = [
+                        ("server", server.to_owned()),
+                        ("route", route.to_owned()),
+                        ("live", crate::candidate::label(live)),
+                        ("candidate", crate::candidate::label(candidate)),
+                    ];
+                    self.family.get_or_create_owned(&labels)
+                })
+                .inc()
+        });
     }
 }
 
@@ -308,6 +367,12 @@ pub(crate) struct Metrics {
     pub outbound_errors: LabelledCounters<1>,
     /// Decision log lines dropped because the log's writer was behind.
     pub decision_log_dropped: Counter,
+    /// Requests and connections also decided by the candidate bundle.
+    pub candidate_decisions: Counter,
+    /// Requests and connections the candidate decided differently.
+    pub candidate_disagreements: DisagreementCounters,
+    /// Candidate bundle loads by result (`ok`, `error`).
+    pub candidate_reloads: LabelledCounters<1>,
     serving: Arc<Serving>,
     registry: Registry,
 }
@@ -334,6 +399,9 @@ impl Default for Metrics {
         let egress = LabelledCounters::new(["kind", "rule", "decision"]);
         let outbound_errors = LabelledCounters::new(["reason"]);
         let decision_log_dropped = Counter::default();
+        let candidate_decisions = Counter::default();
+        let candidate_disagreements = DisagreementCounters::default();
+        let candidate_reloads = LabelledCounters::new(["result"]);
         let serving = Arc::new(Serving {
             bundle: Mutex::new(None),
             policy: Mutex::new(None),
@@ -431,6 +499,21 @@ impl Default for Metrics {
             "Decision log lines dropped because the log's writer was behind.",
             decision_log_dropped.clone(),
         );
+        registry.register(
+            "sluice_candidate_decisions",
+            "Requests and connections also decided by the candidate bundle (not enforced).",
+            candidate_decisions.clone(),
+        );
+        registry.register(
+            "sluice_candidate_disagreements",
+            "Requests and connections the candidate bundle decided differently from the live one.",
+            candidate_disagreements.family.clone(),
+        );
+        registry.register(
+            "sluice_candidate_reloads",
+            "Candidate bundle loads by result.",
+            candidate_reloads.family.clone(),
+        );
         registry.register_collector(Box::new(serving.clone()));
         Metrics {
             requests,
@@ -451,6 +534,9 @@ impl Default for Metrics {
             egress,
             outbound_errors,
             decision_log_dropped,
+            candidate_decisions,
+            candidate_disagreements,
+            candidate_reloads,
             serving,
             registry,
         }

@@ -3,6 +3,7 @@
 //! Reloads are serialized; a new bundle is validated before it is swapped
 //! in, and a bad one leaves the old one serving.
 
+use crate::candidate::Candidate;
 use crate::metrics::Metrics;
 use crate::poll::{FilePoller, Missing};
 use crate::store::{LoadedBundle, PolicyStore};
@@ -21,6 +22,17 @@ pub fn bundle_file_loader() -> PolicyLoader {
     })
 }
 
+/// The bytes of `path` when it is a file that begins with the bundle magic.
+fn read_bundle_file(path: &Path) -> Option<Vec<u8>> {
+    if !path.is_file() {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    bytes
+        .starts_with(&sluice_runtime::bundle::MAGIC)
+        .then_some(bytes)
+}
+
 /// Reloads the policy into the store.
 pub(crate) struct Reloader {
     path: PathBuf,
@@ -28,6 +40,9 @@ pub(crate) struct Reloader {
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     lock: tokio::sync::Mutex<()>,
+    /// Set when this reloader loads the candidate bundle: then it reports
+    /// to the candidate, not to the policy's metrics.
+    candidate: Option<Arc<Candidate>>,
 }
 
 impl Reloader {
@@ -44,7 +59,25 @@ impl Reloader {
             store,
             metrics,
             lock: tokio::sync::Mutex::new(()),
+            candidate: None,
         }
+    }
+
+    /// A reloader of the candidate bundle at `path`: a bundle file is read
+    /// as is, anything else goes through `loader`.
+    pub(crate) fn for_candidate(
+        path: PathBuf,
+        loader: PolicyLoader,
+        candidate: Arc<Candidate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let loader: PolicyLoader = Arc::new(move |path: &Path| match read_bundle_file(path) {
+            Some(bytes) => Ok(bytes),
+            None => loader(path),
+        });
+        let mut reloader = Reloader::new(path, loader, candidate.store.clone(), metrics);
+        reloader.candidate = Some(candidate);
+        reloader
     }
 
     /// The policy file.
@@ -67,6 +100,10 @@ impl Reloader {
         })
         .await
         .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+        if let Some(candidate) = &self.candidate {
+            self.report_candidate(candidate, cause, &result);
+            return result;
+        }
         match &result {
             Ok(loaded) => {
                 self.metrics.bundle_reloads.inc(["ok"]);
@@ -97,6 +134,37 @@ impl Reloader {
             }
         }
         result
+    }
+
+    fn report_candidate(
+        &self,
+        candidate: &Candidate,
+        cause: &'static str,
+        result: &Result<Arc<LoadedBundle>, String>,
+    ) {
+        match result {
+            Ok(loaded) => {
+                self.metrics.candidate_reloads.inc(["ok"]);
+                candidate.set_error(None);
+                tracing::info!(
+                    cause,
+                    candidate = loaded.hash(),
+                    bytes = loaded.len(),
+                    "candidate bundle loaded (decided beside the policy, not enforced)"
+                );
+            }
+            Err(e) => {
+                self.metrics.candidate_reloads.inc(["error"]);
+                candidate.set_error(Some(e.clone()));
+                let serving = self.store.current().map(|b| b.hash().to_owned());
+                tracing::error!(
+                    cause,
+                    error = %e,
+                    candidate = serving.as_deref().unwrap_or("none"),
+                    "candidate bundle rejected; the live policy is not affected"
+                );
+            }
+        }
     }
 
     /// Reloads whenever the policy file's size or modification time changes

@@ -11,6 +11,7 @@
 //! in service serving. Each installed bundle is written to `cache-dir`, so
 //! a proxy restarted while its source is down serves it at once.
 
+use crate::candidate::Candidate;
 use crate::config::RemotePolicyConfig;
 use crate::metrics::{Metrics, PolicyInfo};
 use crate::reload::Reloader;
@@ -76,6 +77,9 @@ pub(crate) struct RemotePolicy {
     provenance: Mutex<Option<Provenance>>,
     /// [`POLL_DEADLINE`], shorter in tests.
     poll_deadline: Duration,
+    /// Set when this source is the candidate bundle's: then it reports to
+    /// the candidate, not to the policy's metrics.
+    candidate: Option<Arc<Candidate>>,
 }
 
 impl RemotePolicy {
@@ -117,6 +121,7 @@ impl RemotePolicy {
             compiler,
             provenance: Mutex::new(None),
             poll_deadline: POLL_DEADLINE,
+            candidate: None,
         };
         if let Some(dir) = remote.config.cache_dir.clone() {
             match remote.load_cache(&dir) {
@@ -129,6 +134,20 @@ impl RemotePolicy {
                 ),
             }
         }
+        Ok(remote)
+    }
+
+    /// The candidate bundle's remote source: verified like the policy's,
+    /// installed into the candidate's store, never cached.
+    pub(crate) fn for_candidate(
+        mut config: RemotePolicyConfig,
+        candidate: Arc<Candidate>,
+        metrics: Arc<Metrics>,
+        compiler: Option<PolicySourceCompiler>,
+    ) -> Result<RemotePolicy, String> {
+        config.cache_dir = None;
+        let mut remote = RemotePolicy::new(config, candidate.store.clone(), metrics, compiler)?;
+        remote.candidate = Some(candidate);
         Ok(remote)
     }
 
@@ -176,8 +195,10 @@ impl RemotePolicy {
             });
         match polled {
             Ok(Polled::Unchanged) => {
-                self.metrics.policy_fetches.inc(["unchanged"]);
-                self.metrics.set_policy_fetch_success(SystemTime::now());
+                if self.candidate.is_none() {
+                    self.metrics.policy_fetches.inc(["unchanged"]);
+                    self.metrics.set_policy_fetch_success(SystemTime::now());
+                }
                 tracing::debug!(cause, source = %self.config.source_text, "policy source unchanged");
                 self.store
                     .current()
@@ -247,10 +268,15 @@ impl RemotePolicy {
         .unwrap_or_else(|e| Err(format!("the install task failed: {e}")))?;
         let (loaded, bytes, artifact_format) = installed;
         let fetched_at = SystemTime::now();
-        self.metrics.policy_fetches.inc(["updated"]);
-        self.metrics.set_policy_fetch_success(fetched_at);
-        self.metrics.bundle_reloads.inc(["ok"]);
-        self.metrics.set_bundle(loaded.hash(), loaded.loaded_at());
+        if let Some(candidate) = &self.candidate {
+            self.metrics.candidate_reloads.inc(["ok"]);
+            candidate.set_error(None);
+        } else {
+            self.metrics.policy_fetches.inc(["updated"]);
+            self.metrics.set_policy_fetch_success(fetched_at);
+            self.metrics.bundle_reloads.inc(["ok"]);
+            self.metrics.set_bundle(loaded.hash(), loaded.loaded_at());
+        }
         self.serve(&digest, signer.clone(), fetched_at, loaded.hash());
         tracing::info!(
             source = %self.config.source_text,
@@ -259,6 +285,7 @@ impl RemotePolicy {
             signer = signer.as_deref().unwrap_or("unsigned"),
             artifact_format,
             bytes = loaded.len(),
+            candidate = self.candidate.is_some(),
             "policy fetched and installed"
         );
         if let Some(dir) = self.config.cache_dir.clone() {
@@ -282,13 +309,15 @@ impl RemotePolicy {
 
     /// Records the bundle in service for `/policy` and `sluice_policy_info`.
     fn serve(&self, digest: &str, signer: Option<String>, fetched_at: SystemTime, hash: &str) {
-        self.metrics.set_policy(PolicyInfo {
-            source: self.config.source_text.clone(),
-            digest: digest.to_owned(),
-            hash: hash.to_owned(),
-            format: FORMAT_VERSION,
-            signer: signer.clone().unwrap_or_default(),
-        });
+        if self.candidate.is_none() {
+            self.metrics.set_policy(PolicyInfo {
+                source: self.config.source_text.clone(),
+                digest: digest.to_owned(),
+                hash: hash.to_owned(),
+                format: FORMAT_VERSION,
+                signer: signer.clone().unwrap_or_default(),
+            });
+        }
         *self.provenance.lock().unwrap_or_else(|e| e.into_inner()) = Some(Provenance {
             source: self.config.source_text.clone(),
             digest: Some(digest.to_owned()),
@@ -300,6 +329,19 @@ impl RemotePolicy {
 
     /// Counts and logs a refusal or an unreachable source; the message.
     fn refused(&self, cause: &'static str, e: &FetchError) -> String {
+        if let Some(candidate) = &self.candidate {
+            self.metrics.candidate_reloads.inc(["error"]);
+            candidate.set_error(Some(e.message.clone()));
+            tracing::error!(
+                cause,
+                source = %self.config.source_text,
+                digest = e.digest.as_deref().unwrap_or(""),
+                result = e.kind.as_str(),
+                error = %e.message,
+                "candidate policy fetch failed; the live policy is not affected"
+            );
+            return e.message.clone();
+        }
         self.metrics.policy_fetches.inc([e.kind.as_str()]);
         let serving = self.store.current().map(|b| b.hash().to_owned());
         tracing::error!(

@@ -1,6 +1,7 @@
 //! Proxy-wide state that every listener shares: the policy, the identity,
 //! metrics, the decision log, limits, the connection count and shutdown.
 
+use crate::candidate::Candidate;
 use crate::config::Limits;
 use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
@@ -15,6 +16,8 @@ use tokio_util::task::TaskTracker;
 pub(crate) struct Shared {
     /// The policy.
     pub store: Arc<PolicyStore>,
+    /// The candidate bundle, decided beside the policy and never enforced.
+    pub candidate: Option<Arc<Candidate>>,
     /// The proxy's identity, when TLS is configured.
     pub identity: Option<Arc<IdentityStore>>,
     /// Counters.

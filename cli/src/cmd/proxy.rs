@@ -5,6 +5,7 @@
 
 use crate::args::ProxyArgs;
 use crate::{policy, Io, EXIT_FAILED, EXIT_IO, EXIT_OK};
+use sluice_proxy::config::CandidateSource;
 use sluice_proxy::{reload, remote, Config, Proxy};
 use std::io;
 use std::path::Path;
@@ -17,11 +18,7 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
         Err(e) => return super::io_failure(io, e),
     };
     init_logging(args.log.as_deref());
-    let loader = if config.policy.source.is_some() {
-        source_loader()
-    } else {
-        reload::bundle_file_loader()
-    };
+    let loader = policy_loader(&config);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Ok(value) = std::env::var("SLUICE_WORKERS") {
         match value.parse::<usize>() {
@@ -59,6 +56,35 @@ pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
             writeln!(io.err, "error: {e}")?;
             Ok(EXIT_FAILED)
         }
+    }
+}
+
+/// The loader the proxy reads its policy files with: compiling a policy
+/// source (the live `source`, or a `candidate` that is not a bundle file;
+/// the proxy reads a candidate bundle file as is), reading a live `bundle`
+/// as is.
+pub fn policy_loader(config: &Config) -> reload::PolicyLoader {
+    let local_candidate = matches!(
+        config.policy.candidate_source,
+        Some(CandidateSource::Path(_))
+    );
+    match (&config.policy.bundle, local_candidate) {
+        (Some(bundle), true) => {
+            let (bundle, read, compile) = (
+                bundle.clone(),
+                reload::bundle_file_loader(),
+                source_loader(),
+            );
+            Arc::new(move |path: &Path| {
+                if path == bundle {
+                    read(path)
+                } else {
+                    compile(path)
+                }
+            })
+        }
+        _ if config.policy.source.is_some() || local_candidate => source_loader(),
+        _ => reload::bundle_file_loader(),
     }
 }
 

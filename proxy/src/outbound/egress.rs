@@ -7,7 +7,7 @@
 
 use super::body::ReplayBody;
 use super::resolve;
-use super::{decide, failure, own, Context, OutBody};
+use super::{decide, decide_compared, failure, own, Context, OutBody};
 use crate::enforce;
 use crate::store::LoadedBundle;
 use bytes::Bytes;
@@ -287,7 +287,7 @@ pub(crate) async fn connect(
             port: None,
             http: None,
         };
-        decide(loaded, &request, |d, _, _| match d {
+        decide_compared(&ctx.shared, loaded, &request, None, |d, _, _| match d {
             Ok(d) => Some((d.allow, d.rule.map(str::to_owned))),
             Err(_) => None,
         })
@@ -402,7 +402,7 @@ pub(crate) async fn transparent_tcp(stream: TcpStream, original: SocketAddr, ctx
             port: Some(original.port()),
             http: None,
         };
-        decide(&loaded, &request, |d, _, _| match d {
+        decide_compared(&ctx.shared, &loaded, &request, None, |d, _, _| match d {
             Ok(d) => (d.allow, d.rule.unwrap_or("").to_owned()),
             Err(_) => (false, String::new()),
         })

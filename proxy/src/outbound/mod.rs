@@ -339,51 +339,57 @@ async fn handle_request_inner(
                 headers: &headers,
             }),
         };
-        decide(&loaded, &request, |d, scratch, buf| match d {
-            Err(_) => Verdict::Answer(enforce::text_response(
-                StatusCode::BAD_REQUEST,
-                "malformed authority\n",
-                "bad-request",
-            )),
-            Ok(d) => {
-                let mut forwarded = || enforce::forwarded_target(&target, scratch, buf);
-                if let Some(service) = d.service_id {
-                    // An allowed service decision always took a route.
-                    let (true, Some(route)) = (d.allow, d.route_id) else {
-                        return Verdict::Answer(enforce::deny_response(d));
-                    };
-                    let routed = Routed {
-                        service,
-                        route,
-                        timeout: d.timeout_ms.map(Duration::from_millis),
-                    };
-                    match forwarded() {
-                        Some(t) => Verdict::Service(routed, t),
-                        None => Verdict::Answer(enforce::deny_response(d)),
-                    }
-                } else {
-                    ctx.shared.metrics.egress.inc([
-                        "http",
-                        d.rule.unwrap_or(""),
-                        if d.allow { "allow" } else { "deny" },
-                    ]);
-                    if !d.allow {
-                        if d.reason != sluice_runtime::Reason::BadPath {
-                            tracing::info!(authority, rule = d.rule.unwrap_or(""), client = %origin.client, "egress denied");
+        decide_compared(
+            &ctx.shared,
+            &loaded,
+            &request,
+            Some(req.headers()),
+            |d, scratch, buf| match d {
+                Err(_) => Verdict::Answer(enforce::text_response(
+                    StatusCode::BAD_REQUEST,
+                    "malformed authority\n",
+                    "bad-request",
+                )),
+                Ok(d) => {
+                    let mut forwarded = || enforce::forwarded_target(&target, scratch, buf);
+                    if let Some(service) = d.service_id {
+                        // An allowed service decision always took a route.
+                        let (true, Some(route)) = (d.allow, d.route_id) else {
+                            return Verdict::Answer(enforce::deny_response(d));
+                        };
+                        let routed = Routed {
+                            service,
+                            route,
+                            timeout: d.timeout_ms.map(Duration::from_millis),
+                        };
+                        match forwarded() {
+                            Some(t) => Verdict::Service(routed, t),
+                            None => Verdict::Answer(enforce::deny_response(d)),
                         }
-                        return Verdict::Answer(enforce::deny_response(d));
-                    }
-                    match forwarded() {
-                        Some(t) => Verdict::Egress(t),
-                        None => Verdict::Answer(enforce::text_response(
-                            StatusCode::BAD_REQUEST,
-                            "bad request path\n",
-                            "bad-path",
-                        )),
+                    } else {
+                        ctx.shared.metrics.egress.inc([
+                            "http",
+                            d.rule.unwrap_or(""),
+                            if d.allow { "allow" } else { "deny" },
+                        ]);
+                        if !d.allow {
+                            if d.reason != sluice_runtime::Reason::BadPath {
+                                tracing::info!(authority, rule = d.rule.unwrap_or(""), client = %origin.client, "egress denied");
+                            }
+                            return Verdict::Answer(enforce::deny_response(d));
+                        }
+                        match forwarded() {
+                            Some(t) => Verdict::Egress(t),
+                            None => Verdict::Answer(enforce::text_response(
+                                StatusCode::BAD_REQUEST,
+                                "bad request path\n",
+                                "bad-path",
+                            )),
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
     };
     // An allowed HTTP/1.1 upgrade: the client's side of it, and a permit
     // for the relay, which outlives this connection's task.
@@ -482,6 +488,38 @@ pub(crate) fn decide<R>(
         };
         let d = bundle.decide_outbound(request, scratch);
         f(&d, scratch, buf)
+    })
+}
+
+/// [`decide`], with the candidate bundle (when one is loaded) deciding
+/// `request` too: a disagreement is counted and logged (`headers` are the
+/// HTTP request's, for the log line). Used for the decision that the
+/// request or connection is enforced by, not for the checks of resolved
+/// addresses that follow it.
+pub(crate) fn decide_compared<R>(
+    shared: &Shared,
+    loaded: &LoadedBundle,
+    request: &OutboundRequest<'_>,
+    headers: Option<&http::HeaderMap>,
+    f: impl FnOnce(&Result<Decision<'_>, RequestError<'_>>, &Scratch, &mut Vec<u8>) -> R,
+) -> R {
+    decide(loaded, request, |d, scratch, buf| {
+        if let Some(c) = shared.candidate.as_ref().and_then(|c| c.store.current()) {
+            crate::candidate::decide_outbound(&c, request, |cd| {
+                if crate::candidate::compare(&shared.metrics, d, cd) {
+                    if let Some(log) = &shared.decision_log {
+                        log.write_outbound_disagreement(
+                            loaded.hash(),
+                            request,
+                            headers,
+                            d,
+                            (c.hash(), cd),
+                        );
+                    }
+                }
+            });
+        }
+        f(d, scratch, buf)
     })
 }
 
