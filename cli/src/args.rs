@@ -28,6 +28,8 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Run conformance files; end with `N passed, N failed`.
     Test(TestArgs),
+    /// Report exactly how NEW decides requests differently from OLD; exit 1 when it does.
+    Diff(DiffArgs),
     /// Make development SPIFFE identities: a CA, and SVIDs it signs.
     Identity(IdentityArgs),
     /// Run the proxy: enforce a policy on real traffic (see the README).
@@ -106,6 +108,21 @@ pub struct FmtArgs {
     /// Write nothing; list the files that would change and exit 1 if there are any.
     #[arg(long)]
     pub check: bool,
+}
+
+/// Arguments of `sluice diff`.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 no differences, 1 differences, 2 an error \
+    (a path that cannot be read, a policy that does not compile, a bad bundle, \
+    or policies too large to diff exactly).")]
+pub struct DiffArgs {
+    /// The old policy (file or directory) or bundle file.
+    pub old: PathBuf,
+    /// The new policy (file or directory) or bundle file.
+    pub new: PathBuf,
+    /// One line per difference: words, or `{"old","new","request"}` JSON.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 /// Arguments of `sluice eval`.

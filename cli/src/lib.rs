@@ -11,6 +11,7 @@ pub mod args;
 pub mod cmd;
 pub mod conformance;
 pub mod decide;
+pub mod diff;
 pub mod explain;
 pub mod json;
 pub mod policy;
@@ -44,6 +45,7 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Eval(a) => cmd::eval::run(a, io),
         args::Command::Fmt(a) => cmd::fmt::run(a, io),
         args::Command::Test(a) => cmd::test::run(a, io),
+        args::Command::Diff(a) => cmd::diff::run(a, io),
         args::Command::Identity(a) => cmd::identity::run(a, io),
         args::Command::Proxy(a) => cmd::proxy::run(a, io),
         args::Command::Init(a) => cmd::init::run(a, io),

@@ -1,6 +1,7 @@
 //! One module per subcommand; each `run` returns the exit status.
 
 pub mod compile;
+pub mod diff;
 pub mod eval;
 pub mod fmt;
 pub mod identity;
