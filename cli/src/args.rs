@@ -152,6 +152,12 @@ pub struct TestArgs {
     /// Conformance `.toml` files, or directories searched recursively for them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Also list each policy's routes, rules and egress rules that no case took.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Format of the coverage report: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = Format::Human, requires = "coverage")]
+    pub format: Format,
 }
 
 /// Arguments of `sluice identity`.
@@ -545,6 +551,16 @@ mod tests {
             panic!()
         };
         assert_eq!(a.paths.len(), 2);
+        assert!(!a.coverage);
+        let Command::Test(a) = parse(&["test", "a", "--coverage", "--format", "json"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(a.coverage);
+        assert_eq!(a.format, Format::Json);
+        assert!(parse(&["test", "a", "--format", "json"]).is_err());
     }
 }
 

@@ -19,15 +19,20 @@
 //! Every case and every expected diagnostic counts as one. Unknown keys are
 //! failures (they are usually typos). The policy of a `policy` string is
 //! shown as `<policy>`.
+//!
+//! Each file whose cases ran also has a [`Coverage`]: the routes, rules and
+//! egress rules of its policy, and whether some case's decision named them
+//! (`sluice test --coverage`, defined in `docs/coverage.md`).
 
 use crate::decide::Decider;
 use crate::json::{self, DecisionJson, DecisionJsonExt, DECISION_FIELDS};
 use crate::policy::{self, Parsed};
 use serde_json::Value;
 use sluice_compiler::Config;
-use sluice_lang::ast::SourceFile;
-use sluice_lang::Diagnostic;
+use sluice_lang::ast::{EgressStmt, Item, ServerStmt, ServiceStmt, SourceFile, Span};
+use sluice_lang::{Diagnostic, Policy};
 use sluice_runtime::{AlignedBytes, NoTrace};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -45,6 +50,8 @@ pub struct Outcome {
     pub messages: Vec<String>,
     /// Conformance files run.
     pub files: usize,
+    /// Coverage of each file whose cases ran, in the order they ran.
+    pub coverage: Vec<Coverage>,
 }
 
 impl Outcome {
@@ -63,6 +70,7 @@ impl Outcome {
         self.failed += other.failed;
         self.messages.extend(other.messages);
         self.files += other.files;
+        self.coverage.extend(other.coverage);
     }
 }
 
@@ -306,22 +314,27 @@ fn run_cases(display: &str, parsed: &Parsed, cases: &[&toml::Table], outcome: &m
         }
     };
     let mut decider = Decider::new(&bundle);
+    let mut taken = Taken::default();
     for (i, case) in cases.iter().enumerate() {
         let name = match case.get("name") {
             Some(toml::Value::String(s)) => format!("case `{s}`"),
             _ => format!("case #{}", i + 1),
         };
-        let problems = run_case(&mut decider, case);
+        let problems = run_case(&mut decider, case, &mut taken);
         if problems.is_empty() {
             outcome.pass();
         } else {
             outcome.fail(format!("{display}: {name}: {}", problems.join("; ")));
         }
     }
+    outcome
+        .coverage
+        .push(Coverage::of(display, &parsed.policy, &taken));
 }
 
-/// The problems of one case (empty when it passes).
-fn run_case(decider: &mut Decider<'_, '_>, case: &toml::Table) -> Vec<String> {
+/// The problems of one case (empty when it passes); what its decision
+/// named goes into `taken`.
+fn run_case(decider: &mut Decider<'_, '_>, case: &toml::Table, taken: &mut Taken) -> Vec<String> {
     if let Some(key) = case.keys().find(|k| !CASE_KEYS.contains(&k.as_str())) {
         return vec![format!("unknown key `{key}`")];
     }
@@ -339,7 +352,13 @@ fn run_case(decider: &mut Decider<'_, '_>, case: &toml::Table) -> Vec<String> {
         .map_err(|e| e.to_string())
         .and_then(|v| json::request_from_value(&v))
         .map_err(|e| format!("bad request: {e}"))
-        .and_then(|r| decider.decide(&r, &mut NoTrace).map_err(|e| e.to_string()));
+        .and_then(|r| {
+            let decision = decider
+                .decide(&r, &mut NoTrace)
+                .map_err(|e| e.to_string())?;
+            taken.add(matches!(r, json::Request::Inbound(_)), &decision);
+            Ok(decision)
+        });
     check_expect(expect, &result)
 }
 
@@ -411,6 +430,257 @@ pub fn expected_matches(expected: &Value, actual: &Value) -> bool {
                     .all(|(k, x)| b.get(k).is_some_and(|y| expected_matches(x, y)))
         }
         (a, b) => a == b,
+    }
+}
+
+/// Whether a route belongs to a server or to a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteOwner {
+    /// `server NAME { route ... }`, named by inbound decisions.
+    Server,
+    /// `service NAME { route ... }`, named by outbound decisions.
+    Service,
+}
+
+/// What the decisions of a file's cases named.
+#[derive(Debug, Default)]
+struct Taken {
+    routes: HashSet<(RouteOwner, String, String)>,
+    rules: HashSet<String>,
+    egress_rules: HashSet<String>,
+}
+
+impl Taken {
+    /// Records the route and rule a decision names; the rule of an outbound
+    /// decision is an egress rule.
+    fn add(&mut self, inbound: bool, d: &DecisionJson) {
+        let owner = match (&d.server, &d.service) {
+            (Some(server), _) => Some((RouteOwner::Server, server)),
+            (None, Some(service)) => Some((RouteOwner::Service, service)),
+            (None, None) => None,
+        };
+        if let (Some((owner, parent)), Some(route)) = (owner, &d.route) {
+            self.routes.insert((owner, parent.clone(), route.clone()));
+        }
+        if let Some(rule) = &d.rule {
+            let rules = if inbound {
+                &mut self.rules
+            } else {
+                &mut self.egress_rules
+            };
+            rules.insert(rule.clone());
+        }
+    }
+}
+
+/// A declared route, rule or egress rule and whether a case took it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoveredItem {
+    /// For a route, whether its parent is a server or a service.
+    pub owner: Option<RouteOwner>,
+    /// For a route, its server or service.
+    pub parent: Option<String>,
+    /// The route's or rule's name.
+    pub name: String,
+    /// The policy source file it is declared in.
+    pub source: String,
+    /// The 1-based line of its `route`, `allow` or `deny` keyword.
+    pub line: u32,
+    /// Whether some case's decision named it.
+    pub taken: bool,
+}
+
+impl CoveredItem {
+    /// `web.metrics` for a route, the name for a rule.
+    pub fn display_name(&self) -> String {
+        match &self.parent {
+            Some(parent) => format!("{parent}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The routes, rules and egress rules of one conformance file's policy, in
+/// declaration order, each marked taken or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    /// The conformance file, as displayed in results.
+    pub file: String,
+    /// Whether the policy has more than one source file.
+    pub many_sources: bool,
+    /// Server and service routes (not the implicit route of a server without routes).
+    pub routes: Vec<CoveredItem>,
+    /// Inbound `allow`/`deny` rules.
+    pub rules: Vec<CoveredItem>,
+    /// Rules of the `egress` block.
+    pub egress_rules: Vec<CoveredItem>,
+}
+
+impl Coverage {
+    /// The items of `policy`, marked with what `taken` holds.
+    fn of(file: &str, policy: &Policy, taken: &Taken) -> Coverage {
+        let source = |span: &Span| {
+            policy
+                .files
+                .get(span.file as usize)
+                .map_or_else(|| "?".to_string(), |f| f.path.clone())
+        };
+        let item = |owner: Option<RouteOwner>,
+                    parent: Option<&str>,
+                    name: &str,
+                    span: &Span,
+                    taken: bool| {
+            CoveredItem {
+                owner,
+                parent: parent.map(str::to_string),
+                name: name.to_string(),
+                source: source(span),
+                line: span.line,
+                taken,
+            }
+        };
+        let route = |owner: RouteOwner, parent: &str, r: &sluice_lang::ast::Route| {
+            let key = (owner, parent.to_string(), r.name.node.clone());
+            item(
+                Some(owner),
+                Some(parent),
+                &r.name.node,
+                &r.span,
+                taken.routes.contains(&key),
+            )
+        };
+        let mut coverage = Coverage {
+            file: file.to_string(),
+            many_sources: policy.files.len() > 1,
+            routes: Vec::new(),
+            rules: Vec::new(),
+            egress_rules: Vec::new(),
+        };
+        for it in &policy.items {
+            match it {
+                Item::Server(s) => {
+                    for stmt in &s.stmts {
+                        if let ServerStmt::Route(r) = &stmt.node {
+                            coverage
+                                .routes
+                                .push(route(RouteOwner::Server, &s.name.node, r));
+                        }
+                    }
+                }
+                Item::Service(s) => {
+                    for stmt in &s.stmts {
+                        if let ServiceStmt::Route(r) = &stmt.node {
+                            coverage
+                                .routes
+                                .push(route(RouteOwner::Service, &s.name.node, r));
+                        }
+                    }
+                }
+                Item::Rule(r) => {
+                    let name = &r.name.node;
+                    coverage.rules.push(item(
+                        None,
+                        None,
+                        name,
+                        &r.span,
+                        taken.rules.contains(name),
+                    ));
+                }
+                Item::Egress(e) => {
+                    for stmt in &e.stmts {
+                        if let EgressStmt::Rule(r) = &stmt.node {
+                            let name = &r.name.node;
+                            let hit = taken.egress_rules.contains(name);
+                            coverage
+                                .egress_rules
+                                .push(item(None, None, name, &r.span, hit));
+                        }
+                    }
+                }
+                Item::Mesh(_) => {}
+            }
+        }
+        coverage
+    }
+
+    /// The human report: a header line with the counts, then one indented
+    /// line per item no case took, e.g. `  route web.metrics (line 7)`.
+    pub fn to_text(&self) -> String {
+        let lists = [
+            ("route", &self.routes),
+            ("rule", &self.rules),
+            ("egress rule", &self.egress_rules),
+        ];
+        let counts: Vec<String> = lists
+            .iter()
+            .map(|(what, items)| {
+                let untaken = items.iter().filter(|i| !i.taken).count();
+                format!("{untaken} of {}", policy::plural(items.len(), what))
+            })
+            .collect();
+        let any = lists
+            .iter()
+            .any(|(_, items)| items.iter().any(|i| !i.taken));
+        let mut text = format!(
+            "coverage {}: {} not taken{}",
+            self.file,
+            counts.join(", "),
+            if any { ":" } else { "" }
+        );
+        for (what, items) in lists {
+            for i in items.iter().filter(|i| !i.taken) {
+                let at = if self.many_sources {
+                    format!("{}:{}", i.source, i.line)
+                } else {
+                    format!("line {}", i.line)
+                };
+                text.push_str(&format!("\n  {what} {} ({at})", i.display_name()));
+            }
+        }
+        text
+    }
+
+    /// The JSON report: `{"file", "routes", "rules", "egress_rules"}`, each
+    /// list `{"total", "taken", "untaken": [...]}`; an untaken route is
+    /// `{"server" or "service", "route", "source", "line"}`, a rule
+    /// `{"rule", "source", "line"}`.
+    pub fn to_json(&self) -> Value {
+        let list = |items: &[CoveredItem]| {
+            let untaken: Vec<Value> = items
+                .iter()
+                .filter(|i| !i.taken)
+                .map(|i| {
+                    let mut o = serde_json::Map::new();
+                    match (i.owner, &i.parent) {
+                        (Some(owner), Some(parent)) => {
+                            let key = match owner {
+                                RouteOwner::Server => "server",
+                                RouteOwner::Service => "service",
+                            };
+                            o.insert(key.into(), parent.clone().into());
+                            o.insert("route".into(), i.name.clone().into());
+                        }
+                        _ => {
+                            o.insert("rule".into(), i.name.clone().into());
+                        }
+                    }
+                    o.insert("source".into(), i.source.clone().into());
+                    o.insert("line".into(), i.line.into());
+                    Value::Object(o)
+                })
+                .collect();
+            serde_json::json!({
+                "total": items.len(),
+                "taken": items.len() - untaken.len(),
+                "untaken": untaken,
+            })
+        };
+        serde_json::json!({
+            "file": self.file,
+            "routes": list(&self.routes),
+            "rules": list(&self.rules),
+            "egress_rules": list(&self.egress_rules),
+        })
     }
 }
 
