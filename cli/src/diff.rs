@@ -38,6 +38,17 @@ pub enum DiffError {
     BadBundle(BadBundleError),
     /// A budget was exceeded: no exact answer within it.
     TooLarge(TooLargeError),
+    /// A witness request did not read back as a request (a bug of the diff).
+    Witness(WitnessError),
+}
+
+/// A witness that `eval` would not accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessError {
+    /// The witness JSON.
+    pub request: String,
+    /// Why it was refused.
+    pub message: String,
 }
 
 /// A path that could not be read.
@@ -89,6 +100,11 @@ impl std::fmt::Display for DiffError {
                 f,
                 "the policies are too large to diff exactly: {}",
                 e.message
+            ),
+            DiffError::Witness(e) => write!(
+                f,
+                "internal error: the witness `{}` is not a valid request: {}",
+                e.request, e.message
             ),
         }
     }
@@ -161,9 +177,12 @@ fn diff_named(old: &[u8], new: &[u8], names: [&str; 2]) -> Result<Vec<Entry>, Di
     let mut entries = Vec::new();
     for w in &witnesses {
         let request = request_json(w);
-        let Ok(parsed) = json::request_from_value(&request) else {
-            continue;
-        };
+        let parsed = json::request_from_value(&request).map_err(|message| {
+            DiffError::Witness(WitnessError {
+                request: request.to_string(),
+                message,
+            })
+        })?;
         let (Ok(o), Ok(n)) = (
             deciders[0].decide(&parsed, &mut NoTrace),
             deciders[1].decide(&parsed, &mut NoTrace),
