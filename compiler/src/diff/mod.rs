@@ -384,8 +384,8 @@ fn inbound(
             kinds.push(None);
         }
         let keys = [
-            servers[0].map(|s| routes::SetKey::Server(s)),
-            servers[1].map(|s| routes::SetKey::Server(s)),
+            servers[0].map(routes::SetKey::Server),
+            servers[1].map(routes::SetKey::Server),
         ];
         for o in routes::outcomes(sides, [sets[0], sets[1]], keys, cache)? {
             kinds.push(Some(o));

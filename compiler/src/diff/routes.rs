@@ -43,11 +43,17 @@ struct ValClass {
     value: Option<Vec<u8>>,
 }
 
+/// Header (false) or query (true), the name, and the conditions' keys.
+type ValuesKey = (bool, String, Vec<(usize, u8, u32, Vec<u8>)>);
+
+/// Per path class: each side's candidate ranks, and the path.
+type PathClass = ([Vec<u32>; 2], Vec<u8>);
+
 /// Memoized automata and value classes, shared across route-set pairs.
 #[derive(Default)]
 pub struct Cache {
     literal: HashMap<(usize, SetKey), Option<Rc<Dfa>>>,
-    values: HashMap<(bool, String, String), Rc<Vec<ValClass>>>,
+    values: HashMap<ValuesKey, Rc<Vec<ValClass>>>,
 }
 
 /// Normalized paths (spec section 7): see docs/diff.md.
@@ -108,7 +114,7 @@ fn path_classes(
     sets: [Option<&RouteSet>; 2],
     keys: [Option<SetKey>; 2],
     cache: &mut Cache,
-) -> Result<Vec<([Vec<u32>; 2], Vec<u8>)>, EnumerateError> {
+) -> Result<Vec<PathClass>, EnumerateError> {
     let mut lits: [Option<Rc<Dfa>>; 2] = [None, None];
     for s in 0..2 {
         if let (Some(set), Some(key)) = (sets[s], keys[s]) {
@@ -184,6 +190,21 @@ fn path_classes(
     Ok(out)
 }
 
+/// A condition's side and value, hashable.
+type AtomKey<'a> = (usize, u8, u32, &'a [u8]);
+
+fn atom_key(s: usize, c: &Cond) -> AtomKey<'_> {
+    match &c.value {
+        ValueCond::Exact(v) => (s, 0, 0, v),
+        ValueCond::Regex(r) => (s, 1, *r, &[]),
+        ValueCond::Present => (s, 2, 0, &[]),
+    }
+}
+
+fn owned_key(k: AtomKey<'_>) -> (usize, u8, u32, Vec<u8>) {
+    (k.0, k.1, k.2, k.3.to_vec())
+}
+
 fn value_classes(
     sides: &[Side<'_>; 2],
     query: bool,
@@ -191,7 +212,11 @@ fn value_classes(
     atoms: &[(usize, Cond)],
     cache: &mut Cache,
 ) -> Result<Rc<Vec<ValClass>>, EnumerateError> {
-    let key = (query, name.to_string(), format!("{atoms:?}"));
+    let key = (
+        query,
+        name.to_string(),
+        atoms.iter().map(|(s, c)| owned_key(atom_key(*s, c))).collect(),
+    );
     if let Some(v) = cache.values.get(&key) {
         return Ok(v.clone());
     }
@@ -312,8 +337,8 @@ pub fn outcomes(
         let mut methods = BTreeSet::new();
         let mut headers = BTreeSet::from(["content-type".to_string()]);
         let mut queries = BTreeSet::new();
-        for s in 0..2 {
-            for &r in &cands[s] {
+        for (s, side_cands) in cands.iter().enumerate() {
+            for &r in side_cands {
                 let Some(r) = route(s, r) else { continue };
                 methods.extend(r.methods.iter().cloned());
                 headers.extend(r.headers.iter().map(|c| c.name.clone()));
@@ -326,15 +351,50 @@ pub fn outcomes(
             .find(|m| !methods.contains(**m))
             .map_or("X-OTHER".to_string(), |m| m.to_string());
         method_classes.push(other);
+        let dims: Vec<(bool, String)> = headers
+            .into_iter()
+            .map(|h| (false, h))
+            .chain(queries.into_iter().map(|q| (true, q)))
+            .collect();
+        // Per candidate, the last dimension (0 the method, then `dims`
+        // from 1) in which it has a condition: once past it, a surviving
+        // candidate is certain to hold, and those after it never matter.
+        let last_dim = [0, 1].map(|s| {
+            cands[s]
+                .iter()
+                .map(|&r| {
+                    route(s, r).map_or(0, |r| {
+                        dims.iter()
+                            .enumerate()
+                            .filter(|(_, (q, n))| {
+                                (if *q { &r.queries } else { &r.headers })
+                                    .iter()
+                                    .any(|c| &c.name == n)
+                            })
+                            .map(|(i, _)| i + 1)
+                            .max()
+                            .unwrap_or(0)
+                    })
+                })
+                .collect::<Vec<usize>>()
+        });
+        let settle = |alive: &mut [Vec<bool>; 2], done: usize| {
+            for s in 0..2 {
+                if let Some(i) = (0..alive[s].len()).find(|&i| alive[s][i] && last_dim[s][i] <= done) {
+                    alive[s][i + 1..].iter_mut().for_each(|a| *a = false);
+                }
+            }
+        };
         let mut states: Vec<State> = Vec::new();
         let mut keyset = HashSet::new();
         for m in method_classes {
-            let alive = [0, 1].map(|s| {
+            let mut alive = [0, 1].map(|s| {
                 cands[s]
                     .iter()
                     .map(|&r| route(s, r).is_some_and(|r| r.methods.is_empty() || r.methods.contains(&m)))
                     .collect::<Vec<bool>>()
             });
+            settle(&mut alive, 0);
             if keyset.insert((alive.clone(), false)) {
                 states.push(State {
                     alive,
@@ -345,47 +405,52 @@ pub fn outcomes(
                 });
             }
         }
-        let dims: Vec<(bool, String)> = headers
-            .into_iter()
-            .map(|h| (false, h))
-            .chain(queries.into_iter().map(|q| (true, q)))
-            .collect();
-        for (query, name) in dims {
+        for (d, (query, name)) in dims.iter().enumerate() {
+            let (query, name) = (*query, name.clone());
             let mut atoms: Vec<(usize, Cond)> = Vec::new();
-            for s in 0..2 {
-                for &r in &cands[s] {
+            let mut atom_of: HashMap<AtomKey<'_>, usize> = HashMap::new();
+            for (s, side_cands) in cands.iter().enumerate() {
+                for &r in side_cands {
                     let Some(r) = route(s, r) else { continue };
                     for c in if query { &r.queries } else { &r.headers } {
-                        if c.name == name && !atoms.iter().any(|(s2, c2)| *s2 == s && c2 == c) {
-                            atoms.push((s, c.clone()));
+                        if c.name == name {
+                            atom_of.entry(atom_key(s, c)).or_insert_with(|| {
+                                atoms.push((s, c.clone()));
+                                atoms.len() - 1
+                            });
                         }
                     }
                 }
             }
             let vals = value_classes(sides, query, &name, &atoms, cache)?;
+            // Per candidate, the atoms of its conditions on this name.
+            let cond_atoms = [0, 1].map(|s| {
+                cands[s]
+                    .iter()
+                    .map(|&r| {
+                        route(s, r).map_or(Vec::new(), |r| {
+                            (if query { &r.queries } else { &r.headers })
+                                .iter()
+                                .filter(|c| c.name == name)
+                                .filter_map(|c| atom_of.get(&atom_key(s, c)).copied())
+                                .collect::<Vec<usize>>()
+                        })
+                    })
+                    .collect::<Vec<Vec<usize>>>()
+            });
             let mut next = Vec::new();
             let mut keyset = HashSet::new();
             for st in &states {
                 for v in vals.iter() {
                     let alive = [0, 1].map(|s| {
-                        cands[s]
+                        cond_atoms[s]
                             .iter()
                             .zip(&st.alive[s])
-                            .map(|(&r, &a)| {
-                                a && route(s, r).is_some_and(|r| {
-                                    (if query { &r.queries } else { &r.headers })
-                                        .iter()
-                                        .filter(|c| c.name == name)
-                                        .all(|c| {
-                                            atoms
-                                                .iter()
-                                                .position(|(s2, c2)| *s2 == s && c2 == c)
-                                                .is_some_and(|i| v.sat[i])
-                                        })
-                                })
-                            })
+                            .map(|(ks, &a)| a && ks.iter().all(|&k| v.sat[k]))
                             .collect::<Vec<bool>>()
                     });
+                    let mut alive = alive;
+                    settle(&mut alive, d + 1);
                     let grpc = st.grpc || v.grpc;
                     if !keyset.insert((alive.clone(), grpc)) {
                         continue;
