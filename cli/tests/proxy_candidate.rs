@@ -2,7 +2,8 @@
 //! candidate differs from the live policy on one route; requests on every
 //! route are enforced by the live policy, and exactly the requests the
 //! candidate decides differently are counted and logged with both
-//! decisions, as `sluice eval` under each policy decides them.
+//! decisions, as `sluice eval` under each policy decides them and as
+//! `sluice diff` of the two policies predicts.
 
 mod support;
 
@@ -267,6 +268,26 @@ fn disagreements_are_counted_and_logged_as_eval_decides_them() {
     }
     // The policies differ on `/admin` only: three of the seven requests.
     let admin_requests = PATHS.iter().filter(|p| p.starts_with("/admin")).count();
+
+    // `sluice diff` predicts the same: each logged (live, candidate) pair
+    // of a disagreement is one of its entries, and each request whose pair
+    // of decisions is among its entries was logged as a disagreement.
+    let entries =
+        sluice_cli::diff::diff_paths(&dir.path("live.bundle"), &dir.path("candidate.sluice"))
+            .unwrap_or_else(|e| panic!("sluice diff: {e:?}"));
+    assert!(!entries.is_empty());
+    let predicted: Vec<(&Value, &Value)> = entries.iter().map(|e| (&e.old, &e.new)).collect();
+    for line in &log {
+        let pair = (
+            &line["decision"],
+            line.get("candidate").unwrap_or(&line["decision"]),
+        );
+        assert_eq!(
+            predicted.contains(&pair),
+            line.get("candidate").is_some(),
+            "{line} against diff's {predicted:?}"
+        );
+    }
     assert_eq!(expected_counts.values().sum::<u64>(), admin_requests as u64);
     assert_eq!(
         expected_counts.keys().collect::<Vec<_>>(),
@@ -347,5 +368,57 @@ fn a_candidate_that_does_not_load_leaves_the_proxy_serving() {
     let log = log_lines(&dir.path("decisions.jsonl"), 1);
     assert_eq!(log.len(), 1);
     assert!(log[0].get("candidate").is_none(), "{:?}", log[0]);
+    runtime.block_on(proxy.shutdown());
+}
+
+#[test]
+fn outbound_disagreements_are_counted_and_logged() {
+    let dir = Dir::new("proxy-candidate-outbound");
+    std::fs::write(dir.path("live.sluice"), "egress { default allow }\n").unwrap();
+    std::fs::write(dir.path("candidate.sluice"), "egress { default deny }\n").unwrap();
+    // The live policy as source, the candidate as a bundle: read as is.
+    compile(&dir.path("candidate.sluice"), &dir.path("candidate.bundle"));
+    let app = app();
+    let toml = "[policy]\nsource = \"live.sluice\"\ncandidate = \"candidate.bundle\"\nwatch = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[[outbound]]\nlisten = \"127.0.0.1:0\"\n[log]\ndecision-log = \"decisions.jsonl\"\n";
+    let (runtime, proxy) = start(&dir, toml);
+    let (out, admin) = (proxy.outbound_addrs()[0], proxy.admin_addr());
+    // Enforced by the live policy: allowed.
+    let (status, body) = request(out, "GET", &format!("http://{app}/x"));
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (_, metrics) = request(admin, "GET", "/metrics");
+    assert_eq!(
+        metric(&metrics, "sluice_candidate_decisions_total"),
+        Some(1),
+        "{metrics}"
+    );
+    let series = "sluice_candidate_disagreements_total{server=\"\",route=\"\",live=\"allow:default\",candidate=\"deny:default\"}";
+    assert_eq!(metric(&metrics, series), Some(1), "{metrics}");
+    // The one line: the outbound request with both decisions, as
+    // `sluice eval` and `sluice diff` have them.
+    let log = log_lines(&dir.path("decisions.jsonl"), 1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    let line = &log[0];
+    assert_eq!(line["request"]["direction"], "outbound", "{line}");
+    assert_eq!(line["request"]["authority"], app.to_string());
+    assert_eq!(line["request"]["path"], "/x");
+    let request = line["request"].clone();
+    assert_eq!(
+        line["decision"],
+        eval(&dir.path("live.sluice"), std::slice::from_ref(&request))[0]
+    );
+    assert_eq!(
+        line["candidate"],
+        eval(&dir.path("candidate.sluice"), &[request])[0]
+    );
+    let entries =
+        sluice_cli::diff::diff_paths(&dir.path("live.sluice"), &dir.path("candidate.bundle"))
+            .unwrap_or_else(|e| panic!("sluice diff: {e:?}"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.old == line["decision"] && e.new == line["candidate"]),
+        "{line} against {:?}",
+        entries.iter().map(|e| (&e.old, &e.new)).collect::<Vec<_>>()
+    );
     runtime.block_on(proxy.shutdown());
 }

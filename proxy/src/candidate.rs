@@ -16,7 +16,28 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 /// A decision, or why the request could not be decided.
-pub(crate) type Decided<'a> = Result<Decision<'a>, RequestError<'a>>;
+pub type Decided<'a> = Result<Decision<'a>, RequestError<'a>>;
+
+/// The comparison the proxy makes for each request a candidate bundle
+/// also decides, counted into counters of its own: for the allocation test
+/// and the cost benchmark (`benches/examples/candidate_cost.rs`).
+#[derive(Default)]
+pub struct Comparison {
+    metrics: Metrics,
+}
+
+impl Comparison {
+    /// Compares the live and candidate results of one request and counts
+    /// them as the proxy does; whether they differ.
+    pub fn compare(&self, live: &Decided<'_>, candidate: &Decided<'_>) -> bool {
+        compare(&self.metrics, live, candidate)
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.metrics.render()
+    }
+}
 
 /// The candidate bundle and how its loading went.
 pub(crate) struct Candidate {

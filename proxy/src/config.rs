@@ -800,6 +800,83 @@ tls = "plaintext"
     }
 
     #[test]
+    fn a_candidate_is_a_path_or_a_remote_reference() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/sluice")).unwrap();
+        assert!(c.policy.candidate_source.is_none());
+        let text = MINIMAL.replace(
+            "bundle = \"p.bundle\"\n",
+            "bundle = \"p.bundle\"\ncandidate = \"next/policy\"\n",
+        );
+        let c = Config::parse(&text, Path::new("/etc/sluice")).unwrap();
+        let Some(CandidateSource::Path(p)) = &c.policy.candidate_source else {
+            panic!("{:?}", c.policy.candidate_source)
+        };
+        assert_eq!(p, Path::new("/etc/sluice/next/policy"));
+        assert_eq!(
+            c.policy.candidate_source.unwrap().display(),
+            "/etc/sluice/next/policy"
+        );
+
+        // A remote candidate beside a local policy takes the remote
+        // settings, and is never cached.
+        let text = "[policy]\nsource = \"policy.sluice\"\ncandidate = \"oci://127.0.0.1:5000/team/policy:v2\"\nkeys = [\"signer.pub\"]\nplain-http = true\ncache-dir = \"cache\"\npoll-interval-ms = 500\n";
+        let c = Config::parse(text, Path::new("/etc/sluice")).unwrap();
+        assert!(c.policy.remote.is_none());
+        assert_eq!(c.policy_path(), Path::new("/etc/sluice/policy.sluice"));
+        let Some(CandidateSource::Remote(r)) = c.policy.candidate_source else {
+            panic!("not remote")
+        };
+        assert_eq!(r.source_text, "oci://127.0.0.1:5000/team/policy:v2");
+        assert_eq!(r.keys, [PathBuf::from("/etc/sluice/signer.pub")]);
+        assert!(r.plain_http && r.cache_dir.is_none());
+        assert_eq!(r.poll_interval, Duration::from_millis(500));
+
+        // Both remote: the same settings verify both.
+        let text = "[policy]\nsource = \"oci://r.example/p:v1\"\ncandidate = \"https://cdn.example/layouts/p:v2\"\nallow-unsigned = true\ncache-dir = \"cache\"\n";
+        let c = Config::parse(text, Path::new("/etc")).unwrap();
+        let live = c.policy.remote.unwrap();
+        assert_eq!(live.cache_dir, Some(PathBuf::from("/etc/cache")));
+        let Some(CandidateSource::Remote(r)) = c.policy.candidate_source else {
+            panic!("not remote")
+        };
+        assert!(r.allow_unsigned && r.cache_dir.is_none());
+        assert!(matches!(r.source, SourceRef::Http(_)));
+    }
+
+    #[test]
+    fn bad_candidates_are_explained() {
+        let cases = [
+            ("bundle = \"p.bundle\"\ncandidate = \"\"\n", "`policy.candidate` is empty"),
+            ("bundle = \"p.bundle\"\ncandidate = \" \"\n", "`policy.candidate` is empty"),
+            ("bundle = \"p.bundle\"\ncandidate = 3\n", "invalid type: integer `3`, expected a string"),
+            (
+                "bundle = \"p.bundle\"\ncandidate = \"oci://r.example/p:v2\"\n",
+                "a remote policy source needs `keys` to verify its signature, or `allow-unsigned = true`",
+            ),
+            (
+                "bundle = \"p.bundle\"\ncandidate = \"oci://bad ref\"\nallow-unsigned = true\n",
+                "`policy.candidate`: ",
+            ),
+            (
+                "bundle = \"p.bundle\"\ncandidate = \"http://127.0.0.1:8000/layout:v2\"\nallow-unsigned = true\n",
+                "`http://127.0.0.1:8000/layout:v2` is plain HTTP: write `plain-http = true`",
+            ),
+            (
+                "bundle = \"p.bundle\"\ncandidate = \"next.bundle\"\nkeys = [\"a.pub\"]\n",
+                "`policy.keys` is only for a remote `source` or `candidate`",
+            ),
+            ("candidate = \"next.bundle\"\n", "`policy` needs `bundle` or `source`"),
+        ];
+        for (text, expected) in cases {
+            let text = format!("[policy]\n{text}");
+            let e = Config::parse(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_remote_sources_are_explained() {
         let reg = "source = \"oci://127.0.0.1:5000/team/policy:v1\"\n";
         let cases = [

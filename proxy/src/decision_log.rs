@@ -307,6 +307,81 @@ mod tests {
         assert!(headers.contains(&("authorization".into(), "<redacted>".into())));
     }
 
+    #[test]
+    fn a_disagreeing_candidate_is_written_beside_the_decision() {
+        let r = tcp_request();
+        let live = Decision::new(true, Reason::Default);
+        let v: serde_json::Value =
+            serde_json::from_str(&line("00112233aabbccdd", &r, &live, None)).unwrap();
+        assert!(v.get("candidate").is_none() && v.get("candidate_bundle").is_none());
+        let mut cand = Decision::new(false, Reason::Rule);
+        cand.rule = Some("no-db");
+        let cand: Decided<'_> = Ok(cand);
+        let text = line("00112233aabbccdd", &r, &live, Some(("ffeeddccbbaa9988", &cand)));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["candidate_bundle"], "ffeeddccbbaa9988");
+        assert_eq!(v["decision"]["decision"], "allow");
+        assert_eq!(v["candidate"]["decision"], "deny");
+        assert_eq!(v["candidate"]["rule"], "no-db");
+        // the same shape as the live decision
+        let keys = |d: &serde_json::Value| {
+            let mut k: Vec<String> = d.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&v["decision"]), keys(&v["candidate"]));
+        let err: Decided<'_> = Err(sluice_runtime::RequestError::ConnectionToHttpServer {
+            server: "db",
+        });
+        let text = line("00112233aabbccdd", &r, &live, Some(("ffeeddccbbaa9988", &err)));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["candidate"]["error"].as_str().unwrap().contains("`db`"), "{v}");
+    }
+
+    #[tokio::test]
+    async fn outbound_disagreements_have_lines_in_the_outbound_form() {
+        let path = std::env::temp_dir().join(format!(
+            "sluice-decision-log-outbound-{}.jsonl",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let log = DecisionLog::open(&path, Counter::default()).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("cookie", "session=secret".parse().unwrap());
+        let hm = crate::enforce::HeaderMapHeaders(&headers);
+        let request = Outbound {
+            authority: Some("api.example.com:443"),
+            ip: None,
+            port: None,
+            http: Some(sluice_runtime::Http {
+                method: "GET",
+                path: b"/v1/x",
+                headers: &hm,
+            }),
+        };
+        let live: Decided<'_> = Ok(Decision::new(true, Reason::Default));
+        let cand: Decided<'_> = Ok(Decision::new(false, Reason::Default));
+        log.write_outbound_disagreement(
+            "00112233aabbccdd",
+            &request,
+            Some(&headers),
+            &live,
+            ("ffeeddccbbaa9988", &cand),
+        );
+        log.flush().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["request"]["direction"], "outbound", "{v}");
+        assert_eq!(v["request"]["authority"], "api.example.com:443");
+        assert_eq!(v["request"]["path"], "/v1/x");
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(v["decision"]["decision"], "allow");
+        assert_eq!(v["candidate"]["decision"], "deny");
+        let back: wire::Request = serde::Deserialize::deserialize(&v["request"]).unwrap();
+        assert!(matches!(back, wire::Request::Outbound(_)), "{back:?}");
+    }
+
     fn tcp_request() -> LoggedRequest<'static> {
         LoggedRequest {
             port: 5432,

@@ -53,4 +53,5 @@ mod upgrade;
 mod workers;
 
 pub use assembly::{Proxy, StartError};
+pub use candidate::{Comparison, Decided};
 pub use config::Config;

@@ -11,7 +11,9 @@
 //! server, a connection to an HTTP server (an error), egress denials,
 //! an outbound request without a route, paths at and past the length limit
 //! (8192 bytes), and IPv4 and IPv4-mapped IPv6 peers. Each case's decision
-//! is checked first, so every case reaches the path it names.
+//! is checked first, so every case reaches the path it names. Deciding
+//! with a candidate bundle beside the live one and comparing the two, as
+//! the proxy does, must not allocate either (issue 14).
 
 use sluice_alloc_count::{allocations, Counting};
 use sluice_benches::{
@@ -84,6 +86,67 @@ fn decisions_do_not_allocate() {
     }
     assert!(
         counts.iter().all(|&(_, n)| n == 0),
+        "allocations per kind: {counts:?}"
+    );
+}
+
+/// A candidate bundle beside the live one, as the proxy decides with it
+/// (issue 14): each kind decided by the live 1,000-route bundle and by a
+/// candidate, then compared and counted (`sluice_proxy::Comparison`, the
+/// proxy's comparison and counters). With a candidate of the same bytes
+/// every decision agrees; with one whose inbound HTTP rule is renamed that
+/// kind disagrees, and a label set already seen on the thread is counted
+/// without allocating.
+#[test]
+fn candidate_comparisons_do_not_allocate() {
+    let text = sluice_benches::generate(1_000);
+    let renamed = text.replacen("svc7-items-checkout {", "svc7-items-checkout-v2 {", 1);
+    assert_ne!(text, renamed, "the rule to rename is in the policy");
+    let live_bytes = compile_generated(1_000).expect("the 1,000-route policy compiles");
+    let renamed_bytes = sluice_benches::compile_text(&renamed)
+        .expect("the renamed policy compiles")
+        .bundle;
+    let live_aligned = AlignedBytes::new(&live_bytes);
+    let live = Bundle::from_bytes(live_aligned.as_bytes()).expect("the bundle loads");
+    let peer = realistic_peer();
+    let mut counts = Vec::new();
+    for (candidate_bytes, agrees) in [(&live_bytes, true), (&renamed_bytes, false)] {
+        let aligned = AlignedBytes::new(candidate_bytes);
+        let candidate = Bundle::from_bytes(aligned.as_bytes()).expect("the candidate loads");
+        let comparison = sluice_proxy::Comparison::default();
+        let (mut live_scratch, mut live_class) = (live.create_scratch(), live.create_peer_class());
+        let (mut cand_scratch, mut cand_class) =
+            (candidate.create_scratch(), candidate.create_peer_class());
+        live.classify(&peer, &mut live_class);
+        candidate.classify(&peer, &mut cand_class);
+        for kind in Kind::ALL {
+            let differs = |kind: Kind| !agrees && kind == Kind::InboundHttp;
+            let mut run = || {
+                let d = kind.decide(black_box(&live), &live_class, &mut live_scratch);
+                let c = kind.decide(black_box(&candidate), &cand_class, &mut cand_scratch);
+                comparison.compare(&d, &c)
+            };
+            assert_eq!(run(), differs(kind), "{}", kind.name());
+            let n = count(|| {
+                black_box(run());
+            });
+            let name = if agrees { "agree" } else { "disagree" };
+            counts.push((kind.name(), name, n));
+        }
+        let text = comparison.render();
+        let disagreements = if agrees { 0 } else { WARM_UP + MEASURED + 1 };
+        let series = "sluice_candidate_disagreements_total{server=\"web\",route=\"svc7-items\",live=\"allow:rule:svc7-items-checkout\",candidate=\"allow:rule:svc7-items-checkout-v2\"}";
+        if agrees {
+            assert!(!text.contains("sluice_candidate_disagreements_total{"), "{text}");
+        } else {
+            assert!(text.contains(&format!("{series} {disagreements}\n")), "{text}");
+        }
+    }
+    for (kind, case, n) in &counts {
+        println!("{kind} ({case}): {n} allocations over {MEASURED} live + candidate decisions");
+    }
+    assert!(
+        counts.iter().all(|&(_, _, n)| n == 0),
         "allocations per kind: {counts:?}"
     );
 }
