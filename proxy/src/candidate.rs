@@ -20,7 +20,7 @@ pub type Decided<'a> = Result<Decision<'a>, RequestError<'a>>;
 
 /// The comparison the proxy makes for each request a candidate bundle
 /// also decides, counted into counters of its own: for the allocation test
-/// and the cost benchmark (`benches/examples/candidate_cost.rs`).
+/// and the cost benchmark (`benches/alloc-test/examples/candidate_cost.rs`).
 #[derive(Default)]
 pub struct Comparison {
     metrics: Metrics,

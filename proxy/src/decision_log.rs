@@ -317,7 +317,12 @@ mod tests {
         let mut cand = Decision::new(false, Reason::Rule);
         cand.rule = Some("no-db");
         let cand: Decided<'_> = Ok(cand);
-        let text = line("00112233aabbccdd", &r, &live, Some(("ffeeddccbbaa9988", &cand)));
+        let text = line(
+            "00112233aabbccdd",
+            &r,
+            &live,
+            Some(("ffeeddccbbaa9988", &cand)),
+        );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["candidate_bundle"], "ffeeddccbbaa9988");
         assert_eq!(v["decision"]["decision"], "allow");
@@ -330,12 +335,19 @@ mod tests {
             k
         };
         assert_eq!(keys(&v["decision"]), keys(&v["candidate"]));
-        let err: Decided<'_> = Err(sluice_runtime::RequestError::ConnectionToHttpServer {
-            server: "db",
-        });
-        let text = line("00112233aabbccdd", &r, &live, Some(("ffeeddccbbaa9988", &err)));
+        let err: Decided<'_> =
+            Err(sluice_runtime::RequestError::ConnectionToHttpServer { server: "db" });
+        let text = line(
+            "00112233aabbccdd",
+            &r,
+            &live,
+            Some(("ffeeddccbbaa9988", &err)),
+        );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert!(v["candidate"]["error"].as_str().unwrap().contains("`db`"), "{v}");
+        assert!(
+            v["candidate"]["error"].as_str().unwrap().contains("`db`"),
+            "{v}"
+        );
     }
 
     #[tokio::test]

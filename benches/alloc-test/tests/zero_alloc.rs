@@ -137,9 +137,15 @@ fn candidate_comparisons_do_not_allocate() {
         let disagreements = if agrees { 0 } else { WARM_UP + MEASURED + 1 };
         let series = "sluice_candidate_disagreements_total{server=\"web\",route=\"svc7-items\",live=\"allow:rule:svc7-items-checkout\",candidate=\"allow:rule:svc7-items-checkout-v2\"}";
         if agrees {
-            assert!(!text.contains("sluice_candidate_disagreements_total{"), "{text}");
+            assert!(
+                !text.contains("sluice_candidate_disagreements_total{"),
+                "{text}"
+            );
         } else {
-            assert!(text.contains(&format!("{series} {disagreements}\n")), "{text}");
+            assert!(
+                text.contains(&format!("{series} {disagreements}\n")),
+                "{text}"
+            );
         }
     }
     for (kind, case, n) in &counts {
