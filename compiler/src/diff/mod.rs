@@ -364,6 +364,27 @@ fn inbound(
         Some(&sides[0].tables.peer_networks),
         Some(&sides[1].tables.peer_networks),
     ]);
+    // Per side, per clause, the address classes that hold it.
+    let mut ip_index: [std::collections::HashMap<u32, Vec<usize>>; 2] = Default::default();
+    for (i, (t, _)) in ips.iter().enumerate() {
+        for s in 0..2 {
+            for &c in &t[s] {
+                ip_index[s].entry(c).or_default().push(i);
+            }
+        }
+    }
+    // Per side, per clause other than those every identity holds, the
+    // identity classes that hold it.
+    let mut id_index: [std::collections::HashMap<u32, Vec<usize>>; 2] = Default::default();
+    for (i, c) in ids.iter().enumerate() {
+        for s in 0..2 {
+            for &cl in &c.sat[s] {
+                if !sides[s].tables.authenticated_clauses.contains(&cl) {
+                    id_index[s].entry(cl).or_default().push(i);
+                }
+            }
+        }
+    }
     let mut pairs = HashSet::new();
     for port in intervals::ports(&ranges, 0, u16::MAX) {
         let servers = [server_for(sides[0].tables, port), server_for(sides[1].tables, port)];
@@ -403,9 +424,21 @@ fn inbound(
                 keep.push(k);
                 authn |= a;
             }
+            // Classes 0 (no identity) and 1 (not a SPIFFE ID: only the
+            // clauses every identity holds) stand for every class that holds
+            // no other kept clause.
+            let mut id_near: BTreeSet<usize> = BTreeSet::from([0, 1]);
+            for s in 0..2 {
+                for c in &keep[s] {
+                    if let Some(v) = id_index[s].get(c) {
+                        id_near.extend(v.iter().copied());
+                    }
+                }
+            }
             let mut id_seen = HashSet::new();
-            let id_proj: Vec<&IdClass> = ids
-                .iter()
+            let id_proj: Vec<&IdClass> = id_near
+                .into_iter()
+                .map(|i| &ids[i])
                 .filter(|c| {
                     let key = (
                         project(&c.sat[0], &keep[0]),
@@ -415,9 +448,20 @@ fn inbound(
                     id_seen.insert(key)
                 })
                 .collect();
+            // Only classes holding a kept clause can project to anything but
+            // nothing, which the first class (no IP) stands for.
+            let mut near: BTreeSet<usize> = BTreeSet::from([0]);
+            for s in 0..2 {
+                for c in &keep[s] {
+                    if let Some(v) = ip_index[s].get(c) {
+                        near.extend(v.iter().copied());
+                    }
+                }
+            }
             let mut ip_seen = HashSet::new();
-            let ip_proj: Vec<&IpClass> = ips
-                .iter()
+            let ip_proj: Vec<&IpClass> = near
+                .into_iter()
+                .map(|i| &ips[i])
                 .filter(|(t, _)| ip_seen.insert((project(&t[0], &keep[0]), project(&t[1], &keep[1]))))
                 .collect();
             for id in &id_proj {

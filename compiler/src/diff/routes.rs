@@ -304,6 +304,18 @@ fn pct(bytes: &[u8]) -> String {
     s
 }
 
+/// Both sides' surviving candidates and the gRPC flag as one bit string.
+fn pack(alive: &[Vec<bool>; 2], grpc: bool) -> Vec<u64> {
+    let bits = alive[0].iter().chain(&alive[1]).chain([&grpc]);
+    let mut out = vec![0u64; (alive[0].len() + alive[1].len()) / 64 + 1];
+    for (i, &b) in bits.enumerate() {
+        if b {
+            out[i / 64] |= 1 << (i % 64);
+        }
+    }
+    out
+}
+
 #[derive(Clone)]
 struct State {
     alive: [Vec<bool>; 2],
@@ -395,7 +407,7 @@ pub fn outcomes(
                     .collect::<Vec<bool>>()
             });
             settle(&mut alive, 0);
-            if keyset.insert((alive.clone(), false)) {
+            if keyset.insert(pack(&alive, false)) {
                 states.push(State {
                     alive,
                     grpc: false,
@@ -452,7 +464,7 @@ pub fn outcomes(
                     let mut alive = alive;
                     settle(&mut alive, d + 1);
                     let grpc = st.grpc || v.grpc;
-                    if !keyset.insert((alive.clone(), grpc)) {
+                    if !keyset.insert(pack(&alive, grpc)) {
                         continue;
                     }
                     if keyset.len() > STATE_BUDGET {
