@@ -1104,6 +1104,51 @@ mod tests {
     }
 
     #[test]
+    fn coverage_marks_what_decisions_named() {
+        let text = r#"policy = '''server web {
+  port 80
+  route a { path "/a" }
+  route b { path "/b" }
+}
+allow r { to web  from any }
+egress {
+  allow r { host "x.example" }
+  deny s { host "y.example" }
+}
+'''
+[[case]]
+name = "a"
+request = { direction = "inbound", port = 80, method = "GET", path = "/a", peer = {} }
+expect = { rule = "r" }
+"#;
+        let o = run(text);
+        assert_eq!((o.passed, o.failed), (1, 0), "{o:?}");
+        let c = &o.coverage[0];
+        let marks = |items: &[CoveredItem]| {
+            items
+                .iter()
+                .map(|i| (i.display_name(), i.taken))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            marks(&c.routes),
+            [("web.a".to_string(), true), ("web.b".to_string(), false)]
+        );
+        assert_eq!(marks(&c.rules), [("r".to_string(), true)]);
+        // The inbound rule `r` is not the egress rule `r`.
+        assert_eq!(
+            marks(&c.egress_rules),
+            [("r".to_string(), false), ("s".to_string(), false)]
+        );
+        assert_eq!((c.routes[1].line, c.egress_rules[1].line), (4, 9));
+        assert_eq!(
+            c.to_text(),
+            "coverage t.toml: 1 of 2 routes, 0 of 1 rule, 2 of 2 egress rules not taken:\n  \
+             route web.b (line 4)\n  egress rule r (line 8)\n  egress rule s (line 9)"
+        );
+    }
+
+    #[test]
     fn outcome_line() {
         let mut o = Outcome::default();
         o.pass();
