@@ -71,16 +71,18 @@ impl Candidate {
 }
 
 thread_local! {
-    /// The candidate's scratch space per thread, for the candidate
-    /// generation it was made for.
-    static SCRATCH: RefCell<Option<(u64, Scratch)>> = const { RefCell::new(None) };
+    /// The candidate's scratch space per thread, for the loaded candidate
+    /// it was made for (its address and generation: proxies in one process
+    /// share threads).
+    static SCRATCH: RefCell<Option<((usize, u64), Scratch)>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with this thread's scratch space for `loaded`.
 fn with_scratch<R>(loaded: &LoadedBundle, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let key = (std::ptr::from_ref(loaded) as usize, loaded.generation());
     SCRATCH.with_borrow_mut(|slot| {
-        if slot.as_ref().is_none_or(|(g, _)| *g != loaded.generation()) {
-            *slot = Some((loaded.generation(), loaded.bundle().create_scratch()));
+        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+            *slot = Some((key, loaded.bundle().create_scratch()));
         }
         let Some((_, scratch)) = slot.as_mut() else {
             unreachable!("filled above")

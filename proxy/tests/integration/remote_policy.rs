@@ -707,3 +707,80 @@ async fn a_local_bundle_is_described_without_digest_or_signer() {
     assert_eq!(fetches(&m, "updated") + fetches(&m, "unchanged"), 0.0);
     proxy.shutdown().await;
 }
+
+/// Allows `GET /api/x` by another rule: the third policy of the candidate test.
+const ALLOW_AGAIN: &str = r#"
+server web { port 8080  protocol http  route api { path prefix "/api" } }
+allow api-again { to web.api  from network 127.0.0.0/8 }
+"#;
+
+/// `/policy`'s candidate hash, once there is one.
+async fn candidate_hash(admin: SocketAddr) -> Option<String> {
+    let p = policy_json(admin).await?;
+    p["candidate"]["hash"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_candidate_is_verified_like_the_policy_and_not_enforced() {
+    let Some(fleet) = Fleet::start("the remote candidate test").await else {
+        return;
+    };
+    fleet.publish("live", ALLOW).await;
+    let next = fleet.publish("next", DENY).await;
+    let candidate = format!("candidate = \"{}\"\n", fleet.reference("next"));
+    let proxy = fleet
+        .proxy(&fleet.toml(&fleet.reference("live"), &candidate))
+        .await;
+    let admin = proxy.admin_addr();
+    wait_serving(admin, &hash_of(ALLOW)).await;
+    let deny_hash = hash_of(DENY);
+    wait_for("the candidate", || async {
+        (candidate_hash(admin).await.as_deref() == Some(deny_hash.as_str())).then_some(())
+    })
+    .await;
+    let p = policy_json(admin).await.unwrap();
+    assert_eq!(p["candidate"]["source"], fleet.reference("next"), "{p}");
+    assert_eq!(p["candidate"]["digest"], next.as_str(), "{p}");
+    let key_id = fleet.key.public_key().key_id();
+    assert_eq!(p["candidate"]["signer"], key_id.as_str(), "{p}");
+    assert!(p["candidate"]["error"].is_null(), "{p}");
+    // Enforced by the live policy, counted as a disagreement.
+    assert_eq!(api_status(&proxy).await, 200);
+    let m = metrics(admin).await;
+    assert_eq!(
+        metric_sum(&m, "sluice_candidate_decisions_total", &[]),
+        1.0,
+        "{m}"
+    );
+    let labels = [
+        ("server", "web"),
+        ("route", "api"),
+        ("live", "allow:rule:open-api"),
+        ("candidate", "deny:rule:closed-api"),
+    ];
+    assert_eq!(
+        metric_sum(&m, "sluice_candidate_disagreements_total", &labels),
+        1.0,
+        "{m}"
+    );
+    // The candidate's polls are not the policy's.
+    assert_eq!(fetches(&m, "updated"), 1.0, "{m}");
+
+    // An unsigned candidate is refused like an unsigned policy: the
+    // previous candidate stays, and `/policy` says why.
+    fleet.push("next", &build(ALLOW_AGAIN)).await;
+    let error = wait_for("the candidate's refusal", || async {
+        let p = policy_json(admin).await?;
+        p["candidate"]["error"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.contains("is unsigned"), "{error}");
+    assert_eq!(candidate_hash(admin).await, Some(deny_hash.clone()));
+    assert_eq!(admin_get(admin, "/ready").await.0, 200);
+    let m = metrics(admin).await;
+    assert!(
+        metric_sum(&m, "sluice_candidate_reloads_total", &[("result", "error")]) >= 1.0,
+        "{m}"
+    );
+    proxy.shutdown().await;
+}
