@@ -265,3 +265,19 @@ fn every_example_and_conformance_policy_against_itself_has_no_entry() {
     }
     assert!(n > 20, "{n}");
 }
+
+#[test]
+fn an_ipv6_literal_authority_is_its_own_host_class() {
+    let svc = |w: u32| {
+        format!(
+            r#"service users {{
+  authority "[2001:db8:1:5::7]:80"
+  backend a {{ endpoint 10.0.1.10:8080 }}
+  route main {{ to a {w} }}
+}}"#
+        )
+    };
+    let entries = diff(&svc(1), &svc(2));
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["request"]["authority"], "[2001:db8:1:5::7]:80");
+}

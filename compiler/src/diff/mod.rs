@@ -581,6 +581,29 @@ fn host_classes(sides: &[Side<'_>; 2]) -> Result<Vec<HostClass>, EnumerateError>
             host: String::from_utf8_lossy(&host).into_owned(),
         });
     }
+    // Authority hosts outside the reg-name domain (IPv6 literals, written
+    // in brackets) are classes of their own.
+    for h in hosts.iter().filter(|h| h.contains(':')) {
+        let reversed: Vec<u8> = h.bytes().rev().collect();
+        let mut rules = [Vec::new(), Vec::new()];
+        for &(d, off) in dfas.iter().skip(usize::from(!owned.is_empty())) {
+            for g in d.matches(&reversed, off) {
+                let Some(&(Some(s), off, first)) = plan.iter().rev().find(|p| p.1 <= g) else {
+                    continue;
+                };
+                if let Some(eg) = &sides[s].tables.egress {
+                    if let Some(r) = eg.host_pattern_rules.get((first + g - off) as usize) {
+                        rules[s].extend_from_slice(r);
+                    }
+                }
+            }
+        }
+        out.push(HostClass {
+            rules,
+            service_host: Some(h.to_string()),
+            host: h.to_string(),
+        });
+    }
     Ok(out)
 }
 
@@ -593,6 +616,9 @@ fn service_for(t: &Tables, host: Option<&str>, port: u16) -> Option<u32> {
 }
 
 fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        return format!("[{host}]:{port}");
+    }
     // The runtime drops one trailing dot.
     let dot = if host.ends_with('.') { "." } else { "" };
     format!("{host}{dot}:{port}")

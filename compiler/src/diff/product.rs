@@ -93,6 +93,19 @@ impl Dfa {
     }
 }
 
+impl Dfa {
+    /// The pattern ids (plus `offset`) that match all of `input`.
+    pub fn matches(&self, input: &[u8], offset: u32) -> Vec<u32> {
+        let mut s = self.start();
+        for &b in input {
+            s = self.next(s, b);
+        }
+        let mut out = Vec::new();
+        self.matches_at_end(s, &mut out);
+        out.into_iter().map(|p| p + offset).collect()
+    }
+}
+
 /// `bytes` as a regex that matches exactly them (`(?-u)` byte escapes).
 pub fn literal(bytes: &[u8]) -> String {
     let mut s = String::from("(?-u:");
