@@ -95,7 +95,10 @@ impl Admin {
                 }
                 None => json(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"error": "no valid bundle loaded yet"}),
+                    serde_json::json!({
+                        "error": "no valid bundle loaded yet",
+                        "candidate": self.candidate_json(),
+                    }),
                 ),
             },
             (&Method::POST, "/reload") => {
