@@ -106,6 +106,40 @@ impl Dfa {
     }
 }
 
+/// A fast, non-cryptographic hasher for the diff's internal tables (keys
+/// are state ids and bit strings, never attacker-chosen beyond a policy).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A hash map with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// `bytes` as a regex that matches exactly them (`(?-u)` byte escapes).
 pub fn literal(bytes: &[u8]) -> String {
     let mut s = String::from("(?-u:");
@@ -152,7 +186,7 @@ pub fn classes(dfas: &[(&Dfa, u32)], domain: &Dfa, budget: usize) -> Result<Vec<
         .filter(|&b| seen.insert(all.iter().map(|d| d.class(b)).collect::<Vec<u8>>()))
         .collect();
     let start: Vec<StateID> = all.iter().map(|d| d.start()).collect();
-    let mut index: HashMap<Vec<StateID>, usize> = HashMap::new();
+    let mut index: FxMap<Vec<StateID>, usize> = FxMap::default();
     let mut parent: Vec<(usize, u8)> = Vec::new();
     let mut tuples: Vec<Vec<StateID>> = Vec::new();
     let mut queue = VecDeque::new();

@@ -3,7 +3,7 @@
 //! side takes, whether the request is gRPC, whether its path is bad), each
 //! with a witness method, path and headers.
 
-use super::product::{self, Class, Dfa};
+use super::product::{self, Class, Dfa, FxMap};
 use super::{build, classes, EnumerateError, HttpPart, Side, TooLarge};
 use sluice_runtime::bundle::encode::{Cond, RouteSet, ValueCond};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -54,6 +54,19 @@ type PathClass = ([Vec<u32>; 2], Vec<u8>);
 pub struct Cache {
     literal: HashMap<(usize, SetKey), Option<Rc<Dfa>>>,
     values: HashMap<ValuesKey, Rc<Vec<ValClass>>>,
+    domains: HashMap<String, Rc<Dfa>>,
+}
+
+impl Cache {
+    /// The domain automaton of `pattern`, built once.
+    fn domain(&mut self, pattern: String) -> Result<Rc<Dfa>, EnumerateError> {
+        if let Some(d) = self.domains.get(&pattern) {
+            return Ok(d.clone());
+        }
+        let d = Rc::new(build(std::slice::from_ref(&pattern))?);
+        self.domains.insert(pattern, d.clone());
+        Ok(d)
+    }
 }
 
 /// Normalized paths (spec section 7): see docs/diff.md.
@@ -115,6 +128,7 @@ fn path_classes(
     keys: [Option<SetKey>; 2],
     cache: &mut Cache,
 ) -> Result<Vec<PathClass>, EnumerateError> {
+    let domain = cache.domain(path_domain())?;
     let mut lits: [Option<Rc<Dfa>>; 2] = [None, None];
     for s in 0..2 {
         if let (Some(set), Some(key)) = (sets[s], keys[s]) {
@@ -148,7 +162,7 @@ fn path_classes(
             witness: b"/".to_vec(),
         }]
     } else {
-        classes(&dfas, &build(&[path_domain()])?)?
+        classes(&dfas, &domain)?
     };
     let mut out = Vec::new();
     for class in found {
@@ -252,7 +266,7 @@ fn value_classes(
         }
     }
     // Header values are JSON strings (UTF-8); query values decode to any bytes.
-    let domain = build(&[if query { "(?s-u:.)*" } else { "(?s:.)*" }.to_string()])?;
+    let domain = cache.domain(if query { "(?s-u:.)*" } else { "(?s:.)*" }.to_string())?;
     let found = if dfas.is_empty() {
         vec![Class {
             matches: vec![],
@@ -398,7 +412,7 @@ pub fn outcomes(
             }
         };
         let mut states: Vec<State> = Vec::new();
-        let mut keyset = HashSet::new();
+        let mut keyset: FxMap<Vec<u64>, ()> = FxMap::default();
         for m in method_classes {
             let mut alive = [0, 1].map(|s| {
                 cands[s]
@@ -407,7 +421,7 @@ pub fn outcomes(
                     .collect::<Vec<bool>>()
             });
             settle(&mut alive, 0);
-            if keyset.insert(pack(&alive, false)) {
+            if keyset.insert(pack(&alive, false), ()).is_none() {
                 states.push(State {
                     alive,
                     grpc: false,
@@ -451,7 +465,7 @@ pub fn outcomes(
                     .collect::<Vec<Vec<usize>>>()
             });
             let mut next = Vec::new();
-            let mut keyset = HashSet::new();
+            let mut keyset: FxMap<Vec<u64>, ()> = FxMap::default();
             for st in &states {
                 for v in vals.iter() {
                     let alive = [0, 1].map(|s| {
@@ -464,7 +478,7 @@ pub fn outcomes(
                     let mut alive = alive;
                     settle(&mut alive, d + 1);
                     let grpc = st.grpc || v.grpc;
-                    if !keyset.insert(pack(&alive, grpc)) {
+                    if keyset.insert(pack(&alive, grpc), ()).is_some() {
                         continue;
                     }
                     if keyset.len() > STATE_BUDGET {
