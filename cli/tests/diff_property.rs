@@ -19,6 +19,8 @@
 //! the test from passing trivially (printed with `--nocapture`).
 //!
 //! Knobs: `SLUICE_DIFF_PROP_CASES` (pairs, default 400);
+//! `SLUICE_DIFF_PROP_SEED=N`: draw the case seeds from another fixed RNG
+//! seed (N, a decimal number) instead of proptest's deterministic one;
 //! `SLUICE_DIFF_PROP_CASE=SEED` runs the one case with that seed and prints
 //! its policies and entries.
 
@@ -695,7 +697,10 @@ fn diff_is_exact_on_mutated_policies() {
     let cases = env_number("SLUICE_DIFF_PROP_CASES").unwrap_or(DEFAULT_CASES);
     // Proptest's deterministic RNG draws the case seeds; every case runs,
     // and all failures are reported together.
-    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let rng = match env_number("SLUICE_DIFF_PROP_SEED") {
+        Some(n) => TestRng::from_seed(RngAlgorithm::ChaCha, &n.to_le_bytes().repeat(4)),
+        None => TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    };
     let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), rng);
     let mut stats = Stats::default();
     let mut failures = Vec::new();
