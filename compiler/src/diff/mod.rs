@@ -408,8 +408,8 @@ fn inbound(
             servers[0].map(routes::SetKey::Server),
             servers[1].map(routes::SetKey::Server),
         ];
-        for o in routes::outcomes(sides, [sets[0], sets[1]], keys, cache)? {
-            kinds.push(Some(o));
+        for o in routes::outcomes(sides, [sets[0], sets[1]], keys, cache)?.iter() {
+            kinds.push(Some(o.clone()));
         }
         for kind in kinds {
             let route = |s: usize| kind.as_ref().and_then(|o| o.ranks[s]);
@@ -661,7 +661,7 @@ fn outbound(
             let keys = [svc[0].map(routes::SetKey::Service), svc[1].map(routes::SetKey::Service)];
             let auth = authority(&h.host, port);
             // HTTP requests.
-            for o in routes::outcomes(sides, sets, keys, cache)? {
+            for o in routes::outcomes(sides, sets, keys, cache)?.iter() {
                 let egress_sides: Vec<usize> = (0..2).filter(|&s| sets[s].is_none()).collect();
                 if egress_sides.is_empty() || o.bad_path {
                     push_witness(

@@ -55,6 +55,7 @@ pub struct Cache {
     literal: HashMap<(usize, SetKey), Option<Rc<Dfa>>>,
     values: HashMap<ValuesKey, Rc<Vec<ValClass>>>,
     domains: HashMap<String, Rc<Dfa>>,
+    outcomes: HashMap<[Option<SetKey>; 2], Rc<Vec<Outcome>>>,
 }
 
 impl Cache {
@@ -351,6 +352,21 @@ pub fn outcomes(
     sets: [Option<&RouteSet>; 2],
     keys: [Option<SetKey>; 2],
     cache: &mut Cache,
+) -> Result<Rc<Vec<Outcome>>, EnumerateError> {
+    let key = [0, 1].map(|s| sets[s].and(keys[s]));
+    if let Some(o) = cache.outcomes.get(&key) {
+        return Ok(o.clone());
+    }
+    let o = Rc::new(compute_outcomes(sides, sets, keys, cache)?);
+    cache.outcomes.insert(key, o.clone());
+    Ok(o)
+}
+
+fn compute_outcomes(
+    sides: &[Side<'_>; 2],
+    sets: [Option<&RouteSet>; 2],
+    keys: [Option<SetKey>; 2],
+    cache: &mut Cache,
 ) -> Result<Vec<Outcome>, EnumerateError> {
     let mut paths = path_classes(sides, sets, keys, cache)?;
     paths.push(([vec![], vec![]], b"/%2F".to_vec()));
@@ -464,6 +480,26 @@ pub fn outcomes(
                     })
                     .collect::<Vec<Vec<usize>>>()
             });
+            // Only the atoms of candidates still alive in some state matter:
+            // value classes alike on those (and on the gRPC flag) are one.
+            let mut relevant = vec![false; atoms.len()];
+            for st in &states {
+                for (side_atoms, side_alive) in cond_atoms.iter().zip(&st.alive) {
+                    for (ks, &a) in side_atoms.iter().zip(side_alive) {
+                        if a {
+                            ks.iter().for_each(|&k| relevant[k] = true);
+                        }
+                    }
+                }
+            }
+            let mut val_seen = HashSet::new();
+            let vals: Vec<&ValClass> = vals
+                .iter()
+                .filter(|v| {
+                    let key: Vec<bool> = v.sat.iter().zip(&relevant).map(|(&x, &r)| x && r).collect();
+                    val_seen.insert((key, v.grpc))
+                })
+                .collect();
             let mut next = Vec::new();
             let mut keyset: FxMap<Vec<u64>, ()> = FxMap::default();
             for st in &states {
