@@ -44,6 +44,17 @@ fn decide_both(deciders: &mut [Decider<'_, '_>; 2], request: &Value) -> Option<[
 /// Diffs `old` against `new` and checks both properties over `requests`;
 /// returns the number of requests decided differently (at least one).
 fn check(old: &str, new: &str, requests: &[Value]) -> usize {
+    let differing = check_some(old, new, requests);
+    assert!(
+        differing > 0,
+        "no request of the set is decided differently"
+    );
+    differing
+}
+
+/// [`check`] without requiring a differing request (for pairs that should
+/// decide alike, or nearly so); returns the number of differing requests.
+fn check_some(old: &str, new: &str, requests: &[Value]) -> usize {
     let (ob, nb) = (compile(old), compile(new));
     let entries = diff_bundles(&ob, &nb).unwrap_or_else(|e| panic!("diff failed: {e:?}"));
     let aligned = [AlignedBytes::new(&ob), AlignedBytes::new(&nb)];
@@ -87,10 +98,6 @@ fn check(old: &str, new: &str, requests: &[Value]) -> usize {
             );
         }
     }
-    assert!(
-        differing > 0,
-        "no request of the set is decided differently\nentries:\n{listing}"
-    );
     differing
 }
 
@@ -728,4 +735,155 @@ fn service_routes_weights_timeouts_and_backend_order() {
     let old = "service a { authority \"a.b\"  timeout 1s  backend k { endpoint 10.0.0.9:80 }  backend l { endpoint 10.0.0.8:80 }  route v { path prefix \"/v1\"  to k 1, l 2 }  route r { to k } }\n";
     let new = "service a { authority \"a.b\"  backend k { endpoint 10.0.0.9:80 }  backend l { endpoint 10.0.0.8:80 }  route v { path prefix \"/v1\"  header \"x-c\" present  to l 2, k 1  timeout 2s }  route r { to k, l 0 } }\n";
     check(old, new, &outbound_grid());
+}
+
+// ---------------------------------------------------------------- second round
+
+#[test]
+fn query_keys_with_reserved_bytes() {
+    let p = |route: &str| {
+        format!(
+            "server s {{ port 80  default allow\n route r {{ path prefix \"/\"  {route} }} }}\n"
+        )
+    };
+    let paths = [
+        "/?a%3Db=1",
+        "/?a%26b=1",
+        "/?a%26b=2",
+        "/?a=b",
+        "/?a%23b=1",
+        "/?a%25b=1",
+        "/?a%b=1",
+        "/?a%3db",
+        "/?a%2Bb=1",
+        "/?a+b=1",
+    ];
+    let reqs = grid(&[80], &["GET"], &paths, &[&[]]);
+    check(
+        &p("query \"a=b\" present"),
+        &p("query \"a#b\" present  query \"a%b\" ~ \".*\""),
+        &reqs,
+    );
+    check(
+        &p("query \"a+b\" = \"1\""),
+        &p("query \"a%b\" = \"1\""),
+        &reqs,
+    );
+}
+
+#[test]
+fn regex_only_over_long_or_escaped_paths_decides_alike() {
+    let p = |route: &str| {
+        format!(
+            "server s {{ port 80  default allow\n route r {{ {route} }}\n route o {{ path prefix \"/\" }} }}\ndeny d {{ to s.r  from any }}\n"
+        )
+    };
+    let long = format!("/{}", "a".repeat(8200));
+    let mut reqs = grid(&[80], &["GET"], PATHS, &[&[]]);
+    reqs.push(inb(80, Some("GET"), Some(&long), &[], None, None));
+    for route in [
+        "path regex \"/%41\"",
+        "path regex \"/a%2[Ff]b\"",
+        "path regex \"/a/\\\\.\\\\./b\"",
+        "path regex \"/a;x/\\\\.\\\\.;/b\"",
+        "path regex \"/.*//.*\"",
+    ] {
+        let n = check_some(&p(route), &p("path \"/zz\""), &reqs);
+        assert_eq!(n, 0, "{route}");
+    }
+}
+
+#[test]
+fn grpc_protocol_changes_every_denial() {
+    let old = "server s { port 80  default deny  route r { path \"/a\" } }\nallow x { to s  from namespace \"shop\" }\nmesh { trust-domain \"a.org\" }\n";
+    let new = "server s { port 80  protocol grpc  default deny  route r { path \"/a\" } }\nallow x { to s  from namespace \"shop\" }\nmesh { trust-domain \"a.org\" }\n";
+    let reqs = grid(&[80], &["GET", "POST"], &["/a", "/b", "/a%2F"], NO_HEADERS);
+    check(old, new, &reqs);
+}
+
+#[test]
+fn identities_without_path_and_malformed() {
+    let old = "allow x { to s  from identity \"spiffe://a.org/**\" }\nserver s { port 80  default deny }\n";
+    let new = "allow x { to s  from identity \"spiffe://a.org/*\", \"spiffe://a.org/*/*/**\" }\nserver s { port 80  default deny }\n";
+    let mut reqs = grid(&[80], &["GET"], &["/"], &[&[]]);
+    for id in [
+        "spiffe://a.org",
+        "spiffe://a.org/",
+        "spiffe://a.org/x",
+        "spiffe://a.org/x/",
+        "spiffe://a.org/x//y",
+        "spiffe://a.org/x/y",
+        "spiffe://a.org/x/y/z",
+        "spiffe://a.org/./y",
+        "spiffe://a.org/x/..",
+        "spiffe://a.org:80/x",
+        "spiffe://a.org/x?y",
+        "spiffe://a.org/x#y",
+        "spiffe://a.org/x%41",
+        "SPIFFE://a.org/x",
+        "spiffe://u@a.org/x",
+        "spiffe:///x",
+        "",
+    ] {
+        reqs.push(inb(80, None, None, &[], None, Some(id)));
+        reqs.push(inb(80, Some("GET"), Some("/"), &[], None, Some(id)));
+    }
+    check(old, new, &reqs);
+    let star_old = "allow x { to s  from identity \"*\" }\nserver s { port 80  default deny }\n";
+    check(star_old, new, &reqs);
+}
+
+#[test]
+fn tunnels_to_a_service_authority_go_to_egress() {
+    let old = "service a { authority \"a.b:443\"  backend k { endpoint 10.0.0.9:80 }  route r { to k } }\negress { default deny  allow h { host \"a.b\" } }\n";
+    let new = "service a { authority \"a.b:443\"  backend k { endpoint 10.0.0.9:80 }  route r { to k } }\negress { default deny  allow h { host \"a.b\"  port 80 } }\n";
+    check(old, new, &outbound_grid());
+}
+
+#[test]
+fn odd_authorities() {
+    let old = "egress { default deny  allow w { host \"*.a.b\" } allow p { port 1-79 } }\n";
+    let new = "egress { default deny  allow w { host \"x.a.b\" } allow p { port 1-80 } }\n";
+    let mut reqs = outbound_grid();
+    for a in [
+        ".a.b",
+        "a..b",
+        "x.a.b..",
+        "x_y.a.b",
+        "é.a.b",
+        "%41.a.b",
+        "x.a.b:0",
+        "x.a.b:",
+        "x.a.b:080",
+        "x.a.b:65535",
+        "x.a.b:65536",
+        "u@x.a.b",
+        "x.a.b:80:80",
+        "[::1]",
+        "[::ffff:10.0.0.1]",
+        "10.0.0.1:0",
+        "x.a.b.:443",
+        "X.A.B",
+        "*.a.b",
+    ] {
+        for ip in [None, Some("10.0.0.1")] {
+            reqs.push(tunnel(a, ip));
+            reqs.push(out_http(a, ip, "/", &[]));
+        }
+    }
+    check(old, new, &reqs);
+}
+
+#[test]
+#[ignore = "diff misses: a path class whose shortest member exceeds 8192 bytes (none is a request path) is refused as TooLarge instead of skipped: see issue 14 note"]
+fn regex_only_over_paths_longer_than_the_limit_decides_alike() {
+    let p = |route: &str| {
+        format!(
+            "server s {{ port 80  default allow\n route r {{ {route} }}\n route o {{ path prefix \"/\" }} }}\ndeny d {{ to s.r  from any }}\n"
+        )
+    };
+    let long = format!("/{}", "a".repeat(8200));
+    let mut reqs = grid(&[80], &["GET"], &["/", "/a", "/zz"], &[&[]]);
+    reqs.push(inb(80, Some("GET"), Some(&long), &[], None, None));
+    check(&p("path regex \"/a{8192,}\""), &p("path \"/zz\""), &reqs);
 }
