@@ -167,7 +167,8 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 const MESSY: &str = "server web {port 8080 ; route api {path prefix \"/api\"}   # api\n\n\n}\n";
-const TIDY: &str = "server web {\n  port 8080\n  route api { path prefix \"/api\" } # api\n}\n";
+const TIDY: &str =
+    "server web {\n  port 8080\n  route api {\n    path prefix \"/api\"\n  } # api\n}\n";
 
 #[test]
 fn check_lists_and_fmt_rewrites_a_folder() {

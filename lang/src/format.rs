@@ -12,10 +12,10 @@
 //! - Two spaces of indentation per block; one space between the tokens of a
 //!   statement, none before and one after `,`; no column alignment.
 //! - A block with no newline between its `{` and `}` (newlines inside
-//!   strings do not count) stays on one line as `{ a  b }`, its statements
-//!   separated by two spaces; an empty block without comments is `{}`; any
-//!   other block has one statement per line. Top-level items always start
-//!   a line.
+//!   strings do not count) and no comment in it or after its `}` on the
+//!   same line stays on one line as `{ a  b }`, its statements separated by
+//!   two spaces; an empty block without comments is `{}`; any other block
+//!   has one statement per line. Top-level items always start a line.
 //! - A comment after a statement on the same line stays at the end of that
 //!   statement's line (one space before `#`); one after `{` stays after
 //!   `{`. A comment on its own line stays on its own line before the
@@ -24,9 +24,10 @@
 //!   statements. A comment inside a statement (between two of its tokens,
 //!   or before the `{` of a block) moves to its own line just before the
 //!   statement. Trailing spaces and tabs of a comment are dropped.
-//! - Blank lines between statements and comments are kept, at most one in a
-//!   row, at the top level and inside blocks alike (as gofmt and rustfmt
-//!   do); none at the start or end of the file or of a block.
+//! - Blank lines between top-level statements and comments are kept, at
+//!   most one in a row; inside blocks they are dropped (the spec keeps
+//!   them between top-level statements only); none at the start or end of
+//!   the file.
 //! - `;` separators are dropped; strings are kept exactly as written.
 //! - The text ends with one newline (an empty policy formats to nothing).
 
@@ -297,11 +298,17 @@ impl<'a> Tree<'a> {
         &self.text[t.start..t.end]
     }
 
-    /// Whether the block `open..=close` is written on one line: no comment
-    /// inside, and no newline or an empty body.
-    fn one_line(&self, open: usize, close: usize, empty: bool) -> bool {
+    /// Whether the block statement `first..=close` stays on one line: no
+    /// comment in it or on its line after its `}`, and no newline between
+    /// `{` and `}` or an empty body.
+    fn one_line(&self, first: usize, open: usize, close: usize, empty: bool) -> bool {
         let inner = &self.gaps[open + 1..=close];
-        !inner.iter().any(Gap::has_comments) && (empty || !inner.iter().any(|g| g.newline))
+        !self.gaps[first + 1..=close].iter().any(Gap::has_comments)
+            && self
+                .gaps
+                .get(close + 1)
+                .is_none_or(|g| g.trailing.is_none())
+            && (empty || !inner.iter().any(|g| g.newline))
     }
 }
 
@@ -370,22 +377,24 @@ impl Writer<'_, '_> {
 
     /// The statements of a block (or the file) at `depth`, then the own-line
     /// comments of the gap before `close` (the `}`, or the end of the file).
+    /// Blank lines are kept (at most one in a row) only at the top level.
     fn body(&mut self, nodes: &[Node], depth: usize, close: usize) {
         let mut first = true;
+        let top = depth == 0;
         for node in nodes {
             let gap = &self.tree.gaps[node.first()];
             for c in &gap.own {
-                if c.blank_before && !first {
+                if top && c.blank_before && !first {
                     self.out.push('\n');
                 }
                 self.comment_line(depth, c.text);
                 first = false;
             }
-            self.statement(node, depth, gap.blank_after && !first);
+            self.statement(node, depth, top && gap.blank_after && !first);
             first = false;
         }
         for c in &self.tree.gaps[close].own {
-            if c.blank_before && !first {
+            if top && c.blank_before && !first {
                 self.out.push('\n');
             }
             self.comment_line(depth, c.text);
@@ -421,7 +430,7 @@ impl Writer<'_, '_> {
                 body,
                 close,
             } => {
-                if self.tree.one_line(*open, *close, body.is_empty()) {
+                if self.tree.one_line(*first, *open, *close, body.is_empty()) {
                     self.inline(node);
                 } else {
                     self.tokens(*first, *open);
@@ -521,7 +530,7 @@ mod tests {
         let source = "# header\n\n\n# about web\nserver web { # the web server\n  port 80    # http\n\n\n  # routes:\n  route a {\n    path \"/a#b\" # not r\"#\"\n  }\n  # end of web\n} # after web\n# the end   \n";
         assert_eq!(
             fmt(source),
-            "# header\n\n# about web\nserver web { # the web server\n  port 80 # http\n\n  # routes:\n  route a {\n    path \"/a#b\" # not r\"#\"\n  }\n  # end of web\n} # after web\n# the end\n"
+            "# header\n\n# about web\nserver web { # the web server\n  port 80 # http\n  # routes:\n  route a {\n    path \"/a#b\" # not r\"#\"\n  }\n  # end of web\n} # after web\n# the end\n"
         );
     }
 
@@ -537,7 +546,55 @@ mod tests {
     fn blank_lines_collapse_to_one() {
         assert_eq!(
             fmt("\n\nmesh { default deny }\n\n\n\nserver a {\n\n  port 1\n\n\n  protocol tcp\n\n}\nserver b {}\n\n"),
-            "mesh { default deny }\n\nserver a {\n  port 1\n\n  protocol tcp\n}\nserver b {}\n"
+            "mesh { default deny }\n\nserver a {\n  port 1\n  protocol tcp\n}\nserver b {}\n"
+        );
+    }
+
+    #[test]
+    fn a_block_with_a_comment_beside_it_has_one_statement_per_line() {
+        assert_eq!(
+            fmt("mesh { trust-domain \"x\" } # prod\nserver a { route b { method GET } }   # a\n"),
+            "mesh {\n  trust-domain \"x\"\n} # prod\nserver a {\n  route b { method GET }\n} # a\n"
+        );
+        assert_eq!(
+            fmt("server a {\n  route b { method GET  path \"/b\" } # b\n  route c { method GET }\n}"),
+            "server a {\n  route b {\n    method GET\n    path \"/b\"\n  } # b\n  route c { method GET }\n}\n"
+        );
+        assert_eq!(
+            fmt("allow a # why\n{ to web  from any }"),
+            "# why\nallow a {\n  to web\n  from any\n}\n"
+        );
+    }
+
+    #[test]
+    fn every_depth_is_indented_by_two_spaces() {
+        assert_eq!(
+            fmt("service s {\nauthority \"s:80\"\nbackend b {\nendpoint 10.0.0.1:80\nfailover c\n}\nbackend c { endpoint [::1]:80 }\nroute r {\nheader \"x\"=\"1\"\nto b 90,c 10\nretry {\nattempts 2\non 5xx,reset\n}\n}\ncircuit-breaker {\nconsecutive-failures 5\nbackoff 1s   60s\n}\n}\negress {\ndefault deny\nallow a {\nhost \"a.com\",\"b.com\"\nnetwork 10.0.0.0/8,fd00::/8   except 10.1.0.0/16\nport 443,8000-8099\n}\n}"),
+            "service s {\n  authority \"s:80\"\n  backend b {\n    endpoint 10.0.0.1:80\n    failover c\n  }\n  backend c { endpoint [::1]:80 }\n  route r {\n    header \"x\" = \"1\"\n    to b 90, c 10\n    retry {\n      attempts 2\n      on 5xx, reset\n    }\n  }\n  circuit-breaker {\n    consecutive-failures 5\n    backoff 1s 60s\n  }\n}\negress {\n  default deny\n  allow a {\n    host \"a.com\", \"b.com\"\n    network 10.0.0.0/8, fd00::/8 except 10.1.0.0/16\n    port 443, 8000-8099\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn blank_lines_inside_blocks_are_dropped() {
+        assert_eq!(
+            fmt("server a {\n\n  port 1\n\n\n  # the route\n\n  route r {\n\n    path \"/\"\n\n    # end\n  }\n\n}\n\n\n\n# b\n\nserver b {}"),
+            "server a {\n  port 1\n  # the route\n  route r {\n    path \"/\"\n    # end\n  }\n}\n\n# b\n\nserver b {}\n"
+        );
+    }
+
+    #[test]
+    fn line_ends_tabs_comments_only_and_unicode() {
+        assert_eq!(
+            fmt("mesh {\r\n\ttrust-domain \"x\"\t# c\t\r\n}\r\n\r\n\r\nserver\ta\t{ port 80 }\r\n"),
+            "mesh {\n  trust-domain \"x\" # c\n}\n\nserver a { port 80 }\n"
+        );
+        assert_eq!(
+            fmt("\n# only\n   #  comments  \n\n\n# here"),
+            "# only\n#  comments\n\n# here\n"
+        );
+        assert_eq!(
+            fmt("# ünïcode ✓  \nallow a { to web  from identity \"spiffe://x/é—ü\" }\nserver web {\n  port 80 # ü\n}"),
+            "# ünïcode ✓\nallow a { to web  from identity \"spiffe://x/é—ü\" }\nserver web {\n  port 80 # ü\n}\n"
         );
     }
 
