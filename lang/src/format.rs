@@ -298,17 +298,20 @@ impl<'a> Tree<'a> {
         &self.text[t.start..t.end]
     }
 
-    /// Whether the block statement `first..=close` stays on one line: no
-    /// comment in it or on its line after its `}`, and no newline between
-    /// `{` and `}` or an empty body.
+    /// Whether the block statement `first..=close` stays on one line: an
+    /// empty body without comments (`{}`), or no comment in the statement
+    /// or on its line after its `}` and no newline between `{` and `}`.
     fn one_line(&self, first: usize, open: usize, close: usize, empty: bool) -> bool {
         let inner = &self.gaps[open + 1..=close];
+        if empty {
+            return !inner.iter().any(Gap::has_comments);
+        }
         !self.gaps[first + 1..=close].iter().any(Gap::has_comments)
             && self
                 .gaps
                 .get(close + 1)
                 .is_none_or(|g| g.trailing.is_none())
-            && (empty || !inner.iter().any(|g| g.newline))
+            && !inner.iter().any(|g| g.newline)
     }
 }
 
@@ -559,6 +562,10 @@ mod tests {
         assert_eq!(
             fmt("server a {\n  route b { method GET  path \"/b\" } # b\n  route c { method GET }\n}"),
             "server a {\n  route b {\n    method GET\n    path \"/b\"\n  } # b\n  route c { method GET }\n}\n"
+        );
+        assert_eq!(
+            fmt("server a {} # nothing yet\nserver b # b\n{\n}"),
+            "server a {} # nothing yet\n# b\nserver b {}\n"
         );
         assert_eq!(
             fmt("allow a # why\n{ to web  from any }"),
