@@ -1045,3 +1045,67 @@ fn precedence_of_catch_all_prefix_regex_and_equal_length_prefixes() {
     let reqs = grid(&[80], &["GET", "POST"], &paths, hs);
     check(&old, &new, &reqs);
 }
+
+#[test]
+fn query_and_header_dot_star_against_present() {
+    let p = |route: &str| {
+        format!(
+            "server s {{ port 80  default allow\n route r {{ path prefix \"/\"  {route} }}\n route o {{ path prefix \"/\" }} }}\ndeny d {{ to s.r  from any }}\n"
+        )
+    };
+    let paths = [
+        "/?a=%0A",
+        "/?a=%0a",
+        "/?a=x%0Ay",
+        "/?a=%ff",
+        "/?a=%C3",
+        "/?a=%C3%A9",
+        "/?a=%00",
+        "/?a=",
+        "/?a=%E2%84%AA",
+        "/?a=k",
+    ];
+    let hs: &[&[(&str, &str)]] = &[
+        &[],
+        &[("x-a", "\n")],
+        &[("x-a", "a\nb")],
+        &[("x-a", "\u{212a}")],
+        &[("x-a", "\u{0}")],
+        &[("x-a", "\r")],
+        &[("x-a", "k")],
+    ];
+    let reqs = grid(&[80], &["GET"], &paths, hs);
+    check(
+        &p("query \"a\" present  header \"x-a\" present"),
+        &p("query \"a\" ~ \".*\"  header \"x-a\" ~ \"(?i)k|.*\""),
+        &reqs,
+    );
+    check(
+        &p("query \"a\" ~ \"(?i)k\""),
+        &p("query \"a\" ~ \"(?s).+\""),
+        &reqs,
+    );
+    check(
+        &p("header \"x-a\" ~ \"(?i)k\""),
+        &p("header \"x-a\" ~ \"k\""),
+        &reqs,
+    );
+}
+
+#[test]
+fn trust_domain_changed_under_namespace_rules() {
+    let old = "mesh { trust-domain \"a.org\" }\nserver s { port 80  default deny }\nallow x { to s  from namespace \"shop\", \"qa\" }\n";
+    let new = "mesh { trust-domain \"b.org\" }\nserver s { port 80  default deny }\nallow x { to s  from namespace \"shop\", \"qa\" }\n";
+    let reqs = grid(&[80], &["GET"], &["/"], NO_HEADERS);
+    check(old, new, &reqs);
+}
+
+#[test]
+fn rule_order_and_conjunctions() {
+    rule_case(
+        "deny a { to s, t  from network 10.0.0.0/8 }\ndeny b { to s.r, t  from authenticated  from network 10.0.0.0/30, ::/0 }\nallow c { to s  from any }",
+        "deny b { to s.r, t  from authenticated  from network 10.0.0.0/30, ::/0 }\ndeny a { to s, t  from network 10.0.0.0/8 }\nallow c { to s  from identity \"*\"  from network 10.0.0.0/8 except 10.0.0.2/31 }",
+        "authenticated",
+        false,
+    );
+}
