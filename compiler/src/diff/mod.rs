@@ -242,11 +242,9 @@ fn identity_classes(sides: &[Side<'_>; 2]) -> Result<Vec<IdClass>, EnumerateErro
             let path = String::from_utf8_lossy(&class.witness).into_owned();
             let id = format!("spiffe://{td}{path}");
             if id.len() > MAX_SPIFFE_ID_LEN {
-                return Err(TooLarge {
-                    what: "the shortest identity of a class",
-                    limit: MAX_SPIFFE_ID_LEN,
-                }
-                .into());
+                // Every member is longer than the runtime matches: it
+                // satisfies only `"*"`, like the `not-a-spiffe-id` class.
+                continue;
             }
             let mut sat = [auth(0), auth(1)];
             for &g in &class.matches {
@@ -660,6 +658,9 @@ fn outbound(
             ];
             let keys = [svc[0].map(routes::SetKey::Service), svc[1].map(routes::SetKey::Service)];
             let auth = authority(&h.host, port);
+            // An IP-literal host gives the request its address: every such
+            // request has an IP, and the address classes cover them all.
+            let literal = h.host.contains(':') || h.host.parse::<std::net::Ipv4Addr>().is_ok();
             // HTTP requests.
             for o in routes::outcomes(sides, sets, keys, cache)?.iter() {
                 let egress_sides: Vec<usize> = (0..2).filter(|&s| sets[s].is_none()).collect();
@@ -677,6 +678,9 @@ fn outbound(
                 }
                 let mut local = HashSet::new();
                 for (t, ip) in &ips {
+                    if ip.is_none() && literal {
+                        continue;
+                    }
                     let key: Vec<Vec<u32>> = (0..2)
                         .map(|s| {
                             if sets[s].is_some() {
@@ -701,6 +705,9 @@ fn outbound(
             }
             // Tunnels.
             for (t, ip) in &ips {
+                if ip.is_none() && literal {
+                    continue;
+                }
                 let key: Vec<Vec<u32>> = (0..2)
                     .map(|s| egress_key(sides[s].tables, Some(&h.rules[s]), port, &t[s]))
                     .collect();
