@@ -598,7 +598,7 @@ fn mesh_default_only_changes() {
     let reqs = grid(
         &[80, 81, 0, 65535],
         &["GET"],
-        &["/", "/a/../.."],
+        &["/", "/a/../..", "/%2F", "/a b", "/.;/x"],
         NO_HEADERS,
     );
     check(old, new, &reqs);
@@ -1108,4 +1108,19 @@ fn rule_order_and_conjunctions() {
         "authenticated",
         false,
     );
+}
+
+#[test]
+fn identity_star_against_authenticated() {
+    let p = |from: &str| {
+        format!("server s {{ port 80  default deny }}\nallow x {{ to s  from {from} }}\n")
+    };
+    let reqs = grid(&[80, 81], &["GET"], &["/"], NO_HEADERS);
+    let n = check_some(&p("identity \"*\""), &p("authenticated"), &reqs);
+    let entries = diff_bundles(
+        &compile(&p("identity \"*\"")),
+        &compile(&p("authenticated")),
+    )
+    .expect("diff");
+    assert_eq!(n == 0, entries.is_empty(), "{entries:?}");
 }
