@@ -1124,3 +1124,27 @@ fn identity_star_against_authenticated() {
     .expect("diff");
     assert_eq!(n == 0, entries.is_empty(), "{entries:?}");
 }
+
+#[test]
+fn outbound_content_type_route_header_against_egress() {
+    let old = "service a { authority \"a.b\", \"x.a.b:443\"  backend k { endpoint 10.0.0.9:80 }  route g { header \"content-type\" ~ \"application/grpc.*\"  to k }  route r { method GET  to k 2 } }\negress { default deny  allow w { host \"*.a.b\"  network 10.0.0.0/8 } }\n";
+    let new = "service a { authority \"a.b\"  backend k { endpoint 10.0.0.9:80 }  route g { header \"Content-Type\" present  to k }  route r { to k 2 } }\negress { default deny  allow w { host \"*.a.b\" } }\n";
+    let mut reqs = outbound_grid();
+    for ct in [
+        "application/grpc",
+        "APPLICATION/GRPC",
+        "application/grpc+proto",
+        "text/plain",
+        "",
+    ] {
+        for a in ["a.b", "x.a.b:443", "y.a.b"] {
+            for ip in [None, Some("10.0.0.1"), Some("192.168.0.1")] {
+                reqs.push(out_http(a, ip, "/", &[("content-type", ct)]));
+                let mut post = out_http(a, ip, "/", &[("content-type", ct)]);
+                post["method"] = json!("POST");
+                reqs.push(post);
+            }
+        }
+    }
+    check(old, new, &reqs);
+}
