@@ -50,7 +50,9 @@ pub struct Outcome {
     pub messages: Vec<String>,
     /// Conformance files run.
     pub files: usize,
-    /// Coverage of each file whose cases ran, in the order they ran.
+    /// Coverage of each policy whose cases ran, in the order they first ran:
+    /// one per file with a `policy` string, one per policy folder or file
+    /// for all the files whose `policy-file` names it.
     pub coverage: Vec<Coverage>,
 }
 
@@ -70,7 +72,12 @@ impl Outcome {
         self.failed += other.failed;
         self.messages.extend(other.messages);
         self.files += other.files;
-        self.coverage.extend(other.coverage);
+        for coverage in other.coverage {
+            match self.coverage.iter_mut().find(|c| c.same_policy(&coverage)) {
+                Some(existing) => existing.absorb(coverage),
+                None => self.coverage.push(coverage),
+            }
+        }
     }
 }
 
@@ -214,6 +221,11 @@ pub fn run_toml(display: &str, text: &str, base: &Path) -> Outcome {
     };
     if diagnostics.is_empty() {
         run_cases(display, &parsed, &cases, &mut outcome);
+        if let (Some(toml::Value::String(file)), Some(coverage)) =
+            (table.get("policy-file"), outcome.coverage.last_mut())
+        {
+            coverage.policy_file = std::fs::canonicalize(base.join(file)).ok();
+        }
     } else {
         run_diagnostics(display, &parsed, &diagnostics, &mut outcome);
     }
@@ -500,12 +512,17 @@ impl CoveredItem {
     }
 }
 
-/// The routes, rules and egress rules of one conformance file's policy, in
-/// declaration order, each marked taken or not.
+/// The routes, rules and egress rules of one policy, in declaration order,
+/// each marked taken or not by the cases of the conformance files run on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Coverage {
-    /// The conformance file, as displayed in results.
+    /// The (first) conformance file, as displayed in results.
     pub file: String,
+    /// Every conformance file whose cases ran on this policy, `file` first.
+    pub files: Vec<String>,
+    /// The policy's file or folder (canonical) when given by `policy-file`;
+    /// files naming the same one share one report.
+    pub policy_file: Option<PathBuf>,
     /// Whether the policy has more than one source file.
     pub many_sources: bool,
     /// Server and service routes (not the implicit route of a server without routes).
@@ -551,6 +568,8 @@ impl Coverage {
         };
         let mut coverage = Coverage {
             file: file.to_string(),
+            files: vec![file.to_string()],
+            policy_file: None,
             many_sources: policy.files.len() > 1,
             routes: Vec::new(),
             rules: Vec::new(),
@@ -603,6 +622,40 @@ impl Coverage {
         coverage
     }
 
+    /// Whether `other` covers the same policy file or folder, with the same
+    /// items.
+    fn same_policy(&self, other: &Coverage) -> bool {
+        let names = |c: &Coverage| -> Vec<(String, String, u32)> {
+            [&c.routes, &c.rules, &c.egress_rules]
+                .into_iter()
+                .flatten()
+                .map(|i| (i.display_name(), i.source.clone(), i.line))
+                .collect()
+        };
+        self.policy_file.is_some()
+            && self.policy_file == other.policy_file
+            && names(self) == names(other)
+    }
+
+    /// Adds the files and the taken items of `other`, a coverage of the same
+    /// policy ([`Coverage::same_policy`]).
+    fn absorb(&mut self, other: Coverage) {
+        for file in other.files {
+            if !self.files.contains(&file) {
+                self.files.push(file);
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.routes, other.routes),
+            (&mut self.rules, other.rules),
+            (&mut self.egress_rules, other.egress_rules),
+        ] {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                m.taken |= t.taken;
+            }
+        }
+    }
+
     /// The human report: a header line with the counts, then one indented
     /// line per item no case took, e.g. `  route web.metrics (line 7)`.
     pub fn to_text(&self) -> String {
@@ -623,7 +676,7 @@ impl Coverage {
             .any(|(_, items)| items.iter().any(|i| !i.taken));
         let mut text = format!(
             "coverage {}: {} not taken{}",
-            self.file,
+            self.files.join(", "),
             counts.join(", "),
             if any { ":" } else { "" }
         );
@@ -640,7 +693,7 @@ impl Coverage {
         text
     }
 
-    /// The JSON report: `{"file", "routes", "rules", "egress_rules"}`, each
+    /// The JSON report: `{"file", "files", "routes", "rules", "egress_rules"}`, each
     /// list `{"total", "taken", "untaken": [...]}`; an untaken route is
     /// `{"server" or "service", "route", "source", "line"}`, a rule
     /// `{"rule", "source", "line"}`.
@@ -677,6 +730,7 @@ impl Coverage {
         };
         serde_json::json!({
             "file": self.file,
+            "files": self.files,
             "routes": list(&self.routes),
             "rules": list(&self.rules),
             "egress_rules": list(&self.egress_rules),

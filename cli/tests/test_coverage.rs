@@ -129,6 +129,7 @@ fn untaken_items_as_json() {
     let rule = |name: &str, line: u32| json!({"rule": name, "source": "<policy>", "line": line});
     let want = json!({
         "file": file,
+        "files": [file],
         "routes": {
             "total": 5,
             "taken": 2,
@@ -215,4 +216,57 @@ fn failures_and_exit_status_unchanged() {
     assert!(run.out.contains("3 of 5 routes"), "{}", run.out);
     // `--format` alone is a usage error.
     assert_eq!(test(&[&dir_arg, "--format", "json"]).code, 2);
+}
+
+#[test]
+fn files_naming_one_policy_file_share_one_report() {
+    let dir = tmp("shared");
+    std::fs::create_dir_all(dir.join("policy")).unwrap();
+    std::fs::create_dir_all(dir.join("tests/more")).unwrap();
+    let policy = "server web {\n  port 80\n  route a { path \"/a\" }\n  route b { path \"/b\" }\n  route c { path \"/c\" }\n}\nallow x { to web.a  from any }\nallow y { to web.b  from any }\n";
+    write(&dir.join("policy"), "p.sluice", policy);
+    let case = |path: &str| {
+        format!(
+            "policy-file = '{}'\n[[case]]\nname = '{path}'\nrequest = {{ direction = 'inbound', port = 80, method = 'GET', path = '{path}', peer = {{}} }}\nexpect = {{ route = '{}' }}\n",
+            if path == "/a" { "../policy" } else { "../../policy" },
+            &path[1..]
+        )
+    };
+    let first = write(&dir.join("tests"), "a.toml", &case("/a"));
+    let second = write(&dir.join("tests/more"), "b.toml", &case("/b"));
+    // An inline policy keeps a report of its own.
+    let inline = write(
+        &dir.join("tests/more"),
+        "c.toml",
+        &conformance(policy, "[[case]]\nname = 'c'\nrequest = { direction = 'inbound', port = 80, method = 'GET', path = '/c', peer = {} }\nexpect = { route = 'c' }\n"),
+    );
+    let tests = dir.join("tests").to_string_lossy().into_owned();
+    let run = test(&[&first, &tests, "--coverage"]);
+    assert_eq!(run.code, 0, "{}", run.out);
+    assert_eq!(
+        run.out,
+        format!(
+            "coverage {first}, {second}: 1 of 3 routes, 0 of 2 rules, 0 of 0 egress rules not taken:\n  \
+             route web.c (line 5)\n\
+             coverage {inline}: 2 of 3 routes, 2 of 2 rules, 0 of 0 egress rules not taken:\n  \
+             route web.a (line 3)\n  \
+             route web.b (line 4)\n  \
+             rule x (line 7)\n  \
+             rule y (line 8)\n\
+             4 passed, 0 failed\n"
+        )
+    );
+    let run = test(&[&tests, "--coverage", "--format", "json"]);
+    let lines: Vec<Value> = run
+        .out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.out);
+    assert_eq!(lines[0]["file"], json!(first));
+    assert_eq!(lines[0]["files"], json!([first, second]));
+    assert_eq!(lines[0]["routes"]["taken"], json!(2));
+    assert_eq!(lines[0]["rules"]["untaken"], json!([]));
+    assert_eq!(lines[1]["files"], json!([inline]));
 }

@@ -4,9 +4,10 @@
 //! files, a file without cases or diagnostics and a case with an empty
 //! `expect` table are failures.
 //!
-//! With `--coverage`, before the last line, each file whose cases ran gets
-//! its coverage report ([`crate::conformance::Coverage`]): text, or one JSON
-//! object per line with `--format json`. The results and the exit status do
+//! With `--coverage`, before the last line, each policy whose cases ran gets
+//! its coverage report ([`crate::conformance::Coverage`]; the files whose
+//! `policy-file` names the same policy share one): text, or one JSON object
+//! per line with `--format json`. The results and the exit status do
 //! not change.
 
 use crate::args::{Format, TestArgs};
