@@ -1145,3 +1145,25 @@ fn outbound_content_type_route_header_against_egress() {
     }
     check(old, new, &reqs);
 }
+
+#[test]
+fn host_class_whose_shortest_member_is_an_ip_literal() {
+    // The hosts matching `*.2.3.4` but none of `a.2.3.4` .. `z.2.3.4`: the
+    // shortest is `0.2.3.4`, an IPv4 literal, but `aa.2.3.4` is a name and
+    // has no address without `ip`, which only the networks covering
+    // every address tell apart.
+    let letters: Vec<String> = ('a'..='z').map(|c| format!("\"{c}.2.3.4\"")).collect();
+    let old = "egress { default allow  deny n { network 0.0.0.0/0, ::/0 } }\n".to_string();
+    let new = format!(
+        "egress {{ default allow  deny n {{ network 0.0.0.0/0, ::/0 }}  deny x {{ host {} }}  deny h {{ host \"*.2.3.4\" }} }}\n",
+        letters.join(", ")
+    );
+    let mut reqs = outbound_grid();
+    for a in ["aa.2.3.4", "0.2.3.4", "a.2.3.4", "-.2.3.4", "a0.2.3.4"] {
+        for ip in OUT_IPS {
+            reqs.push(tunnel(a, *ip));
+            reqs.push(out_http(a, *ip, "/", &[]));
+        }
+    }
+    check(&old, &new, &reqs);
+}

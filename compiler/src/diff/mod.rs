@@ -553,6 +553,8 @@ fn host_classes(sides: &[Side<'_>; 2]) -> Result<Vec<HostClass>, EnumerateError>
     // Lowercase RFC 3986 reg-name bytes (the runtime lowercases the host).
     let domain = build(&[r"[a-z0-9\-._~%!$&'()*+,;=]+".to_string()])?;
     let mut out = Vec::new();
+    // Classes whose shortest host is an IPv4 literal, by match set.
+    let mut ip_shaped: Vec<(Vec<u32>, usize)> = Vec::new();
     for class in classes(&dfas, &domain)? {
         let mut rules = [Vec::new(), Vec::new()];
         let mut service_host = None;
@@ -573,11 +575,38 @@ fn host_classes(sides: &[Side<'_>; 2]) -> Result<Vec<HostClass>, EnumerateError>
         }
         let mut host: Vec<u8> = class.witness.clone();
         host.reverse();
+        let host = String::from_utf8_lossy(&host).into_owned();
+        if host.parse::<std::net::Ipv4Addr>().is_ok() {
+            ip_shaped.push((class.matches.clone(), out.len()));
+        }
         out.push(HostClass {
             rules,
             service_host,
-            host: String::from_utf8_lossy(&host).into_owned(),
+            host,
         });
+    }
+    // Such a class may also hold names (`aa.2.3.4` beside `0.2.3.4`),
+    // which have no address without `ip`: a name of the class witnesses
+    // those requests.
+    if !ip_shaped.is_empty() {
+        let names = build(&[
+            r"[a-z0-9\-._~%!$&'()*+,;=]*[a-z\-_~%!$&'()*+,;=][a-z0-9\-._~%!$&'()*+,;=]*"
+                .to_string(),
+        ])?;
+        let named: std::collections::HashMap<Vec<u32>, Vec<u8>> = classes(&dfas, &names)?
+            .into_iter()
+            .map(|c| (c.matches, c.witness))
+            .collect();
+        for (matches, i) in ip_shaped {
+            if let Some(w) = named.get(&matches) {
+                let host: Vec<u8> = w.iter().rev().copied().collect();
+                out.push(HostClass {
+                    rules: out[i].rules.clone(),
+                    service_host: out[i].service_host.clone(),
+                    host: String::from_utf8_lossy(&host).into_owned(),
+                });
+            }
+        }
     }
     // Authority hosts outside the reg-name domain (IPv6 literals, written
     // in brackets) are classes of their own.
