@@ -112,9 +112,11 @@ pub struct FmtArgs {
 
 /// Arguments of `sluice diff`.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 no differences, 1 differences, 2 an error \
+#[command(
+    after_help = "Exit status: 0 no differences, 1 differences, 2 an error \
     (a path that cannot be read, a policy that does not compile, a bad bundle, \
-    or policies too large to diff exactly).")]
+    or policies too large to diff exactly)."
+)]
 pub struct DiffArgs {
     /// The old policy (file or directory) or bundle file.
     pub old: PathBuf,

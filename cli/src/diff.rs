@@ -148,7 +148,14 @@ pub fn bundle_bytes(path: &Path) -> Result<Vec<u8>, DiffError> {
 pub fn diff_paths(old: &Path, new: &Path) -> Result<Vec<Entry>, DiffError> {
     let o = bundle_bytes(old)?;
     let n = bundle_bytes(new)?;
-    diff_named(&o, &n, [&format!("`{}`", old.display()), &format!("`{}`", new.display())])
+    diff_named(
+        &o,
+        &n,
+        [
+            &format!("`{}`", old.display()),
+            &format!("`{}`", new.display()),
+        ],
+    )
 }
 
 /// The diff of two bundles (bytes as `sluice compile` writes them):
@@ -163,8 +170,10 @@ fn diff_named(old: &[u8], new: &[u8], names: [&str; 2]) -> Result<Vec<Entry>, Di
     let mut bundles = Vec::new();
     let mut contents = Vec::new();
     for (a, name) in aligned.iter().zip(names) {
-        bundles.push(Bundle::from_bytes(a.as_bytes()).map_err(|e| bad(name, policy::load_error(&e)))?);
-        contents.push(Contents::decode(a.as_bytes()).map_err(|e| bad(name, policy::load_error(&e)))?);
+        bundles
+            .push(Bundle::from_bytes(a.as_bytes()).map_err(|e| bad(name, policy::load_error(&e)))?);
+        contents
+            .push(Contents::decode(a.as_bytes()).map_err(|e| bad(name, policy::load_error(&e)))?);
     }
     let witnesses = witness_requests(&contents[0], &contents[1]).map_err(|e| match e {
         EnumerateError::TooLarge(t) => DiffError::TooLarge(TooLargeError {
@@ -300,7 +309,9 @@ pub fn describe(d: &Value) -> String {
     let mut why = match (reason, str_of(d, "rule"), str_of(d, "service")) {
         ("rule", Some(rule), _) => format!("rule {rule}"),
         ("service", _, Some(s)) => {
-            let route = str_of(d, "route").map(|r| format!(" route {r}")).unwrap_or_default();
+            let route = str_of(d, "route")
+                .map(|r| format!(" route {r}"))
+                .unwrap_or_default();
             let backends: Vec<String> = d
                 .get("backends")
                 .and_then(Value::as_array)

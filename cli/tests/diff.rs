@@ -61,11 +61,7 @@ fn diff(old: &str, new: &str) -> Vec<Value> {
 
 fn human(old: &str, new: &str) -> Vec<String> {
     let (o, n) = (temp("old.sluice", old), temp("new.sluice", new));
-    diff_paths(&o, &n)
-        .unwrap()
-        .iter()
-        .map(human_line)
-        .collect()
+    diff_paths(&o, &n).unwrap().iter().map(human_line).collect()
 }
 
 const WEB: &str = r#"
@@ -96,7 +92,8 @@ fn a_removed_rule_gives_its_allow_to_deny_pairs() {
     }
     let lines = human(WEB, &new);
     assert!(
-        lines.iter().any(|l| l.starts_with("web.api: allow (rule frontend) -> deny (default, 403), e.g. GET /api ")
+        lines.iter().any(|l| l
+            .starts_with("web.api: allow (rule frontend) -> deny (default, 403), e.g. GET /api ")
             && l.contains("x-tenant: a")
             && l.contains("from spiffe://prod.example.com/ns/shop/sa/")),
         "{lines:#?}"
@@ -109,11 +106,26 @@ fn a_changed_path_moves_requests_between_routes() {
     let entries = diff(WEB, &new);
     let kinds: Vec<(String, String)> = entries
         .iter()
-        .map(|e| (e["old"]["reason"].to_string(), e["new"]["reason"].to_string()))
+        .map(|e| {
+            (
+                e["old"]["reason"].to_string(),
+                e["new"]["reason"].to_string(),
+            )
+        })
         .collect();
     // /metrics: scraped before, no route now; /stats the other way round.
-    assert!(entries.iter().any(|e| e["request"]["path"] == "/metrics" && e["new"]["reason"] == "no-route"), "{kinds:?}");
-    assert!(entries.iter().any(|e| e["request"]["path"] == "/stats" && e["old"]["reason"] == "no-route"), "{kinds:?}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["request"]["path"] == "/metrics" && e["new"]["reason"] == "no-route"),
+        "{kinds:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["request"]["path"] == "/stats" && e["old"]["reason"] == "no-route"),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -123,7 +135,11 @@ fn a_changed_header_condition_is_found_with_a_value_on_each_side() {
     assert!(!entries.is_empty());
     for e in &entries {
         let tenant = e["request"]["headers"]["x-tenant"].as_str().unwrap();
-        assert!(tenant.chars().all(|c| c.is_ascii_alphanumeric()) && tenant.chars().any(|c| c.is_ascii_digit()), "{tenant}");
+        assert!(
+            tenant.chars().all(|c| c.is_ascii_alphanumeric())
+                && tenant.chars().any(|c| c.is_ascii_digit()),
+            "{tenant}"
+        );
         assert_eq!(e["old"]["reason"], "no-route");
         assert_eq!(e["new"]["route"], "api");
     }
@@ -132,7 +148,8 @@ fn a_changed_header_condition_is_found_with_a_value_on_each_side() {
 #[test]
 fn an_added_egress_host_allows_it() {
     let old = r#"egress { default deny  allow gh { host "github.com"  port 443 } }"#;
-    let new = r#"egress { default deny  allow gh { host "github.com", "*.googleapis.com"  port 443 } }"#;
+    let new =
+        r#"egress { default deny  allow gh { host "github.com", "*.googleapis.com"  port 443 } }"#;
     let entries = diff(old, new);
     assert!(!entries.is_empty());
     for e in &entries {
@@ -187,7 +204,13 @@ fn exit_codes_and_errors() {
     let g = good.to_str().unwrap();
     let missing = sluice(&["diff", g, "/nonexistent/policy.sluice"], "");
     assert_eq!(missing.code, 2);
-    assert!(missing.err.contains("cannot read `/nonexistent/policy.sluice`"), "{}", missing.err);
+    assert!(
+        missing
+            .err
+            .contains("cannot read `/nonexistent/policy.sluice`"),
+        "{}",
+        missing.err
+    );
     let bad = sluice(&["diff", broken.to_str().unwrap(), g], "");
     assert_eq!(bad.code, 2);
     assert!(bad.err.contains("does not compile"), "{}", bad.err);
@@ -200,8 +223,18 @@ fn exit_codes_and_errors() {
     let compiled = sluice(&["compile", g, "-o", bundle.to_str().unwrap()], "");
     assert_eq!(compiled.code, 0);
     assert_eq!(sluice(&["diff", bundle.to_str().unwrap(), g], "").code, 0);
-    let other = temp("other.sluice", &WEB.replace("deny  quarantine", "allow quarantine"));
-    assert_eq!(sluice(&["diff", bundle.to_str().unwrap(), other.to_str().unwrap()], "").code, 1);
+    let other = temp(
+        "other.sluice",
+        &WEB.replace("deny  quarantine", "allow quarantine"),
+    );
+    assert_eq!(
+        sluice(
+            &["diff", bundle.to_str().unwrap(), other.to_str().unwrap()],
+            ""
+        )
+        .code,
+        1
+    );
     let corrupt = std::fs::read(&bundle).unwrap();
     let mut flipped = corrupt.clone();
     let last = flipped.len() - 1;
@@ -245,7 +278,9 @@ fn every_example_and_conformance_policy_against_itself_has_no_entry() {
         .collect();
     dirs.sort();
     for d in dirs {
-        let Ok(entries) = diff_paths(&d, &d) else { continue };
+        let Ok(entries) = diff_paths(&d, &d) else {
+            continue;
+        };
         assert!(entries.is_empty(), "{}: {entries:#?}", d.display());
         n += 1;
     }

@@ -10,8 +10,8 @@ pub mod ir;
 
 pub use config::Config;
 pub mod ast_to_ir;
-pub mod ir_to_bundle;
 pub mod diff;
+pub mod ir_to_bundle;
 pub mod lint;
 
 use sluice_lang::{Diagnostic, Policy};

@@ -30,5 +30,9 @@ pub fn run(args: &DiffArgs, io: &mut Io<'_>) -> io::Result<u8> {
             writeln!(io.err, "{}", crate::policy::plural(n, "difference"))?;
         }
     }
-    Ok(if entries.is_empty() { EXIT_OK } else { EXIT_FAILED })
+    Ok(if entries.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }

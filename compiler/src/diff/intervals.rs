@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn port_intervals() {
-        assert_eq!(ports(&[(80, 80), (8000, 8999)], 0, 65535), vec![0, 80, 81, 8000, 9000]);
+        assert_eq!(
+            ports(&[(80, 80), (8000, 8999)], 0, 65535),
+            vec![0, 80, 81, 8000, 9000]
+        );
         assert_eq!(ports(&[(1, 10)], 1, 65535), vec![1, 11]);
         assert_eq!(ports(&[(65000, 65535)], 0, 65535), vec![0, 65000]);
     }
@@ -112,12 +115,23 @@ mod tests {
         let ips: Vec<String> = got.iter().map(|(ip, _)| ip.to_string()).collect();
         assert_eq!(
             ips,
-            vec!["0.0.0.0", "10.0.0.0", "11.0.0.0", "::", "::1", "::1:0:0", "::1:0:0:0", "64:ff9b::1:0:0"]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
+            vec![
+                "0.0.0.0",
+                "10.0.0.0",
+                "11.0.0.0",
+                "::",
+                "::1",
+                "::1:0:0",
+                "::1:0:0:0",
+                "64:ff9b::1:0:0"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
         );
         assert_eq!(got[1].1, [vec![3], vec![]]);
-        assert!(got.iter().all(|(ip, _)| sluice_runtime::canonical_ip(*ip) == *ip));
+        assert!(got
+            .iter()
+            .all(|(ip, _)| sluice_runtime::canonical_ip(*ip) == *ip));
     }
 }

@@ -234,7 +234,10 @@ fn identity_classes(sides: &[Side<'_>; 2]) -> Result<Vec<IdClass>, EnumerateErro
         let mut dfas: Vec<(&Dfa, u32)> = Vec::new();
         for &(s, a, off) in &plan {
             match a {
-                None => dfas.push((owned_iter.next().expect("one literal automaton a side"), off)),
+                None => dfas.push((
+                    owned_iter.next().expect("one literal automaton a side"),
+                    off,
+                )),
                 Some(a) => dfas.push((sides[s].dfa(a)?, off)),
             }
         }
@@ -339,7 +342,10 @@ fn server_for(t: &Tables, port: u16) -> Option<u32> {
 /// The witness requests of `old` and `new`: every request of spec section
 /// 10 that is not an error for either is decided by both bundles like one
 /// of them. Deterministic order.
-pub fn witness_requests(old: &Contents, new: &Contents) -> Result<Vec<WitnessRequest>, EnumerateError> {
+pub fn witness_requests(
+    old: &Contents,
+    new: &Contents,
+) -> Result<Vec<WitnessRequest>, EnumerateError> {
     let sides = [Side::new(old)?, Side::new(new)?];
     let mut out = Vec::new();
     let mut route_cache = routes::Cache::default();
@@ -355,7 +361,12 @@ fn inbound(
 ) -> Result<(), EnumerateError> {
     let ranges: Vec<(u16, u16)> = sides
         .iter()
-        .flat_map(|s| s.tables.servers.iter().flat_map(|sv| sv.ports.iter().copied()))
+        .flat_map(|s| {
+            s.tables
+                .servers
+                .iter()
+                .flat_map(|sv| sv.ports.iter().copied())
+        })
         .collect();
     let ids = identity_classes(sides)?;
     let ips = ip_classes([
@@ -385,7 +396,10 @@ fn inbound(
     }
     let mut pairs = HashSet::new();
     for port in intervals::ports(&ranges, 0, u16::MAX) {
-        let servers = [server_for(sides[0].tables, port), server_for(sides[1].tables, port)];
+        let servers = [
+            server_for(sides[0].tables, port),
+            server_for(sides[1].tables, port),
+        ];
         if !pairs.insert(servers) {
             continue;
         }
@@ -460,7 +474,9 @@ fn inbound(
             let ip_proj: Vec<&IpClass> = near
                 .into_iter()
                 .map(|i| &ips[i])
-                .filter(|(t, _)| ip_seen.insert((project(&t[0], &keep[0]), project(&t[1], &keep[1]))))
+                .filter(|(t, _)| {
+                    ip_seen.insert((project(&t[0], &keep[0]), project(&t[1], &keep[1])))
+                })
                 .collect();
             for id in &id_proj {
                 for (_, ip) in &ip_proj {
@@ -506,7 +522,11 @@ fn egress_key(t: &Tables, host_rules: Option<&[u32]>, port: u16, ip_rules: &[u32
     ids.sort_unstable();
     ids.dedup();
     // Only the first deny and the first allow decide.
-    let first = |deny: bool| ids.iter().copied().find(|&i| eg.rules[i as usize].deny == deny);
+    let first = |deny: bool| {
+        ids.iter()
+            .copied()
+            .find(|&i| eg.rules[i as usize].deny == deny)
+    };
     [first(true), first(false)].into_iter().flatten().collect()
 }
 
@@ -521,7 +541,12 @@ struct HostClass {
 fn host_classes(sides: &[Side<'_>; 2]) -> Result<Vec<HostClass>, EnumerateError> {
     let hosts: BTreeSet<&str> = sides
         .iter()
-        .flat_map(|s| s.tables.services.iter().flat_map(|sv| sv.authorities.iter().map(|(h, _)| h.as_str())))
+        .flat_map(|s| {
+            s.tables
+                .services
+                .iter()
+                .flat_map(|sv| sv.authorities.iter().map(|(h, _)| h.as_str()))
+        })
         .collect();
     let hosts: Vec<&str> = hosts.into_iter().collect();
     let mut owned = Vec::new();
@@ -539,7 +564,9 @@ fn host_classes(sides: &[Side<'_>; 2]) -> Result<Vec<HostClass>, EnumerateError>
     }
     let mut dfas: Vec<(&Dfa, u32)> = owned.iter().map(|d| (d, 0)).collect();
     for (s, side) in sides.iter().enumerate() {
-        let Some(eg) = &side.tables.egress else { continue };
+        let Some(eg) = &side.tables.egress else {
+            continue;
+        };
         let mut first = 0;
         for &a in &eg.host_automata {
             let d = side.dfa(a)?;
@@ -678,14 +705,25 @@ fn outbound(
     for h in &hosts {
         for &port in &ports {
             let svc = [
-                h.service_host.as_deref().and_then(|x| service_for(sides[0].tables, Some(x), port)),
-                h.service_host.as_deref().and_then(|x| service_for(sides[1].tables, Some(x), port)),
+                h.service_host
+                    .as_deref()
+                    .and_then(|x| service_for(sides[0].tables, Some(x), port)),
+                h.service_host
+                    .as_deref()
+                    .and_then(|x| service_for(sides[1].tables, Some(x), port)),
             ];
             let sets = [
-                svc[0].and_then(|i| sides[0].tables.services.get(i as usize)).map(|s| &s.routes),
-                svc[1].and_then(|i| sides[1].tables.services.get(i as usize)).map(|s| &s.routes),
+                svc[0]
+                    .and_then(|i| sides[0].tables.services.get(i as usize))
+                    .map(|s| &s.routes),
+                svc[1]
+                    .and_then(|i| sides[1].tables.services.get(i as usize))
+                    .map(|s| &s.routes),
             ];
-            let keys = [svc[0].map(routes::SetKey::Service), svc[1].map(routes::SetKey::Service)];
+            let keys = [
+                svc[0].map(routes::SetKey::Service),
+                svc[1].map(routes::SetKey::Service),
+            ];
             let auth = authority(&h.host, port);
             // An IP-literal host gives the request its address: every such
             // request has an IP, and the address classes cover them all.
@@ -804,10 +842,17 @@ allow b { to web.api  from identity "spiffe://prod.example.com/ns/shop/sa/web" }
         let sides = [Side::new(&c).unwrap(), Side::new(&c).unwrap()];
         let ids = identity_classes(&sides).unwrap();
         let names: Vec<Option<String>> = ids.iter().map(|c| c.identity.clone()).collect();
-        assert!(names.contains(&Some("spiffe://prod.example.com/ns/shop/sa/web".into())), "{names:?}");
+        assert!(
+            names.contains(&Some("spiffe://prod.example.com/ns/shop/sa/web".into())),
+            "{names:?}"
+        );
         assert!(names.contains(&None));
         // Some identity of another namespace satisfies neither clause.
-        assert!(ids.iter().any(|c| c.has && c.sat[0].is_empty() && c.identity.as_deref().is_some_and(|i| i.starts_with("spiffe://prod"))));
+        assert!(ids.iter().any(|c| c.has
+            && c.sat[0].is_empty()
+            && c.identity
+                .as_deref()
+                .is_some_and(|i| i.starts_with("spiffe://prod"))));
     }
 
     #[test]
@@ -830,7 +875,10 @@ egress { default deny
                 _ => None,
             })
             .collect();
-        assert!(paths.contains("/api") && paths.contains("/api/x"), "{paths:?}");
+        assert!(
+            paths.contains("/api") && paths.contains("/api/x"),
+            "{paths:?}"
+        );
         assert!(ws.iter().any(|w| matches!(w, WitnessRequest::Outbound { authority: Some(a), .. } if a == "github.com:443")));
         assert!(ws.len() < 200, "{}", ws.len());
     }

@@ -216,11 +216,7 @@ pub fn classes(dfas: &[(&Dfa, u32)], domain: &Dfa, budget: usize) -> Result<Vec<
             }
         }
         for &b in &reps {
-            let next: Vec<StateID> = all
-                .iter()
-                .zip(&tuple)
-                .map(|(d, &s)| d.next(s, b))
-                .collect();
+            let next: Vec<StateID> = all.iter().zip(&tuple).map(|(d, &s)| d.next(s, b)).collect();
             if domain.is_dead(next[last]) {
                 continue;
             }
@@ -269,7 +265,12 @@ mod tests {
         let cs = classes(&[(&prefix, 0), (&exact, 1)], &domain, 10_000).unwrap();
         let got: Vec<(Vec<u32>, String)> = cs
             .iter()
-            .map(|c| (c.matches.clone(), String::from_utf8(c.witness.clone()).unwrap()))
+            .map(|c| {
+                (
+                    c.matches.clone(),
+                    String::from_utf8(c.witness.clone()).unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -295,7 +296,9 @@ mod tests {
     #[test]
     fn serialized_dfas_read_back() {
         let d = build(&["ab", "a.*"]);
-        let Dfa::Dense(dense) = &d else { unreachable!() };
+        let Dfa::Dense(dense) = &d else {
+            unreachable!()
+        };
         let (bytes, _) = dense.to_bytes_little_endian();
         let back = Dfa::from_serialized(&bytes).unwrap();
         let domain = build(&["[ab]*"]);

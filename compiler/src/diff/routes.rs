@@ -89,7 +89,8 @@ fn path_domain() -> String {
     let c1 = format!("(?:[{}]|{esc})", raw.replace(r"\x26-\x2E", r"\x26-\x2D"));
     let c2 = format!(
         "(?:[{}]|{esc})",
-        raw.replace(r"\x26-\x2E", r"\x26-\x2D").replace(":-\\x3E", ":\\x3C-\\x3E")
+        raw.replace(r"\x26-\x2E", r"\x26-\x2D")
+            .replace(":-\\x3E", ":\\x3C-\\x3E")
     );
     let c3 = format!("(?:[{}]|{esc})", raw.replace(":-\\x3E", ":\\x3C-\\x3E"));
     let seg = format!(r"(?:{c1}{c}*|\.{c2}{c}*|\.\.{c3}{c}*)");
@@ -229,7 +230,10 @@ fn value_classes(
     let key = (
         query,
         name.to_string(),
-        atoms.iter().map(|(s, c)| owned_key(atom_key(*s, c))).collect(),
+        atoms
+            .iter()
+            .map(|(s, c)| owned_key(atom_key(*s, c)))
+            .collect(),
     );
     if let Some(v) = cache.values.get(&key) {
         return Ok(v.clone());
@@ -248,7 +252,11 @@ fn value_classes(
     if grpc {
         pats.push("(?i-u:application/grpc)(?s-u:.)*".to_string());
     }
-    let own = if pats.is_empty() { None } else { Some(build(&pats)?) };
+    let own = if pats.is_empty() {
+        None
+    } else {
+        Some(build(&pats)?)
+    };
     let mut dfas: Vec<(&Dfa, u32)> = own.iter().map(|d| (d, 0)).collect();
     let mut regex_of = Vec::new();
     let mut offset = pats.len() as u32;
@@ -421,7 +429,9 @@ fn compute_outcomes(
         });
         let settle = |alive: &mut [Vec<bool>; 2], done: usize| {
             for s in 0..2 {
-                if let Some(i) = (0..alive[s].len()).find(|&i| alive[s][i] && last_dim[s][i] <= done) {
+                if let Some(i) =
+                    (0..alive[s].len()).find(|&i| alive[s][i] && last_dim[s][i] <= done)
+                {
                     alive[s][i + 1..].iter_mut().for_each(|a| *a = false);
                 }
             }
@@ -432,7 +442,9 @@ fn compute_outcomes(
             let mut alive = [0, 1].map(|s| {
                 cands[s]
                     .iter()
-                    .map(|&r| route(s, r).is_some_and(|r| r.methods.is_empty() || r.methods.contains(&m)))
+                    .map(|&r| {
+                        route(s, r).is_some_and(|r| r.methods.is_empty() || r.methods.contains(&m))
+                    })
                     .collect::<Vec<bool>>()
             });
             settle(&mut alive, 0);
@@ -495,7 +507,8 @@ fn compute_outcomes(
             let vals: Vec<&ValClass> = vals
                 .iter()
                 .filter(|v| {
-                    let key: Vec<bool> = v.sat.iter().zip(&relevant).map(|(&x, &r)| x && r).collect();
+                    let key: Vec<bool> =
+                        v.sat.iter().zip(&relevant).map(|(&x, &r)| x && r).collect();
                     val_seen.insert((key, v.grpc))
                 })
                 .collect();
@@ -530,10 +543,8 @@ fn compute_outcomes(
                         if query {
                             st2.query.push((name.clone(), value.clone()));
                         } else {
-                            st2.headers.push((
-                                name.clone(),
-                                String::from_utf8_lossy(value).into_owned(),
-                            ));
+                            st2.headers
+                                .push((name.clone(), String::from_utf8_lossy(value).into_owned()));
                         }
                     }
                     next.push(st2);
@@ -584,9 +595,13 @@ mod tests {
     #[test]
     fn witnesses_of_the_path_domain_normalize_to_themselves() {
         let domain = build(&[path_domain()]).unwrap();
-        let pieces = [
-            build(&[r"/\.(?s-u:.)*".into(), r"/(?s-u:.)*%(?s-u:.)*".into(), r"/\.\.(?s-u:.)*".into(), r"(?s-u:.)*;(?s-u:.)*".into()]).unwrap(),
-        ];
+        let pieces = [build(&[
+            r"/\.(?s-u:.)*".into(),
+            r"/(?s-u:.)*%(?s-u:.)*".into(),
+            r"/\.\.(?s-u:.)*".into(),
+            r"(?s-u:.)*;(?s-u:.)*".into(),
+        ])
+        .unwrap()];
         let cs = product::classes(&[(&pieces[0], 0)], &domain, 100_000).unwrap();
         assert!(cs.len() >= 4);
         for c in &cs {
