@@ -1,0 +1,350 @@
+//! Decisions turned into the `CheckResponse`s Envoy enforces.
+//!
+//! | Outcome                         | `status.code`          | `http_response`                                    |
+//! |---------------------------------|------------------------|----------------------------------------------------|
+//! | allowed (also audit's would-deny) | 0 `OK`               | `ok_response`, headers per [`AddHeaders`]          |
+//! | denied                          | 7 `PERMISSION_DENIED`  | `denied_response`: 403, 404 or 400, `x-sluice-error` |
+//! | denied gRPC request             | 7 `PERMISSION_DENIED`  | 200 with `grpc-status` 7, 12 or 13, `x-sluice-error` |
+//! | check that cannot be decided    | 3 `INVALID_ARGUMENT`   | 403, `x-sluice-error: bad-check`                   |
+//! | no policy loaded                | 14 `UNAVAILABLE`       | 503 (gRPC: `grpc-status` 14), `x-sluice-error: not-ready` |
+//!
+//! Every denial carries a `denied_response`, so a check Sluice cannot
+//! decide fails closed even with Envoy's `failure_mode_allow`.
+
+use crate::check_to_inbound::{CheckView, MapError};
+use crate::pb::{
+    check_response::HttpResponse, CheckResponse, DeniedHttpResponse, HeaderValue,
+    HeaderValueOption, HttpStatus, OkHttpResponse, RpcStatus,
+};
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use sluice_runtime::{Decision, Peer, Reason, RequestError};
+
+/// The header carrying the peer's identity upstream.
+pub const PEER_IDENTITY: &str = "x-sluice-peer-identity";
+/// The header carrying the deciding route upstream, as `server.route`.
+pub const ROUTE: &str = "x-sluice-route";
+/// The header carrying the deciding rule upstream.
+pub const RULE: &str = "x-sluice-rule";
+/// The header telling the client why Sluice denied the request.
+pub const ERROR: &str = "x-sluice-error";
+
+/// gRPC status codes used in `CheckResponse.status`.
+const OK: i32 = 0;
+const INVALID_ARGUMENT: i32 = 3;
+const PERMISSION_DENIED: i32 = 7;
+const UNAVAILABLE: i32 = 14;
+
+/// Which headers an allowed request gets upstream. Each one that is
+/// turned on is also removed when Sluice has no value for it, so a client
+/// cannot send its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddHeaders {
+    /// `x-sluice-peer-identity`: the peer's identity.
+    pub peer_identity: bool,
+    /// `x-sluice-route`: `server.route`.
+    pub route: bool,
+    /// `x-sluice-rule`: the allowing rule.
+    pub rule: bool,
+}
+
+/// The answer to a check the runtime decided, or could not decide.
+pub fn decided(
+    d: &Result<Decision<'_>, RequestError<'_>>,
+    view: &CheckView<'_>,
+    add: &AddHeaders,
+) -> CheckResponse {
+    match d {
+        Ok(d) if d.allow => allowed(d, &view.peer(), add),
+        Ok(d) => denied(d),
+        Err(e) => invalid(&e.to_string(), view.is_grpc()),
+    }
+}
+
+/// The answer to an allowed request: OK, with the headers `add` asks for.
+pub fn allowed(d: &Decision<'_>, peer: &Peer<'_>, add: &AddHeaders) -> CheckResponse {
+    let mut ok = OkHttpResponse::default();
+    let mut set = |on: bool, name: &str, value: Option<String>| {
+        if !on {
+            return;
+        }
+        match value {
+            Some(v) => ok.headers.push(overwrite(name, v)),
+            None => ok.headers_to_remove.push(name.to_owned()),
+        }
+    };
+    set(
+        add.peer_identity,
+        PEER_IDENTITY,
+        peer.identity.map(str::to_owned),
+    );
+    set(
+        add.route,
+        ROUTE,
+        d.route
+            .map(|r| format!("{}.{r}", d.server.unwrap_or_default())),
+    );
+    set(add.rule, RULE, d.rule.map(str::to_owned));
+    CheckResponse {
+        status: Some(rpc_status(OK, "")),
+        http_response: Some(HttpResponse::OkResponse(ok)),
+        ..Default::default()
+    }
+}
+
+/// The answer to a denied request: PERMISSION_DENIED and the response the
+/// proxy would have sent (HTTP status and body, or gRPC status).
+pub fn denied(d: &Decision<'_>) -> CheckResponse {
+    let why = match d.reason {
+        Reason::NoRoute => "no-route",
+        Reason::BadPath => "bad-path",
+        _ => "forbidden",
+    };
+    let response = match d.grpc_status {
+        Some(grpc) => {
+            let message = match grpc {
+                7 => "request denied by policy",
+                12 => "no route for this method",
+                _ => "malformed request path",
+            };
+            grpc_denial(grpc, message, why)
+        }
+        None => {
+            let status = d.http_status.unwrap_or(403);
+            let body = match status {
+                404 => "no route\n",
+                400 => "bad request path\n",
+                _ => "forbidden by policy\n",
+            };
+            text_denial(status, body, why)
+        }
+    };
+    denial(PERMISSION_DENIED, "denied by policy", response)
+}
+
+/// The answer to a check that cannot be mapped to a request.
+pub fn bad_check(e: &MapError) -> CheckResponse {
+    invalid(&e.to_string(), false)
+}
+
+/// The answer while no policy is loaded: UNAVAILABLE, and 503 (or gRPC
+/// status 14) to the client.
+pub fn not_ready(grpc: bool) -> CheckResponse {
+    let response = if grpc {
+        grpc_denial(14, "no policy loaded", "not-ready")
+    } else {
+        text_denial(503, "no policy loaded\n", "not-ready")
+    };
+    denial(UNAVAILABLE, "no policy loaded", response)
+}
+
+/// INVALID_ARGUMENT naming what is wrong; the client gets 403 (or gRPC
+/// status 7): the check fails closed.
+fn invalid(message: &str, grpc: bool) -> CheckResponse {
+    let response = if grpc {
+        grpc_denial(
+            7,
+            "request denied: the check could not be decided",
+            "bad-check",
+        )
+    } else {
+        text_denial(
+            403,
+            "forbidden: the check could not be decided\n",
+            "bad-check",
+        )
+    };
+    denial(INVALID_ARGUMENT, message, response)
+}
+
+fn denial(code: i32, message: &str, response: DeniedHttpResponse) -> CheckResponse {
+    CheckResponse {
+        status: Some(rpc_status(code, message)),
+        http_response: Some(HttpResponse::DeniedResponse(response)),
+        ..Default::default()
+    }
+}
+
+/// A plain-text answer, as the proxy sends it.
+fn text_denial(status: u16, body: &str, why: &str) -> DeniedHttpResponse {
+    DeniedHttpResponse {
+        status: Some(HttpStatus {
+            code: i32::from(status),
+        }),
+        headers: vec![
+            overwrite("content-type", "text/plain; charset=utf-8".to_owned()),
+            overwrite(ERROR, why.to_owned()),
+        ],
+        body: body.to_owned(),
+    }
+}
+
+/// A trailers-only gRPC answer: HTTP 200 with the gRPC status in headers.
+fn grpc_denial(grpc_status: u8, message: &str, why: &str) -> DeniedHttpResponse {
+    DeniedHttpResponse {
+        status: Some(HttpStatus { code: 200 }),
+        headers: vec![
+            overwrite("content-type", "application/grpc".to_owned()),
+            overwrite("grpc-status", grpc_status.to_string()),
+            overwrite("grpc-message", message.to_owned()),
+            overwrite(ERROR, why.to_owned()),
+        ],
+        body: String::new(),
+    }
+}
+
+fn overwrite(name: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value,
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+fn rpc_status(code: i32, message: &str) -> RpcStatus {
+    RpcStatus {
+        code,
+        message: message.to_owned(),
+        details: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(d: &DeniedHttpResponse) -> Vec<(String, String)> {
+        d.headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect()
+    }
+
+    fn denied_part(r: &CheckResponse) -> &DeniedHttpResponse {
+        match &r.http_response {
+            Some(HttpResponse::DeniedResponse(d)) => d,
+            other => panic!("not a denial: {other:?}"),
+        }
+    }
+
+    fn decision(allow: bool, reason: Reason) -> Decision<'static> {
+        Decision {
+            server: Some("web"),
+            route: Some("api"),
+            rule: allow.then_some("frontend"),
+            ..Decision::new(allow, reason)
+        }
+    }
+
+    #[test]
+    fn an_allowed_request_is_ok_with_the_chosen_headers() {
+        let d = decision(true, Reason::Rule);
+        let peer = Peer {
+            ip: None,
+            identity: Some("spiffe://example.org/a"),
+        };
+        let all = AddHeaders {
+            peer_identity: true,
+            route: true,
+            rule: true,
+        };
+        let r = allowed(&d, &peer, &all);
+        assert_eq!(r.status.as_ref().unwrap().code, OK);
+        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+            panic!("not ok")
+        };
+        let set: Vec<_> = ok
+            .headers
+            .iter()
+            .map(|h| {
+                let h = h.header.as_ref().unwrap();
+                (h.key.as_str(), h.value.as_str())
+            })
+            .collect();
+        assert_eq!(
+            set,
+            [
+                (PEER_IDENTITY, "spiffe://example.org/a"),
+                (ROUTE, "web.api"),
+                (RULE, "frontend")
+            ]
+        );
+        assert!(ok.headers_to_remove.is_empty());
+        assert!(ok
+            .headers
+            .iter()
+            .all(|h| h.append_action == HeaderAppendAction::OverwriteIfExistsOrAdd as i32));
+        // Without an identity or a rule, client-sent values are removed.
+        let d = Decision { rule: None, ..d };
+        let r = allowed(&d, &Peer::default(), &all);
+        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+            panic!("not ok")
+        };
+        assert_eq!(ok.headers_to_remove, [PEER_IDENTITY, RULE]);
+        let r = allowed(&d, &Peer::default(), &AddHeaders::default());
+        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+            panic!("not ok")
+        };
+        assert!(ok.headers.is_empty() && ok.headers_to_remove.is_empty());
+    }
+
+    #[test]
+    fn denials_carry_the_proxys_status_and_reason() {
+        for (status, reason, why, body) in [
+            (403, Reason::Default, "forbidden", "forbidden by policy\n"),
+            (404, Reason::NoRoute, "no-route", "no route\n"),
+            (400, Reason::BadPath, "bad-path", "bad request path\n"),
+        ] {
+            let d = Decision {
+                http_status: Some(status),
+                ..decision(false, reason)
+            };
+            let r = denied(&d);
+            assert_eq!(r.status.as_ref().unwrap().code, PERMISSION_DENIED);
+            let part = denied_part(&r);
+            assert_eq!(part.status.as_ref().unwrap().code, i32::from(status));
+            assert_eq!(part.body, body);
+            assert!(headers(part).contains(&(ERROR.into(), why.into())));
+        }
+    }
+
+    #[test]
+    fn grpc_denials_answer_in_grpc() {
+        let d = Decision {
+            http_status: Some(404),
+            grpc_status: Some(12),
+            ..decision(false, Reason::NoRoute)
+        };
+        let part_of = denied(&d);
+        let part = denied_part(&part_of);
+        assert_eq!(part.status.as_ref().unwrap().code, 200);
+        let h = headers(part);
+        assert!(h.contains(&("grpc-status".into(), "12".into())));
+        assert!(h.contains(&("content-type".into(), "application/grpc".into())));
+        assert!(h.contains(&(ERROR.into(), "no-route".into())));
+    }
+
+    #[test]
+    fn undecidable_checks_fail_closed() {
+        let r = bad_check(&MapError::NoPort);
+        assert_eq!(r.status.as_ref().unwrap().code, INVALID_ARGUMENT);
+        assert!(r
+            .status
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("no destination port"));
+        let part = denied_part(&r);
+        assert_eq!(part.status.as_ref().unwrap().code, 403);
+        assert!(headers(part).contains(&(ERROR.into(), "bad-check".into())));
+        let r = not_ready(true);
+        assert_eq!(r.status.as_ref().unwrap().code, UNAVAILABLE);
+        assert!(headers(denied_part(&r)).contains(&("grpc-status".into(), "14".into())));
+        let r = not_ready(false);
+        assert_eq!(denied_part(&r).status.as_ref().unwrap().code, 503);
+    }
+}
