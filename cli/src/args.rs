@@ -34,6 +34,8 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Run the proxy: enforce a policy on real traffic (see the README).
     Proxy(ProxyArgs),
+    /// Serve Envoy's ext_authz gRPC API: decide Envoy's and Istio's checks (see docs/ext-authz.md).
+    Authz(ProxyArgs),
     /// Write the iptables rules that send the workload's TCP through the proxy.
     Init(InitArgs),
     /// Make signing keys for bundle artifacts (ECDSA P-256).
@@ -566,10 +568,10 @@ mod tests {
     }
 }
 
-/// Arguments of `sluice proxy`.
+/// Arguments of `sluice proxy` and `sluice authz`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// The proxy's TOML configuration.
+    /// The proxy's TOML configuration (`sluice authz`: with an `[authz]` table).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Log filter, e.g. `info` or `sluice_proxy=debug` (default: `SLUICE_LOG` or `info`).

@@ -48,6 +48,7 @@ pub fn run(cli: args::Cli, io: &mut Io<'_>) -> io::Result<u8> {
         args::Command::Diff(a) => cmd::diff::run(a, io),
         args::Command::Identity(a) => cmd::identity::run(a, io),
         args::Command::Proxy(a) => cmd::proxy::run(a, io),
+        args::Command::Authz(a) => cmd::authz::run(a, io),
         args::Command::Init(a) => cmd::init::run(a, io),
         args::Command::Keys(a) => cmd::keys::run(a, io),
         args::Command::Push(a) => cmd::registry::run_push(a, io),

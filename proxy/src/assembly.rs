@@ -2,6 +2,7 @@
 //! identity, and owns the tasks until shutdown.
 
 use crate::admin::Admin;
+use crate::authz::AuthzListener;
 use crate::candidate::Candidate;
 use crate::config::{CandidateSource, Config};
 use crate::decision_log::DecisionLog;
@@ -32,6 +33,7 @@ pub struct Proxy {
     admin_addr: SocketAddr,
     inbound_addrs: Vec<SocketAddr>,
     outbound_addrs: Vec<SocketAddr>,
+    authz_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     policy: Arc<PolicyControl>,
     /// The candidate bundle's reload, when one is configured and usable.
@@ -278,8 +280,20 @@ impl Proxy {
             outbound_addrs.push(listener.local_addr());
             outbound_listeners.push(listener);
         }
+        let authz =
+            match &config.authz {
+                Some(a) => Some(AuthzListener::bind(a.clone()).await.map_err(|error| {
+                    StartError::Bind {
+                        addr: a.listen,
+                        error,
+                    }
+                })?),
+                None => None,
+            };
+        let authz_addr = authz.as_ref().map(AuthzListener::local_addr);
         let own = [admin_addr]
             .into_iter()
+            .chain(authz_addr)
             .chain(inbound_addrs.iter().copied())
             .chain(outbound_addrs.iter().copied())
             .collect();
@@ -301,11 +315,15 @@ impl Proxy {
             candidate: candidate_control.clone(),
         });
         tasks.spawn(admin.run(admin_listener));
-        tracing::info!(admin = %admin_addr, inbound = ?inbound_addrs, outbound = ?outbound_addrs, "proxy started");
+        if let Some(authz) = authz {
+            tasks.spawn(authz.run(shared.clone()));
+        }
+        tracing::info!(admin = %admin_addr, inbound = ?inbound_addrs, outbound = ?outbound_addrs, authz = ?authz_addr, "proxy started");
         Ok(Proxy {
             admin_addr,
             inbound_addrs,
             outbound_addrs,
+            authz_addr,
             shared,
             policy,
             candidate: candidate_control,
@@ -327,6 +345,11 @@ impl Proxy {
     /// The outbound listeners' bound addresses, in configuration order.
     pub fn outbound_addrs(&self) -> &[SocketAddr] {
         &self.outbound_addrs
+    }
+
+    /// The `ext_authz` listener's bound address, when `[authz]` is configured.
+    pub fn authz_addr(&self) -> Option<SocketAddr> {
+        self.authz_addr
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain

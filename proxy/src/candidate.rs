@@ -119,6 +119,20 @@ pub(crate) fn decide_inbound<R>(
     })
 }
 
+/// Classifies `peer` and decides its inbound `request` under the
+/// candidate `loaded`: for callers that decide one request per peer
+/// (`sluice authz`).
+pub(crate) fn decide_inbound_peer<R>(
+    loaded: &LoadedBundle,
+    peer: &Peer<'_>,
+    request: &Inbound<'_>,
+    f: impl FnOnce(&Decided<'_>) -> R,
+) -> R {
+    with_scratch(loaded, |scratch| {
+        f(&loaded.bundle().decide_inbound_peer(request, peer, scratch))
+    })
+}
+
 /// Decides an outbound `request` under the candidate `loaded`.
 pub(crate) fn decide_outbound<R>(
     loaded: &LoadedBundle,

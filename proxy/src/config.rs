@@ -36,6 +36,47 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Envoy's external authorization service (`sluice authz`).
+    #[serde(default)]
+    pub authz: Option<AuthzConfig>,
+}
+
+/// The `ext_authz` gRPC service Envoy asks for decisions
+/// (`docs/ext-authz.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthzConfig {
+    /// Where the gRPC service listens (plaintext HTTP/2).
+    pub listen: SocketAddr,
+    /// The policy's server port for every check; when not written, the
+    /// port of the check's `attributes.destination.address`.
+    pub port: Option<u16>,
+    /// Headers an allowed request gets upstream.
+    #[serde(default)]
+    pub add_headers: Vec<AuthzHeader>,
+    /// Largest `CheckRequest` accepted, in bytes; larger ones are refused.
+    #[serde(default = "default_max_check_bytes")]
+    pub max_request_bytes: usize,
+}
+
+/// A header `sluice authz` may add to allowed requests.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthzHeader {
+    /// `x-sluice-peer-identity`: the peer's identity.
+    PeerIdentity,
+    /// `x-sluice-route`: `server.route`.
+    Route,
+    /// `x-sluice-rule`: the allowing rule.
+    Rule,
+}
+
+/// The default `authz.max-request-bytes`: 256 KiB, room for Envoy's
+/// largest default header list (60 KiB) several times over.
+pub const DEFAULT_MAX_CHECK_BYTES: usize = 256 * 1024;
+
+fn default_max_check_bytes() -> usize {
+    DEFAULT_MAX_CHECK_BYTES
 }
 
 /// Where the policy comes from: a compiled bundle, a policy source, or a
@@ -477,6 +518,17 @@ impl Config {
                 return invalid(format!("two listeners on `{}`", l.listen));
             }
         }
+        if let Some(authz) = &self.authz {
+            if !seen.insert(authz.listen) {
+                return invalid(format!("two listeners on `{}`", authz.listen));
+            }
+            if authz.port == Some(0) {
+                return invalid("`authz.port` must be 1 to 65535".into());
+            }
+            if authz.max_request_bytes < 1024 {
+                return invalid("`authz.max-request-bytes` must be at least 1024".into());
+            }
+        }
         if self.limits.connect_timeout_ms == 0 || self.resolver.refresh_ms == 0 {
             return invalid(
                 "`limits.connect-timeout-ms` and `resolver.refresh-ms` must be at least 1".into(),
@@ -668,6 +720,40 @@ port = 8080
 app = "127.0.0.1:8080"
 tls = "plaintext"
 "#;
+
+    #[test]
+    fn an_authz_table_parses_with_defaults_and_is_checked() {
+        let text = "[policy]\nsource = \"p.sluice\"\n[authz]\nlisten = \"127.0.0.1:9191\"\n";
+        let c = Config::parse(text, Path::new("/etc/sluice")).unwrap();
+        let authz = c.authz.unwrap();
+        assert_eq!(authz.port, None);
+        assert!(authz.add_headers.is_empty());
+        assert_eq!(authz.max_request_bytes, DEFAULT_MAX_CHECK_BYTES);
+        let text =
+            format!("{text}port = 8080\nadd-headers = [\"peer-identity\", \"route\", \"rule\"]\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        let authz = c.authz.unwrap();
+        assert_eq!(authz.port, Some(8080));
+        assert_eq!(
+            authz.add_headers,
+            [
+                AuthzHeader::PeerIdentity,
+                AuthzHeader::Route,
+                AuthzHeader::Rule
+            ]
+        );
+        let bad = Config::parse(
+            "[policy]\nsource = \"p\"\n[authz]\nlisten = \"127.0.0.1:1\"\nadd-headers = [\"cookie\"]\n",
+            Path::new("/"),
+        );
+        assert!(matches!(bad, Err(ConfigError::Parse { .. })));
+        let bad = Config::parse(
+            "[policy]\nsource = \"p\"\n[authz]\nlisten = \"127.0.0.1:1\"\nport = 0\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert_eq!(bad.to_string(), "`authz.port` must be 1 to 65535");
+    }
 
     #[test]
     fn readme_example_parses() {

@@ -51,8 +51,8 @@ enum Queued {
 pub(crate) struct LoggedRequest<'r> {
     /// The policy's server port.
     pub port: u16,
-    /// Method and raw target, for HTTP.
-    pub http: Option<(&'r str, &'r [u8], &'r http::HeaderMap)>,
+    /// Method, raw target and headers, for HTTP.
+    pub http: Option<(&'r str, &'r [u8], &'r (dyn HeaderPairs + Sync))>,
     /// The peer's address.
     pub ip: Option<IpAddr>,
     /// The peer's verified identity.
@@ -219,7 +219,11 @@ fn outbound_json<'r>(
         port: r.port,
         method: r.http.as_ref().map(|h| Cow::Borrowed(h.method)),
         path: r.http.as_ref().map(|h| String::from_utf8_lossy(h.path)),
-        headers: r.http.as_ref().and(headers).map(LoggedHeaders),
+        headers: r
+            .http
+            .as_ref()
+            .and(headers)
+            .map(|h| LoggedHeaders(h as &(dyn HeaderPairs + Sync))),
     })
 }
 
@@ -245,20 +249,40 @@ fn request_json<'r>(r: &LoggedRequest<'r>) -> wire::Request<Cow<'r, str>, Logged
     })
 }
 
+/// A request's headers as the log reads them: `(name, value)` pairs in
+/// order, names in lowercase.
+pub(crate) trait HeaderPairs {
+    /// Calls `f` with each header.
+    fn for_each_pair(&self, f: &mut dyn FnMut(&str, &[u8]));
+}
+
+impl HeaderPairs for http::HeaderMap {
+    fn for_each_pair(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self {
+            f(name.as_str(), value.as_bytes());
+        }
+    }
+}
+
 /// Headers written as `[name, value]` pairs, secrets redacted.
-struct LoggedHeaders<'r>(&'r http::HeaderMap);
+struct LoggedHeaders<'r>(&'r (dyn HeaderPairs + Sync));
 
 impl Serialize for LoggedHeaders<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (name, value) in self.0 {
-            let value = if REDACTED.contains(&name.as_str()) {
+        let mut seq = s.serialize_seq(None)?;
+        let mut result = Ok(());
+        self.0.for_each_pair(&mut |name, value| {
+            if result.is_err() {
+                return;
+            }
+            let value = if REDACTED.contains(&name) {
                 Cow::Borrowed("<redacted>")
             } else {
-                String::from_utf8_lossy(value.as_bytes())
+                String::from_utf8_lossy(value)
             };
-            seq.serialize_element(&(name.as_str(), value))?;
-        }
+            result = seq.serialize_element(&(name, value));
+        });
+        result?;
         seq.end()
     }
 }

@@ -23,7 +23,8 @@
 //! service stack (`inbound`), decisions turned into HTTP and gRPC answers
 //! (`enforce`), request bodies as forwarded (`request_body`), `Upgrade`
 //! relays (`upgrade`), the worker threads inbound connections are served on
-//! (`workers`), the admin endpoints (`admin`), what the proxy
+//! (`workers`), the admin endpoints (`admin`), Envoy's external
+//! authorization service (`authz`, when `[authz]` is configured), what the proxy
 //! reports (`metrics`, `decision_log`), the candidate bundle decided
 //! beside the live one (`candidate`) and the assembly of all of it
 //! (`assembly`).
@@ -33,6 +34,7 @@
 mod activity;
 mod admin;
 mod assembly;
+mod authz;
 mod candidate;
 pub mod config;
 mod decision_log;

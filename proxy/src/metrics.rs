@@ -373,6 +373,11 @@ pub(crate) struct Metrics {
     pub candidate_disagreements: DisagreementCounters,
     /// Candidate bundle loads by result (`ok`, `error`).
     pub candidate_reloads: LabelledCounters<1>,
+    /// `ext_authz` checks answered, by result (`ok`, `denied`,
+    /// `bad-check`, `not-ready`).
+    pub authz_checks: LabelledCounters<1>,
+    /// Time `sluice authz` spends on a decoded check, up to its answer.
+    pub authz_check_latency: LatencyHistogram,
     serving: Arc<Serving>,
     registry: Registry,
 }
@@ -398,6 +403,8 @@ impl Default for Metrics {
         let failovers = LabelledCounters::new(["service", "primary", "backend"]);
         let egress = LabelledCounters::new(["kind", "rule", "decision"]);
         let outbound_errors = LabelledCounters::new(["reason"]);
+        let authz_checks = LabelledCounters::new(["result"]);
+        let authz_check_latency = LatencyHistogram::default();
         let decision_log_dropped = Counter::default();
         let candidate_decisions = Counter::default();
         let candidate_disagreements = DisagreementCounters::default();
@@ -514,6 +521,16 @@ impl Default for Metrics {
             "Candidate bundle loads by result.",
             candidate_reloads.family.clone(),
         );
+        registry.register(
+            "sluice_authz_checks",
+            "Envoy ext_authz checks answered by `sluice authz`, by result",
+            authz_checks.family.clone(),
+        );
+        registry.register(
+            "sluice_authz_check_duration_seconds",
+            "Time from a decoded ext_authz check to its answer",
+            authz_check_latency.clone(),
+        );
         registry.register_collector(Box::new(serving.clone()));
         Metrics {
             requests,
@@ -537,6 +554,8 @@ impl Default for Metrics {
             candidate_decisions,
             candidate_disagreements,
             candidate_reloads,
+            authz_checks,
+            authz_check_latency,
             serving,
             registry,
         }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each `run` returns the exit status.
 
+pub mod authz;
 pub mod compile;
 pub mod diff;
 pub mod eval;

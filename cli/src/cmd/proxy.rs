@@ -13,11 +13,16 @@ use std::sync::Arc;
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(args: &ProxyArgs, io: &mut Io<'_>) -> io::Result<u8> {
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => return super::io_failure(io, e),
-    };
-    init_logging(args.log.as_deref());
+    match Config::load(&args.config) {
+        Ok(config) => serve(config, args.log.as_deref(), io),
+        Err(e) => super::io_failure(io, e),
+    }
+}
+
+/// Serves `config` (listeners, `[authz]`, admin) until SIGTERM or SIGINT,
+/// logging with the tracing filter `log`.
+pub(crate) fn serve(config: Config, log: Option<&str>, io: &mut Io<'_>) -> io::Result<u8> {
+    init_logging(log);
     let loader = policy_loader(&config);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Ok(value) = std::env::var("SLUICE_WORKERS") {
