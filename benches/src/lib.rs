@@ -10,6 +10,8 @@
 //! an allowed request that went through normalization, route precedence,
 //! header conditions and rules.
 
+pub mod check;
+
 use sluice_compiler::{Compiled, Config};
 use sluice_runtime::{
     BackendId, Bundle, Decision, Http, Inbound, Outbound, Peer, PeerClass, Reason, RequestError,

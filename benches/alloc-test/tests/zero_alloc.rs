@@ -13,7 +13,9 @@
 //! (8192 bytes), and IPv4 and IPv4-mapped IPv6 peers. Each case's decision
 //! is checked first, so every case reaches the path it names. Deciding
 //! with a candidate bundle beside the live one and comparing the two, as
-//! the proxy does, must not allocate either (issue 14).
+//! the proxy does, must not allocate either (issue 14); nor must mapping a
+//! decoded Envoy `CheckRequest` and deciding it, as `sluice authz` does
+//! (issue 15).
 
 use sluice_alloc_count::{allocations, Counting};
 use sluice_benches::{
@@ -23,7 +25,8 @@ use sluice_benches::{
 };
 use sluice_runtime::normalize::MAX_PATH_LEN;
 use sluice_runtime::{
-    AlignedBytes, Bundle, Decision, Http, Inbound, Outbound, Peer, PeerClass, Reason, Scratch,
+    AlignedBytes, Bundle, Decision, Http, Inbound, Outbound, Peer, PeerClass, Reason, RequestError,
+    Scratch,
 };
 use std::hint::black_box;
 
@@ -477,4 +480,105 @@ fn denials_and_errors(bundle: &Bundle<'_>, counts: &mut Vec<(&'static str, u64)>
         |r| r.is_err(),
     );
     let _ = SERVICE_AUTHORITY;
+}
+
+/// Envoy's ext_authz checks (issue 15), as `sluice authz` decides them:
+/// a `CheckRequest` decoded (outside the count) from the bytes Envoy
+/// sends, then mapped ([`sluice_authz::CheckView::from_check`]) and
+/// decided ([`Bundle::decide_inbound_peer`]) on the 1,000-route policy.
+/// Allowed, denied, gRPC denied and no-route checks, the allowed one also
+/// with Envoy's raw `header_map` instead of the `headers` map, and a check
+/// that cannot be mapped: none allocates.
+#[test]
+fn authz_checks_do_not_allocate() {
+    use prost::Message;
+    use sluice_authz::pb::{CheckRequest, HeaderMap, HeaderValue};
+    use sluice_authz::{CheckView, MapConfig, MapError};
+    use sluice_benches::check::{check_request, Check};
+
+    let bytes = compile_generated(1_000).expect("the 1,000-route policy compiles");
+    let aligned = AlignedBytes::new(&bytes);
+    let bundle = Bundle::from_bytes(aligned.as_bytes()).expect("the bundle loads");
+    let mut scratch = bundle.create_scratch();
+    let config = MapConfig::default();
+    // The check as it arrives: encoded by Envoy, decoded by the server.
+    let decoded = |check: &CheckRequest| {
+        CheckRequest::decode(check.encode_to_vec().as_slice()).expect("the check decodes")
+    };
+    let mut raw = check_request(&Check::allowed());
+    if let Some(http) = raw
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        let mut list: Vec<HeaderValue> = std::mem::take(&mut http.headers)
+            .into_iter()
+            .map(|(key, value)| HeaderValue {
+                key,
+                raw_value: value.into_bytes(),
+                ..HeaderValue::default()
+            })
+            .collect();
+        list.sort_by(|a, b| a.key.cmp(&b.key));
+        http.header_map = Some(HeaderMap { headers: list });
+    }
+    type Expect = for<'x> fn(&Result<Decision<'x>, RequestError<'x>>) -> bool;
+    let tcp = {
+        let mut c = check_request(&Check::allowed());
+        c.attributes.as_mut().expect("attributes").request = None;
+        c
+    };
+    let cases: [(&'static str, CheckRequest, Expect); 6] = [
+        ("authz_allowed", check_request(&Check::allowed()), |r| {
+            Kind::InboundHttp.check(r).is_ok()
+        }),
+        ("authz_allowed_raw_header_map", raw, |r| {
+            Kind::InboundHttp.check(r).is_ok()
+        }),
+        (
+            "authz_denied",
+            check_request(&Check::denied()),
+            |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, None) && d.route == Some("svc7-items")),
+        ),
+        (
+            "authz_grpc_denied",
+            check_request(&Check::grpc_denied()),
+            |r| matches!(r, Ok(d) if denied(d, Reason::Default, 403, Some(7)) && d.route == Some("svc7")),
+        ),
+        (
+            "authz_no_route",
+            check_request(&Check::no_route()),
+            |r| matches!(r, Ok(d) if denied(d, Reason::NoRoute, 404, None)),
+        ),
+        // A connection check (Envoy's network filter) on the HTTP port: an error.
+        ("authz_connection_to_http_server", tcp, |r| r.is_err()),
+    ];
+    let mut counts = Vec::new();
+    for (name, check, expected) in cases {
+        let check = decoded(&check);
+        case(
+            &mut counts,
+            name,
+            || {
+                let view = CheckView::from_check(black_box(&check), &config).expect("maps");
+                bundle.decide_inbound_peer(&view.inbound(), &view.peer(), &mut scratch)
+            },
+            expected,
+        );
+    }
+    let unmappable = decoded(&CheckRequest::default());
+    case(
+        &mut counts,
+        "authz_unmappable",
+        || CheckView::from_check(black_box(&unmappable), &config).map(|v| v.port()),
+        |r| matches!(r, Err(MapError::NoAttributes)),
+    );
+    for (name, n) in &counts {
+        println!("{name}: {n} allocations over {MEASURED} mapped and decided checks");
+    }
+    assert!(
+        counts.iter().all(|&(_, n)| n == 0),
+        "allocations per check: {counts:?}"
+    );
 }
