@@ -16,6 +16,9 @@
 
 pub mod check_to_inbound;
 pub mod decision_to_response;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 
 pub use check_to_inbound::{CheckHeaders, CheckView, MapConfig, MapError};
 pub use decision_to_response::AddHeaders;
