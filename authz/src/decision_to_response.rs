@@ -4,7 +4,7 @@
 //! |---------------------------------|------------------------|----------------------------------------------------|
 //! | allowed (also audit's would-deny) | 0 `OK`               | `ok_response`, headers per [`AddHeaders`]          |
 //! | denied                          | 7 `PERMISSION_DENIED`  | `denied_response`: 403, 404 or 400, `x-sluice-error` |
-//! | denied gRPC request             | 7 `PERMISSION_DENIED`  | 200 with `grpc-status` 7, 12 or 13, `x-sluice-error` |
+//! | denied gRPC request             | 7 `PERMISSION_DENIED`  | the same status with `grpc-status` 7, 12 or 13     |
 //! | check that cannot be decided    | 3 `INVALID_ARGUMENT`   | 403, `x-sluice-error: bad-check`                   |
 //! | no policy loaded                | 14 `UNAVAILABLE`       | 503 (gRPC: `grpc-status` 14), `x-sluice-error: not-ready` |
 //!
@@ -92,13 +92,15 @@ pub fn allowed(d: &Decision<'_>, peer: &Peer<'_>, add: &AddHeaders) -> CheckResp
 }
 
 /// The answer to a denied request: PERMISSION_DENIED and the response the
-/// proxy would have sent (HTTP status and body, or gRPC status).
+/// proxy would have sent (HTTP status and body; for gRPC, the HTTP status
+/// with the gRPC status in headers).
 pub fn denied(d: &Decision<'_>) -> CheckResponse {
     let why = match d.reason {
         Reason::NoRoute => "no-route",
         Reason::BadPath => "bad-path",
         _ => "forbidden",
     };
+    let status = d.http_status.unwrap_or(403);
     let response = match d.grpc_status {
         Some(grpc) => {
             let message = match grpc {
@@ -106,10 +108,9 @@ pub fn denied(d: &Decision<'_>) -> CheckResponse {
                 12 => "no route for this method",
                 _ => "malformed request path",
             };
-            grpc_denial(grpc, message, why)
+            grpc_denial(status, grpc, message, why)
         }
         None => {
-            let status = d.http_status.unwrap_or(403);
             let body = match status {
                 404 => "no route\n",
                 400 => "bad request path\n",
@@ -130,7 +131,7 @@ pub fn bad_check(e: &MapError) -> CheckResponse {
 /// status 14) to the client.
 pub fn not_ready(grpc: bool) -> CheckResponse {
     let response = if grpc {
-        grpc_denial(14, "no policy loaded", "not-ready")
+        grpc_denial(503, 14, "no policy loaded", "not-ready")
     } else {
         text_denial(503, "no policy loaded\n", "not-ready")
     };
@@ -142,6 +143,7 @@ pub fn not_ready(grpc: bool) -> CheckResponse {
 fn invalid(message: &str, grpc: bool) -> CheckResponse {
     let response = if grpc {
         grpc_denial(
+            403,
             7,
             "request denied: the check could not be decided",
             "bad-check",
@@ -178,10 +180,17 @@ fn text_denial(status: u16, body: &str, why: &str) -> DeniedHttpResponse {
     }
 }
 
-/// A trailers-only gRPC answer: HTTP 200 with the gRPC status in headers.
-fn grpc_denial(grpc_status: u8, message: &str, why: &str) -> DeniedHttpResponse {
+/// A gRPC answer: the HTTP status of the denial with the gRPC status in
+/// headers, empty body. Envoy turns a local reply to a gRPC request into
+/// a trailers-only answer (HTTP 200) whose `grpc-status` is the one given
+/// here, which is also the one Envoy derives from the HTTP status (403 → 7,
+/// 404 → 12, 400 → 13, 503 → 14); a client Envoy does not take for gRPC
+/// (`application/grpc-web`, say) still gets the HTTP status.
+fn grpc_denial(http_status: u16, grpc_status: u8, message: &str, why: &str) -> DeniedHttpResponse {
     DeniedHttpResponse {
-        status: Some(HttpStatus { code: 200 }),
+        status: Some(HttpStatus {
+            code: i32::from(http_status),
+        }),
         headers: vec![
             overwrite("content-type", "application/grpc".to_owned()),
             overwrite("grpc-status", grpc_status.to_string()),
@@ -321,7 +330,7 @@ mod tests {
         };
         let part_of = denied(&d);
         let part = denied_part(&part_of);
-        assert_eq!(part.status.as_ref().unwrap().code, 200);
+        assert_eq!(part.status.as_ref().unwrap().code, 404);
         let h = headers(part);
         assert!(h.contains(&("grpc-status".into(), "12".into())));
         assert!(h.contains(&("content-type".into(), "application/grpc".into())));
