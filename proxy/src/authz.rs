@@ -10,7 +10,7 @@
 use crate::candidate;
 use crate::config::{AuthzConfig, AuthzHeader};
 use crate::decision_log::{HeaderPairs, LoggedRequest};
-use crate::enforce;
+use crate::report;
 use crate::state::Shared;
 use crate::store::LoadedBundle;
 use sluice_authz::decision_to_response as respond;
@@ -165,47 +165,7 @@ impl AuthzService {
         metrics
             .authz_checks
             .inc([if d.allow { "ok" } else { "denied" }]);
-        let outcome = enforce::outcome(d);
-        let labels = [
-            d.server.unwrap_or(""),
-            d.route.unwrap_or(""),
-            d.rule.unwrap_or(""),
-        ];
         let http = view.http();
-        if http.is_some() {
-            metrics
-                .requests
-                .inc([labels[0], labels[1], labels[2], outcome]);
-        } else {
-            metrics.connections.inc([labels[0], labels[2], outcome]);
-        }
-        let peer = view.peer();
-        if outcome != "allow" {
-            let (method, path) = http.map_or(("", ""), |(m, p, _)| (m, p));
-            tracing::info!(
-                outcome,
-                what = if http.is_some() { "check" } else { "connection check" },
-                server = labels[0],
-                route = labels[1],
-                rule = labels[2],
-                identity = peer.identity.unwrap_or("-"),
-                ip = ?peer.ip,
-                method,
-                path,
-                bundle = loaded.hash(),
-                "{}",
-                if d.allow { "allowed only by audit" } else { "denied" },
-            );
-        }
-        let log = self.shared.decision_log.as_deref();
-        let candidate = self
-            .shared
-            .candidate
-            .as_ref()
-            .and_then(|c| c.store.current());
-        if log.is_none() && candidate.is_none() {
-            return;
-        }
         let headers = http.map(|(_, _, h)| LoggedCheckHeaders(h));
         let logged = LoggedRequest {
             port: view.port(),
@@ -213,25 +173,12 @@ impl AuthzService {
                 let h: &(dyn HeaderPairs + Sync) = headers.as_ref()?;
                 Some((m, p.as_bytes(), h))
             }),
-            ip: peer.ip,
-            identity: peer.identity,
+            ip: view.peer().ip,
+            identity: view.peer().identity,
         };
-        match candidate {
-            None => {
-                if let Some(log) = log {
-                    log.write(loaded.hash(), &logged, d, None);
-                }
-            }
-            Some(c) => {
-                let request = view.inbound();
-                candidate::decide_inbound_peer(&c, &peer, &request, |cd| {
-                    let differs = candidate::compare(metrics, &Ok(*d), cd);
-                    if let Some(log) = log {
-                        log.write(loaded.hash(), &logged, d, differs.then_some((c.hash(), cd)));
-                    }
-                })
-            }
-        }
+        report::inbound_decision(&self.shared, loaded, &logged, d, |c, f| {
+            candidate::decide_inbound_peer(c, &view.peer(), &view.inbound(), f)
+        });
     }
 }
 

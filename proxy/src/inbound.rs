@@ -12,6 +12,7 @@ use crate::config::{AppProtocol, InboundConfig, Protocol, TlsMode};
 use crate::decision_log::LoggedRequest;
 use crate::enforce;
 use crate::framing::FramingWatch;
+use crate::report;
 use crate::request_body::{self, ClientBody};
 use crate::server::{self, h1_buffer_size, Accepted, Admission};
 use crate::state::Shared;
@@ -308,71 +309,9 @@ impl Conn {
         logged: &LoggedRequest<'_>,
         d: &Decision<'_>,
     ) {
-        let outcome = enforce::outcome(d);
-        let labels = [
-            d.server.unwrap_or(""),
-            d.route.unwrap_or(""),
-            d.rule.unwrap_or(""),
-        ];
-        if logged.http.is_some() {
-            self.shared
-                .metrics
-                .requests
-                .inc([labels[0], labels[1], labels[2], outcome]);
-        } else {
-            self.shared
-                .metrics
-                .connections
-                .inc([labels[0], labels[2], outcome]);
-        }
-        if outcome != "allow" {
-            let what = if logged.http.is_some() {
-                "request"
-            } else {
-                "connection"
-            };
-            let (method, path) = logged
-                .http
-                .map_or(("", std::borrow::Cow::Borrowed("")), |(m, p, _)| {
-                    (m, String::from_utf8_lossy(p))
-                });
-            tracing::info!(
-                outcome,
-                what,
-                server = labels[0],
-                route = labels[1],
-                rule = labels[2],
-                identity = self.identity.as_deref().unwrap_or("-"),
-                ip = %self.ip,
-                method,
-                path = %path,
-                bundle = loaded.hash(),
-                "{}",
-                if d.allow { "allowed only by audit" } else { "denied" },
-            );
-        }
-        let log = self.shared.decision_log.as_deref();
-        let candidate = self
-            .shared
-            .candidate
-            .as_ref()
-            .and_then(|c| c.store.current());
-        match candidate {
-            None => {
-                if let Some(log) = log {
-                    log.write(loaded.hash(), logged, d, None);
-                }
-            }
-            Some(c) => {
-                let peer = self.peer();
-                candidate::decide_inbound(&c, &self.candidate_class, &peer, request, |cd| {
-                    let differs = candidate::compare(&self.shared.metrics, &Ok(*d), cd);
-                    if let Some(log) = log {
-                        log.write(loaded.hash(), logged, d, differs.then_some((c.hash(), cd)));
-                    }
-                })
-            }
-        }
+        report::inbound_decision(&self.shared, loaded, logged, d, |c, f| {
+            candidate::decide_inbound(c, &self.candidate_class, &self.peer(), request, f)
+        });
     }
 }
 

@@ -23,7 +23,8 @@
 //! service stack (`inbound`), decisions turned into HTTP and gRPC answers
 //! (`enforce`), request bodies as forwarded (`request_body`), `Upgrade`
 //! relays (`upgrade`), the worker threads inbound connections are served on
-//! (`workers`), the admin endpoints (`admin`), Envoy's external
+//! (`workers`), the admin endpoints (`admin`), what a decision leaves
+//! behind (`report`), Envoy's external
 //! authorization service (`authz`, when `[authz]` is configured), what the proxy
 //! reports (`metrics`, `decision_log`), the candidate bundle decided
 //! beside the live one (`candidate`) and the assembly of all of it
@@ -47,6 +48,7 @@ pub mod outbound;
 mod poll;
 pub mod reload;
 pub mod remote;
+mod report;
 mod request_body;
 mod server;
 mod state;
