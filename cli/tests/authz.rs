@@ -1611,7 +1611,7 @@ fn reload_metrics_and_the_decision_log() {
     let deadline = Instant::now() + WAIT;
     let log = loop {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if text.lines().count() >= 4 || Instant::now() > deadline {
+        if text.lines().count() >= sent.len() || Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -1620,7 +1620,15 @@ fn reload_metrics_and_the_decision_log() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(lines.len() >= 4, "{log}");
+    // One line per decided check (the connection check too); the bad
+    // check has none.
+    assert_eq!(lines.len(), sent.len(), "{log}");
+    assert!(
+        lines.iter().any(|l| l["request"]["port"] == 5432
+            && l["request"].get("path").is_none()
+            && l["request"]["peer"]["identity"] == "spiffe://td/ns/a/sa/b"),
+        "the connection check is not logged: {log}"
+    );
     for line in &lines {
         assert_eq!(line["bundle"], first.as_str(), "{line}");
     }
