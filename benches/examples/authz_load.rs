@@ -339,7 +339,7 @@ async fn check(addr: &str) -> Result<(), String> {
         ),
         (
             check_request(&Check::grpc_denied()),
-            denied("grpc_denied", 7, 200, "forbidden", Some("7")),
+            denied("grpc_denied", 7, 403, "forbidden", Some("7")),
         ),
         (
             check_request(&Check::no_route()),
