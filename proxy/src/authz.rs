@@ -52,6 +52,8 @@ impl AuthzListener {
         let service = AuthzService::new(shared.clone(), &self.config);
         let authz = AuthorizationServer::new(service)
             .max_decoding_message_size(self.config.max_request_bytes);
+        // Before the first connection: tonic-health starts with `""` SERVING.
+        set_health(&reporter, &shared).await;
         tokio::spawn(report_health(reporter, shared.clone()));
         let incoming =
             tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true));
@@ -73,18 +75,23 @@ impl AuthzListener {
 async fn report_health(reporter: tonic_health::server::HealthReporter, shared: Arc<Shared>) {
     let mut changed = shared.store.subscribe();
     loop {
-        let status = if shared.store.current().is_some() {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        reporter.set_service_status("", status).await;
-        reporter.set_service_status(SERVICE_NAME, status).await;
+        set_health(&reporter, &shared).await;
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
             _ = shared.shutdown.cancelled() => return,
         }
     }
+}
+
+/// Sets both services' status from whether a bundle is loaded.
+async fn set_health(reporter: &tonic_health::server::HealthReporter, shared: &Shared) {
+    let status = if shared.store.current().is_some() {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
 }
 
 /// Answers checks with the proxy's policy.
