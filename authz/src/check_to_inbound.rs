@@ -7,6 +7,7 @@
 //! | `attributes.destination.address` port, or [`MapConfig::port`] | server port       |
 //! | `attributes.request.http.method`, `.path`               | method, raw target      |
 //! | `.header_map` (raw, one value each), else `.headers`    | headers                 |
+//! | `:authority`, when no `host` was sent                   | `host` header           |
 //! | no `attributes.request.http` (network filter)           | a connection (TCP)      |
 //!
 //! Nothing is copied: a [`CheckView`] borrows the request.
@@ -71,27 +72,55 @@ pub enum CheckHeaders<'a> {
     Map(&'a HashMap<String, String>),
 }
 
-impl Headers for CheckHeaders<'_> {
-    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+impl CheckHeaders<'_> {
+    /// Calls `f` with each value of `name` (lowercase), as sent.
+    fn each_sent(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         match self {
             CheckHeaders::List(list) => {
-                for h in *list {
-                    if h.key.eq_ignore_ascii_case(name) {
-                        // Envoy fills `raw_value` only; other clients may
-                        // fill `value`.
-                        if h.raw_value.is_empty() {
-                            f(h.value.as_bytes());
-                        } else {
-                            f(&h.raw_value);
-                        }
-                    }
+                for h in list.iter().filter(|h| h.key.eq_ignore_ascii_case(name)) {
+                    f(header_value(h));
                 }
             }
+            // Envoy's map has lowercase names (its contract).
             CheckHeaders::Map(map) => {
                 if let Some(v) = map.get(name) {
                     f(v.as_bytes());
                 }
             }
+        }
+    }
+
+    /// Calls `f` with each header name, as sent.
+    pub fn for_each_name(&self, f: &mut dyn FnMut(&str)) {
+        match self {
+            CheckHeaders::List(list) => list.iter().for_each(|h| f(&h.key)),
+            CheckHeaders::Map(map) => map.keys().for_each(|k| f(k)),
+        }
+    }
+}
+
+/// A raw header's value: Envoy fills `raw_value` only; other clients may
+/// fill `value`.
+pub fn header_value(h: &HeaderValue) -> &[u8] {
+    if h.raw_value.is_empty() {
+        h.value.as_bytes()
+    } else {
+        &h.raw_value
+    }
+}
+
+impl Headers for CheckHeaders<'_> {
+    /// Envoy sends an HTTP/1.1 `Host` as `:authority`, as for HTTP/2, so
+    /// `host` is `:authority` when no `host` was sent; no other
+    /// pseudo-header is a header to the policy.
+    fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        let mut any = false;
+        self.each_sent(name, &mut |v| {
+            any = true;
+            f(v);
+        });
+        if !any && name == "host" {
+            self.each_sent(":authority", f);
         }
     }
 }
@@ -184,20 +213,9 @@ impl<'a> CheckView<'a> {
     /// Whether the checked request is gRPC (`content-type:
     /// application/grpc…`), so a denial answers in gRPC.
     pub fn is_grpc(&self) -> bool {
-        self.http.is_some_and(|h| is_grpc(&h.headers))
+        self.http
+            .is_some_and(|h| sluice_runtime::is_grpc_content_type(&h.headers))
     }
-}
-
-/// Whether the headers' first `content-type` starts with `application/grpc`.
-pub fn is_grpc(headers: &dyn Headers) -> bool {
-    const GRPC: &[u8] = b"application/grpc";
-    let mut first = None;
-    headers.for_each_value("content-type", &mut |v| {
-        if first.is_none() {
-            first = Some(v.len() >= GRPC.len() && v[..GRPC.len()].eq_ignore_ascii_case(GRPC));
-        }
-    });
-    first == Some(true)
 }
 
 fn socket_address(peer: &attribute_context::Peer) -> Option<&crate::pb::SocketAddress> {
@@ -296,6 +314,21 @@ mod tests {
         assert_eq!(values(h.headers, "x-tenant"), [b"acme".to_vec()]);
         assert!(values(h.headers, "x-other").is_empty());
         assert!(!v.is_grpc());
+    }
+
+    #[test]
+    fn host_is_the_authority_unless_a_host_was_sent() {
+        let c = check(Some(http(&[(":authority", "web.shop")])));
+        let v = CheckView::from_check(&c, &MapConfig::default()).unwrap();
+        let r = v.inbound();
+        assert_eq!(
+            values(r.http.unwrap().headers, "host"),
+            [b"web.shop".to_vec()]
+        );
+        let c = check(Some(http(&[(":authority", "a"), ("host", "b")])));
+        let v = CheckView::from_check(&c, &MapConfig::default()).unwrap();
+        let r = v.inbound();
+        assert_eq!(values(r.http.unwrap().headers, "host"), [b"b".to_vec()]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::pb::{
     HeaderValueOption, HttpStatus, OkHttpResponse, RpcStatus,
 };
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use sluice_runtime::{Decision, Peer, Reason, RequestError};
+use sluice_runtime::{passes_for_header, Decision, Reason, RequestError};
 
 /// The header carrying the peer's identity upstream.
 pub const PEER_IDENTITY: &str = "x-sluice-peer-identity";
@@ -34,16 +34,19 @@ const INVALID_ARGUMENT: i32 = 3;
 const PERMISSION_DENIED: i32 = 7;
 const UNAVAILABLE: i32 = 14;
 
-/// Which headers an allowed request gets upstream. Each one that is
-/// turned on is also removed when Sluice has no value for it, so a client
-/// cannot send its own.
+/// Which headers an allowed request gets upstream. One that is turned on
+/// is removed when Sluice has no value for it, so a client cannot send its
+/// own. `x-sluice-peer-identity` is never passed on from the client, turned
+/// on or not, in any spelling that passes for it (`X_Sluice_Peer_Identity`),
+/// as `sluice proxy` does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddHeaders {
     /// `x-sluice-peer-identity`: the peer's identity.
     pub peer_identity: bool,
     /// `x-sluice-route`: `server.route`.
     pub route: bool,
-    /// `x-sluice-rule`: the allowing rule.
+    /// `x-sluice-rule`: the deciding rule (on an `audit` server, the rule
+    /// that would have denied).
     pub rule: bool,
 }
 
@@ -54,15 +57,28 @@ pub fn decided(
     add: &AddHeaders,
 ) -> CheckResponse {
     match d {
-        Ok(d) if d.allow => allowed(d, &view.peer(), add),
+        Ok(d) if d.allow => allowed(d, view, add),
         Ok(d) => denied(d),
         Err(e) => invalid(&e.to_string(), view.is_grpc()),
     }
 }
 
-/// The answer to an allowed request: OK, with the headers `add` asks for.
-pub fn allowed(d: &Decision<'_>, peer: &Peer<'_>, add: &AddHeaders) -> CheckResponse {
+/// The answer to an allowed request: OK, with the headers `add` asks for,
+/// and without any client-sent peer identity.
+pub fn allowed(d: &Decision<'_>, view: &CheckView<'_>, add: &AddHeaders) -> CheckResponse {
     let mut ok = OkHttpResponse::default();
+    let identity = view.peer().identity.filter(|_| add.peer_identity);
+    match identity {
+        Some(id) => ok.headers.push(overwrite(PEER_IDENTITY, id.to_owned())),
+        None => ok.headers_to_remove.push(PEER_IDENTITY.to_owned()),
+    }
+    if let Some((_, _, headers)) = view.http() {
+        headers.for_each_name(&mut |name| {
+            if name != PEER_IDENTITY && passes_for_header(name.as_bytes(), PEER_IDENTITY) {
+                ok.headers_to_remove.push(name.to_owned());
+            }
+        });
+    }
     let mut set = |on: bool, name: &str, value: Option<String>| {
         if !on {
             return;
@@ -72,11 +88,6 @@ pub fn allowed(d: &Decision<'_>, peer: &Peer<'_>, add: &AddHeaders) -> CheckResp
             None => ok.headers_to_remove.push(name.to_owned()),
         }
     };
-    set(
-        add.peer_identity,
-        PEER_IDENTITY,
-        peer.identity.map(str::to_owned),
-    );
     set(
         add.route,
         ROUTE,
@@ -224,6 +235,8 @@ fn rpc_status(code: i32, message: &str) -> RpcStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check_to_inbound::MapConfig;
+    use crate::pb::CheckRequest;
 
     fn headers(d: &DeniedHttpResponse) -> Vec<(String, String)> {
         d.headers
@@ -249,33 +262,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_allowed_request_is_ok_with_the_chosen_headers() {
-        let d = decision(true, Reason::Rule);
-        let peer = Peer {
-            ip: None,
-            identity: Some("spiffe://example.org/a"),
-        };
-        let all = AddHeaders {
-            peer_identity: true,
-            route: true,
-            rule: true,
-        };
-        let r = allowed(&d, &peer, &all);
-        assert_eq!(r.status.as_ref().unwrap().code, OK);
-        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
-            panic!("not ok")
-        };
-        let set: Vec<_> = ok
-            .headers
+    /// A check from `principal` (none when empty) carrying `headers`.
+    fn check(principal: &str, headers: &[(&str, &str)]) -> CheckRequest {
+        use crate::pb::{attribute_context, Address, AttributeContext, EnvoyAddress};
+        use crate::pb::{PortSpecifier, SocketAddress};
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(attribute_context::Peer {
+                    principal: principal.into(),
+                    ..Default::default()
+                }),
+                destination: Some(attribute_context::Peer {
+                    address: Some(EnvoyAddress {
+                        address: Some(Address::SocketAddress(SocketAddress {
+                            address: "10.0.0.9".into(),
+                            port_specifier: Some(PortSpecifier::PortValue(8080)),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                }),
+                request: Some(attribute_context::Request {
+                    http: Some(attribute_context::HttpRequest {
+                        method: "GET".into(),
+                        path: "/".into(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| ((*k).into(), (*v).into()))
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn ok_part(r: &CheckResponse) -> &OkHttpResponse {
+        match &r.http_response {
+            Some(HttpResponse::OkResponse(ok)) => ok,
+            other => panic!("not ok: {other:?}"),
+        }
+    }
+
+    fn set_headers(ok: &OkHttpResponse) -> Vec<(&str, &str)> {
+        ok.headers
             .iter()
             .map(|h| {
                 let h = h.header.as_ref().unwrap();
                 (h.key.as_str(), h.value.as_str())
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn an_allowed_request_is_ok_with_the_chosen_headers() {
+        let d = decision(true, Reason::Rule);
+        let all = AddHeaders {
+            peer_identity: true,
+            route: true,
+            rule: true,
+        };
+        let c = check("spiffe://example.org/a", &[]);
+        let view = CheckView::from_check(&c, &MapConfig::default()).unwrap();
+        let r = allowed(&d, &view, &all);
+        assert_eq!(r.status.as_ref().unwrap().code, OK);
+        let ok = ok_part(&r);
         assert_eq!(
-            set,
+            set_headers(ok),
             [
                 (PEER_IDENTITY, "spiffe://example.org/a"),
                 (ROUTE, "web.api"),
@@ -289,16 +344,50 @@ mod tests {
             .all(|h| h.append_action == HeaderAppendAction::OverwriteIfExistsOrAdd as i32));
         // Without an identity or a rule, client-sent values are removed.
         let d = Decision { rule: None, ..d };
-        let r = allowed(&d, &Peer::default(), &all);
-        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
-            panic!("not ok")
-        };
-        assert_eq!(ok.headers_to_remove, [PEER_IDENTITY, RULE]);
-        let r = allowed(&d, &Peer::default(), &AddHeaders::default());
-        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
-            panic!("not ok")
-        };
-        assert!(ok.headers.is_empty() && ok.headers_to_remove.is_empty());
+        let c = check("", &[]);
+        let view = CheckView::from_check(&c, &MapConfig::default()).unwrap();
+        let ok_of = allowed(&d, &view, &all);
+        assert_eq!(ok_part(&ok_of).headers_to_remove, [PEER_IDENTITY, RULE]);
+        // Route and rule headers are Sluice's only when turned on.
+        let ok_of = allowed(&d, &view, &AddHeaders::default());
+        let ok = ok_part(&ok_of);
+        assert!(ok.headers.is_empty());
+        assert_eq!(ok.headers_to_remove, [PEER_IDENTITY]);
+    }
+
+    #[test]
+    fn a_forged_peer_identity_never_reaches_the_application() {
+        let d = decision(true, Reason::Rule);
+        let forged = [
+            ("x-sluice-peer-identity", "spiffe://evil/a"),
+            ("x_sluice_peer_identity", "spiffe://evil/b"),
+            ("x-sluice-peer_identity", "spiffe://evil/c"),
+            ("x-tenant", "acme"),
+        ];
+        for (principal, on) in [("", false), ("", true), ("spiffe://example.org/a", true)] {
+            let c = check(principal, &forged);
+            let view = CheckView::from_check(&c, &MapConfig::default()).unwrap();
+            let add = AddHeaders {
+                peer_identity: on,
+                ..AddHeaders::default()
+            };
+            let ok_of = allowed(&d, &view, &add);
+            let ok = ok_part(&ok_of);
+            let mut removed = ok.headers_to_remove.clone();
+            removed.sort();
+            let mut want = vec!["x-sluice-peer_identity", "x_sluice_peer_identity"];
+            if principal.is_empty() || !on {
+                want.push(PEER_IDENTITY);
+            }
+            want.sort_unstable();
+            assert_eq!(removed, want, "{principal:?} {on}");
+            let set = set_headers(ok);
+            if principal.is_empty() || !on {
+                assert!(set.is_empty());
+            } else {
+                assert_eq!(set, [(PEER_IDENTITY, principal)]);
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod decision_to_response;
 #[doc(hidden)]
 pub mod fuzz;
 
-pub use check_to_inbound::{CheckHeaders, CheckView, MapConfig, MapError};
+pub use check_to_inbound::{header_value, CheckHeaders, CheckView, MapConfig, MapError};
 pub use decision_to_response::AddHeaders;
 
 /// The Envoy protobuf types this crate reads and writes.

@@ -338,7 +338,7 @@ impl tonic::codec::Decoder for RawDecoder {
 /// How Envoy saw the request it asks about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Form {
-    /// HTTP/1.1, headers in the `headers` map (with `host`).
+    /// HTTP/1.1, headers in the `headers` map (`Host` as `:authority`).
     Http1,
     /// HTTP/2 (or gRPC), headers in the `headers` map.
     Http2,
@@ -362,7 +362,7 @@ struct Check {
     path: String,
     /// Headers in order, names as the request had them.
     headers: Vec<(String, Vec<u8>)>,
-    /// `:authority` (and `host` for HTTP/1.1).
+    /// `:authority`: the case's `host`, or a made-up one.
     authority: String,
 }
 
@@ -466,19 +466,25 @@ impl Check {
             };
             let mut headers: Vec<HeaderValue> =
                 pseudo.iter().map(|(k, v)| entry(k, v.as_bytes())).collect();
-            headers.extend(self.headers.iter().map(|(k, v)| entry(k, v)));
+            headers.extend(
+                self.headers
+                    .iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                    .map(|(k, v)| entry(k, v)),
+            );
             request.header_map = Some(HeaderMap { headers });
         } else {
             let map = &mut request.headers;
             for (k, v) in pseudo {
                 map.insert(k.into(), v.into());
             }
-            if form == Form::Http1 && !self.has_header("host") {
-                map.insert("host".into(), self.authority.clone());
-            }
             // Envoy joins repeated headers with `,` and replaces what is
-            // not UTF-8.
-            for (k, v) in &self.headers {
+            // not UTF-8; an HTTP/1.1 `Host` is `:authority` (above).
+            for (k, v) in self
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+            {
                 let value = String::from_utf8_lossy(v).replace('\u{FFFD}', "!");
                 map.entry(k.to_ascii_lowercase())
                     .and_modify(|joined| {
@@ -506,7 +512,7 @@ impl Check {
     }
 
     /// The request `sluice eval` decides for this check in `form`
-    /// (HTTP/1.1 adds `host`).
+    /// (with `host`: the `:authority` Sluice reads as `host`).
     fn eval_request(&self, form: Form) -> Value {
         let mut request = json!({"direction": "inbound", "port": self.port.unwrap_or(0)});
         if form != Form::Tcp {
@@ -515,7 +521,9 @@ impl Check {
                 .iter()
                 .map(|(k, v)| json!([k, String::from_utf8_lossy(v)]))
                 .collect();
-            if form == Form::Http1 && !self.has_header("host") {
+            // Sluice reads `:authority` as `host` when no `host` was sent,
+            // which Envoy never sends.
+            if !self.has_header("host") {
                 headers.push(json!(["host", self.authority]));
             }
             request["method"] = json!(self.method);
@@ -1343,8 +1351,10 @@ fn malformed_partial_and_huge_checks_get_clean_answers() {
     }
     for form in [Form::Http2, Form::Http2Raw] {
         let response = authz.answer(many.build(form));
-        assert!(
-            [OK, INVALID_ARGUMENT, PERMISSION_DENIED].contains(&code(&response)),
+        // The policy allows GET /api/x from anyone: headers do not matter.
+        assert_eq!(
+            code(&response),
+            OK,
             "10,000 headers as {form:?}: {:?}",
             response.status
         );
@@ -1362,7 +1372,7 @@ fn malformed_partial_and_huge_checks_get_clean_answers() {
             response.status
         ),
         Err(status) => {
-            assert_ne!(status.code(), tonic::Code::Ok);
+            assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
             eprintln!("huge check: {:?} {}", status.code(), status.message());
         }
     }
@@ -1444,9 +1454,10 @@ fn a_broken_policy_at_start_is_not_served_until_fixed() {
     );
     for service in ["", AUTHORIZATION] {
         let status = authz.health(service);
-        assert!(
-            !matches!(status, Ok(s) if s == ServingStatus::Serving as i32),
-            "`{service}` SERVING without a policy"
+        assert_eq!(
+            status.as_ref().map_err(|e| e.code()),
+            Ok(&(ServingStatus::NotServing as i32)),
+            "`{service}` without a policy"
         );
         eprintln!("health of {service:?} without a policy: {status:?}");
     }

@@ -16,7 +16,7 @@ use crate::store::LoadedBundle;
 use sluice_authz::decision_to_response as respond;
 use sluice_authz::pb::authorization_server::{Authorization, AuthorizationServer};
 use sluice_authz::pb::{CheckRequest, CheckResponse};
-use sluice_authz::{AddHeaders, CheckHeaders, CheckView, MapConfig};
+use sluice_authz::{header_value, AddHeaders, CheckHeaders, CheckView, MapConfig};
 use sluice_runtime::{Decision, RequestError, Scratch};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -189,28 +189,41 @@ impl AuthzService {
     }
 }
 
-/// A check's headers as the decision log writes them; pseudo-headers
-/// (`:path`, `:authority`, …) are not headers to the policy and are left out.
+/// A check's headers as the decision log writes them, as the policy sees
+/// them: pseudo-headers (`:path`, …) left out, `:authority` as `host` when
+/// no `host` was sent, names in lowercase.
 struct LoggedCheckHeaders<'a>(CheckHeaders<'a>);
 
-impl HeaderPairs for LoggedCheckHeaders<'_> {
+impl<'a> HeaderPairs for LoggedCheckHeaders<'a> {
     fn for_each_pair(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        let mut host = false;
+        let mut authority: Option<&[u8]> = None;
+        let mut each = |name: &'_ str, value: &'a [u8]| {
+            if name.eq_ignore_ascii_case(":authority") {
+                authority.get_or_insert(value);
+            } else if !name.starts_with(':') {
+                host |= name.eq_ignore_ascii_case("host");
+                if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    f(&name.to_ascii_lowercase(), value);
+                } else {
+                    f(name, value);
+                }
+            }
+        };
         match self.0 {
             CheckHeaders::List(list) => {
-                for h in list.iter().filter(|h| !h.key.starts_with(':')) {
-                    let value = if h.raw_value.is_empty() {
-                        h.value.as_bytes()
-                    } else {
-                        &h.raw_value
-                    };
-                    f(&h.key.to_ascii_lowercase(), value);
+                for h in list {
+                    each(&h.key, header_value(h));
                 }
             }
             CheckHeaders::Map(map) => {
-                for (name, value) in map.iter().filter(|(n, _)| !n.starts_with(':')) {
-                    f(name, value.as_bytes());
+                for (name, value) in map {
+                    each(name, value.as_bytes());
                 }
             }
+        }
+        if let (false, Some(authority)) = (host, authority) {
+            f("host", authority);
         }
     }
 }

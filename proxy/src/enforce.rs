@@ -219,17 +219,7 @@ pub(crate) fn prepare_headers(headers: &mut HeaderMap, identity: Option<&str>) {
 /// `_` is read as `-` (as CGI and WSGI frameworks do), in any case. Compares
 /// bytes; allocates nothing.
 pub(crate) fn is_peer_identity_name(name: &[u8]) -> bool {
-    let id = PEER_IDENTITY;
-    let id = id.as_str().as_bytes();
-    name.len() == id.len()
-        && name.iter().zip(id).all(|(&n, &i)| {
-            let n = if n == b'_' {
-                b'-'
-            } else {
-                n.to_ascii_lowercase()
-            };
-            n == i
-        })
+    sluice_runtime::passes_for_header(name, PEER_IDENTITY.as_str())
 }
 
 /// Removes every header passing for the peer identity header

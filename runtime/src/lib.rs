@@ -37,6 +37,7 @@ pub use bundle::{
 pub use decision::{
     BackendId, Decision, Reason, RequestError, RouteId, ServiceId, WeightedBackend,
 };
+pub use matching::is_grpc_content_type;
 pub use peer::{SpiffeId, SpiffeIdError};
-pub use request::{Headers, Http, Inbound, NoHeaders, Outbound, Peer};
+pub use request::{passes_for_header, Headers, Http, Inbound, NoHeaders, Outbound, Peer};
 pub use trace::{Event, NoTrace, Trace};

@@ -266,8 +266,10 @@ pub(crate) struct RouteRequest<'r> {
     pub(crate) query: Option<&'r [u8]>,
 }
 
-/// Whether the joined `content-type` starts with `application/grpc`, case-insensitively.
-pub(crate) fn is_grpc_content_type(headers: &dyn Headers) -> bool {
+/// Whether the request is gRPC by its headers: its `content-type` values,
+/// joined with `,`, start with `application/grpc`, case-insensitively
+/// (spec section 4, "Answers").
+pub fn is_grpc_content_type(headers: &dyn Headers) -> bool {
     const WANT: &[u8] = b"application/grpc";
     let mut seen = 0usize;
     let mut ok = true;

@@ -36,6 +36,22 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
     }
 }
 
+/// Whether a header named `name` passes for the header `header` (given in
+/// lowercase) once `_` is read as `-`, as CGI and WSGI frameworks read
+/// names, in any case. Allocates nothing.
+pub fn passes_for_header(name: &[u8], header: &str) -> bool {
+    let header = header.as_bytes();
+    name.len() == header.len()
+        && name.iter().zip(header).all(|(&n, &h)| {
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
+            n == h
+        })
+}
+
 /// No headers at all.
 pub struct NoHeaders;
 
