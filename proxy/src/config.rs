@@ -51,7 +51,9 @@ pub struct AuthzConfig {
     /// The policy's server port for every check; when not written, the
     /// port of the check's `attributes.destination.address`.
     pub port: Option<u16>,
-    /// Headers an allowed request gets upstream.
+    /// Headers an allowed request gets upstream. A client-sent
+    /// `x-sluice-peer-identity` (in any spelling passing for it) is removed
+    /// whatever this says.
     #[serde(default)]
     pub add_headers: Vec<AuthzHeader>,
     /// Largest `CheckRequest` accepted, in bytes; larger ones are refused.
@@ -67,7 +69,8 @@ pub enum AuthzHeader {
     PeerIdentity,
     /// `x-sluice-route`: `server.route`.
     Route,
-    /// `x-sluice-rule`: the allowing rule.
+    /// `x-sluice-rule`: the deciding rule (on an `audit` server, the rule
+    /// that would have denied).
     Rule,
 }
 
