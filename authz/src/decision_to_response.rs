@@ -17,7 +17,7 @@ use crate::pb::{
     HeaderValueOption, HttpStatus, OkHttpResponse, RpcStatus,
 };
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use sluice_runtime::{passes_for_header, Decision, Reason, RequestError};
+use sluice_runtime::{passes_for_header, Decision, RequestError};
 
 /// The header carrying the peer's identity upstream.
 pub const PEER_IDENTITY: &str = "x-sluice-peer-identity";
@@ -106,29 +106,10 @@ pub fn allowed(d: &Decision<'_>, view: &CheckView<'_>, add: &AddHeaders) -> Chec
 /// proxy would have sent (HTTP status and body; for gRPC, the HTTP status
 /// with the gRPC status in headers).
 pub fn denied(d: &Decision<'_>) -> CheckResponse {
-    let why = match d.reason {
-        Reason::NoRoute => "no-route",
-        Reason::BadPath => "bad-path",
-        _ => "forbidden",
-    };
-    let status = d.http_status.unwrap_or(403);
-    let response = match d.grpc_status {
-        Some(grpc) => {
-            let message = match grpc {
-                7 => "request denied by policy",
-                12 => "no route for this method",
-                _ => "malformed request path",
-            };
-            grpc_denial(status, grpc, message, why)
-        }
-        None => {
-            let body = match status {
-                404 => "no route\n",
-                400 => "bad request path\n",
-                _ => "forbidden by policy\n",
-            };
-            text_denial(status, body, why)
-        }
+    let told = d.denial();
+    let response = match told.grpc {
+        Some((grpc, message)) => grpc_denial(told.http_status, grpc, message, told.error),
+        None => text_denial(told.http_status, told.body, told.error),
     };
     denial(PERMISSION_DENIED, "denied by policy", response)
 }
@@ -237,6 +218,7 @@ mod tests {
     use super::*;
     use crate::check_to_inbound::MapConfig;
     use crate::pb::CheckRequest;
+    use sluice_runtime::Reason;
 
     fn headers(d: &DeniedHttpResponse) -> Vec<(String, String)> {
         d.headers

@@ -40,29 +40,12 @@ pub(crate) fn outcome(d: &Decision<'_>) -> &'static str {
 /// The answer to a denied request: gRPC trailers-only when the decision
 /// has a gRPC status, else the HTTP status with a one-line body.
 pub(crate) fn deny_response(d: &Decision<'_>) -> Response<Full<Bytes>> {
-    let why = match d.reason {
-        Reason::NoRoute => "no-route",
-        Reason::BadPath => "bad-path",
-        _ => "forbidden",
-    };
-    if let Some(grpc) = d.grpc_status {
-        let message = match grpc {
-            7 => "request denied by policy",
-            12 => "no route for this method",
-            _ => "malformed request path",
-        };
-        return grpc_response(grpc, message, why);
+    let denial = d.denial();
+    if let Some((grpc, message)) = denial.grpc {
+        return grpc_response(grpc, message, denial.error);
     }
-    let status = d
-        .http_status
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::FORBIDDEN);
-    let body = match status.as_u16() {
-        404 => "no route\n",
-        400 => "bad request path\n",
-        _ => "forbidden by policy\n",
-    };
-    text_response(status, body, why)
+    let status = StatusCode::from_u16(denial.http_status).unwrap_or(StatusCode::FORBIDDEN);
+    text_response(status, denial.body, denial.error)
 }
 
 /// A trailers-only gRPC answer (HTTP 200, status in the headers, no body).

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod bundle;
 mod decide;
 pub mod decision;
+mod denial;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;
@@ -37,6 +38,7 @@ pub use bundle::{
 pub use decision::{
     BackendId, Decision, Reason, RequestError, RouteId, ServiceId, WeightedBackend,
 };
+pub use denial::Denial;
 pub use matching::is_grpc_content_type;
 pub use peer::{SpiffeId, SpiffeIdError};
 pub use request::{passes_for_header, Headers, Http, Inbound, NoHeaders, Outbound, Peer};
