@@ -97,7 +97,7 @@ impl<'r> Authority<'r> {
         }
         // `:` is no `reg-name` byte.
         let host = layout.host.strip_suffix('.').unwrap_or(layout.host);
-        if host.is_empty() || !host.bytes().all(is_reg_name_byte) {
+        if host.is_empty() || !host.bytes().fold(true, |ok, b| ok & REG_NAME[b as usize]) {
             return Err(RequestError::BadAuthority);
         }
         // Only a host that starts and ends with a digit can be an IPv4 literal.
@@ -133,8 +133,20 @@ impl<'r> Authority<'r> {
     }
 }
 
+/// Per byte, whether it is a `reg-name` byte: a table, so a host is
+/// checked without a branch per byte.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_reg_name_byte(b as u8);
+        b += 1;
+    }
+    t
+};
+
 /// A byte of an RFC 3986 `reg-name`: unreserved, `%` or a sub-delimiter.
-fn is_reg_name_byte(b: u8) -> bool {
+const fn is_reg_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -159,14 +171,18 @@ fn is_reg_name_byte(b: u8) -> bool {
 /// A port: decimal digits (leading zeros allowed) from 1 to 65535; 80 when absent.
 fn parse_port(p: Option<&str>) -> Result<u16, RequestError<'static>> {
     let Some(p) = p else { return Ok(80) };
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(RequestError::BadAuthority);
-    }
     let digits = p.trim_start_matches('0');
-    if digits.len() > 5 {
+    if p.is_empty() || digits.len() > 5 {
         return Err(RequestError::BadAuthority);
     }
-    match digits.parse::<u16>() {
+    let mut n = 0u32;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(RequestError::BadAuthority);
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    match u16::try_from(n) {
         Ok(n) if n != 0 => Ok(n),
         _ => Err(RequestError::BadAuthority),
     }
@@ -195,6 +211,12 @@ mod tests {
         assert!(parse("a<b").is_err());
         assert!(parse("\u{e9}.com").is_err());
         assert_eq!(parse("h:000080").unwrap().port, 80);
+        assert_eq!(parse("h:65535").unwrap().port, 65535);
+        for bad in [
+            "h:", "h:65536", "h:0000", "h:+80", "h:8x", "h:x8", "h:123456",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         assert!(parse("[::1").is_err());
     }
 

@@ -111,19 +111,25 @@ impl std::fmt::Display for SpiffeId<'_> {
 
 /// Whether `path` is the path of a valid SPIFFE ID: empty, or `/`-led
 /// segments that are not empty, `.` or `..`, of `[A-Za-z0-9._-]`.
+/// One branch-free pass over byte pairs (no empty segment, allowed bytes);
+/// segments are split only when one starts with `.`.
 #[inline]
 fn is_valid_path(path: &[u8]) -> bool {
     let Some(rest) = path.strip_prefix(b"/") else {
         return path.is_empty();
     };
-    rest.split(|&b| b == b'/').all(|seg| {
-        !seg.is_empty()
-            && seg != b"."
-            && seg != b".."
-            && seg
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    })
+    let (Some(&first), Some(&last)) = (rest.first(), rest.last()) else {
+        return false;
+    };
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() | (b == b'.') | (b == b'_') | (b == b'-') | (b == b'/');
+    let mut bad = !allowed(first) | (first == b'/') | (last == b'/');
+    let mut dot_first = first == b'.';
+    for (&a, &b) in rest.iter().zip(rest.get(1..).unwrap_or_default()) {
+        bad |= !allowed(b) | ((a == b'/') & (b == b'/'));
+        dot_first |= (a == b'/') & (b == b'.');
+    }
+    !bad && (!dot_first || rest.split(|&b| b == b'/').all(|s| s != b"." && s != b".."))
 }
 
 /// Calls `f` with the global id of every pattern of `set` that matches all of `hay`.
@@ -283,6 +289,35 @@ mod tests {
             "spiffe://td/{}",
             "a".repeat(2048)
         )));
+    }
+
+    #[test]
+    fn path_validation_agrees_with_a_split_by_segment() {
+        fn by_segments(path: &[u8]) -> bool {
+            let Some(rest) = path.strip_prefix(b"/") else {
+                return path.is_empty();
+            };
+            rest.split(|&b| b == b'/').all(|seg| {
+                !seg.is_empty()
+                    && seg != b"."
+                    && seg != b".."
+                    && seg
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            })
+        }
+        const ALPHABET: &[u8] = b"/.aZ9_-?";
+        let mut path = Vec::new();
+        for len in 0..=6u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                path.clear();
+                for _ in 0..len {
+                    path.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                assert_eq!(is_valid_path(&path), by_segments(&path), "{path:?}");
+            }
+        }
     }
 
     #[test]
