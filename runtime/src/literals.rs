@@ -30,10 +30,28 @@ fn fold_piece(mut h: u64, piece: &[u8]) -> u64 {
         h = mix(h, u64::from_le_bytes(a));
     }
     let tail = words.remainder();
-    let mut a = [0u8; 8];
-    a[..tail.len()].copy_from_slice(tail);
     // The tail has at most 7 bytes: its length goes into the top byte.
-    mix(h, u64::from_le_bytes(a) | ((tail.len() as u64 + 1) << 56))
+    mix(h, tail_word(tail) | ((tail.len() as u64 + 1) << 56))
+}
+
+/// `tail` (at most 7 bytes) as a little-endian word padded with zeros,
+/// read with two overlapping loads (no copy through the stack).
+#[inline]
+fn tail_word(tail: &[u8]) -> u64 {
+    let n = tail.len();
+    let b = |i: usize| u64::from(tail.get(i).copied().unwrap_or(0));
+    if n >= 4 {
+        let w = |i: usize| {
+            tail.get(i..i + 4).map_or(0, |s| {
+                u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+            })
+        };
+        w(0) | (w(n - 4) << (8 * (n - 4)))
+    } else if n > 0 {
+        b(0) | (b(n / 2) << (8 * (n / 2))) | (b(n - 1) << (8 * (n - 1)))
+    } else {
+        0
+    }
 }
 
 /// The hash of `key`: the fold over its pieces between `sep` bytes.
@@ -54,17 +72,22 @@ pub(crate) enum At {
     Whole,
 }
 
-/// A key and its lists.
+/// A key and where its lists are in [`LiteralTable::ids`]: list `i` ends
+/// at `ends[i]` and starts where the one before it ends (the first at
+/// `start`).
 #[derive(Debug)]
-pub(crate) struct Entry<'a, const N: usize> {
-    pub(crate) key: &'a [u8],
-    pub(crate) lists: [Vec<u32>; N],
+struct Entry<'a, const N: usize> {
+    key: &'a [u8],
+    start: u32,
+    ends: [u32; N],
 }
 
 /// Distinct keys with their lists and an open-addressing hash index.
 #[derive(Debug)]
 pub(crate) struct LiteralTable<'a, const N: usize> {
-    pub(crate) entries: Vec<Entry<'a, N>>,
+    entries: Vec<Entry<'a, N>>,
+    /// Every entry's lists, one after the other, in entry order.
+    ids: Vec<u32>,
     /// Per slot, the hash tag and the entry index + 1 (0: empty). The
     /// length is a power of two, at least twice the number of entries.
     slots: Vec<(u32, u32)>,
@@ -78,6 +101,7 @@ impl<const N: usize> Default for LiteralTable<'_, N> {
     fn default() -> Self {
         LiteralTable {
             entries: Vec::new(),
+            ids: Vec::new(),
             slots: Vec::new(),
             mask: 0,
             sep: b'/',
@@ -92,48 +116,106 @@ fn slot_of(h: u64, mask: usize) -> usize {
 }
 
 impl<'a, const N: usize> LiteralTable<'a, N> {
-    /// Indexes `entries` by key; refuses two entries with one key.
-    pub(crate) fn new(entries: Vec<Entry<'a, N>>, sep: u8) -> Result<Self, LoadError> {
-        if entries.is_empty() {
+    /// An empty table with room for `n` keys, split at `sep`.
+    pub(crate) fn with_capacity(n: usize, sep: u8) -> Result<Self, LoadError> {
+        if n == 0 {
             return Ok(LiteralTable {
                 sep,
                 ..Default::default()
             });
         }
-        let cap = entries
-            .len()
+        let cap = n
             .checked_mul(2)
             .and_then(usize::checked_next_power_of_two)
             .filter(|&c| u32::try_from(c).is_ok())
             .ok_or(LoadError::Invalid("literal table size"))?;
-        let mask = cap - 1;
-        let mut slots = vec![(0u32, 0u32); cap];
-        for (k, e) in entries.iter().enumerate() {
-            let h = hash(e.key, sep);
-            let tag = h as u32;
-            let mut i = slot_of(h, mask);
-            loop {
-                let slot = slots
-                    .get_mut(i)
-                    .ok_or(LoadError::Invalid("literal table slot"))?;
-                if slot.1 == 0 {
-                    *slot = (tag, k as u32 + 1);
-                    break;
-                }
-                if slot.0 == tag && entries.get(slot.1 as usize - 1).map(|o| o.key) == Some(e.key) {
-                    return Err(LoadError::Invalid("literal key listed twice"));
-                }
-                i = (i + 1) & mask;
-            }
-        }
-        let max_key = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
         Ok(LiteralTable {
-            entries,
-            slots,
-            mask,
+            entries: Vec::with_capacity(n),
+            ids: Vec::new(),
+            slots: vec![(0, 0); cap],
+            mask: cap - 1,
             sep,
-            max_key,
+            max_key: 0,
         })
+    }
+
+    /// The lists of every key, in key order; the next key's lists are
+    /// appended here before [`LiteralTable::push`].
+    pub(crate) fn ids_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.ids
+    }
+
+    /// All lists of all keys, one after the other.
+    pub(crate) fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Adds `key`, whose lists are the ids appended since the previous
+    /// key, list `i` ending at `ends[i]`; refuses a key already added, a
+    /// key beyond the capacity, and ends that do not cover those ids.
+    pub(crate) fn push(&mut self, key: &'a [u8], ends: [usize; N]) -> Result<(), LoadError> {
+        let start = self
+            .entries
+            .last()
+            .map_or(0, |e| e.ends.last().copied().unwrap_or(e.start));
+        let mut prev = start as usize;
+        let mut out = [0u32; N];
+        for (o, &end) in out.iter_mut().zip(&ends) {
+            if end < prev {
+                return Err(LoadError::Invalid("literal lists"));
+            }
+            *o = u32::try_from(end).map_err(|_| LoadError::Invalid("literal lists"))?;
+            prev = end;
+        }
+        if prev != self.ids.len() {
+            return Err(LoadError::Invalid("literal lists"));
+        }
+        let k = self.entries.len();
+        if k.checked_mul(2).is_none_or(|c| c >= self.slots.len()) {
+            return Err(LoadError::Invalid("literal table size"));
+        }
+        let h = hash(key, self.sep);
+        let tag = h as u32;
+        let mut i = slot_of(h, self.mask);
+        loop {
+            let slot = self
+                .slots
+                .get_mut(i)
+                .ok_or(LoadError::Invalid("literal table slot"))?;
+            if slot.1 == 0 {
+                *slot = (tag, k as u32 + 1);
+                break;
+            }
+            if slot.0 == tag && self.entries.get(slot.1 as usize - 1).map(|o| o.key) == Some(key) {
+                return Err(LoadError::Invalid("literal key listed twice"));
+            }
+            i = (i + 1) & self.mask;
+        }
+        self.max_key = self.max_key.max(key.len());
+        self.entries.push(Entry {
+            key,
+            start,
+            ends: out,
+        });
+        Ok(())
+    }
+
+    /// The lists of `e`.
+    #[inline]
+    fn lists(&self, e: &Entry<'a, N>) -> [&[u32]; N] {
+        let mut start = e.start as usize;
+        std::array::from_fn(|i| {
+            let end = e.ends.get(i).map_or(start, |&x| x as usize);
+            let list = self.ids.get(start..end).unwrap_or(&[]);
+            start = end;
+            list
+        })
+    }
+
+    /// Every key with its lists, in the order they were added.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a [u8], [&[u32]; N])> + '_ {
+        self.entries.iter().map(|e| (e.key, self.lists(e)))
     }
 
     /// Whether the table has no keys.
@@ -143,7 +225,7 @@ impl<'a, const N: usize> LiteralTable<'a, N> {
 
     /// The lists of `key`, whose hash is `h`.
     #[inline]
-    fn get(&self, h: u64, key: &[u8]) -> Option<&[Vec<u32>; N]> {
+    fn get(&self, h: u64, key: &[u8]) -> Option<[&[u32]; N]> {
         let tag = h as u32;
         let mut i = slot_of(h, self.mask);
         loop {
@@ -154,7 +236,7 @@ impl<'a, const N: usize> LiteralTable<'a, N> {
             if t == tag {
                 if let Some(entry) = self.entries.get(e as usize - 1) {
                     if entry.key == key {
-                        return Some(&entry.lists);
+                        return Some(self.lists(entry));
                     }
                 }
             }
@@ -164,7 +246,7 @@ impl<'a, const N: usize> LiteralTable<'a, N> {
 
     /// The lists of `key`, if it is in the table.
     #[cfg(test)]
-    pub(crate) fn lookup(&self, key: &[u8]) -> Option<&[Vec<u32>; N]> {
+    pub(crate) fn lookup(&self, key: &[u8]) -> Option<[&[u32]; N]> {
         if self.is_empty() {
             return None;
         }
@@ -175,7 +257,7 @@ impl<'a, const N: usize> LiteralTable<'a, N> {
     /// before one of its separators ([`At::Separator`], shortest first),
     /// then with those of `x` itself ([`At::Whole`]). Hashes `x` once.
     #[inline]
-    pub(crate) fn for_each_prefix(&self, x: &[u8], mut f: impl FnMut(&[Vec<u32>; N], At)) {
+    pub(crate) fn for_each_prefix(&self, x: &[u8], mut f: impl FnMut([&[u32]; N], At)) {
         if self.is_empty() {
             return;
         }
@@ -223,17 +305,21 @@ impl<'a, const N: usize> LiteralTable<'a, N> {
 mod tests {
     use super::*;
 
+    /// A table of `keys`, each with the lists `lists`.
+    fn build<'a>(keys: &[&'a str], lists: &[&[u32]]) -> Result<LiteralTable<'a, 1>, LoadError> {
+        let mut t = LiteralTable::with_capacity(keys.len(), b'/')?;
+        for (k, l) in keys.iter().zip(lists) {
+            t.ids_mut().extend_from_slice(l);
+            let end = t.ids().len();
+            t.push(k.as_bytes(), [end])?;
+        }
+        Ok(t)
+    }
+
     fn table<'a>(keys: &[(&'a str, u32)]) -> LiteralTable<'a, 1> {
-        LiteralTable::new(
-            keys.iter()
-                .map(|&(k, v)| Entry {
-                    key: k.as_bytes(),
-                    lists: [vec![v]],
-                })
-                .collect(),
-            b'/',
-        )
-        .expect("distinct keys")
+        let (k, v): (Vec<&str>, Vec<[u32; 1]>) = keys.iter().map(|&(k, v)| (k, [v])).unzip();
+        let lists: Vec<&[u32]> = v.iter().map(|l| &l[..]).collect();
+        build(&k, &lists).expect("distinct keys")
     }
 
     fn hits(t: &LiteralTable<'_, 1>, x: &str) -> Vec<(u32, At)> {
@@ -284,6 +370,16 @@ mod tests {
     }
 
     #[test]
+    fn the_tail_word_is_the_zero_padded_tail() {
+        let bytes = b"abcdefg";
+        for n in 0..8 {
+            let mut a = [0u8; 8];
+            a[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(tail_word(&bytes[..n]), u64::from_le_bytes(a), "{n}");
+        }
+    }
+
+    #[test]
     fn prefixes_whole_and_empty_pieces() {
         let t = table(&[
             ("", 0),
@@ -310,19 +406,42 @@ mod tests {
             hits(&t, "/a/b/c/dddddddddddddddddd"),
             vec![(0, SEP), (4, LAST)]
         );
-        assert_eq!(t.lookup(b"/api/v1"), Some(&[vec![3]]));
+        assert_eq!(t.lookup(b"/api/v1"), Some([&[3][..]]));
         assert_eq!(t.lookup(b"/api/v2"), None);
     }
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let e = |k: &'static str| Entry {
-            key: k.as_bytes(),
-            lists: [vec![]],
-        };
-        assert!(LiteralTable::new(vec![e("/a"), e("/b"), e("/a")], b'/').is_err());
-        assert!(LiteralTable::new(vec![e("/a"), e("/a/")], b'/').is_ok());
-        assert!(LiteralTable::<1>::new(Vec::new(), b'/').is_ok());
+        assert!(build(&["/a", "/b", "/a"], &[&[], &[], &[]]).is_err());
+        assert!(build(&["/a", "/a/"], &[&[], &[]]).is_ok());
+        assert!(build(&[], &[]).is_ok());
+    }
+
+    #[test]
+    fn lists_are_checked_and_kept_apart() {
+        let mut t = LiteralTable::<2>::with_capacity(3, b'/').expect("small");
+        t.ids_mut().extend_from_slice(&[1, 2, 3]);
+        t.push(b"/a", [2, 3]).expect("covered");
+        t.push(b"/b", [3, 3]).expect("empty lists");
+        // Ends that do not cover the appended ids, or go backwards.
+        t.ids_mut().push(4);
+        assert!(t.push(b"/c", [3, 3]).is_err());
+        assert!(t.push(b"/c", [5, 5]).is_err());
+        assert!(t.push(b"/c", [4, 3]).is_err());
+        t.push(b"/c", [3, 4]).expect("covered");
+        assert_eq!(t.lookup(b"/a"), Some([&[1, 2][..], &[3][..]]));
+        assert_eq!(t.lookup(b"/b"), Some([&[][..], &[][..]]));
+        assert_eq!(t.lookup(b"/c"), Some([&[][..], &[4][..]]));
+        let keys: Vec<&[u8]> = t.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [&b"/a"[..], b"/b", b"/c"]);
+        // No more keys than the capacity.
+        let mut full = LiteralTable::<1>::with_capacity(1, b'/').expect("small");
+        full.push(b"/a", [0]).expect("room");
+        assert!(full.push(b"/b", [0]).is_err());
+        assert!(LiteralTable::<1>::with_capacity(0, b'/')
+            .expect("empty")
+            .push(b"/a", [0])
+            .is_err());
     }
 
     #[test]
@@ -331,19 +450,10 @@ mod tests {
         let keys: Vec<String> = (0..2000)
             .map(|i| format!("/svc{}/op{}", i % 37, i))
             .collect();
-        let t = LiteralTable::new(
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| Entry {
-                    key: k.as_bytes(),
-                    lists: [vec![i as u32]],
-                })
-                .collect(),
-            b'/',
-        )
-        .expect("distinct");
+        let pairs: Vec<(&str, u32)> = keys.iter().zip(0..).map(|(k, i)| (&k[..], i)).collect();
+        let t = table(&pairs);
         for (i, k) in keys.iter().enumerate() {
-            assert_eq!(t.lookup(k.as_bytes()), Some(&[vec![i as u32]]));
+            assert_eq!(t.lookup(k.as_bytes()), Some([&[i as u32][..]]));
         }
         assert_eq!(t.lookup(b"/svc1/op2"), None);
         // Equal tags, different keys: the bytes decide.
@@ -354,7 +464,7 @@ mod tests {
                 s.0 = tag;
             }
         }
-        assert_eq!(same_tag.lookup(b"/q"), Some(&[vec![8]]));
+        assert_eq!(same_tag.lookup(b"/q"), Some([&[8][..]]));
         assert_eq!(same_tag.lookup(b"/p"), None);
     }
 }

@@ -3,7 +3,7 @@
 use super::read::Reader;
 use super::schema::Access;
 use super::*;
-use crate::literals::{Entry, LiteralTable};
+use crate::literals::LiteralTable;
 use regex_automata::dfa::Automaton;
 use regex_automata::util::start;
 use regex_automata::Anchored;
@@ -120,12 +120,12 @@ impl<'a> Loader<'a> {
         r: &mut Reader<'a>,
         automata: &'static str,
         routes: &'static str,
-    ) -> Result<(DfaSet<'a>, Vec<Vec<u32>>), LoadError> {
+    ) -> Result<(DfaSet<'a>, IdLists), LoadError> {
         let set = self.dfa_set(r, automata)?;
         check_anchored(&set)?;
         let patterns: usize = set.dfas.iter().map(|d| d.pattern_len()).sum();
         // Route ranks are checked once the route count is known.
-        let lists = r.id_lists(routes, u32::MAX as usize)?;
+        let lists = r.id_lists_flat(routes, u32::MAX as usize)?;
         if lists.len() != patterns {
             return Err(LoadError::Invalid(
                 "pattern lists do not match the automata",
@@ -142,23 +142,17 @@ impl<'a> Loader<'a> {
         value_dfas: usize,
     ) -> Result<RouteSet<'a>, LoadError> {
         let n_literal = r.len("literal paths", 12)?;
-        let mut literal_entries = Vec::with_capacity(n_literal);
+        let mut literal = LiteralTable::with_capacity(n_literal, b'/')?;
         for _ in 0..n_literal {
             let key = r.bytes("path")?;
             // Route ranks are checked once the route count is known.
-            let exact = r.ids("exact routes", u32::MAX as usize)?;
-            let prefix = r.ids("prefix routes", u32::MAX as usize)?;
-            literal_entries.push(Entry {
-                key,
-                lists: [exact, prefix],
-            });
+            let ids = literal.ids_mut();
+            r.ids_into("exact routes", u32::MAX as usize, ids)?;
+            let exact = ids.len();
+            r.ids_into("prefix routes", u32::MAX as usize, ids)?;
+            let prefix = ids.len();
+            literal.push(key, [exact, prefix])?;
         }
-        let literal = LiteralTable::new(literal_entries, b'/')?;
-        let literal_routes: Vec<&[u32]> = literal
-            .entries
-            .iter()
-            .flat_map(|e| e.lists.iter().map(Vec::as_slice))
-            .collect();
         let (regex, regex_routes) =
             self.pattern_group(r, "regex path automata", "regex pattern routes")?;
         let any_routes = r.ids("routes without path", u32::MAX as usize)?;
@@ -167,10 +161,9 @@ impl<'a> Loader<'a> {
         // Every route is in exactly one list, and the groups come in
         // precedence order (literal, regex, none), which the matcher relies on.
         let mut last_rank: Option<u32> = None;
-        let regex_lists: Vec<&[u32]> = regex_routes.iter().map(Vec::as_slice).collect();
         for group in [
-            &literal_routes[..],
-            &regex_lists[..],
+            &[literal.ids()][..],
+            &[regex_routes.all()][..],
             &[&any_routes[..]][..],
         ] {
             let mut group_max: Option<u32> = None;
@@ -211,14 +204,19 @@ impl<'a> Loader<'a> {
             let allow_rules = r.ids("allow rules", rules)?;
             let b = r.len("backends", 8)?;
             let mut backend_ids = Vec::with_capacity(b);
-            let mut weights = Vec::with_capacity(b);
+            let mut weighted = Vec::with_capacity(b);
             for _ in 0..b {
                 let id = r.u32("backend")?;
                 if id as usize >= backends {
                     return Err(LoadError::Invalid("backend index"));
                 }
                 backend_ids.push(id);
-                weights.push(r.u32("weight")?);
+                // Names are filled in once the service's backends are known.
+                weighted.push(WeightedBackend {
+                    name: "",
+                    id: BackendId(id),
+                    weight: r.u32("weight")?,
+                });
             }
             let timeout_ms = r.opt_u64("timeout ms")?;
             let retry = read_retry(r)?;
@@ -229,16 +227,7 @@ impl<'a> Loader<'a> {
                 queries,
                 deny_rules,
                 allow_rules,
-                // Names are filled in once the service's backends are known.
-                backends: weights
-                    .into_iter()
-                    .zip(&backend_ids)
-                    .map(|(weight, &id)| WeightedBackend {
-                        name: "",
-                        id: BackendId(id),
-                        weight,
-                    })
-                    .collect(),
+                backends: weighted,
                 backend_ids,
                 timeout_ms,
                 retry,
@@ -486,21 +475,21 @@ impl<'a> Bundle<'a> {
                 return Err(LoadError::Invalid("trust domains out of order"));
             }
             let n_literal = r.len("literal identities", 16)?;
-            let mut literal_entries = Vec::with_capacity(n_literal);
+            let mut literals = LiteralTable::with_capacity(n_literal, b'/')?;
             for _ in 0..n_literal {
                 let key = r.bytes("identity path")?;
-                let whole = r.ids("whole clauses", cc)?;
-                let one = r.ids("one-segment clauses", cc)?;
-                let segments = r.ids("segments clauses", cc)?;
-                literal_entries.push(Entry {
-                    key,
-                    lists: [whole, one, segments],
-                });
+                let ids = literals.ids_mut();
+                r.ids_into("whole clauses", cc, ids)?;
+                let whole = ids.len();
+                r.ids_into("one-segment clauses", cc, ids)?;
+                let one = ids.len();
+                r.ids_into("segments clauses", cc, ids)?;
+                let segments = ids.len();
+                literals.push(key, [whole, one, segments])?;
             }
-            let literals = LiteralTable::new(literal_entries, b'/')?;
             let dfas = loader.dfa_set(&mut r, "identity automata")?;
             check_anchored(&dfas)?;
-            let clauses = r.id_lists("pattern clauses", cc)?;
+            let clauses = r.id_lists_flat("pattern clauses", cc)?;
             let patterns: usize = dfas.dfas.iter().map(|d| d.pattern_len()).sum();
             if clauses.len() != patterns {
                 return Err(LoadError::Invalid("identity pattern lists"));
@@ -654,7 +643,7 @@ impl<'a> Bundle<'a> {
             }
             let hosts = loader.dfa_set(&mut r, "host automata")?;
             check_anchored(&hosts)?;
-            let host_rules = r.id_lists("host pattern rules", n)?;
+            let host_rules = r.id_lists_flat("host pattern rules", n)?;
             let patterns: usize = hosts.dfas.iter().map(|d| d.pattern_len()).sum();
             if host_rules.len() != patterns {
                 return Err(LoadError::Invalid("host pattern lists"));

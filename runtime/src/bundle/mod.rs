@@ -179,11 +179,59 @@ pub(crate) struct RouteSet<'a> {
     /// Regex paths, walked only when no literal route is taken.
     pub(crate) regex: DfaSet<'a>,
     /// Regex pattern id to the ranks of its routes, ascending.
-    pub(crate) regex_routes: Vec<Vec<u32>>,
+    pub(crate) regex_routes: IdLists,
     /// Ranks of routes without a path condition, ascending.
     pub(crate) any_routes: Vec<u32>,
     /// Routes, index = precedence rank.
     pub(crate) routes: Vec<Route<'a>>,
+}
+
+/// Lists of ids stored one after the other in one vector: list `i` ends
+/// at `ends[i]` and starts where list `i - 1` ends.
+#[derive(Debug, Default)]
+pub(crate) struct IdLists {
+    ids: Vec<u32>,
+    ends: Vec<u32>,
+}
+
+impl IdLists {
+    /// The number of lists.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// List `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&[u32]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i.checked_sub(1) {
+            Some(j) => *self.ends.get(j)? as usize,
+            None => 0,
+        };
+        self.ids.get(start..end)
+    }
+
+    /// Every list, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The ids of all lists, one after the other.
+    pub(crate) fn all(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Appends a list: the ids `push_ids` appends to the ids vector.
+    pub(crate) fn push_with<E>(
+        &mut self,
+        push_ids: impl FnOnce(&mut Vec<u32>) -> Result<(), E>,
+        too_many: E,
+    ) -> Result<(), E> {
+        push_ids(&mut self.ids)?;
+        self.ends
+            .push(u32::try_from(self.ids.len()).map_err(|_| too_many)?);
+        Ok(())
+    }
 }
 
 /// An authorization rule.
@@ -316,7 +364,7 @@ pub(crate) struct Egress<'a> {
     pub(crate) default_deny: bool,
     pub(crate) rules: Vec<EgressRule<'a>>,
     pub(crate) hosts: DfaSet<'a>,
-    pub(crate) host_rules: Vec<Vec<u32>>,
+    pub(crate) host_rules: IdLists,
     pub(crate) star_rules: Vec<u32>,
     /// Rules with neither host nor network.
     pub(crate) open_rules: Vec<u32>,
@@ -335,7 +383,7 @@ pub(crate) struct TrustDomainPatterns<'a> {
     /// more segments.
     pub(crate) literals: LiteralTable<'a, 3>,
     pub(crate) dfas: DfaSet<'a>,
-    pub(crate) clauses: Vec<Vec<u32>>,
+    pub(crate) clauses: IdLists,
 }
 
 /// A loaded, validated bundle borrowing its bytes.

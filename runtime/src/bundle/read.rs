@@ -6,6 +6,7 @@
 
 use super::load::LoadError;
 use super::schema::{Access, Prim};
+use super::IdLists;
 
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
@@ -100,16 +101,24 @@ impl<'a> Reader<'a> {
             .map_err(|_| LoadError::Invalid("string is not UTF-8"))
     }
 
-    fn raw_ids(&mut self, bound: usize) -> Result<Vec<u32>, LoadError> {
+    /// Appends a list of ids, each below `bound`, to `out`.
+    fn raw_ids_into(&mut self, bound: usize, out: &mut Vec<u32>) -> Result<(), LoadError> {
         let n = self.raw_len(4)?;
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            let x = self.raw_u32()?;
+        let bytes = self.take(n * 4)?;
+        out.reserve(n);
+        for c in bytes.chunks_exact(4) {
+            let x = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             if x as usize >= bound {
                 return Err(LoadError::Invalid("index out of range"));
             }
-            v.push(x);
+            out.push(x);
         }
+        Ok(())
+    }
+
+    fn raw_ids(&mut self, bound: usize) -> Result<Vec<u32>, LoadError> {
+        let mut v = Vec::new();
+        self.raw_ids_into(bound, &mut v)?;
         Ok(v)
     }
 
@@ -193,6 +202,18 @@ impl<'a> Reader<'a> {
         self.raw_ids(bound)
     }
 
+    /// The list of u32 `field`, each checked to be below `bound`, appended
+    /// to `out`.
+    pub(crate) fn ids_into(
+        &mut self,
+        field: &'static str,
+        bound: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<(), LoadError> {
+        self.note(field, Prim::Ids);
+        self.raw_ids_into(bound, out)
+    }
+
     /// The list of id lists `field`, every id below `bound`.
     pub(crate) fn id_lists(
         &mut self,
@@ -206,6 +227,25 @@ impl<'a> Reader<'a> {
             v.push(self.raw_ids(bound)?);
         }
         Ok(v)
+    }
+
+    /// The list of id lists `field`, every id below `bound`, in one
+    /// [`IdLists`].
+    pub(crate) fn id_lists_flat(
+        &mut self,
+        field: &'static str,
+        bound: usize,
+    ) -> Result<IdLists, LoadError> {
+        self.note(field, Prim::IdLists);
+        let n = self.raw_len(4)?;
+        let mut lists = IdLists::default();
+        for _ in 0..n {
+            lists.push_with(
+                |ids| self.raw_ids_into(bound, ids),
+                LoadError::Invalid("id lists"),
+            )?;
+        }
+        Ok(lists)
     }
 
     /// The port ranges `field`, each nonzero and ordered.

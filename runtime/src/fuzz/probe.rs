@@ -11,7 +11,9 @@
 //! same code reaches the tables of any bundle that loads: the corruption
 //! test's, the fuzz target's and the corpus replay's.
 
-use crate::bundle::{Bundle, DfaSet, NetTable, PeerClass, Protocol, RouteSet, SetDfa, ValueCond};
+use crate::bundle::{
+    Bundle, DfaSet, IdLists, NetTable, PeerClass, Protocol, RouteSet, SetDfa, ValueCond,
+};
 use crate::decision::{Decision, RequestError};
 use crate::normalize::normalize_path;
 use crate::request::{Http, Inbound, Outbound, Peer};
@@ -335,15 +337,14 @@ fn addresses(t: &NetTable) -> Vec<(IpAddr, &[u32])> {
 /// conditions can be met: a path the route's pattern matches, its first
 /// method, and its header and query conditions.
 fn route_request(bundle: &Bundle<'_>, set: &RouteSet<'_>, rank: u32, grpc: bool) -> OwnedHttp {
-    let find = |lists: &[Vec<u32>]| lists.iter().position(|l| l.contains(&rank));
+    let find = |lists: &IdLists| lists.iter().position(|l| l.contains(&rank));
     // A literal path matches itself, whether exact or prefix.
     let literal = set
         .literal
-        .entries
         .iter()
-        .find(|e| e.lists.iter().any(|l| l.contains(&rank)));
-    let path = if let Some(e) = literal {
-        Some(e.key.to_vec())
+        .find(|(_, lists)| lists.iter().any(|l| l.contains(&rank)));
+    let path = if let Some((key, _)) = literal {
+        Some(key.to_vec())
     } else if let Some(p) = find(&set.regex_routes) {
         witnesses(&set.regex, PATH_BYTES).remove(&(p as u32))
     } else {
@@ -401,10 +402,10 @@ fn peers(bundle: &Bundle<'_>) -> (Vec<OwnedPeer>, Vec<Option<usize>>) {
     ];
     for td in &bundle.identities {
         // A literal path, and it with one more segment (`*` and `**`).
-        let literal = td.literals.entries.iter().flat_map(|e| {
-            let mut longer = e.key.to_vec();
+        let literal = td.literals.iter().flat_map(|(key, _)| {
+            let mut longer = key.to_vec();
             longer.extend_from_slice(b"/probe");
-            [e.key.to_vec(), longer]
+            [key.to_vec(), longer]
         });
         for path in literal.chain(witnesses(&td.dfas, IDENTITY_BYTES).into_values()) {
             identities.push(Some(format!(
