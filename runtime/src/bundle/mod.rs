@@ -212,6 +212,7 @@ impl IdLists {
     }
 
     /// Every list, in order.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
     }
