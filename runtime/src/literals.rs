@@ -152,7 +152,7 @@ impl<'a, const N: usize> LiteralTable<'a, N> {
 
     /// Adds `key`, whose lists are the ids appended since the previous
     /// key, list `i` ending at `ends[i]`; refuses a key already added, a
-    /// key beyond the capacity, and ends that do not cover those ids.
+    /// key that would fill the index past half its slots, and ends that do not cover those ids.
     pub(crate) fn push(&mut self, key: &'a [u8], ends: [usize; N]) -> Result<(), LoadError> {
         let start = self
             .entries
